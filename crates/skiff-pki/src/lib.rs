@@ -1,1 +1,584 @@
-//! placeholder
+//! The cluster's PKI and authentication building blocks: a CA generated on first start,
+//! the API server's serving certificate, the admin client certificate, the agent join
+//! token, the kubeconfig, and turning a verified client certificate or a bearer token
+//! into a user.
+//!
+//! Keys are ECDSA P-256: accepted by Go's crypto/tls (kubectl, client-go) and rustls.
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// Reading or writing a file under the data dir failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generating or parsing a certificate or key failed.
+    #[error("certificate: {0}")]
+    Cert(String),
+    /// Building the TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn cert_err(e: impl std::fmt::Display) -> Error {
+    Error::Cert(e.to_string())
+}
+
+/// Names and addresses the serving certificate must cover.
+#[derive(Debug, Clone, Default)]
+pub struct ServingSans {
+    pub dns: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+impl ServingSans {
+    /// Loopback, the in-cluster names of the API, the first service IP, the host name and
+    /// the host's addresses, plus `extra` (names or IPs).
+    pub fn default_for_host(extra: &[String]) -> Self {
+        let mut dns: Vec<String> = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut ips: Vec<IpAddr> = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            "::1".parse().expect("ipv6 loopback"),
+            IpAddr::from([10, 43, 0, 1]),
+        ];
+        if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let h = h.trim();
+            if !h.is_empty() {
+                dns.push(h.to_string());
+            }
+        }
+        ips.extend(host_addresses());
+        for e in extra {
+            match e.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => dns.push(e.clone()),
+            }
+        }
+        dns.sort();
+        dns.dedup();
+        ips.sort();
+        ips.dedup();
+        ServingSans { dns, ips }
+    }
+
+    fn covered_by(&self, cert_pem: &str) -> bool {
+        let Ok(der) = pem_to_der(cert_pem) else {
+            return false;
+        };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+            return false;
+        };
+        let Ok(Some(san)) = cert.subject_alternative_name() else {
+            return false;
+        };
+        let mut have_dns = Vec::new();
+        let mut have_ips = Vec::new();
+        for n in &san.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => have_dns.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    if let Ok(a) = <[u8; 4]>::try_from(*b) {
+                        have_ips.push(IpAddr::from(a));
+                    } else if let Ok(a) = <[u8; 16]>::try_from(*b) {
+                        have_ips.push(IpAddr::from(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.dns.iter().all(|d| have_dns.contains(d))
+            && self.ips.iter().all(|i| have_ips.contains(i))
+    }
+}
+
+/// The host's non-loopback IPv4 addresses, from the kernel's routing table view
+/// (`/proc/net/fib_trie`), so no extra crate or command is needed.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let lines: Vec<&str> = trie.lines().collect();
+    for w in lines.windows(2) {
+        // "|-- 192.168.1.5" followed by "/32 host LOCAL" marks a local address.
+        if w[1].contains("/32 host LOCAL")
+            && let Some(ip) = w[0]
+                .trim()
+                .trim_start_matches("|--")
+                .trim()
+                .parse::<IpAddr>()
+                .ok()
+            && !ip.is_loopback()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    let mut rd = pem.as_bytes();
+    match rustls_pemfile::certs(&mut rd).next() {
+        Some(Ok(c)) => Ok(c.to_vec()),
+        _ => Err(Error::Cert("no certificate in PEM".into())),
+    }
+}
+
+/// Everything the control plane needs to speak TLS and mint identities.
+pub struct ClusterPki {
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    pub join_token: String,
+    pub dir: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+fn write(path: &Path, contents: &str) -> Result<()> {
+    write_private(path, contents.as_bytes()).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    // Back-date a little for clocks that disagree by a few minutes.
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::days(days);
+}
+
+fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+    let mut d = DistinguishedName::new();
+    for o in orgs {
+        d.push(DnType::OrganizationName, *o);
+    }
+    d.push(DnType::CommonName, cn);
+    d
+}
+
+impl ClusterPki {
+    /// Loads `<data_dir>/tls/*` and `<data_dir>/token`, generating what is missing. A serving
+    /// certificate that lacks one of `sans` is re-issued (same CA).
+    pub fn load_or_create(data_dir: &Path, sans: &ServingSans) -> Result<Self> {
+        let dir = data_dir.join("tls");
+        let (ca_cert_pem, ca_key_pem) =
+            match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    let key = KeyPair::generate().map_err(cert_err)?;
+                    let mut p = CertificateParams::default();
+                    p.distinguished_name = dn("skiff-ca", &[]);
+                    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                    p.key_usages = vec![
+                        KeyUsagePurpose::KeyCertSign,
+                        KeyUsagePurpose::CrlSign,
+                        KeyUsagePurpose::DigitalSignature,
+                    ];
+                    validity(&mut p, 3650);
+                    let cert = p.self_signed(&key).map_err(cert_err)?;
+                    let (c, k) = (cert.pem(), key.serialize_pem());
+                    write(&dir.join("ca.crt"), &c)?;
+                    write(&dir.join("ca.key"), &k)?;
+                    (c, k)
+                }
+            };
+        let mut pki = ClusterPki {
+            ca_cert_pem,
+            ca_key_pem,
+            serving_cert_pem: String::new(),
+            serving_key_pem: String::new(),
+            admin_cert_pem: String::new(),
+            admin_key_pem: String::new(),
+            join_token: String::new(),
+            dir: dir.clone(),
+        };
+        match (
+            read(&dir.join("serving.crt"))?,
+            read(&dir.join("serving.key"))?,
+        ) {
+            (Some(c), Some(k)) if sans.covered_by(&c) => {
+                pki.serving_cert_pem = c;
+                pki.serving_key_pem = k;
+            }
+            _ => {
+                let (c, k) = pki.issue_serving_cert(&sans.dns, &sans.ips)?;
+                write(&dir.join("serving.crt"), &c)?;
+                write(&dir.join("serving.key"), &k)?;
+                pki.serving_cert_pem = c;
+                pki.serving_key_pem = k;
+            }
+        }
+        match (read(&dir.join("admin.crt"))?, read(&dir.join("admin.key"))?) {
+            (Some(c), Some(k)) => {
+                pki.admin_cert_pem = c;
+                pki.admin_key_pem = k;
+            }
+            _ => {
+                let (c, k) = pki.issue_client_cert("skiff-admin", &["system:masters"], 3650)?;
+                write(&dir.join("admin.crt"), &c)?;
+                write(&dir.join("admin.key"), &k)?;
+                pki.admin_cert_pem = c;
+                pki.admin_key_pem = k;
+            }
+        }
+        let token_path = data_dir.join("token");
+        pki.join_token = match read(&token_path)? {
+            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let bytes: [u8; 24] = rand::random();
+                let t = format!(
+                    "skiff-{}",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+                );
+                write(&token_path, &t)?;
+                t
+            }
+        };
+        Ok(pki)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+        let key = KeyPair::from_pem(&self.ca_key_pem).map_err(cert_err)?;
+        Issuer::from_ca_cert_pem(&self.ca_cert_pem, key).map_err(cert_err)
+    }
+
+    /// A client certificate: CN = user name, O = groups.
+    pub fn issue_client_cert(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        validity_days: u32,
+    ) -> Result<(String, String)> {
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn(common_name, organizations);
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut p, validity_days as i64);
+        let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// A serving certificate signed by the cluster CA (the API server's, or an agent's).
+    pub fn issue_serving_cert(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(String, String)> {
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn(
+            dns_names.first().map(String::as_str).unwrap_or("skiff"),
+            &[],
+        );
+        p.subject_alt_names = dns_names
+            .iter()
+            .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
+            .chain(ips.iter().map(|i| SanType::IpAddress(*i)))
+            .collect();
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut p, 825);
+        let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// TLS for the API: our chain, client certificates requested and verified against the
+    /// CA when presented (anonymous TLS is allowed so bearer tokens work), h2 and http/1.1.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(pem_to_der(&self.ca_cert_pem)?.into())
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut chain = Vec::new();
+        for pem in [&self.serving_cert_pem, &self.ca_cert_pem] {
+            chain.push(pem_to_der(pem)?.into());
+        }
+        let mut rd = self.serving_key_pem.as_bytes();
+        let key = rustls_pemfile::private_key(&mut rd)
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .ok_or_else(|| Error::Tls("no private key in serving.key".into()))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// A kubeconfig with everything embedded.
+pub fn kubeconfig(server_url: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server_url}\n    certificate-authority-data: {}\nusers:\n- name: skiff-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: skiff-admin\n    namespace: default\ncurrent-context: skiff\npreferences: {{}}\n",
+        b64(ca_pem),
+        b64(cert_pem),
+        b64(key_pem)
+    )
+}
+
+/// Writes `contents` with mode 0600 via a temp file and rename, creating parent dirs.
+pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Who a request is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+/// From a client certificate already verified by rustls: CN is the user, O the groups.
+pub fn user_from_client_cert(der: &[u8]) -> Option<UserInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let username = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(UserInfo {
+        username,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// Bearer-token authentication seam (ServiceAccount tokens plug in here later).
+pub trait TokenAuthenticator: Send + Sync {
+    fn authenticate(&self, token: &str) -> Option<UserInfo>;
+}
+
+/// The agents' join token.
+pub struct StaticTokenAuthenticator {
+    token: String,
+}
+
+impl StaticTokenAuthenticator {
+    pub fn new(token: &str) -> Self {
+        StaticTokenAuthenticator {
+            token: token.to_string(),
+        }
+    }
+}
+
+impl TokenAuthenticator for StaticTokenAuthenticator {
+    fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        // Constant-time comparison: the token is a secret.
+        let (a, b) = (self.token.as_bytes(), token.as_bytes());
+        let same =
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        same.then(|| UserInfo {
+            username: "system:skiff:agent".into(),
+            uid: String::new(),
+            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sans() -> ServingSans {
+        ServingSans::default_for_host(&["skiff.test".into()])
+    }
+
+    #[test]
+    fn creates_once_and_reloads() {
+        let d = tempfile::tempdir().unwrap();
+        let a = ClusterPki::load_or_create(d.path(), &sans()).unwrap();
+        let b = ClusterPki::load_or_create(d.path(), &sans()).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
+        assert_eq!(a.join_token, b.join_token);
+        for f in ["tls/ca.key", "tls/serving.key", "tls/admin.key", "token"] {
+            let mode = std::fs::metadata(d.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        // A new SAN re-issues the serving certificate only.
+        let mut more = sans();
+        more.dns.push("new.example".into());
+        let c = ClusterPki::load_or_create(d.path(), &more).unwrap();
+        assert_eq!(c.ca_cert_pem, a.ca_cert_pem);
+        assert_ne!(c.serving_cert_pem, a.serving_cert_pem);
+        assert!(more.covered_by(&c.serving_cert_pem));
+    }
+
+    #[test]
+    fn admin_cert_maps_to_masters() {
+        let d = tempfile::tempdir().unwrap();
+        let p = ClusterPki::load_or_create(d.path(), &sans()).unwrap();
+        let der = pem_to_der(&p.admin_cert_pem).unwrap();
+        let u = user_from_client_cert(&der).unwrap();
+        assert_eq!(u.username, "skiff-admin");
+        assert_eq!(u.groups, ["system:masters", "system:authenticated"]);
+    }
+
+    #[test]
+    fn kubeconfig_is_yaml_with_embedded_data() {
+        let k = kubeconfig("https://127.0.0.1:6443", "CA", "CERT", "KEY");
+        let v: serde_json::Value = serde_yaml_ng::from_str(&k).unwrap();
+        assert_eq!(v["current-context"], "skiff");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            v["users"][0]["user"]["client-key-data"],
+            base64::engine::general_purpose::STANDARD.encode("KEY")
+        );
+    }
+
+    #[test]
+    fn static_token() {
+        let a = StaticTokenAuthenticator::new("skiff-abc");
+        assert!(a.authenticate("skiff-abc").is_some());
+        assert!(a.authenticate("skiff-abd").is_none());
+        assert!(a.authenticate("").is_none());
+    }
+
+    async fn handshake(
+        pki: &ClusterPki,
+        client_cert: Option<(String, String)>,
+    ) -> std::result::Result<Option<UserInfo>, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config().unwrap());
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| user_from_client_cert(c.as_ref())),
+            )
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(pem_to_der(&pki.ca_cert_pem).unwrap().into())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let b = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let cfg = match client_cert {
+            Some((c, k)) => {
+                let key = rustls_pemfile::private_key(&mut k.as_bytes())
+                    .unwrap()
+                    .unwrap();
+                b.with_client_auth_cert(vec![pem_to_der(&c).unwrap().into()], key)
+                    .unwrap()
+            }
+            None => b.with_no_client_auth(),
+        };
+        let conn = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let client = conn.connect(name, tcp).await;
+        let res = server.await.unwrap();
+        drop(client);
+        res
+    }
+
+    #[tokio::test]
+    async fn tls_with_and_without_client_certs() {
+        let d = tempfile::tempdir().unwrap();
+        let p = ClusterPki::load_or_create(d.path(), &sans()).unwrap();
+        let admin = Some((p.admin_cert_pem.clone(), p.admin_key_pem.clone()));
+        let u = handshake(&p, admin).await.unwrap().unwrap();
+        assert_eq!(u.username, "skiff-admin");
+        assert_eq!(handshake(&p, None).await.unwrap(), None);
+        // A certificate from another CA is refused.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = ClusterPki::load_or_create(other_dir.path(), &sans()).unwrap();
+        let foreign = Some((other.admin_cert_pem.clone(), other.admin_key_pem.clone()));
+        assert!(handshake(&p, foreign).await.is_err());
+    }
+}
