@@ -22,11 +22,7 @@ mod strict;
 pub use strict::duplicate_fields;
 
 /// Schema name of each served kind, by (group, version, kind).
-fn add_kind_schemas(
-    g: &mut SchemaGenerator,
-    group: &str,
-    version: &str,
-) -> Vec<(String, &'static str, String)> {
+fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> KindList {
     macro_rules! kinds {
         ($($grp:literal, $ver:literal, $kind:literal => $ty:ty;)*) => {{
             let mut out = Vec::new();
@@ -232,10 +228,10 @@ fn wrap_refs(v: &mut Value) {
     }
 }
 
-fn schemas_for(
-    group: &str,
-    version: &str,
-) -> (Map<String, Value>, Vec<(String, &'static str, String)>) {
+/// (schema name, kind, group) of each kind in a group-version.
+type KindList = Vec<(String, &'static str, String)>;
+
+fn schemas_for(group: &str, version: &str) -> (Map<String, Value>, KindList) {
     let mut g = SchemaSettings::openapi3().into_generator();
     let kinds = add_kind_schemas(&mut g, group, version);
     g.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions>();
