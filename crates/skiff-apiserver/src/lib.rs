@@ -1,1 +1,30 @@
-//! placeholder
+//! The skiff API server: Kubernetes' REST API over HTTPS on top of a [`skiff_store::Store`].
+//!
+//! One generic code path serves every kind listed in `skiff_types::registry`; the
+//! kind-specific parts (defaulting, validation, printing, patch metadata) live in pure
+//! crates and are looked up by (group, resource).
+
+pub mod auth;
+pub mod bootstrap;
+pub mod cache;
+pub mod decode;
+pub mod discovery;
+pub mod handlers;
+pub mod kinds;
+pub mod metrics;
+pub mod object;
+pub mod patching;
+pub mod reviews;
+pub mod server;
+pub mod watch;
+
+pub use server::{ApiServer, Config, RunningServer};
+
+/// The Kubernetes version skiff speaks. kubectl's dispatcher on these machines picks its
+/// real kubectl by `minor` (see shared/kubectl-contract.md §0).
+pub const KUBE_MAJOR: &str = "1";
+pub const KUBE_MINOR: &str = "33";
+pub const KUBE_GIT_VERSION: &str = "v1.33.0+skiff";
+
+/// Kubernetes caps request bodies at 3 MiB.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;

@@ -1,1 +1,142 @@
-fn main() {}
+//! The skiff binary: reads flags, builds components, runs them, stops them cleanly.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Kubernetes-compatible cluster in one binary"
+)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `skiff_apiserver=debug`.
+    #[arg(long, global = true, env = "SKIFF_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API server on the embedded store).
+    Server(ServerArgs),
+    /// Run a single-node cluster: today the control plane; the node agent joins it in
+    /// the same process once it exists.
+    Up(ServerArgs),
+    /// Benchmarks that print side-by-side figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// API server throughput, latency, fan-out and memory against the raw store.
+    Api {
+        #[arg(long, default_value_t = 5000)]
+        creates: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 50)]
+        watchers: usize,
+        #[arg(long, default_value_t = 30000)]
+        hold_pods: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Where the store, certificates and kubeconfig live.
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    #[arg(long, default_value_t = 6443)]
+    https_port: u16,
+    /// Write the admin kubeconfig here too (mode 0600).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Extra subject alternative names for the serving certificate.
+    #[arg(long = "tls-san")]
+    tls_san: Vec<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    // Root gets the system location; anyone else a directory of their own.
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        PathBuf::from("/var/lib/skiff")
+    } else {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/share/skiff")
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).context("invalid --log filter")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Server(a) | Command::Up(a) => run_server(a).await,
+            Command::Bench(BenchCommand::Api {
+                creates,
+                concurrency,
+                watchers,
+                hold_pods,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::api(skiff_bench::ApiBenchOptions {
+                    skiff,
+                    creates,
+                    concurrency,
+                    watchers,
+                    hold_pods,
+                })
+                .await
+            }
+        }
+    })
+}
+
+async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = skiff_apiserver::Config::new(data_dir.clone());
+    config.bind_address = a.bind_address;
+    config.https_port = a.https_port;
+    config.tls_sans = a.tls_san;
+    let store_path = data_dir.join("db").join("state.db");
+    let store = skiff_store::SqliteStore::open(&store_path)
+        .with_context(|| format!("opening store {}", store_path.display()))?;
+    let server = skiff_apiserver::server::start(config, Arc::new(store)).await?;
+    if let Some(extra) = &a.write_kubeconfig {
+        let kc = std::fs::read(&server.kubeconfig_path).context("reading generated kubeconfig")?;
+        skiff_pki::write_private(extra, &kc)
+            .with_context(|| format!("writing {}", extra.display()))?;
+    }
+    tracing::info!(addr = %server.addr, ready_after_ms = started.elapsed().as_millis() as u64, kubeconfig = %server.kubeconfig_path.display(), "skiff is ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
+}

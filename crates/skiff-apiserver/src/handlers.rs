@@ -1,0 +1,1022 @@
+//! HTTP front: authentication, routing of Kubernetes' URL space onto the generic object
+//! pipeline, content negotiation, and the non-resource endpoints.
+
+use crate::auth::{Attributes, Decision, UserInfo};
+use crate::decode::{self, BodyFormat, Wanted};
+use crate::discovery;
+use crate::object::{
+    DeleteOptions, FieldValidation, Target, WriteOptions, WriteResult, dry_run_values, from_stored,
+};
+use crate::server::{ApiServer, ConnUser};
+use crate::watch::{self, Filter, WatchParams};
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use skiff_types::registry::lookup;
+use skiff_types::{ApiError, ResourceInfo, Subresource, meta};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn router(api: Arc<ApiServer>) -> Router {
+    Router::new().fallback(move |req: Request<Body>| {
+        let api = api.clone();
+        async move { handle(api, req).await }
+    })
+}
+
+/// Query parameters; repeated keys keep the last value except where noted.
+pub struct Query {
+    pub map: BTreeMap<String, String>,
+    pub dry_run: Vec<String>,
+}
+
+fn parse_query(q: Option<&str>) -> Query {
+    let mut map = BTreeMap::new();
+    let mut dry_run = Vec::new();
+    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        if k == "dryRun" {
+            dry_run.push(v.to_string());
+        }
+        map.insert(k.into_owned(), v.into_owned());
+    }
+    Query { map, dry_run }
+}
+
+async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (verb, resource, resp) = match authenticate(&api, &req) {
+        Some(user) => route(&api, user, req).await,
+        None => ("", String::new(), error_response(&ApiError::unauthorized())),
+    };
+    let code = resp.status().as_u16();
+    let verb_label = if verb.is_empty() {
+        method.as_str().to_string()
+    } else {
+        verb.to_uppercase()
+    };
+    api.metrics
+        .observe(&verb_label, &resource, code, started.elapsed());
+    tracing::debug!(%method, %path, code, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+    resp
+}
+
+fn authenticate(api: &ApiServer, req: &Request<Body>) -> Option<UserInfo> {
+    if let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(token) = auth.strip_prefix("Bearer ").map(str::trim)
+    {
+        // A presented token that does not authenticate is a 401 even with a client cert,
+        // as in Kubernetes' union authenticator order (certs first, though): prefer certs.
+        if let Some(ConnUser(Some(u))) = req.extensions().get::<ConnUser>() {
+            return Some(u.clone());
+        }
+        return api
+            .token_authenticators
+            .iter()
+            .find_map(|a| a.authenticate(token));
+    }
+    req.extensions().get::<ConnUser>().and_then(|c| c.0.clone())
+}
+
+type Routed = (&'static str, String, Response);
+
+async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Routed {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+
+    // Non-resource endpoints.
+    if method == Method::GET {
+        let nr = match segs.as_slice() {
+            ["version"] => Some(json_ok(&json!({
+                "major": crate::KUBE_MAJOR, "minor": crate::KUBE_MINOR, "gitVersion": crate::KUBE_GIT_VERSION,
+                "gitCommit": env!("CARGO_PKG_VERSION"), "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "rust", "compiler": "rustc", "platform": format!("linux/{}", std::env::consts::ARCH),
+            }))),
+            ["healthz"]
+            | ["livez"]
+            | ["readyz"]
+            | ["healthz", _]
+            | ["livez", _]
+            | ["readyz", _] => Some(health(api, segs[0])),
+            ["metrics"] => Some(text(
+                StatusCode::OK,
+                api.metrics.render(),
+                "text/plain; version=0.0.4",
+            )),
+            ["api"] => Some(match discovery::aggregated_version(&accept) {
+                Some(v) => aggregated(discovery::aggregated(true, v), v),
+                None => json_ok(&discovery::api_versions(&api.advertise.to_string())),
+            }),
+            ["apis"] => Some(match discovery::aggregated_version(&accept) {
+                Some(v) => aggregated(discovery::aggregated(false, v), v),
+                None => json_ok(&discovery::api_group_list()),
+            }),
+            ["api", "v1"] => discovery::resource_list("", "v1").map(|d| json_ok(&d)),
+            ["apis", g] => Some(
+                discovery::api_group_doc(g)
+                    .map(|d| json_ok(&d))
+                    .unwrap_or_else(|| error_response(&ApiError::path_not_found())),
+            ),
+            ["apis", g, v] => Some(
+                discovery::resource_list(g, v)
+                    .map(|d| json_ok(&d))
+                    .unwrap_or_else(|| error_response(&ApiError::path_not_found())),
+            ),
+            ["openapi", "v3"] => Some(json_ok(&skiff_openapi::v3_index())),
+            ["openapi", "v3", rest @ ..] => {
+                Some(match skiff_openapi::v3_document(&rest.join("/")) {
+                    Some(doc) => {
+                        let mut r = Response::new(Body::from(doc.as_ref().clone()));
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        r
+                    }
+                    None => error_response(&ApiError::path_not_found()),
+                })
+            }
+            _ => None,
+        };
+        if let Some(r) = nr {
+            return ("get", String::new(), r);
+        }
+    }
+
+    let Some(info) = parse_resource_path(&segs, &method) else {
+        return (
+            "",
+            String::new(),
+            error_response(&ApiError::path_not_found()),
+        );
+    };
+    let resource_label = info.target.ri.plural.to_string();
+    let verb = info.verb;
+    let attrs = Attributes {
+        user: user.clone(),
+        verb: verb.to_string(),
+        group: info.target.ri.group.to_string(),
+        resource: info.target.ri.plural.to_string(),
+        subresource: info
+            .target
+            .sub
+            .map(|s| s.name().to_string())
+            .unwrap_or_default(),
+        namespace: info.target.namespace.clone().unwrap_or_default(),
+        name: info.target.name.clone().unwrap_or_default(),
+        path: None,
+    };
+    if let Decision::Deny(_) | Decision::NoOpinion = api.authorizer.authorize(&attrs) {
+        let why = format!(
+            "User {:?} cannot {} resource {:?} in API group {:?}{}",
+            user.username,
+            verb,
+            info.target.ri.plural,
+            info.target.ri.group,
+            info.target
+                .namespace
+                .as_deref()
+                .map(|n| format!(" in the namespace {n:?}"))
+                .unwrap_or_else(|| " at the cluster scope".into())
+        );
+        let e = ApiError::forbidden(
+            info.target.ri.group,
+            info.target.ri.plural,
+            info.target.name(),
+            &why,
+        );
+        return (verb, resource_label, error_response(&e));
+    }
+    let resp = match serve_resource(api, &user, info, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    (verb, resource_label, resp)
+}
+
+struct PathInfo {
+    target: Target,
+    verb: &'static str,
+}
+
+/// Maps `/api/v1/...` and `/apis/<g>/<v>/...` onto a target and a Kubernetes verb.
+fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (watch_prefix, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let ns_ri = lookup("", "namespaces").expect("served");
+    let (namespace, resource, name, sub): (Option<&str>, &str, Option<&str>, Option<&str>) =
+        match rest {
+            ["namespaces", ns, res, tail @ ..] if group.is_empty() && lookup("", res).is_none() => {
+                // /api/v1/namespaces/<name>/status|finalize
+                if !tail.is_empty() {
+                    return None;
+                }
+                (None, "namespaces", Some(*ns), Some(*res))
+            }
+            ["namespaces", ns, res, tail @ ..] => match tail {
+                [] => (Some(*ns), *res, None, None),
+                [n] => (Some(*ns), *res, Some(*n), None),
+                [n, s] => (Some(*ns), *res, Some(*n), Some(*s)),
+                _ => return None,
+            },
+            [res] => (None, *res, None, None),
+            [res, n] => (None, *res, Some(*n), None),
+            [res, n, s] => (None, *res, Some(*n), Some(*s)),
+            _ => return None,
+        };
+    let ri: &'static ResourceInfo = if resource == "namespaces" && group.is_empty() {
+        ns_ri
+    } else {
+        lookup(group, resource)?
+    };
+    if ri.version != version {
+        return None;
+    }
+    if namespace.is_some() && !ri.namespaced() {
+        return None;
+    }
+    let sub = match sub {
+        None => None,
+        Some("finalize") if ri.plural == "namespaces" => Some(Subresource::Status),
+        Some(s) => {
+            let s = Subresource::from_name(s)?;
+            if !ri.has_subresource(s) {
+                return None;
+            }
+            Some(s)
+        }
+    };
+    let verb = match (method.as_str(), name.is_some(), watch_prefix) {
+        (_, _, true) if *method == Method::GET => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("PATCH", _, _) => "patch",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
+        _ => return None,
+    };
+    Some(PathInfo {
+        target: Target {
+            ri,
+            namespace: namespace.map(str::to_string),
+            name: name.map(str::to_string),
+            sub,
+        },
+        verb,
+    })
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, crate::MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(crate::MAX_BODY_BYTES))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading the request body: {e}"
+        ))),
+    }
+}
+
+fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
+    match q.map.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some(o) => Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {o:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+        ))),
+    }
+}
+
+fn write_options(q: &Query, user: &UserInfo) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        dry_run: dry_run_values(q.dry_run.iter().map(String::as_str))?,
+        field_manager: q.map.get("fieldManager").cloned().filter(|s| !s.is_empty()),
+        field_validation: field_validation(q)?,
+        user: user.clone(),
+    })
+}
+
+async fn serve_resource(
+    api: &Arc<ApiServer>,
+    user: &UserInfo,
+    info: PathInfo,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let q = parse_query(parts.uri.query());
+    let headers = parts.headers;
+    let t = info.target;
+    let wanted = decode::wanted(&headers);
+    let watch_requested = info.verb == "watch"
+        || (info.verb == "list"
+            && matches!(q.map.get("watch").map(String::as_str), Some("true" | "1")));
+
+    match t.sub {
+        Some(
+            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward,
+        ) => {
+            return node_proxy_unavailable(api, &t).await;
+        }
+        Some(Subresource::Token) => {
+            return Err(ApiError::method_not_supported(
+                t.ri.group,
+                "serviceaccounts/token",
+                "create",
+            ));
+        }
+        _ => {}
+    }
+
+    if watch_requested {
+        return serve_watch(api, t, &q, wanted);
+    }
+    match info.verb {
+        "get" => {
+            let obj = api.get_object(&t).await?;
+            let obj = if t.sub == Some(Subresource::Scale) {
+                crate::kinds::to_scale(&obj)
+            } else {
+                obj
+            };
+            if wanted == Wanted::Table && t.sub.is_none() {
+                let shaped = watch::present(&t, obj.clone(), Wanted::Object);
+                let rv = meta::resource_version(&obj).unwrap_or("").to_string();
+                let include = q
+                    .map
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_ok(&skiff_printers::table(
+                    t.ri.group,
+                    t.ri.plural,
+                    &[shaped],
+                    include,
+                    &rv,
+                    None,
+                    chrono::Utc::now(),
+                )));
+            }
+            Ok(respond(
+                &headers,
+                200,
+                &watch::present(&t, obj, wanted),
+                &[],
+            ))
+        }
+        "list" => serve_list(api, &t, &q, &headers, wanted).await,
+        "create" => {
+            let raw = read_body(body).await?;
+            let ct = decode::content_type(&headers);
+            let format =
+                decode::body_format(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let obj = decode::decode_object(&raw, format)?;
+            let opts = write_options(&q, user)?;
+            match t.sub {
+                Some(Subresource::Binding) => {
+                    let binding = obj;
+                    let name = t.name().to_string();
+                    let pod_t = Target {
+                        sub: None,
+                        ..t.clone()
+                    };
+                    api.write_existing(
+                        &pod_t,
+                        None,
+                        &WriteOptions {
+                            field_manager: None,
+                            ..opts.clone()
+                        },
+                        |cur| crate::kinds::apply_binding(cur, &binding, &name),
+                    )
+                    .await?;
+                    Ok(respond(
+                        &headers,
+                        201,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                        &[],
+                    ))
+                }
+                Some(Subresource::Eviction) => {
+                    let mut dopts =
+                        DeleteOptions::from_body(obj.get("deleteOptions").unwrap_or(&Value::Null))?;
+                    dopts.dry_run |= opts.dry_run;
+                    let pod_t = Target {
+                        sub: None,
+                        ..t.clone()
+                    };
+                    api.delete(&pod_t, &dopts, user).await?;
+                    Ok(respond(
+                        &headers,
+                        201,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                        &[],
+                    ))
+                }
+                Some(_) => Err(ApiError::method_not_supported(
+                    t.ri.group,
+                    t.ri.plural,
+                    "create",
+                )),
+                None if t.ri.virtual_create_only => Ok(respond(
+                    &headers,
+                    201,
+                    &crate::reviews::review(api, &t, user, obj)?,
+                    &[],
+                )),
+                None if t.name.is_some() => Err(ApiError::method_not_supported(
+                    t.ri.group,
+                    t.ri.plural,
+                    "create",
+                )),
+                None => {
+                    let obj = if t.ri.is_storage_alias() {
+                        crate::kinds::v1_event_to_core(&obj)
+                    } else {
+                        obj
+                    };
+                    let warnings = if format == BodyFormat::Protobuf {
+                        Vec::new()
+                    } else {
+                        crate::object::field_validation(
+                            t.ri,
+                            &obj,
+                            (format == BodyFormat::Json).then_some(&raw[..]),
+                            opts.field_validation,
+                        )?
+                    };
+                    let storage_t = storage_target(&t);
+                    let res = api.create(&storage_t, obj, &opts).await?;
+                    Ok(write_response(&headers, &t, res, &warnings))
+                }
+            }
+        }
+        "update" => {
+            let raw = read_body(body).await?;
+            let ct = decode::content_type(&headers);
+            let format =
+                decode::body_format(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+            let obj = decode::decode_object(&raw, format)?;
+            let opts = write_options(&q, user)?;
+            let warnings = if t.sub.is_none() && format != BodyFormat::Protobuf {
+                crate::object::field_validation(
+                    t.ri,
+                    &obj,
+                    (format == BodyFormat::Json).then_some(&raw[..]),
+                    opts.field_validation,
+                )?
+            } else {
+                Vec::new()
+            };
+            let st = storage_target(&t);
+            let obj = if t.ri.is_storage_alias() {
+                crate::kinds::v1_event_to_core(&obj)
+            } else {
+                obj
+            };
+            let res = if t.sub == Some(Subresource::Scale) {
+                let name = t.name().to_string();
+                let pre = meta::resource_version(&obj)
+                    .map(crate::object::parse_rv)
+                    .transpose()?;
+                api.write_existing(&st, pre, &opts, |cur| {
+                    crate::kinds::from_scale(cur, &obj, &name)
+                })
+                .await?
+            } else {
+                api.update(&st, obj, &opts).await?
+            };
+            Ok(write_response(&headers, &t, res, &warnings))
+        }
+        "patch" => {
+            let raw = read_body(body).await?;
+            let opts = write_options(&q, user)?;
+            let res =
+                crate::patching::patch(api, &storage_target(&t), &headers, &raw, &q, opts).await?;
+            Ok(write_response(&headers, &t, res, &[]))
+        }
+        "delete" => {
+            let raw = read_body(body).await?;
+            let mut dopts = if raw.iter().all(u8::is_ascii_whitespace) {
+                DeleteOptions::default()
+            } else {
+                DeleteOptions::from_body(&decode::decode_object(&raw, BodyFormat::Json)?)?
+            };
+            apply_delete_query(&mut dopts, &q)?;
+            let res = api.delete(&storage_target(&t), &dopts, user).await?;
+            Ok(write_response(&headers, &t, res, &[]))
+        }
+        "deletecollection" => {
+            let raw = read_body(body).await?;
+            let mut dopts = if raw.iter().all(u8::is_ascii_whitespace) {
+                DeleteOptions::default()
+            } else {
+                DeleteOptions::from_body(&decode::decode_object(&raw, BodyFormat::Json)?)?
+            };
+            apply_delete_query(&mut dopts, &q)?;
+            let (l, f) = watch::parse_selectors(&t, &q.map)?;
+            api.sync_cache().await?;
+            let filter = Filter {
+                t: &t,
+                labels: &l,
+                fields: &f,
+            };
+            let (objs, rev, _) =
+                api.cache
+                    .list(&t.ri.prefix(t.namespace.as_deref()), None, None, &|s| {
+                        filter.matches_stored(s)
+                    });
+            let mut items = Vec::new();
+            for s in objs {
+                let Ok(obj) = from_stored(&s) else { continue };
+                let one = Target {
+                    name: meta::name(&obj).map(str::to_string),
+                    ..storage_target(&t)
+                };
+                one.namespace.as_deref();
+                let one = Target {
+                    namespace: meta::namespace(&obj)
+                        .map(str::to_string)
+                        .or(one.namespace.clone()),
+                    ..one
+                };
+                match api.delete(&one, &dopts, user).await {
+                    Ok(r) => items.push(r.object),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let list = json!({"kind": t.ri.list_kind(), "apiVersion": t.ri.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items});
+            Ok(respond(&headers, 200, &list, &[]))
+        }
+        _ => Err(ApiError::method_not_supported(
+            t.ri.group,
+            t.ri.plural,
+            info.verb,
+        )),
+    }
+}
+
+/// events.k8s.io objects live in core events' storage.
+fn storage_target(t: &Target) -> Target {
+    if t.ri.is_storage_alias() {
+        Target {
+            ri: lookup("", "events").expect("served"),
+            ..t.clone()
+        }
+    } else {
+        t.clone()
+    }
+}
+
+fn apply_delete_query(d: &mut DeleteOptions, q: &Query) -> Result<(), ApiError> {
+    if let Some(g) = q.map.get("gracePeriodSeconds") {
+        d.grace_period_seconds = Some(g.parse().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds: invalid value {g:?}"))
+        })?);
+    }
+    if let Some(p) = q.map.get("propagationPolicy") {
+        d.set_propagation(p)?;
+    }
+    if !q.dry_run.is_empty() {
+        d.dry_run = dry_run_values(q.dry_run.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+async fn node_proxy_unavailable(api: &ApiServer, t: &Target) -> Result<Response, ApiError> {
+    let pod = api
+        .get_object(&Target {
+            sub: None,
+            ..t.clone()
+        })
+        .await?;
+    let name = t.name();
+    match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        None => Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        ))),
+        Some(node) => Err(ApiError::service_unavailable(format!(
+            "no node agent is connected for node {node:?}"
+        ))),
+    }
+}
+
+fn serve_watch(
+    api: &Arc<ApiServer>,
+    mut t: Target,
+    q: &Query,
+    wanted: Wanted,
+) -> Result<Response, ApiError> {
+    let (l, f) = watch::parse_selectors(&t, &q.map)?;
+    let from = match q.map.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(crate::object::parse_rv(rv)?),
+    };
+    let send_initial = matches!(
+        q.map.get("sendInitialEvents").map(String::as_str),
+        Some("true")
+    );
+    let timeout =
+        match q.map.get("timeoutSeconds") {
+            Some(s) => Duration::from_secs(s.parse().map_err(|_| {
+                ApiError::bad_request(format!("timeoutSeconds: invalid value {s:?}"))
+            })?),
+            None => Duration::from_secs(1800 + rand::random::<u64>() % 1800),
+        };
+    let bookmarks = matches!(
+        q.map.get("allowWatchBookmarks").map(String::as_str),
+        Some("true" | "1")
+    );
+    // `/watch/.../name` watches one object.
+    let storage = storage_target(&t);
+    t = Target {
+        ri: t.ri,
+        ..storage.clone()
+    };
+    let params = WatchParams {
+        from,
+        send_initial_events: send_initial || from.is_none(),
+        labels: l,
+        fields: f,
+        timeout,
+        bookmarks,
+        wanted,
+    };
+    let _ = storage;
+    let body = watch::start(api.clone(), t, params)?;
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    Ok(r)
+}
+
+async fn serve_list(
+    api: &Arc<ApiServer>,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    wanted: Wanted,
+) -> Result<Response, ApiError> {
+    let st = storage_target(t);
+    let (l, f) = watch::parse_selectors(t, &q.map)?;
+    let limit = match q.map.get("limit") {
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("limit: invalid value {s:?}")))?,
+        )
+        .filter(|l| *l > 0)
+        .map(|l| l as usize),
+        None => None,
+    };
+    let (start_after, token_rev) = match q.map.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let (rev, key) = crate::object::decode_continue(c)?;
+            (Some(key), Some(rev))
+        }
+        None => (None, None),
+    };
+    match (
+        q.map.get("resourceVersion").map(String::as_str),
+        q.map.get("resourceVersionMatch").map(String::as_str),
+    ) {
+        (Some("0"), _) => {}
+        (None | Some(""), _) => {
+            api.sync_cache().await?;
+        }
+        (Some(rv), m) => {
+            let rv = crate::object::parse_rv(rv)?;
+            if m == Some("Exact") && rv != api.cache.revision() {
+                return Err(ApiError::expired(format!(
+                    "resourceVersion {rv} is not the current revision; exact historical lists are not served"
+                )));
+            }
+            if !api.cache.wait_for(rv, Duration::from_secs(3)).await {
+                let mut e = ApiError::timeout(format!(
+                    "Timeout: Too large resource version: {rv}, current: {}",
+                    api.cache.revision()
+                ));
+                e.causes = vec![
+                    json!({"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}),
+                ];
+                e.retry_after_seconds = Some(1);
+                return Err(e);
+            }
+        }
+    }
+    let filter = Filter {
+        t: &st,
+        labels: &l,
+        fields: &f,
+    };
+    let prefix = st.ri.prefix(st.namespace.as_deref());
+    let (objs, rev, more) = api
+        .cache
+        .list(&prefix, start_after.as_deref(), limit, &|s| {
+            filter.matches_stored(s)
+        });
+    let list_rev = token_rev.unwrap_or(rev);
+    let cont = if more {
+        objs.last()
+            .map(|s| crate::object::encode_continue(list_rev, &s.key))
+    } else {
+        None
+    };
+    let mut items = Vec::with_capacity(objs.len());
+    for s in &objs {
+        items.push(watch::present(
+            t,
+            from_stored(s)?,
+            if wanted == Wanted::Table {
+                Wanted::Object
+            } else {
+                wanted
+            },
+        ));
+    }
+    if wanted == Wanted::Table {
+        let include = q
+            .map
+            .get("includeObject")
+            .map(String::as_str)
+            .unwrap_or("Metadata");
+        return Ok(json_ok(&skiff_printers::table(
+            t.ri.group,
+            t.ri.plural,
+            &items,
+            include,
+            &list_rev.to_string(),
+            cont.as_deref(),
+            chrono::Utc::now(),
+        )));
+    }
+    let mut metadata = json!({"resourceVersion": list_rev.to_string()});
+    if let Some(c) = &cont {
+        metadata["continue"] = json!(c);
+        let remaining = api
+            .cache
+            .list(&prefix, objs.last().map(|s| s.key.as_str()), None, &|s| {
+                filter.matches_stored(s)
+            })
+            .0
+            .len();
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let (kind, api_version) = if wanted == Wanted::PartialObjectMetadata {
+        (
+            "PartialObjectMetadataList".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        )
+    } else {
+        (t.ri.list_kind(), t.ri.api_version())
+    };
+    let list =
+        json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
+    Ok(respond(headers, 200, &list, &[]))
+}
+
+fn write_response(
+    headers: &HeaderMap,
+    t: &Target,
+    res: WriteResult,
+    extra_warnings: &[String],
+) -> Response {
+    let obj = if t.sub == Some(Subresource::Scale)
+        && res.object.get("kind").and_then(Value::as_str) != Some("Scale")
+    {
+        crate::kinds::to_scale(&res.object)
+    } else if t.ri.is_storage_alias()
+        && res.object.get("kind").and_then(Value::as_str) == Some("Event")
+    {
+        crate::kinds::core_event_to_v1(&res.object)
+    } else {
+        res.object
+    };
+    let mut warnings = res.warnings;
+    warnings.extend_from_slice(extra_warnings);
+    respond(headers, res.code, &obj, &warnings)
+}
+
+fn respond(headers: &HeaderMap, code: u16, v: &Value, warnings: &[String]) -> Response {
+    let (body, ct) = if decode::wants_yaml(headers) {
+        (
+            serde_yaml_ng::to_string(v).unwrap_or_default().into_bytes(),
+            "application/yaml",
+        )
+    } else {
+        (
+            serde_json::to_vec(v).expect("serializable"),
+            "application/json",
+        )
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    for w in warnings {
+        let msg = format!("299 - {:?}", w);
+        if let Ok(h) = HeaderValue::from_str(&msg) {
+            r.headers_mut().append("Warning", h);
+        }
+    }
+    r
+}
+
+pub fn json_ok(v: &Value) -> Response {
+    let mut r = Response::new(Body::from(serde_json::to_vec(v).expect("serializable")));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn aggregated(v: Value, version: &str) -> Response {
+    let mut r = json_ok(&v);
+    let ct = if version == "v2" {
+        discovery::AGGREGATED_V2
+    } else {
+        discovery::AGGREGATED_V2BETA1
+    };
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+fn text(code: StatusCode, body: String, ct: &'static str) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+fn health(api: &ApiServer, which: &str) -> Response {
+    let ready = *api.ready.borrow();
+    if which == "readyz" && !ready {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[-]bootstrap not finished\nreadyz check failed\n".into(),
+            "text/plain; charset=utf-8",
+        );
+    }
+    text(StatusCode::OK, "ok".into(), "text/plain; charset=utf-8")
+}
+
+pub fn error_response(e: &ApiError) -> Response {
+    if e.code >= 500 {
+        tracing::warn!(code = e.code, message = %e.message, "request failed");
+    }
+    let mut r = Response::new(Body::from(
+        serde_json::to_vec(&e.to_status()).expect("serializable"),
+    ));
+    *r.status_mut() = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(s) = e.retry_after_seconds
+        && let Ok(h) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, h);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(
+        path: &str,
+        m: Method,
+    ) -> Option<(
+        String,
+        Option<String>,
+        Option<String>,
+        Option<&'static str>,
+        &'static str,
+    )> {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        parse_resource_path(&segs, &m).map(|i| {
+            (
+                i.target.ri.plural.to_string(),
+                i.target.namespace,
+                i.target.name,
+                i.target.sub.map(Subresource::name),
+                i.verb,
+            )
+        })
+    }
+
+    #[test]
+    fn url_space() {
+        assert_eq!(
+            p("/api/v1/namespaces/default/pods", Method::GET),
+            Some(("pods".into(), Some("default".into()), None, None, "list"))
+        );
+        assert_eq!(
+            p("/api/v1/namespaces/default/pods/x/status", Method::PUT),
+            Some((
+                "pods".into(),
+                Some("default".into()),
+                Some("x".into()),
+                Some("status"),
+                "update"
+            ))
+        );
+        assert_eq!(
+            p("/api/v1/namespaces/kube-system", Method::GET),
+            Some((
+                "namespaces".into(),
+                None,
+                Some("kube-system".into()),
+                None,
+                "get"
+            ))
+        );
+        assert_eq!(
+            p("/api/v1/namespaces/foo/status", Method::PUT),
+            Some((
+                "namespaces".into(),
+                None,
+                Some("foo".into()),
+                Some("status"),
+                "update"
+            ))
+        );
+        assert_eq!(
+            p("/api/v1/namespaces/foo/finalize", Method::PUT),
+            Some((
+                "namespaces".into(),
+                None,
+                Some("foo".into()),
+                Some("status"),
+                "update"
+            ))
+        );
+        assert_eq!(
+            p("/api/v1/pods", Method::GET),
+            Some(("pods".into(), None, None, None, "list"))
+        );
+        assert_eq!(
+            p(
+                "/apis/apps/v1/namespaces/d/deployments/web/scale",
+                Method::PATCH
+            )
+            .unwrap()
+            .3,
+            Some("scale")
+        );
+        assert_eq!(
+            p("/api/v1/watch/namespaces/d/pods", Method::GET).unwrap().4,
+            "watch"
+        );
+        assert_eq!(
+            p("/api/v1/namespaces/d/pods", Method::DELETE).unwrap().4,
+            "deletecollection"
+        );
+        assert!(p("/apis/apps/v2/deployments", Method::GET).is_none());
+        assert!(p("/api/v1/namespaces/d/nodes", Method::GET).is_none());
+        assert!(p("/api/v1/namespaces/d/pods/x/bogus", Method::GET).is_none());
+        assert!(p("/api/v1/namespaces/d/configmaps/x/scale", Method::GET).is_none());
+    }
+}

@@ -1,0 +1,849 @@
+//! What is special about some kinds: pod status on create and graceful deletion,
+//! service IP and node-port allocation, namespaces' lifecycle, the Scale and Binding
+//! subresources, and the events.k8s.io view of core events.
+
+use crate::object::{DeleteOptions, Target, WriteOptions, now_rfc3339};
+use crate::server::ApiServer;
+use rand::Rng;
+use serde_json::{Value, json};
+use skiff_types::registry::lookup;
+use skiff_types::{ApiError, FieldError, RESOURCES, ResourceInfo, Subresource, meta};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SERVICE_CIDR_BASE: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 0);
+pub const SERVICE_CIDR_PREFIX: u32 = 16;
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+fn is(ri: &ResourceInfo, group: &str, plural: &str) -> bool {
+    ri.group == group && ri.plural == plural
+}
+
+/// Creates of these kinds allocate from shared pools and must be serialised.
+pub fn needs_alloc_lock(ri: &ResourceInfo) -> bool {
+    is(ri, "", "services")
+}
+
+/// Kind-specific preparation of a new object, after defaulting and before validation.
+pub async fn prepare_create(
+    api: &ApiServer,
+    ri: &ResourceInfo,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    if ri.has_subresource(Subresource::Status) && !is(ri, "", "nodes") {
+        // Status is the system's to write; a create starts from a fresh one.
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    match (ri.group, ri.plural) {
+        ("", "pods") => {
+            let qos = qos_class(obj);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        ("", "namespaces") => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "services") => allocate_service(api, obj, None).await?,
+        ("batch", "jobs") => skiff_validation::job_generate_selector(obj),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Side effects after a successful create.
+pub async fn after_create(api: &ApiServer, ri: &ResourceInfo, obj: &Value) {
+    if is(ri, "", "namespaces")
+        && let Some(ns) = meta::name(obj)
+    {
+        // Every namespace gets its `default` ServiceAccount. (Boxed: it recurses into create.)
+        ensure_default_service_account(api, ns).await;
+    }
+}
+
+/// Boxed because it re-enters `create`, which calls back here for namespaces.
+pub fn ensure_default_service_account<'a>(
+    api: &'a ApiServer,
+    ns: &'a str,
+) -> futures::future::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let sa_ri = lookup("", "serviceaccounts").expect("served");
+        let t = Target {
+            ri: sa_ri,
+            namespace: Some(ns.to_string()),
+            name: None,
+            sub: None,
+        };
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+        let opts = system_write_options();
+        match api.create(&t, sa, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(namespace = ns, error = %e, "could not create the default service account")
+            }
+        }
+    })
+}
+
+pub fn system_write_options() -> WriteOptions {
+    WriteOptions {
+        dry_run: false,
+        field_manager: None,
+        field_validation: crate::object::FieldValidation::Ignore,
+        user: skiff_pki::UserInfo {
+            username: "system:apiserver".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        },
+    }
+}
+
+/// Kind-specific rules on update (values the server allocated survive a PUT that omits them).
+pub fn prepare_update(ri: &ResourceInfo, new: &mut Value, current: &Value) -> Result<(), ApiError> {
+    if is(ri, "", "services") {
+        let spec = new.get_mut("spec").and_then(Value::as_object_mut);
+        if let Some(spec) = spec {
+            for f in ["clusterIP", "clusterIPs"] {
+                let empty = spec
+                    .get(f)
+                    .map(|v| v.is_null() || v == "" || v == &json!([]))
+                    .unwrap_or(true);
+                if empty && let Some(old) = current["spec"].get(f) {
+                    spec.insert(f.to_string(), old.clone());
+                }
+            }
+            // Node ports the user did not name keep their allocation (matched by port).
+            let old_ports = current["spec"]["ports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports {
+                    let missing = p
+                        .get("nodePort")
+                        .map(|v| v.is_null() || v == 0)
+                        .unwrap_or(true);
+                    if missing
+                        && let Some(old) = old_ports.iter().find(|o| {
+                            o["port"] == p["port"] && o.get("protocol") == p.get("protocol")
+                        })
+                        && let Some(np) = old.get("nodePort")
+                    {
+                        p["nodePort"] = np.clone();
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes' QoS class of a pod (pkg/apis/core/helper/qos).
+pub fn qos_class(pod: &Value) -> &'static str {
+    let mut requests_any = false;
+    let mut guaranteed = true;
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|f| pod["spec"][*f].as_array().cloned().unwrap_or_default())
+        .collect::<Vec<_>>();
+    for c in &containers {
+        let req = &c["resources"]["requests"];
+        let lim = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let rq = req.get(r).and_then(Value::as_str);
+            let lm = lim.get(r).and_then(Value::as_str);
+            if rq.is_some() || lm.is_some() {
+                requests_any = true;
+            }
+            match (rq, lm) {
+                (_, None) => guaranteed = false,
+                (Some(a), Some(b)) if !quantity_eq(a, b) => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !requests_any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+fn quantity_eq(a: &str, b: &str) -> bool {
+    match (
+        skiff_validation::quantity::parse(a),
+        skiff_validation::quantity::parse(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+pub enum DeletionPlan {
+    /// Remove from storage now.
+    Immediate,
+    /// Store this object (deletionTimestamp set); something else finishes the deletion.
+    Mark(Value),
+    /// Deletion already under way; nothing to change.
+    AlreadyPending,
+}
+
+/// How a DELETE proceeds: graceful pod termination, namespace finalization, finalizers.
+pub fn deletion_plan(ri: &ResourceInfo, current: &Value, opts: &DeleteOptions) -> DeletionPlan {
+    let finalizers = meta::finalizers(current);
+    let now = chrono::Utc::now();
+    if is(ri, "", "pods") {
+        let bound = current["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            current["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        let default_grace = current["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
+        let mut grace = opts.grace_period_seconds.unwrap_or(default_grace).max(0);
+        if !bound || terminal {
+            grace = 0;
+        }
+        if meta::deletion_timestamp(current).is_some() {
+            let current_grace = current["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0);
+            if grace == 0 && finalizers.is_empty() {
+                return DeletionPlan::Immediate;
+            }
+            if grace < current_grace {
+                return DeletionPlan::Mark(mark(
+                    current,
+                    now + chrono::Duration::seconds(grace),
+                    grace,
+                    None,
+                ));
+            }
+            return DeletionPlan::AlreadyPending;
+        }
+        if grace == 0 && finalizers.is_empty() {
+            return DeletionPlan::Immediate;
+        }
+        return DeletionPlan::Mark(mark(
+            current,
+            now + chrono::Duration::seconds(grace),
+            grace,
+            None,
+        ));
+    }
+    if is(ri, "", "namespaces") {
+        if meta::deletion_timestamp(current).is_some() {
+            return DeletionPlan::AlreadyPending;
+        }
+        let mut m = mark(current, now, 0, None);
+        m["status"]["phase"] = json!("Terminating");
+        return DeletionPlan::Mark(m);
+    }
+    if meta::deletion_timestamp(current).is_some() {
+        return if finalizers.is_empty() {
+            DeletionPlan::Immediate
+        } else {
+            DeletionPlan::AlreadyPending
+        };
+    }
+    if !finalizers.is_empty() {
+        return DeletionPlan::Mark(mark(current, now, 0, None));
+    }
+    // Foreground and Orphan propagation need the garbage collector (its own issue);
+    // until then every policy deletes the owner now and leaves dependents in place.
+    DeletionPlan::Immediate
+}
+
+fn mark(
+    current: &Value,
+    at: chrono::DateTime<chrono::Utc>,
+    grace: i64,
+    add_finalizer: Option<&str>,
+) -> Value {
+    let mut m = current.clone();
+    meta::set(
+        &mut m,
+        "deletionTimestamp",
+        json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    );
+    meta::set(&mut m, "deletionGracePeriodSeconds", json!(grace));
+    if let Some(f) = add_finalizer {
+        let mut fs = meta::finalizers(&m);
+        if !fs.iter().any(|x| x == f) {
+            fs.push(f.to_string());
+        }
+        meta::set(&mut m, "finalizers", json!(fs));
+    }
+    if meta::generation(&m) > 0 {
+        let g = meta::generation(&m) + 1;
+        meta::set(&mut m, "generation", json!(g));
+    }
+    m
+}
+
+/// A pod being deleted with a grace period is removed by its node's agent, not by the
+/// last finalizer going away.
+pub fn waits_for_kubelet(ri: &ResourceInfo, obj: &Value) -> bool {
+    is(ri, "", "pods")
+        && obj["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+        && obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+}
+
+pub async fn after_delete(_api: &ApiServer, _ri: &ResourceInfo, _obj: &Value) {}
+
+// ---------------------------------------------------------------------------------------
+// Services: cluster IPs and node ports.
+
+fn ip_in_cidr(ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX << (32 - SERVICE_CIDR_PREFIX);
+    (u32::from(ip) & mask) == u32::from(SERVICE_CIDR_BASE)
+}
+
+/// Allocates `spec.clusterIP(s)` and node ports of a new service, or checks the ones the
+/// user asked for. Caller holds `alloc_lock`.
+pub async fn allocate_service(
+    api: &ApiServer,
+    svc: &mut Value,
+    _old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let name = meta::name(svc).unwrap_or("").to_string();
+    let svc_type = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let (used_ips, used_ports) = used_service_allocations(api).await?;
+    let invalid = |errs: Vec<FieldError>| ApiError::invalid("", "Service", &name, &errs);
+    if svc_type != "ExternalName" {
+        let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
+        match requested.as_str() {
+            "None" => {
+                svc["spec"]["clusterIPs"] = json!(["None"]);
+            }
+            "" => {
+                let ip = pick_ip(&used_ips).ok_or_else(|| {
+                    ApiError::internal("failed to allocate a serviceIP: range is full")
+                })?;
+                svc["spec"]["clusterIP"] = json!(ip.to_string());
+                svc["spec"]["clusterIPs"] = json!([ip.to_string()]);
+            }
+            s => {
+                let ip: Ipv4Addr = s.parse().map_err(|_| {
+                    invalid(vec![FieldError::invalid(
+                        "spec.clusterIPs[0]",
+                        json!(s),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    )])
+                })?;
+                if !ip_in_cidr(ip) {
+                    return Err(invalid(vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        json!([s]),
+                        format!(
+                            "failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {SERVICE_CIDR_BASE}/{SERVICE_CIDR_PREFIX}"
+                        ),
+                    )]));
+                }
+                if used_ips.contains(&ip) {
+                    return Err(invalid(vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        json!([s]),
+                        format!("failed to allocate IP {s}: provided IP is already allocated"),
+                    )]));
+                }
+                svc["spec"]["clusterIPs"] = json!([s]);
+            }
+        }
+    }
+    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+        let mut taken = used_ports.clone();
+        let ports = svc["spec"]["ports"].as_array_mut();
+        if let Some(ports) = ports {
+            for (i, p) in ports.iter_mut().enumerate() {
+                match p
+                    .get("nodePort")
+                    .and_then(Value::as_i64)
+                    .filter(|n| *n != 0)
+                {
+                    Some(np) => {
+                        let ok = u16::try_from(np)
+                            .ok()
+                            .filter(|n| NODE_PORT_RANGE.contains(n));
+                        let Some(np16) = ok else {
+                            return Err(invalid(vec![FieldError::invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                json!(np),
+                                "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                            )]));
+                        };
+                        if !taken.insert(np16) {
+                            return Err(invalid(vec![FieldError::invalid(
+                                format!("spec.ports[{i}].nodePort"),
+                                json!(np),
+                                "provided port is already allocated",
+                            )]));
+                        }
+                    }
+                    None => {
+                        let np = pick_port(&taken).ok_or_else(|| {
+                            ApiError::internal("failed to allocate a nodePort: range is full")
+                        })?;
+                        taken.insert(np);
+                        p["nodePort"] = json!(np);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn used_service_allocations(
+    api: &ApiServer,
+) -> Result<(HashSet<Ipv4Addr>, HashSet<u16>), ApiError> {
+    api.sync_cache().await?;
+    let svc_ri = lookup("", "services").expect("served");
+    let (objs, _, _) = api.cache.list(&svc_ri.prefix(None), None, None, &|_| true);
+    let mut ips = HashSet::new();
+    let mut ports = HashSet::new();
+    for s in objs {
+        let Ok(v) = serde_json::from_slice::<Value>(&s.value) else {
+            continue;
+        };
+        if let Some(ip) = v["spec"]["clusterIP"]
+            .as_str()
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        {
+            ips.insert(ip);
+        }
+        for p in v["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(np) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+                ports.insert(np);
+            }
+        }
+    }
+    Ok((ips, ports))
+}
+
+fn pick_ip(used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let base = u32::from(SERVICE_CIDR_BASE);
+    let size = 1u32 << (32 - SERVICE_CIDR_PREFIX);
+    let mut rng = rand::rng();
+    // Random like Kubernetes' allocator, skipping network and broadcast addresses.
+    for _ in 0..64 {
+        let ip = Ipv4Addr::from(base + rng.random_range(2..size - 1));
+        if !used.contains(&ip) {
+            return Some(ip);
+        }
+    }
+    (2..size - 1)
+        .map(|o| Ipv4Addr::from(base + o))
+        .find(|ip| !used.contains(ip))
+}
+
+fn pick_port(used: &HashSet<u16>) -> Option<u16> {
+    let mut rng = rand::rng();
+    for _ in 0..64 {
+        let p = rng.random_range(NODE_PORT_RANGE);
+        if !used.contains(&p) {
+            return Some(p);
+        }
+    }
+    NODE_PORT_RANGE.into_iter().find(|p| !used.contains(p))
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces: deleting one removes what is in it, then the namespace itself.
+
+pub fn spawn_namespace_finalizer(api: Arc<ApiServer>) {
+    tokio::spawn(async move {
+        let ns_ri = lookup("", "namespaces").expect("served");
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (objs, _, _) = api.cache.list(&ns_ri.prefix(None), None, None, &|_| true);
+            for s in objs {
+                let Ok(ns) = crate::object::from_stored(&s) else {
+                    continue;
+                };
+                if meta::deletion_timestamp(&ns).is_none() {
+                    continue;
+                }
+                let Some(name) = meta::name(&ns).map(str::to_string) else {
+                    continue;
+                };
+                if let Err(e) = finalize_namespace(&api, &name).await {
+                    tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed");
+                }
+            }
+        }
+    });
+}
+
+async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
+    let mut remaining = 0usize;
+    for ri in RESOURCES
+        .iter()
+        .filter(|r| r.namespaced() && !r.virtual_create_only && !r.is_storage_alias())
+    {
+        let (objs, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
+        for s in objs {
+            remaining += 1;
+            let Ok(obj) = crate::object::from_stored(&s) else {
+                continue;
+            };
+            if meta::deletion_timestamp(&obj).is_some() {
+                continue;
+            }
+            let t = Target {
+                ri,
+                namespace: Some(ns.to_string()),
+                name: meta::name(&obj).map(str::to_string),
+                sub: None,
+            };
+            let user = system_write_options().user;
+            match api.delete(&t, &DeleteOptions::default(), &user).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if remaining > 0 {
+        return Ok(());
+    }
+    // Everything is gone: drop the `kubernetes` finalizer and the namespace.
+    let ns_ri = lookup("", "namespaces").expect("served");
+    let t = Target {
+        ri: ns_ri,
+        namespace: None,
+        name: Some(ns.to_string()),
+        sub: None,
+    };
+    let Some(kv) = api
+        .store
+        .get(&t.key())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    let obj = crate::object::from_bytes(&kv.value, kv.mod_revision)?;
+    if !meta::finalizers(&obj).is_empty() {
+        return Ok(());
+    }
+    match api.store.delete(&t.key(), Some(kv.mod_revision)).await {
+        Ok(_) => tracing::info!(namespace = ns, "namespace deleted"),
+        Err(e) => {
+            tracing::debug!(namespace = ns, error = %e, "namespace delete raced; retrying later")
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Scale subresource.
+
+/// `autoscaling/v1 Scale` view of an object with `spec.replicas`.
+pub fn to_scale(obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let mut metadata = json!({
+        "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+        "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+    });
+    if let Some(o) = metadata.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    let selector = selector_string(&obj["spec"]["selector"]);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// Writes a Scale's `spec.replicas` back into its object.
+pub fn from_scale(obj: &Value, scale: &Value, name: &str) -> Result<Value, ApiError> {
+    let replicas = scale["spec"]["replicas"].as_i64();
+    let Some(r) = replicas else {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            &[FieldError::required("spec.replicas", "")],
+        ));
+    };
+    if r < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            &[FieldError::invalid(
+                "spec.replicas",
+                json!(r),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let mut o = obj.clone();
+    o["spec"]["replicas"] = json!(r);
+    if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
+        meta::set(&mut o, "resourceVersion", json!(rv));
+    }
+    Ok(o)
+}
+
+/// `metav1.FormatLabelSelector`-style string of a LabelSelector (or a plain map, for
+/// ReplicationControllers).
+pub fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    let ml = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+        &sel["matchLabels"]
+    } else {
+        sel
+    };
+    if let Some(m) = ml.as_object() {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let vals: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e["operator"].as_str().unwrap_or("") {
+            "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
+}
+
+// ---------------------------------------------------------------------------------------
+// pods/binding.
+
+pub fn apply_binding(pod: &Value, binding: &Value, pod_name: &str) -> Result<Value, ApiError> {
+    let node = binding["target"]["name"].as_str().unwrap_or("");
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            pod_name,
+            &[FieldError::required("target.name", "")],
+        ));
+    }
+    if meta::deletion_timestamp(pod).is_some() {
+        return Err(ApiError::conflict(
+            "",
+            "pods",
+            pod_name,
+            "pod is being deleted, cannot be assigned to a host",
+        ));
+    }
+    if let Some(existing) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Err(ApiError::conflict(
+            "",
+            "pods",
+            pod_name,
+            &format!("pod {pod_name} is already assigned to node {existing:?}"),
+        ));
+    }
+    let mut p = pod.clone();
+    p["spec"]["nodeName"] = json!(node);
+    if let Some(ann) = binding["metadata"]["annotations"].as_object() {
+        for (k, v) in ann {
+            p["metadata"]["annotations"][k] = v.clone();
+        }
+    }
+    let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
+    let conds = p["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut conds: Vec<Value> = conds
+        .into_iter()
+        .filter(|c| c["type"] != "PodScheduled")
+        .collect();
+    conds.push(cond);
+    p["status"]["conditions"] = json!(conds);
+    Ok(p)
+}
+
+// ---------------------------------------------------------------------------------------
+// events.k8s.io/v1 Event <-> core/v1 Event (one storage, two views).
+
+pub fn core_event_to_v1(e: &Value) -> Value {
+    let mut out = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": e["metadata"].clone()});
+    let copy = |out: &mut Value, to: &str, v: &Value| {
+        if !v.is_null() {
+            out[to] = v.clone();
+        }
+    };
+    copy(&mut out, "eventTime", &e["eventTime"]);
+    if out.get("eventTime").is_none() {
+        out["eventTime"] = Value::Null;
+    }
+    copy(
+        &mut out,
+        "reportingController",
+        if e["reportingComponent"].is_null() {
+            &e["source"]["component"]
+        } else {
+            &e["reportingComponent"]
+        },
+    );
+    copy(
+        &mut out,
+        "reportingInstance",
+        if e["reportingInstance"].is_null() {
+            &e["source"]["host"]
+        } else {
+            &e["reportingInstance"]
+        },
+    );
+    copy(&mut out, "action", &e["action"]);
+    copy(&mut out, "reason", &e["reason"]);
+    copy(&mut out, "regarding", &e["involvedObject"]);
+    copy(&mut out, "related", &e["related"]);
+    copy(&mut out, "note", &e["message"]);
+    copy(&mut out, "type", &e["type"]);
+    copy(&mut out, "deprecatedSource", &e["source"]);
+    copy(&mut out, "deprecatedFirstTimestamp", &e["firstTimestamp"]);
+    copy(&mut out, "deprecatedLastTimestamp", &e["lastTimestamp"]);
+    copy(&mut out, "deprecatedCount", &e["count"]);
+    if let Some(series) = e.get("series").filter(|s| !s.is_null()) {
+        out["series"] =
+            json!({"count": series["count"], "lastObservedTime": series["lastObservedTime"]});
+    }
+    out
+}
+
+pub fn v1_event_to_core(e: &Value) -> Value {
+    let mut out = json!({"apiVersion": "v1", "kind": "Event", "metadata": e["metadata"].clone()});
+    let copy = |out: &mut Value, to: &str, v: &Value| {
+        if !v.is_null() {
+            out[to] = v.clone();
+        }
+    };
+    copy(&mut out, "eventTime", &e["eventTime"]);
+    copy(&mut out, "reportingComponent", &e["reportingController"]);
+    copy(&mut out, "reportingInstance", &e["reportingInstance"]);
+    copy(&mut out, "action", &e["action"]);
+    copy(&mut out, "reason", &e["reason"]);
+    copy(&mut out, "involvedObject", &e["regarding"]);
+    copy(&mut out, "related", &e["related"]);
+    copy(&mut out, "message", &e["note"]);
+    copy(&mut out, "type", &e["type"]);
+    copy(&mut out, "source", &e["deprecatedSource"]);
+    copy(&mut out, "firstTimestamp", &e["deprecatedFirstTimestamp"]);
+    copy(&mut out, "lastTimestamp", &e["deprecatedLastTimestamp"]);
+    copy(&mut out, "count", &e["deprecatedCount"]);
+    if out.get("involvedObject").is_none() {
+        out["involvedObject"] = json!({});
+    }
+    if let Some(series) = e.get("series").filter(|s| !s.is_null()) {
+        out["series"] = series.clone();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let be = json!({"spec": {"containers": [{"name": "a", "resources": {}}]}});
+        assert_eq!(qos_class(&be), "BestEffort");
+        let g = json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "250m"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn scale_round_trip() {
+        let d = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u", "resourceVersion": "5"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = to_scale(&d);
+        assert_eq!(s["spec"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web");
+        let mut s2 = s.clone();
+        s2["spec"]["replicas"] = json!(5);
+        assert_eq!(from_scale(&d, &s2, "web").unwrap()["spec"]["replicas"], 5);
+        s2["spec"]["replicas"] = json!(-1);
+        assert_eq!(from_scale(&d, &s2, "web").unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn binding_sets_node_once() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}});
+        let b = json!({"target": {"kind": "Node", "name": "n1"}});
+        let bound = apply_binding(&pod, &b, "p").unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+        assert_eq!(apply_binding(&bound, &b, "p").unwrap_err().code, 409);
+    }
+
+    #[test]
+    fn graceful_pod_deletion() {
+        let ri = lookup("", "pods").unwrap();
+        let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
+        assert!(matches!(
+            deletion_plan(ri, &unbound, &DeleteOptions::default()),
+            DeletionPlan::Immediate
+        ));
+        let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "terminationGracePeriodSeconds": 30}});
+        let DeletionPlan::Mark(m) = deletion_plan(ri, &bound, &DeletionOptionsExt::grace(None))
+        else {
+            panic!()
+        };
+        assert_eq!(m["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert!(matches!(
+            deletion_plan(ri, &m, &DeletionOptionsExt::grace(Some(0))),
+            DeletionPlan::Immediate
+        ));
+    }
+
+    struct DeletionOptionsExt;
+    impl DeletionOptionsExt {
+        fn grace(g: Option<i64>) -> DeleteOptions {
+            DeleteOptions {
+                grace_period_seconds: g,
+                ..Default::default()
+            }
+        }
+    }
+
+    #[test]
+    fn event_views_round_trip() {
+        let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Scheduled", "message": "hi", "type": "Normal", "source": {"component": "default-scheduler"}, "count": 1});
+        let v1 = core_event_to_v1(&core);
+        assert_eq!(v1["regarding"]["name"], "p");
+        assert_eq!(v1["note"], "hi");
+        assert_eq!(v1["reportingController"], "default-scheduler");
+        let back = v1_event_to_core(&v1);
+        assert_eq!(back["message"], "hi");
+        assert_eq!(back["involvedObject"]["kind"], "Pod");
+    }
+}

@@ -1,0 +1,878 @@
+//! The generic object pipeline shared by every kind: create, read, update (with
+//! optimistic concurrency), patch, delete (graceful, with finalizers), list.
+//! Kind-specific steps are delegated to `crate::kinds`, defaulting and validation to
+//! `skiff_validation`.
+
+use crate::auth::UserInfo;
+use crate::cache::Stored;
+use crate::kinds;
+use crate::server::ApiServer;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use skiff_store::{Error as StoreError, KeyValue, Revision};
+use skiff_types::registry::split_api_version;
+use skiff_types::{ApiError, FieldError, ResourceInfo, Subresource, meta};
+use std::time::Duration;
+
+/// Which object (or collection) a request is about.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub ri: &'static ResourceInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<Subresource>,
+}
+
+impl Target {
+    pub fn key(&self) -> String {
+        self.ri.key(
+            self.namespace.as_deref(),
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+/// Options shared by writes.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub field_validation: FieldValidation,
+    pub user: UserInfo,
+}
+
+/// The result of a write: the object, HTTP status, and warnings for `Warning:` headers.
+#[derive(Debug)]
+pub struct WriteResult {
+    pub object: Value,
+    pub code: u16,
+    pub warnings: Vec<String>,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Serialized form kept in the store: the object without its resourceVersion (the
+/// store's mod revision is the resourceVersion).
+pub fn to_stored(obj: &Value) -> Bytes {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&o).expect("JSON values serialize"))
+}
+
+/// Parses a stored object and stamps its resourceVersion.
+pub fn from_bytes(value: &[u8], rev: Revision) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::internal(format!("corrupt stored object: {e}")))?;
+    meta::set_resource_version(&mut v, rev);
+    Ok(v)
+}
+
+pub fn from_stored(s: &Stored) -> Result<Value, ApiError> {
+    from_bytes(&s.value, s.rev)
+}
+
+fn from_kv(kv: &KeyValue) -> Result<Value, ApiError> {
+    from_bytes(&kv.value, kv.mod_revision)
+}
+
+pub fn store_error(e: StoreError, t: &Target) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found(t.ri.group, t.ri.plural, t.name()),
+        StoreError::AlreadyExists => ApiError::already_exists(t.ri.group, t.ri.plural, t.name()),
+        StoreError::Conflict { .. } => ApiError::modified(t.ri.group, t.ri.plural, t.name()),
+        StoreError::Compacted { compact_revision } => ApiError::expired(format!(
+            "required revision has been compacted (compacted at {compact_revision})"
+        )),
+        other => ApiError::internal(format!("storage error: {other}")),
+    }
+}
+
+/// Kinds whose `metadata.generation` tracks spec changes.
+fn tracks_generation(ri: &ResourceInfo) -> bool {
+    matches!(
+        (ri.group, ri.plural),
+        ("apps", _)
+            | ("batch", _)
+            | ("autoscaling", _)
+            | ("policy", _)
+            | ("networking.k8s.io", "networkpolicies" | "ingresses")
+            | ("", "replicationcontrollers" | "pods")
+    )
+}
+
+/// Checks `apiVersion`/`kind` of a body against the endpoint and fills them when absent.
+pub fn check_type_meta(ri: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    let (api_version, kind) = meta::type_meta(obj);
+    let (api_version, kind) = (api_version.map(str::to_string), kind.map(str::to_string));
+    if let Some(k) = &kind
+        && k != ri.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            api_version
+                .as_deref()
+                .map(|a| format!("{a}, Kind={k}"))
+                .unwrap_or_else(|| format!("Kind={k}")),
+            format_args!("{}, Kind={}", ri.api_version(), ri.kind)
+        )));
+    }
+    if let Some(av) = &api_version {
+        let (g, _v) = split_api_version(av);
+        if g != ri.group {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                ri.api_version()
+            )));
+        }
+    }
+    let o = obj.as_object_mut().expect("decoded bodies are objects");
+    o.insert("apiVersion".into(), json!(ri.api_version()));
+    o.insert("kind".into(), json!(ri.kind));
+    Ok(())
+}
+
+fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
+    if t.ri.namespaced() {
+        let ns = t.namespace.as_deref().ok_or_else(|| {
+            ApiError::bad_request("a namespace is required for namespaced resources")
+        })?;
+        match meta::namespace(obj) {
+            Some(body_ns) if body_ns != ns => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )));
+            }
+            _ => meta::set(obj, "namespace", json!(ns)),
+        }
+    } else if meta::namespace(obj).is_some() {
+        // Cluster-scoped objects carry no namespace.
+        meta::remove(obj, "namespace");
+    }
+    Ok(())
+}
+
+/// Strict/Warn field validation of a decoded body.
+pub fn field_validation(
+    ri: &ResourceInfo,
+    obj: &Value,
+    raw: Option<&[u8]>,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let mut problems: Vec<String> =
+        skiff_openapi::unknown_fields(ri.group, ri.version, ri.kind, obj)
+            .into_iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+    if let Some(raw) = raw {
+        problems.extend(
+            skiff_openapi::duplicate_fields(raw)
+                .into_iter()
+                .map(|f| format!("duplicate field \"{f}\"")),
+        );
+    }
+    if problems.is_empty() {
+        return Ok(Vec::new());
+    }
+    match mode {
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            problems.join(", ")
+        ))),
+        _ => Ok(problems),
+    }
+}
+
+impl ApiServer {
+    /// A consistent read of one object from the store.
+    pub async fn get_object(&self, t: &Target) -> Result<Value, ApiError> {
+        match self
+            .store
+            .get(&t.key())
+            .await
+            .map_err(|e| store_error(e, t))?
+        {
+            Some(kv) => from_kv(&kv),
+            None => Err(ApiError::not_found(t.ri.group, t.ri.plural, t.name())),
+        }
+    }
+
+    /// Reads an object of another kind (namespaces, services) by key.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<Value>, ApiError> {
+        match self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
+            Some(kv) => Ok(Some(from_kv(&kv)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        t: &Target,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult, ApiError> {
+        let ri = t.ri;
+        check_type_meta(ri, &mut obj)?;
+        check_namespace(t, &mut obj)?;
+        if meta::resource_version(&obj).is_some() {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        if meta::name(&obj).is_none() {
+            match meta::generate_name(&obj) {
+                Some(prefix) => {
+                    let name = format!("{}{}", prefix, random_suffix());
+                    meta::set(&mut obj, "name", json!(name));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        ri.group,
+                        ri.kind,
+                        "",
+                        &[FieldError::required(
+                            "metadata.name",
+                            "name or generateName is required",
+                        )],
+                    ));
+                }
+            }
+        }
+        let name = meta::name(&obj).unwrap_or_default().to_string();
+        let t = Target {
+            name: Some(name.clone()),
+            ..t.clone()
+        };
+        if let Some(ns) = &t.namespace {
+            self.check_namespace_accepts(ns, ri, &name).await?;
+        }
+        {
+            let m = meta::meta_mut(&mut obj);
+            m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+            if tracks_generation(ri) {
+                m.insert("generation".into(), json!(1));
+            } else {
+                m.remove("generation");
+            }
+        }
+        skiff_validation::default_object(ri.group, ri.plural, &mut obj);
+        if ri.group.is_empty() && ri.plural == "pods" {
+            skiff_validation::admit_pod_defaults(&mut obj);
+        }
+        // Held until the object is stored, so two creates never get the same IP or port.
+        let _alloc = if kinds::needs_alloc_lock(ri) {
+            Some(self.alloc_lock.lock().await)
+        } else {
+            None
+        };
+        kinds::prepare_create(self, ri, &mut obj).await?;
+        let errs = skiff_validation::validate_create(ri.group, ri.plural, &obj);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
+        }
+        if let Some(mgr) = &opts.field_manager {
+            skiff_patch::record_update(
+                None,
+                &mut obj,
+                mgr,
+                &ri.api_version(),
+                &now_rfc3339(),
+                None,
+            );
+        }
+        if opts.dry_run {
+            return Ok(WriteResult {
+                object: obj,
+                code: 201,
+                warnings: Vec::new(),
+            });
+        }
+        let rev = self
+            .store
+            .create(&t.key(), to_stored(&obj))
+            .await
+            .map_err(|e| store_error(e, &t))?;
+        meta::set_resource_version(&mut obj, rev);
+        kinds::after_create(self, ri, &obj).await;
+        Ok(WriteResult {
+            object: obj,
+            code: 201,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn check_namespace_accepts(
+        &self,
+        ns: &str,
+        ri: &ResourceInfo,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let ns_ri = skiff_types::registry::lookup("", "namespaces").expect("namespaces are served");
+        match self.get_raw(&ns_ri.key(None, ns)).await? {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some(nsobj) if meta::deletion_timestamp(&nsobj).is_some() => Err(ApiError::forbidden(
+                ri.group,
+                ri.plural,
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Read-modify-write with compare-and-swap, retried on conflicts unless the caller
+    /// pinned a resourceVersion. `f` gets the current object (None if absent) and returns
+    /// the new one; returning `Ok(None)` deletes nothing and writes nothing.
+    pub async fn guaranteed_update<F>(
+        &self,
+        t: &Target,
+        precondition: Option<Revision>,
+        mut f: F,
+    ) -> Result<(Value, Option<Value>), ApiError>
+    where
+        F: FnMut(Option<Value>) -> Result<Value, ApiError>,
+    {
+        let key = t.key();
+        for _ in 0..16 {
+            let current = self.store.get(&key).await.map_err(|e| store_error(e, t))?;
+            let (cur_obj, cur_rev) = match &current {
+                Some(kv) => (Some(from_kv(kv)?), kv.mod_revision),
+                None => (None, 0),
+            };
+            if let (Some(p), Some(_)) = (precondition, &cur_obj)
+                && p != cur_rev
+            {
+                return Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()));
+            }
+            let mut new = f(cur_obj.clone())?;
+            let res = match &cur_obj {
+                Some(_) => self.store.update(&key, to_stored(&new), cur_rev).await,
+                None => self.store.create(&key, to_stored(&new)).await,
+            };
+            match res {
+                Ok(rev) => {
+                    meta::set_resource_version(&mut new, rev);
+                    return Ok((new, cur_obj));
+                }
+                Err(StoreError::Conflict { .. })
+                | Err(StoreError::AlreadyExists)
+                | Err(StoreError::NotFound)
+                    if precondition.is_none() =>
+                {
+                    continue;
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()));
+                }
+                Err(e) => return Err(store_error(e, t)),
+            }
+        }
+        Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()))
+    }
+
+    /// Builds the object to store for an update of `current` with `incoming` (PUT body or
+    /// patched object) on the main resource or a subresource.
+    fn prepare_update(
+        &self,
+        t: &Target,
+        current: &Value,
+        mut incoming: Value,
+        opts: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let ri = t.ri;
+        check_type_meta(ri, &mut incoming)?;
+        if let Some(n) = meta::name(&incoming)
+            && n != t.name()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({})",
+                t.name()
+            )));
+        }
+        let mut new = match t.sub {
+            Some(Subresource::Status) => {
+                // Only status moves; everything else stays as stored.
+                let mut n = current.clone();
+                n["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
+                if n["status"].is_null() {
+                    n.as_object_mut().expect("object").remove("status");
+                }
+                n
+            }
+            _ => {
+                if ri.has_subresource(Subresource::Status) {
+                    match current.get("status") {
+                        Some(s) => incoming["status"] = s.clone(),
+                        None => {
+                            incoming.as_object_mut().expect("object").remove("status");
+                        }
+                    }
+                }
+                incoming
+            }
+        };
+        check_namespace(t, &mut new)?;
+        // System-owned metadata always comes from the stored object.
+        {
+            let cm = current
+                .get("metadata")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let m = meta::meta_mut(&mut new);
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "name",
+                "namespace",
+            ] {
+                match cm.get(k) {
+                    Some(v) => {
+                        m.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(k);
+                    }
+                }
+            }
+            if m.get("managedFields").is_none()
+                && let Some(mf) = cm.get("managedFields")
+            {
+                m.insert("managedFields".into(), mf.clone());
+            }
+        }
+        kinds::prepare_update(ri, &mut new, current)?;
+        skiff_validation::default_object(ri.group, ri.plural, &mut new);
+        if tracks_generation(ri) && t.sub.is_none() && spec_changed(&new, current) {
+            let g = meta::generation(current) + 1;
+            meta::set(&mut new, "generation", json!(g));
+        }
+        let errs = match t.sub {
+            Some(Subresource::Status) => {
+                skiff_validation::validate_status_update(ri.group, ri.plural, &new, current)
+            }
+            _ => skiff_validation::validate_update(ri.group, ri.plural, &new, current),
+        };
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
+        }
+        if let Some(mgr) = &opts.field_manager {
+            skiff_patch::record_update(
+                Some(current),
+                &mut new,
+                mgr,
+                &ri.api_version(),
+                &now_rfc3339(),
+                t.sub.map(Subresource::name),
+            );
+        }
+        Ok(new)
+    }
+
+    /// PUT.
+    pub async fn update(
+        &self,
+        t: &Target,
+        incoming: Value,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult, ApiError> {
+        let precondition = meta::resource_version(&incoming)
+            .map(parse_rv)
+            .transpose()?;
+        self.write_existing(t, precondition, opts, |_| Ok(incoming.clone()))
+            .await
+    }
+
+    /// Shared tail of PUT and PATCH: `produce` maps the current object to the incoming one.
+    pub async fn write_existing<F>(
+        &self,
+        t: &Target,
+        precondition: Option<Revision>,
+        opts: &WriteOptions,
+        mut produce: F,
+    ) -> Result<WriteResult, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        if opts.dry_run {
+            let current = self.get_object(t).await?;
+            let incoming = produce(&current)?;
+            let new = self.prepare_update(t, &current, incoming, opts)?;
+            return Ok(WriteResult {
+                object: new,
+                code: 200,
+                warnings: Vec::new(),
+            });
+        }
+        let mut deleted_after = false;
+        let (new, _old) = self
+            .guaranteed_update(t, precondition, |cur| {
+                let current =
+                    cur.ok_or_else(|| ApiError::not_found(t.ri.group, t.ri.plural, t.name()))?;
+                let incoming = produce(&current)?;
+                let new = self.prepare_update(t, &current, incoming, opts)?;
+                deleted_after = meta::deletion_timestamp(&new).is_some()
+                    && meta::finalizers(&new).is_empty()
+                    && !kinds::waits_for_kubelet(t.ri, &new);
+                Ok(new)
+            })
+            .await?;
+        if deleted_after {
+            // The last finalizer is gone from an object being deleted: delete it now.
+            let rev = meta::resource_version(&new)
+                .map(parse_rv)
+                .transpose()?
+                .unwrap_or(0);
+            match self.store.delete(&t.key(), Some(rev)).await {
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(key = %t.key(), error = %e, "finalized object not deleted")
+                }
+            }
+        }
+        Ok(WriteResult {
+            object: new,
+            code: 200,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// DELETE of one object.
+    pub async fn delete(
+        &self,
+        t: &Target,
+        opts: &DeleteOptions,
+        user: &UserInfo,
+    ) -> Result<WriteResult, ApiError> {
+        let _ = user;
+        let ri = t.ri;
+        for _ in 0..16 {
+            let kv = self
+                .store
+                .get(&t.key())
+                .await
+                .map_err(|e| store_error(e, t))?
+                .ok_or_else(|| ApiError::not_found(ri.group, ri.plural, t.name()))?;
+            let current = from_kv(&kv)?;
+            if let Some(uid) = &opts.precondition_uid
+                && meta::uid(&current) != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict(
+                    ri.group,
+                    ri.plural,
+                    t.name(),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta::uid(&current).unwrap_or("")
+                    ),
+                ));
+            }
+            if let Some(rv) = &opts.precondition_rv
+                && meta::resource_version(&current) != Some(rv.as_str())
+            {
+                return Err(ApiError::conflict(
+                    ri.group,
+                    ri.plural,
+                    t.name(),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        meta::resource_version(&current).unwrap_or("")
+                    ),
+                ));
+            }
+            let plan = kinds::deletion_plan(ri, &current, opts);
+            match plan {
+                kinds::DeletionPlan::Immediate => {
+                    if opts.dry_run {
+                        return Ok(deleted_result(ri, current));
+                    }
+                    match self.store.delete(&t.key(), Some(kv.mod_revision)).await {
+                        Ok((rev, _)) => {
+                            let mut last = current;
+                            meta::set_resource_version(&mut last, rev);
+                            kinds::after_delete(self, ri, &last).await;
+                            return Ok(deleted_result(ri, last));
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(store_error(e, t)),
+                    }
+                }
+                kinds::DeletionPlan::Mark(mut marked) => {
+                    if opts.dry_run {
+                        return Ok(WriteResult {
+                            object: marked,
+                            code: 200,
+                            warnings: Vec::new(),
+                        });
+                    }
+                    match self
+                        .store
+                        .update(&t.key(), to_stored(&marked), kv.mod_revision)
+                        .await
+                    {
+                        Ok(rev) => {
+                            meta::set_resource_version(&mut marked, rev);
+                            return Ok(WriteResult {
+                                object: marked,
+                                code: 200,
+                                warnings: Vec::new(),
+                            });
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(store_error(e, t)),
+                    }
+                }
+                kinds::DeletionPlan::AlreadyPending => {
+                    return Ok(WriteResult {
+                        object: current,
+                        code: 200,
+                        warnings: Vec::new(),
+                    });
+                }
+            }
+        }
+        Err(ApiError::modified(ri.group, ri.plural, t.name()))
+    }
+
+    /// Waits until the watch cache has everything the store acknowledged so far.
+    pub async fn sync_cache(&self) -> Result<Revision, ApiError> {
+        let rev = self
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        if !self.cache.wait_for(rev, Duration::from_secs(5)).await {
+            return Err(ApiError::timeout(
+                "Timeout: the watch cache did not catch up with storage",
+            ));
+        }
+        Ok(rev)
+    }
+}
+
+fn deleted_result(ri: &ResourceInfo, last: Value) -> WriteResult {
+    // Kubernetes returns the deleted object for these registries, a Status for the rest.
+    let object = if ri.group.is_empty()
+        && matches!(
+            ri.plural,
+            "pods"
+                | "services"
+                | "namespaces"
+                | "nodes"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        ) {
+        last
+    } else {
+        skiff_types::status::success_status(
+            ri.group,
+            ri.plural,
+            meta::name(&last).unwrap_or(""),
+            meta::uid(&last).unwrap_or(""),
+        )
+    };
+    WriteResult {
+        object,
+        code: 200,
+        warnings: Vec::new(),
+    }
+}
+
+/// `metav1.DeleteOptions`, from the body and the query.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn from_body(body: &Value) -> Result<Self, ApiError> {
+        let mut o = DeleteOptions::default();
+        if let Some(g) = body.get("gracePeriodSeconds") {
+            o.grace_period_seconds =
+                Some(g.as_i64().ok_or_else(|| {
+                    ApiError::bad_request("gracePeriodSeconds must be an integer")
+                })?);
+        }
+        if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
+            o.set_propagation(p)?;
+        }
+        if let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool) {
+            o.propagation_policy.get_or_insert_with(|| {
+                if orphan {
+                    "Orphan".into()
+                } else {
+                    "Background".into()
+                }
+            });
+        }
+        if let Some(pre) = body.get("preconditions") {
+            o.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
+            o.precondition_rv = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
+            o.dry_run = dry_run_values(d.iter().filter_map(Value::as_str))?;
+        }
+        Ok(o)
+    }
+
+    pub fn set_propagation(&mut self, p: &str) -> Result<(), ApiError> {
+        match p {
+            "Orphan" | "Background" | "Foreground" => {
+                self.propagation_policy = Some(p.to_string());
+                Ok(())
+            }
+            other => Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                &[FieldError::not_supported(
+                    "propagationPolicy",
+                    json!(other),
+                    &["Foreground", "Background", "Orphan"],
+                )],
+            )),
+        }
+    }
+}
+
+pub fn dry_run_values<'a>(vals: impl Iterator<Item = &'a str>) -> Result<bool, ApiError> {
+    let mut dry = false;
+    for v in vals {
+        match v {
+            "All" => dry = true,
+            "" => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+                )));
+            }
+        }
+    }
+    Ok(dry)
+}
+
+pub fn parse_rv(s: &str) -> Result<Revision, ApiError> {
+    s.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {s:?}")))
+}
+
+fn spec_changed(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| -> Map<String, Value> {
+        let mut m = v.as_object().cloned().unwrap_or_default();
+        m.remove("metadata");
+        m.remove("status");
+        m
+    };
+    strip(new) != strip(old)
+}
+
+fn random_suffix() -> String {
+    // Kubernetes' generateName alphabet: no vowels, no look-alikes.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Opaque continue token: the revision the first page was served at and the last key.
+pub fn encode_continue(rev: Revision, last_key: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": last_key}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: ensure the continue token came from a list response",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
+    Ok((rev, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "/registry/pods/default/a");
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/pods/default/a".to_string())
+        );
+        assert_eq!(decode_continue("!!!").unwrap_err().code, 400);
+        assert_eq!(decode_continue("e30").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn spec_change_ignores_metadata_and_status() {
+        let a = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}, "status": {}});
+        let b = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"replicas": 1}, "status": {"x": 1}});
+        let c = json!({"metadata": {}, "spec": {"replicas": 2}});
+        assert!(!spec_changed(&a, &b));
+        assert!(spec_changed(&a, &c));
+    }
+
+    #[test]
+    fn type_meta_mismatch_is_rejected() {
+        let ri = skiff_types::registry::lookup("", "pods").unwrap();
+        let mut ok = json!({"metadata": {}});
+        check_type_meta(ri, &mut ok).unwrap();
+        assert_eq!(ok["kind"], "Pod");
+        let mut bad = json!({"apiVersion": "apps/v1", "kind": "Pod"});
+        assert_eq!(check_type_meta(ri, &mut bad).unwrap_err().code, 400);
+        let mut bad2 = json!({"apiVersion": "v1", "kind": "Service"});
+        assert_eq!(check_type_meta(ri, &mut bad2).unwrap_err().code, 400);
+    }
+}

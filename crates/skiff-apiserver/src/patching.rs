@@ -1,0 +1,189 @@
+//! PATCH: JSON patch, merge patch, strategic merge patch and server-side apply, on the
+//! main resource and on the status and scale subresources.
+
+use crate::decode;
+use crate::handlers::Query;
+use crate::object::{Target, WriteOptions, WriteResult, field_validation, parse_rv};
+use crate::server::ApiServer;
+use http::HeaderMap;
+use serde_json::Value;
+use skiff_patch::PatchType;
+use skiff_types::{ApiError, Subresource, meta};
+
+pub async fn patch(
+    api: &ApiServer,
+    t: &Target,
+    headers: &HeaderMap,
+    raw: &[u8],
+    q: &Query,
+    opts: WriteOptions,
+) -> Result<WriteResult, ApiError> {
+    let ct = decode::content_type(headers);
+    let pt =
+        PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the body of the patch is empty"));
+    }
+    let ri = t.ri;
+    match pt {
+        PatchType::Apply => {
+            let manager = opts.field_manager.clone().ok_or_else(|| {
+                ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml requires fieldManager parameter",
+                )
+            })?;
+            let force = matches!(q.map.get("force").map(String::as_str), Some("true" | "1"));
+            let mut applied = decode::decode_yaml(raw)?;
+            if !applied.is_object() {
+                return Err(ApiError::bad_request(
+                    "the applied configuration must be an object",
+                ));
+            }
+            if applied.get("apiVersion").is_none() || applied.get("kind").is_none() {
+                return Err(ApiError::bad_request(
+                    "apiVersion and kind must be set in an applied configuration",
+                ));
+            }
+            crate::object::check_type_meta(ri, &mut applied)?;
+            let warnings = field_validation(ri, &applied, None, opts.field_validation)?;
+            if let Some(n) = meta::name(&applied)
+                && n != t.name()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({})",
+                    t.name()
+                )));
+            }
+            let now = crate::object::now_rfc3339();
+            let ssa = |live: Option<&Value>| -> Result<Value, ApiError> {
+                let out = skiff_patch::server_side_apply(
+                    live, &applied, ri.group, ri.kind, &manager, force, &now,
+                )
+                .map_err(|e| apply_error(t, e))?;
+                Ok(out.object)
+            };
+            // Apply creates when absent.
+            match api
+                .get_object(&Target {
+                    sub: None,
+                    ..t.clone()
+                })
+                .await
+            {
+                Err(e) if e.code == 404 && t.sub.is_none() => {
+                    let obj = ssa(None)?;
+                    let mut res = api
+                        .create(
+                            t,
+                            obj,
+                            &WriteOptions {
+                                field_manager: None,
+                                ..opts
+                            },
+                        )
+                        .await?;
+                    res.warnings.extend(warnings);
+                    return Ok(res);
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            let mut res = api
+                .write_existing(
+                    t,
+                    None,
+                    &WriteOptions {
+                        field_manager: None,
+                        ..opts
+                    },
+                    |cur| ssa(Some(cur)),
+                )
+                .await?;
+            res.warnings.extend(warnings);
+            Ok(res)
+        }
+        _ => {
+            let patch: Value = serde_json::from_slice(raw)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let precondition = match pt {
+                PatchType::Merge | PatchType::StrategicMerge => patch
+                    .get("metadata")
+                    .and_then(|m| m.get("resourceVersion"))
+                    .and_then(Value::as_str)
+                    .map(parse_rv)
+                    .transpose()?,
+                _ => None,
+            };
+            let is_scale = t.sub == Some(Subresource::Scale);
+            let name = t.name().to_string();
+            let mut warnings = Vec::new();
+            let mode = opts.field_validation;
+            let apply = |doc: &Value, kind_group: &str, kind: &str| -> Result<Value, ApiError> {
+                let out = match pt {
+                    PatchType::Json => skiff_patch::json_patch(doc, &patch),
+                    PatchType::Merge => skiff_patch::merge_patch(doc, &patch),
+                    PatchType::StrategicMerge => {
+                        skiff_patch::strategic_merge_patch(doc, &patch, kind_group, kind)
+                    }
+                    PatchType::Apply => unreachable!("handled above"),
+                };
+                out.map_err(|e| patch_error(t, e))
+            };
+            let res = api
+                .write_existing(t, precondition, &opts, |cur| {
+                    if is_scale {
+                        let scale = crate::kinds::to_scale(cur);
+                        let patched = apply(&scale, "autoscaling", "Scale")?;
+                        return crate::kinds::from_scale(cur, &patched, &name);
+                    }
+                    let patched = apply(cur, ri.group, ri.kind)?;
+                    if t.sub.is_none() {
+                        warnings = field_validation(ri, &patched, None, mode)?;
+                    }
+                    Ok(patched)
+                })
+                .await?;
+            Ok(WriteResult { warnings, ..res })
+        }
+    }
+}
+
+fn patch_error(t: &Target, e: skiff_patch::PatchError) -> ApiError {
+    // A json-patch `test` that fails is a 422 in Kubernetes; everything else about a
+    // malformed patch is a 400 (or 422 for an invalid result, checked later).
+    let msg = e.to_string();
+    if msg.contains("test") && msg.contains("fail") {
+        ApiError::invalid(
+            t.ri.group,
+            t.ri.kind,
+            t.name(),
+            &[skiff_types::FieldError::invalid("", Value::Null, msg)],
+        )
+    } else {
+        ApiError::bad_request(msg)
+    }
+}
+
+fn apply_error(t: &Target, e: skiff_patch::ApplyError) -> ApiError {
+    match e {
+        skiff_patch::ApplyError::Conflicts(conflicts) => {
+            let n = conflicts.len();
+            let lines: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
+                .collect();
+            let mut err = ApiError::conflict(t.ri.group, t.ri.plural, t.name(), "");
+            err.message = format!(
+                "Apply failed with {n} conflict{}: {}",
+                if n == 1 { "" } else { "s" },
+                lines.join("\n")
+            );
+            err.causes = conflicts
+                .iter()
+                .map(|c| serde_json::json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?}", c.manager), "field": c.field}))
+                .collect();
+            err
+        }
+        other => ApiError::bad_request(other.to_string()),
+    }
+}

@@ -1,0 +1,234 @@
+//! Wiring: the server state, the TLS listener and the per-connection authentication.
+
+use crate::auth::{AllowAuthenticated, Authorizer, UserInfo};
+use crate::cache::WatchCache;
+use crate::metrics::Metrics;
+use anyhow::Context;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use skiff_pki::{ClusterPki, TokenAuthenticator};
+use skiff_store::Store;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_port: u16,
+    /// Where to write the admin kubeconfig (default `<data-dir>/kubeconfig.yaml`).
+    pub kubeconfig_path: Option<PathBuf>,
+    /// Extra SANs for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// Events kept in the watch cache for resuming watches.
+    pub watch_cache_events: usize,
+    /// Store history older than this many revisions is compacted.
+    pub compaction_keep_revisions: i64,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Config {
+            data_dir,
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            https_port: 6443,
+            kubeconfig_path: None,
+            tls_sans: Vec::new(),
+            watch_cache_events: 20_000,
+            compaction_keep_revisions: 50_000,
+        }
+    }
+}
+
+/// Shared state of the API server.
+pub struct ApiServer {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<WatchCache>,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
+    pub metrics: Metrics,
+    /// Serialises allocations of cluster IPs and node ports.
+    pub alloc_lock: tokio::sync::Mutex<()>,
+    pub started: Instant,
+    /// Address clients reach the API on (for the `kubernetes` Endpoints).
+    pub advertise: SocketAddr,
+    pub ready: watch::Receiver<bool>,
+}
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub kubeconfig_path: PathBuf,
+    pub api: Arc<ApiServer>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish briefly, returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the API server on `store`: PKI, watch cache, bootstrap objects, listener.
+pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let sans = skiff_pki::ServingSans::default_for_host(&config.tls_sans);
+    let pki = ClusterPki::load_or_create(&config.data_dir, &sans).context("loading cluster PKI")?;
+    let tls = pki.server_config().context("building TLS config")?;
+
+    let listener = TcpListener::bind((config.bind_address, config.https_port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind_address, config.https_port))?;
+    let addr = listener.local_addr()?;
+    let advertise_ip = if config.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.bind_address
+    };
+    let advertise = SocketAddr::new(advertise_ip, addr.port());
+
+    let kubeconfig_path = config
+        .kubeconfig_path
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("kubeconfig.yaml"));
+    let server_url = format!("https://{}", SocketAddr::new(advertise_ip, addr.port()));
+    let kubeconfig = skiff_pki::kubeconfig(
+        &server_url,
+        &pki.ca_cert_pem,
+        &pki.admin_cert_pem,
+        &pki.admin_key_pem,
+    );
+    skiff_pki::write_private(&kubeconfig_path, kubeconfig.as_bytes())
+        .with_context(|| format!("writing {}", kubeconfig_path.display()))?;
+
+    let cache = WatchCache::start(store.clone(), config.watch_cache_events)
+        .await
+        .context("starting watch cache")?;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let api = Arc::new(ApiServer {
+        store: store.clone(),
+        cache,
+        authorizer: Arc::new(AllowAuthenticated),
+        token_authenticators: vec![Arc::new(skiff_pki::StaticTokenAuthenticator::new(
+            &pki.join_token,
+        ))],
+        metrics: Metrics::default(),
+        alloc_lock: tokio::sync::Mutex::new(()),
+        started: Instant::now(),
+        advertise,
+        ready: ready_rx,
+    });
+    crate::bootstrap::ensure(&api)
+        .await
+        .context("creating bootstrap objects")?;
+    let _ = ready_tx.send(true);
+    spawn_background(&api, &config);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let task = tokio::spawn(accept_loop(listener, acceptor, api.clone(), shutdown_rx));
+    tracing::info!(%addr, kubeconfig = %kubeconfig_path.display(), "API server listening");
+    Ok(RunningServer {
+        addr,
+        kubeconfig_path,
+        api,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
+    // Compaction: keep a window of history so watches can resume, drop the rest.
+    let store = api.store.clone();
+    let keep = config.compaction_keep_revisions;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Ok(rev) = store.current_revision().await else {
+                continue;
+            };
+            let target = rev - keep;
+            if target > 0
+                && let Err(e) = store.compact(target).await
+            {
+                tracing::warn!(error = %e, target, "compaction failed");
+            }
+        }
+    });
+    crate::kinds::spawn_namespace_finalizer(api.clone());
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    api: Arc<ApiServer>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let router = crate::handlers::router(api.clone());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|leaf| skiff_pki::user_from_client_cert(leaf.as_ref()));
+            let conn_user = ConnUser(cert_user);
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(conn_user.clone());
+                req.extensions_mut().insert(Peer(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended with error") },
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), conn).await;
+                }
+            }
+        });
+    }
+}
+
+/// The user a connection's client certificate authenticated, if any.
+#[derive(Clone, Debug)]
+pub struct ConnUser(pub Option<UserInfo>);
+
+/// The remote address of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);

@@ -1,0 +1,261 @@
+//! Watch streams served from the watch cache: newline-delimited JSON events, with
+//! selector transitions, bookmarks, 410 Expired and `timeoutSeconds`.
+
+use crate::cache::{CacheEvent, EventType, Stored, TooOld};
+use crate::decode::Wanted;
+use crate::object::{Target, from_stored};
+use crate::server::ApiServer;
+use axum::body::Body;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use skiff_store::Revision;
+use skiff_types::{ApiError, meta};
+use skiff_validation::{fields, labels};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub struct WatchParams {
+    /// None: send the current state first.
+    pub from: Option<Revision>,
+    pub send_initial_events: bool,
+    pub labels: labels::Selector,
+    pub fields: fields::Selector,
+    pub timeout: Duration,
+    pub bookmarks: bool,
+    pub wanted: Wanted,
+}
+
+/// Object-level filter shared by list and watch.
+pub struct Filter<'a> {
+    pub t: &'a Target,
+    pub labels: &'a labels::Selector,
+    pub fields: &'a fields::Selector,
+}
+
+impl Filter<'_> {
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty() && self.t.name.is_none()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(n) = &self.t.name
+            && meta::name(obj) != Some(n.as_str())
+        {
+            return false;
+        }
+        if !self.labels.is_empty() {
+            let l = meta::string_map(obj.get("metadata").and_then(|m| m.get("labels")));
+            if !self.labels.matches(&l) {
+                return false;
+            }
+        }
+        if !self.fields.is_empty() {
+            let ri = self.t.ri;
+            let f = |field: &str| fields::field_value(ri.group, ri.plural, obj, field);
+            if !self.fields.matches(&f) {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn matches_stored(&self, s: &Stored) -> bool {
+        if self.is_everything() {
+            return true;
+        }
+        match serde_json::from_slice::<Value>(&s.value) {
+            Ok(v) => self.matches(&v),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Shapes an object for the client: events.k8s.io view, metadata-only, or as is.
+pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
+    let obj = if t.ri.is_storage_alias() {
+        crate::kinds::core_event_to_v1(&obj)
+    } else {
+        obj
+    };
+    match wanted {
+        Wanted::PartialObjectMetadata => partial(&obj),
+        _ => obj,
+    }
+}
+
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("serializable");
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn expired_event(e: &TooOld) -> Bytes {
+    let st = ApiError::expired(format!(
+        "too old resource version: {} ({})",
+        e.requested, e.oldest
+    ))
+    .to_status();
+    line("ERROR", &st)
+}
+
+/// Starts a watch and returns its streaming body.
+pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, ApiError> {
+    let prefix = match &t.name {
+        // A single-object watch (`fieldSelector=metadata.name=x` or /watch/.../name) is
+        // still a prefix watch; the filter narrows it.
+        _ => t.ri.prefix(t.namespace.as_deref()),
+    };
+    let initial_wanted = p.from.is_none() || p.send_initial_events;
+    let watcher = api.cache.watch(
+        &prefix,
+        if initial_wanted && p.from.is_none() {
+            None
+        } else {
+            p.from
+        },
+    );
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    match watcher {
+        Err(too_old) => {
+            let _ = tx.try_send(Ok(expired_event(&too_old)));
+        }
+        Ok(mut w) => {
+            tokio::spawn(async move {
+                let filter = Filter {
+                    t: &t,
+                    labels: &p.labels,
+                    fields: &p.fields,
+                };
+                let mut columns_sent = false;
+                let mut emit = |kind: EventType, obj: Value| -> Bytes {
+                    let shaped = present(&t, obj, p.wanted);
+                    let object = if p.wanted == Wanted::Table {
+                        let mut tbl = skiff_printers::table(
+                            t.ri.group,
+                            t.ri.plural,
+                            &[shaped],
+                            "Metadata",
+                            meta::resource_version(&Value::Null).unwrap_or(""),
+                            None,
+                            chrono::Utc::now(),
+                        );
+                        if columns_sent {
+                            tbl["columnDefinitions"] = json!([]);
+                        }
+                        columns_sent = true;
+                        tbl
+                    } else {
+                        shaped
+                    };
+                    line(kind.as_str(), &object)
+                };
+                let deadline = tokio::time::sleep(p.timeout);
+                tokio::pin!(deadline);
+                if initial_wanted {
+                    for s in std::mem::take(&mut w.initial) {
+                        let Ok(obj) = from_stored(&s) else { continue };
+                        if filter.matches(&obj)
+                            && tx.send(Ok(emit(EventType::Added, obj))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if p.send_initial_events && p.bookmarks {
+                        let mut bm = bookmark(&t, w.initial_rev);
+                        bm["metadata"]["annotations"] =
+                            json!({"k8s.io/initial-events-end": "true"});
+                        if tx.send(Ok(line("BOOKMARK", &bm))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                let mut bookmark_tick = tokio::time::interval(Duration::from_secs(60));
+                bookmark_tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = &mut deadline => return,
+                        _ = tx.closed() => return,
+                        _ = bookmark_tick.tick(), if p.bookmarks => {
+                            if tx.send(Ok(line("BOOKMARK", &bookmark(&t, w.last_revision())))).await.is_err() { return; }
+                        }
+                        batch = w.next_batch() => match batch {
+                            Err(too_old) => { let _ = tx.send(Ok(expired_event(&too_old))).await; return; }
+                            Ok(events) if events.is_empty() => return,
+                            Ok(events) => for ev in events {
+                                if let Some((kind, obj)) = transition(&filter, &ev) && tx.send(Ok(emit(kind, obj))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+    Ok(Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ))
+}
+
+fn bookmark(t: &Target, rev: Revision) -> Value {
+    let kind = if t.ri.is_storage_alias() {
+        "Event"
+    } else {
+        t.ri.kind
+    };
+    json!({"kind": kind, "apiVersion": t.ri.api_version(), "metadata": {"resourceVersion": rev.to_string()}})
+}
+
+/// What a change looks like through a filter: objects entering it are ADDED, leaving it
+/// DELETED (Kubernetes' watch cache semantics).
+fn transition(filter: &Filter<'_>, ev: &CacheEvent) -> Option<(EventType, Value)> {
+    let cur = from_stored(&ev.obj).ok()?;
+    let cur_ok = filter.matches(&cur);
+    let prev_ok = match &ev.prev {
+        Some(p) if ev.kind == EventType::Modified && !filter.is_everything() => {
+            let mut prev = from_stored(p).ok()?;
+            let ok = filter.matches(&prev);
+            if ok && !cur_ok {
+                meta::set_resource_version(&mut prev, ev.rev);
+                return Some((EventType::Deleted, prev));
+            }
+            ok
+        }
+        _ => true,
+    };
+    match ev.kind {
+        EventType::Added if cur_ok => Some((EventType::Added, cur)),
+        EventType::Modified if cur_ok && prev_ok => Some((EventType::Modified, cur)),
+        EventType::Modified if cur_ok => Some((EventType::Added, cur)),
+        EventType::Deleted if cur_ok => Some((EventType::Deleted, cur)),
+        _ => None,
+    }
+}
+
+/// Parses list/watch selectors, with Kubernetes' 400 messages.
+pub fn parse_selectors(
+    t: &Target,
+    q: &BTreeMap<String, String>,
+) -> Result<(labels::Selector, fields::Selector), ApiError> {
+    let l = match q.get("labelSelector") {
+        Some(s) => labels::Selector::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        None => labels::Selector::everything(),
+    };
+    let f = match q.get("fieldSelector") {
+        Some(s) => {
+            let sel = fields::Selector::parse(s).map_err(ApiError::bad_request)?;
+            fields::check_supported(t.ri.group, t.ri.plural, &sel)
+                .map_err(ApiError::bad_request)?;
+            sel
+        }
+        None => fields::Selector::parse("").map_err(ApiError::bad_request)?,
+    };
+    Ok((l, f))
+}

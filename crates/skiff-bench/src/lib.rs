@@ -1,0 +1,319 @@
+//! `skiff bench api`: measures the API server as users meet it (HTTPS, real client) and
+//! the storage engine underneath with the same write pattern, in one run, and prints the
+//! figures side by side. Targets are printed beside the numbers, never asserted.
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct ApiBenchOptions {
+    /// The skiff binary to start as the server under test.
+    pub skiff: PathBuf,
+    pub creates: usize,
+    pub concurrency: usize,
+    pub watchers: usize,
+    /// Pods held when measuring memory under load.
+    pub hold_pods: usize,
+}
+
+struct ServerProc {
+    child: Child,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+/// Starts `skiff server` and returns it with the time until `/readyz` answered.
+async fn start_server(skiff: &Path) -> anyhow::Result<(ServerProc, Duration)> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let port = free_port();
+    let t0 = Instant::now();
+    let child = Command::new(skiff)
+        .args([
+            "server",
+            "--bind-address",
+            "127.0.0.1",
+            "--https-port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", skiff.display()))?;
+    let kubeconfig = data.join("kubeconfig.yaml");
+    let proc_ = ServerProc {
+        child,
+        _dir: dir,
+        kubeconfig: kubeconfig.clone(),
+    };
+    loop {
+        if kubeconfig.exists()
+            && let Ok(c) = client_for(&kubeconfig).await
+            && let Ok(body) = c
+                .request_text(http::Request::get("/readyz").body(Vec::new())?)
+                .await
+            && body.trim() == "ok"
+        {
+            return Ok((proc_, t0.elapsed()));
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("server did not become ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.local/bench:1", "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+    }))
+    .expect("static pod")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Throughput {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn create_pods(
+    api: &Api<Pod>,
+    prefix: &str,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<Throughput> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let api = api.clone();
+        let next = next.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, kube::Error>(lat);
+                }
+                let t = Instant::now();
+                api.create(&PostParams::default(), &pod(&format!("{prefix}-{i}")))
+                    .await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Throughput {
+        per_sec: total as f64 / secs,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
+    println!(
+        "skiff bench api: {} creates, {} concurrent clients, {} watchers, memory at {} pods",
+        opts.creates, opts.concurrency, opts.watchers, opts.hold_pods
+    );
+    let (server, ready) = start_server(&opts.skiff).await?;
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss = rss_kib(pid);
+    let client = client_for(&server.kubeconfig).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Warm up connections and caches.
+    create_pods(&pods, "warm", opts.concurrency * 2, opts.concurrency).await?;
+    let api_tp = create_pods(&pods, "bench", opts.creates, opts.concurrency).await?;
+
+    // The same write pattern straight against the engine.
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn skiff_store::Store> =
+        Arc::new(skiff_store::SqliteStore::open(&dir.path().join("raw.db"))?);
+    let sample = serde_json::to_vec(&pod("raw-sample"))?.len() + 400;
+    let raw = skiff_store::bench_raw(store, opts.concurrency, opts.creates, sample).await;
+
+    // List fan-out: concurrent full lists, from the cache (rv=0) and consistent.
+    let lists = 20usize;
+    let t0 = Instant::now();
+    let mut ts = Vec::new();
+    for i in 0..lists {
+        let pods = pods.clone();
+        ts.push(tokio::spawn(async move {
+            let lp = if i % 2 == 0 {
+                ListParams::default().match_any()
+            } else {
+                ListParams::default()
+            };
+            pods.list(&lp).await.map(|l| l.items.len())
+        }));
+    }
+    let mut listed = 0;
+    for t in ts {
+        listed += t.await??;
+    }
+    let list_secs = t0.elapsed().as_secs_f64();
+
+    // Watch fan-out: W watchers each see M new pods.
+    let m = 200usize;
+    let rv = pods
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut watchers = Vec::new();
+    for _ in 0..opts.watchers {
+        let pods = pods.clone();
+        let rv = rv.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut s = pods
+                .watch(&WatchParams::default().timeout(120), &rv)
+                .await?
+                .boxed();
+            let mut n = 0;
+            while n < m {
+                match s.next().await {
+                    Some(Ok(WatchEvent::Added(_))) => n += 1,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => break,
+                }
+            }
+            Ok::<_, kube::Error>(n)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    create_pods(&pods, "watched", m, opts.concurrency).await?;
+    let mut delivered = 0;
+    for w in watchers {
+        delivered += w.await??;
+    }
+    let watch_secs = t0.elapsed().as_secs_f64();
+
+    // Memory holding many pods.
+    let have = opts.creates + opts.concurrency * 2 + m;
+    if opts.hold_pods > have {
+        create_pods(&pods, "hold", opts.hold_pods - have, opts.concurrency).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded_rss = rss_kib(pid);
+    let held = opts.hold_pods.max(have);
+
+    println!();
+    println!(
+        "{:<44} {:>14} {:>14} {:>10}",
+        "measure", "skiff API", "raw engine", "ratio"
+    );
+    println!(
+        "{:<44} {:>14.0} {:>14.0} {:>9.0}%",
+        "creates/s",
+        api_tp.per_sec,
+        raw.ops_per_sec,
+        100.0 * api_tp.per_sec / raw.ops_per_sec.max(1e-9)
+    );
+    println!(
+        "{:<44} {:>14} {:>14}",
+        "create latency p50",
+        ms(api_tp.p50),
+        ms(raw.p50)
+    );
+    println!(
+        "{:<44} {:>14} {:>14}",
+        "create latency p99",
+        ms(api_tp.p99),
+        ms(raw.p99)
+    );
+    println!();
+    println!("{:<44} {:>14}", "ready to serve after start", ms(ready));
+    println!(
+        "{:<44} {:>11.1} MB   (target < 40 MB)",
+        "server RSS idle",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "{:<44} {:>11.1} MB   (target < 150 MB at 30,000)",
+        format!("server RSS holding {held} pods"),
+        loaded_rss as f64 / 1024.0
+    );
+    println!(
+        "{:<44} {:>14.0}   ({lists} lists, {listed} items)",
+        "list fan-out: items/s",
+        listed as f64 / list_secs
+    );
+    println!(
+        "{:<44} {:>14.0}   ({} watchers x {m} events)",
+        "watch fan-out: events delivered/s",
+        delivered as f64 / watch_secs,
+        opts.watchers
+    );
+    println!("target: API create throughput >= 50% of the raw engine's");
+    drop(server);
+    Ok(())
+}

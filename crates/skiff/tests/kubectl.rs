@@ -1,0 +1,563 @@
+//! Real kubectl against a real `skiff server`: the commands of the kubectl contract that
+//! need no running container, and every manifest of the Pods guide.
+
+mod common;
+
+use common::{Cluster, manifest};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+fn row<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(words)
+        .unwrap_or_else(|| panic!("no row {name} in:\n{out}"))
+}
+
+#[test]
+fn run_get_and_output_formats() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.ok(&["run", "my-pod", "--image=nginx"]).trim(),
+        "pod/my-pod created"
+    );
+
+    let out = c.ok(&["get", "pods"]);
+    assert_eq!(
+        words(out.lines().next().unwrap()),
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    );
+    let r = row(&out, "my-pod");
+    assert_eq!(&r[..4], ["my-pod", "0/1", "Pending", "0"]);
+
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    assert_eq!(
+        words(wide.lines().next().unwrap()),
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
+    );
+    assert_eq!(
+        &row(&wide, "my-pod")[5..],
+        ["<none>", "<none>", "<none>", "<none>"]
+    );
+
+    let yaml = c.ok(&["get", "pod", "my-pod", "-o", "yaml"]);
+    assert!(
+        yaml.contains("name: my-pod")
+            && yaml.contains("image: nginx")
+            && yaml.contains("phase: Pending"),
+        "{yaml}"
+    );
+    let json: Value = serde_json::from_str(&c.ok(&["get", "pod", "my-pod", "-o", "json"])).unwrap();
+    assert_eq!(json["kind"], "Pod");
+    assert_eq!(json["metadata"]["labels"]["run"], "my-pod");
+    assert_eq!(json["spec"]["restartPolicy"], "Always");
+    assert_eq!(json["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    assert_eq!(json["status"]["qosClass"], "BestEffort");
+    assert!(json["metadata"]["uid"].as_str().unwrap().len() > 10);
+    assert_eq!(c.ok(&["get", "pods", "-o", "name"]).trim(), "pod/my-pod");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "my-pod",
+            "-o",
+            "jsonpath={.spec.containers[0].name}"
+        ]),
+        "my-pod"
+    );
+    let cc = c.ok(&[
+        "get",
+        "pods",
+        "-o",
+        "custom-columns=N:.metadata.name,I:.spec.containers[0].image",
+    ]);
+    assert_eq!(row(&cc, "my-pod"), ["my-pod", "nginx"]);
+    // -A adds NAMESPACE from the row objects; --show-labels from their metadata.
+    let all = c.ok(&["get", "pods", "-A", "--show-labels"]);
+    assert_eq!(row(&all, "default")[..2], ["default", "my-pod"]);
+    assert!(all.contains("run=my-pod"), "{all}");
+
+    let err = c.fails(&["get", "pod", "nope"]);
+    assert!(
+        err.contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{err}"
+    );
+    let err = c.fails(&["run", "my-pod", "--image=nginx"]);
+    assert!(
+        err.contains("AlreadyExists") && err.contains("pods \"my-pod\" already exists"),
+        "{err}"
+    );
+}
+
+#[test]
+fn apply_every_guide_manifest_twice_then_configure() {
+    let c = Cluster::start();
+    // envFrom in the guide's secure pod refers to these.
+    c.ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=MODE=prod",
+    ]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db-secret",
+        "--from-literal=password=s3cret",
+    ]);
+    let cases = [
+        ("pod.yaml", "pod/my-pod"),
+        ("webserver-pod.yaml", "pod/webserver-pod"),
+        ("backend-service.yaml", "service/backend-service"),
+        (
+            "network-policy.yaml",
+            "networkpolicy.networking.k8s.io/allow-frontend-to-backend",
+        ),
+        ("daemonset.yaml", "daemonset.apps/logging-daemonset"),
+        ("job.yaml", "job.batch/db-backup"),
+        ("cronjob.yaml", "cronjob.batch/cleanup-job"),
+        ("single-container-pod.yaml", "pod/single-container-pod"),
+        ("multi-container-pod.yaml", "pod/multi-container-pod"),
+        ("static-pod.yaml", "pod/static-pod"),
+        ("secure-pod.yaml", "pod/secure-pod"),
+    ];
+    for (file, name) in cases {
+        let f = manifest(file);
+        let f = f.to_str().unwrap();
+        assert_eq!(
+            c.ok(&["apply", "-f", f]).trim(),
+            format!("{name} created"),
+            "{file}"
+        );
+        assert_eq!(
+            c.ok(&["apply", "-f", f]).trim(),
+            format!("{name} unchanged"),
+            "{file}"
+        );
+    }
+    // An edit of the manifest: the image changes, the ports stay (strategic merge).
+    let edited = std::fs::read_to_string(manifest("pod.yaml"))
+        .unwrap()
+        .replace("image: nginx", "image: nginx:1.27");
+    let tmp = c.dir.path().join("pod-edited.yaml");
+    std::fs::write(&tmp, edited).unwrap();
+    assert_eq!(
+        c.ok(&["apply", "-f", tmp.to_str().unwrap()]).trim(),
+        "pod/my-pod configured"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "my-pod",
+            "-o",
+            "jsonpath={.spec.containers[0].image} {.spec.containers[0].ports[0].containerPort}"
+        ]),
+        "nginx:1.27 80"
+    );
+
+    let svc = c.ok(&["get", "svc", "backend-service"]);
+    assert_eq!(
+        words(svc.lines().next().unwrap()),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    let r = row(&svc, "backend-service");
+    assert_eq!(r[1], "ClusterIP");
+    assert!(r[2].starts_with("10.43."), "{svc}");
+    assert_eq!(r[4], "80/TCP");
+
+    let cj = c.ok(&["get", "cronjobs"]);
+    assert_eq!(&row(&cj, "cleanup-job")[1..6], ["0", "0", "*", "*", "*"]);
+    let job = c.ok(&["get", "job", "db-backup", "-o", "json"]);
+    let job: Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    assert!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string()
+    );
+
+    // delete -f removes what apply made.
+    let out = c.ok(&[
+        "delete",
+        "-f",
+        manifest("webserver-pod.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.trim(), "pod \"webserver-pod\" deleted");
+    c.fails(&["get", "pod", "webserver-pod"]);
+}
+
+#[test]
+fn server_side_apply_creates_and_records_managers() {
+    let c = Cluster::start();
+    let f = manifest("pod.yaml");
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", f.to_str().unwrap()])
+            .trim(),
+        "pod/my-pod serverside-applied"
+    );
+    assert_eq!(
+        c.ok(&["apply", "--server-side", "-f", f.to_str().unwrap()])
+            .trim(),
+        "pod/my-pod serverside-applied"
+    );
+    let mf = c.ok(&[
+        "get",
+        "pod",
+        "my-pod",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(mf.contains("kubectl"), "{mf}");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "my-pod",
+            "-o",
+            "jsonpath={.spec.containers[0].ports[0].containerPort}"
+        ]),
+        "80"
+    );
+}
+
+#[test]
+fn edit_describe_label_annotate_delete() {
+    let c = Cluster::start();
+    c.ok(&["apply", "-f", manifest("pod.yaml").to_str().unwrap()]);
+    let out = c.kubectl_env(
+        &["edit", "pod", "my-pod"],
+        &[("KUBE_EDITOR", "sed -i -e s/app:\\ myapp/app:\\ edited/")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pod/my-pod edited"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "my-pod",
+            "-o",
+            "jsonpath={.metadata.labels.app}"
+        ]),
+        "edited"
+    );
+
+    assert_eq!(
+        c.ok(&["label", "pod", "my-pod", "tier=frontend"]).trim(),
+        "pod/my-pod labeled"
+    );
+    assert_eq!(
+        c.ok(&["annotate", "pod", "my-pod", "owner=team-a"]).trim(),
+        "pod/my-pod annotated"
+    );
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "tier=frontend", "-o", "name"])
+            .trim(),
+        "pod/my-pod"
+    );
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "tier in (backend)", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Pending",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "pod/my-pod"
+    );
+
+    let d = c.ok(&["describe", "pod", "my-pod"]);
+    assert!(d.contains("Name:") && d.contains("my-pod"), "{d}");
+    assert!(d.contains("Status:") && d.contains("Pending"), "{d}");
+    assert!(
+        d.contains("owner: team-a") || d.contains("owner=team-a"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Containers:") && d.contains("my-container") && d.contains("80/TCP"),
+        "{d}"
+    );
+
+    let out = c.ok(&["delete", "pod", "my-pod"]);
+    assert_eq!(out.trim(), "pod \"my-pod\" deleted");
+    assert_eq!(c.ok(&["get", "pods", "-o", "name"]).trim(), "");
+}
+
+#[test]
+fn imperative_creates_scale_expose() {
+    let c = Cluster::start();
+    // kubectl 1.33 sends this one as protobuf.
+    assert_eq!(
+        c.ok(&["create", "deployment", "web", "--image=nginx"])
+            .trim(),
+        "deployment.apps/web created"
+    );
+    let d = c.ok(&["get", "deployment", "web"]);
+    assert_eq!(
+        words(d.lines().next().unwrap()),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    assert_eq!(&row(&d, "web")[..4], ["web", "0/1", "0", "0"]);
+    assert_eq!(
+        c.ok(&["scale", "deployment", "web", "--replicas=3"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}"
+        ]),
+        "3 2"
+    );
+
+    assert_eq!(
+        c.ok(&["create", "configmap", "app-config", "--from-literal=a=b"])
+            .trim(),
+        "configmap/app-config created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "db-secret",
+            "--from-literal=password=s3cret"
+        ])
+        .trim(),
+        "secret/db-secret created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "secret",
+            "db-secret",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
+        "czNjcmV0"
+    );
+    let s = c.ok(&["get", "secrets"]);
+    assert_eq!(&row(&s, "db-secret")[1..3], ["Opaque", "1"]);
+
+    assert_eq!(
+        c.ok(&["expose", "deployment", "web", "--port=80"]).trim(),
+        "service/web exposed"
+    );
+    let svc: Value = serde_json::from_str(&c.ok(&["get", "svc", "web", "-o", "json"])).unwrap();
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.43.")
+    );
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}"
+        ]),
+        "10.43.0.1"
+    );
+
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "x",
+        "-n",
+        "team",
+        "--from-literal=k=v",
+    ]);
+    assert_eq!(
+        c.ok(&["get", "sa", "-n", "team", "-o", "name"]).trim(),
+        "serviceaccount/default"
+    );
+    c.ok(&["delete", "namespace", "team"]);
+    let gone = common::eventually(Duration::from_secs(15), || {
+        (!c.kubectl(&["get", "ns", "team"]).status.success()).then_some(true)
+    });
+    assert!(gone);
+}
+
+#[test]
+fn discovery_explain_auth_and_get_all() {
+    let c = Cluster::start();
+    let ar = c.ok(&["api-resources"]);
+    let pods = row(&ar, "pods");
+    assert_eq!(pods, ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(
+        row(&ar, "deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert_eq!(c.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    let ex = c.ok(&["explain", "pod.spec.containers"]);
+    assert!(
+        ex.contains("List of containers belonging to the pod."),
+        "{ex}"
+    );
+    let all = c.ok(&["get", "all", "-A"]);
+    assert!(all.contains("service/kubernetes"), "{all}");
+    let ns = c.ok(&["get", "namespaces"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert_eq!(row(&ns, n)[1], "Active");
+    }
+    let v = c.ok(&["version", "-o", "json"]);
+    let v: Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "33");
+}
+
+#[test]
+fn bad_manifests_get_kubernetes_errors() {
+    let c = Cluster::start();
+    let bad =
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n";
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("The Pod \"bad\" is invalid: spec.containers[0].image: Required value"),
+        "{err}"
+    );
+
+    let typo = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: typo\nspec:\n  containers:\n  - name: c\n    imagee: nginx\n    image: nginx\n";
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], typo);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("unknown field \"spec.containers[0].imagee\""),
+        "{err}"
+    );
+
+    let badname = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n";
+    let out = c.kubectl_stdin(&["create", "-f", "-"], badname);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("metadata.name: Invalid value: \"Bad_Name\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn get_watch_shows_changes() {
+    let c = Cluster::start();
+    let mut w = c
+        .kubectl_cmd(&["get", "pods", "-w", "--request-timeout=30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = w.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    c.ok(&["run", "watched", "--image=nginx"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => {
+                let hit = l.split_whitespace().next() == Some("watched");
+                seen.push(l);
+                if hit {
+                    break true;
+                }
+            }
+            Err(_) if std::time::Instant::now() > deadline => break false,
+            Err(_) => {}
+        }
+    };
+    let _ = w.kill();
+    let _ = w.wait();
+    assert!(found, "watch never showed the new pod; saw {seen:?}");
+}
+
+#[test]
+fn state_survives_restart() {
+    let mut c = Cluster::start();
+    c.ok(&["create", "configmap", "keep", "--from-literal=a=1"]);
+    c.ok(&["run", "p1", "--image=nginx"]);
+    let rv_before = c.ok(&[
+        "get",
+        "cm",
+        "keep",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    c.restart();
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "cm",
+            "keep",
+            "-o",
+            "jsonpath={.data.a} {.metadata.resourceVersion}"
+        ]),
+        format!("1 {rv_before}")
+    );
+    assert_eq!(c.ok(&["get", "pods", "-o", "name"]).trim(), "pod/p1");
+    c.ok(&["create", "configmap", "after", "--from-literal=b=2"]);
+    let rv_after: i64 = c
+        .ok(&[
+            "get",
+            "cm",
+            "after",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .parse()
+        .unwrap();
+    assert!(
+        rv_after > rv_before.parse::<i64>().unwrap(),
+        "revisions must keep increasing across restarts"
+    );
+}
