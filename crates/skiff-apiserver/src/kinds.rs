@@ -325,7 +325,9 @@ pub async fn allocate_service(
         .as_str()
         .unwrap_or("ClusterIP")
         .to_string();
-    let (used_ips, used_ports) = used_service_allocations(api).await?;
+    // The object itself is excluded: if it exists, storage answers AlreadyExists.
+    let self_key = (meta::namespace(svc).unwrap_or("").to_string(), name.clone());
+    let (used_ips, used_ports) = used_service_allocations(api, &self_key).await?;
     let invalid = |errs: Vec<FieldError>| ApiError::invalid("", "Service", &name, &errs);
     if svc_type != "ExternalName" {
         let requested = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
@@ -413,6 +415,7 @@ pub async fn allocate_service(
 
 async fn used_service_allocations(
     api: &ApiServer,
+    except: &(String, String),
 ) -> Result<(HashSet<Ipv4Addr>, HashSet<u16>), ApiError> {
     api.sync_cache().await?;
     let svc_ri = lookup("", "services").expect("served");
@@ -423,6 +426,9 @@ async fn used_service_allocations(
         let Ok(v) = serde_json::from_slice::<Value>(&s.value) else {
             continue;
         };
+        if (meta::namespace(&v).unwrap_or(""), meta::name(&v).unwrap_or("")) == (except.0.as_str(), except.1.as_str()) {
+            continue;
+        }
         if let Some(ip) = v["spec"]["clusterIP"]
             .as_str()
             .and_then(|s| s.parse::<Ipv4Addr>().ok())

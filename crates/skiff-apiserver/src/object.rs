@@ -473,7 +473,7 @@ impl ApiServer {
         }
         kinds::prepare_update(ri, &mut new, current)?;
         skiff_validation::default_object(ri.group, ri.plural, &mut new);
-        if tracks_generation(ri) && t.sub.is_none() && spec_changed(&new, current) {
+        if tracks_generation(ri) && t.sub != Some(Subresource::Status) && spec_changed(&new, current) {
             let g = meta::generation(current) + 1;
             meta::set(&mut new, "generation", json!(g));
         }
