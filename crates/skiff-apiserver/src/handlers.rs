@@ -925,16 +925,16 @@ pub fn error_response(e: &ApiError) -> Response {
 mod tests {
     use super::*;
 
-    fn p(
-        path: &str,
-        m: Method,
-    ) -> Option<(
+    /// (plural, namespace, name, subresource, verb)
+    type Parsed = (
         String,
         Option<String>,
         Option<String>,
         Option<&'static str>,
         &'static str,
-    )> {
+    );
+
+    fn p(path: &str, m: Method) -> Option<Parsed> {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         parse_resource_path(&segs, &m).map(|i| {
             (

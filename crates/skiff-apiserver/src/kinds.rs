@@ -426,7 +426,11 @@ async fn used_service_allocations(
         let Ok(v) = serde_json::from_slice::<Value>(&s.value) else {
             continue;
         };
-        if (meta::namespace(&v).unwrap_or(""), meta::name(&v).unwrap_or("")) == (except.0.as_str(), except.1.as_str()) {
+        if (
+            meta::namespace(&v).unwrap_or(""),
+            meta::name(&v).unwrap_or(""),
+        ) == (except.0.as_str(), except.1.as_str())
+        {
             continue;
         }
         if let Some(ip) = v["spec"]["clusterIP"]

@@ -153,9 +153,9 @@ fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
         })?;
         match meta::namespace(obj) {
             Some(body_ns) if body_ns != ns => {
-                return Err(ApiError::bad_request(format!(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             _ => meta::set(obj, "namespace", json!(ns)),
         }
@@ -473,7 +473,10 @@ impl ApiServer {
         }
         kinds::prepare_update(ri, &mut new, current)?;
         skiff_validation::default_object(ri.group, ri.plural, &mut new);
-        if tracks_generation(ri) && t.sub != Some(Subresource::Status) && spec_changed(&new, current) {
+        if tracks_generation(ri)
+            && t.sub != Some(Subresource::Status)
+            && spec_changed(&new, current)
+        {
             let g = meta::generation(current) + 1;
             meta::set(&mut new, "generation", json!(g));
         }

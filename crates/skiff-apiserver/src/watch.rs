@@ -106,11 +106,9 @@ fn expired_event(e: &TooOld) -> Bytes {
 
 /// Starts a watch and returns its streaming body.
 pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, ApiError> {
-    let prefix = match &t.name {
-        // A single-object watch (`fieldSelector=metadata.name=x` or /watch/.../name) is
-        // still a prefix watch; the filter narrows it.
-        _ => t.ri.prefix(t.namespace.as_deref()),
-    };
+    // A single-object watch (`fieldSelector=metadata.name=x` or /watch/.../name) is still
+    // a prefix watch; the filter narrows it.
+    let prefix = t.ri.prefix(t.namespace.as_deref());
     let initial_wanted = p.from.is_none() || p.send_initial_events;
     let watcher = api.cache.watch(
         &prefix,
