@@ -297,16 +297,31 @@ fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, crate::MAX_BODY_BYTES);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::too_large(crate::MAX_BODY_BYTES))
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut too_large = false;
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > crate::MAX_BODY_BYTES {
+                too_large = true;
+                // Keep reading (and dropping) a bounded amount so the client, still
+                // sending, gets the 413 instead of a reset connection.
+                if seen > 8 * crate::MAX_BODY_BYTES {
+                    break;
+                }
+                continue;
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "error reading the request body: {e}"
-        ))),
     }
+    if too_large {
+        return Err(ApiError::too_large(crate::MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
