@@ -67,11 +67,53 @@ pub fn now_rfc3339() -> String {
 /// Serialized form kept in the store: the object without its resourceVersion (the
 /// store's mod revision is the resourceVersion).
 pub fn to_stored(obj: &Value) -> Bytes {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+    // Canonical layout: apiVersion, kind, metadata first, so `stamp_stored` finds the
+    // object's own metadata as the first `"metadata":{` in the bytes.
+    let ordered = obj.as_object().is_some_and(|m| {
+        let mut keys = m.keys();
+        keys.next().map(String::as_str) == Some("apiVersion")
+            && keys.next().map(String::as_str) == Some("kind")
+            && keys.next().map(String::as_str) == Some("metadata")
+    });
+    if ordered && meta::resource_version(obj).is_none() {
+        return Bytes::from(serde_json::to_vec(obj).expect("JSON values serialize"));
+    }
+    let src = obj.as_object().cloned().unwrap_or_default();
+    let mut out = Map::new();
+    for k in ["apiVersion", "kind", "metadata"] {
+        if let Some(v) = src.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    for (k, v) in src {
+        if !out.contains_key(&k) {
+            out.insert(k, v);
+        }
+    }
+    if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    Bytes::from(serde_json::to_vec(&o).expect("JSON values serialize"))
+    Bytes::from(serde_json::to_vec(&Value::Object(out)).expect("JSON values serialize"))
+}
+
+/// The stored bytes with `metadata.resourceVersion` spliced in, without parsing them.
+/// None if the bytes are not in `to_stored`'s canonical layout.
+pub fn stamp_stored(value: &[u8], rev: Revision) -> Option<Vec<u8>> {
+    const NEEDLE: &[u8] = b"\"metadata\":{";
+    let at = value.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    // Only apiVersion and kind (plain strings) may precede the object's metadata.
+    if value[..at].iter().filter(|b| **b == b'{').count() != 2 {
+        return None;
+    }
+    let rv = format!("\"resourceVersion\":\"{rev}\"");
+    let mut out = Vec::with_capacity(value.len() + rv.len() + 1);
+    out.extend_from_slice(&value[..at]);
+    out.extend_from_slice(rv.as_bytes());
+    if value.get(at) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&value[at..]);
+    Some(out)
 }
 
 /// Parses a stored object and stamps its resourceVersion.
@@ -333,7 +375,14 @@ impl ApiServer {
         name: &str,
     ) -> Result<(), ApiError> {
         let ns_ri = skiff_types::registry::lookup("", "namespaces").expect("namespaces are served");
-        match self.get_raw(&ns_ri.key(None, ns)).await? {
+        let key = ns_ri.key(None, ns);
+        // The watch cache answers almost always; a namespace created a moment ago may not
+        // have reached it yet, so a miss is confirmed against the store.
+        let nsobj = match self.cache.get(&key) {
+            Some(s) => Some(from_stored(&s)?),
+            None => self.get_raw(&key).await?,
+        };
+        match nsobj {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(nsobj) if meta::deletion_timestamp(&nsobj).is_some() => Err(ApiError::forbidden(
                 ri.group,
@@ -846,6 +895,21 @@ pub fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamping_matches_parsing() {
+        for obj in [
+            json!({"metadata": {"name": "a"}, "apiVersion": "v1", "kind": "ConfigMap", "data": {"metadata": "{x"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"template": {"metadata": {"name": "t"}}}}),
+        ] {
+            let stored = to_stored(&obj);
+            let stamped: Value =
+                serde_json::from_slice(&stamp_stored(&stored, 42).unwrap()).unwrap();
+            assert_eq!(stamped, from_bytes(&stored, 42).unwrap());
+            assert_eq!(stamped["metadata"]["resourceVersion"], "42");
+        }
+        assert!(stamp_stored(br#"{"spec":{"metadata":{}}}"#, 1).is_none());
+    }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {

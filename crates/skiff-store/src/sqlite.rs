@@ -70,6 +70,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
     c.busy_timeout(std::time::Duration::from_secs(30))?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "FULL")?;
+    // A small page cache per connection: the watch cache above us holds the hot data.
+    c.pragma_update(None, "cache_size", -1024)?;
     Ok(c)
 }
 

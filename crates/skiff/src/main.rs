@@ -88,8 +88,11 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Few blocking threads: each one that touches the allocator can keep an arena of its
+    // own, and the store needs only a handful of readers.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()?;
     rt.block_on(async move {
         match cli.command {
