@@ -617,37 +617,11 @@ pub fn from_scale(obj: &Value, scale: &Value, name: &str) -> Result<Value, ApiEr
     Ok(o)
 }
 
-/// `metav1.FormatLabelSelector`-style string of a LabelSelector (or a plain map, for
-/// ReplicationControllers).
+/// A Scale's `status.selector`: the selector in Kubernetes' string form. A plain map is
+/// a ReplicationController's selector.
 pub fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    let ml = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
-        &sel["matchLabels"]
-    } else {
-        sel
-    };
-    if let Some(m) = ml.as_object() {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
-    }
-    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
-        let key = e["key"].as_str().unwrap_or("");
-        let vals: Vec<&str> = e["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        match e["operator"].as_str().unwrap_or("") {
-            "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-            "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-            "Exists" => parts.push(key.to_string()),
-            "DoesNotExist" => parts.push(format!("!{key}")),
-            _ => {}
-        }
-    }
-    parts.join(",")
+    let as_label_selector = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() { sel.clone() } else { json!({"matchLabels": sel}) };
+    skiff_validation::labels::Selector::from_label_selector(&as_label_selector).map(|s| s.to_string()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -143,6 +143,30 @@ impl Selector {
     }
 }
 
+/// Kubernetes' `labels.Selector.String()`: requirements sorted by key, values sorted.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut reqs: Vec<&Requirement> = self.requirements.iter().collect();
+        reqs.sort_by(|a, b| a.key.cmp(&b.key));
+        let parts: Vec<String> = reqs
+            .into_iter()
+            .map(|r| {
+                let mut vals = r.values.clone();
+                vals.sort();
+                match r.op {
+                    Op::Equals => format!("{}={}", r.key, vals.join(",")),
+                    Op::NotEquals => format!("{}!={}", r.key, vals.join(",")),
+                    Op::In => format!("{} in ({})", r.key, vals.join(",")),
+                    Op::NotIn => format!("{} notin ({})", r.key, vals.join(",")),
+                    Op::Exists => r.key.clone(),
+                    Op::DoesNotExist => format!("!{}", r.key),
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Splits on commas that are not inside parentheses.
 fn split_top(s: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();
@@ -289,6 +313,13 @@ mod tests {
         ] {
             assert!(Selector::parse(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn prints_like_kubernetes() {
+        let s = Selector::from_label_selector(&json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [{"key": "c", "operator": "In", "values": ["y", "x"]}]})).unwrap();
+        assert_eq!(s.to_string(), "a=1,b=2,c in (x,y)");
+        assert_eq!(Selector::parse("!x, y notin (b,a)").unwrap().to_string(), "!x,y notin (a,b)");
     }
 
     #[test]
