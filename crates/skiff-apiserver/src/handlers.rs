@@ -463,7 +463,7 @@ async fn serve_resource(
                         sub: None,
                         ..t.clone()
                     };
-                    api.delete(&pod_t, &dopts, user).await?;
+                    api.delete(&pod_t, &dopts).await?;
                     Ok(respond(
                         &headers,
                         201,
@@ -561,7 +561,7 @@ async fn serve_resource(
                 DeleteOptions::from_body(&decode::decode_object(&raw, BodyFormat::Json)?)?
             };
             apply_delete_query(&mut dopts, &q)?;
-            let res = api.delete(&storage_target(&t), &dopts, user).await?;
+            let res = api.delete(&storage_target(&t), &dopts).await?;
             Ok(write_response(&headers, &t, res, &[]))
         }
         "deletecollection" => {
@@ -589,16 +589,13 @@ async fn serve_resource(
                 let Ok(obj) = from_stored(&s) else { continue };
                 let one = Target {
                     name: meta::name(&obj).map(str::to_string),
-                    ..storage_target(&t)
-                };
-                one.namespace.as_deref();
-                let one = Target {
+                    // A cluster-wide deletecollection of a namespaced kind spans namespaces.
                     namespace: meta::namespace(&obj)
                         .map(str::to_string)
-                        .or(one.namespace.clone()),
-                    ..one
+                        .or(t.namespace.clone()),
+                    ..storage_target(&t)
                 };
-                match api.delete(&one, &dopts, user).await {
+                match api.delete(&one, &dopts).await {
                     Ok(r) => items.push(r.object),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -662,7 +659,7 @@ async fn node_proxy_unavailable(api: &ApiServer, t: &Target) -> Result<Response,
 
 fn serve_watch(
     api: &Arc<ApiServer>,
-    mut t: Target,
+    t: Target,
     q: &Query,
     wanted: Wanted,
 ) -> Result<Response, ApiError> {
@@ -686,12 +683,6 @@ fn serve_watch(
         q.map.get("allowWatchBookmarks").map(String::as_str),
         Some("true" | "1")
     );
-    // `/watch/.../name` watches one object.
-    let storage = storage_target(&t);
-    t = Target {
-        ri: t.ri,
-        ..storage.clone()
-    };
     let params = WatchParams {
         from,
         send_initial_events: send_initial || from.is_none(),
@@ -701,7 +692,6 @@ fn serve_watch(
         bookmarks,
         wanted,
     };
-    let _ = storage;
     let body = watch::start(api.clone(), t, params)?;
     let mut r = Response::new(body);
     r.headers_mut().insert(

@@ -303,8 +303,6 @@ pub fn waits_for_kubelet(ri: &ResourceInfo, obj: &Value) -> bool {
             .is_some_and(|n| !n.is_empty())
 }
 
-pub async fn after_delete(_api: &ApiServer, _ri: &ResourceInfo, _obj: &Value) {}
-
 // ---------------------------------------------------------------------------------------
 // Services: cluster IPs and node ports.
 
@@ -523,8 +521,7 @@ async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
                 name: meta::name(&obj).map(str::to_string),
                 sub: None,
             };
-            let user = system_write_options().user;
-            match api.delete(&t, &DeleteOptions::default(), &user).await {
+            match api.delete(&t, &DeleteOptions::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -620,8 +617,15 @@ pub fn from_scale(obj: &Value, scale: &Value, name: &str) -> Result<Value, ApiEr
 /// A Scale's `status.selector`: the selector in Kubernetes' string form. A plain map is
 /// a ReplicationController's selector.
 pub fn selector_string(sel: &Value) -> String {
-    let as_label_selector = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() { sel.clone() } else { json!({"matchLabels": sel}) };
-    skiff_validation::labels::Selector::from_label_selector(&as_label_selector).map(|s| s.to_string()).unwrap_or_default()
+    let as_label_selector =
+        if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+            sel.clone()
+        } else {
+            json!({"matchLabels": sel})
+        };
+    skiff_validation::labels::Selector::from_label_selector(&as_label_selector)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -620,13 +620,7 @@ impl ApiServer {
     }
 
     /// DELETE of one object.
-    pub async fn delete(
-        &self,
-        t: &Target,
-        opts: &DeleteOptions,
-        user: &UserInfo,
-    ) -> Result<WriteResult, ApiError> {
-        let _ = user;
+    pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<WriteResult, ApiError> {
         let ri = t.ri;
         for _ in 0..16 {
             let kv = self
@@ -672,7 +666,6 @@ impl ApiServer {
                         Ok((rev, _)) => {
                             let mut last = current;
                             meta::set_resource_version(&mut last, rev);
-                            kinds::after_delete(self, ri, &last).await;
                             return Ok(deleted_result(ri, last));
                         }
                         Err(StoreError::Conflict { .. }) => continue,

@@ -139,7 +139,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                             t.ri.plural,
                             &[shaped],
                             "Metadata",
-                            meta::resource_version(&Value::Null).unwrap_or(""),
+                            "",
                             None,
                             chrono::Utc::now(),
                         );

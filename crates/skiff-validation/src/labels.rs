@@ -319,7 +319,10 @@ mod tests {
     fn prints_like_kubernetes() {
         let s = Selector::from_label_selector(&json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [{"key": "c", "operator": "In", "values": ["y", "x"]}]})).unwrap();
         assert_eq!(s.to_string(), "a=1,b=2,c in (x,y)");
-        assert_eq!(Selector::parse("!x, y notin (b,a)").unwrap().to_string(), "!x,y notin (a,b)");
+        assert_eq!(
+            Selector::parse("!x, y notin (b,a)").unwrap().to_string(),
+            "!x,y notin (a,b)"
+        );
     }
 
     #[test]
