@@ -83,7 +83,7 @@ impl WatchCache {
                 kv.key.clone(),
                 Arc::new(Stored {
                     key: kv.key,
-                    value: Bytes::from(kv.value.to_vec()),
+                    value: kv.value,
                     rev: kv.mod_revision,
                 }),
             );
@@ -128,7 +128,7 @@ impl WatchCache {
         let key = ev.kv.key.clone();
         let stored = Arc::new(Stored {
             key: key.clone(),
-            value: Bytes::from(ev.kv.value.to_vec()),
+            value: ev.kv.value.clone(),
             rev,
         });
         let (kind, prev) = match ev.kind {
