@@ -86,6 +86,12 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Transparent huge pages make every page the allocator gives back and takes again
+    // cost a 2 MiB clear: a fifth of the server's CPU under a create burst. Small pages
+    // suit a server whose heap churns.
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("warning: could not disable transparent huge pages: {e}");
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
