@@ -1,0 +1,272 @@
+//! Scheduling decisions as pure functions of a snapshot: which nodes a pod fits (filters)
+//! and which of those is best (scores), with Kubernetes' plugin semantics and its
+//! `FailedScheduling` message. The scheduler loop (reflector, binding, retries) lives
+//! elsewhere and calls [`schedule`].
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+
+mod filters;
+mod scores;
+
+pub use filters::Filter;
+
+/// Resource amounts in Kubernetes' units: CPU in millicores, everything else in units.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources(pub BTreeMap<String, i128>);
+
+impl Resources {
+    pub fn get(&self, name: &str) -> i128 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, other: &Resources) {
+        for (k, v) in &other.0 {
+            *self.0.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    fn max_with(&mut self, other: &Resources) {
+        for (k, v) in &other.0 {
+            let e = self.0.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+
+    /// From a `{"cpu": "250m", "memory": "64Mi"}` map.
+    pub fn from_json(v: &Value) -> Resources {
+        let mut r = Resources::default();
+        for (k, q) in v.as_object().into_iter().flatten() {
+            let Some(q) = q
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| q.as_i64().map(|n| n.to_string()))
+            else {
+                continue;
+            };
+            if let Ok(q) = skiff_validation::quantity::parse(&q) {
+                r.0.insert(k.clone(), if k == "cpu" { q.millis() } else { q.value() });
+            }
+        }
+        r
+    }
+}
+
+/// What the scheduler needs to know about a pod.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub node_name: Option<String>,
+    pub requests: Resources,
+    pub node_selector: BTreeMap<String, String>,
+    pub affinity: Value,
+    pub tolerations: Vec<Value>,
+    /// (hostIP, protocol, hostPort)
+    pub host_ports: Vec<(String, String, i64)>,
+    pub priority: i64,
+}
+
+impl PodInfo {
+    pub fn from_json(p: &Value) -> PodInfo {
+        let spec = &p["spec"];
+        // Kubernetes' effective request: the larger of the app containers' sum and any
+        // single init container, plus the pod overhead.
+        let mut sum = Resources::default();
+        for c in spec["containers"].as_array().into_iter().flatten() {
+            sum.add(&Resources::from_json(&c["resources"]["requests"]));
+        }
+        let mut init_max = Resources::default();
+        let mut sidecars = Resources::default();
+        for c in spec["initContainers"].as_array().into_iter().flatten() {
+            let r = Resources::from_json(&c["resources"]["requests"]);
+            if c["restartPolicy"] == "Always" {
+                // Restartable init containers (sidecars) keep running next to the app.
+                sidecars.add(&r);
+                init_max.max_with(&sidecars);
+            } else {
+                let mut with_sidecars = sidecars.clone();
+                with_sidecars.add(&r);
+                init_max.max_with(&with_sidecars);
+            }
+        }
+        sum.add(&sidecars);
+        sum.max_with(&init_max);
+        sum.add(&Resources::from_json(&spec["overhead"]));
+        let mut host_ports = Vec::new();
+        for c in spec["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(spec["initContainers"].as_array().into_iter().flatten())
+        {
+            for port in c["ports"].as_array().into_iter().flatten() {
+                if let Some(hp) = port["hostPort"].as_i64().filter(|p| *p > 0) {
+                    host_ports.push((
+                        port["hostIP"].as_str().unwrap_or("0.0.0.0").to_string(),
+                        port["protocol"].as_str().unwrap_or("TCP").to_string(),
+                        hp,
+                    ));
+                }
+            }
+        }
+        PodInfo {
+            namespace: p["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            name: p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            node_name: spec["nodeName"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+            requests: sum,
+            node_selector: spec["nodeSelector"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            affinity: spec["affinity"].clone(),
+            tolerations: spec["tolerations"].as_array().cloned().unwrap_or_default(),
+            host_ports,
+            priority: spec["priority"].as_i64().unwrap_or(0),
+        }
+    }
+}
+
+/// A node with what is already placed on it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Value>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub pod_count: i128,
+    pub host_ports: Vec<(String, String, i64)>,
+}
+
+impl NodeInfo {
+    pub fn from_json(n: &Value) -> NodeInfo {
+        NodeInfo {
+            name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            labels: n["metadata"]["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            taints: n["spec"]["taints"].as_array().cloned().unwrap_or_default(),
+            unschedulable: n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            allocatable: Resources::from_json(&n["status"]["allocatable"]),
+            requested: Resources::default(),
+            pod_count: 0,
+            host_ports: Vec::new(),
+        }
+    }
+
+    /// Accounts a pod placed on this node (the scheduler "assumes" pods here too).
+    pub fn add_pod(&mut self, p: &PodInfo) {
+        self.requested.add(&p.requests);
+        self.pod_count += 1;
+        self.host_ports.extend(p.host_ports.iter().cloned());
+    }
+}
+
+/// Nodes with their pods, as the scheduler's reflector sees them.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot from node and pod objects (pods count where they are bound,
+    /// unless they have finished).
+    pub fn build(nodes: &[Value], pods: &[Value]) -> Snapshot {
+        let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::from_json).collect();
+        let index: HashMap<String, usize> = infos
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        for p in pods {
+            if matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            let info = PodInfo::from_json(p);
+            if let Some(i) = info.node_name.as_ref().and_then(|n| index.get(n)) {
+                infos[*i].add_pod(&info);
+            }
+        }
+        Snapshot { nodes: infos }
+    }
+}
+
+/// Why a pod fits nowhere, worded as Kubernetes' `FitError`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitError {
+    pub num_nodes: usize,
+    /// Reason -> number of nodes that failed with it.
+    pub reasons: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Display for FitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        parts.sort();
+        if parts.is_empty() {
+            write!(f, "0/{} nodes are available.", self.num_nodes)
+        } else {
+            write!(
+                f,
+                "0/{} nodes are available: {}.",
+                self.num_nodes,
+                parts.join(", ")
+            )
+        }
+    }
+}
+
+/// Picks a node for `pod`: the highest total score among the nodes every filter passes,
+/// ties broken by name so decisions are repeatable.
+pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
+    let p = PodInfo::from_json(pod);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let mut feasible: Vec<&NodeInfo> = Vec::new();
+    for n in &snap.nodes {
+        let failed: Vec<String> = filters::ALL.iter().flat_map(|f| f.check(&p, n)).collect();
+        if failed.is_empty() {
+            feasible.push(n);
+        } else {
+            for r in failed {
+                *reasons.entry(r).or_default() += 1;
+            }
+        }
+    }
+    if feasible.is_empty() {
+        return Err(FitError {
+            num_nodes: snap.nodes.len(),
+            reasons,
+        });
+    }
+    let best = feasible
+        .iter()
+        .map(|n| (scores::total(&p, n, &feasible), n.name.as_str()))
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
+        .map(|(_, name)| name.to_string())
+        .expect("feasible is not empty");
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests;

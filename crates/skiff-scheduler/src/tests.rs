@@ -1,0 +1,256 @@
+use super::*;
+use serde_json::json;
+
+fn node(name: &str, cpu: &str, mem: &str, extra: Value) -> Value {
+    let mut n = json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}, "spec": {}, "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110"}}});
+    if let Some(l) = extra.get("labels").and_then(Value::as_object) {
+        for (k, v) in l {
+            n["metadata"]["labels"][k] = v.clone();
+        }
+    }
+    if let Some(t) = extra.get("taints") {
+        n["spec"]["taints"] = t.clone();
+    }
+    if extra.get("unschedulable").is_some() {
+        n["spec"]["unschedulable"] = json!(true);
+    }
+    n
+}
+
+fn pod(spec: Value) -> Value {
+    let mut spec = spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "c", "image": "i"}]);
+    }
+    json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec})
+}
+
+fn bound(node: &str, cpu: &str) -> Value {
+    json!({"metadata": {"name": format!("on-{node}"), "namespace": "default"}, "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": cpu}}}]}, "status": {"phase": "Running"}})
+}
+
+#[test]
+fn filters_and_messages() {
+    let gpu_taint = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+    let nodes = vec![
+        node("small", "500m", "1Gi", json!({})),
+        node("gpu-1", "8", "16Gi", json!({"taints": gpu_taint})),
+        node("gpu-2", "8", "16Gi", json!({"taints": gpu_taint})),
+    ];
+    let snap = Snapshot::build(&nodes, &[]);
+    let big = pod(
+        json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "1"}}}]}),
+    );
+    let err = schedule(&big, &snap).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}."
+    );
+    let tolerant = pod(
+        json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "1"}}}], "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
+    );
+    assert!(schedule(&tolerant, &snap).unwrap().starts_with("gpu-"));
+}
+
+#[test]
+fn each_filter() {
+    type Case = (&'static str, Value, Value, Option<&'static str>);
+    let cases: Vec<Case> = vec![
+        (
+            "nodeName",
+            node("a", "1", "1Gi", json!({})),
+            pod(json!({"nodeName": "b"})),
+            Some("node(s) didn't match the requested node name"),
+        ),
+        (
+            "cordoned",
+            node("a", "1", "1Gi", json!({"unschedulable": true})),
+            pod(json!({})),
+            Some("node(s) were unschedulable"),
+        ),
+        (
+            "cordon tolerated",
+            node("a", "1", "1Gi", json!({"unschedulable": true})),
+            pod(
+                json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}),
+            ),
+            None,
+        ),
+        (
+            "nodeSelector",
+            node("a", "1", "1Gi", json!({"labels": {"disk": "hdd"}})),
+            pod(json!({"nodeSelector": {"disk": "ssd"}})),
+            Some("node(s) didn't match Pod's node affinity/selector"),
+        ),
+        (
+            "nodeSelector ok",
+            node("a", "1", "1Gi", json!({"labels": {"disk": "ssd"}})),
+            pod(json!({"nodeSelector": {"disk": "ssd"}})),
+            None,
+        ),
+        (
+            "affinity Gt",
+            node("a", "1", "1Gi", json!({"labels": {"cores": "4"}})),
+            pod(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}]}}}}),
+            ),
+            Some("node(s) didn't match Pod's node affinity/selector"),
+        ),
+        (
+            "affinity NotIn / OR of terms",
+            node("a", "1", "1Gi", json!({"labels": {"zone": "z1"}})),
+            pod(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}, {"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]}}}}),
+            ),
+            None,
+        ),
+        (
+            "matchFields name",
+            node("a", "1", "1Gi", json!({})),
+            pod(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}),
+            ),
+            Some("node(s) didn't match Pod's node affinity/selector"),
+        ),
+        (
+            "NoExecute taint",
+            node(
+                "a",
+                "1",
+                "1Gi",
+                json!({"taints": [{"key": "k", "effect": "NoExecute"}]}),
+            ),
+            pod(json!({})),
+            Some("node(s) had untolerated taint {k: }"),
+        ),
+        (
+            "PreferNoSchedule does not filter",
+            node(
+                "a",
+                "1",
+                "1Gi",
+                json!({"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}),
+            ),
+            pod(json!({})),
+            None,
+        ),
+        (
+            "Exists tolerates all",
+            node(
+                "a",
+                "1",
+                "1Gi",
+                json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}),
+            ),
+            pod(json!({"tolerations": [{"operator": "Exists"}]})),
+            None,
+        ),
+        (
+            "memory",
+            node("a", "1", "64Mi", json!({})),
+            pod(
+                json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"memory": "128Mi"}}}]}),
+            ),
+            Some("Insufficient memory"),
+        ),
+        (
+            "extended resource",
+            node("a", "1", "1Gi", json!({})),
+            pod(
+                json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"example.com/gpu": "1"}}}]}),
+            ),
+            Some("Insufficient example.com/gpu"),
+        ),
+    ];
+    for (name, n, p, want) in cases {
+        let snap = Snapshot::build(&[n], &[]);
+        match (schedule(&p, &snap), want) {
+            (Ok(_), None) => {}
+            (Err(e), Some(w)) => assert_eq!(
+                e.reasons.keys().next().map(String::as_str),
+                Some(w),
+                "{name}"
+            ),
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn init_containers_and_pods_count_and_ports() {
+    // Effective request: max(sum of app containers, largest init container).
+    let p = PodInfo::from_json(&pod(json!({
+        "initContainers": [{"name": "i", "image": "i", "resources": {"requests": {"cpu": "2"}}}],
+        "containers": [{"name": "a", "image": "i", "resources": {"requests": {"cpu": "500m"}}}, {"name": "b", "image": "i", "resources": {"requests": {"cpu": "500m"}}}]
+    })));
+    assert_eq!(p.requests.get("cpu"), 2000);
+    let mut full = node("a", "4", "1Gi", json!({}));
+    full["status"]["allocatable"]["pods"] = json!("1");
+    let snap = Snapshot::build(&[full], &[bound("a", "100m")]);
+    assert_eq!(
+        schedule(&pod(json!({})), &snap).unwrap_err().to_string(),
+        "0/1 nodes are available: 1 Too many pods."
+    );
+    let hp = |port: i64| json!({"metadata": {"name": "x", "namespace": "d"}, "spec": {"nodeName": "a", "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": port}]}]}});
+    let snap = Snapshot::build(&[node("a", "4", "1Gi", json!({}))], &[hp(8080)]);
+    let mut want = hp(8080);
+    want["spec"].as_object_mut().unwrap().remove("nodeName");
+    assert_eq!(
+        schedule(&want, &snap)
+            .unwrap_err()
+            .reasons
+            .keys()
+            .next()
+            .unwrap(),
+        "node(s) didn't have free ports for the requested pod ports"
+    );
+    let mut other = hp(9090);
+    other["spec"].as_object_mut().unwrap().remove("nodeName");
+    assert!(schedule(&other, &snap).is_ok());
+    // Finished pods free their resources.
+    let mut done = bound("a", "4");
+    done["status"]["phase"] = json!("Succeeded");
+    let snap = Snapshot::build(&[node("a", "4", "1Gi", json!({}))], &[done]);
+    assert!(schedule(&pod(json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "1"}}}]})), &snap).is_ok());
+}
+
+#[test]
+fn scores_prefer_emptier_preferred_and_untainted_nodes() {
+    let nodes = vec![
+        node("busy", "4", "8Gi", json!({})),
+        node("idle", "4", "8Gi", json!({})),
+    ];
+    let snap = Snapshot::build(&nodes, &[bound("busy", "3")]);
+    assert_eq!(schedule(&pod(json!({})), &snap).unwrap(), "idle");
+    let nodes = vec![
+        node("a", "4", "8Gi", json!({})),
+        node("b", "4", "8Gi", json!({"labels": {"zone": "z2"}})),
+    ];
+    let snap = Snapshot::build(&nodes, &[]);
+    let pref = pod(
+        json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}),
+    );
+    assert_eq!(schedule(&pref, &snap).unwrap(), "b");
+    let nodes = vec![
+        node(
+            "a",
+            "4",
+            "8Gi",
+            json!({"taints": [{"key": "k", "effect": "PreferNoSchedule"}]}),
+        ),
+        node("b", "4", "8Gi", json!({})),
+    ];
+    assert_eq!(
+        schedule(&pod(json!({})), &Snapshot::build(&nodes, &[])).unwrap(),
+        "b"
+    );
+    // Ties break by name, so decisions repeat.
+    let nodes = vec![
+        node("n2", "4", "8Gi", json!({})),
+        node("n1", "4", "8Gi", json!({})),
+    ];
+    assert_eq!(
+        schedule(&pod(json!({})), &Snapshot::build(&nodes, &[])).unwrap(),
+        "n1"
+    );
+}
