@@ -224,7 +224,10 @@ impl std::fmt::Display for FitError {
             .map(|(r, n)| format!("{n} {r}"))
             .collect();
         parts.sort();
-        if parts.is_empty() {
+        if self.num_nodes == 0 {
+            // Kubernetes' ErrNoNodesAvailable.
+            write!(f, "no nodes available to schedule pods")
+        } else if parts.is_empty() {
             write!(f, "0/{} nodes are available.", self.num_nodes)
         } else {
             write!(

@@ -46,6 +46,12 @@ fn filters_and_messages() {
         err.to_string(),
         "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}."
     );
+    assert_eq!(
+        schedule(&big, &Snapshot::default())
+            .unwrap_err()
+            .to_string(),
+        "no nodes available to schedule pods"
+    );
     let tolerant = pod(
         json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "1"}}}], "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
     );

@@ -68,6 +68,9 @@ struct ServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// Components not to run (repeatable): `scheduler`.
+    #[arg(long = "disable")]
+    disable: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -147,11 +150,35 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %server.addr, ready_after_ms = started.elapsed().as_millis() as u64, kubeconfig = %server.kubeconfig_path.display(), "skiff is ready");
 
+    // Controllers reach the server through the API, exactly as remote clients do.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut controllers = Vec::new();
+    if !a.disable.iter().any(|d| d == "scheduler") {
+        let client = api_client(&server.kubeconfig_path)
+            .await
+            .context("building the in-process API client")?;
+        controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
+            client,
+            stop_rx.clone(),
+        )));
+    }
+
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
     }
+    let _ = stop_tx.send(true);
+    for c in controllers {
+        let _ = c.await;
+    }
     server.shutdown().await;
     Ok(())
+}
+
+async fn api_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    Ok(kube::Client::try_from(cfg)?)
 }

@@ -561,3 +561,118 @@ fn state_survives_restart() {
         "revisions must keep increasing across restarts"
     );
 }
+
+fn node_manifest(name: &str, cpu: &str, extra_spec: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n{labels}spec:\n{extra_spec}status:\n  capacity:\n    cpu: \"{cpu}\"\n    memory: 8Gi\n    pods: \"110\"\n  allocatable:\n    cpu: \"{cpu}\"\n    memory: 8Gi\n    pods: \"110\"\n  conditions:\n  - type: Ready\n    status: \"True\"\n    reason: KubeletReady\n    message: ready\n"
+    )
+}
+
+#[test]
+fn scheduler_places_pods_and_explains_failures() {
+    let c = Cluster::start();
+    let taint = "  taints:\n  - key: dedicated\n    value: gpu\n    effect: NoSchedule\n";
+    for m in [
+        node_manifest(
+            "small",
+            "500m",
+            "  unschedulable: false\n",
+            "    disk: ssd\n",
+        ),
+        node_manifest("gpu-1", "8", taint, ""),
+        node_manifest("gpu-2", "8", taint, ""),
+    ] {
+        let out = c.kubectl_stdin(&["apply", "-f", "-"], &m);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let nodes = c.ok(&["get", "nodes"]);
+    assert_eq!(
+        words(nodes.lines().next().unwrap()),
+        ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    );
+    assert_eq!(&row(&nodes, "small")[..3], ["small", "Ready", "<none>"]);
+
+    // Fits only on "small" (selector), so the scheduler must pick it.
+    c.ok(&[
+        "run",
+        "fits",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#,
+    ]);
+    let node = common::eventually(Duration::from_secs(20), || {
+        let n = c.ok(&["get", "pod", "fits", "-o", "jsonpath={.spec.nodeName}"]);
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(node, "small");
+    let wide = c.ok(&["get", "pod", "fits", "-o", "wide"]);
+    assert_eq!(row(&wide, "fits")[6], "small");
+    let d = c.ok(&["describe", "pod", "fits"]);
+    assert!(
+        d.contains("Scheduled") && d.contains("Successfully assigned default/fits to small"),
+        "{d}"
+    );
+
+    // Too big for "small", and the others are tainted: Kubernetes' message.
+    c.ok(&["run", "big", "--image=nginx", "--overrides", r#"{"spec":{"containers":[{"name":"big","image":"nginx","resources":{"requests":{"cpu":"1"}}}]}}"#]);
+    let want = "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}.";
+    let d = common::eventually(Duration::from_secs(20), || {
+        let d = c.ok(&["describe", "pod", "big"]);
+        d.contains("FailedScheduling").then_some(d)
+    });
+    assert!(d.contains(want), "{d}");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "big",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}"
+        ]),
+        "Unschedulable"
+    );
+    assert_eq!(row(&c.ok(&["get", "pods"]), "big")[2], "Pending");
+
+    // Tolerating the taint makes it schedulable on a GPU node.
+    c.ok(&["run", "gpu-job", "--image=nginx", "--overrides", r#"{"spec":{"tolerations":[{"key":"dedicated","operator":"Equal","value":"gpu","effect":"NoSchedule"}],"containers":[{"name":"gpu-job","image":"nginx","resources":{"requests":{"cpu":"1"}}}]}}"#]);
+    let node = common::eventually(Duration::from_secs(20), || {
+        let n = c.ok(&["get", "pod", "gpu-job", "-o", "jsonpath={.spec.nodeName}"]);
+        (!n.is_empty()).then_some(n)
+    });
+    assert!(node.starts_with("gpu-"), "{node}");
+
+    // Cordon: new pods avoid the node.
+    assert_eq!(c.ok(&["cordon", "small"]).trim(), "node/small cordoned");
+    assert_eq!(
+        row(&c.ok(&["get", "nodes"]), "small")[1],
+        "Ready,SchedulingDisabled"
+    );
+    c.ok(&[
+        "run",
+        "after-cordon",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec":{"nodeSelector":{"disk":"ssd"}}}"#,
+    ]);
+    let d = common::eventually(Duration::from_secs(20), || {
+        let d = c.ok(&["describe", "pod", "after-cordon"]);
+        d.contains("FailedScheduling").then_some(d)
+    });
+    assert!(d.contains("node(s) were unschedulable"), "{d}");
+    assert_eq!(c.ok(&["uncordon", "small"]).trim(), "node/small uncordoned");
+    let node = common::eventually(Duration::from_secs(40), || {
+        let n = c.ok(&[
+            "get",
+            "pod",
+            "after-cordon",
+            "-o",
+            "jsonpath={.spec.nodeName}",
+        ]);
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(node, "small");
+}

@@ -1,0 +1,169 @@
+//! The scheduler loop: pods without a node, in priority order, are placed by
+//! `skiff_scheduler::schedule` on a snapshot of nodes and pods and bound through the
+//! `pods/binding` subresource. A pod that fits nowhere gets `PodScheduled=False`
+//! (`Unschedulable`) and a `FailedScheduling` event, and is retried with back-off and
+//! whenever pods or nodes change.
+
+use crate::{Result, events};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use skiff_scheduler::{Snapshot, schedule};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// Runs until `shutdown` turns true.
+pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+    let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    spawn_waker(Api::<Pod>::all(client.clone()), wake_tx.clone());
+    spawn_waker(Api::<Node>::all(client.clone()), wake_tx);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = wake_rx.recv() => {}
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        // Let a burst of changes settle into one round.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while wake_rx.try_recv().is_ok() {}
+        match round(&client).await {
+            Ok(0) => backoff = Duration::from_secs(30),
+            Ok(_) => backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduling round failed");
+                backoff = Duration::from_secs(1);
+            }
+        }
+    }
+}
+
+fn spawn_waker<K>(api: Api<K>, tx: mpsc::Sender<()>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            if ev.is_ok() {
+                let _ = tx.try_send(());
+            }
+        }
+    });
+}
+
+fn pending(p: &Value) -> bool {
+    p["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+        && p["spec"]["schedulerName"]
+            .as_str()
+            .unwrap_or(SCHEDULER_NAME)
+            == SCHEDULER_NAME
+        && p["metadata"]["deletionTimestamp"].is_null()
+        && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// One pass over all pending pods; returns how many are still unschedulable.
+pub async fn round(client: &kube::Client) -> Result<usize> {
+    let nodes: Vec<Value> = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let pods: Vec<Value> = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let mut snap = Snapshot::build(&nodes, &pods);
+    let mut queue: Vec<&Value> = pods.iter().filter(|p| pending(p)).collect();
+    // Higher priority first, then first come first served.
+    queue.sort_by(|a, b| {
+        let pa = a["spec"]["priority"].as_i64().unwrap_or(0);
+        let pb = b["spec"]["priority"].as_i64().unwrap_or(0);
+        pb.cmp(&pa).then_with(|| {
+            a["metadata"]["creationTimestamp"]
+                .as_str()
+                .cmp(&b["metadata"]["creationTimestamp"].as_str())
+        })
+    });
+    let mut unschedulable = 0;
+    for pod in queue {
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        match schedule(pod, &snap) {
+            Ok(node) => {
+                if let Err(e) = bind(client, ns, name, &node).await {
+                    tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "bind failed; retrying next round");
+                    continue;
+                }
+                // Assume the pod on its node so the rest of this round sees it.
+                if let Some(n) = snap.nodes.iter_mut().find(|n| n.name == node) {
+                    n.add_pod(&skiff_scheduler::PodInfo::from_json(pod));
+                }
+                let msg = format!("Successfully assigned {ns}/{name} to {node}");
+                if let Err(e) =
+                    events::record(client, pod, "Normal", "Scheduled", &msg, SCHEDULER_NAME).await
+                {
+                    tracing::debug!(error = %e, "event not recorded");
+                }
+                tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
+            }
+            Err(fit) => {
+                unschedulable += 1;
+                let msg = fit.to_string();
+                let current = pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "PodScheduled")
+                    .and_then(|c| c["message"].as_str());
+                if current == Some(msg.as_str()) {
+                    continue;
+                }
+                let patch = json!({"status": {"conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg,
+                    "lastProbeTime": null, "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                }]}});
+                let pods_ns: Api<Pod> = Api::namespaced(client.clone(), ns);
+                if let Err(e) = pods_ns
+                    .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                {
+                    tracing::debug!(error = %e, "condition not recorded");
+                }
+                if let Err(e) = events::record(
+                    client,
+                    pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    SCHEDULER_NAME,
+                )
+                .await
+                {
+                    tracing::debug!(error = %e, "event not recorded");
+                }
+            }
+        }
+    }
+    Ok(unschedulable)
+}
+
+async fn bind(client: &kube::Client, ns: &str, name: &str, node: &str) -> Result<()> {
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+    let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&binding)?)
+        .expect("valid request");
+    client.request_text(req).await?;
+    Ok(())
+}
