@@ -3,6 +3,7 @@
 //! at the whole current state.
 
 pub mod events;
+pub mod ipam;
 pub mod scheduler;
 
 #[derive(thiserror::Error, Debug)]

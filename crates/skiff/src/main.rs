@@ -30,9 +30,11 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on the embedded store).
     Server(ServerArgs),
-    /// Run a single-node cluster: today the control plane; the node agent joins it in
-    /// the same process once it exists.
-    Up(ServerArgs),
+    /// Run a single-node cluster: today the control plane (plus simulated nodes with
+    /// `--simulate N`); the node agent joins it in the same process once it exists.
+    Up(UpArgs),
+    /// Run a node agent against a server. Today: `--simulate N` simulated nodes.
+    Agent(AgentArgs),
     /// Benchmarks that print side-by-side figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -51,6 +53,42 @@ enum BenchCommand {
         #[arg(long, default_value_t = 30000)]
         hold_pods: usize,
     },
+}
+
+#[derive(Args, Clone)]
+struct SimArgs {
+    /// Register N simulated nodes (no containers; pods bound to them run on paper).
+    #[arg(long, default_value_t = 0)]
+    simulate: usize,
+    /// Capacity of each simulated node, e.g. `cpu=4,memory=8Gi,pods=110`.
+    #[arg(long, default_value = "")]
+    simulate_capacity: String,
+    /// Name prefix of simulated nodes.
+    #[arg(long, default_value = "sim")]
+    simulate_prefix: String,
+}
+
+#[derive(Args, Clone)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// API server URL, e.g. https://127.0.0.1:6443.
+    #[arg(long, env = "SKIFF_SERVER")]
+    server: String,
+    /// The server's join token (`<data-dir>/token` on the server).
+    #[arg(long, env = "SKIFF_TOKEN")]
+    token: String,
+    /// The cluster CA certificate (`<data-dir>/tls/ca.crt` on the server).
+    #[arg(long)]
+    ca_file: std::path::PathBuf,
+    #[command(flatten)]
+    sim: SimArgs,
 }
 
 #[derive(Args, Clone)]
@@ -111,7 +149,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Server(a) | Command::Up(a) => run_server(a).await,
+            Command::Server(a) => run_server(a, None).await,
+            Command::Up(a) => run_server(a.server, Some(a.sim)).await,
+            Command::Agent(a) => run_agent(a).await,
             Command::Bench(BenchCommand::Api {
                 creates,
                 concurrency,
@@ -132,7 +172,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
     let mut config = skiff_apiserver::Config::new(data_dir.clone());
@@ -153,14 +193,27 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     // Controllers reach the server through the API, exactly as remote clients do.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut controllers = Vec::new();
+    let client = api_client(&server.kubeconfig_path)
+        .await
+        .context("building the in-process API client")?;
+    controllers.push(tokio::spawn(skiff_controllers::ipam::run(
+        client.clone(),
+        stop_rx.clone(),
+    )));
     if !a.disable.iter().any(|d| d == "scheduler") {
-        let client = api_client(&server.kubeconfig_path)
-            .await
-            .context("building the in-process API client")?;
         controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
-            client,
+            client.clone(),
             stop_rx.clone(),
         )));
+    }
+    if let Some(sim) = sim.filter(|s| s.simulate > 0) {
+        let opts = sim_options(&sim)?;
+        let stop = stop_rx.clone();
+        controllers.push(tokio::spawn(async move {
+            if let Err(e) = skiff_agent::sim::run(client, opts, stop).await {
+                tracing::error!(error = %e, "simulated nodes stopped");
+            }
+        }));
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -174,6 +227,52 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+fn sim_options(sim: &SimArgs) -> anyhow::Result<skiff_agent::sim::SimOptions> {
+    let capacity = skiff_agent::sim::SimOptions::parse_capacity(&sim.simulate_capacity)
+        .map_err(anyhow::Error::msg)?;
+    Ok(skiff_agent::sim::SimOptions {
+        count: sim.simulate,
+        prefix: sim.simulate_prefix.clone(),
+        capacity,
+    })
+}
+
+async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
+    if a.sim.simulate == 0 {
+        anyhow::bail!(
+            "the container-running agent is not built yet: run `skiff agent --simulate N` for simulated nodes"
+        );
+    }
+    let ca = std::fs::read_to_string(&a.ca_file)
+        .with_context(|| format!("reading {}", a.ca_file.display()))?;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context: {{cluster: skiff, user: agent}}\ncurrent-context: skiff\n",
+        a.server,
+        base64_encode(ca.as_bytes()),
+        a.token
+    );
+    let kc: kube::config::Kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    let client = kube::Client::try_from(cfg)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let opts = sim_options(&a.sim)?;
+    let task = tokio::spawn(skiff_agent::sim::run(client, opts, stop_rx));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    Ok(())
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 async fn api_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {

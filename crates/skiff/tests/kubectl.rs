@@ -676,3 +676,85 @@ fn scheduler_places_pods_and_explains_failures() {
     });
     assert_eq!(node, "small");
 }
+
+#[test]
+fn simulated_nodes_run_pods_and_finish_jobs() {
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "3",
+        "--simulate-capacity",
+        "cpu=2,memory=4Gi",
+    ]);
+    let nodes = common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "nodes", "-o", "wide"]);
+        (out.lines().count() == 4).then_some(out)
+    });
+    let r = row(&nodes, "sim-0");
+    assert_eq!(&r[..3], ["sim-0", "Ready", "<none>"]);
+    assert_eq!(r[4], "v1.33.0+skiff");
+    assert!(r[5].starts_with("198.18."), "{nodes}");
+    // Each node heartbeats through its Lease and gets a pod CIDR.
+    let leases = c.ok(&["get", "leases", "-n", "kube-node-lease", "-o", "name"]);
+    assert_eq!(leases.lines().count(), 3, "{leases}");
+    let cidr = common::eventually(Duration::from_secs(20), || {
+        let v = c.ok(&["get", "node", "sim-1", "-o", "jsonpath={.spec.podCIDR}"]);
+        (!v.is_empty()).then_some(v)
+    });
+    assert!(
+        cidr.starts_with("10.42.") && cidr.ends_with(".0/24"),
+        "{cidr}"
+    );
+
+    c.ok(&["run", "web", "--image=nginx"]);
+    let wide = common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pod", "web", "-o", "wide"]);
+        (row(&out, "web")[2] == "Running").then_some(out)
+    });
+    let r = row(&wide, "web");
+    assert_eq!(r[1], "1/1");
+    assert!(r[5].starts_with("10.42."), "{wide}");
+    assert!(r[6].starts_with("sim-"), "{wide}");
+
+    // restartPolicy Never: finishes after the annotated run time with the annotated code.
+    c.ok(&[
+        "run",
+        "ok-job",
+        "--image=busybox",
+        "--restart=Never",
+        "--annotations=skiff.io/simulate-run-seconds=0.5",
+    ]);
+    c.ok(&[
+        "run",
+        "bad-job",
+        "--image=busybox",
+        "--restart=Never",
+        "--annotations=skiff.io/simulate-run-seconds=0.5",
+        "--annotations=skiff.io/simulate-exit-code=3",
+    ]);
+    common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pods"]);
+        (row(&out, "ok-job")[2] == "Completed" && row(&out, "bad-job")[2] == "Error").then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pod", "ok-job", "-o", "jsonpath={.status.phase}"]),
+        "Succeeded"
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "bad-job",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}"
+        ]),
+        "3"
+    );
+
+    // Graceful deletion completes through the simulated node.
+    assert_eq!(
+        c.ok(&["delete", "pod", "web", "--timeout=30s"]).trim(),
+        "pod \"web\" deleted"
+    );
+    c.fails(&["get", "pod", "web"]);
+}

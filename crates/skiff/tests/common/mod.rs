@@ -12,6 +12,8 @@ pub struct Cluster {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Subcommand and extra flags the server runs with (`server`, or `up --simulate 3`).
+    pub args: Vec<String>,
 }
 
 pub fn manifest(name: &str) -> PathBuf {
@@ -30,11 +32,17 @@ fn free_port() -> u16 {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&["server"])
+    }
+
+    /// `skiff <args...>` instead of `skiff server`, e.g. `["up", "--simulate", "3"]`.
+    pub fn start_with(args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cluster {
             child: None,
             dir,
             port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
         };
         c.spawn();
         c
@@ -55,8 +63,8 @@ impl Cluster {
             .open(self.dir.path().join("server.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(&self.args)
             .args([
-                "server",
                 "--bind-address",
                 "127.0.0.1",
                 "--https-port",

@@ -1,0 +1,134 @@
+//! Node registration, heartbeats through a `coordination.k8s.io` Lease in
+//! `kube-node-lease` (every 10 s), and node status (on change or every minute).
+
+use crate::{Result, now, now_micro};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+pub const STATUS_REFRESH: Duration = Duration::from_secs(60);
+
+/// What a node reports about itself.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// cpu, memory, pods, ...
+    pub capacity: BTreeMap<String, String>,
+    pub allocatable: BTreeMap<String, String>,
+    pub internal_ip: String,
+    pub runtime_version: String,
+    pub os_image: String,
+    pub kernel_version: String,
+}
+
+fn conditions(ready: bool) -> Value {
+    let t = now();
+    let c = |ty: &str, status: &str, reason: &str, msg: &str| json!({"type": ty, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": t, "lastTransitionTime": t});
+    json!([
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        if ready {
+            c(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+            )
+        } else {
+            c(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                "container runtime is not ready",
+            )
+        },
+    ])
+}
+
+fn status(spec: &NodeSpec, ready: bool) -> Value {
+    json!({
+        "capacity": spec.capacity,
+        "allocatable": spec.allocatable,
+        "conditions": conditions(ready),
+        "addresses": [{"type": "InternalIP", "address": spec.internal_ip}, {"type": "Hostname", "address": spec.name}],
+        "nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "",
+            "kernelVersion": spec.kernel_version, "osImage": spec.os_image,
+            "containerRuntimeVersion": spec.runtime_version,
+            "kubeletVersion": "v1.33.0+skiff", "kubeProxyVersion": "",
+            "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        },
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+    })
+}
+
+/// Creates the Node (or refreshes its status if it exists).
+pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": spec.labels}, "spec": {}, "status": status(spec, true)});
+    match api
+        .create(&PostParams::default(), &serde_json::from_value(node)?)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => report_status(client, spec, true).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn report_status(client: &kube::Client, spec: &NodeSpec, ready: bool) -> Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    let patch = json!({"status": status(spec, ready)});
+    api.patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Creates or renews the node's Lease.
+pub async fn renew_lease(client: &kube::Client, node: &str) -> Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let spec = json!({"holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
+    let patch = json!({"spec": spec});
+    match api
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": node, "namespace": LEASE_NAMESPACE}, "spec": spec});
+            api.create(&PostParams::default(), &serde_json::from_value(lease)?)
+                .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The node's pod CIDR, once the server's IPAM has assigned it.
+pub async fn pod_cidr(client: &kube::Client, node: &str) -> Result<Option<String>> {
+    let api: Api<Node> = Api::all(client.clone());
+    Ok(api.get(node).await?.spec.and_then(|s| s.pod_cidr))
+}

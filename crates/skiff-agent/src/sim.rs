@@ -1,0 +1,337 @@
+//! Simulated nodes (in the manner of kwok): real Node objects, Leases and pod statuses,
+//! no containers. Pods bound to a simulated node become Running with an IP from the
+//! node's podCIDR; pods that do not restart forever (Jobs) finish after a simulated run
+//! time, settable per pod with annotations; graceful deletions complete at once.
+
+use crate::node::{self, NodeSpec};
+use crate::{Result, now};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Run time of a simulated container, in seconds (default 1).
+pub const RUN_SECONDS_ANNOTATION: &str = "skiff.io/simulate-run-seconds";
+/// Exit code of a simulated container (default 0).
+pub const EXIT_CODE_ANNOTATION: &str = "skiff.io/simulate-exit-code";
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub count: usize,
+    pub prefix: String,
+    pub capacity: BTreeMap<String, String>,
+}
+
+impl SimOptions {
+    pub fn default_capacity() -> BTreeMap<String, String> {
+        [
+            ("cpu", "8"),
+            ("memory", "32Gi"),
+            ("pods", "110"),
+            ("ephemeral-storage", "100Gi"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Parses `cpu=4,memory=8Gi,pods=110` over the defaults.
+    pub fn parse_capacity(s: &str) -> Result<BTreeMap<String, String>, String> {
+        let mut c = Self::default_capacity();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("capacity entry {part:?} is not name=quantity"))?;
+            c.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(c)
+    }
+}
+
+/// Node names and specs of a simulated fleet.
+pub fn fleet(opts: &SimOptions) -> Vec<NodeSpec> {
+    (0..opts.count)
+        .map(|i| {
+            let name = format!("{}-{i}", opts.prefix);
+            let labels: BTreeMap<String, String> = [
+                ("kubernetes.io/hostname", name.as_str()),
+                ("kubernetes.io/os", "linux"),
+                ("kubernetes.io/arch", "amd64"),
+                ("node.kubernetes.io/instance-type", "skiff-simulated"),
+                ("type", "simulated"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            NodeSpec {
+                name,
+                labels,
+                capacity: opts.capacity.clone(),
+                allocatable: opts.capacity.clone(),
+                // From the benchmarking range: never routed, never a traffic target.
+                internal_ip: format!("198.18.{}.{}", i / 250, i % 250 + 1),
+                runtime_version: "skiff-sim://0.1.0".into(),
+                os_image: "skiff simulated node".into(),
+                kernel_version: "simulated".into(),
+            }
+        })
+        .collect()
+}
+
+struct State {
+    nodes: HashMap<String, NodeSpec>,
+    cidrs: HashMap<String, String>,
+    /// Pod IPs in use per node.
+    ips: HashMap<String, HashSet<String>>,
+    /// Pods with a completion timer running.
+    finishing: HashSet<String>,
+}
+
+pub async fn run(
+    client: kube::Client,
+    opts: SimOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let specs = fleet(&opts);
+    futures::stream::iter(specs.clone())
+        .for_each_concurrent(16, |s| {
+            let client = client.clone();
+            async move {
+                if let Err(e) = node::register(&client, &s).await {
+                    tracing::warn!(node = %s.name, error = %e, "registration failed");
+                }
+                let _ = node::renew_lease(&client, &s.name).await;
+            }
+        })
+        .await;
+    tracing::info!(nodes = specs.len(), "simulated nodes registered");
+    let state = Arc::new(Mutex::new(State {
+        nodes: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+        cidrs: HashMap::new(),
+        ips: HashMap::new(),
+        finishing: HashSet::new(),
+    }));
+
+    // Heartbeats: Leases every 10 s, status every minute.
+    {
+        let client = client.clone();
+        let specs = specs.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut lease = tokio::time::interval(node::LEASE_RENEW);
+            let mut status = tokio::time::interval(node::STATUS_REFRESH);
+            loop {
+                tokio::select! {
+                    _ = lease.tick() => {
+                        futures::stream::iter(specs.iter()).for_each_concurrent(16, |s| { let c = client.clone(); async move { let _ = node::renew_lease(&c, &s.name).await; } }).await;
+                    }
+                    _ = status.tick() => {
+                        futures::stream::iter(specs.iter()).for_each_concurrent(16, |s| { let c = client.clone(); async move { let _ = node::report_status(&c, s, true).await; } }).await;
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+
+    let pods: Api<Pod> = Api::all(client.clone());
+    let mut stream = watcher(pods, watcher::Config::default().fields("spec.nodeName!=")).boxed();
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => match ev { Some(ev) => ev, None => return Ok(()) },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let pod = match ev {
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "pod watch error; the watcher retries");
+                continue;
+            }
+        };
+        let pod = serde_json::to_value(pod)?;
+        let client = client.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(&client, &state, &pod).await {
+                tracing::debug!(pod = pod["metadata"]["name"].as_str().unwrap_or(""), error = %e, "simulated pod update failed");
+            }
+        });
+    }
+}
+
+fn key(p: &Value) -> String {
+    format!(
+        "{}/{}",
+        p["metadata"]["namespace"].as_str().unwrap_or(""),
+        p["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+/// Next free address of a /24 (hosts .2–.254).
+pub fn allocate_ip(cidr: &str, used: &HashSet<String>) -> Option<String> {
+    let base = cidr.split('/').next()?;
+    let prefix = base.rsplit_once('.')?.0;
+    (2..=254)
+        .map(|h| format!("{prefix}.{h}"))
+        .find(|ip| !used.contains(ip))
+}
+
+async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -> Result<()> {
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    let Some(spec) = state.lock().nodes.get(&node).cloned() else {
+        return Ok(());
+    };
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    if !pod["metadata"]["deletionTimestamp"].is_null() {
+        // Nothing to stop: finish the graceful deletion now.
+        if let Some(ip) = pod["status"]["podIP"].as_str() {
+            state.lock().ips.entry(node.clone()).or_default().remove(ip);
+        }
+        match api
+            .delete(
+                &name,
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(());
+    }
+    let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+    if let Some(ip) = pod["status"]["podIP"].as_str() {
+        state
+            .lock()
+            .ips
+            .entry(node.clone())
+            .or_default()
+            .insert(ip.to_string());
+    }
+    if phase == "Pending" {
+        let known = state.lock().cidrs.get(&node).cloned();
+        let cidr = match known {
+            Some(c) => c,
+            None => {
+                // IPAM may not have reached this node yet: wait for it briefly.
+                let mut found = None;
+                for _ in 0..50 {
+                    if let Some(c) = node::pod_cidr(client, &node).await? {
+                        found = Some(c);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let Some(c) = found else { return Ok(()) };
+                state.lock().cidrs.insert(node.clone(), c.clone());
+                c
+            }
+        };
+        let ip = {
+            let mut st = state.lock();
+            let used = st.ips.entry(node.clone()).or_default();
+            let ip = allocate_ip(&cidr, used).unwrap_or_else(|| cidr.replace(".0/24", ".254"));
+            used.insert(ip.clone());
+            ip
+        };
+        let t = now();
+        let cond = |ty: &str| json!({"type": ty, "status": "True", "lastProbeTime": null, "lastTransitionTime": t});
+        let statuses: Vec<Value> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let image = c["image"].as_str().unwrap_or("");
+                json!({"name": c["name"], "image": image, "imageID": format!("sim://{image}"), "containerID": format!("sim://{}/{}", pod["metadata"]["uid"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or("")),
+                       "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": t}}})
+            })
+            .collect();
+        let patch = json!({"status": {
+            "phase": "Running", "hostIP": spec.internal_ip, "hostIPs": [{"ip": spec.internal_ip}],
+            "podIP": ip, "podIPs": [{"ip": ip}], "startTime": t,
+            "conditions": [cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],
+            "containerStatuses": statuses,
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    let restart = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    if restart != "Always"
+        && matches!(phase, "Pending" | "Running")
+        && state.lock().finishing.insert(key(pod))
+    {
+        let ann = &pod["metadata"]["annotations"];
+        let secs: f64 = ann[RUN_SECONDS_ANNOTATION]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1.0);
+        let code: i64 = ann[EXIT_CODE_ANNOTATION]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
+        let t = now();
+        let terminated = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": pod["status"]["startTime"].as_str().unwrap_or(&t), "finishedAt": t});
+        let statuses: Vec<Value> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": format!("sim://{}", c["image"].as_str().unwrap_or("")), "ready": false, "started": false, "restartCount": 0, "state": {"terminated": terminated}}))
+            .collect();
+        let phase = if code == 0 { "Succeeded" } else { "Failed" };
+        let not_ready = |ty: &str| json!({"type": ty, "status": "False", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": t});
+        let patch = json!({"status": {"phase": phase, "conditions": [not_ready("Ready"), not_ready("ContainersReady"), json!({"type": "Initialized", "status": "True", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": t}), json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t})], "containerStatuses": statuses}});
+        let res = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        state.lock().finishing.remove(&key(pod));
+        res?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ips_come_from_the_node_cidr() {
+        let mut used = HashSet::new();
+        assert_eq!(allocate_ip("10.42.3.0/24", &used).unwrap(), "10.42.3.2");
+        used.insert("10.42.3.2".to_string());
+        assert_eq!(allocate_ip("10.42.3.0/24", &used).unwrap(), "10.42.3.3");
+    }
+
+    #[test]
+    fn capacity_flags_and_fleet() {
+        let c = SimOptions::parse_capacity("cpu=4,memory=8Gi").unwrap();
+        assert_eq!(c["cpu"], "4");
+        assert_eq!(c["pods"], "110");
+        assert!(SimOptions::parse_capacity("cpu").is_err());
+        let f = fleet(&SimOptions {
+            count: 300,
+            prefix: "sim".into(),
+            capacity: c,
+        });
+        assert_eq!(f[0].name, "sim-0");
+        assert_eq!(f[299].internal_ip, "198.18.1.50");
+        let ips: HashSet<&String> = f.iter().map(|n| &n.internal_ip).collect();
+        assert_eq!(ips.len(), 300);
+    }
+}
