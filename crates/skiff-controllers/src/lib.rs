@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod ipam;
+pub mod nodelifecycle;
 pub mod scheduler;
 
 #[derive(thiserror::Error, Debug)]

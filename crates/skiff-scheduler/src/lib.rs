@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 mod filters;
 mod scores;
 
-pub use filters::Filter;
+pub use filters::{Filter, tolerates};
 
 /// Resource amounts in Kubernetes' units: CPU in millicores, everything else in units.
 #[derive(Debug, Clone, Default, PartialEq)]

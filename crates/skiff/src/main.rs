@@ -109,6 +109,9 @@ struct ServerArgs {
     /// Components not to run (repeatable): `scheduler`.
     #[arg(long = "disable")]
     disable: Vec<String>,
+    /// Seconds without a Lease renewal after which a node is unreachable.
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -206,6 +209,12 @@ async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
+    let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
+    controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
+        client.clone(),
+        grace,
+        stop_rx.clone(),
+    )));
     if let Some(sim) = sim.filter(|s| s.simulate > 0) {
         let opts = sim_options(&sim)?;
         let stop = stop_rx.clone();

@@ -758,3 +758,100 @@ fn simulated_nodes_run_pods_and_finish_jobs() {
     );
     c.fails(&["get", "pod", "web"]);
 }
+
+/// A `skiff agent --simulate` process joined to the cluster with the join token.
+fn start_agent(c: &Cluster, nodes: &str) -> std::process::Child {
+    let token = std::fs::read_to_string(c.data_dir().join("token")).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "agent",
+            "--simulate",
+            nodes,
+            "--simulate-prefix",
+            "remote",
+            "--server",
+            &format!("https://127.0.0.1:{}", c.port),
+            "--token",
+            token.trim(),
+            "--ca-file",
+        ])
+        .arg(c.data_dir().join("tls/ca.crt"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start agent")
+}
+
+#[test]
+fn node_death_taints_and_evicts_then_recovers() {
+    let c = Cluster::start_with(&["server", "--node-monitor-grace-period", "12"]);
+    let mut agent = start_agent(&c, "1");
+    common::eventually(Duration::from_secs(20), || {
+        (row_opt(&c.ok(&["get", "nodes"]), "remote-0").is_some_and(|r| r[1] == "Ready"))
+            .then_some(())
+    });
+    // Tolerates unreachability for 2 s only (the default would be 300 s).
+    c.ok(&["run", "short", "--image=nginx", "--overrides", r#"{"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":2}]}}"#]);
+    c.ok(&["run", "patient", "--image=nginx"]);
+    common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pods"]);
+        (row(&out, "short")[2] == "Running" && row(&out, "patient")[2] == "Running").then_some(())
+    });
+
+    // The node dies: no more Lease renewals.
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let taints = common::eventually(Duration::from_secs(40), || {
+        let t = c.ok(&[
+            "get",
+            "node",
+            "remote-0",
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ]);
+        t.contains("node.kubernetes.io/unreachable").then_some(t)
+    });
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "{taints}"
+    );
+    assert_eq!(row(&c.ok(&["get", "nodes"]), "remote-0")[1], "NotReady");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "node",
+            "remote-0",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"
+        ]),
+        "Unknown"
+    );
+    // The short toleration runs out: the pod is evicted (Terminating, as no kubelet answers);
+    // the default 300 s toleration keeps the other one.
+    common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pods"]);
+        (row(&out, "short")[2] == "Terminating").then_some(())
+    });
+    assert_eq!(row(&c.ok(&["get", "pods"]), "patient")[2], "Running");
+    let d = c.ok(&["describe", "pod", "short"]);
+    assert!(d.contains("TaintManagerEviction"), "{d}");
+
+    // The node comes back: taints go, and the pending deletion completes.
+    let mut agent = start_agent(&c, "1");
+    common::eventually(Duration::from_secs(30), || {
+        let t = c.ok(&["get", "node", "remote-0", "-o", "jsonpath={.spec.taints}"]);
+        (!t.contains("unreachable")).then_some(())
+    });
+    assert_eq!(row(&c.ok(&["get", "nodes"]), "remote-0")[1], "Ready");
+    common::eventually(Duration::from_secs(20), || {
+        (!c.kubectl(&["get", "pod", "short"]).status.success()).then_some(())
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+fn row_opt<'a>(out: &'a str, name: &str) -> Option<Vec<&'a str>> {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .map(words)
+}

@@ -1,0 +1,300 @@
+//! Node lifecycle: a node whose Lease is not renewed within the grace period becomes
+//! `Ready=Unknown` and gets the `node.kubernetes.io/unreachable` taints; a `Ready=False`
+//! node gets `node.kubernetes.io/not-ready`; the taints go when the node is back. Pods on
+//! a node with a NoExecute taint they do not tolerate are evicted, at once or when their
+//! `tolerationSeconds` run out.
+
+use crate::Result;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Health {
+    Ready,
+    NotReady,
+    Unknown,
+}
+
+/// How a node is doing, from its Ready condition and the age of its Lease.
+pub fn health(
+    node: &Value,
+    lease_renew: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: Duration,
+) -> Health {
+    let fresh = lease_renew.is_some_and(|t| (now - t).to_std().map(|d| d <= grace).unwrap_or(true));
+    if !fresh {
+        return Health::Unknown;
+    }
+    match node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+    {
+        Some("True") => Health::Ready,
+        Some("False") => Health::NotReady,
+        _ => Health::Unknown,
+    }
+}
+
+/// The taints a node should carry for its health, keeping every other taint.
+pub fn desired_taints(current: &[Value], h: &Health, now: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|t| t["key"] != UNREACHABLE && t["key"] != NOT_READY)
+        .cloned()
+        .collect();
+    let key = match h {
+        Health::Ready => return out,
+        Health::NotReady => NOT_READY,
+        Health::Unknown => UNREACHABLE,
+    };
+    for effect in ["NoSchedule", "NoExecute"] {
+        // Keep the original timeAdded so toleration clocks do not restart.
+        let existing = current
+            .iter()
+            .find(|t| t["key"] == key && t["effect"] == effect)
+            .cloned();
+        out.push(
+            existing.unwrap_or_else(|| json!({"key": key, "effect": effect, "timeAdded": now})),
+        );
+    }
+    out
+}
+
+/// When (if ever) a pod must be evicted for a NoExecute taint: None = tolerated forever.
+pub fn eviction_due(pod: &Value, taint: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    let added = taint["timeAdded"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now);
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let matching: Vec<&Value> = tolerations
+        .iter()
+        .filter(|t| skiff_scheduler::tolerates(t, taint))
+        .collect();
+    if matching.is_empty() {
+        return Some(added);
+    }
+    // The shortest tolerationSeconds among matching tolerations; any without one: forever.
+    if matching.iter().any(|t| t["tolerationSeconds"].is_null()) {
+        return None;
+    }
+    let secs = matching
+        .iter()
+        .filter_map(|t| t["tolerationSeconds"].as_i64())
+        .min()
+        .unwrap_or(0)
+        .max(0);
+    Some(added + chrono::Duration::seconds(secs))
+}
+
+pub async fn run(client: kube::Client, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = round(&client, grace).await {
+            tracing::warn!(error = %e, "node lifecycle round failed");
+        }
+    }
+}
+
+async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
+    let now = chrono::Utc::now();
+    let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let leases: Vec<Lease> = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let mut tainted: Vec<(String, Vec<Value>)> = Vec::new();
+    for node in nodes_api.list(&ListParams::default()).await?.items {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let renew = leases
+            .iter()
+            .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
+            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0))
+            .and_then(|t| {
+                chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+            });
+        let v = serde_json::to_value(&node)?;
+        let h = health(&v, renew, now, grace);
+        let current = v["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        let want = desired_taints(&current, &h, &now_s);
+        if want != current {
+            tracing::info!(node = %name, health = ?h, "node taints change");
+            let patch = json!({"spec": {"taints": want}});
+            nodes_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        if h == Health::Unknown {
+            let ready_unknown = v["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+            if !ready_unknown {
+                let conds: Vec<Value> = v["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        c["status"] = json!("Unknown");
+                        c["reason"] = json!("NodeStatusUnknown");
+                        c["message"] = json!("Kubelet stopped posting node status.");
+                        c["lastTransitionTime"] = json!(now_s);
+                        c
+                    })
+                    .collect();
+                nodes_api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"status": {"conditions": conds}})),
+                    )
+                    .await?;
+            }
+        }
+        let no_execute: Vec<Value> = want
+            .into_iter()
+            .filter(|t| t["effect"] == "NoExecute")
+            .collect();
+        if !no_execute.is_empty() {
+            tainted.push((name, no_execute));
+        }
+    }
+    if tainted.is_empty() {
+        return Ok(());
+    }
+    let pods: Vec<Value> = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    for (node, taints) in tainted {
+        for pod in pods.iter().filter(|p| {
+            p["spec"]["nodeName"] == node.as_str() && p["metadata"]["deletionTimestamp"].is_null()
+        }) {
+            let due = taints.iter().filter_map(|t| eviction_due(pod, t)).min();
+            if due.is_some_and(|d| d <= now) {
+                let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+                let name = pod["metadata"]["name"].as_str().unwrap_or("");
+                tracing::info!(pod = %format!("{ns}/{name}"), %node, "evicting pod from tainted node");
+                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+                match api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => {
+                        let _ = crate::events::record(
+                            client,
+                            pod,
+                            "Normal",
+                            "TaintManagerEviction",
+                            &format!("Marking for deletion Pod {ns}/{name}"),
+                            "taint-eviction-controller",
+                        )
+                        .await;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(status: &str) -> Value {
+        json!({"status": {"conditions": [{"type": "Ready", "status": status}]}})
+    }
+
+    #[test]
+    fn health_from_lease_and_condition() {
+        let now = chrono::Utc::now();
+        let g = Duration::from_secs(40);
+        assert_eq!(
+            health(
+                &ready("True"),
+                Some(now - chrono::Duration::seconds(5)),
+                now,
+                g
+            ),
+            Health::Ready
+        );
+        assert_eq!(
+            health(
+                &ready("True"),
+                Some(now - chrono::Duration::seconds(41)),
+                now,
+                g
+            ),
+            Health::Unknown
+        );
+        assert_eq!(health(&ready("True"), None, now, g), Health::Unknown);
+        assert_eq!(health(&ready("False"), Some(now), now, g), Health::NotReady);
+    }
+
+    #[test]
+    fn taints_follow_health_and_keep_others() {
+        let other = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
+        let t = desired_taints(
+            std::slice::from_ref(&other),
+            &Health::Unknown,
+            "2025-01-01T00:00:00Z",
+        );
+        assert_eq!(t.len(), 3);
+        assert!(
+            t.iter()
+                .any(|x| x["key"] == UNREACHABLE && x["effect"] == "NoExecute")
+        );
+        // timeAdded survives later rounds.
+        let again = desired_taints(&t, &Health::Unknown, "2030-01-01T00:00:00Z");
+        assert_eq!(again, t);
+        assert_eq!(desired_taints(&t, &Health::Ready, "x"), vec![other.clone()]);
+        assert!(
+            desired_taints(&[other], &Health::NotReady, "x")
+                .iter()
+                .any(|x| x["key"] == NOT_READY)
+        );
+    }
+
+    #[test]
+    fn eviction_times() {
+        let taint =
+            json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "2025-01-01T00:00:00Z"});
+        let none = json!({"spec": {}});
+        assert_eq!(
+            eviction_due(&none, &taint).unwrap().to_rfc3339(),
+            "2025-01-01T00:00:00+00:00"
+        );
+        let five = json!({"spec": {"tolerations": [{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}});
+        assert_eq!(
+            eviction_due(&five, &taint).unwrap().to_rfc3339(),
+            "2025-01-01T00:00:05+00:00"
+        );
+        let forever = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        assert!(eviction_due(&forever, &taint).is_none());
+    }
+}
