@@ -463,6 +463,8 @@ async fn serve_resource(
                         sub: None,
                         ..t.clone()
                     };
+                    let pod = api.get_object(&pod_t).await?;
+                    crate::kinds::check_disruption_budgets(api, &pod).await?;
                     api.delete(&pod_t, &dopts).await?;
                     Ok(respond(
                         &headers,

@@ -855,3 +855,67 @@ fn row_opt<'a>(out: &'a str, name: &str) -> Option<Vec<&'a str>> {
         .find(|l| l.split_whitespace().next() == Some(name))
         .map(words)
 }
+
+#[test]
+fn drain_honours_disruption_budgets() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    common::eventually(Duration::from_secs(20), || {
+        (c.ok(&["get", "nodes", "-o", "name"]).lines().count() == 2).then_some(())
+    });
+    for (pod, node) in [("web-a", "sim-0"), ("web-b", "sim-1")] {
+        let overrides = format!(r#"{{"spec":{{"nodeName":"{node}"}}}}"#);
+        c.ok(&[
+            "run",
+            pod,
+            "--image=nginx",
+            "--labels=app=web",
+            "--overrides",
+            &overrides,
+        ]);
+    }
+    common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pods"]);
+        (row(&out, "web-a")[2] == "Running" && row(&out, "web-b")[2] == "Running").then_some(())
+    });
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=2"
+        ])
+        .trim(),
+        "poddisruptionbudget.policy/web created"
+    );
+
+    let out = c.kubectl(&["drain", "sim-0", "--force", "--timeout=5s"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{all}"
+    );
+    assert_eq!(
+        row(&c.ok(&["get", "nodes"]), "sim-0")[1],
+        "Ready,SchedulingDisabled"
+    );
+    assert_eq!(row(&c.ok(&["get", "pods"]), "web-a")[2], "Running");
+
+    c.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":1}}"#,
+    ]);
+    let out = c.ok(&["drain", "sim-0", "--force", "--timeout=30s"]);
+    assert!(out.contains("node/sim-0 drained"), "{out}");
+    c.fails(&["get", "pod", "web-a"]);
+    assert_eq!(row(&c.ok(&["get", "pods"]), "web-b")[2], "Running");
+}
