@@ -325,6 +325,7 @@ impl ApiServer {
         skiff_validation::default_object(ri.group, ri.plural, &mut obj);
         if ri.group.is_empty() && ri.plural == "pods" {
             skiff_validation::admit_pod_defaults(&mut obj);
+            kinds::admit_priority(self, &mut obj, &name)?;
         }
         // Held until the object is stored, so two creates never get the same IP or port.
         let _alloc = if kinds::needs_alloc_lock(ri) {

@@ -919,3 +919,46 @@ fn drain_honours_disruption_budgets() {
     c.fails(&["get", "pod", "web-a"]);
     assert_eq!(row(&c.ok(&["get", "pods"]), "web-b")[2], "Running");
 }
+
+#[test]
+fn priority_classes_set_pod_priority() {
+    let c = Cluster::start();
+    assert_eq!(
+        c.ok(&["create", "priorityclass", "high", "--value=1000"])
+            .trim(),
+        "priorityclass.scheduling.k8s.io/high created"
+    );
+    c.ok(&[
+        "run",
+        "vip",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec":{"priorityClassName":"high"}}"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "vip",
+            "-o",
+            "jsonpath={.spec.priority} {.spec.preemptionPolicy}"
+        ]),
+        "1000 PreemptLowerPriority"
+    );
+    let err = c.fails(&[
+        "run",
+        "nope",
+        "--image=nginx",
+        "--overrides",
+        r#"{"spec":{"priorityClassName":"missing"}}"#,
+    ]);
+    assert!(
+        err.contains("no PriorityClass with name missing was found"),
+        "{err}"
+    );
+    let pcs = c.ok(&["get", "priorityclasses"]);
+    assert_eq!(
+        &row(&pcs, "system-node-critical")[..3],
+        ["system-node-critical", "2000001000", "false"]
+    );
+}
