@@ -1,7 +1,8 @@
 //! Filter plugins: each says why a pod cannot go to a node, in Kubernetes' words.
 
-use crate::{NodeInfo, PodInfo};
+use crate::{NodeInfo, PodInfo, PodMeta, Snapshot};
 use serde_json::Value;
+use skiff_validation::labels::Selector;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +13,8 @@ pub enum Filter {
     NodeAffinity,
     TaintToleration,
     NodePorts,
+    InterPodAffinity,
+    PodTopologySpread,
 }
 
 pub const ALL: &[Filter] = &[
@@ -21,7 +24,55 @@ pub const ALL: &[Filter] = &[
     Filter::NodeAffinity,
     Filter::TaintToleration,
     Filter::NodePorts,
+    Filter::InterPodAffinity,
+    Filter::PodTopologySpread,
 ];
+
+/// Does an existing pod match a pod-affinity term written in a pod of namespace `ns`?
+pub fn term_selects(term: &Value, ns: &str, q: &PodMeta) -> bool {
+    let namespaces: Vec<&str> = term["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // An empty namespaceSelector ({}) selects every namespace.
+    let all_ns = term["namespaceSelector"]
+        .as_object()
+        .is_some_and(|m| m.is_empty());
+    let ns_ok = all_ns
+        || if namespaces.is_empty() {
+            q.namespace == ns
+        } else {
+            namespaces.contains(&q.namespace.as_str())
+        };
+    ns_ok
+        && !term["labelSelector"].is_null()
+        && Selector::from_label_selector(&term["labelSelector"])
+            .map(|s| s.matches(&q.labels))
+            .unwrap_or(false)
+}
+
+/// Is there a pod matching `term` in the topology domain of `node`?
+fn in_domain(term: &Value, ns: &str, node: &NodeInfo, snap: &Snapshot) -> bool {
+    let key = term["topologyKey"].as_str().unwrap_or("");
+    let Some(domain) = node.labels.get(key) else {
+        return false;
+    };
+    snap.nodes
+        .iter()
+        .filter(|m| m.labels.get(key) == Some(domain))
+        .any(|m| m.pods.iter().any(|q| term_selects(term, ns, q)))
+}
+
+fn as_meta(p: &PodInfo) -> PodMeta {
+    PodMeta {
+        namespace: p.namespace.clone(),
+        labels: p.labels.clone(),
+        anti_affinity: Vec::new(),
+        owner: None,
+    }
+}
 
 /// Does `toleration` tolerate `taint` (k8s.io/api core/v1 `Toleration.ToleratesTaint`)?
 pub fn tolerates(toleration: &Value, taint: &Value) -> bool {
@@ -112,7 +163,7 @@ fn taint_string(t: &Value) -> String {
 
 impl Filter {
     /// Reasons the node fails this filter for the pod (empty: it passes).
-    pub fn check(&self, p: &PodInfo, n: &NodeInfo) -> Vec<String> {
+    pub fn check(&self, p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> Vec<String> {
         match self {
             Filter::NodeName => match &p.node_name {
                 Some(want) if *want != n.name => {
@@ -172,6 +223,72 @@ impl Filter {
                     .map(|t| vec![format!("node(s) had untolerated taint {}", taint_string(t))])
                     .unwrap_or_default()
             }
+            Filter::InterPodAffinity => {
+                let pa =
+                    &p.affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+                for term in pa.as_array().into_iter().flatten() {
+                    if in_domain(term, &p.namespace, n, snap) {
+                        continue;
+                    }
+                    // The first pod of a group may match its own affinity term.
+                    let anywhere = snap
+                        .nodes
+                        .iter()
+                        .any(|m| m.pods.iter().any(|q| term_selects(term, &p.namespace, q)));
+                    let own = term_selects(term, &p.namespace, &as_meta(p))
+                        && n.labels
+                            .contains_key(term["topologyKey"].as_str().unwrap_or(""));
+                    if anywhere || !own {
+                        return vec!["node(s) didn't match pod affinity rules".into()];
+                    }
+                }
+                let anti = &p.affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+                if anti
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| in_domain(t, &p.namespace, n, snap))
+                {
+                    return vec!["node(s) didn't match pod anti-affinity rules".into()];
+                }
+                // Existing pods' anti-affinity against the incoming pod.
+                let me = as_meta(p);
+                for m in &snap.nodes {
+                    for q in &m.pods {
+                        for t in &q.anti_affinity {
+                            let key = t["topologyKey"].as_str().unwrap_or("");
+                            if m.labels
+                                .get(key)
+                                .is_some_and(|d| n.labels.get(key) == Some(d))
+                                && term_selects(t, &q.namespace, &me)
+                            {
+                                return vec![
+                                    "node(s) didn't satisfy existing pods anti-affinity rules"
+                                        .into(),
+                                ];
+                            }
+                        }
+                    }
+                }
+                vec![]
+            }
+            Filter::PodTopologySpread => {
+                for c in p.spread.iter().filter(|c| {
+                    c["whenUnsatisfiable"].as_str().unwrap_or("DoNotSchedule") == "DoNotSchedule"
+                }) {
+                    let key = c["topologyKey"].as_str().unwrap_or("");
+                    let Some(domain) = n.labels.get(key) else {
+                        return vec!["node(s) didn't match pod topology spread constraints (missing required label)".into()];
+                    };
+                    let counts = spread_counts(c, p, snap);
+                    let min = counts.values().copied().min().unwrap_or(0);
+                    let here = counts.get(domain).copied().unwrap_or(0);
+                    if here + 1 - min > c["maxSkew"].as_i64().unwrap_or(1) {
+                        return vec!["node(s) didn't match pod topology spread constraints".into()];
+                    }
+                }
+                vec![]
+            }
             Filter::NodePorts => {
                 let conflict = p.host_ports.iter().any(|(ip, proto, port)| {
                     n.host_ports.iter().any(|(nip, nproto, nport)| {
@@ -188,4 +305,25 @@ impl Filter {
             }
         }
     }
+}
+
+/// Pods the constraint selects, per topology domain (domains of every node with the key).
+pub fn spread_counts(c: &Value, p: &PodInfo, snap: &Snapshot) -> BTreeMap<String, i64> {
+    let key = c["topologyKey"].as_str().unwrap_or("");
+    let sel = Selector::from_label_selector(&c["labelSelector"]).unwrap_or_default();
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for m in &snap.nodes {
+        let Some(d) = m.labels.get(key) else { continue };
+        let n = m
+            .pods
+            .iter()
+            .filter(|q| {
+                q.namespace == p.namespace
+                    && !c["labelSelector"].is_null()
+                    && sel.matches(&q.labels)
+            })
+            .count() as i64;
+        *counts.entry(d.clone()).or_default() += n;
+    }
+    counts
 }

@@ -52,11 +52,25 @@ impl Resources {
     }
 }
 
+/// What the scheduler keeps of a pod already on a node (for inter-pod rules).
+#[derive(Debug, Clone)]
+pub struct PodMeta {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// Required pod anti-affinity terms of that pod.
+    pub anti_affinity: Vec<Value>,
+    /// UID of its controller, for spreading pods of one owner.
+    pub owner: Option<String>,
+}
+
 /// What the scheduler needs to know about a pod.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    pub spread: Vec<Value>,
     pub node_name: Option<String>,
     pub requests: Resources,
     pub node_selector: BTreeMap<String, String>,
@@ -116,6 +130,18 @@ impl PodInfo {
                 .unwrap_or("")
                 .to_string(),
             name: p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            labels: string_map(&p["metadata"]["labels"]),
+            owner: p["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["controller"] == true)
+                .and_then(|r| r["uid"].as_str())
+                .map(str::to_string),
+            spread: spec["topologySpreadConstraints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
             node_name: spec["nodeName"]
                 .as_str()
                 .filter(|n| !n.is_empty())
@@ -148,6 +174,17 @@ pub struct NodeInfo {
     pub requested: Resources,
     pub pod_count: i128,
     pub host_ports: Vec<(String, String, i64)>,
+    pub pods: Vec<PodMeta>,
+}
+
+pub(crate) fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl NodeInfo {
@@ -168,6 +205,7 @@ impl NodeInfo {
             requested: Resources::default(),
             pod_count: 0,
             host_ports: Vec::new(),
+            pods: Vec::new(),
         }
     }
 
@@ -176,6 +214,16 @@ impl NodeInfo {
         self.requested.add(&p.requests);
         self.pod_count += 1;
         self.host_ports.extend(p.host_ports.iter().cloned());
+        self.pods.push(PodMeta {
+            namespace: p.namespace.clone(),
+            labels: p.labels.clone(),
+            anti_affinity:
+                p.affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            owner: p.owner.clone(),
+        });
     }
 }
 
@@ -247,7 +295,10 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     for n in &snap.nodes {
-        let failed: Vec<String> = filters::ALL.iter().flat_map(|f| f.check(&p, n)).collect();
+        let failed: Vec<String> = filters::ALL
+            .iter()
+            .flat_map(|f| f.check(&p, n, snap))
+            .collect();
         if failed.is_empty() {
             feasible.push(n);
         } else {
@@ -264,7 +315,7 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
     }
     let best = feasible
         .iter()
-        .map(|n| (scores::total(&p, n, &feasible), n.name.as_str()))
+        .map(|n| (scores::total(&p, n, &feasible, snap), n.name.as_str()))
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, name)| name.to_string())
         .expect("feasible is not empty");

@@ -1,6 +1,7 @@
 //! Score plugins, each 0–100 per node, summed with equal weights.
 
-use crate::filters::{term_matches, tolerated};
+use crate::Snapshot;
+use crate::filters::{spread_counts, term_matches, term_selects, tolerated};
 use crate::{NodeInfo, PodInfo};
 
 /// Requests the scorer assumes for pods that ask for nothing (Kubernetes' non-zero
@@ -60,8 +61,106 @@ fn prefer_no_schedule_raw(p: &PodInfo, n: &NodeInfo) -> i64 {
         .count() as i64
 }
 
+/// Preferred pod (anti-)affinity: weights of terms with a match in the node's domain.
+fn preferred_pod_affinity_raw(p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> i64 {
+    let in_domain = |t: &serde_json::Value| {
+        let key = t["topologyKey"].as_str().unwrap_or("");
+        n.labels.get(key).is_some_and(|d| {
+            snap.nodes
+                .iter()
+                .filter(|m| m.labels.get(key) == Some(d))
+                .any(|m| m.pods.iter().any(|q| term_selects(t, &p.namespace, q)))
+        })
+    };
+    let mut score = 0;
+    for w in p.affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if in_domain(&w["podAffinityTerm"]) {
+            score += w["weight"].as_i64().unwrap_or(0);
+        }
+    }
+    for w in p.affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if in_domain(&w["podAffinityTerm"]) {
+            score -= w["weight"].as_i64().unwrap_or(0);
+        }
+    }
+    score
+}
+
+/// Pods of the same owner already on the node, plus ScheduleAnyway spread counts: fewer
+/// is better.
+fn crowding_raw(p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> i64 {
+    let same_owner = p
+        .owner
+        .as_ref()
+        .map(|o| {
+            n.pods
+                .iter()
+                .filter(|q| q.owner.as_ref() == Some(o))
+                .count() as i64
+        })
+        .unwrap_or(0);
+    let soft: i64 = p
+        .spread
+        .iter()
+        .filter(|c| c["whenUnsatisfiable"] == "ScheduleAnyway")
+        .map(|c| {
+            n.labels
+                .get(c["topologyKey"].as_str().unwrap_or(""))
+                .and_then(|d| spread_counts(c, p, snap).get(d).copied())
+                .unwrap_or(0)
+        })
+        .sum();
+    same_owner + soft
+}
+
+fn normalise(v: i64, min: i64, max: i64) -> i64 {
+    if max == min {
+        100
+    } else {
+        (v - min) * 100 / (max - min)
+    }
+}
+
 /// The node's total score among the feasible nodes (some plugins normalise over them).
-pub fn total(p: &PodInfo, n: &NodeInfo, feasible: &[&NodeInfo]) -> i64 {
+pub fn total(p: &PodInfo, n: &NodeInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> i64 {
+    let pa: Vec<i64> = feasible
+        .iter()
+        .map(|m| preferred_pod_affinity_raw(p, m, snap))
+        .collect();
+    let pod_affinity = normalise(
+        preferred_pod_affinity_raw(p, n, snap),
+        pa.iter().copied().min().unwrap_or(0),
+        pa.iter().copied().max().unwrap_or(0),
+    );
+    let cr: Vec<i64> = feasible.iter().map(|m| crowding_raw(p, m, snap)).collect();
+    let spread = 100
+        - normalise(
+            crowding_raw(p, n, snap),
+            cr.iter().copied().min().unwrap_or(0),
+            cr.iter().copied().max().unwrap_or(0),
+        );
+    let spread = if cr.iter().all(|c| *c == cr[0]) {
+        100
+    } else {
+        spread
+    };
+    let pod_affinity = if pa.iter().all(|x| *x == pa[0]) {
+        0
+    } else {
+        pod_affinity
+    };
+    base_total(p, n, feasible) + pod_affinity + spread
+}
+
+fn base_total(p: &PodInfo, n: &NodeInfo, feasible: &[&NodeInfo]) -> i64 {
     let max_aff = feasible
         .iter()
         .map(|m| preferred_affinity_raw(p, m))

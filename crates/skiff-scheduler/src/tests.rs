@@ -260,3 +260,121 @@ fn scores_prefer_emptier_preferred_and_untainted_nodes() {
         "n1"
     );
 }
+
+fn zoned(name: &str, zone: &str) -> Value {
+    node(name, "8", "16Gi", json!({"labels": {"zone": zone}}))
+}
+
+fn placed(name: &str, node: &str, labels: Value, spec_extra: Value) -> Value {
+    let mut spec = json!({"nodeName": node, "containers": [{"name": "c", "image": "i"}]});
+    for (k, v) in spec_extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    json!({"metadata": {"name": name, "namespace": "default", "labels": labels}, "spec": spec, "status": {"phase": "Running"}})
+}
+
+fn with(labels: Value, spec: Value) -> Value {
+    let mut p = pod(spec);
+    p["metadata"]["labels"] = labels;
+    p
+}
+
+#[test]
+fn pod_affinity_and_anti_affinity() {
+    let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+    let pods = vec![placed("db", "a1", json!({"app": "db"}), json!({}))];
+    let snap = Snapshot::build(&nodes, &pods);
+    let near_db = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}});
+    assert_eq!(
+        schedule(&pod(json!({"affinity": near_db})), &snap).unwrap(),
+        "a1"
+    );
+    let away = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}});
+    assert_eq!(
+        schedule(&pod(json!({"affinity": away})), &snap).unwrap(),
+        "b1"
+    );
+    // Nothing matches anywhere and the pod does not match itself: unschedulable.
+    let lonely = json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone"}]}});
+    let err = schedule(&pod(json!({"affinity": lonely.clone()})), &snap).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "0/2 nodes are available: 2 node(s) didn't match pod affinity rules."
+    );
+    // ...but the first pod of a group that matches its own term may go anywhere.
+    assert!(
+        schedule(
+            &with(json!({"app": "cache"}), json!({"affinity": lonely})),
+            &snap
+        )
+        .is_ok()
+    );
+    // An existing pod's anti-affinity keeps matching pods out of its zone.
+    let guard = placed(
+        "guard",
+        "b1",
+        json!({"app": "guard"}),
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}]}}}),
+    );
+    let snap = Snapshot::build(&nodes, &[guard]);
+    let web = with(
+        json!({"app": "web"}),
+        json!({"nodeSelector": {"zone": "b"}}),
+    );
+    let err = schedule(&web, &snap).unwrap_err();
+    assert!(
+        err.reasons
+            .contains_key("node(s) didn't satisfy existing pods anti-affinity rules"),
+        "{err}"
+    );
+    // Preferred affinity steers without forbidding.
+    let pref = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}});
+    let snap = Snapshot::build(&nodes, &pods);
+    assert_eq!(
+        schedule(&pod(json!({"affinity": pref})), &snap).unwrap(),
+        "a1"
+    );
+}
+
+#[test]
+fn topology_spread_and_owner_spreading() {
+    let nodes = vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+    let pods = vec![
+        placed("w1", "a1", json!({"app": "web"}), json!({})),
+        placed("w2", "a2", json!({"app": "web"}), json!({})),
+    ];
+    let snap = Snapshot::build(&nodes, &pods);
+    let spread = json!([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]);
+    // Zone a has 2, zone b has 0: only b keeps the skew within 1.
+    assert_eq!(
+        schedule(
+            &with(
+                json!({"app": "web"}),
+                json!({"topologySpreadConstraints": spread.clone()})
+            ),
+            &snap
+        )
+        .unwrap(),
+        "b1"
+    );
+    let only_a = with(
+        json!({"app": "web"}),
+        json!({"topologySpreadConstraints": spread, "nodeSelector": {"zone": "a"}}),
+    );
+    let err = schedule(&only_a, &snap).unwrap_err();
+    assert!(
+        err.reasons
+            .contains_key("node(s) didn't match pod topology spread constraints"),
+        "{err}"
+    );
+    // Pods of one owner spread over nodes even without constraints.
+    let owned = |name: &str, node: &str| {
+        let mut p = placed(name, node, json!({"app": "rs"}), json!({}));
+        p["metadata"]["ownerReferences"] = json!([{"uid": "rs-1", "controller": true, "kind": "ReplicaSet", "name": "rs", "apiVersion": "apps/v1"}]);
+        p
+    };
+    let snap = Snapshot::build(&[zoned("n1", "a"), zoned("n2", "a")], &[owned("r1", "n1")]);
+    let mut next = owned("r2", "");
+    next["spec"].as_object_mut().unwrap().remove("nodeName");
+    assert_eq!(schedule(&next, &snap).unwrap(), "n2");
+}
