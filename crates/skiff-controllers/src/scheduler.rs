@@ -119,6 +119,18 @@ pub async fn round(client: &kube::Client) -> Result<usize> {
             }
             Err(fit) => {
                 unschedulable += 1;
+                if let Some(plan) = skiff_scheduler::preempt(pod, &snap) {
+                    preempt(client, pod, &plan, &pods).await;
+                    if let Some(n) = snap.nodes.iter_mut().find(|n| n.name == plan.node) {
+                        // Victims leave (their deletion is under way); do not pick them again.
+                        n.pods.retain(|q| {
+                            !plan
+                                .victims
+                                .iter()
+                                .any(|(ns, name)| *ns == q.namespace && *name == q.name)
+                        });
+                    }
+                }
                 let msg = fit.to_string();
                 let current = pod["status"]["conditions"]
                     .as_array()
@@ -156,6 +168,48 @@ pub async fn round(client: &kube::Client) -> Result<usize> {
         }
     }
     Ok(unschedulable)
+}
+
+/// Deletes the victims (gracefully) and nominates the node for the preemptor.
+async fn preempt(
+    client: &kube::Client,
+    pod: &Value,
+    plan: &skiff_scheduler::Preemption,
+    pods: &[Value],
+) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    if pod["status"]["nominatedNodeName"].as_str() == Some(plan.node.as_str()) {
+        return;
+    }
+    for (vns, vname) in &plan.victims {
+        let api: Api<Pod> = Api::namespaced(client.clone(), vns);
+        match api.delete(vname, &kube::api::DeleteParams::default()).await {
+            Ok(_) => {
+                if let Some(v) = pods.iter().find(|p| {
+                    p["metadata"]["namespace"] == vns.as_str()
+                        && p["metadata"]["name"] == vname.as_str()
+                }) {
+                    let msg = format!(
+                        "Preempted by pod {} on node {}",
+                        pod["metadata"]["uid"].as_str().unwrap_or(""),
+                        plan.node
+                    );
+                    let _ = events::record(client, v, "Normal", "Preempted", &msg, SCHEDULER_NAME)
+                        .await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "victim not deleted"),
+        }
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"status": {"nominatedNodeName": plan.node}});
+    if let Err(e) = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(error = %e, "nominatedNodeName not recorded");
+    }
 }
 
 async fn bind(client: &kube::Client, ns: &str, name: &str, node: &str) -> Result<()> {

@@ -67,6 +67,10 @@ fn in_domain(term: &Value, ns: &str, node: &NodeInfo, snap: &Snapshot) -> bool {
 
 fn as_meta(p: &PodInfo) -> PodMeta {
     PodMeta {
+        name: p.name.clone(),
+        priority: p.priority,
+        requests: p.requests.clone(),
+        host_ports: Vec::new(),
         namespace: p.namespace.clone(),
         labels: p.labels.clone(),
         anti_affinity: Vec::new(),

@@ -52,9 +52,14 @@ impl Resources {
     }
 }
 
-/// What the scheduler keeps of a pod already on a node (for inter-pod rules).
+/// What the scheduler keeps of a pod already on a node (for inter-pod rules and
+/// preemption).
 #[derive(Debug, Clone)]
 pub struct PodMeta {
+    pub name: String,
+    pub priority: i64,
+    pub requests: Resources,
+    pub host_ports: Vec<(String, String, i64)>,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
     /// Required pod anti-affinity terms of that pod.
@@ -215,6 +220,10 @@ impl NodeInfo {
         self.pod_count += 1;
         self.host_ports.extend(p.host_ports.iter().cloned());
         self.pods.push(PodMeta {
+            name: p.name.clone(),
+            priority: p.priority,
+            requests: p.requests.clone(),
+            host_ports: p.host_ports.clone(),
             namespace: p.namespace.clone(),
             labels: p.labels.clone(),
             anti_affinity:
@@ -320,6 +329,85 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
         .map(|(_, name)| name.to_string())
         .expect("feasible is not empty");
     Ok(best)
+}
+
+/// A preemption plan: evict `victims` (namespace, name) from `node` so the pod fits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preemption {
+    pub node: String,
+    pub victims: Vec<(String, String)>,
+}
+
+impl NodeInfo {
+    fn without(&self, victims: &[usize]) -> NodeInfo {
+        let mut n = NodeInfo {
+            requested: Resources::default(),
+            pod_count: 0,
+            host_ports: Vec::new(),
+            pods: Vec::new(),
+            ..self.clone()
+        };
+        for (i, q) in self.pods.iter().enumerate() {
+            if victims.contains(&i) {
+                continue;
+            }
+            n.requested.add(&q.requests);
+            n.pod_count += 1;
+            n.host_ports.extend(q.host_ports.iter().cloned());
+            n.pods.push(q.clone());
+        }
+        n
+    }
+}
+
+/// Kubernetes' default preemption, simplified: on each node, take away every pod of
+/// lower priority; if the pod then fits, give back as many victims as possible (highest
+/// priority first). The node needing the fewest victims (then the lowest top victim
+/// priority) wins. Pods with `preemptionPolicy: Never` preempt nobody.
+pub fn preempt(pod: &Value, snap: &Snapshot) -> Option<Preemption> {
+    if pod["spec"]["preemptionPolicy"] == "Never" {
+        return None;
+    }
+    let p = PodInfo::from_json(pod);
+    let fits = |n: &NodeInfo| filters::ALL.iter().all(|f| f.check(&p, n, snap).is_empty());
+    let mut best: Option<(usize, i64, Preemption)> = None;
+    for n in &snap.nodes {
+        let mut lower: Vec<usize> = (0..n.pods.len())
+            .filter(|i| n.pods[*i].priority < p.priority)
+            .collect();
+        if lower.is_empty() || !fits(&n.without(&lower)) {
+            continue;
+        }
+        // Reprieve the most important victims first.
+        lower.sort_by_key(|i| std::cmp::Reverse(n.pods[*i].priority));
+        let mut victims = lower.clone();
+        for i in lower {
+            let trial: Vec<usize> = victims.iter().copied().filter(|v| *v != i).collect();
+            if fits(&n.without(&trial)) {
+                victims = trial;
+            }
+        }
+        let top = victims
+            .iter()
+            .map(|i| n.pods[*i].priority)
+            .max()
+            .unwrap_or(i64::MIN);
+        let plan = Preemption {
+            node: n.name.clone(),
+            victims: victims
+                .iter()
+                .map(|i| (n.pods[*i].namespace.clone(), n.pods[*i].name.clone()))
+                .collect(),
+        };
+        let better = match &best {
+            None => true,
+            Some((count, prio, _)) => (victims.len(), top) < (*count, *prio),
+        };
+        if better {
+            best = Some((victims.len(), top, plan));
+        }
+    }
+    best.map(|(_, _, plan)| plan)
 }
 
 #[cfg(test)]

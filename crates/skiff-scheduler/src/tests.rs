@@ -378,3 +378,39 @@ fn topology_spread_and_owner_spreading() {
     next["spec"].as_object_mut().unwrap().remove("nodeName");
     assert_eq!(schedule(&next, &snap).unwrap(), "n2");
 }
+
+#[test]
+fn preemption_picks_fewest_lowest_victims() {
+    let prio = |name: &str, node: &str, cpu: &str, p: i64| {
+        let mut x = bound(node, cpu);
+        x["metadata"]["name"] = json!(name);
+        x["spec"]["priority"] = json!(p);
+        x
+    };
+    let nodes = vec![
+        node("n1", "1", "4Gi", json!({})),
+        node("n2", "1", "4Gi", json!({})),
+    ];
+    let pods = vec![
+        prio("low-a", "n1", "400m", 1),
+        prio("low-b", "n1", "400m", 1),
+        prio("mid", "n2", "900m", 5),
+    ];
+    let snap = Snapshot::build(&nodes, &pods);
+    let mut high = pod(
+        json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "500m"}}}]}),
+    );
+    high["spec"]["priority"] = json!(10);
+    assert!(schedule(&high, &snap).is_err());
+    // n1 needs one low victim (the other is reprieved); n2 would need the mid one.
+    let plan = preempt(&high, &snap).unwrap();
+    assert_eq!(plan.node, "n1");
+    assert_eq!(plan.victims.len(), 1);
+    assert!(plan.victims[0].1.starts_with("low-"));
+    // Equal or higher priority pods are never victims.
+    let mut peer = high.clone();
+    peer["spec"]["priority"] = json!(1);
+    assert!(preempt(&peer, &snap).is_none());
+    high["spec"]["preemptionPolicy"] = json!("Never");
+    assert!(preempt(&high, &snap).is_none());
+}

@@ -962,3 +962,39 @@ fn priority_classes_set_pod_priority() {
         ["system-node-critical", "2000001000", "false"]
     );
 }
+
+#[test]
+fn preemption_makes_room_for_higher_priority() {
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "1",
+        "--simulate-capacity",
+        "cpu=1,memory=4Gi",
+    ]);
+    common::eventually(Duration::from_secs(20), || {
+        (c.ok(&["get", "nodes", "-o", "name"]).lines().count() == 1).then_some(())
+    });
+    c.ok(&["create", "priorityclass", "low", "--value=10"]);
+    c.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    c.ok(&["run", "batch", "--image=nginx", "--overrides", r#"{"spec":{"priorityClassName":"low","containers":[{"name":"batch","image":"nginx","resources":{"requests":{"cpu":"800m"}}}]}}"#]);
+    common::eventually(Duration::from_secs(20), || {
+        (row(&c.ok(&["get", "pods"]), "batch")[2] == "Running").then_some(())
+    });
+    c.ok(&["run", "urgent", "--image=nginx", "--overrides", r#"{"spec":{"priorityClassName":"high","containers":[{"name":"urgent","image":"nginx","resources":{"requests":{"cpu":"500m"}}}]}}"#]);
+    let node = common::eventually(Duration::from_secs(30), || {
+        let n = c.ok(&["get", "pod", "urgent", "-o", "jsonpath={.spec.nodeName}"]);
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(node, "sim-0");
+    c.fails(&["get", "pod", "batch"]);
+    let ev = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=Preempted",
+        "-o",
+        "name",
+    ]);
+    assert!(!ev.trim().is_empty(), "no Preempted event");
+}
