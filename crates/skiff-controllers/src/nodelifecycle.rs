@@ -132,6 +132,13 @@ async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
             .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0))
             .and_then(|t| {
                 chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+            })
+            // A node that never renewed gets the grace period from its creation.
+            .or_else(|| {
+                node.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
             });
         let v = serde_json::to_value(&node)?;
         let h = health(&v, renew, now, grace);

@@ -106,9 +106,7 @@ pub async fn round(client: &kube::Client) -> Result<usize> {
                     continue;
                 }
                 // Assume the pod on its node so the rest of this round sees it.
-                if let Some(n) = snap.nodes.iter_mut().find(|n| n.name == node) {
-                    n.add_pod(&skiff_scheduler::PodInfo::from_json(pod));
-                }
+                snap.assume(&node, &skiff_scheduler::PodInfo::from_json(pod));
                 let msg = format!("Successfully assigned {ns}/{name} to {node}");
                 if let Err(e) =
                     events::record(client, pod, "Normal", "Scheduled", &msg, SCHEDULER_NAME).await

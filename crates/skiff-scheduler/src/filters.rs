@@ -17,15 +17,17 @@ pub enum Filter {
     PodTopologySpread,
 }
 
+/// Kubernetes' default filter order; a node reports the reasons of the first filter it
+/// fails only.
 pub const ALL: &[Filter] = &[
-    Filter::NodeName,
     Filter::NodeUnschedulable,
-    Filter::NodeResourcesFit,
-    Filter::NodeAffinity,
+    Filter::NodeName,
     Filter::TaintToleration,
+    Filter::NodeAffinity,
     Filter::NodePorts,
-    Filter::InterPodAffinity,
+    Filter::NodeResourcesFit,
     Filter::PodTopologySpread,
+    Filter::InterPodAffinity,
 ];
 
 /// Does an existing pod match a pod-affinity term written in a pod of namespace `ns`?
@@ -256,6 +258,9 @@ impl Filter {
                     return vec!["node(s) didn't match pod anti-affinity rules".into()];
                 }
                 // Existing pods' anti-affinity against the incoming pod.
+                if !snap.any_anti_affinity {
+                    return vec![];
+                }
                 let me = as_meta(p);
                 for m in &snap.nodes {
                     for q in &m.pods {

@@ -240,6 +240,9 @@ impl NodeInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
+    /// Whether any placed pod has required anti-affinity (checked for every candidate
+    /// otherwise, which would make a round quadratic in nodes).
+    pub any_anti_affinity: bool,
 }
 
 impl Snapshot {
@@ -261,7 +264,22 @@ impl Snapshot {
                 infos[*i].add_pod(&info);
             }
         }
-        Snapshot { nodes: infos }
+        let any_anti_affinity = infos
+            .iter()
+            .any(|n| n.pods.iter().any(|q| !q.anti_affinity.is_empty()));
+        Snapshot {
+            nodes: infos,
+            any_anti_affinity,
+        }
+    }
+
+    /// Places a pod on a node in the snapshot (the scheduler assumes it before the bind
+    /// returns, so later decisions in the same round see it).
+    pub fn assume(&mut self, node: &str, p: &PodInfo) {
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == node) {
+            n.add_pod(p);
+            self.any_anti_affinity |= n.pods.last().is_some_and(|q| !q.anti_affinity.is_empty());
+        }
     }
 }
 
@@ -306,8 +324,9 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
     for n in &snap.nodes {
         let failed: Vec<String> = filters::ALL
             .iter()
-            .flat_map(|f| f.check(&p, n, snap))
-            .collect();
+            .map(|f| f.check(&p, n, snap))
+            .find(|r| !r.is_empty())
+            .unwrap_or_default();
         if failed.is_empty() {
             feasible.push(n);
         } else {
@@ -322,9 +341,11 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
             reasons,
         });
     }
+    let scores = scores::totals(&p, &feasible, snap);
     let best = feasible
         .iter()
-        .map(|n| (scores::total(&p, n, &feasible, snap), n.name.as_str()))
+        .zip(scores)
+        .map(|(n, score)| (score, n.name.as_str()))
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, name)| name.to_string())
         .expect("feasible is not empty");

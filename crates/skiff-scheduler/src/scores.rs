@@ -3,6 +3,7 @@
 use crate::Snapshot;
 use crate::filters::{spread_counts, term_matches, term_selects, tolerated};
 use crate::{NodeInfo, PodInfo};
+use std::collections::BTreeMap;
 
 /// Requests the scorer assumes for pods that ask for nothing (Kubernetes' non-zero
 /// defaults), so best-effort pods still spread.
@@ -94,33 +95,6 @@ fn preferred_pod_affinity_raw(p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> i64
     score
 }
 
-/// Pods of the same owner already on the node, plus ScheduleAnyway spread counts: fewer
-/// is better.
-fn crowding_raw(p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> i64 {
-    let same_owner = p
-        .owner
-        .as_ref()
-        .map(|o| {
-            n.pods
-                .iter()
-                .filter(|q| q.owner.as_ref() == Some(o))
-                .count() as i64
-        })
-        .unwrap_or(0);
-    let soft: i64 = p
-        .spread
-        .iter()
-        .filter(|c| c["whenUnsatisfiable"] == "ScheduleAnyway")
-        .map(|c| {
-            n.labels
-                .get(c["topologyKey"].as_str().unwrap_or(""))
-                .and_then(|d| spread_counts(c, p, snap).get(d).copied())
-                .unwrap_or(0)
-        })
-        .sum();
-    same_owner + soft
-}
-
 fn normalise(v: i64, min: i64, max: i64) -> i64 {
     if max == min {
         100
@@ -129,57 +103,110 @@ fn normalise(v: i64, min: i64, max: i64) -> i64 {
     }
 }
 
-/// The node's total score among the feasible nodes (some plugins normalise over them).
-pub fn total(p: &PodInfo, n: &NodeInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> i64 {
-    let pa: Vec<i64> = feasible
+/// Total scores of the feasible nodes, in order. Plugins that normalise across nodes
+/// compute their raw values once, so a round is linear in the number of nodes.
+pub fn totals(p: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> Vec<i64> {
+    let has_pref_node =
+        p.affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"].is_array();
+    let has_pref_pod = p.affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .is_array()
+        || p.affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            .is_array();
+    let aff: Vec<i64> = feasible
         .iter()
-        .map(|m| preferred_pod_affinity_raw(p, m, snap))
+        .map(|m| {
+            if has_pref_node {
+                preferred_affinity_raw(p, m)
+            } else {
+                0
+            }
+        })
         .collect();
-    let pod_affinity = normalise(
-        preferred_pod_affinity_raw(p, n, snap),
-        pa.iter().copied().min().unwrap_or(0),
-        pa.iter().copied().max().unwrap_or(0),
-    );
-    let cr: Vec<i64> = feasible.iter().map(|m| crowding_raw(p, m, snap)).collect();
-    let spread = 100
-        - normalise(
-            crowding_raw(p, n, snap),
-            cr.iter().copied().min().unwrap_or(0),
-            cr.iter().copied().max().unwrap_or(0),
-        );
-    let spread = if cr.iter().all(|c| *c == cr[0]) {
-        100
-    } else {
-        spread
-    };
-    let pod_affinity = if pa.iter().all(|x| *x == pa[0]) {
-        0
-    } else {
-        pod_affinity
-    };
-    base_total(p, n, feasible) + pod_affinity + spread
-}
-
-fn base_total(p: &PodInfo, n: &NodeInfo, feasible: &[&NodeInfo]) -> i64 {
-    let max_aff = feasible
-        .iter()
-        .map(|m| preferred_affinity_raw(p, m))
-        .max()
-        .unwrap_or(0);
-    let affinity = if max_aff > 0 {
-        preferred_affinity_raw(p, n) * 100 / max_aff
-    } else {
-        0
-    };
-    let max_taints = feasible
+    let taints: Vec<i64> = feasible
         .iter()
         .map(|m| prefer_no_schedule_raw(p, m))
-        .max()
-        .unwrap_or(0);
-    let taints = if max_taints > 0 {
-        100 - prefer_no_schedule_raw(p, n) * 100 / max_taints
-    } else {
-        100
+        .collect();
+    let pa: Vec<i64> = feasible
+        .iter()
+        .map(|m| {
+            if has_pref_pod {
+                preferred_pod_affinity_raw(p, m, snap)
+            } else {
+                0
+            }
+        })
+        .collect();
+    let soft: Vec<(String, BTreeMap<String, i64>)> = p
+        .spread
+        .iter()
+        .filter(|c| c["whenUnsatisfiable"] == "ScheduleAnyway")
+        .map(|c| {
+            (
+                c["topologyKey"].as_str().unwrap_or("").to_string(),
+                spread_counts(c, p, snap),
+            )
+        })
+        .collect();
+    let crowd: Vec<i64> = feasible
+        .iter()
+        .map(|m| {
+            let owner = p
+                .owner
+                .as_ref()
+                .map(|o| {
+                    m.pods
+                        .iter()
+                        .filter(|q| q.owner.as_ref() == Some(o))
+                        .count() as i64
+                })
+                .unwrap_or(0);
+            owner
+                + soft
+                    .iter()
+                    .map(|(k, counts)| {
+                        m.labels
+                            .get(k)
+                            .and_then(|d| counts.get(d).copied())
+                            .unwrap_or(0)
+                    })
+                    .sum::<i64>()
+        })
+        .collect();
+    let range = |v: &[i64]| {
+        (
+            v.iter().copied().min().unwrap_or(0),
+            v.iter().copied().max().unwrap_or(0),
+        )
     };
-    least_allocated(p, n) + balanced(p, n) + affinity + taints
+    let (_, max_aff) = range(&aff);
+    let (_, max_t) = range(&taints);
+    let (pa_min, pa_max) = range(&pa);
+    let (cr_min, cr_max) = range(&crowd);
+    feasible
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let affinity = if max_aff > 0 {
+                aff[i] * 100 / max_aff
+            } else {
+                0
+            };
+            let taint = if max_t > 0 {
+                100 - taints[i] * 100 / max_t
+            } else {
+                100
+            };
+            let pod_affinity = if pa_min == pa_max {
+                0
+            } else {
+                normalise(pa[i], pa_min, pa_max)
+            };
+            let spread = if cr_min == cr_max {
+                100
+            } else {
+                100 - normalise(crowd[i], cr_min, cr_max)
+            };
+            least_allocated(p, n) + balanced(p, n) + affinity + taint + pod_affinity + spread
+        })
+        .collect()
 }
