@@ -29,6 +29,7 @@ struct ServerProc {
     child: Child,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    port: u16,
 }
 
 impl Drop for ServerProc {
@@ -79,13 +80,18 @@ async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
 
 /// Starts `skiff server` and returns it with the time until `/readyz` answered.
 async fn start_server(skiff: &Path) -> anyhow::Result<(ServerProc, Duration)> {
+    start_server_with(skiff, &[]).await
+}
+
+async fn start_server_with(skiff: &Path, extra: &[&str]) -> anyhow::Result<(ServerProc, Duration)> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let port = free_port();
     let t0 = Instant::now();
     let child = Command::new(skiff)
+        .arg("server")
+        .args(extra)
         .args([
-            "server",
             "--bind-address",
             "127.0.0.1",
             "--https-port",
@@ -103,6 +109,7 @@ async fn start_server(skiff: &Path) -> anyhow::Result<(ServerProc, Duration)> {
         child,
         _dir: dir,
         kubeconfig: kubeconfig.clone(),
+        port,
     };
     loop {
         if kubeconfig.exists()
@@ -354,5 +361,228 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     );
     println!("target: API create throughput >= 50% of the raw engine's");
     drop(server);
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerBenchOptions {
+    pub skiff: PathBuf,
+    pub node_counts: Vec<usize>,
+    pub pods: usize,
+    pub concurrency: usize,
+}
+
+/// A simulated-node agent process joined to `server`.
+struct AgentProc(Child);
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(skiff: &Path, server: &ServerProc, nodes: usize) -> anyhow::Result<AgentProc> {
+    let data = server.kubeconfig.parent().context("data dir")?;
+    let token = std::fs::read_to_string(data.join("token"))?;
+    let child = Command::new(skiff)
+        .args([
+            "agent",
+            "--simulate",
+            &nodes.to_string(),
+            "--server",
+            &format!("https://127.0.0.1:{}", server.port),
+            "--token",
+            token.trim(),
+            "--ca-file",
+        ])
+        .arg(data.join("tls/ca.crt"))
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    Ok(AgentProc(child))
+}
+
+async fn wait_nodes(client: &Client, n: usize) -> anyhow::Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let t0 = Instant::now();
+    loop {
+        let have = nodes
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .len();
+        if have >= n {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("only {have} of {n} nodes registered");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Watches pods until `n` are bound; returns (bound instant per pod name, all-bound instant).
+async fn watch_bound(
+    client: Client,
+    n: usize,
+) -> anyhow::Result<(std::collections::HashMap<String, Instant>, Instant)> {
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut bound = std::collections::HashMap::new();
+    let mut stream =
+        kube::runtime::watcher(pods, kube::runtime::watcher::Config::default()).boxed();
+    while bound.len() < n {
+        let Some(ev) = tokio::time::timeout(Duration::from_secs(300), stream.next()).await? else {
+            anyhow::bail!("watch ended")
+        };
+        if let Ok(
+            kube::runtime::watcher::Event::Apply(p) | kube::runtime::watcher::Event::InitApply(p),
+        ) = ev
+            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+            && let Some(name) = p.metadata.name
+        {
+            bound.entry(name).or_insert_with(Instant::now);
+        }
+    }
+    Ok((bound, Instant::now()))
+}
+
+async fn create_named(
+    client: &Client,
+    names: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<std::collections::HashMap<String, Instant>> {
+    let queue = Arc::new(parking_queue(names));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(name) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                let body = serde_json::to_vec(&pod_json(&name)).expect("serializable");
+                let req = http::Request::post("/api/v1/namespaces/default/pods")
+                    .header("Content-Type", "application/json")
+                    .body(kube::client::Body::from(body))
+                    .expect("valid");
+                let t = Instant::now();
+                let resp = client.send(req).await?;
+                let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                out.push((name, t));
+            }
+            Ok::<_, kube::Error>(out)
+        }));
+    }
+    let mut created = std::collections::HashMap::new();
+    for t in tasks {
+        created.extend(t.await??);
+    }
+    Ok(created)
+}
+
+fn parking_queue(mut names: Vec<String>) -> std::sync::Mutex<Vec<String>> {
+    names.reverse();
+    std::sync::Mutex::new(names)
+}
+
+async fn bind_directly(
+    client: &Client,
+    pods: &[String],
+    nodes: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let queue = Arc::new(parking_queue(
+        pods.iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, p)| format!("{p}|sim-{}", i % nodes))
+            .collect(),
+    ));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(item) = queue.lock().ok().and_then(|mut q| q.pop()) {
+                let (pod, node) = item.split_once('|').expect("pod|node");
+                let b = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+                let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{pod}/binding")).header("Content-Type", "application/json").body(serde_json::to_vec(&b).expect("serializable")).expect("valid");
+                client.request_text(req).await?;
+            }
+            Ok::<_, kube::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
+    println!(
+        "skiff bench scheduler: {} pods, node counts {:?}, {} concurrent clients",
+        opts.pods, opts.node_counts, opts.concurrency
+    );
+    println!(
+        "{:<8} {:>16} {:>16} {:>8} {:>14} {:>12}",
+        "nodes", "scheduled pods/s", "direct binds/s", "ratio", "p99 to bound", "server RSS"
+    );
+    for &n in &opts.node_counts {
+        // Scheduler at work.
+        let (server, _) =
+            start_server_with(&opts.skiff, &["--node-monitor-grace-period", "3600"]).await?;
+        let _agent = start_agent(&opts.skiff, &server, n)?;
+        let client = client_for(&server.kubeconfig).await?;
+        wait_nodes(&client, n).await?;
+        let names: Vec<String> = (0..opts.pods).map(|i| format!("s-{i}")).collect();
+        let watch = tokio::spawn(watch_bound(client.clone(), opts.pods));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        let created = create_named(&client, names, opts.concurrency).await?;
+        let (bound, done) = watch.await??;
+        let rate = opts.pods as f64 / (done - t0).as_secs_f64();
+        let mut lat: Vec<Duration> = bound
+            .iter()
+            .filter_map(|(name, b)| created.get(name).map(|c| b.saturating_duration_since(*c)))
+            .collect();
+        lat.sort();
+        let rss = rss_kib(server.child.id()) as f64 / 1024.0;
+        drop(_agent);
+        drop(server);
+
+        // Ceiling: the same bindings issued directly, no decisions.
+        let (server, _) = start_server_with(
+            &opts.skiff,
+            &[
+                "--disable",
+                "scheduler",
+                "--node-monitor-grace-period",
+                "3600",
+            ],
+        )
+        .await?;
+        let _agent = start_agent(&opts.skiff, &server, n)?;
+        let client = client_for(&server.kubeconfig).await?;
+        wait_nodes(&client, n).await?;
+        let names: Vec<String> = (0..opts.pods).map(|i| format!("d-{i}")).collect();
+        let t0 = Instant::now();
+        create_named(&client, names.clone(), opts.concurrency).await?;
+        bind_directly(&client, &names, n, opts.concurrency).await?;
+        let direct = opts.pods as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "{:<8} {:>16.0} {:>16.0} {:>7.0}% {:>14} {:>9.1} MB",
+            n,
+            rate,
+            direct,
+            100.0 * rate / direct,
+            ms(percentile(&lat, 0.99)),
+            rss
+        );
+    }
+    println!("targets: >= 1,000 pods/s at 5,000 nodes; >= 70% of the direct-binding ceiling");
     Ok(())
 }

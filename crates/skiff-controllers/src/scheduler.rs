@@ -96,24 +96,16 @@ pub async fn round(client: &kube::Client) -> Result<usize> {
         })
     });
     let mut unschedulable = 0;
+    let mut binds: Vec<(&Value, String)> = Vec::new();
     for pod in queue {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
         let name = pod["metadata"]["name"].as_str().unwrap_or("");
         match schedule(pod, &snap) {
             Ok(node) => {
-                if let Err(e) = bind(client, ns, name, &node).await {
-                    tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "bind failed; retrying next round");
-                    continue;
-                }
-                // Assume the pod on its node so the rest of this round sees it.
+                // Assume the pod on its node before the bind returns, so the rest of this
+                // round sees it and binds can run concurrently.
                 snap.assume(&node, &skiff_scheduler::PodInfo::from_json(pod));
-                let msg = format!("Successfully assigned {ns}/{name} to {node}");
-                if let Err(e) =
-                    events::record(client, pod, "Normal", "Scheduled", &msg, SCHEDULER_NAME).await
-                {
-                    tracing::debug!(error = %e, "event not recorded");
-                }
-                tracing::debug!(pod = %format!("{ns}/{name}"), %node, "scheduled");
+                binds.push((pod, node));
             }
             Err(fit) => {
                 unschedulable += 1;
@@ -165,8 +157,26 @@ pub async fn round(client: &kube::Client) -> Result<usize> {
             }
         }
     }
+    futures::stream::iter(binds)
+        .for_each_concurrent(BIND_CONCURRENCY, |(pod, node)| async move {
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+            let name = pod["metadata"]["name"].as_str().unwrap_or("");
+            if let Err(e) = bind(client, ns, name, &node).await {
+                // The next round sees the pod still pending and decides again.
+                tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "bind failed; retrying next round");
+                return;
+            }
+            let msg = format!("Successfully assigned {ns}/{name} to {node}");
+            if let Err(e) = events::record(client, pod, "Normal", "Scheduled", &msg, SCHEDULER_NAME).await {
+                tracing::debug!(error = %e, "event not recorded");
+            }
+        })
+        .await;
     Ok(unschedulable)
 }
+
+/// Bindings in flight at once.
+const BIND_CONCURRENCY: usize = 32;
 
 /// Deletes the victims (gracefully) and nominates the node for the preemptor.
 async fn preempt(

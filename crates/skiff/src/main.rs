@@ -42,6 +42,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Scheduling throughput on simulated nodes against the direct-binding ceiling.
+    Scheduler {
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+        nodes: Vec<usize>,
+        #[arg(long, default_value_t = 10000)]
+        pods: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// API server throughput, latency, fan-out and memory against the raw store.
     Api {
         #[arg(long, default_value_t = 5000)]
@@ -155,6 +164,20 @@ fn main() -> anyhow::Result<()> {
             Command::Server(a) => run_server(a, None).await,
             Command::Up(a) => run_server(a.server, Some(a.sim)).await,
             Command::Agent(a) => run_agent(a).await,
+            Command::Bench(BenchCommand::Scheduler {
+                nodes,
+                pods,
+                concurrency,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::scheduler(skiff_bench::SchedulerBenchOptions {
+                    skiff,
+                    node_counts: nodes,
+                    pods,
+                    concurrency,
+                })
+                .await
+            }
             Command::Bench(BenchCommand::Api {
                 creates,
                 concurrency,
