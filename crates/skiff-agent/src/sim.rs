@@ -174,6 +174,12 @@ fn key(p: &Value) -> String {
     )
 }
 
+/// A /24 in 100.64.0.0/10 for simulated node `<prefix>-<i>` when IPAM has none left.
+pub fn fallback_cidr(node: &str) -> Option<String> {
+    let i: u32 = node.rsplit('-').next()?.parse().ok()?;
+    (i < 64 * 256).then(|| format!("100.{}.{}.0/24", 64 + i / 256, i % 256))
+}
+
 /// Next free address of a /24 (hosts .2–.254).
 pub fn allocate_ip(cidr: &str, used: &HashSet<String>) -> Option<String> {
     let base = cidr.split('/').next()?;
@@ -231,14 +237,18 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
             None => {
                 // IPAM may not have reached this node yet: wait for it briefly.
                 let mut found = None;
-                for _ in 0..50 {
+                for _ in 0..10 {
                     if let Some(c) = node::pod_cidr(client, &node).await? {
                         found = Some(c);
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                let Some(c) = found else { return Ok(()) };
+                // 10.42.0.0/16 holds 256 node CIDRs; simulated fleets can be larger, and
+                // their pod IPs are never routed, so the rest take a /24 from 100.64.0.0/10.
+                let Some(c) = found.or_else(|| fallback_cidr(&node)) else {
+                    return Ok(());
+                };
                 state.lock().cidrs.insert(node.clone(), c.clone());
                 c
             }
@@ -316,6 +326,8 @@ mod tests {
         assert_eq!(allocate_ip("10.42.3.0/24", &used).unwrap(), "10.42.3.2");
         used.insert("10.42.3.2".to_string());
         assert_eq!(allocate_ip("10.42.3.0/24", &used).unwrap(), "10.42.3.3");
+        assert_eq!(fallback_cidr("sim-300").unwrap(), "100.65.44.0/24");
+        assert!(fallback_cidr("nonumber").is_none());
     }
 
     #[test]

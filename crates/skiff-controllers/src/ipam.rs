@@ -56,8 +56,8 @@ async fn assign(api: &Api<Node>) -> Result<()> {
             continue;
         }
         let Some(cidr) = next_free(&used) else {
-            tracing::warn!("pod CIDR range exhausted");
-            return Ok(());
+            tracing::debug!(node = %n.metadata.name.as_deref().unwrap_or(""), "pod CIDR range exhausted");
+            continue;
         };
         let name = n.metadata.name.clone().unwrap_or_default();
         let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
