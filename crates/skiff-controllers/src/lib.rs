@@ -18,3 +18,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every object of a kind, cluster-wide, as JSON (the form the pure cores take).
+pub(crate) async fn list_all<K>(client: &kube::Client) -> Result<Vec<serde_json::Value>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let items = kube::Api::<K>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items;
+    Ok(items
+        .into_iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?)
+}

@@ -191,13 +191,7 @@ async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
     if tainted.is_empty() {
         return Ok(());
     }
-    let pods: Vec<Value> = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
+    let pods: Vec<Value> = crate::list_all::<Pod>(client).await?;
     for (node, taints) in tainted {
         for pod in pods.iter().filter(|p| {
             p["spec"]["nodeName"] == node.as_str() && p["metadata"]["deletionTimestamp"].is_null()

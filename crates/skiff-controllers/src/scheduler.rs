@@ -7,7 +7,7 @@
 use crate::{Result, events};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use skiff_scheduler::{Snapshot, schedule};
@@ -69,20 +69,8 @@ fn pending(p: &Value) -> bool {
 
 /// One pass over all pending pods; returns how many are still unschedulable.
 pub async fn round(client: &kube::Client) -> Result<usize> {
-    let nodes: Vec<Value> = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
-    let pods: Vec<Value> = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
+    let nodes: Vec<Value> = crate::list_all::<Node>(client).await?;
+    let pods: Vec<Value> = crate::list_all::<Pod>(client).await?;
     let mut snap = Snapshot::build(&nodes, &pods);
     let mut queue: Vec<&Value> = pods.iter().filter(|p| pending(p)).collect();
     // Higher priority first, then first come first served.
