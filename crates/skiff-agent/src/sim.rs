@@ -8,9 +8,9 @@ use crate::{Result, now};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kube::runtime::watcher;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +91,8 @@ struct State {
     ips: HashMap<String, HashSet<String>>,
     /// Pods with a completion timer running.
     finishing: HashSet<String>,
+    /// Nodes of the cluster holding a range from IPAM (10.42.0.0/16 has 256 of them).
+    ipam_assigned: HashSet<String>,
 }
 
 pub async fn run(
@@ -116,6 +118,7 @@ pub async fn run(
         cidrs: HashMap::new(),
         ips: HashMap::new(),
         finishing: HashSet::new(),
+        ipam_assigned: HashSet::new(),
     }));
 
     // Heartbeats: Leases every 10 s, status every minute.
@@ -140,29 +143,54 @@ pub async fn run(
         });
     }
 
-    let pods: Api<Pod> = Api::all(client.clone());
-    let mut stream = watcher(pods, watcher::Config::default().fields("spec.nodeName!=")).boxed();
+    let mut pods_rx =
+        reflect::watch_values(client.clone(), "/api/v1/pods", Some("spec.nodeName!="));
+    let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
     loop {
-        let ev = tokio::select! {
-            ev = stream.next() => match ev { Some(ev) => ev, None => return Ok(()) },
-            _ = shutdown.changed() => return Ok(()),
-        };
-        let pod = match ev {
-            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => p,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "pod watch error; the watcher retries");
+        let change = tokio::select! {
+            c = pods_rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+            c = nodes_rx.recv() => {
+                match c {
+                    Some(c) => learn_cidrs(&state, c),
+                    None => return Ok(()),
+                }
                 continue;
             }
+            _ = shutdown.changed() => return Ok(()),
         };
-        let pod = serde_json::to_value(pod)?;
-        let client = client.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(&client, &state, &pod).await {
-                tracing::debug!(pod = pod["metadata"]["name"].as_str().unwrap_or(""), error = %e, "simulated pod update failed");
+        let pods = match change {
+            Change::Reset(items) => items,
+            Change::Apply(p) => vec![p],
+            Change::Delete(_) => continue,
+        };
+        for pod in pods {
+            let client = client.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(&client, &state, &pod).await {
+                    tracing::debug!(pod = pod["metadata"]["name"].as_str().unwrap_or(""), error = %e, "simulated pod update failed");
+                }
+            });
+        }
+    }
+}
+
+/// Pod CIDRs of our nodes as IPAM assigns them, and whether IPAM's range is used up.
+fn learn_cidrs(state: &Arc<Mutex<State>>, c: Change) {
+    let mut st = state.lock();
+    let nodes = match c {
+        Change::Reset(items) => items,
+        Change::Apply(n) => vec![n],
+        Change::Delete(_) => return,
+    };
+    for n in nodes {
+        let name = n["metadata"]["name"].as_str().unwrap_or("");
+        if let Some(cidr) = n["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty()) {
+            st.ipam_assigned.insert(name.to_string());
+            if st.nodes.contains_key(name) {
+                st.cidrs.insert(name.to_string(), cidr.to_string());
             }
-        });
+        }
     }
 }
 
@@ -235,17 +263,21 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
         let cidr = match known {
             Some(c) => c,
             None => {
-                // IPAM may not have reached this node yet: wait for it briefly.
+                // IPAM may not have reached this node yet: wait for it briefly, unless its
+                // 256 ranges are all taken. Simulated fleets can be larger, and their pod
+                // IPs are never routed, so the rest take a /24 from 100.64.0.0/10.
                 let mut found = None;
                 for _ in 0..10 {
-                    if let Some(c) = node::pod_cidr(client, &node).await? {
-                        found = Some(c);
+                    let exhausted = {
+                        let st = state.lock();
+                        found = st.cidrs.get(&node).cloned();
+                        st.ipam_assigned.len() >= 256
+                    };
+                    if found.is_some() || exhausted {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                // 10.42.0.0/16 holds 256 node CIDRs; simulated fleets can be larger, and
-                // their pod IPs are never routed, so the rest take a /24 from 100.64.0.0/10.
                 let Some(c) = found.or_else(|| fallback_cidr(&node)) else {
                     return Ok(());
                 };

@@ -870,6 +870,14 @@ fn write_response(
     res: WriteResult,
     extra_warnings: &[String],
 ) -> Response {
+    if let Some(raw) = res
+        .raw
+        .filter(|_| t.sub.is_none() && !t.ri.is_storage_alias() && !decode::wants_yaml(headers))
+    {
+        let mut warnings = res.warnings;
+        warnings.extend_from_slice(extra_warnings);
+        return respond_bytes(res.code, raw, "application/json", &warnings);
+    }
     let obj = if t.sub == Some(Subresource::Scale)
         && res.object.get("kind").and_then(Value::as_str) != Some("Scale")
     {
@@ -898,6 +906,10 @@ fn respond(headers: &HeaderMap, code: u16, v: &Value, warnings: &[String]) -> Re
             "application/json",
         )
     };
+    respond_bytes(code, body, ct, warnings)
+}
+
+fn respond_bytes(code: u16, body: Vec<u8>, ct: &'static str, warnings: &[String]) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     r.headers_mut()

@@ -632,6 +632,11 @@ pub fn selector_string(sel: &Value) -> String {
 // Priority admission: spec.priority comes from the pod's PriorityClass (or the global
 // default class), as Kubernetes' Priority admission plugin does.
 
+/// Whether `needle` occurs in `hay` (a cheap test before parsing stored bytes).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 pub fn admit_priority(api: &ApiServer, pod: &mut Value, name: &str) -> Result<(), ApiError> {
     let pc_ri = lookup("scheduling.k8s.io", "priorityclasses").expect("served");
     let class = pod["spec"]["priorityClassName"]
@@ -652,7 +657,10 @@ pub fn admit_priority(api: &ApiServer, pod: &mut Value, name: &str) -> Result<()
         }
         None => {
             let (all, _, _) = api.cache.list(&pc_ri.prefix(None), None, None, &|_| true);
+            // Only a class that says `globalDefault` anywhere is worth parsing: this runs
+            // for every pod created.
             all.iter()
+                .filter(|s| contains(&s.value, b"\"globalDefault\""))
                 .filter_map(|s| serde_json::from_slice::<Value>(&s.value).ok())
                 .find(|pc| pc["globalDefault"] == json!(true))
         }

@@ -58,6 +58,9 @@ pub struct WriteResult {
     pub object: Value,
     pub code: u16,
     pub warnings: Vec<String>,
+    /// The object as JSON, when the write already produced it (saves serializing the
+    /// reply again).
+    pub raw: Option<Vec<u8>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -353,11 +356,13 @@ impl ApiServer {
                 object: obj,
                 code: 201,
                 warnings: Vec::new(),
+                raw: None,
             });
         }
+        let stored = to_stored(&obj);
         let rev = self
             .store
-            .create(&t.key(), to_stored(&obj))
+            .create(&t.key(), stored.clone())
             .await
             .map_err(|e| store_error(e, &t))?;
         meta::set_resource_version(&mut obj, rev);
@@ -366,6 +371,7 @@ impl ApiServer {
             object: obj,
             code: 201,
             warnings: Vec::new(),
+            raw: stamp_stored(&stored, rev),
         })
     }
 
@@ -380,6 +386,8 @@ impl ApiServer {
         // The watch cache answers almost always; a namespace created a moment ago may not
         // have reached it yet, so a miss is confirmed against the store.
         let nsobj = match self.cache.get(&key) {
+            // Nearly always: a namespace not being deleted, told without parsing it.
+            Some(s) if !kinds::contains(&s.value, b"deletionTimestamp") => return Ok(()),
             Some(s) => Some(from_stored(&s)?),
             None => self.get_raw(&key).await?,
         };
@@ -410,18 +418,38 @@ impl ApiServer {
         F: FnMut(Option<Value>) -> Result<Value, ApiError>,
     {
         let key = t.key();
+        // The first attempt starts from the watch cache, as Kubernetes' GuaranteedUpdate
+        // does: the compare-and-swap catches a stale copy, and anything a stale copy
+        // could make fail (a precondition, the update function) is retried on a fresh
+        // read before it counts.
+        let mut try_cache = true;
         for _ in 0..16 {
-            let current = self.store.get(&key).await.map_err(|e| store_error(e, t))?;
-            let (cur_obj, cur_rev) = match &current {
-                Some(kv) => (Some(from_kv(kv)?), kv.mod_revision),
-                None => (None, 0),
+            let cached = if std::mem::take(&mut try_cache) {
+                self.cache.get(&key)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let (cur_obj, cur_rev) = match cached {
+                Some(s) => (Some(from_stored(&s)?), s.rev),
+                None => match self.store.get(&key).await.map_err(|e| store_error(e, t))? {
+                    Some(kv) => (Some(from_kv(&kv)?), kv.mod_revision),
+                    None => (None, 0),
+                },
             };
             if let (Some(p), Some(_)) = (precondition, &cur_obj)
                 && p != cur_rev
             {
+                if from_cache {
+                    continue;
+                }
                 return Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()));
             }
-            let mut new = f(cur_obj.clone())?;
+            let mut new = match f(cur_obj.clone()) {
+                Ok(new) => new,
+                Err(_) if from_cache => continue,
+                Err(e) => return Err(e),
+            };
             let res = match &cur_obj {
                 Some(_) => self.store.update(&key, to_stored(&new), cur_rev).await,
                 None => self.store.create(&key, to_stored(&new)).await,
@@ -434,7 +462,7 @@ impl ApiServer {
                 Err(StoreError::Conflict { .. })
                 | Err(StoreError::AlreadyExists)
                 | Err(StoreError::NotFound)
-                    if precondition.is_none() =>
+                    if precondition.is_none() || from_cache =>
                 {
                     continue;
                 }
@@ -585,6 +613,7 @@ impl ApiServer {
                 object: new,
                 code: 200,
                 warnings: Vec::new(),
+                raw: None,
             });
         }
         let mut deleted_after = false;
@@ -617,6 +646,7 @@ impl ApiServer {
             object: new,
             code: 200,
             warnings: Vec::new(),
+            raw: None,
         })
     }
 
@@ -679,6 +709,7 @@ impl ApiServer {
                             object: marked,
                             code: 200,
                             warnings: Vec::new(),
+                            raw: None,
                         });
                     }
                     match self
@@ -692,6 +723,7 @@ impl ApiServer {
                                 object: marked,
                                 code: 200,
                                 warnings: Vec::new(),
+                                raw: None,
                             });
                         }
                         Err(StoreError::Conflict { .. }) => continue,
@@ -703,6 +735,7 @@ impl ApiServer {
                         object: current,
                         code: 200,
                         warnings: Vec::new(),
+                        raw: None,
                     });
                 }
             }
@@ -751,6 +784,7 @@ fn deleted_result(ri: &ResourceInfo, last: Value) -> WriteResult {
         object,
         code: 200,
         warnings: Vec::new(),
+        raw: None,
     }
 }
 

@@ -1,13 +1,11 @@
 //! Node IPAM: every node gets a `/24` `podCIDR` from the cluster's pod range
 //! (10.42.0.0/16), kept for the node's life.
 
-use crate::Result;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::watcher;
-use serde_json::json;
-use std::collections::HashSet;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use skiff_kube::reflect::{self, Change};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio::sync::watch;
 
 pub const CLUSTER_CIDR_PREFIX: [u8; 2] = [10, 42];
@@ -30,45 +28,99 @@ fn third_octet(cidr: &str) -> Option<u8> {
         .flatten()
 }
 
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let api: Api<Node> = Api::all(client.clone());
-    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
-    loop {
-        tokio::select! {
-            ev = stream.next() => if ev.is_none() { return },
-            _ = shutdown.changed() => return,
+/// Which nodes hold which ranges and which still need one, kept change by change: a
+/// fleet of thousands of nodes heartbeating must not cost a scan per event.
+#[derive(Debug, Default)]
+pub struct Ranges {
+    owner: HashMap<u8, String>,
+    of_node: HashMap<String, u8>,
+    needy: BTreeSet<String>,
+}
+
+impl Ranges {
+    pub fn apply(&mut self, c: Change) {
+        match c {
+            Change::Reset(items) => {
+                *self = Ranges::default();
+                for n in &items {
+                    self.set(n);
+                }
+            }
+            Change::Apply(n) => self.set(&n),
+            Change::Delete(n) => {
+                let name = reflect::key(&n);
+                self.needy.remove(&name);
+                if let Some(o) = self.of_node.remove(&name) {
+                    self.owner.remove(&o);
+                }
+            }
         }
-        if let Err(e) = assign(&api).await {
-            tracing::warn!(error = %e, "node IPAM round failed");
+    }
+
+    fn set(&mut self, n: &Value) {
+        let name = reflect::key(n);
+        match n["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty()) {
+            Some(cidr) => {
+                self.needy.remove(&name);
+                if let Some(o) = third_octet(cidr) {
+                    self.owner.insert(o, name.clone());
+                    self.of_node.insert(name, o);
+                }
+            }
+            None if !self.of_node.contains_key(&name) => {
+                self.needy.insert(name);
+            }
+            // Assigned here a moment ago; the watch has not caught up yet.
+            None => {}
+        }
+    }
+
+    /// The next node to give a range to, and the range, while any are free.
+    pub fn next(&self) -> Option<(String, String)> {
+        let used: HashSet<u8> = self.owner.keys().copied().collect();
+        let node = self.needy.iter().next()?;
+        Some((node.clone(), next_free(&used)?))
+    }
+
+    fn given(&mut self, node: &str, cidr: &str) {
+        self.needy.remove(node);
+        if let Some(o) = third_octet(cidr) {
+            self.owner.insert(o, node.to_string());
+            self.of_node.insert(node.to_string(), o);
         }
     }
 }
 
-async fn assign(api: &Api<Node>) -> Result<()> {
-    let nodes = api.list(&ListParams::default()).await?.items;
-    let mut used: HashSet<u8> = nodes
-        .iter()
-        .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref())
-        .filter_map(third_octet)
-        .collect();
-    for n in &nodes {
-        if n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
-            continue;
+pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut rx = reflect::watch_values(client, "/api/v1/nodes", None);
+    let mut ranges = Ranges::default();
+    loop {
+        tokio::select! {
+            c = rx.recv() => match c {
+                Some(c) => ranges.apply(c),
+                None => return,
+            },
+            _ = shutdown.changed() => return,
         }
-        let Some(cidr) = next_free(&used) else {
-            tracing::debug!(node = %n.metadata.name.as_deref().unwrap_or(""), "pod CIDR range exhausted");
-            continue;
-        };
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        if let Some(o) = third_octet(&cidr) {
-            used.insert(o);
+        while let Ok(c) = rx.try_recv() {
+            ranges.apply(c);
         }
-        tracing::info!(node = %name, %cidr, "assigned pod CIDR");
+        while let Some((name, cidr)) = ranges.next() {
+            let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => tracing::info!(node = %name, %cidr, "assigned pod CIDR"),
+                Err(e) => {
+                    tracing::warn!(node = %name, error = %e, "pod CIDR not assigned");
+                    break;
+                }
+            }
+            ranges.given(&name, &cidr);
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -86,5 +138,32 @@ mod tests {
         assert_eq!(third_octet("10.43.7.0/24"), None);
         let all: HashSet<u8> = (0..=255).collect();
         assert!(next_free(&all).is_none());
+    }
+
+    #[test]
+    fn ranges_follow_the_nodes() {
+        let node = |name: &str, cidr: Option<&str>| json!({"metadata": {"name": name}, "spec": cidr.map(|c| json!({"podCIDR": c})).unwrap_or(json!({}))});
+        let mut r = Ranges::default();
+        r.apply(Change::Reset(vec![
+            node("a", Some("10.42.0.0/24")),
+            node("b", None),
+        ]));
+        assert_eq!(r.next(), Some(("b".into(), "10.42.1.0/24".into())));
+        r.given("b", "10.42.1.0/24");
+        // The stale event from before the patch does not make b needy again.
+        r.apply(Change::Apply(node("b", None)));
+        assert_eq!(r.next(), None);
+        r.apply(Change::Delete(node("a", Some("10.42.0.0/24"))));
+        r.apply(Change::Apply(node("c", None)));
+        assert_eq!(r.next(), Some(("c".into(), "10.42.0.0/24".into())));
+        // With every range taken, nodes wait.
+        let mut full = Ranges::default();
+        full.apply(Change::Reset(
+            (0..256)
+                .map(|i| node(&format!("n{i}"), Some(&format!("10.42.{i}.0/24"))))
+                .collect(),
+        ));
+        full.apply(Change::Apply(node("late", None)));
+        assert_eq!(full.next(), None);
     }
 }

@@ -1,8 +1,7 @@
-//! Control loops that act through the API like any client (kube-rs): today the
-//! scheduler. Each loop is level-triggered: a watch only wakes it, and every round looks
-//! at the whole current state.
+//! Control loops that act through the API like any client (kube-rs): the scheduler,
+//! node IPAM and node lifecycle. Each keeps an in-memory view from reflectors
+//! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
-pub mod events;
 pub mod ipam;
 pub mod nodelifecycle;
 pub mod scheduler;
@@ -18,19 +17,3 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Every object of a kind, cluster-wide, as JSON (the form the pure cores take).
-pub(crate) async fn list_all<K>(client: &kube::Client) -> Result<Vec<serde_json::Value>>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize,
-    K::DynamicType: Default,
-{
-    let items = kube::Api::<K>::all(client.clone())
-        .list(&kube::api::ListParams::default())
-        .await?
-        .items;
-    Ok(items
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?)
-}

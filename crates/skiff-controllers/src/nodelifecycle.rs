@@ -5,10 +5,11 @@
 //! `tolerationSeconds` run out.
 
 use crate::Result;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use skiff_kube::reflect::{self, Change};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -33,17 +34,19 @@ pub fn health(
     if !fresh {
         return Health::Unknown;
     }
-    match node["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .and_then(|c| c["status"].as_str())
-    {
+    match ready_status(node) {
         Some("True") => Health::Ready,
         Some("False") => Health::NotReady,
         _ => Health::Unknown,
     }
+}
+
+fn ready_status(node: &Value) -> Option<&str> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?["status"]
+        .as_str()
 }
 
 /// The taints a node should carry for its health, keeping every other taint.
@@ -103,52 +106,107 @@ pub fn eviction_due(pod: &Value, taint: &Value) -> Option<chrono::DateTime<chron
 }
 
 pub async fn run(client: kube::Client, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+    // Reflectors, not lists per round: with thousands of nodes a full list every second
+    // would dominate the server's work.
+    let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
+    let mut leases_rx = reflect::watch_values(
+        client.clone(),
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+        None,
+    );
+    let mut nodes: HashMap<String, Value> = HashMap::new();
+    // Parsed once per change, not once per node per second.
+    let mut renewed: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    let (mut nodes_synced, mut leases_synced) = (false, false);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Some(c) = nodes_rx.recv() => {
+                nodes_synced |= matches!(c, Change::Reset(_));
+                reflect::apply_to(&mut nodes, c);
+                continue;
+            }
+            Some(c) = leases_rx.recv() => {
+                let name = |l: &Value| l["metadata"]["name"].as_str().unwrap_or("").to_string();
+                match c {
+                    Change::Reset(items) => {
+                        leases_synced = true;
+                        renewed = items
+                            .iter()
+                            .filter_map(|l| Some((name(l), lease_renewed(l)?)))
+                            .collect();
+                    }
+                    Change::Apply(l) => {
+                        if let Some(t) = lease_renewed(&l) {
+                            renewed.insert(name(&l), t);
+                        }
+                    }
+                    Change::Delete(l) => {
+                        renewed.remove(&name(&l));
+                    }
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = round(&client, grace).await {
+        if !(nodes_synced && leases_synced) {
+            continue;
+        }
+        if let Err(e) = round(&client, grace, &nodes, &renewed).await {
             tracing::warn!(error = %e, "node lifecycle round failed");
         }
     }
 }
 
-async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
+fn lease_renewed(lease: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    lease["spec"]["renewTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+async fn round(
+    client: &kube::Client,
+    grace: Duration,
+    nodes: &HashMap<String, Value>,
+    renewed: &HashMap<String, chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
     let now = chrono::Utc::now();
     let now_s = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let leases: Vec<Lease> = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
-        .list(&ListParams::default())
-        .await?
-        .items;
     let mut tainted: Vec<(String, Vec<Value>)> = Vec::new();
-    for node in nodes_api.list(&ListParams::default()).await?.items {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let renew = leases
-            .iter()
-            .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
-            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0))
-            .and_then(|t| {
-                chrono::DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+    for (name, v) in nodes {
+        // The common case, a healthy node without health taints, costs two lookups.
+        if renewed
+            .get(name)
+            .is_some_and(|t| (now - *t).to_std().map(|d| d <= grace).unwrap_or(true))
+            && ready_status(v) == Some("True")
+            && !v["spec"]["taints"].as_array().is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["key"] == UNREACHABLE || t["key"] == NOT_READY)
             })
+        {
+            continue;
+        }
+        let renew = renewed
+            .get(name)
+            .copied()
             // A node that never renewed gets the grace period from its creation.
             .or_else(|| {
-                node.metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
+                v["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
             });
-        let v = serde_json::to_value(&node)?;
-        let h = health(&v, renew, now, grace);
+        let h = health(v, renew, now, grace);
         let current = v["spec"]["taints"].as_array().cloned().unwrap_or_default();
         let want = desired_taints(&current, &h, &now_s);
         if want != current {
             tracing::info!(node = %name, health = ?h, "node taints change");
             let patch = json!({"spec": {"taints": want}});
             nodes_api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
         }
         if h == Health::Unknown {
@@ -173,7 +231,7 @@ async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
                     .collect();
                 nodes_api
                     .patch_status(
-                        &name,
+                        name,
                         &PatchParams::default(),
                         &Patch::Merge(&json!({"status": {"conditions": conds}})),
                     )
@@ -185,18 +243,21 @@ async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
             .filter(|t| t["effect"] == "NoExecute")
             .collect();
         if !no_execute.is_empty() {
-            tainted.push((name, no_execute));
+            tainted.push((name.clone(), no_execute));
         }
     }
-    if tainted.is_empty() {
-        return Ok(());
-    }
-    let pods: Vec<Value> = crate::list_all::<Pod>(client).await?;
     for (node, taints) in tainted {
-        for pod in pods.iter().filter(|p| {
-            p["spec"]["nodeName"] == node.as_str() && p["metadata"]["deletionTimestamp"].is_null()
-        }) {
-            let due = taints.iter().filter_map(|t| eviction_due(pod, t)).min();
+        // Only the pods of tainted nodes, which are rare, are read.
+        let pods = Api::<Pod>::all(client.clone())
+            .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+            .await?
+            .items;
+        for pod in pods
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            let pod = serde_json::to_value(&pod)?;
+            let due = taints.iter().filter_map(|t| eviction_due(&pod, t)).min();
             if due.is_some_and(|d| d <= now) {
                 let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
                 let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -204,9 +265,9 @@ async fn round(client: &kube::Client, grace: Duration) -> Result<()> {
                 let api: Api<Pod> = Api::namespaced(client.clone(), ns);
                 match api.delete(name, &DeleteParams::default()).await {
                     Ok(_) => {
-                        let _ = crate::events::record(
+                        let _ = skiff_kube::events::record(
                             client,
-                            pod,
+                            &pod,
                             "Normal",
                             "TaintManagerEviction",
                             &format!("Marking for deletion Pod {ns}/{name}"),

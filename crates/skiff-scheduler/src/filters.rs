@@ -178,8 +178,12 @@ impl Filter {
                 _ => vec![],
             },
             Filter::NodeUnschedulable => {
-                let taint = serde_json::json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"});
-                if n.unschedulable && !tolerated(&p.tolerations, &taint) {
+                if n.unschedulable
+                    && !tolerated(
+                        &p.tolerations,
+                        &serde_json::json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
+                    )
+                {
                     vec!["node(s) were unschedulable".into()]
                 } else {
                     vec![]
@@ -187,16 +191,15 @@ impl Filter {
             }
             Filter::NodeResourcesFit => {
                 let mut out = Vec::new();
-                let pods_allowed = n.allocatable.get("pods");
-                if n.pod_count + 1 > pods_allowed {
+                if n.pod_count + 1 > n.allocatable.pods {
                     out.push("Too many pods".to_string());
                 }
-                for (res, want) in &p.requests.0 {
-                    if *want <= 0 {
+                for (res, want) in p.requests.iter() {
+                    if want <= 0 || res == "pods" {
                         continue;
                     }
                     let free = n.allocatable.get(res) - n.requested.get(res);
-                    if *want > free {
+                    if want > free {
                         out.push(format!("Insufficient {res}"));
                     }
                 }

@@ -12,24 +12,76 @@ mod scores;
 pub use filters::{Filter, tolerates};
 
 /// Resource amounts in Kubernetes' units: CPU in millicores, everything else in units.
+/// The standard resources have fields of their own: the filters and scores read them for
+/// hundreds of nodes per pod, where map lookups by name would dominate.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Resources(pub BTreeMap<String, i128>);
+pub struct Resources {
+    pub cpu: i128,
+    pub memory: i128,
+    pub pods: i128,
+    pub ephemeral_storage: i128,
+    /// Extended resources (`example.com/gpu`, hugepages-…), by name.
+    pub other: BTreeMap<String, i128>,
+}
 
 impl Resources {
     pub fn get(&self, name: &str) -> i128 {
-        self.0.get(name).copied().unwrap_or(0)
+        match name {
+            "cpu" => self.cpu,
+            "memory" => self.memory,
+            "pods" => self.pods,
+            "ephemeral-storage" => self.ephemeral_storage,
+            _ => self.other.get(name).copied().unwrap_or(0),
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> &mut i128 {
+        match name {
+            "cpu" => &mut self.cpu,
+            "memory" => &mut self.memory,
+            "pods" => &mut self.pods,
+            "ephemeral-storage" => &mut self.ephemeral_storage,
+            _ => self.other.entry(name.to_string()).or_default(),
+        }
+    }
+
+    /// Every amount by name, standard resources first (Kubernetes' order), zeros
+    /// included.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i128)> {
+        [
+            ("cpu", self.cpu),
+            ("memory", self.memory),
+            ("ephemeral-storage", self.ephemeral_storage),
+            ("pods", self.pods),
+        ]
+        .into_iter()
+        .chain(self.other.iter().map(|(k, v)| (k.as_str(), *v)))
     }
 
     fn add(&mut self, other: &Resources) {
-        for (k, v) in &other.0 {
-            *self.0.entry(k.clone()).or_default() += v;
+        self.cpu += other.cpu;
+        self.memory += other.memory;
+        self.pods += other.pods;
+        self.ephemeral_storage += other.ephemeral_storage;
+        for (k, v) in &other.other {
+            *self.other.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    fn sub(&mut self, other: &Resources) {
+        self.cpu -= other.cpu;
+        self.memory -= other.memory;
+        self.pods -= other.pods;
+        self.ephemeral_storage -= other.ephemeral_storage;
+        for (k, v) in &other.other {
+            *self.other.entry(k.clone()).or_default() -= v;
         }
     }
 
     fn max_with(&mut self, other: &Resources) {
-        for (k, v) in &other.0 {
-            let e = self.0.entry(k.clone()).or_default();
-            *e = (*e).max(*v);
+        for (k, v) in other.iter() {
+            let e = self.slot(k);
+            *e = (*e).max(v);
         }
     }
 
@@ -45,7 +97,7 @@ impl Resources {
                 continue;
             };
             if let Ok(q) = skiff_validation::quantity::parse(&q) {
-                r.0.insert(k.clone(), if k == "cpu" { q.millis() } else { q.value() });
+                *r.slot(k) = if k == "cpu" { q.millis() } else { q.value() };
             }
         }
         r
@@ -214,12 +266,35 @@ impl NodeInfo {
         }
     }
 
-    /// Accounts a pod placed on this node (the scheduler "assumes" pods here too).
+    /// Accounts a pod placed on this node.
     pub fn add_pod(&mut self, p: &PodInfo) {
-        self.requested.add(&p.requests);
+        self.add_meta(PodMeta::from_info(p));
+    }
+
+    fn add_meta(&mut self, m: PodMeta) {
+        self.requested.add(&m.requests);
         self.pod_count += 1;
-        self.host_ports.extend(p.host_ports.iter().cloned());
-        self.pods.push(PodMeta {
+        self.host_ports.extend(m.host_ports.iter().cloned());
+        self.pods.push(m);
+    }
+
+    fn remove_meta(&mut self, matches: impl Fn(&PodMeta) -> bool) -> Option<PodMeta> {
+        let i = self.pods.iter().position(matches)?;
+        let m = self.pods.swap_remove(i);
+        self.requested.sub(&m.requests);
+        self.pod_count -= 1;
+        self.host_ports = self
+            .pods
+            .iter()
+            .flat_map(|q| q.host_ports.iter().cloned())
+            .collect();
+        Some(m)
+    }
+}
+
+impl PodMeta {
+    fn from_info(p: &PodInfo) -> PodMeta {
+        PodMeta {
             name: p.name.clone(),
             priority: p.priority,
             requests: p.requests.clone(),
@@ -232,54 +307,160 @@ impl NodeInfo {
                     .cloned()
                     .unwrap_or_default(),
             owner: p.owner.clone(),
-        });
+        }
     }
 }
 
-/// Nodes with their pods, as the scheduler's reflector sees them.
+/// Nodes with their pods, as the scheduler's reflector sees them. Kept up to date change
+/// by change (`set_node`, `place`, `unplace`), so a scheduler never rebuilds it from a
+/// full list.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
     /// Whether any placed pod has required anti-affinity (checked for every candidate
     /// otherwise, which would make a round quadratic in nodes).
     pub any_anti_affinity: bool,
+    index: HashMap<String, usize>,
+    /// `ns/name` -> the node a pod is counted on (or waits for, see `waiting`).
+    placed: HashMap<String, String>,
+    /// Pods bound to a node the snapshot does not know (yet): counted once it appears.
+    waiting: HashMap<String, Vec<PodMeta>>,
+    anti_affinity_pods: usize,
+}
+
+fn pod_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
 }
 
 impl Snapshot {
     /// Builds the snapshot from node and pod objects (pods count where they are bound,
     /// unless they have finished).
     pub fn build(nodes: &[Value], pods: &[Value]) -> Snapshot {
-        let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::from_json).collect();
-        let index: HashMap<String, usize> = infos
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
-        for p in pods {
-            if matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
-                continue;
-            }
-            let info = PodInfo::from_json(p);
-            if let Some(i) = info.node_name.as_ref().and_then(|n| index.get(n)) {
-                infos[*i].add_pod(&info);
-            }
+        let mut snap = Snapshot::default();
+        for n in nodes {
+            snap.set_node(n);
         }
-        let any_anti_affinity = infos
+        for p in pods {
+            snap.set_pod(p);
+        }
+        snap
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.index.get(name).map(|i| &self.nodes[*i])
+    }
+
+    /// Adds a node or updates what the scheduler reads of it, keeping its pods.
+    pub fn set_node(&mut self, n: &Value) {
+        let fresh = NodeInfo::from_json(n);
+        if let Some(i) = self.index.get(&fresh.name) {
+            let cur = &mut self.nodes[*i];
+            cur.labels = fresh.labels;
+            cur.taints = fresh.taints;
+            cur.unschedulable = fresh.unschedulable;
+            cur.allocatable = fresh.allocatable;
+            return;
+        }
+        let name = fresh.name.clone();
+        self.index.insert(name.clone(), self.nodes.len());
+        self.nodes.push(fresh);
+        for m in self.waiting.remove(&name).unwrap_or_default() {
+            self.count(&name, m);
+        }
+    }
+
+    /// Forgets a node; its pods wait in case it comes back.
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        let gone = self.nodes.swap_remove(i);
+        if let Some(moved) = self.nodes.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+        self.anti_affinity_pods -= gone
+            .pods
             .iter()
-            .any(|n| n.pods.iter().any(|q| !q.anti_affinity.is_empty()));
-        Snapshot {
-            nodes: infos,
-            any_anti_affinity,
+            .filter(|q| !q.anti_affinity.is_empty())
+            .count();
+        self.any_anti_affinity = self.anti_affinity_pods > 0;
+        self.waiting.insert(gone.name, gone.pods);
+    }
+
+    /// Accounts a pod object: counted on its node while bound and not finished,
+    /// forgotten otherwise.
+    pub fn set_pod(&mut self, p: &Value) {
+        let info = PodInfo::from_json(p);
+        let finished = matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        match info.node_name.clone() {
+            Some(node) if !finished => self.place(&node, &info),
+            _ => self.unplace(&info.namespace, &info.name),
+        }
+    }
+
+    /// Counts a pod on a node, moving it if it was counted elsewhere.
+    pub fn place(&mut self, node: &str, p: &PodInfo) {
+        self.unplace(&p.namespace, &p.name);
+        self.placed
+            .insert(pod_key(&p.namespace, &p.name), node.to_string());
+        self.count(node, PodMeta::from_info(p));
+    }
+
+    fn count(&mut self, node: &str, m: PodMeta) {
+        match self.index.get(node) {
+            Some(i) => {
+                if !m.anti_affinity.is_empty() {
+                    self.anti_affinity_pods += 1;
+                    self.any_anti_affinity = true;
+                }
+                self.nodes[*i].add_meta(m);
+            }
+            None => self.waiting.entry(node.to_string()).or_default().push(m),
+        }
+    }
+
+    /// Stops counting a pod (deleted, finished, or an assumed binding that failed).
+    pub fn unplace(&mut self, ns: &str, name: &str) {
+        let Some(node) = self.placed.remove(&pod_key(ns, name)) else {
+            return;
+        };
+        let matches = |q: &PodMeta| q.namespace == ns && q.name == name;
+        match self.index.get(&node) {
+            Some(i) => {
+                if let Some(m) = self.nodes[*i].remove_meta(matches)
+                    && !m.anti_affinity.is_empty()
+                {
+                    self.anti_affinity_pods -= 1;
+                    self.any_anti_affinity = self.anti_affinity_pods > 0;
+                }
+            }
+            None => {
+                if let Some(w) = self.waiting.get_mut(&node) {
+                    w.retain(|q| !matches(q));
+                }
+            }
         }
     }
 
     /// Places a pod on a node in the snapshot (the scheduler assumes it before the bind
-    /// returns, so later decisions in the same round see it).
+    /// returns, so later decisions see it).
     pub fn assume(&mut self, node: &str, p: &PodInfo) {
-        if let Some(n) = self.nodes.iter_mut().find(|n| n.name == node) {
-            n.add_pod(p);
-            self.any_anti_affinity |= n.pods.last().is_some_and(|q| !q.anti_affinity.is_empty());
-        }
+        self.place(node, p);
+    }
+
+    /// Whether a pod is counted on some node (bound or assumed).
+    pub fn is_placed(&self, ns: &str, name: &str) -> bool {
+        self.placed.contains_key(&pod_key(ns, name))
+    }
+
+    /// The same, by `ns/name` key.
+    pub fn is_placed_key(&self, key: &str) -> bool {
+        self.placed.contains_key(key)
+    }
+
+    /// `ns/name` of every pod counted.
+    pub fn placed_keys(&self) -> impl Iterator<Item = &String> {
+        self.placed.keys()
     }
 }
 
@@ -318,10 +499,41 @@ impl std::fmt::Display for FitError {
 /// Picks a node for `pod`: the highest total score among the nodes every filter passes,
 /// ties broken by name so decisions are repeatable.
 pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
+    schedule_from(pod, snap, 0).map(|(node, _)| node)
+}
+
+/// How many feasible nodes are enough before scoring: Kubernetes' adaptive
+/// `percentageOfNodesToScore` (all below 100 nodes; 50% shrinking by one point per 125
+/// nodes, at least 5% and at least 100 nodes).
+pub fn feasible_nodes_to_find(all: usize) -> usize {
+    const MIN: usize = 100;
+    if all < MIN {
+        return all;
+    }
+    let pct = (50 - (all / 125) as i64).max(5) as usize;
+    (all * pct / 100).max(MIN)
+}
+
+/// [`schedule`] starting the node search at `start` (schedulers rotate it so every node
+/// gets examined in turn) and stopping once `feasible_nodes_to_find` nodes fit, as
+/// Kubernetes does. Returns the node and how many nodes were examined.
+pub fn schedule_from(
+    pod: &Value,
+    snap: &Snapshot,
+    start: usize,
+) -> Result<(String, usize), FitError> {
     let p = PodInfo::from_json(pod);
+    let all = snap.nodes.len();
+    let want = feasible_nodes_to_find(all);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
-    for n in &snap.nodes {
+    let mut examined = 0;
+    for k in 0..all {
+        if feasible.len() >= want {
+            break;
+        }
+        let n = &snap.nodes[(start + k) % all];
+        examined += 1;
         let failed: Vec<String> = filters::ALL
             .iter()
             .map(|f| f.check(&p, n, snap))
@@ -337,7 +549,7 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
     }
     if feasible.is_empty() {
         return Err(FitError {
-            num_nodes: snap.nodes.len(),
+            num_nodes: all,
             reasons,
         });
     }
@@ -349,7 +561,7 @@ pub fn schedule(pod: &Value, snap: &Snapshot) -> Result<String, FitError> {
         .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, name)| name.to_string())
         .expect("feasible is not empty");
-    Ok(best)
+    Ok((best, examined))
 }
 
 /// A preemption plan: evict `victims` (namespace, name) from `node` so the pod fits.

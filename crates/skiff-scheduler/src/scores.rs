@@ -10,25 +10,31 @@ use std::collections::BTreeMap;
 const DEFAULT_CPU_MILLIS: i128 = 100;
 const DEFAULT_MEMORY: i128 = 200 * 1024 * 1024;
 
-fn nonzero(p: &PodInfo, res: &str) -> i128 {
-    match (res, p.requests.get(res)) {
-        ("cpu", 0) => DEFAULT_CPU_MILLIS,
-        ("memory", 0) => DEFAULT_MEMORY,
-        (_, v) => v,
-    }
+fn nonzero(v: i128, default: i128) -> i128 {
+    if v == 0 { default } else { v }
 }
 
-fn fractions(p: &PodInfo, n: &NodeInfo) -> Vec<f64> {
-    ["cpu", "memory"]
-        .iter()
-        .map(|r| {
-            let alloc = n.allocatable.get(r);
-            if alloc <= 0 {
-                return 1.0;
-            }
-            ((n.requested.get(r) + nonzero(p, r)) as f64 / alloc as f64).min(1.0)
-        })
-        .collect()
+/// Requested fractions of CPU and memory with the pod on the node.
+fn fractions(p: &PodInfo, n: &NodeInfo) -> [f64; 2] {
+    let frac = |alloc: i128, used: i128, want: i128| {
+        if alloc <= 0 {
+            1.0
+        } else {
+            ((used + want) as f64 / alloc as f64).min(1.0)
+        }
+    };
+    [
+        frac(
+            n.allocatable.cpu,
+            n.requested.cpu,
+            nonzero(p.requests.cpu, DEFAULT_CPU_MILLIS),
+        ),
+        frac(
+            n.allocatable.memory,
+            n.requested.memory,
+            nonzero(p.requests.memory, DEFAULT_MEMORY),
+        ),
+    ]
 }
 
 /// NodeResourcesFit, LeastAllocated strategy.

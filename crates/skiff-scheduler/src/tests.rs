@@ -414,3 +414,74 @@ fn preemption_picks_fewest_lowest_victims() {
     high["spec"]["preemptionPolicy"] = json!("Never");
     assert!(preempt(&high, &snap).is_none());
 }
+
+#[test]
+fn incremental_snapshot_matches_a_rebuild() {
+    let nodes = vec![
+        node("a", "1", "1Gi", json!({})),
+        node("b", "1", "1Gi", json!({})),
+    ];
+    let mut snap = Snapshot::build(&nodes, &[]);
+    // A pod bound to a node that is not known yet is counted once the node shows up.
+    snap.set_pod(&bound("c", "300m"));
+    snap.set_pod(&bound("a", "400m"));
+    snap.set_node(&node("c", "1", "1Gi", json!({})));
+    assert_eq!(snap.node("c").unwrap().requested.get("cpu"), 300);
+    assert_eq!(snap.node("a").unwrap().requested.get("cpu"), 400);
+    // Moving, finishing and removing pods gives the requests back.
+    let mut moved = bound("a", "400m");
+    moved["spec"]["nodeName"] = json!("b");
+    snap.set_pod(&moved);
+    assert_eq!(snap.node("a").unwrap().requested.get("cpu"), 0);
+    assert_eq!(snap.node("b").unwrap().pod_count, 1);
+    let mut done = moved.clone();
+    done["status"]["phase"] = json!("Succeeded");
+    snap.set_pod(&done);
+    assert_eq!(snap.node("b").unwrap().pod_count, 0);
+    assert!(!snap.is_placed("default", "on-a"));
+    // Updating a node keeps its pods; removing one keeps the index right.
+    let mut tainted = node("c", "2", "1Gi", json!({}));
+    tainted["spec"]["unschedulable"] = json!(true);
+    snap.set_node(&tainted);
+    assert!(snap.node("c").unwrap().unschedulable);
+    assert_eq!(snap.node("c").unwrap().pod_count, 1);
+    snap.remove_node("a");
+    assert!(snap.node("a").is_none());
+    assert_eq!(snap.node("c").unwrap().name, "c");
+    assert_eq!(snap.node("b").unwrap().name, "b");
+    // Anti-affinity pods are tracked through moves and removals.
+    let anti = placed(
+        "x",
+        "b",
+        json!({"app": "x"}),
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+    );
+    snap.set_pod(&anti);
+    assert!(snap.any_anti_affinity);
+    snap.unplace("default", "x");
+    assert!(!snap.any_anti_affinity);
+}
+
+#[test]
+fn partial_search_like_kubernetes() {
+    assert_eq!(feasible_nodes_to_find(50), 50);
+    assert_eq!(feasible_nodes_to_find(100), 100);
+    assert_eq!(feasible_nodes_to_find(1000), 420);
+    assert_eq!(feasible_nodes_to_find(5000), 500);
+    assert_eq!(feasible_nodes_to_find(100_000), 5000);
+    let nodes: Vec<Value> = (0..1000)
+        .map(|i| node(&format!("n{i:04}"), "4", "8Gi", json!({})))
+        .collect();
+    let snap = Snapshot::build(&nodes, &[]);
+    let (_, examined) = schedule_from(&pod(json!({})), &snap, 990).unwrap();
+    assert_eq!(examined, 420);
+    // A pod that fits nowhere is checked against every node, for the full message.
+    let big = pod(
+        json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": "64"}}}]}),
+    );
+    let err = schedule_from(&big, &snap, 7).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "0/1000 nodes are available: 1000 Insufficient cpu."
+    );
+}

@@ -115,8 +115,9 @@ struct ServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
-    /// Components not to run (repeatable): `scheduler`.
-    #[arg(long = "disable")]
+    /// Components not to run (repeatable or comma-separated): `scheduler`,
+    /// `node-ipam`, `node-lifecycle`.
+    #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
@@ -222,22 +223,27 @@ async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
     let client = api_client(&server.kubeconfig_path)
         .await
         .context("building the in-process API client")?;
-    controllers.push(tokio::spawn(skiff_controllers::ipam::run(
-        client.clone(),
-        stop_rx.clone(),
-    )));
-    if !a.disable.iter().any(|d| d == "scheduler") {
+    let enabled = |c: &str| !a.disable.iter().any(|d| d == c);
+    if enabled("node-ipam") {
+        controllers.push(tokio::spawn(skiff_controllers::ipam::run(
+            client.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("scheduler") {
         controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
             client.clone(),
             stop_rx.clone(),
         )));
     }
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
-    controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
-        client.clone(),
-        grace,
-        stop_rx.clone(),
-    )));
+    if enabled("node-lifecycle") {
+        controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
+            client.clone(),
+            grace,
+            stop_rx.clone(),
+        )));
+    }
     if let Some(sim) = sim.filter(|s| s.simulate > 0) {
         let opts = sim_options(&sim)?;
         let stop = stop_rx.clone();

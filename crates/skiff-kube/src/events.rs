@@ -1,7 +1,6 @@
 //! Recording core/v1 Events the way Kubernetes components do (kubectl describe reads
 //! them by `involvedObject` field selectors).
 
-use crate::Result;
 use serde_json::{Value, json};
 
 /// Records an event about `obj` (a JSON object with metadata).
@@ -12,7 +11,7 @@ pub async fn record(
     reason: &str,
     message: &str,
     component: &str,
-) -> Result<()> {
+) -> kube::Result<()> {
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let now = chrono::Utc::now();
@@ -42,7 +41,7 @@ pub async fn record(
     });
     let req = http::Request::post(format!("/api/v1/namespaces/{ns}/events"))
         .header("Content-Type", "application/json")
-        .body(serde_json::to_vec(&event)?)
+        .body(serde_json::to_vec(&event).expect("JSON values serialize"))
         .expect("valid request");
     client.request_text(req).await?;
     Ok(())
