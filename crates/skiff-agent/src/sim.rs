@@ -121,27 +121,31 @@ pub async fn run(
         ipam_assigned: HashSet::new(),
     }));
 
-    // Heartbeats: Leases every 10 s, status every minute.
-    {
-        let client = client.clone();
-        let specs = specs.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut lease = tokio::time::interval(node::LEASE_RENEW);
-            let mut status = tokio::time::interval(node::STATUS_REFRESH);
-            loop {
-                tokio::select! {
-                    _ = lease.tick() => {
-                        futures::stream::iter(specs.iter()).for_each_concurrent(16, |s| { let c = client.clone(); async move { let _ = node::renew_lease(&c, &s.name).await; } }).await;
-                    }
-                    _ = status.tick() => {
-                        futures::stream::iter(specs.iter()).for_each_concurrent(16, |s| { let c = client.clone(); async move { let _ = node::report_status(&c, s, true).await; } }).await;
-                    }
-                    _ = shutdown.changed() => return,
-                }
-            }
-        });
-    }
+    // Heartbeats: each node renews its Lease every 10 s and reports status every minute,
+    // spread evenly over the period as independent kubelets would be, not in bursts.
+    // Registration has just done both, so the first round is one period away.
+    spawn_staggered(
+        client.clone(),
+        specs.clone(),
+        node::LEASE_RENEW,
+        shutdown.clone(),
+        |c, s| {
+            Box::pin(async move {
+                let _ = node::renew_lease(&c, &s.name).await;
+            })
+        },
+    );
+    spawn_staggered(
+        client.clone(),
+        specs.clone(),
+        node::STATUS_REFRESH,
+        shutdown.clone(),
+        |c, s| {
+            Box::pin(async move {
+                let _ = node::report_status(&c, &s, true).await;
+            })
+        },
+    );
 
     let mut pods_rx =
         reflect::watch_values(client.clone(), "/api/v1/pods", Some("spec.nodeName!="));
@@ -192,6 +196,42 @@ fn learn_cidrs(state: &Arc<Mutex<State>>, c: Change) {
             }
         }
     }
+}
+
+type Beat = fn(kube::Client, NodeSpec) -> futures::future::BoxFuture<'static, ()>;
+
+/// Runs `beat` for every node once per `period`, one node at a time at even intervals.
+fn spawn_staggered(
+    client: kube::Client,
+    specs: Vec<NodeSpec>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    beat: Beat,
+) {
+    if specs.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let step = (period / specs.len() as u32).max(Duration::from_micros(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, step);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // At most this many heartbeats in flight, so a slow server is not piled on.
+        let permits = Arc::new(tokio::sync::Semaphore::new(64));
+        for s in specs.iter().cycle() {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let fut = beat(client.clone(), s.clone());
+            tokio::spawn(async move {
+                fut.await;
+                drop(permit);
+            });
+        }
+    });
 }
 
 fn key(p: &Value) -> String {

@@ -50,6 +50,60 @@ pub struct CacheEvent {
     /// The object before the change (for selector transitions).
     pub prev: Option<Arc<Stored>>,
     pub rev: Revision,
+    /// What selectors read of `obj` and `prev`, computed once for all watchers that
+    /// filter (Kubernetes' watch cache keeps the same: labels and selectable fields).
+    pub attrs: std::sync::OnceLock<(Option<Attrs>, Option<Attrs>)>,
+}
+
+/// The labels and selectable fields of one object.
+#[derive(Debug)]
+pub struct Attrs {
+    pub labels: BTreeMap<String, String>,
+    pub fields: Vec<(&'static str, Option<String>)>,
+}
+
+impl Attrs {
+    pub fn of(group: &str, plural: &str, obj: &serde_json::Value) -> Attrs {
+        let names = ["metadata.name", "metadata.namespace"].into_iter().chain(
+            skiff_validation::fields::kind_fields(group, plural)
+                .iter()
+                .copied(),
+        );
+        Attrs {
+            labels: skiff_types::meta::string_map(
+                obj.get("metadata").and_then(|m| m.get("labels")),
+            ),
+            fields: names
+                .map(|f| {
+                    (
+                        f,
+                        skiff_validation::fields::field_value(group, plural, obj, f),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == name)
+            .and_then(|(_, v)| v.clone())
+    }
+}
+
+impl CacheEvent {
+    /// Attributes of the object after and before the change (None where absent).
+    pub fn attrs(&self, group: &str, plural: &str) -> &(Option<Attrs>, Option<Attrs>) {
+        self.attrs.get_or_init(|| {
+            let of = |s: &Stored| {
+                serde_json::from_slice::<serde_json::Value>(&s.value)
+                    .ok()
+                    .map(|v| Attrs::of(group, plural, &v))
+            };
+            (of(&self.obj), self.prev.as_deref().and_then(of))
+        })
+    }
 }
 
 struct Inner {
@@ -161,6 +215,7 @@ impl WatchCache {
                     obj: last,
                     prev,
                     rev,
+                    attrs: Default::default(),
                 });
                 inner.events.push_back(ev);
                 self.finish(&mut inner, rev);
@@ -172,6 +227,7 @@ impl WatchCache {
             obj: stored,
             prev,
             rev,
+            attrs: Default::default(),
         }));
         self.finish(&mut inner, rev);
     }

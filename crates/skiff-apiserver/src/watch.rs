@@ -1,7 +1,7 @@
 //! Watch streams served from the watch cache: newline-delimited JSON events, with
 //! selector transitions, bookmarks, 410 Expired and `timeoutSeconds`.
 
-use crate::cache::{CacheEvent, EventType, Stored, TooOld};
+use crate::cache::{Attrs, CacheEvent, EventType, Stored, TooOld};
 use crate::decode::Wanted;
 use crate::object::{Target, from_stored};
 use crate::server::ApiServer;
@@ -59,6 +59,19 @@ impl Filter<'_> {
             }
         }
         true
+    }
+
+    /// The same test on precomputed attributes.
+    pub fn matches_attrs(&self, a: &Attrs) -> bool {
+        if let Some(n) = &self.t.name
+            && a.field("metadata.name").as_deref() != Some(n.as_str())
+        {
+            return false;
+        }
+        if !self.labels.is_empty() && !self.labels.matches(&a.labels) {
+            return false;
+        }
+        self.fields.is_empty() || self.fields.matches(&|f: &str| a.field(f))
     }
 
     pub fn matches_stored(&self, s: &Stored) -> bool {
@@ -130,6 +143,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                     labels: &p.labels,
                     fields: &p.fields,
                 };
+                let raw_ok = p.wanted == Wanted::Object && !t.ri.is_storage_alias();
                 let mut columns_sent = false;
                 let mut emit = |kind: EventType, obj: Value| -> Bytes {
                     let shaped = present(&t, obj, p.wanted);
@@ -157,6 +171,15 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                 tokio::pin!(deadline);
                 if initial_wanted {
                     for s in std::mem::take(&mut w.initial) {
+                        if raw_ok
+                            && filter.is_everything()
+                            && let Some(b) = crate::object::stamp_stored(&s.value, s.rev)
+                        {
+                            if tx.send(Ok(line_raw("ADDED", &b))).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let Ok(obj) = from_stored(&s) else { continue };
                         if filter.matches(&obj)
                             && tx.send(Ok(emit(EventType::Added, obj))).await.is_err()
@@ -186,7 +209,22 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                             Err(too_old) => { let _ = tx.send(Ok(expired_event(&too_old))).await; return; }
                             Ok(events) if events.is_empty() => return,
                             Ok(events) => for ev in events {
-                                if let Some((kind, obj)) = transition(&filter, &ev) && tx.send(Ok(emit(kind, obj))).await.is_err() {
+                                let Some((kind, which)) = transition(&filter, &ev) else { continue };
+                                let (s, rev) = match (which, &ev.prev) {
+                                    (Which::Previous, Some(prev)) => (prev, ev.rev),
+                                    _ => (&ev.obj, ev.obj.rev),
+                                };
+                                // Plain objects go out as the stored bytes with their
+                                // resourceVersion spliced in; other shapes are built.
+                                let raw = (raw_ok).then(|| crate::object::stamp_stored(&s.value, rev)).flatten();
+                                let line = match raw {
+                                    Some(b) => line_raw(kind.as_str(), &b),
+                                    None => match crate::object::from_bytes(&s.value, rev) {
+                                        Ok(obj) => emit(kind, obj),
+                                        Err(_) => continue,
+                                    },
+                                };
+                                if tx.send(Ok(line)).await.is_err() {
                                     return;
                                 }
                             }
@@ -210,30 +248,69 @@ fn bookmark(t: &Target, rev: Revision) -> Value {
     json!({"kind": kind, "apiVersion": t.ri.api_version(), "metadata": {"resourceVersion": rev.to_string()}})
 }
 
+/// Which version of the object an event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Current,
+    /// The object before the change: it left the filter.
+    Previous,
+}
+
 /// What a change looks like through a filter: objects entering it are ADDED, leaving it
-/// DELETED (Kubernetes' watch cache semantics).
-fn transition(filter: &Filter<'_>, ev: &CacheEvent) -> Option<(EventType, Value)> {
-    let cur = from_stored(&ev.obj).ok()?;
-    let cur_ok = filter.matches(&cur);
+/// DELETED (Kubernetes' watch cache semantics). Selectors read the event's attributes,
+/// computed once for all watchers; an unfiltered watch parses nothing.
+fn transition(filter: &Filter<'_>, ev: &CacheEvent) -> Option<(EventType, Which)> {
+    let everything = filter.is_everything();
+    // The shared attributes are computed for the stored kind's field names; a watch
+    // through a storage alias (events.k8s.io Events) has its own, computed here.
+    let own;
+    let attrs = if filter.t.ri.is_storage_alias() {
+        if everything {
+            own = (None, None);
+        } else {
+            let of = |s: &Stored| {
+                crate::object::from_bytes(&s.value, s.rev)
+                    .ok()
+                    .map(|v| Attrs::of(filter.t.ri.group, filter.t.ri.plural, &v))
+            };
+            own = (of(&ev.obj), ev.prev.as_deref().and_then(of));
+        }
+        &own
+    } else if everything {
+        own = (None, None);
+        &own
+    } else {
+        ev.attrs(filter.t.ri.group, filter.t.ri.plural)
+    };
+    let cur_ok = everything || attrs.0.as_ref().is_some_and(|a| filter.matches_attrs(a));
     let prev_ok = match &ev.prev {
-        Some(p) if ev.kind == EventType::Modified && !filter.is_everything() => {
-            let mut prev = from_stored(p).ok()?;
-            let ok = filter.matches(&prev);
+        Some(_) if ev.kind == EventType::Modified && !everything => {
+            let ok = attrs.1.as_ref().is_some_and(|a| filter.matches_attrs(a));
             if ok && !cur_ok {
-                meta::set_resource_version(&mut prev, ev.rev);
-                return Some((EventType::Deleted, prev));
+                return Some((EventType::Deleted, Which::Previous));
             }
             ok
         }
         _ => true,
     };
     match ev.kind {
-        EventType::Added if cur_ok => Some((EventType::Added, cur)),
-        EventType::Modified if cur_ok && prev_ok => Some((EventType::Modified, cur)),
-        EventType::Modified if cur_ok => Some((EventType::Added, cur)),
-        EventType::Deleted if cur_ok => Some((EventType::Deleted, cur)),
+        EventType::Added if cur_ok => Some((EventType::Added, Which::Current)),
+        EventType::Modified if cur_ok && prev_ok => Some((EventType::Modified, Which::Current)),
+        EventType::Modified if cur_ok => Some((EventType::Added, Which::Current)),
+        EventType::Deleted if cur_ok => Some((EventType::Deleted, Which::Current)),
         _ => None,
     }
+}
+
+/// `{"type":…,"object":…}` around an object's JSON bytes, without parsing them.
+fn line_raw(kind: &str, object: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object.len() + 32);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(kind.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 /// Parses list/watch selectors, with Kubernetes' 400 messages.

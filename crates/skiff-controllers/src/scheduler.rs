@@ -419,6 +419,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(String, bool)>();
     let permits = Arc::new(Semaphore::new(BIND_CONCURRENCY));
+    let recorder = events::Recorder::new(client.clone(), SCHEDULER_NAME);
     let mut state = State::default();
     let mut wake: Option<Instant> = None;
     loop {
@@ -464,10 +465,11 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             };
             let client = client.clone();
             let failed_tx = failed_tx.clone();
+            let recorder = recorder.clone();
             tokio::spawn(async move {
                 match d {
                     Decision::Bind { pod, node } => {
-                        if let Err(gone) = bind_and_record(&client, &pod, &node).await {
+                        if let Err(gone) = bind_and_record(&client, &recorder, &pod, &node).await {
                             let _ = failed_tx.send((pod_key(&pod), gone));
                         }
                     }
@@ -479,7 +481,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                         if let Some(plan) = preemption {
                             preempt(&client, &pod, &plan).await;
                         }
-                        record_unschedulable(&client, &pod, &message).await;
+                        record_unschedulable(&client, &recorder, &pod, &message).await;
                     }
                 }
                 drop(permit);
@@ -495,6 +497,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
 /// Binds; on failure says whether the pod is gone (no retry).
 async fn bind_and_record(
     client: &kube::Client,
+    recorder: &events::Recorder,
     pod: &Value,
     node: &str,
 ) -> std::result::Result<(), bool> {
@@ -505,14 +508,21 @@ async fn bind_and_record(
         let gone = matches!(&e, crate::Error::Api(kube::Error::Api(s)) if s.code == 404);
         return Err(gone);
     }
-    let msg = format!("Successfully assigned {ns}/{name} to {node}");
-    if let Err(e) = events::record(client, pod, "Normal", "Scheduled", &msg, SCHEDULER_NAME).await {
-        tracing::debug!(error = %e, "event not recorded");
-    }
+    recorder.record(
+        pod,
+        "Normal",
+        "Scheduled",
+        format!("Successfully assigned {ns}/{name} to {node}"),
+    );
     Ok(())
 }
 
-async fn record_unschedulable(client: &kube::Client, pod: &Value, msg: &str) {
+async fn record_unschedulable(
+    client: &kube::Client,
+    recorder: &events::Recorder,
+    pod: &Value,
+    msg: &str,
+) {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let current = pod["status"]["conditions"]
@@ -535,18 +545,7 @@ async fn record_unschedulable(client: &kube::Client, pod: &Value, msg: &str) {
     if let Err(e) = client.request_text(req).await {
         tracing::debug!(error = %e, "condition not recorded");
     }
-    if let Err(e) = events::record(
-        client,
-        pod,
-        "Warning",
-        "FailedScheduling",
-        msg,
-        SCHEDULER_NAME,
-    )
-    .await
-    {
-        tracing::debug!(error = %e, "event not recorded");
-    }
+    recorder.record(pod, "Warning", "FailedScheduling", msg.to_string());
 }
 
 /// Deletes the victims (gracefully) and nominates the node for the preemptor.

@@ -46,3 +46,56 @@ pub async fn record(
     client.request_text(req).await?;
     Ok(())
 }
+
+/// Records events in the background, as Kubernetes' event broadcaster does: callers never
+/// wait for an event write, a bounded number are written at once, and when the queue is
+/// full new events are dropped (with a log line) rather than slowing the caller.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: tokio::sync::mpsc::Sender<(Value, &'static str, &'static str, String)>,
+}
+
+/// Kubernetes' broadcaster queue length.
+const QUEUE: usize = 1000;
+const IN_FLIGHT: usize = 8;
+
+impl Recorder {
+    pub fn new(client: kube::Client, component: &'static str) -> Recorder {
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<(Value, &'static str, &'static str, String)>(QUEUE);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            tokio_stream_from(rx)
+                .for_each_concurrent(IN_FLIGHT, |(obj, type_, reason, message)| {
+                    let client = client.clone();
+                    async move {
+                        if let Err(e) =
+                            record(&client, &obj, type_, reason, &message, component).await
+                        {
+                            tracing::debug!(error = %e, reason, "event not recorded");
+                        }
+                    }
+                })
+                .await;
+        });
+        Recorder { tx }
+    }
+
+    /// Queues an event about `obj`; only its identifying metadata is kept.
+    pub fn record(&self, obj: &Value, type_: &'static str, reason: &'static str, message: String) {
+        let m = &obj["metadata"];
+        let slim = json!({
+            "kind": obj["kind"], "apiVersion": obj["apiVersion"],
+            "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"]},
+        });
+        if self.tx.try_send((slim, type_, reason, message)).is_err() {
+            tracing::debug!(reason, "event queue full; event dropped");
+        }
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -115,7 +115,7 @@ fn s(v: &Value) -> Option<String> {
 }
 
 /// Fields a kind supports beyond metadata.name and metadata.namespace.
-fn kind_fields(group: &str, resource: &str) -> &'static [&'static str] {
+pub fn kind_fields(group: &str, resource: &str) -> &'static [&'static str] {
     match (group, resource) {
         ("", "pods") => &[
             "spec.nodeName",

@@ -343,3 +343,91 @@ async fn bad_input_gets_status_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Objects entering a watch's selectors arrive as ADDED and leaving as DELETED, with
+/// label and field selectors together, while an unfiltered watch sees plain changes.
+#[tokio::test]
+async fn selector_watches_see_objects_enter_and_leave() {
+    let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
+    let client = client(&c).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rv = pods
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut filtered = pods
+        .watch(
+            &WatchParams::default()
+                .labels("tier=web")
+                .fields("spec.nodeName=n1")
+                .timeout(30),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let mut all = pods
+        .watch(&WatchParams::default().timeout(30), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "w", "labels": {"tier": "web"}}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})).unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let other: Pod = serde_json::from_value(json!({"metadata": {"name": "x", "labels": {"tier": "db"}}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})).unwrap();
+    pods.create(&PostParams::default(), &other).await.unwrap();
+    let relabel = |t: &str| json!({"metadata": {"labels": {"tier": t}}});
+    pods.patch("w", &PatchParams::default(), &Patch::Merge(&relabel("db")))
+        .await
+        .unwrap();
+    pods.patch("x", &PatchParams::default(), &Patch::Merge(&relabel("web")))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), filtered.try_next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        let (kind, p) = match ev {
+            WatchEvent::Added(p) => ("ADDED", p),
+            WatchEvent::Modified(p) => ("MODIFIED", p),
+            WatchEvent::Deleted(p) => ("DELETED", p),
+            other => panic!("unexpected {other:?}"),
+        };
+        seen.push((
+            kind,
+            p.metadata.name.unwrap(),
+            p.metadata.labels.unwrap()["tier"].clone(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ("ADDED", "w".to_string(), "web".to_string()),
+            // Leaving: the last state that matched.
+            ("DELETED", "w".to_string(), "web".to_string()),
+            ("ADDED", "x".to_string(), "web".to_string()),
+        ]
+    );
+    let mut plain = Vec::new();
+    while plain.len() < 4 {
+        match all.try_next().await.unwrap().unwrap() {
+            WatchEvent::Added(p) => plain.push(("ADDED", p.metadata.name.unwrap())),
+            WatchEvent::Modified(p) => plain.push(("MODIFIED", p.metadata.name.unwrap())),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        plain,
+        vec![
+            ("ADDED", "w".to_string()),
+            ("ADDED", "x".to_string()),
+            ("MODIFIED", "w".to_string()),
+            ("MODIFIED", "x".to_string()),
+        ]
+    );
+}
