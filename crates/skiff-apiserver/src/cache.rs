@@ -23,6 +23,30 @@ pub struct Stored {
     pub key: String,
     pub value: Bytes,
     pub rev: Revision,
+    /// What selectors read of the object, computed the first time a filtering watcher
+    /// needs it and shared by every later event that carries this version.
+    pub attrs: std::sync::OnceLock<Option<Attrs>>,
+}
+
+impl Stored {
+    pub fn new(key: String, value: Bytes, rev: Revision) -> Stored {
+        Stored {
+            key,
+            value,
+            rev,
+            attrs: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn attrs(&self, group: &str, plural: &str) -> Option<&Attrs> {
+        self.attrs
+            .get_or_init(|| {
+                serde_json::from_slice::<serde_json::Value>(&self.value)
+                    .ok()
+                    .map(|v| Attrs::of(group, plural, &v))
+            })
+            .as_ref()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +74,10 @@ pub struct CacheEvent {
     /// The object before the change (for selector transitions).
     pub prev: Option<Arc<Stored>>,
     pub rev: Revision,
-    /// What selectors read of `obj` and `prev`, computed once for all watchers that
-    /// filter (Kubernetes' watch cache keeps the same: labels and selectable fields).
-    pub attrs: std::sync::OnceLock<(Option<Attrs>, Option<Attrs>)>,
 }
 
-/// The labels and selectable fields of one object.
+/// The labels and selectable fields of one object (Kubernetes' watch cache keeps the
+/// same per event).
 #[derive(Debug)]
 pub struct Attrs {
     pub labels: BTreeMap<String, String>,
@@ -92,20 +114,6 @@ impl Attrs {
     }
 }
 
-impl CacheEvent {
-    /// Attributes of the object after and before the change (None where absent).
-    pub fn attrs(&self, group: &str, plural: &str) -> &(Option<Attrs>, Option<Attrs>) {
-        self.attrs.get_or_init(|| {
-            let of = |s: &Stored| {
-                serde_json::from_slice::<serde_json::Value>(&s.value)
-                    .ok()
-                    .map(|v| Attrs::of(group, plural, &v))
-            };
-            (of(&self.obj), self.prev.as_deref().and_then(of))
-        })
-    }
-}
-
 struct Inner {
     objects: BTreeMap<String, Arc<Stored>>,
     events: VecDeque<Arc<CacheEvent>>,
@@ -135,11 +143,7 @@ impl WatchCache {
         for kv in snapshot.kvs {
             objects.insert(
                 kv.key.clone(),
-                Arc::new(Stored {
-                    key: kv.key,
-                    value: kv.value,
-                    rev: kv.mod_revision,
-                }),
+                Arc::new(Stored::new(kv.key, kv.value, kv.mod_revision)),
             );
         }
         let rev = snapshot.revision;
@@ -180,11 +184,7 @@ impl WatchCache {
             return;
         }
         let key = ev.kv.key.clone();
-        let stored = Arc::new(Stored {
-            key: key.clone(),
-            value: ev.kv.value.clone(),
-            rev,
-        });
+        let stored = Arc::new(Stored::new(key.clone(), ev.kv.value.clone(), rev));
         let (kind, prev) = match ev.kind {
             EventKind::Put => {
                 let prev = inner.objects.insert(key, stored.clone());
@@ -202,20 +202,13 @@ impl WatchCache {
                 // The deleted object's last state, at the delete's revision.
                 let last = prev
                     .as_ref()
-                    .map(|p| {
-                        Arc::new(Stored {
-                            key: p.key.clone(),
-                            value: p.value.clone(),
-                            rev,
-                        })
-                    })
+                    .map(|p| Arc::new(Stored::new(p.key.clone(), p.value.clone(), rev)))
                     .unwrap_or(stored);
                 let ev = Arc::new(CacheEvent {
                     kind: EventType::Deleted,
                     obj: last,
                     prev,
                     rev,
-                    attrs: Default::default(),
                 });
                 inner.events.push_back(ev);
                 self.finish(&mut inner, rev);
@@ -227,7 +220,6 @@ impl WatchCache {
             obj: stored,
             prev,
             rev,
-            attrs: Default::default(),
         }));
         self.finish(&mut inner, rev);
     }

@@ -261,31 +261,26 @@ enum Which {
 /// computed once for all watchers; an unfiltered watch parses nothing.
 fn transition(filter: &Filter<'_>, ev: &CacheEvent) -> Option<(EventType, Which)> {
     let everything = filter.is_everything();
-    // The shared attributes are computed for the stored kind's field names; a watch
-    // through a storage alias (events.k8s.io Events) has its own, computed here.
-    let own;
-    let attrs = if filter.t.ri.is_storage_alias() {
-        if everything {
-            own = (None, None);
-        } else {
-            let of = |s: &Stored| {
-                crate::object::from_bytes(&s.value, s.rev)
-                    .ok()
-                    .map(|v| Attrs::of(filter.t.ri.group, filter.t.ri.plural, &v))
-            };
-            own = (of(&ev.obj), ev.prev.as_deref().and_then(of));
-        }
-        &own
-    } else if everything {
-        own = (None, None);
-        &own
-    } else {
-        ev.attrs(filter.t.ri.group, filter.t.ri.plural)
+    // Attributes are cached on the stored object for its kind's field names; a watch
+    // through a storage alias (events.k8s.io Events) computes its own.
+    let alias = filter.t.ri.is_storage_alias();
+    let (g, r) = (filter.t.ri.group, filter.t.ri.plural);
+    let of = |s: &Stored| -> Option<Attrs> {
+        crate::object::from_bytes(&s.value, s.rev)
+            .ok()
+            .map(|v| Attrs::of(g, r, &v))
     };
-    let cur_ok = everything || attrs.0.as_ref().is_some_and(|a| filter.matches_attrs(a));
+    let matches = |s: &Stored| {
+        if alias {
+            of(s).is_some_and(|a| filter.matches_attrs(&a))
+        } else {
+            s.attrs(g, r).is_some_and(|a| filter.matches_attrs(a))
+        }
+    };
+    let cur_ok = everything || matches(&ev.obj);
     let prev_ok = match &ev.prev {
-        Some(_) if ev.kind == EventType::Modified && !everything => {
-            let ok = attrs.1.as_ref().is_some_and(|a| filter.matches_attrs(a));
+        Some(prev) if ev.kind == EventType::Modified && !everything => {
+            let ok = matches(prev);
             if ok && !cur_ok {
                 return Some((EventType::Deleted, Which::Previous));
             }

@@ -11,7 +11,7 @@ use crate::Result;
 use serde_json::{Value, json};
 use skiff_kube::events;
 use skiff_kube::reflect::{self, Change};
-use skiff_scheduler::{NodeInfo, PodInfo, Snapshot, schedule_from};
+use skiff_scheduler::{NodeInfo, PodInfo, Snapshot, schedule_info};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,8 @@ fn has_pod_affinity(p: &Value) -> bool {
 
 #[derive(Debug)]
 struct Entry {
-    pod: Value,
+    /// Shared with decisions in flight, so deciding never copies a pod.
+    pod: Arc<Value>,
     seq: u64,
     attempts: u32,
     /// Set while the pod waits as unschedulable: when it last failed.
@@ -103,11 +104,11 @@ pub struct State {
 #[derive(Debug)]
 pub enum Decision {
     Bind {
-        pod: Value,
+        pod: Arc<Value>,
         node: String,
     },
     Unschedulable {
-        pod: Value,
+        pod: Arc<Value>,
         message: String,
         preemption: Option<skiff_scheduler::Preemption>,
     },
@@ -233,7 +234,7 @@ impl State {
             Some(e) => {
                 let spec_changed = e.pod["metadata"]["generation"] != p["metadata"]["generation"]
                     || e.pod["metadata"]["labels"] != p["metadata"]["labels"];
-                e.pod = p;
+                e.pod = Arc::new(p);
                 if spec_changed && self.unschedulable.remove(&k) {
                     self.activate_after_backoff(&k);
                 }
@@ -243,7 +244,7 @@ impl State {
                 self.pending.insert(
                     k.clone(),
                     Entry {
-                        pod: p,
+                        pod: Arc::new(p),
                         seq: self.seq,
                         attempts: 0,
                         failed_at: None,
@@ -357,11 +358,12 @@ impl State {
                 continue;
             }
             let pod = e.pod.clone();
+            let info = PodInfo::from_json(&pod);
             let total = self.snap.nodes.len().max(1);
-            match schedule_from(&pod, &self.snap, self.start % total) {
+            match schedule_info(&info, &self.snap, self.start % total) {
                 Ok((node, examined)) => {
                     self.start = (self.start + examined) % total;
-                    self.snap.assume(&node, &PodInfo::from_json(&pod));
+                    self.snap.assume(&node, &info);
                     self.assumed.insert(r.key.clone());
                     return Some(Decision::Bind { pod, node });
                 }

@@ -168,6 +168,27 @@ fn taint_string(t: &Value) -> String {
 }
 
 impl Filter {
+    /// Whether the filter can reject any node for this pod (Kubernetes' PreFilter
+    /// `Skip`): the rest are left out of the per-node loop.
+    pub fn relevant(&self, p: &PodInfo, snap: &Snapshot) -> bool {
+        match self {
+            Filter::NodeName => p.node_name.is_some(),
+            Filter::NodeAffinity => {
+                !p.node_selector.is_empty()
+                    || p.affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                        .is_object()
+            }
+            Filter::NodePorts => !p.host_ports.is_empty(),
+            Filter::InterPodAffinity => snap.any_anti_affinity
+                || !p.affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                    .is_null()
+                || !p.affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                    .is_null(),
+            Filter::PodTopologySpread => !p.spread.is_empty(),
+            Filter::NodeUnschedulable | Filter::NodeResourcesFit | Filter::TaintToleration => true,
+        }
+    }
+
     /// Reasons the node fails this filter for the pod (empty: it passes).
     pub fn check(&self, p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> Vec<String> {
         match self {
@@ -194,12 +215,23 @@ impl Filter {
                 if n.pod_count + 1 > n.allocatable.pods {
                     out.push("Too many pods".to_string());
                 }
-                for (res, want) in p.requests.iter() {
-                    if want <= 0 || res == "pods" {
-                        continue;
+                let (want, alloc, used) = (&p.requests, &n.allocatable, &n.requested);
+                for (res, w, a, u) in [
+                    ("cpu", want.cpu, alloc.cpu, used.cpu),
+                    ("memory", want.memory, alloc.memory, used.memory),
+                    (
+                        "ephemeral-storage",
+                        want.ephemeral_storage,
+                        alloc.ephemeral_storage,
+                        used.ephemeral_storage,
+                    ),
+                ] {
+                    if w > 0 && w > a - u {
+                        out.push(format!("Insufficient {res}"));
                     }
-                    let free = n.allocatable.get(res) - n.requested.get(res);
-                    if want > free {
+                }
+                for (res, w) in &want.other {
+                    if *w > 0 && *w > alloc.get(res) - used.get(res) {
                         out.push(format!("Insufficient {res}"));
                     }
                 }

@@ -522,21 +522,35 @@ pub fn schedule_from(
     snap: &Snapshot,
     start: usize,
 ) -> Result<(String, usize), FitError> {
-    let p = PodInfo::from_json(pod);
+    schedule_info(&PodInfo::from_json(pod), snap, start)
+}
+
+/// [`schedule_from`] for a pod already read into a [`PodInfo`] (which the caller can then
+/// assume without reading the pod again).
+pub fn schedule_info(
+    p: &PodInfo,
+    snap: &Snapshot,
+    start: usize,
+) -> Result<(String, usize), FitError> {
     let all = snap.nodes.len();
     let want = feasible_nodes_to_find(all);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut examined = 0;
+    let active: Vec<filters::Filter> = filters::ALL
+        .iter()
+        .copied()
+        .filter(|f| f.relevant(p, snap))
+        .collect();
     for k in 0..all {
         if feasible.len() >= want {
             break;
         }
         let n = &snap.nodes[(start + k) % all];
         examined += 1;
-        let failed: Vec<String> = filters::ALL
+        let failed: Vec<String> = active
             .iter()
-            .map(|f| f.check(&p, n, snap))
+            .map(|f| f.check(p, n, snap))
             .find(|r| !r.is_empty())
             .unwrap_or_default();
         if failed.is_empty() {
@@ -553,7 +567,7 @@ pub fn schedule_from(
             reasons,
         });
     }
-    let scores = scores::totals(&p, &feasible, snap);
+    let scores = scores::totals(p, &feasible, snap);
     let best = feasible
         .iter()
         .zip(scores)

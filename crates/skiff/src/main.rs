@@ -50,6 +50,10 @@ enum BenchCommand {
         pods: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// After the timed run, pods are added up to this many (all bound) before the
+        /// server's RSS is read.
+        #[arg(long, default_value_t = 30000)]
+        hold_pods: usize,
     },
     /// API server throughput, latency, fan-out and memory against the raw store.
     Api {
@@ -169,6 +173,7 @@ fn main() -> anyhow::Result<()> {
                 nodes,
                 pods,
                 concurrency,
+                hold_pods,
             }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::scheduler(skiff_bench::SchedulerBenchOptions {
@@ -176,6 +181,7 @@ fn main() -> anyhow::Result<()> {
                     node_counts: nodes,
                     pods,
                     concurrency,
+                    hold_pods,
                 })
                 .await
             }
