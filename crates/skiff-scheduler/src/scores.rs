@@ -16,11 +16,14 @@ fn nonzero(v: i128, default: i128) -> i128 {
 
 /// Requested fractions of CPU and memory with the pod on the node.
 fn fractions(p: &PodInfo, n: &NodeInfo) -> [f64; 2] {
+    // Through i64: converting i128 to f64 is a slow library call, and this runs for
+    // hundreds of nodes per pod.
     let frac = |alloc: i128, used: i128, want: i128| {
         if alloc <= 0 {
             1.0
         } else {
-            ((used + want) as f64 / alloc as f64).min(1.0)
+            let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64 as f64;
+            (clamp(used + want) / clamp(alloc)).min(1.0)
         }
     };
     [
