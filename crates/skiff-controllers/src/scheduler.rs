@@ -1,6 +1,6 @@
 //! The scheduler loop. Reflectors on pods and nodes keep a [`Snapshot`] up to date change
 //! by change; pods without a node wait in a priority queue and are placed one at a time
-//! by `skiff_scheduler::schedule_from`, assumed on their node at once, and bound through
+//! by `skiff_scheduler::schedule_info`, assumed on their node at once, and bound through
 //! the `pods/binding` subresource concurrently while the next pods are decided. A pod
 //! that fits nowhere gets `PodScheduled=False` (`Unschedulable`) and a `FailedScheduling`
 //! event, and waits until a change that could help (a node added or changed, a pod
@@ -411,10 +411,6 @@ impl State {
     }
 }
 
-fn pod_key(p: &Value) -> String {
-    reflect::key(p)
-}
-
 /// Runs until `shutdown` turns true.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
@@ -472,7 +468,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 match d {
                     Decision::Bind { pod, node } => {
                         if let Err(gone) = bind_and_record(&client, &recorder, &pod, &node).await {
-                            let _ = failed_tx.send((pod_key(&pod), gone));
+                            let _ = failed_tx.send((reflect::key(&pod), gone));
                         }
                     }
                     Decision::Unschedulable {
