@@ -611,6 +611,24 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
             .filter_map(|(name, b)| created.get(name).map(|c| b.saturating_duration_since(*c)))
             .collect();
         lat.sort();
+        // Every bind is owed a Scheduled event; they are written in the background, so
+        // give them a moment, then count them.
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(client.clone(), "default");
+        let mut scheduled_events = 0;
+        let mut events_lag = None;
+        for _ in 0..100 {
+            scheduled_events = events
+                .list_metadata(&ListParams::default().fields("reason=Scheduled"))
+                .await?
+                .items
+                .len();
+            if scheduled_events >= opts.pods {
+                events_lag = Some(done.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // Memory with a realistic load: top up to `hold_pods`, all bound, then read RSS.
         let held = opts.hold_pods.max(opts.pods);
         if held > opts.pods {
@@ -657,6 +675,11 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
             100.0 * rate / direct,
             ms(percentile(&lat, 0.99)),
             rss
+        );
+        println!(
+            "         ({scheduled_events} Scheduled events for {} pods, all written {} after the last bind)",
+            opts.pods,
+            events_lag.map_or("not yet".to_string(), ms)
         );
     }
     println!("(server RSS read holding {held} bound pods, after the timed run)");

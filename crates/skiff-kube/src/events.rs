@@ -48,16 +48,16 @@ pub async fn record(
 }
 
 /// Records events in the background, as Kubernetes' event broadcaster does: callers never
-/// wait for an event write, a bounded number are written at once, and when the queue is
-/// full new events are dropped (with a log line) rather than slowing the caller.
+/// wait for an event write and a bounded number are written at once. The queue is sized
+/// so that a scheduler binding thousands of pods a second keeps every event; only beyond
+/// it are events dropped (logged as a warning) rather than slowing the caller.
 #[derive(Clone)]
 pub struct Recorder {
     tx: tokio::sync::mpsc::Sender<(Value, &'static str, &'static str, String)>,
 }
 
-/// Kubernetes' broadcaster queue length.
-const QUEUE: usize = 1000;
-const IN_FLIGHT: usize = 8;
+const QUEUE: usize = 16384;
+const IN_FLIGHT: usize = 32;
 
 impl Recorder {
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
@@ -89,7 +89,7 @@ impl Recorder {
             "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "resourceVersion": m["resourceVersion"]},
         });
         if self.tx.try_send((slim, type_, reason, message)).is_err() {
-            tracing::debug!(reason, "event queue full; event dropped");
+            tracing::warn!(reason, "event queue full; event dropped");
         }
     }
 }
