@@ -148,9 +148,9 @@ pub fn qos_class(pod: &Value) -> &'static str {
     let mut guaranteed = true;
     let containers = ["initContainers", "containers"]
         .iter()
-        .flat_map(|f| pod["spec"][*f].as_array().cloned().unwrap_or_default())
-        .collect::<Vec<_>>();
-    for c in &containers {
+        .filter_map(|f| pod["spec"][*f].as_array())
+        .flatten();
+    for c in containers {
         let req = &c["resources"]["requests"];
         let lim = &c["resources"]["limits"];
         for r in ["cpu", "memory"] {

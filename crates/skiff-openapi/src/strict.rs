@@ -33,14 +33,28 @@ fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> &'a Value {
     cur
 }
 
+/// Appends `.key` (or `key` at the top) to the path; returns the length to truncate to.
+fn push_key(path: &mut String, k: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(k);
+    len
+}
+
+/// Checks `v` against `schema`, collecting the paths of unknown fields. The path is one
+/// buffer grown and cut back as the walk goes, so a clean object allocates nothing per
+/// field (this runs on every write).
 fn walk(
     schemas: &Map<String, Value>,
     schema: &Value,
     v: &Value,
-    path: &str,
+    path: &mut String,
     out: &mut Vec<String>,
     depth: usize,
 ) {
+    use std::fmt::Write;
     if depth > MAX_DEPTH {
         return;
     }
@@ -52,26 +66,29 @@ fn walk(
         Value::Object(m) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
                 for (k, c) in m {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
+                    let len = push_key(path, k);
                     match props.get(k) {
-                        Some(ps) => walk(schemas, ps, c, &p, out, depth + 1),
-                        None => out.push(p),
+                        Some(ps) => walk(schemas, ps, c, path, out, depth + 1),
+                        None => out.push(path.clone()),
                     }
+                    path.truncate(len);
                 }
             } else if let Some(ap) = schema.get("additionalProperties").filter(|a| a.is_object()) {
                 for (k, c) in m {
-                    walk(schemas, ap, c, &format!("{path}[{k}]"), out, depth + 1);
+                    let len = path.len();
+                    let _ = write!(path, "[{k}]");
+                    walk(schemas, ap, c, path, out, depth + 1);
+                    path.truncate(len);
                 }
             }
         }
         Value::Array(a) => {
             if let Some(items) = schema.get("items") {
                 for (i, c) in a.iter().enumerate() {
-                    walk(schemas, items, c, &format!("{path}[{i}]"), out, depth + 1);
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    walk(schemas, items, c, path, out, depth + 1);
+                    path.truncate(len);
                 }
             }
         }
@@ -98,13 +115,36 @@ pub fn unknown_fields(group: &str, version: &str, kind: &str, obj: &Value) -> Ve
         return Vec::new();
     };
     let mut out = Vec::new();
-    walk(schemas, root, obj, "", &mut out, 0);
+    walk(schemas, root, obj, &mut String::new(), &mut out, 0);
     out
 }
 
-struct Dup<'a> {
+/// Paths of keys that appear twice in the same JSON object. Malformed input gives none
+/// (decoding reports it separately).
+pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
+    let state = RefCell::new(DupState::default());
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    if (Dup {
+        state: &state,
+        depth: 0,
+    })
+    .deserialize(&mut de)
+    .is_err()
+    {
+        return Vec::new();
+    }
+    state.into_inner().out
+}
+
+#[derive(Default)]
+struct DupState {
+    /// The current path, grown and cut back as the parse goes (no allocation per key).
     path: String,
-    out: &'a RefCell<Vec<String>>,
+    out: Vec<String>,
+}
+
+struct Dup<'a> {
+    state: &'a RefCell<DupState>,
     depth: usize,
 }
 
@@ -112,6 +152,34 @@ impl<'de> DeserializeSeed<'de> for Dup<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+/// Keys seen in one object: a short list compared in place, a set once it grows.
+enum Seen<'de> {
+    Few(Vec<std::borrow::Cow<'de, str>>),
+    Many(HashSet<std::borrow::Cow<'de, str>>),
+}
+
+impl<'de> Seen<'de> {
+    /// False if `k` was already there.
+    fn insert(&mut self, k: std::borrow::Cow<'de, str>) -> bool {
+        match self {
+            Seen::Few(v) => {
+                if v.contains(&k) {
+                    return false;
+                }
+                if v.len() < 32 {
+                    v.push(k);
+                } else {
+                    let mut set: HashSet<_> = std::mem::take(v).into_iter().collect();
+                    set.insert(k);
+                    *self = Seen::Many(set);
+                }
+                true
+            }
+            Seen::Many(s) => s.insert(k),
+        }
     }
 }
 
@@ -142,57 +210,49 @@ impl<'de> Visitor<'de> for Dup<'_> {
         if self.depth > MAX_DEPTH {
             return Err(serde::de::Error::custom("nested too deeply"));
         }
-        let mut seen = HashSet::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let p = if self.path.is_empty() {
-                k.clone()
-            } else {
-                format!("{}.{k}", self.path)
+        let mut seen = Seen::Few(Vec::new());
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let len = {
+                let mut st = self.state.borrow_mut();
+                let len = push_key(&mut st.path, &k);
+                if !seen.insert(k) {
+                    let p = st.path.clone();
+                    st.out.push(p);
+                }
+                len
             };
-            if !seen.insert(k) {
-                self.out.borrow_mut().push(p.clone());
-            }
             map.next_value_seed(Dup {
-                path: p,
-                out: self.out,
+                state: self.state,
                 depth: self.depth + 1,
             })?;
+            self.state.borrow_mut().path.truncate(len);
         }
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use std::fmt::Write;
         if self.depth > MAX_DEPTH {
             return Err(serde::de::Error::custom("nested too deeply"));
         }
         let mut i = 0;
-        while seq
-            .next_element_seed(Dup {
-                path: format!("{}[{i}]", self.path),
-                out: self.out,
-                depth: self.depth + 1,
-            })?
-            .is_some()
-        {
+        loop {
+            let len = {
+                let mut st = self.state.borrow_mut();
+                let len = st.path.len();
+                let _ = write!(st.path, "[{i}]");
+                len
+            };
+            let more = seq
+                .next_element_seed(Dup {
+                    state: self.state,
+                    depth: self.depth + 1,
+                })?
+                .is_some();
+            self.state.borrow_mut().path.truncate(len);
+            if !more {
+                return Ok(());
+            }
             i += 1;
         }
-        Ok(())
     }
-}
-
-/// Paths of keys that appear twice in the same JSON object. Malformed input gives none
-/// (decoding reports it separately).
-pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
-    let out = RefCell::new(Vec::new());
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    if (Dup {
-        path: String::new(),
-        out: &out,
-        depth: 0,
-    })
-    .deserialize(&mut de)
-    .is_err()
-    {
-        return Vec::new();
-    }
-    out.into_inner()
 }

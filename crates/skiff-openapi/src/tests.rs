@@ -74,6 +74,13 @@ fn duplicates() {
     assert_eq!(duplicate_fields(br#"{"a":[{"x":1,"x":2}]}"#), ["a[0].x"]);
     assert!(duplicate_fields(br#"{"a":1}"#).is_empty());
     assert!(duplicate_fields(b"{garbage").is_empty());
+    // Past the short list of keys kept per object, and with escaped keys.
+    let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":1")).collect();
+    let body = format!(
+        "{{\"data\":{{{},\"k3\":2,\"a\\\"b\":1,\"a\\\"b\":2}}}}",
+        many.join(",")
+    );
+    assert_eq!(duplicate_fields(body.as_bytes()), ["data.k3", "data.a\"b"]);
     let deep = "[".repeat(10000);
     assert!(duplicate_fields(deep.as_bytes()).is_empty());
 }
