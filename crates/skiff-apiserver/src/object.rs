@@ -147,6 +147,32 @@ pub fn store_error(e: StoreError, t: &Target) -> ApiError {
     }
 }
 
+/// Whether two versions of an object are equal apart from `metadata.resourceVersion`
+/// (maps compare regardless of key order).
+fn same_but_version(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, va)| match (k.as_str(), b.get(k)) {
+            ("metadata", Some(vb)) => match (va.as_object(), vb.as_object()) {
+                (Some(ma), Some(mb)) => {
+                    let rest = |m: &Map<String, Value>| {
+                        m.len() - usize::from(m.contains_key("resourceVersion"))
+                    };
+                    rest(ma) == rest(mb)
+                        && ma
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != "resourceVersion")
+                            .all(|(k, v)| mb.get(k) == Some(v))
+                }
+                _ => va == vb,
+            },
+            (_, Some(vb)) => va == vb,
+            (_, None) => false,
+        })
+}
+
 /// Kinds whose `metadata.generation` tracks spec changes.
 fn tracks_generation(ri: &ResourceInfo) -> bool {
     matches!(
@@ -430,11 +456,11 @@ impl ApiServer {
                 None
             };
             let from_cache = cached.is_some();
-            let (cur_obj, cur_rev) = match cached {
-                Some(s) => (Some(from_stored(&s)?), s.rev),
+            let (cur_obj, cur_rev, cur_bytes) = match cached {
+                Some(s) => (Some(from_stored(&s)?), s.rev, Some(s.value.clone())),
                 None => match self.store.get(&key).await.map_err(|e| store_error(e, t))? {
-                    Some(kv) => (Some(from_kv(&kv)?), kv.mod_revision),
-                    None => (None, 0),
+                    Some(kv) => (Some(from_kv(&kv)?), kv.mod_revision, Some(kv.value)),
+                    None => (None, 0, None),
                 },
             };
             if let (Some(p), Some(_)) = (precondition, &cur_obj)
@@ -450,9 +476,20 @@ impl ApiServer {
                 Err(_) if from_cache => continue,
                 Err(e) => return Err(e),
             };
+            let stored = to_stored(&new);
+            if let Some(cur) = &cur_obj
+                && (cur_bytes.as_ref() == Some(&stored) || same_but_version(cur, &new))
+            {
+                // Nothing changes: like Kubernetes, no write, no event, the same
+                // resourceVersion (confirmed on a fresh read if the copy was cached).
+                if from_cache {
+                    continue;
+                }
+                return Ok((cur.clone(), cur_obj));
+            }
             let res = match &cur_obj {
-                Some(_) => self.store.update(&key, to_stored(&new), cur_rev).await,
-                None => self.store.create(&key, to_stored(&new)).await,
+                Some(_) => self.store.update(&key, stored, cur_rev).await,
+                None => self.store.create(&key, stored).await,
             };
             match res {
                 Ok(rev) => {

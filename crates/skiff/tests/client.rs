@@ -431,3 +431,54 @@ async fn selector_watches_see_objects_enter_and_leave() {
         ]
     );
 }
+
+/// An update that changes nothing writes nothing: same resourceVersion, no watch event
+/// (Kubernetes skips such writes); the next real change is seen as usual.
+#[tokio::test]
+async fn no_op_updates_keep_the_resource_version() {
+    let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = cms
+        .create(&PostParams::default(), &cm("same", "1"))
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(20), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let again = cms
+        .replace("same", &PostParams::default(), &created)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    let patched = cms
+        .patch(
+            "same",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"data": {"v": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+    cms.patch(
+        "same",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    // The first event the watch sees is the real change.
+    match stream.try_next().await.unwrap().unwrap() {
+        WatchEvent::Modified(o) => assert_eq!(o.data.unwrap()["v"], "2"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
