@@ -477,8 +477,12 @@ impl ApiServer {
                 Err(e) => return Err(e),
             };
             let stored = to_stored(&new);
+            // Equal objects serialize to the same length whatever their key order, so
+            // the field-by-field comparison only runs when the lengths match.
             if let Some(cur) = &cur_obj
-                && (cur_bytes.as_ref() == Some(&stored) || same_but_version(cur, &new))
+                && let Some(cur_bytes) = &cur_bytes
+                && cur_bytes.len() == stored.len()
+                && (*cur_bytes == stored || same_but_version(cur, &new))
             {
                 // Nothing changes: like Kubernetes, no write, no event, the same
                 // resourceVersion (confirmed on a fresh read if the copy was cached).
