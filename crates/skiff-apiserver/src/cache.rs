@@ -23,8 +23,8 @@ pub struct Stored {
     pub key: String,
     pub value: Bytes,
     pub rev: Revision,
-    /// What selectors read of the object, computed the first time a filtering watcher
-    /// needs it and shared by every later event that carries this version.
+    /// What selectors read of the object, computed the first time a filtered list or
+    /// watch needs it and shared by every later one and every event carrying this version.
     pub attrs: std::sync::OnceLock<Option<Attrs>>,
 }
 

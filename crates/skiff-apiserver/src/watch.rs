@@ -74,14 +74,19 @@ impl Filter<'_> {
         self.fields.is_empty() || self.fields.matches(&|f: &str| a.field(f))
     }
 
+    /// The filter on a stored object, for lists and watches alike: labels and selectable
+    /// fields come from the object's cached [`Attrs`], parsed once per stored version.
     pub fn matches_stored(&self, s: &Stored) -> bool {
         if self.is_everything() {
             return true;
         }
-        match serde_json::from_slice::<Value>(&s.value) {
-            Ok(v) => self.matches(&v),
-            Err(_) => false,
+        let ri = self.t.ri;
+        if ri.is_storage_alias() {
+            // The cached attributes use the stored kind's field names, not the alias's.
+            return serde_json::from_slice::<Value>(&s.value).is_ok_and(|v| self.matches(&v));
         }
+        s.attrs(ri.group, ri.plural)
+            .is_some_and(|a| self.matches_attrs(a))
     }
 }
 
@@ -257,26 +262,11 @@ enum Which {
 }
 
 /// What a change looks like through a filter: objects entering it are ADDED, leaving it
-/// DELETED (Kubernetes' watch cache semantics). Selectors read the event's attributes,
-/// computed once for all watchers; an unfiltered watch parses nothing.
+/// DELETED (Kubernetes' watch cache semantics). Selectors read each stored version's
+/// cached attributes; an unfiltered watch parses nothing.
 fn transition(filter: &Filter<'_>, ev: &CacheEvent) -> Option<(EventType, Which)> {
     let everything = filter.is_everything();
-    // Attributes are cached on the stored object for its kind's field names; a watch
-    // through a storage alias (events.k8s.io Events) computes its own.
-    let alias = filter.t.ri.is_storage_alias();
-    let (g, r) = (filter.t.ri.group, filter.t.ri.plural);
-    let of = |s: &Stored| -> Option<Attrs> {
-        crate::object::from_bytes(&s.value, s.rev)
-            .ok()
-            .map(|v| Attrs::of(g, r, &v))
-    };
-    let matches = |s: &Stored| {
-        if alias {
-            of(s).is_some_and(|a| filter.matches_attrs(&a))
-        } else {
-            s.attrs(g, r).is_some_and(|a| filter.matches_attrs(a))
-        }
-    };
+    let matches = |s: &Stored| filter.matches_stored(s);
     let cur_ok = everything || matches(&ev.obj);
     let prev_ok = match &ev.prev {
         Some(prev) if ev.kind == EventType::Modified && !everything => {

@@ -430,6 +430,18 @@ async fn selector_watches_see_objects_enter_and_leave() {
             ("MODIFIED", "x".to_string()),
         ]
     );
+    // Lists with the same selectors, from the cache and consistent, agree.
+    for lp in [ListParams::default().match_any(), ListParams::default()] {
+        let names: Vec<String> = pods
+            .list(&lp.labels("tier=web").fields("spec.nodeName=n1"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        assert_eq!(names, ["x"]);
+    }
 }
 
 /// An update that changes nothing writes nothing: same resourceVersion, no watch event
