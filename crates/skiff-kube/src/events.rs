@@ -65,7 +65,7 @@ impl Recorder {
             tokio::sync::mpsc::channel::<(Value, &'static str, &'static str, String)>(QUEUE);
         tokio::spawn(async move {
             use futures::StreamExt;
-            tokio_stream_from(rx)
+            tokio_stream::wrappers::ReceiverStream::new(rx)
                 .for_each_concurrent(IN_FLIGHT, |(obj, type_, reason, message)| {
                     let client = client.clone();
                     async move {
@@ -92,10 +92,4 @@ impl Recorder {
             tracing::warn!(reason, "event queue full; event dropped");
         }
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
