@@ -37,12 +37,26 @@ pub fn body_format(ct: &str) -> Option<BodyFormat> {
 
 /// Parses a body into a JSON object.
 pub fn decode_object(body: &[u8], format: BodyFormat) -> Result<Value, ApiError> {
+    decode_object_noting_duplicates(body, format).map(|(v, _)| v)
+}
+
+/// Parses a body into a JSON object, also saying whether a JSON body repeated a key in
+/// some object (the strict field check then names them).
+pub fn decode_object_noting_duplicates(
+    body: &[u8],
+    format: BodyFormat,
+) -> Result<(Value, bool), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
+    let mut dups = false;
     let v: Value = match format {
-        BodyFormat::Json => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?,
+        BodyFormat::Json => {
+            let (v, d) = skiff_openapi::from_slice_noting_duplicates(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))?;
+            dups = d;
+            v
+        }
         BodyFormat::Yaml => decode_yaml(body)?,
         BodyFormat::Protobuf => skiff_protobuf::decode(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?,
@@ -59,7 +73,7 @@ pub fn decode_object(body: &[u8], format: BodyFormat) -> Result<Value, ApiError>
             }
         )));
     }
-    Ok(v)
+    Ok((v, dups))
 }
 
 pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {

@@ -428,7 +428,7 @@ async fn serve_resource(
             let ct = decode::content_type(&headers);
             let format =
                 decode::body_format(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-            let obj = decode::decode_object(&raw, format)?;
+            let (obj, dups) = decode::decode_object_noting_duplicates(&raw, format)?;
             let opts = write_options(&q, user)?;
             match t.sub {
                 Some(Subresource::Binding) => {
@@ -501,7 +501,7 @@ async fn serve_resource(
                         crate::object::field_validation(
                             t.ri,
                             &obj,
-                            (format == BodyFormat::Json).then_some(&raw[..]),
+                            (format == BodyFormat::Json && dups).then_some(&raw[..]),
                             opts.field_validation,
                         )?
                     };
@@ -516,13 +516,13 @@ async fn serve_resource(
             let ct = decode::content_type(&headers);
             let format =
                 decode::body_format(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-            let obj = decode::decode_object(&raw, format)?;
+            let (obj, dups) = decode::decode_object_noting_duplicates(&raw, format)?;
             let opts = write_options(&q, user)?;
             let warnings = if t.sub.is_none() && format != BodyFormat::Protobuf {
                 crate::object::field_validation(
                     t.ri,
                     &obj,
-                    (format == BodyFormat::Json).then_some(&raw[..]),
+                    (format == BodyFormat::Json && dups).then_some(&raw[..]),
                     opts.field_validation,
                 )?
             } else {

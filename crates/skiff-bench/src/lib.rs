@@ -20,6 +20,8 @@ pub struct ApiBenchOptions {
     pub skiff: PathBuf,
     pub creates: usize,
     pub concurrency: usize,
+    /// HTTP/2 connections the timed creates are spread over.
+    pub connections: usize,
     pub watchers: usize,
     /// Pods held when measuring memory under load.
     pub hold_pods: usize,
@@ -204,14 +206,123 @@ async fn create_pods(
     })
 }
 
+/// HTTP/2 connections to the server authenticated as the kubeconfig's user, the way
+/// client-go talks to an API server (one TLS connection multiplexing many requests).
+async fn h2_connections(
+    kubeconfig: &Path,
+    port: u16,
+    n: usize,
+) -> anyhow::Result<Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>>
+{
+    use kube::client::ConfigExt;
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let mut tls = cfg.rustls_client_config()?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let stream = connector.connect(name.clone(), tcp).await?;
+        anyhow::ensure!(
+            stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+            "server did not negotiate HTTP/2"
+        );
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await?;
+        tokio::spawn(conn);
+        out.push(send);
+    }
+    Ok(out)
+}
+
+/// Creates over HTTP/2, `concurrency` requests in flight spread over `conns`. The body
+/// is formatted from a template: the load generator shares the machine's two cores with
+/// the server, so its own CPU per request is kept small.
+async fn create_pods_h2(
+    conns: &[hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>],
+    prefix: &str,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<Throughput> {
+    let prefix = prefix.to_string();
+    requests_h2(conns, total, concurrency, http::StatusCode::CREATED, move |i| {
+        let body = format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{prefix}-{i}","labels":{{"app":"bench"}}}},"spec":{{"containers":[{{"name":"c","image":"registry.local/bench:1","resources":{{"requests":{{"cpu":"10m","memory":"16Mi"}}}}}}]}}}}"#
+        );
+        http::Request::post("https://127.0.0.1/api/v1/namespaces/default/pods")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+    })
+    .await
+}
+
+/// `total` requests made by `make`, `concurrency` in flight, each answered `want`.
+async fn requests_h2<F>(
+    conns: &[hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>],
+    total: usize,
+    concurrency: usize,
+    want: http::StatusCode,
+    make: F,
+) -> anyhow::Result<Throughput>
+where
+    F: Fn(usize) -> http::Result<http::Request<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let mut send = conns[c % conns.len()].clone();
+        let next = next.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let req = make(i)?;
+                let t = Instant::now();
+                send.ready().await?;
+                let resp = send.send_request(req).await?;
+                let status = resp.status();
+                let _ = http_body_util::BodyExt::collect(resp.into_body()).await?;
+                anyhow::ensure!(status == want, "request answered {status}, not {want}");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Throughput {
+        per_sec: total as f64 / secs,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    })
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     println!(
-        "skiff bench api: {} creates, {} concurrent clients, {} watchers, memory at {} pods",
-        opts.creates, opts.concurrency, opts.watchers, opts.hold_pods
+        "skiff bench api: {} creates, {} concurrent requests over {} HTTP/2 connection(s), {} watchers, memory at {} pods",
+        opts.creates, opts.concurrency, opts.connections, opts.watchers, opts.hold_pods
     );
     // Controllers off: these figures are the API server's own work per request, as
     // Kubernetes measures its apiserver (a scheduler would add writes of its own).
@@ -227,13 +338,35 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Warm up connections and caches.
-    create_pods(&pods, "warm", opts.concurrency * 2, opts.concurrency).await?;
-    let cpu0 = cpu_seconds(pid);
+    let conns = h2_connections(&server.kubeconfig, server.port, opts.connections.max(1)).await?;
+    create_pods_h2(&conns, "warm", opts.concurrency * 2, opts.concurrency).await?;
+    create_pods(&pods, "warm1", opts.concurrency * 2, opts.concurrency).await?;
     let me = std::process::id();
-    let client0 = cpu_seconds(me);
-    let api_tp = create_pods(&pods, "bench", opts.creates, opts.concurrency).await?;
+    let (cpu0, client0) = (cpu_seconds(pid), cpu_seconds(me));
+    let api_tp = create_pods_h2(&conns, "bench", opts.creates, opts.concurrency).await?;
     let server_cpu_per_create = (cpu_seconds(pid) - cpu0) / opts.creates as f64;
     let client_cpu_per_create = (cpu_seconds(me) - client0) / opts.creates as f64;
+    // The transport's own floor: a request the server answers from memory (/version)
+    // over the same connections, TLS and HTTP/2 framing with no API work behind it.
+    let (cpu0, client0) = (cpu_seconds(pid), cpu_seconds(me));
+    let floor_tp = requests_h2(
+        &conns,
+        opts.creates,
+        opts.concurrency,
+        http::StatusCode::OK,
+        |_| {
+            http::Request::get("https://127.0.0.1/version")
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+        },
+    )
+    .await?;
+    let floor_server_cpu = (cpu_seconds(pid) - cpu0) / opts.creates as f64;
+    let floor_client_cpu = (cpu_seconds(me) - client0) / opts.creates as f64;
+    // The same creates through kube-rs, which speaks HTTP/1.1 over a connection pool.
+    let (cpu0, client0) = (cpu_seconds(pid), cpu_seconds(me));
+    let h1_tp = create_pods(&pods, "bench1", opts.creates, opts.concurrency).await?;
+    let h1_server_cpu = (cpu_seconds(pid) - cpu0) / opts.creates as f64;
+    let h1_client_cpu = (cpu_seconds(me) - client0) / opts.creates as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
 
     // The same write pattern straight against the engine.
@@ -303,7 +436,7 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     let watch_secs = t0.elapsed().as_secs_f64();
 
     // Memory holding many pods.
-    let have = opts.creates + opts.concurrency * 2 + m;
+    let have = 2 * opts.creates + opts.concurrency * 4 + m;
     if opts.hold_pods > have {
         create_pods(&pods, "hold", opts.hold_pods - have, opts.concurrency).await?;
     }
@@ -318,7 +451,7 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     );
     println!(
         "{:<44} {:>14.0} {:>14.0} {:>9.0}%",
-        "creates/s",
+        "creates/s (HTTP/2, as client-go)",
         api_tp.per_sec,
         raw.ops_per_sec,
         100.0 * api_tp.per_sec / raw.ops_per_sec.max(1e-9)
@@ -335,22 +468,47 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
         ms(api_tp.p99),
         ms(raw.p99)
     );
+    let cpu_rows = |label: &str, server: f64, client: f64| {
+        println!(
+            "{:<44} {:>11.0} us   (= {:.0} creates/s per server core)",
+            format!("server CPU per create{label}"),
+            server * 1e6,
+            1.0 / server.max(1e-9)
+        );
+        println!(
+            "{:<44} {:>11.0} us   (the load generator, in this process)",
+            format!("client CPU per create{label}"),
+            client * 1e6
+        );
+        println!(
+            "{:<44} {:>14.0}   ({cores} cores / (server + client CPU per create))",
+            format!("CPU-bound ceiling{label}"),
+            cores / (server + client).max(1e-9)
+        );
+    };
+    cpu_rows("", server_cpu_per_create, client_cpu_per_create);
     println!(
-        "{:<44} {:>11.0} us   (= {:.0} creates/s per server core)",
-        "server CPU per create",
-        server_cpu_per_create * 1e6,
-        1.0 / server_cpu_per_create.max(1e-9)
+        "{:<44} {:>14.0} {:>14.0} {:>9.0}%",
+        "transport floor: GET /version per s",
+        floor_tp.per_sec,
+        raw.ops_per_sec,
+        100.0 * floor_tp.per_sec / raw.ops_per_sec.max(1e-9)
+    );
+    cpu_rows(" (GET /version)", floor_server_cpu, floor_client_cpu);
+    println!(
+        "{:<44} {:>14.0} {:>14.0} {:>9.0}%",
+        "creates/s (kube-rs, HTTP/1.1 pool)",
+        h1_tp.per_sec,
+        raw.ops_per_sec,
+        100.0 * h1_tp.per_sec / raw.ops_per_sec.max(1e-9)
     );
     println!(
-        "{:<44} {:>11.0} us   (HTTPS client, JSON, in this process)",
-        "client CPU per create",
-        client_cpu_per_create * 1e6
+        "{:<44} {:>14} {:>14}",
+        "create latency p50 / p99 (HTTP/1.1)",
+        ms(h1_tp.p50),
+        ms(h1_tp.p99)
     );
-    println!(
-        "{:<44} {:>14.0}   ({cores} cores / (server + client CPU per create))",
-        "CPU-bound ceiling for API creates here",
-        cores / (server_cpu_per_create + client_cpu_per_create).max(1e-9)
-    );
+    cpu_rows(" (HTTP/1.1)", h1_server_cpu, h1_client_cpu);
     println!();
     println!("{:<44} {:>14}", "ready to serve after start", ms(ready));
     println!(

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 mod strict;
-pub use strict::duplicate_fields;
+pub use strict::{duplicate_fields, from_slice_noting_duplicates};
 
 /// Schema name of each served kind, by (group, version, kind).
 fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> KindList {

@@ -4,21 +4,47 @@
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::{Arc, OnceLock, RwLock};
 
 const MAX_DEPTH: usize = 100;
 
-fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> &'a Value {
+/// A schema compiled for the unknown-field walk: `$ref`s resolved to node indices and
+/// only what the walk reads kept. The walk runs on every write, and looking fields up in
+/// the OpenAPI documents themselves cost several string hashes per field.
+#[derive(Default)]
+struct Node {
+    /// Known properties; `None` when the schema names none (nothing to reject).
+    props: Option<HashMap<Box<str>, usize>>,
+    /// The schema of a map's values (`additionalProperties`), used when `props` is `None`.
+    additional: Option<usize>,
+    items: Option<usize>,
+}
+
+struct Compiled {
+    nodes: Vec<Node>,
+    kinds: HashMap<String, usize>,
+}
+
+/// Index of the node that checks nothing (`x-kubernetes-preserve-unknown-fields`,
+/// scalars, schemas without properties).
+const OPEN: usize = 0;
+
+fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> (&'a Value, Option<&'a str>) {
     let mut cur = s;
+    let mut name = None;
     for _ in 0..8 {
         if let Some(r) = cur.get("$ref").and_then(Value::as_str) {
             match r
                 .strip_prefix("#/components/schemas/")
-                .and_then(|n| schemas.get(n))
+                .and_then(|n| schemas.get_key_value(n))
             {
-                Some(t) => cur = t,
-                None => return cur,
+                Some((n, t)) => {
+                    cur = t;
+                    name = Some(n.as_str());
+                }
+                None => break,
             }
         } else if let Some(all) = cur
             .get("allOf")
@@ -27,10 +53,132 @@ fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> &'a Value {
         {
             cur = &all[0];
         } else {
-            return cur;
+            break;
         }
     }
-    cur
+    (cur, name)
+}
+
+impl Compiled {
+    fn build(doc: &Value) -> Compiled {
+        let mut c = Compiled {
+            nodes: vec![Node::default()],
+            kinds: HashMap::new(),
+        };
+        let empty = Map::new();
+        let schemas = doc
+            .get("schemas")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let mut named = HashMap::new();
+        for k in doc
+            .get("kinds")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(kind), Some(name)) = (k["kind"].as_str(), k["schema"].as_str())
+                && let Some(root) = schemas.get(name)
+            {
+                let n = c.compile(schemas, root, &mut named, 0);
+                c.kinds.insert(kind.to_string(), n);
+            }
+        }
+        c
+    }
+
+    fn compile<'a>(
+        &mut self,
+        schemas: &'a Map<String, Value>,
+        schema: &'a Value,
+        named: &mut HashMap<&'a str, usize>,
+        depth: usize,
+    ) -> usize {
+        let (schema, name) = resolve(schemas, schema);
+        if let Some(&i) = name.and_then(|n| named.get(n)) {
+            return i;
+        }
+        if depth > MAX_DEPTH
+            || schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        {
+            return OPEN;
+        }
+        let props = schema.get("properties").and_then(Value::as_object);
+        let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+        let items = schema.get("items");
+        if props.is_none() && additional.is_none() && items.is_none() {
+            return OPEN;
+        }
+        // Reserved before the children so recursive schemas point back at it.
+        let me = self.nodes.len();
+        self.nodes.push(Node::default());
+        if let Some(n) = name {
+            named.insert(n, me);
+        }
+        let mut node = Node::default();
+        if let Some(props) = props {
+            node.props = Some(
+                props
+                    .iter()
+                    .map(|(k, ps)| {
+                        (
+                            k.as_str().into(),
+                            self.compile(schemas, ps, named, depth + 1),
+                        )
+                    })
+                    .collect(),
+            );
+        } else if let Some(ap) = additional {
+            node.additional = Some(self.compile(schemas, ap, named, depth + 1));
+        }
+        if let Some(it) = items {
+            node.items = Some(self.compile(schemas, it, named, depth + 1));
+        }
+        self.nodes[me] = node;
+        me
+    }
+
+    /// Collects the paths of fields of `v` that node `n` does not know. The path is one
+    /// buffer grown and cut back as the walk goes, so a clean object allocates nothing.
+    fn walk(&self, n: usize, v: &Value, path: &mut String, out: &mut Vec<String>, depth: usize) {
+        use std::fmt::Write;
+        if n == OPEN || depth > MAX_DEPTH {
+            return;
+        }
+        let node = &self.nodes[n];
+        match v {
+            Value::Object(m) => {
+                if let Some(props) = &node.props {
+                    for (k, c) in m {
+                        let len = push_key(path, k);
+                        match props.get(k.as_str()) {
+                            Some(&child) => self.walk(child, c, path, out, depth + 1),
+                            None => out.push(path.clone()),
+                        }
+                        path.truncate(len);
+                    }
+                } else if let Some(child) = node.additional.filter(|&c| c != OPEN) {
+                    for (k, c) in m {
+                        let len = path.len();
+                        let _ = write!(path, "[{k}]");
+                        self.walk(child, c, path, out, depth + 1);
+                        path.truncate(len);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                if let Some(child) = node.items.filter(|&c| c != OPEN) {
+                    for (i, c) in a.iter().enumerate() {
+                        let len = path.len();
+                        let _ = write!(path, "[{i}]");
+                        self.walk(child, c, path, out, depth + 1);
+                        path.truncate(len);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Appends `.key` (or `key` at the top) to the path; returns the length to truncate to.
@@ -43,79 +191,35 @@ fn push_key(path: &mut String, k: &str) -> usize {
     len
 }
 
-/// Checks `v` against `schema`, collecting the paths of unknown fields. The path is one
-/// buffer grown and cut back as the walk goes, so a clean object allocates nothing per
-/// field (this runs on every write).
-fn walk(
-    schemas: &Map<String, Value>,
-    schema: &Value,
-    v: &Value,
-    path: &mut String,
-    out: &mut Vec<String>,
-    depth: usize,
-) {
-    use std::fmt::Write;
-    if depth > MAX_DEPTH {
-        return;
+fn compiled(group: &str, version: &str) -> Option<Arc<Compiled>> {
+    type Cache = RwLock<HashMap<(String, String), Arc<Compiled>>>;
+    static C: OnceLock<Cache> = OnceLock::new();
+    let c = C.get_or_init(Default::default);
+    if let Some(hit) = c
+        .read()
+        .ok()?
+        .iter()
+        .find(|((g, v), _)| g == group && v == version)
+    {
+        return Some(hit.1.clone());
     }
-    let schema = resolve(schemas, schema);
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    match v {
-        Value::Object(m) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (k, c) in m {
-                    let len = push_key(path, k);
-                    match props.get(k) {
-                        Some(ps) => walk(schemas, ps, c, path, out, depth + 1),
-                        None => out.push(path.clone()),
-                    }
-                    path.truncate(len);
-                }
-            } else if let Some(ap) = schema.get("additionalProperties").filter(|a| a.is_object()) {
-                for (k, c) in m {
-                    let len = path.len();
-                    let _ = write!(path, "[{k}]");
-                    walk(schemas, ap, c, path, out, depth + 1);
-                    path.truncate(len);
-                }
-            }
-        }
-        Value::Array(a) => {
-            if let Some(items) = schema.get("items") {
-                for (i, c) in a.iter().enumerate() {
-                    let len = path.len();
-                    let _ = write!(path, "[{i}]");
-                    walk(schemas, items, c, path, out, depth + 1);
-                    path.truncate(len);
-                }
-            }
-        }
-        _ => {}
-    }
+    let doc = crate::schemas_of(group, version)?;
+    let built = Arc::new(Compiled::build(&doc));
+    c.write()
+        .ok()?
+        .insert((group.to_string(), version.to_string()), built.clone());
+    Some(built)
 }
 
 pub fn unknown_fields(group: &str, version: &str, kind: &str, obj: &Value) -> Vec<String> {
-    let Some(doc) = crate::schemas_of(group, version) else {
+    let Some(c) = compiled(group, version) else {
         return Vec::new();
     };
-    let Some(schemas) = doc.get("schemas").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let Some(name) = doc
-        .get("kinds")
-        .and_then(Value::as_array)
-        .and_then(|ks| ks.iter().find(|k| k["kind"] == kind))
-        .and_then(|k| k["schema"].as_str())
-    else {
-        return Vec::new();
-    };
-    let Some(root) = schemas.get(name) else {
+    let Some(&root) = c.kinds.get(kind) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    walk(schemas, root, obj, &mut String::new(), &mut out, 0);
+    c.walk(root, obj, &mut String::new(), &mut out, 0);
     out
 }
 
@@ -254,5 +358,83 @@ impl<'de> Visitor<'de> for Dup<'_> {
             }
             i += 1;
         }
+    }
+}
+
+/// Parses JSON into a `Value` as `serde_json::from_slice` does, and says whether any
+/// object repeated a key (which `Value` collapses to the last). Writes are parsed once
+/// this way; only a body with duplicates pays for `duplicate_fields`' second pass that
+/// names them.
+pub fn from_slice_noting_duplicates(raw: &[u8]) -> serde_json::Result<(Value, bool)> {
+    let dup = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let v = Noting { dup: &dup }.deserialize(&mut de)?;
+    de.end()?;
+    Ok((v, dup.get()))
+}
+
+#[derive(Clone, Copy)]
+struct Noting<'a> {
+    dup: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Noting<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Noting<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(self)?;
+            match m.entry(k) {
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                serde_json::map::Entry::Occupied(mut e) => {
+                    self.dup.set(true);
+                    e.insert(v);
+                }
+            }
+        }
+        Ok(Value::Object(m))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
     }
 }

@@ -63,6 +63,13 @@ fn unknown_fields_found() {
     );
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": "x"}}});
     assert!(unknown_fields("", "v1", "Service", &svc).is_empty());
+    // Deep in a template, through arrays and shared definitions (a Deployment's pod
+    // template reuses PodSpec; the second container must be checked as the first).
+    let deep = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i", "livenessProbe": {"httpGet": {"pathh": "/", "port": 80}}}], "nodeSelector": {"k": "v"}}}}});
+    assert_eq!(
+        unknown_fields("apps", "v1", "Deployment", &deep),
+        ["spec.template.spec.containers[1].livenessProbe.httpGet.pathh"]
+    );
 }
 
 #[test]
@@ -83,4 +90,39 @@ fn duplicates() {
     assert_eq!(duplicate_fields(body.as_bytes()), ["data.k3", "data.a\"b"]);
     let deep = "[".repeat(10000);
     assert!(duplicate_fields(deep.as_bytes()).is_empty());
+}
+
+#[test]
+fn parse_noting_duplicates_matches_serde_json() {
+    let bodies: [&[u8]; 5] = [
+        br#"{"a":1,"b":[1,-2,3.5,"x",null,true,{"c":{}}],"d":{"e":"\u00e9\n"}}"#,
+        br#"{"n":18446744073709551615,"m":-9223372036854775808,"f":1e300}"#,
+        br#"{"metadata":{"name":"a","x":1,"name":"b"}}"#,
+        br#"[{"x":1,"x":2}]"#,
+        br#""s""#,
+    ];
+    for b in bodies {
+        let (v, dup) = from_slice_noting_duplicates(b).unwrap();
+        let want: serde_json::Value = serde_json::from_slice(b).unwrap();
+        // Same value, same key order (a repeated key keeps its first place).
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
+        assert_eq!(
+            dup,
+            !duplicate_fields(b).is_empty(),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    for bad in [
+        &b"{garbage"[..],
+        b"{} x",
+        b"{\"a\":1,}",
+        &"[".repeat(10000).into_bytes(),
+    ] {
+        assert!(from_slice_noting_duplicates(bad).is_err());
+        assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err());
+    }
 }

@@ -61,6 +61,10 @@ enum BenchCommand {
         creates: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// HTTP/2 connections the concurrent creates are spread over (client-go uses
+        /// one per process).
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
         #[arg(long, default_value_t = 50)]
         watchers: usize,
         #[arg(long, default_value_t = 30000)]
@@ -188,6 +192,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Api {
                 creates,
                 concurrency,
+                connections,
                 watchers,
                 hold_pods,
             }) => {
@@ -196,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                     skiff,
                     creates,
                     concurrency,
+                    connections,
                     watchers,
                     hold_pods,
                 })
