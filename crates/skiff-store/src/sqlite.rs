@@ -1,7 +1,10 @@
 //! SQLite backend. Layout: `current` holds the live value of every key; `history` is the
 //! revision log (one row per write, with the value; deletes carry the last value) that
-//! watches replay and compaction trims; `meta` holds the revision counter and the
-//! compacted revision.
+//! watches replay and compaction trims; `meta` holds the compacted revision and the
+//! revision counter as of the last compaction. The counter is not written per commit:
+//! every write leaves its revision in `history`, so on open the revision is the larger
+//! of the newest history row and the counter saved when compaction last trimmed it
+//! (one B-tree page less per commit).
 //!
 //! One writer thread owns the write connection and commits queued writes in batches
 //! (group commit): every caller's write is fsync'd (WAL, `synchronous=FULL`) before it is
@@ -20,6 +23,10 @@ use std::sync::{Arc, mpsc};
 use tokio::sync::{broadcast, oneshot};
 
 const MAX_BATCH: usize = 1024;
+
+/// A read snapshot's revision: its newest history row, or the counter compaction saved
+/// when it trimmed history.
+const SNAPSHOT_REVISION: &str = "SELECT MAX(COALESCE((SELECT value FROM meta WHERE name = 'revision'), 0), COALESCE((SELECT MAX(rev) FROM history), 0))";
 
 enum Op {
     Create {
@@ -186,9 +193,6 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
                 }
                 results.push(r);
             }
-            if rev != start {
-                tx.execute("INSERT INTO meta(name, value) VALUES ('revision', ?1) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [rev])?;
-            }
             tx.commit()?;
             Ok(())
         })();
@@ -238,7 +242,10 @@ fn apply(
 ) -> Result<Done> {
     match op {
         Op::Create { key, value } => {
-            if load(tx, key)?.is_some() {
+            if tx
+                .prepare_cached("SELECT 1 FROM current WHERE key = ?1")?
+                .exists([key])?
+            {
                 return Err(Error::AlreadyExists);
             }
             let r = *rev + 1;
@@ -323,6 +330,8 @@ fn apply(
             tx.prepare_cached("DELETE FROM history WHERE rev <= ?1")?
                 .execute([target])?;
             tx.execute("INSERT INTO meta(name, value) VALUES ('compacted', ?1) ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)", [target])?;
+            // The history rows that held the counter may be gone now.
+            tx.execute("INSERT INTO meta(name, value) VALUES ('revision', ?1) ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)", [*rev])?;
             Ok(Done::Unit)
         }
     }
@@ -363,7 +372,7 @@ impl Store for SqliteStore {
         let start_after = start_after.map(str::to_string);
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
-            let revision: i64 = tx.query_row("SELECT COALESCE((SELECT value FROM meta WHERE name = 'revision'), 0)", [], |r| r.get(0))?;
+            let revision: i64 = tx.query_row(SNAPSHOT_REVISION, [], |r| r.get(0))?;
             let lim = limit.map(|l| l as i64 + 1).unwrap_or(-1);
             let mut kvs = Vec::new();
             {
@@ -457,7 +466,7 @@ impl Store for SqliteStore {
         let (replay, snapshot) = self
             .read(move |c| {
                 let tx = c.unchecked_transaction()?;
-                let snapshot: i64 = tx.query_row("SELECT COALESCE((SELECT value FROM meta WHERE name = 'revision'), 0)", [], |r| r.get(0))?;
+                let snapshot: i64 = tx.query_row(SNAPSHOT_REVISION, [], |r| r.get(0))?;
                 let mut out = Vec::new();
                 {
                     let mut st = tx.prepare_cached("SELECT rev, key, deleted, create_rev, value FROM history WHERE rev > ?1 AND rev <= ?2 AND key >= ?3 AND key < ?4 ORDER BY rev")?;
@@ -567,5 +576,25 @@ mod tests {
             Some(Error::Compacted { .. })
         ));
         assert_eq!(s.get("/k").await.unwrap().unwrap().mod_revision, rev);
+    }
+
+    #[tokio::test]
+    async fn revision_survives_compacting_all_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create("/a", Bytes::new()).await.unwrap();
+            s.create("/b", Bytes::new()).await.unwrap();
+            s.delete("/b", None).await.unwrap();
+            s.compact(3).await.unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.current_revision().await.unwrap(), 3);
+        assert_eq!(s.create("/c", Bytes::new()).await.unwrap(), 4);
+        assert!(matches!(
+            s.create("/a", Bytes::new()).await,
+            Err(Error::AlreadyExists)
+        ));
     }
 }
