@@ -151,6 +151,18 @@ struct Throughput {
     p99: Duration,
 }
 
+impl Throughput {
+    /// From every request's latency and the run's wall time.
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        Throughput {
+            per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+        }
+    }
+}
+
 /// Creates through the real HTTPS client stack, sending prepared JSON and reading the
 /// reply as bytes: typed (de)serialization in the client would otherwise cost more CPU
 /// than the server's work on this 2-core machine and hide what the server can do.
@@ -197,13 +209,7 @@ async fn create_pods(
     for t in tasks {
         all.extend(t.await??);
     }
-    let secs = t0.elapsed().as_secs_f64();
-    all.sort();
-    Ok(Throughput {
-        per_sec: total as f64 / secs,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-    })
+    Ok(Throughput::of(all, t0.elapsed()))
 }
 
 /// HTTP/2 connections to the server authenticated as the kubeconfig's user, the way
@@ -306,13 +312,7 @@ where
     for t in tasks {
         all.extend(t.await??);
     }
-    let secs = t0.elapsed().as_secs_f64();
-    all.sort();
-    Ok(Throughput {
-        per_sec: total as f64 / secs,
-        p50: percentile(&all, 0.5),
-        p99: percentile(&all, 0.99),
-    })
+    Ok(Throughput::of(all, t0.elapsed()))
 }
 
 fn ms(d: Duration) -> String {

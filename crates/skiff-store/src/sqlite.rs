@@ -179,8 +179,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
                 Err(_) => break,
             }
         }
-        let start = shared.revision.load(Ordering::SeqCst);
-        let mut rev = start;
+        let mut rev = shared.revision.load(Ordering::SeqCst);
         let mut results: Vec<Result<Done>> = Vec::with_capacity(batch.len());
         let mut events: Vec<Event> = Vec::new();
         let mut compacted_to = None;

@@ -494,3 +494,66 @@ async fn no_op_updates_keep_the_resource_version() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// Repeated keys in a JSON body: Strict rejects them naming the path (create and
+/// update), Warn stores the last value, and a body without repeats is not flagged.
+#[tokio::test]
+async fn duplicate_json_keys_are_named() {
+    let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
+    let cl = client(&c).await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let body = |v: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"dup"}},"data":{{"v":"1","w":"x","v":"{v}"}}}}"#)
+            .into_bytes()
+    };
+    let (code, st) = raw(
+        &cl,
+        "POST",
+        &format!("{cms}?fieldValidation=Strict"),
+        "application/json",
+        body("2"),
+    )
+    .await;
+    assert_eq!(code, 400, "{st}");
+    let msg = st["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("duplicate field \"data.v\""), "{msg}");
+    let (code, st) = raw(
+        &cl,
+        "POST",
+        &format!("{cms}?fieldValidation=Warn"),
+        "application/json",
+        body("2"),
+    )
+    .await;
+    assert_eq!(code, 201, "{st}");
+    assert_eq!(st["data"]["v"], "2");
+    let (code, st) = raw(
+        &cl,
+        "PUT",
+        &format!("{cms}/dup?fieldValidation=Strict"),
+        "application/json",
+        body("3"),
+    )
+    .await;
+    assert_eq!(code, 400, "{st}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("duplicate field \"data.v\""),
+        "{st}"
+    );
+    let clean =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup"},"data":{"v":"4"}}"#
+            .to_vec();
+    let (code, st) = raw(
+        &cl,
+        "PUT",
+        &format!("{cms}/dup?fieldValidation=Strict"),
+        "application/json",
+        clean,
+    )
+    .await;
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(st["data"]["v"], "4");
+}
