@@ -229,29 +229,30 @@ async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
     }
     tracing::info!(addr = %server.addr, ready_after_ms = started.elapsed().as_millis() as u64, kubeconfig = %server.kubeconfig_path.display(), "skiff is ready");
 
-    // Controllers reach the server through the API, exactly as remote clients do.
+    // Controllers go through the API like any client (authentication, authorization,
+    // admission, validation, storage), over the in-process loopback transport rather
+    // than TLS to ourselves; each acts as its own user, as in Kubernetes.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut controllers = Vec::new();
-    let client = api_client(&server.kubeconfig_path)
-        .await
-        .context("building the in-process API client")?;
+    let loopback = |user: &str| kube::Client::new(server.loopback(user), "default");
+    let controller_manager = loopback("system:kube-controller-manager");
     let enabled = |c: &str| !a.disable.iter().any(|d| d == c);
     if enabled("node-ipam") {
         controllers.push(tokio::spawn(skiff_controllers::ipam::run(
-            client.clone(),
+            controller_manager.clone(),
             stop_rx.clone(),
         )));
     }
     if enabled("scheduler") {
         controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
-            client.clone(),
+            loopback("system:kube-scheduler"),
             stop_rx.clone(),
         )));
     }
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
     if enabled("node-lifecycle") {
         controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
-            client.clone(),
+            controller_manager.clone(),
             grace,
             stop_rx.clone(),
         )));
@@ -259,6 +260,7 @@ async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
     if let Some(sim) = sim.filter(|s| s.simulate > 0) {
         let opts = sim_options(&sim)?;
         let stop = stop_rx.clone();
+        let client = loopback("skiff:simulated-nodes");
         controllers.push(tokio::spawn(async move {
             if let Err(e) = skiff_agent::sim::run(client, opts, stop).await {
                 tracing::error!(error = %e, "simulated nodes stopped");
@@ -323,11 +325,4 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-async fn api_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
-    Ok(kube::Client::try_from(cfg)?)
 }
