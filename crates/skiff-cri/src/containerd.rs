@@ -1,0 +1,126 @@
+//! containerd as a supervised child: a config generated under the agent's data dir (CRI
+//! plugin, `restrict_oom_score_adj`, CNI dirs, overlayfs, runc plus crun as a second
+//! handler), restarted with back-off when it dies, stopped with SIGTERM on shutdown.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds root, state, the socket and the config file.
+    pub dir: PathBuf,
+    pub sandbox_image: String,
+    pub cni_bin_dir: PathBuf,
+    pub cni_conf_dir: PathBuf,
+}
+
+impl Config {
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// containerd 1.6+ version-2 TOML.
+    pub fn render(&self) -> String {
+        let q = |p: &Path| format!("{:?}", p.display().to_string());
+        let cri = r#"[plugins."io.containerd.grpc.v1.cri"]"#;
+        format!(
+            r#"version = 2
+root = {root}
+state = {state}
+# Plugins a node agent has no use for, and which fail on hosts without their backing.
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = {sock}
+
+[ttrpc]
+  address = {ttrpc}
+
+{cri}
+  sandbox_image = "{sandbox}"
+  # Root here lacks CAP_SYS_RESOURCE: containers must not ask for a lower oom_score_adj.
+  restrict_oom_score_adj = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+        BinaryName = "/usr/bin/crun"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = {bin}
+    conf_dir = {conf}
+"#,
+            root = q(&self.dir.join("root")),
+            state = q(&self.dir.join("state")),
+            sock = q(&self.socket()),
+            ttrpc = q(&self.dir.join("containerd.ttrpc.sock")),
+            sandbox = self.sandbox_image,
+            bin = q(&self.cni_bin_dir),
+            conf = q(&self.cni_conf_dir),
+        )
+    }
+}
+
+/// Runs containerd until `shutdown` turns true, restarting it when it exits (1 s
+/// doubling to 30 s, reset after a minute up). Returns once containerd has stopped.
+pub async fn supervise(cfg: Config, mut shutdown: watch::Receiver<bool>) -> crate::Result<()> {
+    std::fs::create_dir_all(&cfg.dir)?;
+    std::fs::create_dir_all(&cfg.cni_conf_dir)?;
+    std::fs::write(cfg.config_path(), cfg.render())?;
+    let log_path = cfg.dir.join("containerd.log");
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut child = tokio::process::Command::new("containerd")
+            .arg("--config")
+            .arg(cfg.config_path())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id();
+        tracing::info!(pid, socket = %cfg.socket().display(), "containerd started");
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(?status, log = %log_path.display(), "containerd exited; restarting");
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            _ = shutdown.changed() => {
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                tracing::info!("containerd stopped");
+                return Ok(());
+            }
+        }
+    }
+}
