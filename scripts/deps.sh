@@ -6,6 +6,15 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v kubectl >/dev/null || need+=(kubectl)
+# The node agent: containerd (CRI), runc and crun, CNI plugins, busybox-static for the
+# sandbox and test images, iproute2 for routes, nftables for service rules.
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+command -v crun >/dev/null || need+=(crun)
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
+command -v ip >/dev/null || need+=(iproute2)
+command -v file >/dev/null || need+=(file)
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,8 +1,13 @@
-//! The node agent. Today: node registration, Lease heartbeats and node status (shared
-//! with the real agent to come), and simulated nodes that run pods without containers,
-//! in the manner of kwok, for scale tests and node-failure tests.
+//! The node agent: node registration, Lease heartbeats and node status; the real agent
+//! (`kubelet`) running pods on containerd over CRI; and simulated nodes that run pods
+//! without containers, in the manner of kwok, for scale tests and node-failure tests.
 
+pub mod criconv;
+pub mod host;
+pub mod kubelet;
 pub mod node;
+pub mod pod;
+pub mod runtime;
 pub mod sim;
 
 #[derive(thiserror::Error, Debug)]
@@ -13,6 +18,11 @@ pub enum Error {
     /// An object did not (de)serialize.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The container runtime refused or could not be reached.
+    #[error("container runtime: {0}")]
+    Runtime(#[from] skiff_cri::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,10 +30,11 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server on the embedded store).
     Server(ServerArgs),
-    /// Run a single-node cluster: today the control plane (plus simulated nodes with
-    /// `--simulate N`); the node agent joins it in the same process once it exists.
+    /// Run a single-node cluster: the control plane and, in the same process, a node
+    /// agent that joins it through the API as a remote node would (with `--simulate N`,
+    /// N simulated nodes instead).
     Up(UpArgs),
-    /// Run a node agent against a server. Today: `--simulate N` simulated nodes.
+    /// Run a node agent against a server: pods on containerd, or `--simulate N` nodes.
     Agent(AgentArgs),
     /// Benchmarks that print side-by-side figures.
     #[command(subcommand)]
@@ -86,11 +87,33 @@ struct SimArgs {
 }
 
 #[derive(Args, Clone)]
+struct NodeArgs {
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Use this CRI socket (containerd or CRI-O) instead of starting containerd.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
+    /// No registry is reachable: `Always` pulls (the default for `:latest`) fall back to
+    /// an image already present, with an event saying so.
+    #[arg(long)]
+    offline: bool,
+    /// On exit, leave pods and containerd running.
+    #[arg(long)]
+    leave_pods_running: bool,
+    /// A static busybox (Debian's busybox-static) for the sandbox image built at start.
+    #[arg(long, default_value = "/bin/busybox")]
+    busybox: PathBuf,
+}
+
+#[derive(Args, Clone)]
 struct UpArgs {
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     sim: SimArgs,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(Args, Clone)]
@@ -104,8 +127,14 @@ struct AgentArgs {
     /// The cluster CA certificate (`<data-dir>/tls/ca.crt` on the server).
     #[arg(long)]
     ca_file: std::path::PathBuf,
+    /// Where the agent keeps containerd's state, pod logs and images to import
+    /// (`<data-dir>/agent`).
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     sim: SimArgs,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 #[derive(Args, Clone)]
@@ -171,7 +200,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Server(a) => run_server(a, None).await,
-            Command::Up(a) => run_server(a.server, Some(a.sim)).await,
+            Command::Up(a) => run_server(a.server, Some((a.sim, a.node))).await,
             Command::Agent(a) => run_agent(a).await,
             Command::Bench(BenchCommand::Scheduler {
                 nodes,
@@ -211,7 +240,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
+async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
     let mut config = skiff_apiserver::Config::new(data_dir.clone());
@@ -257,6 +286,28 @@ async fn run_server(a: ServerArgs, sim: Option<SimArgs>) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
+    let (sim, node) = up.unzip();
+    if let Some(node) = node.filter(|_| sim.as_ref().is_none_or(|s| s.simulate == 0)) {
+        // The node agent joins as a remote node would: HTTPS with the join token.
+        let pki_dir = data_dir.join("tls");
+        let ca =
+            std::fs::read_to_string(pki_dir.join("ca.crt")).context("reading the cluster CA")?;
+        let token =
+            std::fs::read_to_string(data_dir.join("token")).context("reading the join token")?;
+        let client = token_client(
+            &format!("https://{}", server.api.advertise),
+            &ca,
+            token.trim(),
+        )
+        .await?;
+        let opts = agent_options(&node, &data_dir)?;
+        let stop = stop_rx.clone();
+        controllers.push(tokio::spawn(async move {
+            if let Err(e) = skiff_agent::kubelet::run(client, opts, stop).await {
+                tracing::error!(error = %e, "node agent stopped");
+            }
+        }));
+    }
     if let Some(sim) = sim.filter(|s| s.simulate > 0) {
         let opts = sim_options(&sim)?;
         let stop = stop_rx.clone();
@@ -292,34 +343,61 @@ fn sim_options(sim: &SimArgs) -> anyhow::Result<skiff_agent::sim::SimOptions> {
 }
 
 async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
-    if a.sim.simulate == 0 {
-        anyhow::bail!(
-            "the container-running agent is not built yet: run `skiff agent --simulate N` for simulated nodes"
-        );
-    }
     let ca = std::fs::read_to_string(&a.ca_file)
         .with_context(|| format!("reading {}", a.ca_file.display()))?;
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context: {{cluster: skiff, user: agent}}\ncurrent-context: skiff\n",
-        a.server,
-        base64_encode(ca.as_bytes()),
-        a.token
-    );
-    let kc: kube::config::Kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
-    let client = kube::Client::try_from(cfg)?;
+    let client = token_client(&a.server, &ca, &a.token).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let opts = sim_options(&a.sim)?;
-    let task = tokio::spawn(skiff_agent::sim::run(client, opts, stop_rx));
+    let task = if a.sim.simulate > 0 {
+        let opts = sim_options(&a.sim)?;
+        tokio::spawn(async move { skiff_agent::sim::run(client, opts, stop_rx).await })
+    } else {
+        let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+        let opts = agent_options(&a.node, &data_dir)?;
+        tokio::spawn(async move { skiff_agent::kubelet::run(client, opts, stop_rx).await })
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     let _ = stop_tx.send(true);
-    let _ = task.await;
+    task.await??;
     Ok(())
+}
+
+fn agent_options(
+    node: &NodeArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<skiff_agent::kubelet::AgentOptions> {
+    let node_name = match &node.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name")?
+            .to_string_lossy()
+            .to_lowercase(),
+    };
+    Ok(skiff_agent::kubelet::AgentOptions {
+        node_name,
+        dir: data_dir.join("agent"),
+        cri_endpoint: node.container_runtime_endpoint.clone(),
+        offline: node.offline,
+        leave_running: node.leave_pods_running,
+        busybox: node.busybox.clone(),
+    })
+}
+
+/// A client that authenticates with the join token, as agents do.
+async fn token_client(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context: {{cluster: skiff, user: agent}}\ncurrent-context: skiff\n",
+        server,
+        base64_encode(ca_pem.as_bytes()),
+        token
+    );
+    let kc: kube::config::Kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    Ok(kube::Client::try_from(cfg)?)
 }
 
 fn base64_encode(b: &[u8]) -> String {

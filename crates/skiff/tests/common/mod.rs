@@ -37,7 +37,12 @@ impl Cluster {
 
     /// `skiff <args...>` instead of `skiff server`, e.g. `["up", "--simulate", "3"]`.
     pub fn start_with(args: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// As `start_with`, in a directory the caller has prepared (`<dir>/data` is the
+    /// data dir).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Cluster {
         let mut c = Cluster {
             child: None,
             dir,
@@ -113,7 +118,8 @@ impl Cluster {
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
+            // An agent stops its pods and containerd before it exits.
+            let deadline = Instant::now() + Duration::from_secs(30);
             while c.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
                     let _ = c.kill();

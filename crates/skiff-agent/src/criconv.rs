@@ -1,0 +1,544 @@
+//! Pure translation between Pods and CRI messages: sandbox and container configs from a
+//! pod spec (labels as kubelet sets them, so a restarted agent adopts what it finds), and
+//! CRI statuses back into `pod::Observed`.
+
+use crate::pod::{CState, ContainerObs, Observed, SandboxObs};
+use serde_json::Value;
+use skiff_cri::cri;
+use std::collections::{BTreeMap, HashMap};
+
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or("").to_string()
+}
+
+pub fn pod_labels(pod: &Value) -> HashMap<String, String> {
+    let m = &pod["metadata"];
+    let mut l: HashMap<String, String> = m["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), s(v)))
+        .collect();
+    l.insert(LABEL_POD_NAME.into(), s(&m["name"]));
+    l.insert(LABEL_POD_NAMESPACE.into(), s(&m["namespace"]));
+    l.insert(LABEL_POD_UID.into(), s(&m["uid"]));
+    l
+}
+
+/// The pod's QoS class as Kubernetes computes it from requests and limits.
+pub fn qos_class(pod: &Value) -> &'static str {
+    if let Some(q) = pod["status"]["qosClass"].as_str() {
+        return match q {
+            "Guaranteed" => "Guaranteed",
+            "Burstable" => "Burstable",
+            _ => "BestEffort",
+        };
+    }
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            pod["spec"]["initContainers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
+    {
+        let r = &c["resources"];
+        for res in ["cpu", "memory"] {
+            let req = r["requests"][res].as_str();
+            let lim = r["limits"][res].as_str();
+            if req.is_some() || lim.is_some() {
+                any = true;
+            }
+            if lim.is_none() || req.is_some_and(|q| Some(q) != lim) {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// cgroupfs parent as kubelet lays it out: `/kubepods[/burstable|/besteffort]/pod<uid>`.
+pub fn cgroup_parent(pod: &Value) -> String {
+    let uid = s(&pod["metadata"]["uid"]);
+    match qos_class(pod) {
+        "Guaranteed" => format!("/kubepods/pod{uid}"),
+        "Burstable" => format!("/kubepods/burstable/pod{uid}"),
+        _ => format!("/kubepods/besteffort/pod{uid}"),
+    }
+}
+
+pub fn host_network(pod: &Value) -> bool {
+    pod["spec"]["hostNetwork"].as_bool().unwrap_or(false)
+}
+
+/// `/…/pods/<ns>_<name>_<uid>`, kubelet's per-pod log directory.
+pub fn log_directory(root: &std::path::Path, pod: &Value) -> String {
+    let m = &pod["metadata"];
+    root.join(format!(
+        "{}_{}_{}",
+        s(&m["namespace"]),
+        s(&m["name"]),
+        s(&m["uid"])
+    ))
+    .display()
+    .to_string()
+}
+
+pub fn sandbox_config(
+    pod: &Value,
+    attempt: u32,
+    log_root: &std::path::Path,
+) -> cri::PodSandboxConfig {
+    let m = &pod["metadata"];
+    let spec = &pod["spec"];
+    let hostnet = host_network(pod);
+    let mut ports = Vec::new();
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        for p in c["ports"].as_array().into_iter().flatten() {
+            let Some(host_port) = p["hostPort"].as_i64().filter(|p| *p > 0) else {
+                continue;
+            };
+            let protocol = match p["protocol"].as_str().unwrap_or("TCP") {
+                "UDP" => cri::Protocol::Udp,
+                "SCTP" => cri::Protocol::Sctp,
+                _ => cri::Protocol::Tcp,
+            };
+            ports.push(cri::PortMapping {
+                protocol: protocol as i32,
+                container_port: p["containerPort"].as_i64().unwrap_or(0) as i32,
+                host_port: host_port as i32,
+                host_ip: s(&p["hostIP"]),
+            });
+        }
+    }
+    let hostname = spec["hostname"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| s(&m["name"]));
+    let annotations = m["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), s(v)))
+        .collect();
+    let mode = |host: bool| {
+        if host {
+            cri::NamespaceMode::Node as i32
+        } else {
+            cri::NamespaceMode::Pod as i32
+        }
+    };
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: s(&m["name"]),
+            uid: s(&m["uid"]),
+            namespace: s(&m["namespace"]),
+            attempt,
+        }),
+        // A host-network pod keeps the node's hostname (runc refuses one without a UTS ns).
+        hostname: if hostnet { String::new() } else { hostname },
+        log_directory: log_directory(log_root, pod),
+        dns_config: None,
+        port_mappings: ports,
+        labels: pod_labels(pod),
+        annotations,
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent(pod),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: mode(hostnet),
+                    pid: if spec["shareProcessNamespace"].as_bool().unwrap_or(false) {
+                        cri::NamespaceMode::Pod as i32
+                    } else if spec["hostPID"].as_bool().unwrap_or(false) {
+                        cri::NamespaceMode::Node as i32
+                    } else {
+                        cri::NamespaceMode::Container as i32
+                    },
+                    ipc: mode(spec["hostIPC"].as_bool().unwrap_or(false)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        windows: None,
+    }
+}
+
+/// Parses a CPU quantity into millicores (`500m`, `1`, `0.5`).
+pub fn millicores(q: &str) -> Option<i64> {
+    if let Some(m) = q.strip_suffix('m') {
+        return m.parse().ok();
+    }
+    q.parse::<f64>().ok().map(|c| (c * 1000.0).round() as i64)
+}
+
+/// Parses a memory quantity into bytes (`64Mi`, `1G`, `1e6`, plain bytes).
+pub fn bytes(q: &str) -> Option<i64> {
+    const SUFFIXES: [(&str, f64); 12] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    for (suf, mult) in SUFFIXES {
+        if let Some(n) = q.strip_suffix(suf) {
+            return n.parse::<f64>().ok().map(|n| (n * mult) as i64);
+        }
+    }
+    q.parse::<f64>().ok().map(|n| n as i64)
+}
+
+/// CPU shares, CFS quota and memory limit from a container's resources, as kubelet maps
+/// them (shares = request millicores * 1024 / 1000, minimum 2; quota = limit * period).
+pub fn linux_resources(c: &Value) -> cri::LinuxContainerResources {
+    let r = &c["resources"];
+    let req_cpu = r["requests"]["cpu"].as_str().and_then(millicores);
+    let lim_cpu = r["limits"]["cpu"].as_str().and_then(millicores);
+    let shares = req_cpu.or(lim_cpu).map_or(2, |m| (m * 1024 / 1000).max(2));
+    let period = 100_000;
+    cri::LinuxContainerResources {
+        cpu_period: if lim_cpu.is_some() { period } else { 0 },
+        cpu_quota: lim_cpu.map_or(0, |m| (m * period / 1000).max(1000)),
+        cpu_shares: shares,
+        memory_limit_in_bytes: r["limits"]["memory"].as_str().and_then(bytes).unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// The container config. `env` is already resolved (values, fieldRef, config maps, secrets).
+pub fn container_config(
+    pod: &Value,
+    c: &Value,
+    image: &str,
+    attempt: u32,
+    env: &[(String, String)],
+) -> cri::ContainerConfig {
+    let name = s(&c["name"]);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| x.as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let mut labels = HashMap::new();
+    let m = &pod["metadata"];
+    labels.insert(LABEL_POD_NAME.to_string(), s(&m["name"]));
+    labels.insert(LABEL_POD_NAMESPACE.to_string(), s(&m["namespace"]));
+    labels.insert(LABEL_POD_UID.to_string(), s(&m["uid"]));
+    labels.insert(LABEL_CONTAINER_NAME.to_string(), name.clone());
+    let sc = &c["securityContext"];
+    let psc = &pod["spec"]["securityContext"];
+    let run_as_user = sc["runAsUser"].as_i64().or(psc["runAsUser"].as_i64());
+    let run_as_group = sc["runAsGroup"].as_i64().or(psc["runAsGroup"].as_i64());
+    let caps = &sc["capabilities"];
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.clone(),
+            attempt,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        }),
+        command: strings(&c["command"]),
+        args: strings(&c["args"]),
+        working_dir: s(&c["workingDir"]),
+        envs: env
+            .iter()
+            .map(|(k, v)| cri::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        labels,
+        log_path: format!("{name}/{attempt}.log"),
+        stdin: c["stdin"].as_bool().unwrap_or(false),
+        stdin_once: c["stdinOnce"].as_bool().unwrap_or(false),
+        tty: c["tty"].as_bool().unwrap_or(false),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: Some(linux_resources(c)),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                privileged: sc["privileged"].as_bool().unwrap_or(false),
+                readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
+                run_as_user: run_as_user.map(|v| cri::Int64Value { value: v }),
+                run_as_group: run_as_group.map(|v| cri::Int64Value { value: v }),
+                no_new_privs: sc["allowPrivilegeEscalation"] == false,
+                capabilities: Some(cri::Capability {
+                    add_capabilities: strings(&caps["add"]),
+                    drop_capabilities: strings(&caps["drop"]),
+                    ..Default::default()
+                }),
+                namespace_options: Some(cri::NamespaceOption {
+                    network: if host_network(pod) {
+                        cri::NamespaceMode::Node as i32
+                    } else {
+                        cri::NamespaceMode::Pod as i32
+                    },
+                    pid: if pod["spec"]["shareProcessNamespace"]
+                        .as_bool()
+                        .unwrap_or(false)
+                    {
+                        cri::NamespaceMode::Pod as i32
+                    } else {
+                        cri::NamespaceMode::Container as i32
+                    },
+                    ipc: cri::NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn rfc3339(nanos: i64) -> String {
+    if nanos <= 0 {
+        return String::new();
+    }
+    chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+pub fn sandbox_obs(sb: &cri::PodSandboxStatus) -> SandboxObs {
+    SandboxObs {
+        id: sb.id.clone(),
+        ready: sb.state == cri::PodSandboxState::SandboxReady as i32,
+        ip: sb
+            .network
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .unwrap_or_default(),
+        attempt: sb.metadata.as_ref().map_or(0, |m| m.attempt),
+    }
+}
+
+pub fn container_obs(c: &cri::ContainerStatus) -> ContainerObs {
+    let state = match cri::ContainerState::try_from(c.state) {
+        Ok(cri::ContainerState::ContainerCreated) => CState::Created,
+        Ok(cri::ContainerState::ContainerRunning) => CState::Running,
+        Ok(cri::ContainerState::ContainerExited) => CState::Exited,
+        _ => CState::Unknown,
+    };
+    ContainerObs {
+        id: c.id.clone(),
+        name: c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default(),
+        attempt: c.metadata.as_ref().map_or(0, |m| m.attempt),
+        state,
+        exit_code: c.exit_code,
+        // containerd says `Completed`/`Error` itself; kubelet derives those from the code.
+        reason: if c.reason == "OOMKilled" {
+            c.reason.clone()
+        } else {
+            String::new()
+        },
+        message: c.message.clone(),
+        started_at: rfc3339(c.started_at),
+        finished_at: rfc3339(c.finished_at),
+        image_ref: c.image_ref.clone(),
+    }
+}
+
+/// Sorts sandboxes newest first.
+pub fn observed(mut sandboxes: Vec<(i64, SandboxObs)>, containers: Vec<ContainerObs>) -> Observed {
+    sandboxes.sort_by_key(|s| std::cmp::Reverse(s.0));
+    Observed {
+        sandboxes: sandboxes.into_iter().map(|(_, s)| s).collect(),
+        containers,
+    }
+}
+
+/// Env values from the spec that need no API lookups; `fieldRef`s resolved from the pod.
+/// Returns the names of variables that need a ConfigMap or Secret (resolved by the caller).
+pub fn simple_env(pod: &Value, c: &Value, host_ip: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for e in c["env"].as_array().into_iter().flatten() {
+        let name = s(&e["name"]);
+        if let Some(v) = e["value"].as_str() {
+            out.push((name, Some(v.to_string())));
+        } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            out.push((name, field_ref(pod, path, host_ip)));
+        } else if !e["valueFrom"].is_null() {
+            out.push((name, None));
+        } else {
+            out.push((name, Some(String::new())));
+        }
+    }
+    out
+}
+
+/// `$(VAR)` references to variables defined before (envFrom, then earlier env entries),
+/// as Kubernetes expands `value`s; `$$` escapes, unknown references stay as written.
+pub fn expand(v: &str, env: &[(String, String)]) -> String {
+    let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let var = &inner[..end];
+            match vars.get(var) {
+                Some(val) => out.push_str(val),
+                None => out.push_str(&format!("$({var})")),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+pub fn field_ref(pod: &Value, path: &str, host_ip: &str) -> Option<String> {
+    let m = &pod["metadata"];
+    Some(match path {
+        "metadata.name" => s(&m["name"]),
+        "metadata.namespace" => s(&m["namespace"]),
+        "metadata.uid" => s(&m["uid"]),
+        "spec.nodeName" => s(&pod["spec"]["nodeName"]),
+        "spec.serviceAccountName" => s(&pod["spec"]["serviceAccountName"]),
+        "status.hostIP" => host_ip.to_string(),
+        "status.podIP" => s(&pod["status"]["podIP"]),
+        p => {
+            if let Some(k) = p
+                .strip_prefix("metadata.labels['")
+                .and_then(|r| r.strip_suffix("']"))
+            {
+                s(&m["labels"][k])
+            } else if let Some(k) = p
+                .strip_prefix("metadata.annotations['")
+                .and_then(|r| r.strip_suffix("']"))
+            {
+                s(&m["annotations"][k])
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities_and_resources() {
+        assert_eq!(millicores("250m"), Some(250));
+        assert_eq!(millicores("1.5"), Some(1500));
+        assert_eq!(bytes("64Mi"), Some(64 << 20));
+        assert_eq!(bytes("1G"), Some(1_000_000_000));
+        let r = linux_resources(
+            &json!({"resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "500m", "memory": "128Mi"}}}),
+        );
+        assert_eq!(r.cpu_shares, 256);
+        assert_eq!(r.cpu_quota, 50_000);
+        assert_eq!(r.cpu_period, 100_000);
+        assert_eq!(r.memory_limit_in_bytes, 128 << 20);
+        assert_eq!(linux_resources(&json!({})).cpu_shares, 2);
+    }
+
+    #[test]
+    fn qos_classes() {
+        let p = |res: Value| json!({"spec": {"containers": [{"name": "a", "resources": res}]}});
+        assert_eq!(qos_class(&p(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&p(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&p(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            cgroup_parent(
+                &json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "a"}]}})
+            ),
+            "/kubepods/besteffort/podu"
+        );
+    }
+
+    #[test]
+    fn sandbox_config_carries_identity_ports_and_namespaces() {
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]}]},
+        });
+        let c = sandbox_config(&pod, 2, std::path::Path::new("/logs"));
+        let m = c.metadata.unwrap();
+        assert_eq!(
+            (
+                m.name.as_str(),
+                m.namespace.as_str(),
+                m.uid.as_str(),
+                m.attempt
+            ),
+            ("web", "ns", "u1", 2)
+        );
+        assert_eq!(c.hostname, "web");
+        assert_eq!(c.log_directory, "/logs/ns_web_u1");
+        assert_eq!(c.port_mappings.len(), 1);
+        assert_eq!(c.port_mappings[0].host_port, 8080);
+        assert_eq!(c.labels[LABEL_POD_UID], "u1");
+        assert_eq!(c.labels["app"], "web");
+    }
+
+    #[test]
+    fn env_values_field_refs_and_expansion() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "n", "labels": {"app": "x"}}, "spec": {"nodeName": "node1"}, "status": {"podIP": "10.42.0.9"}});
+        let c = json!({"env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": "$(A)-$$(A)-$(NOPE)"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": "CM", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ]});
+        let env = simple_env(&pod, &c, "192.0.2.1");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("B").unwrap(), "$(A)-$$(A)-$(NOPE)");
+        let defined = [("A".to_string(), "1".to_string())];
+        assert_eq!(expand("$(A)-$$(A)-$(NOPE)", &defined), "1-$(A)-$(NOPE)");
+        assert_eq!(get("POD").unwrap(), "p");
+        assert_eq!(get("APP").unwrap(), "x");
+        assert_eq!(get("HOST").unwrap(), "192.0.2.1");
+        assert_eq!(get("CM"), None);
+    }
+}

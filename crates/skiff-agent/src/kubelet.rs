@@ -1,0 +1,806 @@
+//! The real node agent: runs containerd (or uses a given CRI endpoint), registers the
+//! Node and heartbeats, writes the CNI config once IPAM gives the node a pod CIDR, and runs
+//! one level-triggered worker per pod bound here, relisting from the runtime every second
+//! as kubelet's PLEG does.
+
+use crate::criconv;
+use crate::host;
+use crate::node::{self, NodeSpec};
+use crate::pod::{self, Action, Observed, Waiting};
+use crate::runtime::{CriRuntime, Runtime};
+use crate::{Result, now};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use skiff_cri::{Cri, containerd, image};
+use skiff_kube::events::Recorder;
+use skiff_kube::reflect::{self, Change};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+pub const PAUSE_IMAGE: &str = "registry.skiff.local/pause:1";
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub node_name: String,
+    /// `<data-dir>/agent` holds containerd's state, logs, images to import, CNI config.
+    pub dir: PathBuf,
+    /// Use this CRI socket instead of starting containerd.
+    pub cri_endpoint: Option<String>,
+    /// `Always` pulls fall back to a present image (no registry reachable).
+    pub offline: bool,
+    /// Leave pods (and containerd) running on exit.
+    pub leave_running: bool,
+    pub busybox: PathBuf,
+}
+
+struct Ctx {
+    client: kube::Client,
+    runtime: Arc<dyn Runtime>,
+    opts: AgentOptions,
+    node_ip: String,
+    recorder: Recorder,
+}
+
+fn key_of(p: &Value) -> String {
+    p["metadata"]["uid"].as_str().unwrap_or("").to_string()
+}
+
+/// Runs the agent until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    opts: AgentOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let dir = opts.dir.clone();
+    std::fs::create_dir_all(dir.join("images"))?;
+    std::fs::create_dir_all(dir.join("pod-manifests"))?;
+    host::install_blackhole_routes().await?;
+
+    let cni_conf_dir = dir.join("cni").join("net.d");
+    let ccfg = containerd::Config {
+        dir: dir.join("containerd"),
+        sandbox_image: PAUSE_IMAGE.into(),
+        cni_bin_dir: ["/usr/lib/cni", "/opt/cni/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("bridge").exists())
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/cni")),
+        cni_conf_dir: cni_conf_dir.clone(),
+    };
+    let (ctd_stop_tx, ctd_stop_rx) = watch::channel(false);
+    let (endpoint, supervisor) = match &opts.cri_endpoint {
+        Some(e) => (e.clone(), None),
+        None => (
+            ccfg.socket().display().to_string(),
+            Some(tokio::spawn(containerd::supervise(
+                ccfg.clone(),
+                ctd_stop_rx,
+            ))),
+        ),
+    };
+    let cri = Cri::wait_ready(&endpoint, Duration::from_secs(60)).await?;
+    let runtime: Arc<dyn Runtime> = Arc::new(CriRuntime::new(cri));
+    let version = runtime.version().await?;
+    tracing::info!(%endpoint, %version, "container runtime ready");
+
+    // Images need no network: the pause image is built here, archives in images/ imported.
+    let address = PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(&endpoint));
+    if runtime.image_id(PAUSE_IMAGE).await?.is_none() {
+        let archive = dir.join("pause.tar");
+        image::write_oci_archive(&image::pause_image(PAUSE_IMAGE, &opts.busybox)?, &archive)?;
+        image::import(&address, &archive).await?;
+    }
+    for entry in std::fs::read_dir(dir.join("images"))?.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "tar") {
+            match image::import(&address, &p).await {
+                Ok(()) => tracing::info!(archive = %p.display(), "image archive imported"),
+                Err(e) => tracing::warn!(archive = %p.display(), error = %e, "image import failed"),
+            }
+        }
+    }
+
+    let node_ip = host::node_ip();
+    let capacity = host::capacity(&dir);
+    let spec = NodeSpec {
+        name: opts.node_name.clone(),
+        labels: [
+            ("kubernetes.io/hostname", opts.node_name.as_str()),
+            ("kubernetes.io/os", "linux"),
+            (
+                "kubernetes.io/arch",
+                std::env::consts::ARCH.replace("x86_64", "amd64").leak(),
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        allocatable: host::allocatable(&capacity),
+        capacity,
+        internal_ip: node_ip.clone(),
+        runtime_version: version,
+        os_image: os_image(),
+        kernel_version: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    register_until_ok(&client, &spec, &mut shutdown).await;
+    spawn_heartbeats(client.clone(), spec.clone(), shutdown.clone());
+
+    // The pod network comes with the node's range from IPAM.
+    let cidr = loop {
+        if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
+            break c;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    };
+    std::fs::create_dir_all(&cni_conf_dir)?;
+    std::fs::write(
+        cni_conf_dir.join("10-skiff.conflist"),
+        host::cni_conflist(&cidr, &dir.join("cni").join("ipam")),
+    )?;
+    tracing::info!(node = %spec.name, %cidr, "pod network configured");
+
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), "kubelet"),
+        client: client.clone(),
+        runtime,
+        opts: opts.clone(),
+        node_ip,
+    });
+    let selector = format!("spec.nodeName={}", spec.name);
+    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", Some(&selector));
+    let mut workers: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut first_list = true;
+    loop {
+        let change = tokio::select! {
+            c = pods_rx.recv() => match c { Some(c) => c, None => break },
+            _ = shutdown.changed() => break,
+        };
+        match change {
+            Change::Reset(items) => {
+                let live: std::collections::HashSet<String> = items.iter().map(key_of).collect();
+                workers.retain(|uid, tx| {
+                    let keep = live.contains(uid);
+                    if !keep {
+                        let _ = tx.send(None);
+                    }
+                    keep
+                });
+                for p in items {
+                    dispatch(&ctx, &mut workers, &mut tasks, p);
+                }
+                // Pods the runtime holds that the API no longer has: remove them.
+                if first_list {
+                    first_list = false;
+                    if let Ok(uids) = ctx.runtime.pod_uids().await {
+                        for uid in uids.into_iter().filter(|u| !live.contains(u)) {
+                            let rt = ctx.runtime.clone();
+                            tasks.spawn(async move {
+                                if rt.remove_pod(&uid, 0).await.is_ok() {
+                                    host::remove_pod_cgroups(&uid);
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            Change::Apply(p) => dispatch(&ctx, &mut workers, &mut tasks, p),
+            Change::Delete(p) => {
+                if let Some(tx) = workers.remove(&key_of(&p)) {
+                    let _ = tx.send(None);
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+
+    // Shutting down: workers stop; pods stop with containerd unless told to stay.
+    drop(workers);
+    tasks.shutdown().await;
+    if !opts.leave_running {
+        if let Ok(uids) = ctx.runtime.pod_uids().await {
+            for uid in uids {
+                if let Err(e) = ctx.runtime.remove_pod(&uid, 2).await {
+                    tracing::warn!(%uid, error = %e, "removing pod at shutdown");
+                }
+            }
+        }
+        let _ = ctd_stop_tx.send(true);
+        if let Some(s) = supervisor {
+            let _ = s.await;
+        }
+        host::remove_network().await;
+        host::remove_kubepods_cgroups();
+    }
+    Ok(())
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+async fn register_until_ok(
+    client: &kube::Client,
+    spec: &NodeSpec,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match node::register(client, spec).await {
+            Ok(()) => {
+                let _ = node::renew_lease(client, &spec.name).await;
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "node registration failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn spawn_heartbeats(client: kube::Client, spec: NodeSpec, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut lease = tokio::time::interval(node::LEASE_RENEW);
+        let mut status = tokio::time::interval(node::STATUS_REFRESH);
+        loop {
+            tokio::select! {
+                _ = lease.tick() => { let _ = node::renew_lease(&client, &spec.name).await; }
+                _ = status.tick() => { let _ = node::report_status(&client, &spec, true).await; }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
+fn dispatch(
+    ctx: &Arc<Ctx>,
+    workers: &mut HashMap<String, watch::Sender<Option<Value>>>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    pod: Value,
+) {
+    let uid = key_of(&pod);
+    if let Some(tx) = workers.get(&uid)
+        && !tx.is_closed()
+    {
+        let _ = tx.send(Some(pod));
+        return;
+    }
+    let (tx, rx) = watch::channel(Some(pod));
+    workers.insert(uid.clone(), tx);
+    let ctx = ctx.clone();
+    tasks.spawn(async move { pod_worker(ctx, uid, rx).await });
+}
+
+/// Restart back-off per container: 10 s doubling to 5 min, forgotten after 10 min of
+/// running, with the first restart immediate, as kubelet does.
+#[derive(Default)]
+struct Backoff {
+    entries: HashMap<String, (Instant, Duration)>,
+}
+
+impl Backoff {
+    const INITIAL: Duration = Duration::from_secs(10);
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn in_backoff(&self, name: &str) -> bool {
+        self.entries
+            .get(name)
+            .is_some_and(|(until, _)| Instant::now() < *until)
+    }
+
+    fn delay(&self, name: &str) -> Duration {
+        self.entries.get(name).map_or(Self::INITIAL, |e| e.1)
+    }
+
+    fn restarted(&mut self, name: &str) {
+        let next = match self.entries.get(name) {
+            Some((_, d)) => (*d * 2).min(Self::MAX),
+            None => Self::INITIAL,
+        };
+        self.entries
+            .insert(name.to_string(), (Instant::now() + next, next));
+    }
+
+    fn ran_long(&mut self, name: &str) {
+        self.entries.remove(name);
+    }
+}
+
+async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Value>>) {
+    let mut backoff = Backoff::default();
+    let mut errors: BTreeMap<String, Waiting> = BTreeMap::new();
+    let mut running_since: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        let Some(pod) = pod else {
+            // Gone from the API (force deletion): nothing left to report to.
+            match ctx.runtime.remove_pod(&uid, 0).await {
+                Ok(()) => host::remove_pod_cgroups(&uid),
+                Err(e) => tracing::warn!(%uid, error = %e, "removing deleted pod"),
+            }
+            return;
+        };
+        if !pod["metadata"]["deletionTimestamp"].is_null() {
+            if terminate(&ctx, &pod).await {
+                return;
+            }
+        } else if let Err(e) = sync(&ctx, &pod, &mut backoff, &mut errors, &mut running_since).await
+        {
+            tracing::debug!(pod = %pod_ref(&pod), error = %e, "pod sync failed; retrying");
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn pod_ref(pod: &Value) -> String {
+    format!(
+        "{}/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or(""),
+        pod["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+fn pods_api(ctx: &Ctx, pod: &Value) -> Api<Pod> {
+    Api::namespaced(
+        ctx.client.clone(),
+        pod["metadata"]["namespace"].as_str().unwrap_or("default"),
+    )
+}
+
+/// Graceful deletion: SIGTERM, `deletionGracePeriodSeconds`, SIGKILL, then the final
+/// delete (grace 0, this uid only). True once the object is gone.
+async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
+    let grace = pod["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .or(pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    if let Ok(obs) = ctx.runtime.observe(&key_of(pod)).await {
+        for c in obs
+            .containers
+            .iter()
+            .filter(|c| c.state == pod::CState::Running)
+        {
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Killing",
+                format!("Stopping container {}", c.name),
+            );
+        }
+    }
+    if let Err(e) = ctx.runtime.remove_pod(&key_of(pod), grace).await {
+        tracing::warn!(pod = %pod_ref(pod), error = %e, "stopping pod");
+        return false;
+    }
+    host::remove_pod_cgroups(&key_of(pod));
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(key_of(pod)),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match pods_api(ctx, pod).delete(name, &dp).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => true,
+        Err(e) => {
+            tracing::warn!(pod = %pod_ref(pod), error = %e, "final delete failed");
+            false
+        }
+    }
+}
+
+async fn sync(
+    ctx: &Ctx,
+    pod: &Value,
+    backoff: &mut Backoff,
+    errors: &mut BTreeMap<String, Waiting>,
+    running_since: &mut HashMap<String, Instant>,
+) -> Result<(), skiff_cri::Error> {
+    let uid = key_of(pod);
+    let mut obs = ctx.runtime.observe(&uid).await?;
+    let actions = pod::compute_actions(pod, &obs, &|n| backoff.in_backoff(n));
+    let mut sandbox_cfg = None;
+    for action in &actions {
+        match action {
+            Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
+            Action::CreateSandbox { attempt } => {
+                let cfg = criconv::sandbox_config(pod, *attempt, &ctx.opts.dir.join("pods"));
+                if let Err(e) = ctx.runtime.run_sandbox(cfg).await {
+                    ctx.recorder.record(
+                        pod,
+                        "Warning",
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
+                    return Err(e);
+                }
+            }
+            Action::StartContainer {
+                name,
+                init,
+                attempt,
+            } => {
+                let Some(sb) = obs.ready_sandbox().cloned() else {
+                    continue;
+                };
+                let cfg = sandbox_cfg.get_or_insert_with(|| {
+                    criconv::sandbox_config(pod, sb.attempt, &ctx.opts.dir.join("pods"))
+                });
+                let field = if *init {
+                    "initContainers"
+                } else {
+                    "containers"
+                };
+                let Some(spec) = pod["spec"][field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["name"] == name.as_str())
+                else {
+                    continue;
+                };
+                if *attempt > 0 {
+                    backoff.restarted(name);
+                }
+                match start_container(ctx, pod, spec, &sb.id, cfg.clone(), *attempt).await {
+                    Ok(()) => {
+                        errors.remove(name);
+                    }
+                    Err(w) => {
+                        errors.insert(name.clone(), w);
+                    }
+                }
+            }
+        }
+    }
+    if !actions.is_empty() {
+        obs = ctx.runtime.observe(&uid).await?;
+    }
+    let waiting = waiting_reasons(pod, &obs, backoff, errors, running_since);
+    let status = pod::status(pod, &obs, &waiting, &ctx.node_ip, &now());
+    let prev = &pod["status"];
+    let changed = status
+        .as_object()
+        .into_iter()
+        .flatten()
+        .any(|(k, v)| &prev[k] != v);
+    if changed {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let patch = json!({"status": status});
+        if let Err(e) = pods_api(ctx, pod)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod = %pod_ref(pod), error = %e, "status update failed");
+        }
+    }
+    Ok(())
+}
+
+/// Containers that should run but wait: image and config errors, and crash-loop back-off.
+fn waiting_reasons(
+    pod: &Value,
+    obs: &Observed,
+    backoff: &mut Backoff,
+    errors: &BTreeMap<String, Waiting>,
+    running_since: &mut HashMap<String, Instant>,
+) -> BTreeMap<String, Waiting> {
+    let mut out = errors.clone();
+    let policy = pod::restart_policy(pod);
+    let m = &pod["metadata"];
+    for name in pod::init_names(pod).into_iter().chain(pod::app_names(pod)) {
+        let Some(c) = obs.latest(&name) else {
+            continue;
+        };
+        match c.state {
+            pod::CState::Running => {
+                let since = *running_since
+                    .entry(format!("{name}/{}", c.attempt))
+                    .or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(600) {
+                    backoff.ran_long(&name);
+                }
+            }
+            pod::CState::Exited
+                if pod::should_restart(policy, c.exit_code)
+                    && !(c.exit_code == 0 && pod::init_names(pod).contains(&name))
+                    && backoff.in_backoff(&name) =>
+            {
+                out.entry(name.clone()).or_insert_with(|| Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {}s restarting failed container={name} pod={}_{}({})",
+                        backoff.delay(&name).as_secs(),
+                        m["name"].as_str().unwrap_or(""),
+                        m["namespace"].as_str().unwrap_or(""),
+                        m["uid"].as_str().unwrap_or("")
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Image policy, env, create and start; a failure comes back as the container's waiting
+/// reason, with kubelet's events on the way.
+async fn start_container(
+    ctx: &Ctx,
+    pod: &Value,
+    spec: &Value,
+    sandbox_id: &str,
+    sandbox_cfg: skiff_cri::cri::PodSandboxConfig,
+    attempt: u32,
+) -> Result<(), Waiting> {
+    let name = spec["name"].as_str().unwrap_or("");
+    let image = spec["image"].as_str().unwrap_or("");
+    let policy = spec["imagePullPolicy"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| default_pull_policy(image).to_string());
+    let present = ctx.runtime.image_id(image).await.ok().flatten();
+    match (policy.as_str(), present) {
+        ("Never", None) => {
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            ctx.recorder
+                .record(pod, "Warning", "ErrImageNeverPull", msg.clone());
+            return Err(Waiting {
+                reason: "ErrImageNeverPull".into(),
+                message: msg,
+            });
+        }
+        ("Always", present) | (_, present @ None) => {
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Pulling",
+                format!("Pulling image \"{image}\""),
+            );
+            let t = Instant::now();
+            match ctx.runtime.pull(image, None).await {
+                Ok(_) => ctx.recorder.record(
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        t.elapsed().as_secs_f64()
+                    ),
+                ),
+                Err(e) if present.is_some() && ctx.opts.offline => ctx.recorder.record(
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    format!("Offline: pulling image \"{image}\" failed ({}); using the image already present on machine", short(&e)),
+                ),
+                Err(e) => {
+                    let msg = format!("Failed to pull image \"{image}\": {}", short(&e));
+                    ctx.recorder.record(pod, "Warning", "Failed", msg.clone());
+                    return Err(Waiting { reason: "ErrImagePull".into(), message: msg });
+                }
+            }
+        }
+        _ => ctx.recorder.record(
+            pod,
+            "Normal",
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        ),
+    }
+    let env = resolve_env(ctx, pod, spec).await.map_err(|message| {
+        ctx.recorder
+            .record(pod, "Warning", "Failed", format!("Error: {message}"));
+        Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message,
+        }
+    })?;
+    let cfg = criconv::container_config(pod, spec, image, attempt, &env);
+    match ctx
+        .runtime
+        .create_and_start(sandbox_id, sandbox_cfg, cfg)
+        .await
+    {
+        Ok(_) => {
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Created",
+                format!("Created container: {name}"),
+            );
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Started",
+                format!("Started container {name}"),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let msg = short(&e);
+            ctx.recorder
+                .record(pod, "Warning", "Failed", format!("Error: {msg}"));
+            Err(Waiting {
+                reason: "CreateContainerError".into(),
+                message: msg,
+            })
+        }
+    }
+}
+
+fn short(e: &skiff_cri::Error) -> String {
+    match e {
+        skiff_cri::Error::Rpc { status, .. } => status.message().to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// `Always` for `:latest` or untagged images, else `IfNotPresent`, as Kubernetes defaults.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.split_once(':') {
+        None => "Always",
+        Some((_, "latest")) => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// env, with ConfigMap and Secret references looked up, and envFrom first as Kubernetes
+/// orders them (explicit `env` entries override).
+async fn resolve_env(
+    ctx: &Ctx,
+    pod: &Value,
+    spec: &Value,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for from in spec["envFrom"].as_array().into_iter().flatten() {
+        let prefix = from["prefix"].as_str().unwrap_or("");
+        if let Some(n) = from["configMapRef"]["name"].as_str() {
+            let optional = from["configMapRef"]["optional"].as_bool().unwrap_or(false);
+            match cms.get_opt(n).await {
+                Ok(Some(cm)) => {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        out.push((format!("{prefix}{k}"), v));
+                    }
+                }
+                Ok(None) if optional => {}
+                Ok(None) => return Err(format!("configmap \"{n}\" not found")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if let Some(n) = from["secretRef"]["name"].as_str() {
+            let optional = from["secretRef"]["optional"].as_bool().unwrap_or(false);
+            match secrets.get_opt(n).await {
+                Ok(Some(s)) => {
+                    for (k, v) in s.data.unwrap_or_default() {
+                        out.push((
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v.0).into_owned(),
+                        ));
+                    }
+                }
+                Ok(None) if optional => {}
+                Ok(None) => return Err(format!("secret \"{n}\" not found")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    let simple = criconv::simple_env(pod, spec, &ctx.node_ip);
+    for ((name, value), e) in simple
+        .into_iter()
+        .zip(spec["env"].as_array().into_iter().flatten())
+    {
+        let value = match value {
+            Some(v) if e.get("value").is_some() => criconv::expand(&v, &out),
+            Some(v) => v,
+            None => {
+                let from = &e["valueFrom"];
+                if let Some(r) = from.get("configMapKeyRef") {
+                    let (n, k) = (
+                        r["name"].as_str().unwrap_or(""),
+                        r["key"].as_str().unwrap_or(""),
+                    );
+                    let optional = r["optional"].as_bool().unwrap_or(false);
+                    match cms.get_opt(n).await.map_err(|e| e.to_string())? {
+                        Some(cm) => match cm.data.unwrap_or_default().remove(k) {
+                            Some(v) => v,
+                            None if optional => continue,
+                            None => {
+                                return Err(format!("couldn't find key {k} in ConfigMap {ns}/{n}"));
+                            }
+                        },
+                        None if optional => continue,
+                        None => return Err(format!("configmap \"{n}\" not found")),
+                    }
+                } else if let Some(r) = from.get("secretKeyRef") {
+                    let (n, k) = (
+                        r["name"].as_str().unwrap_or(""),
+                        r["key"].as_str().unwrap_or(""),
+                    );
+                    let optional = r["optional"].as_bool().unwrap_or(false);
+                    match secrets.get_opt(n).await.map_err(|e| e.to_string())? {
+                        Some(s) => match s.data.unwrap_or_default().remove(k) {
+                            Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                            None if optional => continue,
+                            None => {
+                                return Err(format!("couldn't find key {k} in Secret {ns}/{n}"));
+                            }
+                        },
+                        None if optional => continue,
+                        None => return Err(format!("secret \"{n}\" not found")),
+                    }
+                } else {
+                    // resourceFieldRef and others not resolved yet: leave empty.
+                    String::new()
+                }
+            }
+        };
+        out.retain(|(k, _)| *k != name);
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults() {
+        assert_eq!(default_pull_policy("nginx"), "Always");
+        assert_eq!(default_pull_policy("nginx:latest"), "Always");
+        assert_eq!(default_pull_policy("nginx:1.27"), "IfNotPresent");
+        assert_eq!(default_pull_policy("127.0.0.1:5000/web"), "Always");
+        assert_eq!(default_pull_policy("127.0.0.1:5000/web:v1"), "IfNotPresent");
+        assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let mut b = Backoff::default();
+        assert!(!b.in_backoff("c"));
+        b.restarted("c");
+        assert!(b.in_backoff("c"));
+        assert_eq!(b.delay("c"), Duration::from_secs(10));
+        for _ in 0..10 {
+            b.restarted("c");
+        }
+        assert_eq!(b.delay("c"), Duration::from_secs(300));
+        b.ran_long("c");
+        assert!(!b.in_backoff("c"));
+    }
+}

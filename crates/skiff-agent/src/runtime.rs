@@ -1,0 +1,278 @@
+//! The runtime seam: what the pod workers need from a container runtime, in CRI's terms.
+//! `CriRuntime` speaks CRI v1 to containerd (or CRI-O); tests can put a fake behind it.
+
+use crate::criconv::{self, LABEL_POD_UID};
+use crate::pod::{CState, Observed};
+use skiff_cri::{Cri, cri, rpc};
+use std::collections::{HashMap, HashSet};
+
+pub type RtResult<T> = std::result::Result<T, skiff_cri::Error>;
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `containerd://1.6.20`, for the node's `containerRuntimeVersion`.
+    async fn version(&self) -> RtResult<String>;
+    /// Sandboxes and containers of the pod with this uid.
+    async fn observe(&self, uid: &str) -> RtResult<Observed>;
+    /// Uids of every pod the runtime holds something for.
+    async fn pod_uids(&self) -> RtResult<HashSet<String>>;
+    async fn run_sandbox(&self, cfg: cri::PodSandboxConfig) -> RtResult<String>;
+    /// The image's id when present.
+    async fn image_id(&self, image: &str) -> RtResult<Option<String>>;
+    async fn pull(&self, image: &str, auth: Option<cri::AuthConfig>) -> RtResult<String>;
+    async fn create_and_start(
+        &self,
+        sandbox_id: &str,
+        sandbox: cri::PodSandboxConfig,
+        cfg: cri::ContainerConfig,
+    ) -> RtResult<String>;
+    /// Stops running containers (SIGTERM, then SIGKILL after `grace` seconds) and every
+    /// sandbox of the pod, then removes them all.
+    async fn remove_pod(&self, uid: &str, grace: i64) -> RtResult<()>;
+    /// Stops running containers and sandboxes, keeping them (and their logs) for status.
+    async fn stop_pod(&self, uid: &str, grace: i64) -> RtResult<()>;
+}
+
+pub struct CriRuntime {
+    cri: Cri,
+}
+
+impl CriRuntime {
+    pub fn new(cri: Cri) -> Self {
+        CriRuntime { cri }
+    }
+
+    fn uid_filter(uid: &str) -> HashMap<String, String> {
+        [(LABEL_POD_UID.to_string(), uid.to_string())].into()
+    }
+
+    async fn sandboxes(&self, uid: &str) -> RtResult<Vec<cri::PodSandbox>> {
+        let mut rt = self.cri.runtime.clone();
+        Ok(rpc(
+            "ListPodSandbox",
+            rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: Self::uid_filter(uid),
+                    ..Default::default()
+                }),
+            }),
+        )
+        .await?
+        .items)
+    }
+
+    async fn containers(&self, uid: &str) -> RtResult<Vec<cri::Container>> {
+        let mut rt = self.cri.runtime.clone();
+        Ok(rpc(
+            "ListContainers",
+            rt.list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: Self::uid_filter(uid),
+                    ..Default::default()
+                }),
+            }),
+        )
+        .await?
+        .containers)
+    }
+
+    async fn stop_all(&self, uid: &str, grace: i64) -> RtResult<(Vec<String>, Vec<String>)> {
+        let containers = self.containers(uid).await?;
+        let stops = containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .map(|c| {
+                let mut rt = self.cri.runtime.clone();
+                let id = c.id.clone();
+                async move {
+                    rpc(
+                        "StopContainer",
+                        rt.stop_container(cri::StopContainerRequest {
+                            container_id: id,
+                            timeout: grace.max(0),
+                        }),
+                    )
+                    .await
+                }
+            });
+        for r in futures::future::join_all(stops).await {
+            r?;
+        }
+        let sandboxes = self.sandboxes(uid).await?;
+        for sb in &sandboxes {
+            let mut rt = self.cri.runtime.clone();
+            rpc(
+                "StopPodSandbox",
+                rt.stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                }),
+            )
+            .await?;
+        }
+        Ok((
+            containers.into_iter().map(|c| c.id).collect(),
+            sandboxes.into_iter().map(|s| s.id).collect(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for CriRuntime {
+    async fn version(&self) -> RtResult<String> {
+        let mut c = self.cri.clone();
+        let v = c.version().await?;
+        Ok(format!("{}://{}", v.runtime_name, v.runtime_version))
+    }
+
+    async fn observe(&self, uid: &str) -> RtResult<Observed> {
+        let mut sandboxes = Vec::new();
+        for sb in self.sandboxes(uid).await? {
+            let mut rt = self.cri.runtime.clone();
+            let st = rpc(
+                "PodSandboxStatus",
+                rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: sb.id.clone(),
+                    verbose: false,
+                }),
+            )
+            .await?;
+            if let Some(s) = st.status {
+                sandboxes.push((s.created_at, criconv::sandbox_obs(&s)));
+            }
+        }
+        let mut containers = Vec::new();
+        for c in self.containers(uid).await? {
+            let mut rt = self.cri.runtime.clone();
+            let st = rpc(
+                "ContainerStatus",
+                rt.container_status(cri::ContainerStatusRequest {
+                    container_id: c.id.clone(),
+                    verbose: false,
+                }),
+            )
+            .await?;
+            if let Some(s) = st.status {
+                containers.push(criconv::container_obs(&s));
+            }
+        }
+        Ok(criconv::observed(sandboxes, containers))
+    }
+
+    async fn pod_uids(&self) -> RtResult<HashSet<String>> {
+        let mut rt = self.cri.runtime.clone();
+        let items = rpc(
+            "ListPodSandbox",
+            rt.list_pod_sandbox(cri::ListPodSandboxRequest::default()),
+        )
+        .await?
+        .items;
+        Ok(items
+            .into_iter()
+            .filter_map(|s| s.labels.get(LABEL_POD_UID).cloned())
+            .collect())
+    }
+
+    async fn run_sandbox(&self, cfg: cri::PodSandboxConfig) -> RtResult<String> {
+        let mut rt = self.cri.runtime.clone();
+        Ok(rpc(
+            "RunPodSandbox",
+            rt.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(cfg),
+                runtime_handler: String::new(),
+            }),
+        )
+        .await?
+        .pod_sandbox_id)
+    }
+
+    async fn image_id(&self, image: &str) -> RtResult<Option<String>> {
+        let mut im = self.cri.images.clone();
+        Ok(rpc(
+            "ImageStatus",
+            im.image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }),
+        )
+        .await?
+        .image
+        .map(|i| i.id))
+    }
+
+    async fn pull(&self, image: &str, auth: Option<cri::AuthConfig>) -> RtResult<String> {
+        let mut im = self.cri.images.clone();
+        Ok(rpc(
+            "PullImage",
+            im.pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config: None,
+            }),
+        )
+        .await?
+        .image_ref)
+    }
+
+    async fn create_and_start(
+        &self,
+        sandbox_id: &str,
+        sandbox: cri::PodSandboxConfig,
+        cfg: cri::ContainerConfig,
+    ) -> RtResult<String> {
+        let mut rt = self.cri.runtime.clone();
+        let id = rpc(
+            "CreateContainer",
+            rt.create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.to_string(),
+                config: Some(cfg),
+                sandbox_config: Some(sandbox),
+            }),
+        )
+        .await?
+        .container_id;
+        rpc(
+            "StartContainer",
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            }),
+        )
+        .await?;
+        Ok(id)
+    }
+
+    async fn remove_pod(&self, uid: &str, grace: i64) -> RtResult<()> {
+        let (containers, sandboxes) = self.stop_all(uid, grace).await?;
+        for id in containers {
+            let mut rt = self.cri.runtime.clone();
+            rpc(
+                "RemoveContainer",
+                rt.remove_container(cri::RemoveContainerRequest { container_id: id }),
+            )
+            .await?;
+        }
+        for id in sandboxes {
+            let mut rt = self.cri.runtime.clone();
+            rpc(
+                "RemovePodSandbox",
+                rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_pod(&self, uid: &str, grace: i64) -> RtResult<()> {
+        self.stop_all(uid, grace).await.map(|_| ())
+    }
+}
+
+/// Whether any container of `obs` still runs.
+pub fn any_running(obs: &Observed) -> bool {
+    obs.containers.iter().any(|c| c.state == CState::Running)
+}

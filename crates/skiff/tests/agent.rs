@@ -1,0 +1,271 @@
+//! End to end on a real node (root; containerd, runc, CNI plugins and busybox-static,
+//! which scripts/deps.sh installs): `skiff up --offline` runs pods on containerd through
+//! CRI, driven by the real kubectl. One test, because the node is the machine: its
+//! bridge, routes and name cannot be shared by two clusters at once.
+
+mod common;
+
+use common::{Cluster, eventually, tail};
+use serde_json::Value;
+use skiff_cri::image;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// An nginx stand-in (busybox httpd on :80) and busybox, as `nginx` and `busybox`.
+fn write_test_images(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut root = image::busybox_root("/bin/busybox".as_ref()).unwrap();
+    root.push(image::Entry::File {
+        path: "var/www/index.html".into(),
+        mode: 0o644,
+        data: b"hello from skiff\n".to_vec(),
+    });
+    let nginx = image::ImageSpec {
+        name: "docker.io/library/nginx:latest".into(),
+        entries: root.clone(),
+        cmd: ["httpd", "-f", "-p", "80", "-h", "/var/www"]
+            .map(String::from)
+            .to_vec(),
+        env: vec!["PATH=/bin".into()],
+        exposed_ports: vec!["80/tcp".into()],
+        ..Default::default()
+    };
+    image::write_oci_archive(&nginx, &dir.join("nginx.tar")).unwrap();
+    let busybox = image::ImageSpec {
+        name: "docker.io/library/busybox:latest".into(),
+        entries: root,
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        ..Default::default()
+    };
+    image::write_oci_archive(&busybox, &dir.join("busybox.tar")).unwrap();
+}
+
+fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
+    let out = c.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn wait_phase(c: &Cluster, name: &str, phase: &str) -> Value {
+    let mut last = Value::Null;
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(Duration::from_secs(60), || {
+            let p = pod_json(c, name)?;
+            last = p.clone();
+            (p["status"]["phase"] == phase).then_some(p)
+        })
+    }));
+    found.unwrap_or_else(|_| {
+        panic!(
+            "pod {name} not {phase}: {}\nlog:\n{}",
+            last["status"],
+            tail(&c.log(), 40)
+        )
+    })
+}
+
+fn http_get(ip: &str, port: u16) -> String {
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+fn apply(c: &Cluster, yaml: &str) {
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pods_run_on_containerd() {
+    let dir = tempfile::tempdir().unwrap();
+    // Images are placed before start, as k3s' airgap images are.
+    let data = dir.path().join("data");
+    write_test_images(&data.join("agent/images"));
+    let mut c = Cluster::start_in(dir, &["up", "--offline"]);
+    eventually(Duration::from_secs(60), || {
+        let out = c.ok(&["get", "nodes"]);
+        out.lines()
+            .nth(1)
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .map(|_| ())
+    });
+    let node = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.nodeInfo.containerRuntimeVersion}",
+    ]);
+    assert!(node.starts_with("containerd://"), "{node}");
+
+    // The guide's first command: Running, with an IP and a NODE in -o wide.
+    c.ok(&["run", "my-pod", "--image=nginx"]);
+    let p = wait_phase(&c, "my-pod", "Running");
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.42."), "{ip}");
+    let wide = c.ok(&["get", "pod", "my-pod", "-o", "wide"]);
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..3], &["1/1", "Running"], "{wide}");
+    assert_eq!(row[5], ip, "{wide}");
+    assert_eq!(row[6], p["spec"]["nodeName"].as_str().unwrap(), "{wide}");
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=my-pod",
+    ]);
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "no {reason} event:\n{events}");
+    }
+
+    // Containers of one pod share localhost: the sidecar reaches the web server.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: web, image: nginx}
+  - name: probe
+    image: busybox
+    command: [sh, -c, 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://localhost/ | grep -q hello && exit 0; sleep 0.5; done; exit 1']
+"#,
+    );
+    eventually(Duration::from_secs(60), || {
+        let p = pod_json(&c, "shared")?;
+        let probe = p["status"]["containerStatuses"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "probe")?
+            .clone();
+        let code = probe["state"]["terminated"]["exitCode"].as_i64()?;
+        assert_eq!(code, 0, "sidecar could not reach localhost: {probe}");
+        Some(())
+    });
+
+    // Exit codes, restart policies and CrashLoopBackOff as kubectl shows them.
+    c.ok(&[
+        "run",
+        "fails",
+        "--restart=Never",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let p = wait_phase(&c, "fails", "Failed");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    assert!(c.ok(&["get", "pod", "fails"]).contains("Error"));
+    c.ok(&[
+        "run",
+        "crashes",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    eventually(Duration::from_secs(60), || {
+        let out = c.ok(&["get", "pod", "crashes"]);
+        out.contains("CrashLoopBackOff").then_some(())
+    });
+    let p = pod_json(&c, "crashes").unwrap();
+    let st = &p["status"]["containerStatuses"][0];
+    assert!(st["restartCount"].as_i64().unwrap() >= 1, "{st}");
+    assert_eq!(st["lastState"]["terminated"]["exitCode"], 1);
+
+    // env from a ConfigMap and a Secret, values and fieldRefs.
+    c.ok(&["create", "configmap", "cfg", "--from-literal=A=from-cm"]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=B=s3cret",
+    ]);
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: envs}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'test "$A" = from-cm && test "$B" = s3cret && test "$ME" = envs && test "$X" = "x-from-cm"']
+    envFrom: [{configMapRef: {name: cfg}}]
+    env:
+    - {name: B, valueFrom: {secretKeyRef: {name: sec, key: B}}}
+    - {name: ME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: X, value: "x-$(A)"}
+"#,
+    );
+    let p = wait_phase(&c, "envs", "Succeeded");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+
+    // A missing ConfigMap is CreateContainerConfigError, as kubelet reports it.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nocfg}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    envFrom: [{configMapRef: {name: missing}}]
+"#,
+    );
+    eventually(Duration::from_secs(30), || {
+        c.ok(&["get", "pod", "nocfg"])
+            .contains("CreateContainerConfigError")
+            .then_some(())
+    });
+
+    // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
+    c.ok(&["delete", "pod", "my-pod"]);
+    assert!(c.fails(&["get", "pod", "my-pod"]).contains("NotFound"));
+
+    // Stopping the cluster stops its pods and containerd and removes the pod network.
+    c.stop();
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &c.data_dir().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "skiff0"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "bridge skiff0 left behind");
+}
