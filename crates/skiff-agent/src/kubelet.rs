@@ -35,6 +35,11 @@ pub struct AgentOptions {
     /// Leave pods (and containerd) running on exit.
     pub leave_running: bool,
     pub busybox: PathBuf,
+    /// The cluster CA (PEM): agents' serving certificates chain to it and the API
+    /// server's client certificate is checked against it.
+    pub ca_pem: String,
+    /// Port of the agent's HTTPS endpoint (10250).
+    pub kubelet_port: u16,
 }
 
 struct Ctx {
@@ -127,7 +132,18 @@ pub async fn run(
         kernel_version: nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
+        kubelet_port: opts.kubelet_port,
     };
+    // The endpoint the API server reaches for logs: its certificate comes from the
+    // server, requested with our join token.
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", opts.kubelet_port)).await?;
+    let tls = serving_tls(&client, &spec.name, &node_ip, &opts.ca_pem).await?;
+    tokio::spawn(crate::server::serve(
+        listener,
+        tls,
+        runtime.clone(),
+        shutdown.clone(),
+    ));
     register_until_ok(&client, &spec, &mut shutdown).await;
     spawn_heartbeats(client.clone(), spec.clone(), shutdown.clone());
 
@@ -222,6 +238,26 @@ pub async fn run(
         host::remove_kubepods_cgroups();
     }
     Ok(())
+}
+
+async fn serving_tls(
+    client: &kube::Client,
+    node: &str,
+    ip: &str,
+    ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let body = serde_json::to_vec(&json!({"nodeName": node, "addresses": [ip, "127.0.0.1"]}))?;
+    let req = http::Request::post("/skiff/v1/kubelet-serving-cert")
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("valid request");
+    let v: Value = client.request(req).await?;
+    let (cert, key) = (
+        v["cert"].as_str().unwrap_or_default(),
+        v["key"].as_str().unwrap_or_default(),
+    );
+    skiff_pki::agent_server_config(ca_pem, cert, key)
+        .map_err(|e| std::io::Error::other(format!("agent TLS: {e}")).into())
 }
 
 fn os_image() -> String {
@@ -480,6 +516,11 @@ async fn sync(
     }
     if !actions.is_empty() {
         obs = ctx.runtime.observe(&uid).await?;
+    }
+    for id in pod::garbage(&obs) {
+        if ctx.runtime.remove_container(&id).await.is_ok() {
+            obs.containers.retain(|c| c.id != id);
+        }
     }
     let waiting = waiting_reasons(pod, &obs, backoff, errors, running_since);
     let status = pod::status(pod, &obs, &waiting, &ctx.node_ip, &now());

@@ -5,9 +5,11 @@
 pub mod criconv;
 pub mod host;
 pub mod kubelet;
+pub mod logs;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod server;
 pub mod sim;
 
 #[derive(thiserror::Error, Debug)]

@@ -26,6 +26,8 @@ pub struct NodeSpec {
     pub runtime_version: String,
     pub os_image: String,
     pub kernel_version: String,
+    /// Where the agent's HTTPS endpoint listens (logs, exec, port-forward).
+    pub kubelet_port: u16,
 }
 
 fn conditions(ready: bool) -> Value {
@@ -81,7 +83,7 @@ fn status(spec: &NodeSpec, ready: bool) -> Value {
             "kubeletVersion": "v1.33.0+skiff", "kubeProxyVersion": "",
             "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
         },
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.kubelet_port}},
     })
 }
 

@@ -197,6 +197,19 @@ pub fn compute_actions(
     out
 }
 
+/// Exited instances older than the previous one of each container: kubelet keeps one
+/// dead instance per container (for `logs --previous` and `lastState`) and removes the rest.
+pub fn garbage(obs: &Observed) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &obs.containers {
+        let newest = obs.latest(&c.name).map_or(0, |l| l.attempt);
+        if c.state == CState::Exited && c.attempt + 1 < newest {
+            out.push(c.id.clone());
+        }
+    }
+    out
+}
+
 /// All containers ended and none will run again.
 pub fn pod_finished(pod: &Value, obs: &Observed) -> bool {
     matches!(phase(pod, obs), "Succeeded" | "Failed")

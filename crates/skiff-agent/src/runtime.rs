@@ -31,6 +31,25 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_pod(&self, uid: &str, grace: i64) -> RtResult<()>;
     /// Stops running containers and sandboxes, keeping them (and their logs) for status.
     async fn stop_pod(&self, uid: &str, grace: i64) -> RtResult<()>;
+    /// The log file of a pod's container: the newest instance, or the one before it.
+    async fn log_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> RtResult<Option<LogTarget>>;
+    async fn running(&self, container_id: &str) -> RtResult<bool>;
+    /// The log file of one container instance.
+    async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>>;
+    async fn remove_container(&self, container_id: &str) -> RtResult<()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    pub container_id: String,
+    pub path: std::path::PathBuf,
+    pub running: bool,
 }
 
 pub struct CriRuntime {
@@ -269,6 +288,124 @@ impl Runtime for CriRuntime {
 
     async fn stop_pod(&self, uid: &str, grace: i64) -> RtResult<()> {
         self.stop_all(uid, grace).await.map(|_| ())
+    }
+
+    async fn log_target(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> RtResult<Option<LogTarget>> {
+        let mut rt = self.cri.runtime.clone();
+        let labels: HashMap<String, String> = [
+            (criconv::LABEL_POD_NAMESPACE, namespace),
+            (criconv::LABEL_POD_NAME, pod),
+            (criconv::LABEL_CONTAINER_NAME, container),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut found = rpc(
+            "ListContainers",
+            rt.list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    label_selector: labels,
+                    ..Default::default()
+                }),
+            }),
+        )
+        .await?
+        .containers;
+        found.sort_by_key(|c| std::cmp::Reverse(c.metadata.as_ref().map_or(0, |m| m.attempt)));
+        // As kubelet: "previous" is the last terminated instance, which is the newest one
+        // while a crashed container waits to restart.
+        let newest_exited = found
+            .first()
+            .is_some_and(|c| c.state == cri::ContainerState::ContainerExited as i32);
+        let index = usize::from(previous && !newest_exited);
+        let Some(c) = found.get(index) else {
+            return Ok(None);
+        };
+        if previous && c.state != cri::ContainerState::ContainerExited as i32 {
+            return Ok(None);
+        }
+        let st = rpc(
+            "ContainerStatus",
+            rt.container_status(cri::ContainerStatusRequest {
+                container_id: c.id.clone(),
+                verbose: false,
+            }),
+        )
+        .await?
+        .status;
+        Ok(st.map(|s| LogTarget {
+            container_id: s.id.clone(),
+            path: s.log_path.into(),
+            running: s.state == cri::ContainerState::ContainerRunning as i32,
+        }))
+    }
+
+    async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>> {
+        let mut rt = self.cri.runtime.clone();
+        let st = rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: container_id.to_string(),
+                verbose: false,
+            })
+            .await;
+        match st {
+            Ok(r) => Ok(r.into_inner().status.map(|s| LogTarget {
+                container_id: s.id.clone(),
+                path: s.log_path.into(),
+                running: s.state == cri::ContainerState::ContainerRunning as i32,
+            })),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(skiff_cri::Error::Rpc {
+                call: "ContainerStatus",
+                status,
+            }),
+        }
+    }
+
+    async fn remove_container(&self, container_id: &str) -> RtResult<()> {
+        let mut rt = self.cri.runtime.clone();
+        // The log file is kubelet's to remove, not the runtime's.
+        if let Ok(st) = rpc(
+            "ContainerStatus",
+            rt.container_status(cri::ContainerStatusRequest {
+                container_id: container_id.to_string(),
+                verbose: false,
+            }),
+        )
+        .await
+            && let Some(s) = st.status
+            && !s.log_path.is_empty()
+        {
+            let _ = std::fs::remove_file(&s.log_path);
+        }
+        rpc(
+            "RemoveContainer",
+            rt.remove_container(cri::RemoveContainerRequest {
+                container_id: container_id.to_string(),
+            }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn running(&self, container_id: &str) -> RtResult<bool> {
+        let mut rt = self.cri.runtime.clone();
+        let st = rpc(
+            "ContainerStatus",
+            rt.container_status(cri::ContainerStatusRequest {
+                container_id: container_id.to_string(),
+                verbose: false,
+            }),
+        )
+        .await?
+        .status;
+        Ok(st.is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32))
     }
 }
 

@@ -79,6 +79,9 @@ pub fn fleet(opts: &SimOptions) -> Vec<NodeSpec> {
                 runtime_version: "skiff-sim://0.1.0".into(),
                 os_image: "skiff simulated node".into(),
                 kernel_version: "simulated".into(),
+                // No endpoint: simulated nodes have no logs, and their addresses must
+                // never be dialled.
+                kubelet_port: 0,
             }
         })
         .collect()

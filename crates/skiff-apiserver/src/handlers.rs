@@ -167,6 +167,24 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         }
     }
 
+    if method == Method::POST && segs.as_slice() == ["skiff", "v1", "kubelet-serving-cert"] {
+        let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+            Ok(b) => b,
+            Err(_) => {
+                return (
+                    "create",
+                    String::new(),
+                    error_response(&ApiError::bad_request("request body too large")),
+                );
+            }
+        };
+        let resp = match crate::nodeproxy::issue_serving_cert(api, &user, &body) {
+            Ok(v) => json_ok(&v),
+            Err(e) => error_response(&e),
+        };
+        return ("create", String::new(), resp);
+    }
+
     let Some(info) = parse_resource_path(&segs, &method) else {
         return (
             "",
@@ -371,6 +389,15 @@ async fn serve_resource(
             && matches!(q.map.get("watch").map(String::as_str), Some("true" | "1")));
 
     match t.sub {
+        Some(Subresource::Log) if info.verb == "get" => {
+            let pod = api
+                .get_object(&Target {
+                    sub: None,
+                    ..t.clone()
+                })
+                .await?;
+            return crate::nodeproxy::logs(api, &pod, parts.uri.query()).await;
+        }
         Some(
             Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward,
         ) => {

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kinds;
 pub mod metrics;
+pub mod nodeproxy;
 pub mod object;
 pub mod patching;
 pub mod reviews;

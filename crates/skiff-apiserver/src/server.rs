@@ -58,6 +58,10 @@ pub struct ApiServer {
     /// Address clients reach the API on (for the `kubernetes` Endpoints).
     pub advertise: SocketAddr,
     pub ready: watch::Receiver<bool>,
+    /// Signs agents' serving certificates.
+    pub pki: Arc<ClusterPki>,
+    /// mTLS towards node agents (logs, exec, port-forward).
+    pub agent_tls: Arc<rustls::ClientConfig>,
 }
 
 /// A started server.
@@ -95,6 +99,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let sans = skiff_pki::ServingSans::default_for_host(&config.tls_sans);
     let pki = ClusterPki::load_or_create(&config.data_dir, &sans).context("loading cluster PKI")?;
     let tls = pki.server_config().context("building TLS config")?;
+    let agent_tls = skiff_pki::agent_client_config(
+        &pki.ca_cert_pem,
+        &pki.kubelet_client_cert_pem,
+        &pki.kubelet_client_key_pem,
+    )
+    .context("building the TLS client config for node agents")?;
 
     let listener = TcpListener::bind((config.bind_address, config.https_port))
         .await
@@ -137,6 +147,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         started: Instant::now(),
         advertise,
         ready: ready_rx,
+        agent_tls,
+        pki: Arc::new(pki),
     });
     crate::bootstrap::ensure(&api)
         .await

@@ -156,9 +156,16 @@ pub struct ClusterPki {
     pub serving_key_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// The API server's identity towards node agents (logs, exec, port-forward).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
     pub join_token: String,
     pub dir: PathBuf,
 }
+
+/// The common name of the API server's client certificate towards node agents; agents
+/// serve their streaming endpoint to this identity only.
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 fn read(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -227,6 +234,8 @@ impl ClusterPki {
             serving_key_pem: String::new(),
             admin_cert_pem: String::new(),
             admin_key_pem: String::new(),
+            kubelet_client_cert_pem: String::new(),
+            kubelet_client_key_pem: String::new(),
             join_token: String::new(),
             dir: dir.clone(),
         };
@@ -257,6 +266,22 @@ impl ClusterPki {
                 write(&dir.join("admin.key"), &k)?;
                 pki.admin_cert_pem = c;
                 pki.admin_key_pem = k;
+            }
+        }
+        match (
+            read(&dir.join("kubelet-client.crt"))?,
+            read(&dir.join("kubelet-client.key"))?,
+        ) {
+            (Some(c), Some(k)) => {
+                pki.kubelet_client_cert_pem = c;
+                pki.kubelet_client_key_pem = k;
+            }
+            _ => {
+                let (c, k) = pki.issue_client_cert(KUBELET_CLIENT_CN, &["system:masters"], 3650)?;
+                write(&dir.join("kubelet-client.crt"), &c)?;
+                write(&dir.join("kubelet-client.key"), &k)?;
+                pki.kubelet_client_cert_pem = c;
+                pki.kubelet_client_key_pem = k;
             }
         }
         let token_path = data_dir.join("token");
@@ -359,6 +384,64 @@ impl ClusterPki {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
+}
+
+fn private_key(pem: &str) -> Result<rustls::pki_types::PrivateKeyDer<'static>> {
+    let mut rd = pem.as_bytes();
+    rustls_pemfile::private_key(&mut rd)
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .ok_or_else(|| Error::Tls("no private key in PEM".into()))
+}
+
+fn ca_roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(pem_to_der(ca_pem)?.into())
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Arc::new(roots))
+}
+
+/// TLS for a node agent's endpoint: its CA-signed serving cert, and a client certificate
+/// from the cluster CA required of every connection (checked for the API server's
+/// identity by the caller).
+pub fn agent_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        ca_roots(ca_pem)?,
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::Tls(e.to_string()))?;
+    let chain = vec![pem_to_der(cert_pem)?.into(), pem_to_der(ca_pem)?.into()];
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, private_key(key_pem)?)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// TLS for the API server calling node agents: trusts the cluster CA only, presents the
+/// kubelet-client certificate.
+pub fn agent_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(ca_roots(ca_pem)?)
+        .with_client_auth_cert(vec![pem_to_der(cert_pem)?.into()], private_key(key_pem)?)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Arc::new(cfg))
 }
 
 /// A kubeconfig with everything embedded.

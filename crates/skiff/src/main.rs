@@ -104,6 +104,9 @@ struct NodeArgs {
     /// A static busybox (Debian's busybox-static) for the sandbox image built at start.
     #[arg(long, default_value = "/bin/busybox")]
     busybox: PathBuf,
+    /// Port of the agent's HTTPS endpoint, which the API server calls for logs.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -300,7 +303,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             token.trim(),
         )
         .await?;
-        let opts = agent_options(&node, &data_dir)?;
+        let opts = agent_options(&node, &data_dir, &ca)?;
         let stop = stop_rx.clone();
         controllers.push(tokio::spawn(async move {
             if let Err(e) = skiff_agent::kubelet::run(client, opts, stop).await {
@@ -352,7 +355,7 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { skiff_agent::sim::run(client, opts, stop_rx).await })
     } else {
         let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
-        let opts = agent_options(&a.node, &data_dir)?;
+        let opts = agent_options(&a.node, &data_dir, &ca)?;
         tokio::spawn(async move { skiff_agent::kubelet::run(client, opts, stop_rx).await })
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -368,6 +371,7 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
 fn agent_options(
     node: &NodeArgs,
     data_dir: &std::path::Path,
+    ca_pem: &str,
 ) -> anyhow::Result<skiff_agent::kubelet::AgentOptions> {
     let node_name = match &node.node_name {
         Some(n) => n.clone(),
@@ -383,6 +387,8 @@ fn agent_options(
         offline: node.offline,
         leave_running: node.leave_pods_running,
         busybox: node.busybox.clone(),
+        ca_pem: ca_pem.to_string(),
+        kubelet_port: node.kubelet_port,
     })
 }
 

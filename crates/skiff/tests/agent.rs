@@ -144,7 +144,7 @@ spec:
   - {name: web, image: nginx}
   - name: probe
     image: busybox
-    command: [sh, -c, 'for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://localhost/ | grep -q hello && exit 0; sleep 0.5; done; exit 1']
+    command: [sh, -c, 'echo probing; for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://localhost/ | grep -q hello && exit 0; sleep 0.5; done; exit 1']
 "#,
     );
     eventually(Duration::from_secs(60), || {
@@ -158,6 +158,8 @@ spec:
         assert_eq!(code, 0, "sidecar could not reach localhost: {probe}");
         Some(())
     });
+    // Logs of one container of several (kubectl → API server → agent → CRI log file).
+    assert_eq!(c.ok(&["logs", "shared", "-c", "probe"]), "probing\n");
 
     // Exit codes, restart policies and CrashLoopBackOff as kubectl shows them.
     c.ok(&[
@@ -183,7 +185,7 @@ spec:
         "--",
         "sh",
         "-c",
-        "exit 1",
+        "echo crashing; exit 1",
     ]);
     eventually(Duration::from_secs(60), || {
         let out = c.ok(&["get", "pod", "crashes"]);
@@ -193,6 +195,35 @@ spec:
     let st = &p["status"]["containerStatuses"][0];
     assert!(st["restartCount"].as_i64().unwrap() >= 1, "{st}");
     assert_eq!(st["lastState"]["terminated"]["exitCode"], 1);
+    assert_eq!(c.ok(&["logs", "crashes", "--previous"]), "crashing\n");
+    let err = c.fails(&["logs", "fails", "--previous"]);
+    assert!(
+        err.contains("previous terminated container \"fails\" in pod \"fails\" not found"),
+        "{err}"
+    );
+
+    // logs: follow until the container ends, tail, timestamps.
+    c.ok(&[
+        "run",
+        "talker",
+        "--restart=Never",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two; sleep 2; echo three",
+    ]);
+    eventually(Duration::from_secs(30), || {
+        pod_json(&c, "talker")
+            .filter(|p| p["status"]["phase"] != "Pending")
+            .map(|_| ())
+    });
+    assert_eq!(c.ok(&["logs", "-f", "talker"]), "one\ntwo\nthree\n");
+    assert_eq!(c.ok(&["logs", "talker", "--tail=1"]), "three\n");
+    let ts = c.ok(&["logs", "talker", "--timestamps", "--tail=1"]);
+    let (t, line) = ts.trim_end().split_once(' ').unwrap();
+    assert!(t.ends_with('Z') && t.contains('T'), "{ts}");
+    assert_eq!(line, "three");
 
     // env from a ConfigMap and a Secret, values and fieldRefs.
     c.ok(&["create", "configmap", "cfg", "--from-literal=A=from-cm"]);

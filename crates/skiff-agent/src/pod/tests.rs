@@ -245,3 +245,14 @@ fn containers_wait_for_init_as_pod_initializing() {
     assert_eq!(init["status"], "False");
     assert_eq!(init["message"], "containers with incomplete status: [i]");
 }
+
+#[test]
+fn only_the_previous_dead_instance_is_kept() {
+    let o = obs(vec![
+        ctr("a", 0, CState::Exited, 1),
+        ctr("a", 1, CState::Exited, 1),
+        ctr("a", 2, CState::Running, 0),
+        ctr("b", 0, CState::Exited, 0),
+    ]);
+    assert_eq!(garbage(&o), vec!["a-0".to_string()]);
+}

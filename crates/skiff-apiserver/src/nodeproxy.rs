@@ -1,0 +1,309 @@
+//! The API server's side of node streaming: serving certificates for agents (signed by
+//! the cluster CA, requested with the join token, as k3s agents get theirs) and
+//! `pods/log` carried to the pod's node agent over mutual TLS.
+
+use crate::server::ApiServer;
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use skiff_types::ApiError;
+use std::sync::Arc;
+
+/// `POST /skiff/v1/kubelet-serving-cert` `{"nodeName": …, "addresses": […]}` → the cert and
+/// key an agent serves its endpoint with. Only nodes (the join token) and admins may ask.
+pub fn issue_serving_cert(
+    api: &ApiServer,
+    user: &skiff_pki::UserInfo,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if !user
+        .groups
+        .iter()
+        .any(|g| g == "system:nodes" || g == "system:masters")
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "kubelet-serving-cert",
+            "",
+            &format!("user \"{}\" is not a node", user.username),
+        ));
+    }
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    let node = req["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("nodeName is required"))?;
+    let mut ips = Vec::new();
+    for a in req["addresses"].as_array().into_iter().flatten() {
+        let s = a.as_str().unwrap_or("");
+        ips.push(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("addresses: {s:?} is not an IP")))?,
+        );
+    }
+    let (cert, key) = api
+        .pki
+        .issue_serving_cert(&[node.to_string()], &ips)
+        .map_err(|e| ApiError::internal(format!("issuing a serving certificate: {e}")))?;
+    Ok(json!({"cert": cert, "key": key}))
+}
+
+/// Where the agent of `node` listens: its InternalIP and `daemonEndpoints` port.
+async fn agent_address(api: &ApiServer, node: &str) -> Result<(String, u16), ApiError> {
+    let ri = skiff_types::registry::lookup("", "nodes").expect("nodes are served");
+    let key = ri.key(None, node);
+    let n = match api.cache.get(&key) {
+        Some(s) => crate::object::from_stored(&s)?,
+        None => api
+            .get_raw(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("", "nodes", node))?,
+    };
+    let ip = n["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| ApiError::service_unavailable(format!("node {node:?} has no InternalIP")))?
+        .to_string();
+    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .unwrap_or(0) as u16;
+    if port == 0 {
+        return Err(ApiError::service_unavailable(format!(
+            "node {node:?} serves no agent endpoint (a simulated node has no containers)"
+        )));
+    }
+    Ok((ip, port))
+}
+
+/// The container a request names, or the only one; Kubernetes' error otherwise.
+pub fn pick_container(pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let all: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|f| pod["spec"][f].as_array().into_iter().flatten())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    match asked.filter(|c| !c.is_empty()) {
+        Some(c) if all.contains(&c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
+        None => {
+            let apps: Vec<&str> = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            match apps.as_slice() {
+                [one] => Ok(one.to_string()),
+                _ => Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    apps.join(" ")
+                ))),
+            }
+        }
+    }
+}
+
+/// Which instance of a container logs come from, by the pod's status as kubelet decides:
+/// the current one (or, while it waits to restart, the last that ran), or with
+/// `previous` the last terminated one. Errors are Kubernetes' words.
+pub fn container_instance(
+    pod: &Value,
+    container: &str,
+    previous: bool,
+) -> Result<String, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let status = ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|f| pod["status"][f].as_array().into_iter().flatten())
+        .find(|s| s["name"] == container);
+    let last = status
+        .and_then(|s| s["lastState"]["terminated"]["containerID"].as_str())
+        .filter(|id| !id.is_empty());
+    let strip = |id: &str| id.split_once("://").map_or(id, |(_, i)| i).to_string();
+    if previous {
+        return last.map(strip).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            ))
+        });
+    }
+    let Some(s) = status else {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    };
+    if let Some(reason) = s["state"]["waiting"]["reason"].as_str() {
+        return last.map(strip).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+            ))
+        });
+    }
+    s["containerID"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .map(strip)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            ))
+        })
+}
+
+/// `GET pods/<name>/log`: streamed from the node agent's `/containerLogs`.
+pub async fn logs(
+    api: &Arc<ApiServer>,
+    pod: &Value,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let container = pick_container(
+        pod,
+        params
+            .iter()
+            .find(|(k, _)| k == "container")
+            .map(|(_, v)| v.as_str()),
+    )?;
+    let previous = params
+        .iter()
+        .any(|(k, v)| k == "previous" && matches!(v.as_str(), "true" | "1"));
+    let id = container_instance(pod, &container, previous)?;
+    let forwarded = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("containerID", &id);
+        for (k, v) in params.iter().filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "follow" | "tailLines" | "sinceSeconds" | "sinceTime" | "timestamps" | "limitBytes"
+            )
+        }) {
+            q.append_pair(k, v);
+        }
+        q.finish()
+    };
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{forwarded}");
+    let (ip, port) = agent_address(api, node).await?;
+    let resp = agent_get(api, &ip, port, &path).await.map_err(|e| {
+        ApiError::service_unavailable(format!("Get \"https://{ip}:{port}{path}\": {e}"))
+    })?;
+    let status = resp.status();
+    let (mut parts, body) = resp.into_parts();
+    if !status.is_success() {
+        // The agent answers errors as text; Kubernetes relays them in a Status.
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&bytes).trim().to_string();
+        return Err(
+            if status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST {
+                ApiError::bad_request(msg)
+            } else {
+                ApiError::service_unavailable(msg)
+            },
+        );
+    }
+    parts.headers.clear();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+async fn agent_get(
+    api: &ApiServer,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect((ip, port)),
+    )
+    .await
+    .map_err(|_| "dial timeout".to_string())?
+    .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let server_name =
+        rustls::pki_types::ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(api.agent_tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path)
+        .header(header::HOST, format!("{ip}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    send.send_request(req).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}, "status": {"containerStatuses": [status]}})
+    }
+
+    #[test]
+    fn log_instance_follows_the_status_as_kubelet() {
+        let running = pod(
+            json!({"name": "a", "containerID": "containerd://c2", "state": {"running": {}},
+            "lastState": {"terminated": {"containerID": "containerd://c1"}}}),
+        );
+        assert_eq!(container_instance(&running, "a", false).unwrap(), "c2");
+        assert_eq!(container_instance(&running, "a", true).unwrap(), "c1");
+        let crashlooping = pod(
+            json!({"name": "a", "containerID": "containerd://c1", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"containerID": "containerd://c1"}}}),
+        );
+        assert_eq!(container_instance(&crashlooping, "a", false).unwrap(), "c1");
+        assert_eq!(container_instance(&crashlooping, "a", true).unwrap(), "c1");
+        let done = pod(
+            json!({"name": "a", "containerID": "containerd://c1", "state": {"terminated": {}}, "lastState": {}}),
+        );
+        assert_eq!(
+            container_instance(&done, "a", true).unwrap_err().message,
+            "previous terminated container \"a\" in pod \"p\" not found"
+        );
+        let creating = pod(
+            json!({"name": "a", "state": {"waiting": {"reason": "ContainerCreating"}}, "lastState": {}}),
+        );
+        assert_eq!(
+            container_instance(&creating, "a", false)
+                .unwrap_err()
+                .message,
+            "container \"a\" in pod \"p\" is waiting to start: ContainerCreating"
+        );
+        assert!(
+            pick_container(&running, None)
+                .unwrap_err()
+                .message
+                .contains("choose one of: [a b]")
+        );
+        assert_eq!(pick_container(&running, Some("b")).unwrap(), "b");
+    }
+}
