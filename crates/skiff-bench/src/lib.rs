@@ -14,6 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod pods;
+pub use pods::{PodsBenchOptions, pods};
+
 #[derive(Debug, Clone)]
 pub struct ApiBenchOptions {
     /// The skiff binary to start as the server under test.

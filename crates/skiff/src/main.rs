@@ -56,6 +56,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 30000)]
         hold_pods: usize,
     },
+    /// Pod startup latency on a real node against the bare CRI sequence, agent RSS and
+    /// idle CPU (root; containerd).
+    Pods {
+        /// Sequential single-pod rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Pods started at once.
+        #[arg(long, default_value_t = 50)]
+        concurrent: usize,
+    },
     /// API server throughput, latency, fan-out and memory against the raw store.
     Api {
         #[arg(long, default_value_t = 5000)]
@@ -218,6 +228,15 @@ fn main() -> anyhow::Result<()> {
                     pods,
                     concurrency,
                     hold_pods,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Pods { rounds, concurrent }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::pods(skiff_bench::PodsBenchOptions {
+                    skiff,
+                    rounds,
+                    concurrent,
                 })
                 .await
             }
