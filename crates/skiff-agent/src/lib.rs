@@ -3,6 +3,7 @@
 //! without containers, in the manner of kwok, for scale tests and node-failure tests.
 
 pub mod criconv;
+pub mod exec;
 pub mod host;
 pub mod kubelet;
 pub mod logs;

@@ -40,6 +40,16 @@ pub trait Runtime: Send + Sync + 'static {
         previous: bool,
     ) -> RtResult<Option<LogTarget>>;
     async fn running(&self, container_id: &str) -> RtResult<bool>;
+    /// A URL on the runtime's streaming server that runs `cmd` in the container.
+    async fn exec_url(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> RtResult<String>;
     /// The log file of one container instance.
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>>;
     async fn remove_container(&self, container_id: &str) -> RtResult<()>;
@@ -344,6 +354,32 @@ impl Runtime for CriRuntime {
             path: s.log_path.into(),
             running: s.state == cri::ContainerState::ContainerRunning as i32,
         }))
+    }
+
+    async fn exec_url(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> RtResult<String> {
+        let mut rt = self.cri.runtime.clone();
+        Ok(rpc(
+            "Exec",
+            rt.exec(cri::ExecRequest {
+                container_id: container_id.to_string(),
+                cmd,
+                tty,
+                stdin,
+                stdout,
+                // With a TTY, stderr is the terminal: CRI rejects asking for both.
+                stderr: stderr && !tty,
+            }),
+        )
+        .await?
+        .url)
     }
 
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>> {

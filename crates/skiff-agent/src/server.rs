@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
-fn text(code: StatusCode, msg: String) -> Response<Body> {
+pub(crate) fn text(code: StatusCode, msg: String) -> Response<Body> {
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "text/plain")
@@ -70,6 +70,7 @@ pub async fn serve(
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .with_upgrades()
                 .await
             {
                 tracing::debug!(%peer, error = %e, "agent endpoint connection ended");
@@ -84,6 +85,10 @@ async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Bo
     match (req.method().as_str(), segs.as_slice()) {
         ("GET", ["containerLogs", ns, pod, container]) => {
             container_logs(runtime, ns, pod, container, req.uri().query().unwrap_or("")).await
+        }
+        ("GET", ["exec", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::exec::serve(runtime, &ns, &pod, &container, req).await
         }
         ("GET", ["healthz"]) => text(StatusCode::OK, "ok".into()),
         _ => text(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),

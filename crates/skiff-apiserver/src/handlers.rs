@@ -379,9 +379,9 @@ async fn serve_resource(
     info: PathInfo,
     req: Request<Body>,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let q = parse_query(parts.uri.query());
-    let headers = parts.headers;
+    let headers = std::mem::take(&mut parts.headers);
     let t = info.target;
     let wanted = decode::wanted(&headers);
     let watch_requested = info.verb == "watch"
@@ -389,6 +389,17 @@ async fn serve_resource(
             && matches!(q.map.get("watch").map(String::as_str), Some("true" | "1")));
 
     match t.sub {
+        Some(Subresource::Exec) if matches!(info.verb, "get" | "create") => {
+            let pod = api
+                .get_object(&Target {
+                    sub: None,
+                    ..t.clone()
+                })
+                .await?;
+            parts.headers = headers;
+            let req = Request::from_parts(parts, body);
+            return crate::nodeproxy::exec(api, &pod, req).await;
+        }
         Some(Subresource::Log) if info.verb == "get" => {
             let pod = api
                 .get_object(&Target {

@@ -227,12 +227,11 @@ pub async fn logs(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
-async fn agent_get(
+async fn agent_tls_stream(
     api: &ApiServer,
     ip: &str,
     port: u16,
-    path: &str,
-) -> Result<http::Response<hyper::body::Incoming>, String> {
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio::net::TcpStream::connect((ip, port)),
@@ -243,10 +242,19 @@ async fn agent_get(
     let _ = tcp.set_nodelay(true);
     let server_name =
         rustls::pki_types::ServerName::try_from(ip.to_string()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(api.agent_tls.clone())
+    tokio_rustls::TlsConnector::from(api.agent_tls.clone())
         .connect(server_name, tcp)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+async fn agent_get(
+    api: &ApiServer,
+    ip: &str,
+    port: u16,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, String> {
+    let tls = agent_tls_stream(api, ip, port).await?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -258,6 +266,184 @@ async fn agent_get(
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
     send.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// Subprotocols of `pods/exec` over WebSocket that we carry (kubectl asks for v5 first).
+const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// `GET pods/<name>/exec` with a WebSocket upgrade: the same stream is opened to the
+/// node agent (mutual TLS), then frames are relayed both ways unchanged.
+pub async fn exec(
+    api: &Arc<ApiServer>,
+    pod: &Value,
+    mut req: http::Request<Body>,
+) -> Result<Response, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let headers = req.headers();
+    let is_ws = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    let Some(protocol) = EXEC_PROTOCOLS
+        .iter()
+        .find(|p| offered.iter().any(|o| o == *p))
+        .map(|p| p.to_string())
+    else {
+        return Err(ApiError::bad_request(
+            "Upgrade request required: exec is served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)",
+        ));
+    };
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| is_ws)
+        .cloned()
+    else {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    };
+    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    };
+    if pod["status"]["phase"] != "Running" {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: pod {name} is not running (phase {})",
+            pod["status"]["phase"].as_str().unwrap_or("Pending")
+        )));
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let container = pick_container(
+        pod,
+        params
+            .iter()
+            .find(|(k, _)| k == "container")
+            .map(|(_, v)| v.as_str()),
+    )?;
+    let forwarded = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.iter().filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "command" | "stdin" | "stdout" | "stderr" | "tty"
+            )
+        }) {
+            q.append_pair(k, v);
+        }
+        q.finish()
+    };
+    let (ip, port) = agent_address(api, node).await?;
+    let path = format!("/exec/{ns}/{name}/{container}?{forwarded}");
+    let agent = agent_ws(api, &ip, port, &path, &protocol)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unable to upgrade connection: {e}")))?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        relay(client, agent).await;
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let resp = http::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(resp)
+}
+
+type AgentWs =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn agent_ws(
+    api: &ApiServer,
+    ip: &str,
+    port: u16,
+    path: &str,
+    protocol: &str,
+) -> Result<AgentWs, String> {
+    let tls = agent_tls_stream(api, ip, port).await?;
+    let req = http::Request::get(format!("wss://{ip}:{port}{path}"))
+        .header(header::HOST, format!("{ip}:{port}"))
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(
+            header::SEC_WEBSOCKET_KEY,
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(resp) => resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                .unwrap_or_else(|| format!("agent answered {}", resp.status())),
+            e => e.to_string(),
+        })?;
+    Ok(ws)
+}
+
+/// Copies messages both ways until either side closes.
+async fn relay<A, B>(
+    a: tokio_tungstenite::WebSocketStream<A>,
+    b: tokio_tungstenite::WebSocketStream<B>,
+) where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures::{SinkExt, StreamExt};
+    let (mut a_tx, mut a_rx) = a.split();
+    let (mut b_tx, mut b_rx) = b.split();
+    let up = async {
+        while let Some(Ok(m)) = a_rx.next().await {
+            let close = m.is_close();
+            if b_tx.send(m).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = b_tx.close().await;
+    };
+    let down = async {
+        while let Some(Ok(m)) = b_rx.next().await {
+            let close = m.is_close();
+            if a_tx.send(m).await.is_err() || close {
+                break;
+            }
+        }
+        let _ = a_tx.close().await;
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
 }
 
 #[cfg(test)]

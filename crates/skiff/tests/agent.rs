@@ -131,6 +131,41 @@ fn pods_run_on_containerd() {
         assert!(events.contains(reason), "no {reason} event:\n{events}");
     }
 
+    // exec: exit codes and streams, stdin, and an interactive shell through a pty.
+    let out = c.kubectl(&[
+        "exec",
+        "my-pod",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+    let out = c.kubectl_stdin(&["exec", "-i", "my-pod", "--", "head", "-1"], "piped\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    let kubectl = format!(
+        "kubectl --kubeconfig {} --cache-dir {}/kcache exec -it my-pod -- /bin/sh",
+        c.kubeconfig().display(),
+        c.dir.path().display()
+    );
+    let tty = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 2; printf 'echo inside-$((6*7))\\r'; sleep 1; printf 'exit 5\\r'; sleep 1) | timeout 30 script -qec '{kubectl}' /dev/null"
+        ))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("inside-42"), "{shown}");
+    assert_eq!(tty.status.code(), Some(5), "{shown}");
+
     // Containers of one pod share localhost: the sidecar reaches the web server.
     apply(
         &c,

@@ -1,0 +1,152 @@
+//! `exec` on the agent: the API server's WebSocket (v5 or v4 channel protocol) is joined
+//! to the runtime's streaming server for a CRI `Exec`, which speaks v4 over WebSocket.
+//! Frames are the same on both sides (a channel byte, then data); v5's stdin-close
+//! frame (channel 255) has no v4 equivalent and is not passed on.
+
+use crate::runtime::Runtime;
+use crate::server::{Body, text};
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::Message;
+
+pub async fn serve(
+    runtime: Arc<dyn Runtime>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required".into());
+    };
+    let protocol = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("v4.channel.k8s.io")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut cmd = Vec::new();
+    let (mut tty, mut stdin, mut stdout, mut stderr) = (false, false, false, false);
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        let on = matches!(v.as_ref(), "true" | "1");
+        match k.as_ref() {
+            "command" => cmd.push(v.into_owned()),
+            "tty" => tty = on,
+            "stdin" => stdin = on,
+            "stdout" => stdout = on,
+            "stderr" => stderr = on,
+            _ => {}
+        }
+    }
+    if cmd.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command".into(),
+        );
+    }
+    let target = match runtime.log_target(ns, pod, container, false).await {
+        Ok(Some(t)) if t.running => t,
+        Ok(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("container not found ({container:?})"),
+            );
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let url = match runtime
+        .exec_url(&target.container_id, cmd, tty, stdin, stdout, stderr)
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // The runtime's streaming server: plain HTTP on loopback, upgraded to WebSocket.
+    let ws_url = url
+        .replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1);
+    let upstream =
+        match tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            ws_url.as_str(),
+        ) {
+            Ok(mut r) => {
+                r.headers_mut().insert(
+                    header::SEC_WEBSOCKET_PROTOCOL,
+                    http::HeaderValue::from_static("v4.channel.k8s.io"),
+                );
+                match tokio_tungstenite::connect_async(r).await {
+                    Ok((ws, _)) => ws,
+                    Err(e) => {
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("runtime stream: {e}"),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("runtime stream: {e}"),
+                );
+            }
+        };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let (mut c_tx, mut c_rx) = client.split();
+        let (mut u_tx, mut u_rx) = upstream.split();
+        let up = async {
+            while let Some(Ok(m)) = c_rx.next().await {
+                match &m {
+                    Message::Binary(b) if b.first() == Some(&255) => continue,
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+                if u_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let down = async {
+            while let Some(Ok(m)) = u_rx.next().await {
+                let close = m.is_close();
+                if c_tx.send(m).await.is_err() || close {
+                    break;
+                }
+            }
+            let _ = c_tx.close().await;
+        };
+        // The command's end (upstream closing) ends the session; the client leaving
+        // first ends it too (dropping the upstream stream closes it).
+        tokio::select! {
+            _ = down => {}
+            _ = up => {}
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(text(StatusCode::OK, String::new()).into_body())
+        .expect("valid response")
+}
