@@ -374,6 +374,7 @@ pub fn observed(mut sandboxes: Vec<(i64, SandboxObs)>, containers: Vec<Container
     Observed {
         sandboxes: sandboxes.into_iter().map(|(_, s)| s).collect(),
         containers,
+        probed: BTreeMap::new(),
     }
 }
 

@@ -365,6 +365,7 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
     let mut backoff = Backoff::default();
     let mut errors: BTreeMap<String, Waiting> = BTreeMap::new();
     let mut running_since: HashMap<String, Instant> = HashMap::new();
+    let mut probes: Probes = HashMap::new();
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
@@ -379,7 +380,15 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
             if terminate(&ctx, &pod).await {
                 return;
             }
-        } else if let Err(e) = sync(&ctx, &pod, &mut backoff, &mut errors, &mut running_since).await
+        } else if let Err(e) = sync(
+            &ctx,
+            &pod,
+            &mut backoff,
+            &mut errors,
+            &mut running_since,
+            &mut probes,
+        )
+        .await
         {
             tracing::debug!(pod = %pod_ref(&pod), error = %e, "pod sync failed; retrying");
         }
@@ -456,6 +465,7 @@ async fn sync(
     backoff: &mut Backoff,
     errors: &mut BTreeMap<String, Waiting>,
     running_since: &mut HashMap<String, Instant>,
+    probes: &mut Probes,
 ) -> Result<(), skiff_cri::Error> {
     let uid = key_of(pod);
     let mut obs = ctx.runtime.observe(&uid).await?;
@@ -522,6 +532,7 @@ async fn sync(
             obs.containers.retain(|c| c.id != id);
         }
     }
+    run_probes(ctx, pod, &mut obs, probes).await;
     let waiting = waiting_reasons(pod, &obs, backoff, errors, running_since);
     let status = pod::status(pod, &obs, &waiting, &ctx.node_ip, &now());
     let prev = &pod["status"];
@@ -541,6 +552,133 @@ async fn sync(
         }
     }
     Ok(())
+}
+
+/// Probe state per (container instance, kind), and when the instance was first seen
+/// running (initialDelaySeconds counts from there).
+type Probes = HashMap<(String, crate::probe::Kind), (Instant, crate::probe::State)>;
+
+/// Runs the probes that are due for running app containers, kills containers whose
+/// startup or liveness probe failed (they restart by policy), and records each
+/// container's (started, ready) in `obs.probed`.
+async fn run_probes(ctx: &Ctx, pod: &Value, obs: &mut Observed, probes: &mut Probes) {
+    use crate::probe::{self, Kind};
+    let pod_ip = obs
+        .ready_sandbox()
+        .map(|s| s.ip.clone())
+        .unwrap_or_default();
+    let live: std::collections::HashSet<String> = obs
+        .containers
+        .iter()
+        .filter(|c| c.state == pod::CState::Running)
+        .map(|c| c.id.clone())
+        .collect();
+    probes.retain(|(id, _), _| live.contains(id));
+    let now = Instant::now();
+    let mut due = Vec::new();
+    for spec in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = spec["name"].as_str().unwrap_or("");
+        let Some(c) = obs.latest(name).filter(|c| c.state == pod::CState::Running) else {
+            continue;
+        };
+        let specs: Vec<(Kind, probe::Spec)> = [Kind::Startup, Kind::Liveness, Kind::Readiness]
+            .into_iter()
+            .filter_map(|k| probe::spec(spec, k).map(|s| (k, s)))
+            .collect();
+        if specs.is_empty() {
+            continue;
+        }
+        let started_ok = specs.iter().all(|(k, _)| *k != Kind::Startup)
+            || probes
+                .get(&(c.id.clone(), Kind::Startup))
+                .is_some_and(|(_, s)| s.result == Some(true));
+        for (kind, ps) in specs {
+            // Startup runs until it succeeds; the others only after it has.
+            if (kind == Kind::Startup) == started_ok {
+                continue;
+            }
+            let (since, st) = probes
+                .entry((c.id.clone(), kind))
+                .or_insert_with(|| (now, probe::State::new()));
+            if st.due(&ps, *since, now) {
+                due.push((name.to_string(), c.id.clone(), kind, ps));
+            }
+        }
+    }
+    let results = futures::future::join_all(due.into_iter().map(|(name, id, kind, ps)| {
+        let pod_ip = pod_ip.clone();
+        async move {
+            let outcome = match &ps.action {
+                probe::Action::Exec(cmd) => {
+                    match ctx.runtime.exec_sync(&id, cmd.clone(), ps.timeout).await {
+                        Ok((0, _)) => Ok(()),
+                        Ok((code, out)) => Err(format!(
+                            "command {cmd:?} exited with {code}: {}",
+                            out.trim()
+                        )),
+                        Err(e) => Err(short(&e)),
+                    }
+                }
+                a => probe::run_network(a, &pod_ip, ps.timeout).await,
+            };
+            (name, id, kind, ps, outcome)
+        }
+    }))
+    .await;
+    for (name, id, kind, ps, outcome) in results {
+        let Some((_, st)) = probes.get_mut(&(id.clone(), kind)) else {
+            continue;
+        };
+        if let Err(msg) = &outcome {
+            ctx.recorder.record(
+                pod,
+                "Warning",
+                "Unhealthy",
+                format!("{} probe failed: {msg}", kind.word()),
+            );
+        }
+        let verdict = st.record(&ps, outcome.is_ok(), Instant::now());
+        if verdict == Some(false) && kind != Kind::Readiness {
+            let why = if kind == Kind::Liveness {
+                "liveness"
+            } else {
+                "startup"
+            };
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Killing",
+                format!("Container {name} failed {why} probe, will be restarted"),
+            );
+            // In the background: a process that ignores SIGTERM holds the kill for the
+            // whole grace period, and the pod's other probes and status go on meanwhile.
+            let grace = pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30);
+            let runtime = ctx.runtime.clone();
+            let who = format!("{}/{name}", pod_ref(pod));
+            tokio::spawn(async move {
+                if let Err(e) = runtime.stop_container(&id, grace).await {
+                    tracing::warn!(container = %who, error = %e, "killing unhealthy container");
+                }
+            });
+        }
+    }
+    for spec in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = spec["name"].as_str().unwrap_or("");
+        let Some(c) = obs.latest(name).filter(|c| c.state == pod::CState::Running) else {
+            continue;
+        };
+        let verdict = |k: Kind| -> bool {
+            probe::spec(spec, k).is_none()
+                || probes
+                    .get(&(c.id.clone(), k))
+                    .is_some_and(|(_, s)| s.result == Some(true))
+        };
+        let started = verdict(Kind::Startup);
+        let ready = started && verdict(Kind::Readiness);
+        obs.probed.insert(name.to_string(), (started, ready));
+    }
 }
 
 /// Containers that should run but wait: image and config errors, and crash-loop back-off.

@@ -9,6 +9,7 @@ pub mod kubelet;
 pub mod logs;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sim;

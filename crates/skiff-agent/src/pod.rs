@@ -37,12 +37,15 @@ pub struct SandboxObs {
     pub attempt: u32,
 }
 
-/// Everything the runtime holds for one pod.
+/// Everything observed of one pod: what the runtime holds, and probe results.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// Newest first.
     pub sandboxes: Vec<SandboxObs>,
     pub containers: Vec<ContainerObs>,
+    /// Per running container with probes: (started, ready) by its startup and readiness
+    /// probes. A running container without an entry is started and ready.
+    pub probed: BTreeMap<String, (bool, bool)>,
 }
 
 impl Observed {
@@ -310,8 +313,9 @@ fn container_status(spec: &Value, obs: &Observed, waiting: &BTreeMap<String, Wai
     let state = match (latest, waiting.get(name)) {
         (_, Some(w)) => json!({"waiting": {"reason": w.reason, "message": w.message}}),
         (Some(c), None) if c.state == CState::Running => {
-            s["ready"] = json!(true);
-            s["started"] = json!(true);
+            let (started, ready) = obs.probed.get(name).copied().unwrap_or((true, true));
+            s["ready"] = json!(started && ready);
+            s["started"] = json!(started);
             json!({"running": {"startedAt": c.started_at}})
         }
         (Some(c), None) if c.state == CState::Exited => json!({"terminated": terminated(c)}),

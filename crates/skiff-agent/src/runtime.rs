@@ -50,6 +50,15 @@ pub trait Runtime: Send + Sync + 'static {
         stdout: bool,
         stderr: bool,
     ) -> RtResult<String>;
+    /// Runs `cmd` in the container and waits (exec probes): exit code and output.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> RtResult<(i32, String)>;
+    /// SIGTERM, then SIGKILL after `grace` seconds.
+    async fn stop_container(&self, container_id: &str, grace: i64) -> RtResult<()>;
     /// The log file of one container instance.
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>>;
     async fn remove_container(&self, container_id: &str) -> RtResult<()>;
@@ -380,6 +389,40 @@ impl Runtime for CriRuntime {
         )
         .await?
         .url)
+    }
+
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> RtResult<(i32, String)> {
+        let mut rt = self.cri.runtime.clone();
+        let r = rpc(
+            "ExecSync",
+            rt.exec_sync(cri::ExecSyncRequest {
+                container_id: container_id.to_string(),
+                cmd,
+                timeout: timeout.as_secs().max(1) as i64,
+            }),
+        )
+        .await?;
+        let mut out = String::from_utf8_lossy(&r.stdout).into_owned();
+        out.push_str(&String::from_utf8_lossy(&r.stderr));
+        Ok((r.exit_code, out))
+    }
+
+    async fn stop_container(&self, container_id: &str, grace: i64) -> RtResult<()> {
+        let mut rt = self.cri.runtime.clone();
+        rpc(
+            "StopContainer",
+            rt.stop_container(cri::StopContainerRequest {
+                container_id: container_id.to_string(),
+                timeout: grace.max(0),
+            }),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>> {

@@ -314,6 +314,74 @@ spec:
             .then_some(())
     });
 
+    // Probes: readiness drives READY, a failing liveness probe restarts the container.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: nginx
+    readinessProbe:
+      exec: {command: [test, -f, /tmp/ready]}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {path: /, port: 80}
+      periodSeconds: 1
+  - name: dies
+    image: busybox
+    command: [sh, -c, 'touch /tmp/alive; sleep 4; rm /tmp/alive; sleep 3600']
+    livenessProbe:
+      exec: {command: [test, -f, /tmp/alive]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+    );
+    let ready_of = |c: &Cluster| -> Option<(bool, i64)> {
+        let p = pod_json(c, "probed")?;
+        let st = p["status"]["containerStatuses"].as_array()?;
+        let web = st.iter().find(|s| s["name"] == "web")?;
+        let dies = st.iter().find(|s| s["name"] == "dies")?;
+        Some((web["ready"].as_bool()?, dies["restartCount"].as_i64()?))
+    };
+    wait_phase(&c, "probed", "Running");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ready_of(&c).map(|r| r.0),
+        Some(false),
+        "ready before the probe passed"
+    );
+    c.ok(&["exec", "probed", "-c", "web", "--", "touch", "/tmp/ready"]);
+    eventually(Duration::from_secs(20), || {
+        ready_of(&c).filter(|r| r.0).map(|_| ())
+    });
+    c.ok(&["exec", "probed", "-c", "web", "--", "rm", "/tmp/ready"]);
+    eventually(Duration::from_secs(20), || {
+        ready_of(&c).filter(|r| !r.0).map(|_| ())
+    });
+    eventually(Duration::from_secs(40), || {
+        ready_of(&c).filter(|r| r.1 >= 1).map(|_| ())
+    });
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(
+        events.contains("failed liveness probe, will be restarted"),
+        "{events}"
+    );
+    assert!(
+        !events.contains("Liveness probe failed: Get"),
+        "the httpGet liveness probe failed:\n{events}"
+    );
+
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
     assert!(c.fails(&["get", "pod", "my-pod"]).contains("NotFound"));

@@ -41,6 +41,7 @@ fn obs(containers: Vec<ContainerObs>) -> Observed {
     Observed {
         sandboxes: vec![sandbox()],
         containers,
+        probed: BTreeMap::new(),
     }
 }
 
@@ -255,4 +256,26 @@ fn only_the_previous_dead_instance_is_kept() {
         ctr("b", 0, CState::Exited, 0),
     ]);
     assert_eq!(garbage(&o), vec!["a-0".to_string()]);
+}
+
+#[test]
+fn probes_gate_started_and_ready() {
+    let p = pod("Always", &[], &["a"]);
+    let mut o = obs(vec![ctr("a", 0, CState::Running, 0)]);
+    o.probed.insert("a".into(), (true, false));
+    let st = status(&p, &o, &BTreeMap::new(), "h", "now");
+    assert_eq!(st["containerStatuses"][0]["ready"], false);
+    assert_eq!(st["containerStatuses"][0]["started"], true);
+    assert_eq!(st["phase"], "Running");
+    let ready = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    o.probed.insert("a".into(), (true, true));
+    let st = status(&p, &o, &BTreeMap::new(), "h", "now");
+    assert_eq!(st["containerStatuses"][0]["ready"], true);
 }
