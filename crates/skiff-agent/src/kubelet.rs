@@ -200,9 +200,11 @@ pub async fn run(
                     if let Ok(uids) = ctx.runtime.pod_uids().await {
                         for uid in uids.into_iter().filter(|u| !live.contains(u)) {
                             let rt = ctx.runtime.clone();
+                            let vol_root = ctx.opts.dir.join("volumes");
                             tasks.spawn(async move {
                                 if rt.remove_pod(&uid, 0).await.is_ok() {
                                     host::remove_pod_cgroups(&uid);
+                                    crate::volumes::remove(&vol_root, &uid).await;
                                 }
                             });
                         }
@@ -228,6 +230,7 @@ pub async fn run(
                 if let Err(e) = ctx.runtime.remove_pod(&uid, 2).await {
                     tracing::warn!(%uid, error = %e, "removing pod at shutdown");
                 }
+                crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
             }
         }
         let _ = ctd_stop_tx.send(true);
@@ -366,12 +369,16 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
     let mut errors: BTreeMap<String, Waiting> = BTreeMap::new();
     let mut running_since: HashMap<String, Instant> = HashMap::new();
     let mut probes: Probes = HashMap::new();
+    let mut volumes_synced: Option<Instant> = None;
     loop {
         let pod = rx.borrow_and_update().clone();
         let Some(pod) = pod else {
             // Gone from the API (force deletion): nothing left to report to.
             match ctx.runtime.remove_pod(&uid, 0).await {
-                Ok(()) => host::remove_pod_cgroups(&uid),
+                Ok(()) => {
+                    host::remove_pod_cgroups(&uid);
+                    crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
+                }
                 Err(e) => tracing::warn!(%uid, error = %e, "removing deleted pod"),
             }
             return;
@@ -387,6 +394,7 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
             &mut errors,
             &mut running_since,
             &mut probes,
+            &mut volumes_synced,
         )
         .await
         {
@@ -440,6 +448,7 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
         return false;
     }
     host::remove_pod_cgroups(&key_of(pod));
+    crate::volumes::remove(&ctx.opts.dir.join("volumes"), &key_of(pod)).await;
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
@@ -466,10 +475,26 @@ async fn sync(
     errors: &mut BTreeMap<String, Waiting>,
     running_since: &mut HashMap<String, Instant>,
     probes: &mut Probes,
+    volumes_synced: &mut Option<Instant>,
 ) -> Result<(), skiff_cri::Error> {
     let uid = key_of(pod);
     let mut obs = ctx.runtime.observe(&uid).await?;
-    let actions = pod::compute_actions(pod, &obs, &|n| backoff.in_backoff(n));
+    let mut actions = pod::compute_actions(pod, &obs, &|n| backoff.in_backoff(n));
+    // Volumes before any container starts, then refreshed (ConfigMap and Secret
+    // contents follow the objects) every 10 s.
+    let starting = actions
+        .iter()
+        .any(|a| matches!(a, Action::StartContainer { .. }));
+    if starting || volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+        match crate::volumes::ensure(&ctx.client, &ctx.opts.dir.join("volumes"), pod).await {
+            Ok(()) => *volumes_synced = Some(Instant::now()),
+            Err(msg) => {
+                ctx.recorder.record(pod, "Warning", "FailedMount", msg);
+                *volumes_synced = None;
+                actions.retain(|a| !matches!(a, Action::StartContainer { .. }));
+            }
+        }
+    }
     let mut sandbox_cfg = None;
     for action in &actions {
         match action {
@@ -801,7 +826,16 @@ async fn start_container(
             message,
         }
     })?;
-    let cfg = criconv::container_config(pod, spec, image, attempt, &env);
+    let mut cfg = criconv::container_config(pod, spec, image, attempt, &env);
+    cfg.mounts =
+        crate::volumes::mounts(&ctx.opts.dir.join("volumes"), pod, spec).map_err(|message| {
+            ctx.recorder
+                .record(pod, "Warning", "Failed", format!("Error: {message}"));
+            Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message,
+            }
+        })?;
     match ctx
         .runtime
         .create_and_start(sandbox_id, sandbox_cfg, cfg)

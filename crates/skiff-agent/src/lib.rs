@@ -13,6 +13,7 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod volumes;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {

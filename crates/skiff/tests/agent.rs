@@ -294,6 +294,71 @@ spec:
         "Completed"
     );
 
+    // Volumes: a writer and a log-reading sidecar share an emptyDir; ConfigMap, Secret,
+    // downwardAPI and memory-backed emptyDir volumes; ConfigMap updates reach the files.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: vols, labels: {app: vols}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo "entry $i" >> /logs/app.log; i=$((i+1)); sleep 1; done']
+    volumeMounts: [{name: logs, mountPath: /logs}]
+  - name: sidecar
+    image: busybox
+    command: [sh, -c, 'tail -F /var/log/app/app.log']
+    volumeMounts:
+    - {name: logs, mountPath: /var/log/app, readOnly: true}
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: mem, mountPath: /cache}
+    - {name: info, mountPath: /etc/podinfo}
+  volumes:
+  - {name: logs, emptyDir: {}}
+  - {name: cfg, configMap: {name: cfg}}
+  - {name: sec, secret: {secretName: sec}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 16Mi}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+"#,
+    );
+    wait_phase(&c, "vols", "Running");
+    eventually(Duration::from_secs(30), || {
+        c.ok(&["logs", "vols", "-c", "sidecar"])
+            .contains("entry 1")
+            .then_some(())
+    });
+    let exec = |cmd: &str| c.ok(&["exec", "vols", "-c", "sidecar", "--", "sh", "-c", cmd]);
+    assert_eq!(exec("cat /etc/cfg/A"), "from-cm");
+    assert_eq!(exec("cat /etc/sec/B"), "s3cret");
+    assert!(exec("cat /etc/podinfo/labels").contains("app=\"vols\""));
+    assert!(exec("grep ' /cache ' /proc/mounts").starts_with("tmpfs"));
+    let ro = c.kubectl(&[
+        "exec",
+        "vols",
+        "-c",
+        "sidecar",
+        "--",
+        "touch",
+        "/var/log/app/x",
+    ]);
+    assert!(!ro.status.success(), "a readOnly mount was writable");
+    c.ok(&[
+        "patch",
+        "configmap",
+        "cfg",
+        "-p",
+        r#"{"data":{"A":"changed"}}"#,
+    ]);
+    eventually(Duration::from_secs(40), || {
+        (exec("cat /etc/cfg/A") == "changed").then_some(())
+    });
+    c.ok(&["delete", "pod", "vols"]);
+
     // A missing ConfigMap is CreateContainerConfigError, as kubelet reports it.
     apply(
         &c,
