@@ -2,7 +2,7 @@
 //! `CriRuntime` speaks CRI v1 to containerd (or CRI-O); tests can put a fake behind it.
 
 use crate::criconv::{self, LABEL_POD_UID};
-use crate::pod::{CState, Observed};
+use crate::pod::Observed;
 use skiff_cri::{Cri, cri, rpc};
 use std::collections::{HashMap, HashSet};
 
@@ -114,6 +114,25 @@ impl CriRuntime {
         .containers)
     }
 
+    /// A container's status; None once the runtime no longer has it.
+    async fn status_of(&self, container_id: &str) -> RtResult<Option<cri::ContainerStatus>> {
+        let mut rt = self.cri.runtime.clone();
+        match rt
+            .container_status(cri::ContainerStatusRequest {
+                container_id: container_id.to_string(),
+                verbose: false,
+            })
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().status),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(skiff_cri::Error::Rpc {
+                call: "ContainerStatus",
+                status,
+            }),
+        }
+    }
+
     async fn stop_all(&self, uid: &str, grace: i64) -> RtResult<(Vec<String>, Vec<String>)> {
         let containers = self.containers(uid).await?;
         let stops = containers
@@ -180,16 +199,7 @@ impl Runtime for CriRuntime {
         }
         let mut containers = Vec::new();
         for c in self.containers(uid).await? {
-            let mut rt = self.cri.runtime.clone();
-            let st = rpc(
-                "ContainerStatus",
-                rt.container_status(cri::ContainerStatusRequest {
-                    container_id: c.id.clone(),
-                    verbose: false,
-                }),
-            )
-            .await?;
-            if let Some(s) = st.status {
+            if let Some(s) = self.status_of(&c.id).await? {
                 containers.push(criconv::container_obs(&s));
             }
         }
@@ -349,20 +359,7 @@ impl Runtime for CriRuntime {
         if previous && c.state != cri::ContainerState::ContainerExited as i32 {
             return Ok(None);
         }
-        let st = rpc(
-            "ContainerStatus",
-            rt.container_status(cri::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            }),
-        )
-        .await?
-        .status;
-        Ok(st.map(|s| LogTarget {
-            container_id: s.id.clone(),
-            path: s.log_path.into(),
-            running: s.state == cri::ContainerState::ContainerRunning as i32,
-        }))
+        Ok(self.status_of(&c.id).await?.map(to_log_target))
     }
 
     async fn exec_url(
@@ -426,43 +423,17 @@ impl Runtime for CriRuntime {
     }
 
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>> {
-        let mut rt = self.cri.runtime.clone();
-        let st = rt
-            .container_status(cri::ContainerStatusRequest {
-                container_id: container_id.to_string(),
-                verbose: false,
-            })
-            .await;
-        match st {
-            Ok(r) => Ok(r.into_inner().status.map(|s| LogTarget {
-                container_id: s.id.clone(),
-                path: s.log_path.into(),
-                running: s.state == cri::ContainerState::ContainerRunning as i32,
-            })),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(skiff_cri::Error::Rpc {
-                call: "ContainerStatus",
-                status,
-            }),
-        }
+        Ok(self.status_of(container_id).await?.map(to_log_target))
     }
 
     async fn remove_container(&self, container_id: &str) -> RtResult<()> {
-        let mut rt = self.cri.runtime.clone();
         // The log file is kubelet's to remove, not the runtime's.
-        if let Ok(st) = rpc(
-            "ContainerStatus",
-            rt.container_status(cri::ContainerStatusRequest {
-                container_id: container_id.to_string(),
-                verbose: false,
-            }),
-        )
-        .await
-            && let Some(s) = st.status
+        if let Ok(Some(s)) = self.status_of(container_id).await
             && !s.log_path.is_empty()
         {
             let _ = std::fs::remove_file(&s.log_path);
         }
+        let mut rt = self.cri.runtime.clone();
         rpc(
             "RemoveContainer",
             rt.remove_container(cri::RemoveContainerRequest {
@@ -474,21 +445,17 @@ impl Runtime for CriRuntime {
     }
 
     async fn running(&self, container_id: &str) -> RtResult<bool> {
-        let mut rt = self.cri.runtime.clone();
-        let st = rpc(
-            "ContainerStatus",
-            rt.container_status(cri::ContainerStatusRequest {
-                container_id: container_id.to_string(),
-                verbose: false,
-            }),
-        )
-        .await?
-        .status;
-        Ok(st.is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32))
+        Ok(self
+            .status_of(container_id)
+            .await?
+            .is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32))
     }
 }
 
-/// Whether any container of `obs` still runs.
-pub fn any_running(obs: &Observed) -> bool {
-    obs.containers.iter().any(|c| c.state == CState::Running)
+fn to_log_target(s: cri::ContainerStatus) -> LogTarget {
+    LogTarget {
+        running: s.state == cri::ContainerState::ContainerRunning as i32,
+        container_id: s.id,
+        path: s.log_path.into(),
+    }
 }

@@ -37,13 +37,18 @@ struct ServerProc {
     port: u16,
 }
 
+/// SIGTERM to a process we started, then wait for it (it stops what it started).
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
 impl Drop for ServerProc {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
@@ -558,11 +563,7 @@ struct AgentProc(Child);
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
+        terminate(&mut self.0);
     }
 }
 
