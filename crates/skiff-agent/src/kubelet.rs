@@ -221,22 +221,26 @@ pub async fn run(
         while tasks.try_join_next().is_some() {}
     }
 
-    // Shutting down: workers stop; pods stop with containerd unless told to stay.
+    // Shutting down: workers stop, then pods (unless told to leave them running), then
+    // containerd. Containers outlive containerd in their shims, so a left pod keeps
+    // running and the next containerd, and agent, adopt it.
     drop(workers);
     tasks.shutdown().await;
-    if !opts.leave_running {
-        if let Ok(uids) = ctx.runtime.pod_uids().await {
-            for uid in uids {
-                if let Err(e) = ctx.runtime.remove_pod(&uid, 2).await {
-                    tracing::warn!(%uid, error = %e, "removing pod at shutdown");
-                }
-                crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
+    if !opts.leave_running
+        && let Ok(uids) = ctx.runtime.pod_uids().await
+    {
+        for uid in uids {
+            if let Err(e) = ctx.runtime.remove_pod(&uid, 2).await {
+                tracing::warn!(%uid, error = %e, "removing pod at shutdown");
             }
+            crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
         }
-        let _ = ctd_stop_tx.send(true);
-        if let Some(s) = supervisor {
-            let _ = s.await;
-        }
+    }
+    let _ = ctd_stop_tx.send(true);
+    if let Some(s) = supervisor {
+        let _ = s.await;
+    }
+    if !opts.leave_running {
         host::remove_network().await;
         host::remove_kubepods_cgroups();
     }

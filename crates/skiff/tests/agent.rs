@@ -467,4 +467,33 @@ spec:
         .output()
         .unwrap();
     assert!(!link.status.success(), "bridge skiff0 left behind");
+
+    // Restarting with --leave-pods-running: the pod keeps running and the new agent (and
+    // containerd) adopt its container instead of starting another.
+    let dir = tempfile::tempdir().unwrap();
+    write_test_images(&dir.path().join("data/agent/images"));
+    let mut c = Cluster::start_in(dir, &["up", "--offline", "--leave-pods-running"]);
+    c.ok(&["run", "kept", "--image=nginx"]);
+    let before = wait_phase(&c, "kept", "Running");
+    let id = before["status"]["containerStatuses"][0]["containerID"].clone();
+    let ip = before["status"]["podIP"].as_str().unwrap().to_string();
+    c.restart();
+    std::thread::sleep(Duration::from_secs(5));
+    let after = wait_phase(&c, "kept", "Running");
+    assert_eq!(
+        after["status"]["containerStatuses"][0]["containerID"], id,
+        "container was replaced"
+    );
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
+    c.ok(&["delete", "pod", "kept"]);
+    // Once empty, a run without the flag stops everything it set up.
+    c.args.retain(|a| a != "--leave-pods-running");
+    c.restart();
+    c.stop();
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "skiff0"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "bridge skiff0 left behind");
 }
