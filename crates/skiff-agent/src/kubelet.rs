@@ -500,61 +500,76 @@ async fn sync(
         }
     }
     let mut sandbox_cfg = None;
-    for action in &actions {
-        match action {
-            Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
-            Action::CreateSandbox { attempt } => {
-                let cfg = criconv::sandbox_config(pod, *attempt, &ctx.opts.dir.join("pods"));
-                if let Err(e) = ctx.runtime.run_sandbox(cfg).await {
-                    ctx.recorder.record(
-                        pod,
-                        "Warning",
-                        "FailedCreatePodSandBox",
-                        format!("Failed to create pod sandbox: {e}"),
-                    );
-                    return Err(e);
-                }
-            }
-            Action::StartContainer {
-                name,
-                init,
-                attempt,
-            } => {
-                let Some(sb) = obs.ready_sandbox().cloned() else {
-                    continue;
-                };
-                let cfg = sandbox_cfg.get_or_insert_with(|| {
-                    criconv::sandbox_config(pod, sb.attempt, &ctx.opts.dir.join("pods"))
-                });
-                let field = if *init {
-                    "initContainers"
-                } else {
-                    "containers"
-                };
-                let Some(spec) = pod["spec"][field]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c["name"] == name.as_str())
-                else {
-                    continue;
-                };
-                if *attempt > 0 {
-                    backoff.restarted(name);
-                }
-                match start_container(ctx, pod, spec, &sb.id, cfg.clone(), *attempt).await {
-                    Ok(()) => {
-                        errors.remove(name);
+    // A new sandbox is followed by its containers in the same sync, as kubelet's
+    // SyncPod does: one pass more, on what the runtime now holds.
+    let mut passes = 0;
+    while !actions.is_empty() && passes < 2 {
+        passes += 1;
+        let created_sandbox = actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateSandbox { .. }));
+        for action in &actions {
+            match action {
+                Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
+                Action::CreateSandbox { attempt } => {
+                    let cfg = criconv::sandbox_config(pod, *attempt, &ctx.opts.dir.join("pods"));
+                    if let Err(e) = ctx.runtime.run_sandbox(cfg).await {
+                        ctx.recorder.record(
+                            pod,
+                            "Warning",
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {e}"),
+                        );
+                        return Err(e);
                     }
-                    Err(w) => {
-                        errors.insert(name.clone(), w);
+                }
+                Action::StartContainer {
+                    name,
+                    init,
+                    attempt,
+                } => {
+                    let Some(sb) = obs.ready_sandbox().cloned() else {
+                        continue;
+                    };
+                    let cfg = sandbox_cfg.get_or_insert_with(|| {
+                        criconv::sandbox_config(pod, sb.attempt, &ctx.opts.dir.join("pods"))
+                    });
+                    let field = if *init {
+                        "initContainers"
+                    } else {
+                        "containers"
+                    };
+                    let Some(spec) = pod["spec"][field]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["name"] == name.as_str())
+                    else {
+                        continue;
+                    };
+                    if *attempt > 0 {
+                        backoff.restarted(name);
+                    }
+                    match start_container(ctx, pod, spec, &sb.id, cfg.clone(), *attempt).await {
+                        Ok(()) => {
+                            errors.remove(name);
+                        }
+                        Err(w) => {
+                            errors.insert(name.clone(), w);
+                        }
                     }
                 }
             }
         }
-    }
-    if !actions.is_empty() {
         obs = ctx.runtime.observe(&uid).await?;
+        actions = if created_sandbox && volumes_synced.is_some() {
+            pod::compute_actions(pod, &obs, &|n| backoff.in_backoff(n))
+                .into_iter()
+                .filter(|a| matches!(a, Action::StartContainer { .. }))
+                .collect()
+        } else {
+            Vec::new()
+        };
     }
     for id in pod::garbage(&obs) {
         if ctx.runtime.remove_container(&id).await.is_ok() {
