@@ -4,6 +4,7 @@
 
 pub mod criconv;
 pub mod exec;
+pub mod fake;
 pub mod host;
 pub mod kubelet;
 pub mod logs;

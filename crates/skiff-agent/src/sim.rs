@@ -4,6 +4,7 @@
 //! time, settable per pod with annotations; graceful deletions complete at once.
 
 use crate::node::{self, NodeSpec};
+use crate::runtime::Runtime;
 use crate::{Result, now};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -96,6 +97,12 @@ struct State {
     finishing: HashSet<String>,
     /// Nodes of the cluster holding a range from IPAM (10.42.0.0/16 has 256 of them).
     ipam_assigned: HashSet<String>,
+}
+
+/// The simulated containers, shared by all simulated nodes (pods are keyed by uid).
+fn runtime() -> &'static crate::fake::FakeRuntime {
+    static RT: std::sync::OnceLock<crate::fake::FakeRuntime> = std::sync::OnceLock::new();
+    RT.get_or_init(crate::fake::FakeRuntime::new)
 }
 
 pub async fn run(
@@ -273,6 +280,9 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     if !pod["metadata"]["deletionTimestamp"].is_null() {
         // Nothing to stop: finish the graceful deletion now.
+        let _ = runtime()
+            .remove_pod(pod["metadata"]["uid"].as_str().unwrap_or(""), 0)
+            .await;
         if let Some(ip) = pod["status"]["podIP"].as_str() {
             state.lock().ips.entry(node.clone()).or_default().remove(ip);
         }
@@ -335,24 +345,24 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
             used.insert(ip.clone());
             ip
         };
-        let t = now();
-        let cond = |ty: &str| json!({"type": ty, "status": "True", "lastProbeTime": null, "lastTransitionTime": t});
-        let statuses: Vec<Value> = pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
+        // The real agent's sandbox and container configs and status code, over the
+        // fake runtime.
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let rt = runtime();
+        // A second event for the same pending pod finds its sandbox already there.
+        if rt.observe(&uid).await?.sandboxes.is_empty() {
+            rt.assign_ip(&uid, &ip);
+            let sandbox = crate::criconv::sandbox_config(pod, 0, std::path::Path::new("/sim"));
+            let sb = rt.run_sandbox(sandbox.clone()).await?;
+            for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
                 let image = c["image"].as_str().unwrap_or("");
-                json!({"name": c["name"], "image": image, "imageID": format!("sim://{image}"), "containerID": format!("sim://{}/{}", pod["metadata"]["uid"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or("")),
-                       "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": t}}})
-            })
-            .collect();
-        let patch = json!({"status": {
-            "phase": "Running", "hostIP": spec.internal_ip, "hostIPs": [{"ip": spec.internal_ip}],
-            "podIP": ip, "podIPs": [{"ip": ip}], "startTime": t,
-            "conditions": [cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],
-            "containerStatuses": statuses,
-        }});
+                let cfg = crate::criconv::container_config(pod, c, image, 0, &[]);
+                rt.create_and_start(&sb, sandbox.clone(), cfg).await?;
+            }
+        }
+        let obs = rt.observe(&uid).await?;
+        let status = crate::pod::status(pod, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
+        let patch = json!({"status": status});
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
@@ -370,25 +380,81 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
             .as_str()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
-        let t = now();
-        let terminated = json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": pod["status"]["startTime"].as_str().unwrap_or(&t), "finishedAt": t});
-        let statuses: Vec<Value> = pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| json!({"name": c["name"], "image": c["image"], "imageID": format!("sim://{}", c["image"].as_str().unwrap_or("")), "ready": false, "started": false, "restartCount": 0, "state": {"terminated": terminated}}))
-            .collect();
-        let phase = if code == 0 { "Succeeded" } else { "Failed" };
-        let not_ready = |ty: &str| json!({"type": ty, "status": "False", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": t});
-        let patch = json!({"status": {"phase": phase, "conditions": [not_ready("Ready"), not_ready("ContainersReady"), json!({"type": "Initialized", "status": "True", "reason": "PodCompleted", "lastProbeTime": null, "lastTransitionTime": t}), json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": t})], "containerStatuses": statuses}});
-        let res = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let res = run_to_completion(&api, pod, &uid, &name, secs, code as i32, &spec).await;
         state.lock().finishing.remove(&key(pod));
         res?;
     }
     Ok(())
+}
+
+/// A container that runs `secs` and exits with `code`, restarted as the pod's restart
+/// policy says (OnFailure after a failure, with kubelet's 10 s doubling back-off) until
+/// it ends for good or the pod goes away; each step published with the agent's status
+/// code.
+async fn run_to_completion(
+    api: &Api<Pod>,
+    pod: &Value,
+    uid: &str,
+    name: &str,
+    secs: f64,
+    code: i32,
+    spec: &NodeSpec,
+) -> Result<()> {
+    let policy = crate::pod::restart_policy(pod).to_string();
+    let mut backoff = Duration::from_secs(10);
+    let mut attempt = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
+        runtime().exit_all(uid, code);
+        // Statuses build on the pod as it is now (conditions keep their times).
+        let Ok(current) = api.get(name).await else {
+            return Ok(());
+        };
+        if current.metadata.uid.as_deref() != Some(uid)
+            || current.metadata.deletion_timestamp.is_some()
+        {
+            return Ok(());
+        }
+        let mut seen = pod.clone();
+        seen["status"] = serde_json::to_value(current.status)?;
+        let obs = runtime().observe(uid).await?;
+        let status = crate::pod::status(&seen, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+        if !crate::pod::should_restart(&policy, code) {
+            return Ok(());
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(300));
+        attempt += 1;
+        let Some(sb) = obs.ready_sandbox().map(|s| s.id.clone()) else {
+            return Ok(());
+        };
+        let sandbox = crate::criconv::sandbox_config(pod, 0, std::path::Path::new("/sim"));
+        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+            let image = c["image"].as_str().unwrap_or("");
+            let cfg = crate::criconv::container_config(pod, c, image, attempt, &[]);
+            runtime()
+                .create_and_start(&sb, sandbox.clone(), cfg)
+                .await?;
+        }
+        for id in crate::pod::garbage(&runtime().observe(uid).await?) {
+            runtime().remove_container(&id).await?;
+        }
+        let obs = runtime().observe(uid).await?;
+        let status = crate::pod::status(&seen, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    }
 }
 
 #[cfg(test)]

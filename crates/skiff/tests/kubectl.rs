@@ -751,6 +751,30 @@ fn simulated_nodes_run_pods_and_finish_jobs() {
         "3"
     );
 
+    // restartPolicy OnFailure: a failed run is restarted after kubelet's 10 s back-off.
+    c.ok(&[
+        "run",
+        "retry-job",
+        "--image=busybox",
+        "--restart=OnFailure",
+        "--annotations=skiff.io/simulate-run-seconds=0.2",
+        "--annotations=skiff.io/simulate-exit-code=1",
+    ]);
+    common::eventually(Duration::from_secs(30), || {
+        let n = c.ok(&[
+            "get",
+            "pod",
+            "retry-job",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        (n.trim().parse::<i64>().unwrap_or(0) >= 1).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pod", "retry-job", "-o", "jsonpath={.status.phase}"]),
+        "Running"
+    );
+
     // Graceful deletion completes through the simulated node.
     assert_eq!(
         c.ok(&["delete", "pod", "web", "--timeout=30s"]).trim(),
