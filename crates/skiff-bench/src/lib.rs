@@ -711,39 +711,6 @@ fn parking_queue(mut names: Vec<String>) -> std::sync::Mutex<Vec<String>> {
     std::sync::Mutex::new(names)
 }
 
-async fn bind_directly(
-    client: &Client,
-    pods: &[String],
-    nodes: usize,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let queue = Arc::new(parking_queue(
-        pods.iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, p)| format!("{p}|sim-{}", i % nodes))
-            .collect(),
-    ));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let queue = queue.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(item) = queue.lock().ok().and_then(|mut q| q.pop()) {
-                let (pod, node) = item.split_once('|').expect("pod|node");
-                let b = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-                let req = http::Request::post(format!("/api/v1/namespaces/default/pods/{pod}/binding")).header("Content-Type", "application/json").body(serde_json::to_vec(&b).expect("serializable")).expect("valid");
-                client.request_text(req).await?;
-            }
-            Ok::<_, kube::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(())
-}
-
 pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
     println!(
         "skiff bench scheduler: {} pods, node counts {:?}, {} concurrent clients",
@@ -805,12 +772,14 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
         drop(_agent);
         drop(server);
 
-        // Ceiling: the same bindings issued directly, no decisions.
+        // Ceiling: the same bindings with no decisions, issued in the server by a binder
+        // that uses the scheduler's own transport and identity, timed the same way.
         let (server, _) = start_server_with(
             &opts.skiff,
             &[
                 "--disable",
                 "scheduler",
+                "--bench-direct-binder",
                 "--node-monitor-grace-period",
                 "3600",
             ],
@@ -820,13 +789,10 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
         let client = client_for(&server.kubeconfig).await?;
         wait_nodes(&client, n).await?;
         let names: Vec<String> = (0..opts.pods).map(|i| format!("d-{i}")).collect();
-        // Measured exactly as the scheduled run: from the first create until the same
-        // watch has seen every pod bound.
         let watch = tokio::spawn(watch_bound(client.clone(), "d-", opts.pods));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let t0 = Instant::now();
-        create_named(&client, names.clone(), opts.concurrency).await?;
-        bind_directly(&client, &names, n, opts.concurrency).await?;
+        create_named(&client, names, opts.concurrency).await?;
         let (_, done) = watch.await??;
         let direct = opts.pods as f64 / (done - t0).as_secs_f64();
         println!(

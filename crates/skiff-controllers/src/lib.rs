@@ -2,6 +2,7 @@
 //! node IPAM and node lifecycle. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
+pub mod directbind;
 pub mod ipam;
 pub mod nodelifecycle;
 pub mod scheduler;

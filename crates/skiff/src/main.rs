@@ -172,6 +172,10 @@ struct ServerArgs {
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Benchmarks only: bind unscheduled pods to nodes in turn, no decisions (the
+    /// scheduler's ceiling in `skiff bench scheduler`).
+    #[arg(long, hide = true)]
+    bench_direct_binder: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -296,6 +300,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
     if enabled("scheduler") {
         controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
+            loopback("system:kube-scheduler"),
+            stop_rx.clone(),
+        )));
+    }
+    if a.bench_direct_binder {
+        controllers.push(tokio::spawn(skiff_controllers::directbind::run(
             loopback("system:kube-scheduler"),
             stop_rx.clone(),
         )));
