@@ -1022,3 +1022,28 @@ fn preemption_makes_room_for_higher_priority() {
     ]);
     assert!(!ev.trim().is_empty(), "no Preempted event");
 }
+
+#[test]
+fn bench_direct_binder_binds_without_a_scheduler() {
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "2",
+        "--disable",
+        "scheduler",
+        "--bench-direct-binder",
+    ]);
+    common::eventually(Duration::from_secs(20), || {
+        (c.ok(&["get", "nodes"]).lines().count() == 3).then_some(())
+    });
+    c.ok(&["run", "a", "--image=busybox"]);
+    c.ok(&["run", "b", "--image=busybox"]);
+    let nodes = common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+        let n: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        (n.len() == 2).then_some(n)
+    });
+    assert_ne!(nodes[0], nodes[1], "pods go to the nodes in turn");
+    // No scheduler ran: no Scheduled events.
+    assert!(!c.ok(&["get", "events"]).contains("Scheduled"));
+}
