@@ -57,7 +57,10 @@ pub struct Recorder {
 }
 
 const QUEUE: usize = 16384;
-const IN_FLIGHT: usize = 32;
+/// Few writes at once: events yield to the work they describe (binds, status), and
+/// under a burst they trail it by a second or two instead of competing with it, as
+/// Kubernetes' rate-limited broadcaster lets them.
+const IN_FLIGHT: usize = 4;
 
 impl Recorder {
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
