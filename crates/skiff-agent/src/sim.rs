@@ -353,18 +353,10 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
         if rt.observe(&uid).await?.sandboxes.is_empty() {
             rt.assign_ip(&uid, &ip);
             let sandbox = crate::criconv::sandbox_config(pod, 0, std::path::Path::new("/sim"));
-            let sb = rt.run_sandbox(sandbox.clone()).await?;
-            for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-                let image = c["image"].as_str().unwrap_or("");
-                let cfg = crate::criconv::container_config(pod, c, image, 0, &[]);
-                rt.create_and_start(&sb, sandbox.clone(), cfg).await?;
-            }
+            let sb = rt.run_sandbox(sandbox).await?;
+            start_containers(pod, &sb, 0).await?;
         }
-        let obs = rt.observe(&uid).await?;
-        let status = crate::pod::status(pod, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
-        let patch = json!({"status": status});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        publish(&api, &name, pod, &uid, &spec).await?;
     }
     let restart = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
     if restart != "Always"
@@ -418,14 +410,7 @@ async fn run_to_completion(
         }
         let mut seen = pod.clone();
         seen["status"] = serde_json::to_value(current.status)?;
-        let obs = runtime().observe(uid).await?;
-        let status = crate::pod::status(&seen, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await?;
+        let obs = publish(api, name, &seen, uid, spec).await?;
         if !crate::pod::should_restart(&policy, code) {
             return Ok(());
         }
@@ -435,26 +420,43 @@ async fn run_to_completion(
         let Some(sb) = obs.ready_sandbox().map(|s| s.id.clone()) else {
             return Ok(());
         };
-        let sandbox = crate::criconv::sandbox_config(pod, 0, std::path::Path::new("/sim"));
-        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
-            let image = c["image"].as_str().unwrap_or("");
-            let cfg = crate::criconv::container_config(pod, c, image, attempt, &[]);
-            runtime()
-                .create_and_start(&sb, sandbox.clone(), cfg)
-                .await?;
-        }
+        start_containers(pod, &sb, attempt).await?;
         for id in crate::pod::garbage(&runtime().observe(uid).await?) {
             runtime().remove_container(&id).await?;
         }
-        let obs = runtime().observe(uid).await?;
-        let status = crate::pod::status(&seen, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": status})),
-        )
-        .await?;
+        publish(api, name, &seen, uid, spec).await?;
     }
+}
+
+/// Creates and starts the pod's containers (attempt `attempt`) in sandbox `sb`.
+async fn start_containers(pod: &Value, sb: &str, attempt: u32) -> Result<()> {
+    let sandbox = crate::criconv::sandbox_config(pod, 0, std::path::Path::new("/sim"));
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let image = c["image"].as_str().unwrap_or("");
+        let cfg = crate::criconv::container_config(pod, c, image, attempt, &[]);
+        runtime().create_and_start(sb, sandbox.clone(), cfg).await?;
+    }
+    Ok(())
+}
+
+/// Publishes the status the agent's code derives from the fake runtime's view of the
+/// pod (`seen` carries the status it builds on); returns that view.
+async fn publish(
+    api: &Api<Pod>,
+    name: &str,
+    seen: &Value,
+    uid: &str,
+    spec: &NodeSpec,
+) -> Result<crate::pod::Observed> {
+    let obs = runtime().observe(uid).await?;
+    let status = crate::pod::status(seen, &obs, &BTreeMap::new(), &spec.internal_ip, &now());
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await?;
+    Ok(obs)
 }
 
 #[cfg(test)]
