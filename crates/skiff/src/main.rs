@@ -39,6 +39,30 @@ enum Command {
     /// Benchmarks that print side-by-side figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Images in the node's containerd: import archives, list, remove.
+    Image(ImageArgs),
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// The node's data dir (containerd's socket is `<data-dir>/agent/containerd/`).
+    #[arg(long, env = "SKIFF_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Use this CRI socket instead.
+    #[arg(long, global = true)]
+    container_runtime_endpoint: Option<String>,
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import image archives (OCI layout or docker save tarballs).
+    Import { files: Vec<PathBuf> },
+    /// List images.
+    Ls,
+    /// Remove images by reference or id.
+    Rm { images: Vec<String> },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +243,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(a) => run_server(a, None).await,
             Command::Up(a) => run_server(a.server, Some((a.sim, a.node))).await,
             Command::Agent(a) => run_agent(a).await,
+            Command::Image(a) => run_image(a).await,
             Command::Bench(BenchCommand::Scheduler {
                 nodes,
                 pods,
@@ -394,6 +419,69 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     task.await??;
+    Ok(())
+}
+
+async fn run_image(a: ImageArgs) -> anyhow::Result<()> {
+    use skiff_cri::{cri, rpc};
+    let socket = match &a.container_runtime_endpoint {
+        Some(e) => PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)),
+        None => a
+            .data_dir
+            .clone()
+            .unwrap_or_else(default_data_dir)
+            .join("agent/containerd/containerd.sock"),
+    };
+    let mut c = skiff_cri::Cri::connect(&socket.display().to_string())
+        .await
+        .with_context(|| format!("is the node running? no CRI at {}", socket.display()))?;
+    match a.command {
+        ImageCommand::Import { files } => {
+            for f in files {
+                skiff_cri::image::import(&socket, &f).await?;
+                println!("imported {}", f.display());
+            }
+        }
+        ImageCommand::Ls => {
+            let images = rpc(
+                "ListImages",
+                c.images.list_images(cri::ListImagesRequest::default()),
+            )
+            .await?;
+            println!("{:<60} {:<16} {:>10}", "IMAGE", "IMAGE ID", "SIZE");
+            for i in images.images {
+                let id =
+                    i.id.trim_start_matches("sha256:")
+                        .chars()
+                        .take(13)
+                        .collect::<String>();
+                let size = format!("{:.1}MB", i.size as f64 / 1e6);
+                let names = if i.repo_tags.is_empty() {
+                    i.repo_digests.clone()
+                } else {
+                    i.repo_tags.clone()
+                };
+                for n in names {
+                    println!("{n:<60} {id:<16} {size:>10}");
+                }
+            }
+        }
+        ImageCommand::Rm { images } => {
+            for image in images {
+                rpc(
+                    "RemoveImage",
+                    c.images.remove_image(cri::RemoveImageRequest {
+                        image: Some(cri::ImageSpec {
+                            image: image.clone(),
+                            ..Default::default()
+                        }),
+                    }),
+                )
+                .await?;
+                println!("deleted {image}");
+            }
+        }
+    }
     Ok(())
 }
 

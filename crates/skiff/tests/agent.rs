@@ -110,6 +110,39 @@ fn pods_run_on_containerd() {
     ]);
     assert!(node.starts_with("containerd://"), "{node}");
 
+    // skiff image: the airgap archives are there; import, list and remove one more.
+    let skiff_image = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("image")
+            .args(args)
+            .arg("--data-dir")
+            .arg(c.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skiff image {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ls = skiff_image(&["ls"]);
+    assert!(ls.contains("docker.io/library/nginx:latest"), "{ls}");
+    assert!(ls.contains("registry.skiff.local/pause:1"), "{ls}");
+    let extra = c.dir.path().join("extra.tar");
+    let mut spec = image::ImageSpec {
+        name: "docker.io/library/extra:1".into(),
+        entries: image::busybox_root("/bin/busybox".as_ref()).unwrap(),
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
+    spec.env.push("PATH=/bin".into());
+    image::write_oci_archive(&spec, &extra).unwrap();
+    skiff_image(&["import", extra.to_str().unwrap()]);
+    assert!(skiff_image(&["ls"]).contains("docker.io/library/extra:1"));
+    skiff_image(&["rm", "docker.io/library/extra:1"]);
+    assert!(!skiff_image(&["ls"]).contains("docker.io/library/extra:1"));
+
     // The guide's first command: Running, with an IP and a NODE in -o wide.
     c.ok(&["run", "my-pod", "--image=nginx"]);
     let p = wait_phase(&c, "my-pod", "Running");
