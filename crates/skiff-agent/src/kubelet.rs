@@ -9,7 +9,7 @@ use crate::node::{self, NodeSpec};
 use crate::pod::{self, Action, Observed, Waiting};
 use crate::runtime::{CriRuntime, Runtime};
 use crate::{Result, now};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use skiff_cri::{Cri, containerd, image};
@@ -915,39 +915,27 @@ async fn resolve_env(
     pod: &Value,
     spec: &Value,
 ) -> Result<Vec<(String, String)>, String> {
+    use crate::volumes::{Source, fetch};
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
     let mut out: Vec<(String, String)> = Vec::new();
     for from in spec["envFrom"].as_array().into_iter().flatten() {
         let prefix = from["prefix"].as_str().unwrap_or("");
-        if let Some(n) = from["configMapRef"]["name"].as_str() {
-            let optional = from["configMapRef"]["optional"].as_bool().unwrap_or(false);
-            match cms.get_opt(n).await {
-                Ok(Some(cm)) => {
-                    for (k, v) in cm.data.unwrap_or_default() {
-                        out.push((format!("{prefix}{k}"), v));
+        for (source, r) in [
+            (Source::ConfigMap, &from["configMapRef"]),
+            (Source::Secret, &from["secretRef"]),
+        ] {
+            let Some(n) = r["name"].as_str() else {
+                continue;
+            };
+            match fetch(&ctx.client, ns, source, n, false).await? {
+                Some(data) => {
+                    for (k, v) in data {
+                        out.push((format!("{prefix}{k}"), text(v)));
                     }
                 }
-                Ok(None) if optional => {}
-                Ok(None) => return Err(format!("configmap \"{n}\" not found")),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        if let Some(n) = from["secretRef"]["name"].as_str() {
-            let optional = from["secretRef"]["optional"].as_bool().unwrap_or(false);
-            match secrets.get_opt(n).await {
-                Ok(Some(s)) => {
-                    for (k, v) in s.data.unwrap_or_default() {
-                        out.push((
-                            format!("{prefix}{k}"),
-                            String::from_utf8_lossy(&v.0).into_owned(),
-                        ));
-                    }
-                }
-                Ok(None) if optional => {}
-                Ok(None) => return Err(format!("secret \"{n}\" not found")),
-                Err(e) => return Err(e.to_string()),
+                None if r["optional"].as_bool().unwrap_or(false) => {}
+                None => return Err(format!("{} \"{n}\" not found", source.lower())),
             }
         }
     }
@@ -961,43 +949,36 @@ async fn resolve_env(
             Some(v) => v,
             None => {
                 let from = &e["valueFrom"];
-                if let Some(r) = from.get("configMapKeyRef") {
-                    let (n, k) = (
-                        r["name"].as_str().unwrap_or(""),
-                        r["key"].as_str().unwrap_or(""),
-                    );
-                    let optional = r["optional"].as_bool().unwrap_or(false);
-                    match cms.get_opt(n).await.map_err(|e| e.to_string())? {
-                        Some(cm) => match cm.data.unwrap_or_default().remove(k) {
-                            Some(v) => v,
-                            None if optional => continue,
-                            None => {
-                                return Err(format!("couldn't find key {k} in ConfigMap {ns}/{n}"));
-                            }
-                        },
+                let keyref = [
+                    (Source::ConfigMap, &from["configMapKeyRef"]),
+                    (Source::Secret, &from["secretKeyRef"]),
+                ]
+                .into_iter()
+                .find(|(_, r)| r.is_object());
+                // resourceFieldRef and others are not resolved yet: left empty.
+                let Some((source, r)) = keyref else {
+                    out.retain(|(k, _)| *k != name);
+                    out.push((name, String::new()));
+                    continue;
+                };
+                let (n, k) = (
+                    r["name"].as_str().unwrap_or(""),
+                    r["key"].as_str().unwrap_or(""),
+                );
+                let optional = r["optional"].as_bool().unwrap_or(false);
+                match fetch(&ctx.client, ns, source, n, false).await? {
+                    Some(mut data) => match data.remove(k) {
+                        Some(v) => text(v),
                         None if optional => continue,
-                        None => return Err(format!("configmap \"{n}\" not found")),
-                    }
-                } else if let Some(r) = from.get("secretKeyRef") {
-                    let (n, k) = (
-                        r["name"].as_str().unwrap_or(""),
-                        r["key"].as_str().unwrap_or(""),
-                    );
-                    let optional = r["optional"].as_bool().unwrap_or(false);
-                    match secrets.get_opt(n).await.map_err(|e| e.to_string())? {
-                        Some(s) => match s.data.unwrap_or_default().remove(k) {
-                            Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
-                            None if optional => continue,
-                            None => {
-                                return Err(format!("couldn't find key {k} in Secret {ns}/{n}"));
-                            }
-                        },
-                        None if optional => continue,
-                        None => return Err(format!("secret \"{n}\" not found")),
-                    }
-                } else {
-                    // resourceFieldRef and others not resolved yet: leave empty.
-                    String::new()
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {k} in {} {ns}/{n}",
+                                source.kind()
+                            ));
+                        }
+                    },
+                    None if optional => continue,
+                    None => return Err(format!("{} \"{n}\" not found", source.lower())),
                 }
             }
         };

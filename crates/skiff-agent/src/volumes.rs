@@ -192,6 +192,79 @@ fn downward(pod: &Value, src: &Value) -> BTreeMap<String, (Vec<u8>, u32)> {
     out
 }
 
+/// Where env and volumes take values from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    ConfigMap,
+    Secret,
+}
+
+impl Source {
+    /// As Kubernetes names it in "not found" messages (`configmap "x" not found`).
+    pub fn lower(self) -> &'static str {
+        match self {
+            Source::ConfigMap => "configmap",
+            Source::Secret => "secret",
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Source::ConfigMap => "ConfigMap",
+            Source::Secret => "Secret",
+        }
+    }
+}
+
+/// The keys and values of a ConfigMap or Secret; None when it does not exist. A
+/// ConfigMap's binaryData counts only where asked (volumes do, env does not, as in
+/// Kubernetes).
+pub async fn fetch(
+    client: &kube::Client,
+    ns: &str,
+    source: Source,
+    name: &str,
+    with_binary: bool,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    match source {
+        Source::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+            Ok(api
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|cm| {
+                    let mut d: BTreeMap<String, Vec<u8>> = cm
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    if with_binary {
+                        for (k, v) in cm.binary_data.unwrap_or_default() {
+                            d.insert(k, v.0);
+                        }
+                    }
+                    d
+                }))
+        }
+        Source::Secret => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            Ok(api
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect()
+                }))
+        }
+    }
+}
+
 /// Creates or refreshes every volume of the pod. Errors are kubelet's FailedMount
 /// messages.
 pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(), String> {
@@ -249,44 +322,19 @@ pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
             }
-        } else if let Some(src) = vol.get("configMap").filter(|v| v.is_object()) {
-            let cm_name = src["name"].as_str().unwrap_or("");
+        } else if let Some((source, src, field)) = [
+            (Source::ConfigMap, &vol["configMap"], "name"),
+            (Source::Secret, &vol["secret"], "secretName"),
+        ]
+        .into_iter()
+        .find(|(_, v, _)| v.is_object())
+        {
+            let obj = src[field].as_str().unwrap_or("");
             let mode = src["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-            let data = match api
-                .get_opt(cm_name)
-                .await
-                .map_err(|e| fail(e.to_string()))?
-            {
-                Some(cm) => {
-                    let mut d: BTreeMap<String, Vec<u8>> = cm
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    for (k, v) in cm.binary_data.unwrap_or_default() {
-                        d.insert(k, v.0);
-                    }
-                    d
-                }
+            let data = match fetch(client, ns, source, obj, true).await.map_err(fail)? {
+                Some(d) => d,
                 None if src["optional"].as_bool().unwrap_or(false) => BTreeMap::new(),
-                None => return Err(fail(format!("configmap \"{cm_name}\" not found"))),
-            };
-            write_files(&dir, &project(data, src, mode).map_err(fail)?).map_err(fail)?;
-        } else if let Some(src) = vol.get("secret").filter(|v| v.is_object()) {
-            let s_name = src["secretName"].as_str().unwrap_or("");
-            let mode = src["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            let data = match api.get_opt(s_name).await.map_err(|e| fail(e.to_string()))? {
-                Some(s) => s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect(),
-                None if src["optional"].as_bool().unwrap_or(false) => BTreeMap::new(),
-                None => return Err(fail(format!("secret \"{s_name}\" not found"))),
+                None => return Err(fail(format!("{} \"{obj}\" not found", source.lower()))),
             };
             write_files(&dir, &project(data, src, mode).map_err(fail)?).map_err(fail)?;
         } else if let Some(src) = vol.get("downwardAPI").filter(|v| v.is_object()) {
