@@ -1,5 +1,6 @@
-//! `exec` on the agent: the API server's WebSocket (v5 or v4 channel protocol) is joined
-//! to the runtime's streaming server for a CRI `Exec`, which speaks v4 over WebSocket.
+//! `exec`, `attach` and `portForward` on the agent: the API server's WebSocket (v5 or v4
+//! channel protocol) is joined to the runtime's streaming server for the CRI `Exec`,
+//! `Attach` or `PortForward`, which speaks v4 over WebSocket.
 //! Frames are the same on both sides (a channel byte, then data); v5's stdin-close
 //! frame (channel 255) has no v4 equivalent and is not passed on.
 
@@ -16,21 +17,11 @@ pub async fn serve(
     ns: &str,
     pod: &str,
     container: &str,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<Body> {
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+    let Some((key, protocol)) = upgrade_request(&req) else {
         return text(StatusCode::BAD_REQUEST, "Upgrade request required".into());
     };
-    let protocol = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("v4.channel.k8s.io")
-        .split(',')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
     let mut cmd = Vec::new();
     let (mut tty, mut stdin, mut stdout, mut stderr) = (false, false, false, false);
     for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
@@ -67,6 +58,119 @@ pub async fn serve(
         Ok(u) => u,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    join(&url, key, protocol, req).await
+}
+
+/// `attach`: like exec, but to the streams of the container's main process.
+pub async fn serve_attach(
+    runtime: Arc<dyn Runtime>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Some((key, protocol)) = upgrade_request(&req) else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required".into());
+    };
+    let (mut tty, mut stdin, mut stdout, mut stderr) = (false, false, false, false);
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        let on = matches!(v.as_ref(), "true" | "1");
+        match k.as_ref() {
+            "tty" => tty = on,
+            "stdin" => stdin = on,
+            "stdout" => stdout = on,
+            "stderr" => stderr = on,
+            _ => {}
+        }
+    }
+    let target = match runtime.log_target(ns, pod, container, false).await {
+        Ok(Some(t)) if t.running => t,
+        Ok(_) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("container not found ({container:?})"),
+            );
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let url = match runtime
+        .attach_url(&target.container_id, tty, stdin, stdout, stderr)
+        .await
+    {
+        Ok(u) => u,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    join(&url, key, protocol, req).await
+}
+
+/// `portForward`: a WebSocket in the v4 channel protocol with one data and one error
+/// channel per `port` of the query, joined to the runtime's port forwarder.
+pub async fn serve_port_forward(
+    runtime: Arc<dyn Runtime>,
+    ns: &str,
+    pod: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Some((key, protocol)) = upgrade_request(&req) else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required".into());
+    };
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        if k == "port" {
+            match v.parse::<u16>() {
+                Ok(p) if p > 0 => ports.push(p),
+                _ => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("invalid port {v:?}: must be between 1 and 65535"),
+                    );
+                }
+            }
+        }
+    }
+    if ports.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "query parameter \"port\" is required".into(),
+        );
+    }
+    let url = match runtime.port_forward_url(ns, pod, &ports).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("pod {ns}/{pod} has no running sandbox"),
+            );
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    join(&url, key, protocol, req).await
+}
+
+/// The WebSocket key and the first subprotocol the caller offered.
+fn upgrade_request(req: &Request<Incoming>) -> Option<(http::HeaderValue, String)> {
+    let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned()?;
+    let protocol = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("v4.channel.k8s.io")
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Some((key, protocol))
+}
+
+/// Opens the runtime's streaming URL as a v4 WebSocket, then answers the caller's
+/// upgrade and relays frames both ways.
+async fn join(
+    url: &str,
+    key: http::HeaderValue,
+    protocol: String,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     // The runtime's streaming server: plain HTTP on loopback, upgraded to WebSocket.
     let ws_url = url
         .replacen("http://", "ws://", 1)
@@ -123,7 +227,9 @@ pub async fn serve(
             }
         };
         let down = async {
-            while let Some(Ok(m)) = u_rx.next().await {
+            while let Some(m) = u_rx.next().await {
+                tracing::trace!(?m, "runtime stream message");
+                let Ok(m) = m else { break };
                 let close = m.is_close();
                 if c_tx.send(m).await.is_err() || close {
                     break;
@@ -131,8 +237,8 @@ pub async fn serve(
             }
             let _ = c_tx.close().await;
         };
-        // The command's end (upstream closing) ends the session; the client leaving
-        // first ends it too (dropping the upstream stream closes it).
+        // The stream's end upstream ends the session; the client leaving first ends it
+        // too (dropping the upstream stream closes it).
         tokio::select! {
             _ = down => {}
             _ = up => {}

@@ -187,6 +187,30 @@ impl Runtime for FakeRuntime {
         ))
     }
 
+    async fn attach_url(
+        &self,
+        _container_id: &str,
+        _tty: bool,
+        _stdin: bool,
+        _stdout: bool,
+        _stderr: bool,
+    ) -> RtResult<String> {
+        Err(skiff_cri::Error::Other(
+            "simulated containers have no streams to attach to".into(),
+        ))
+    }
+
+    async fn port_forward_url(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _ports: &[u16],
+    ) -> RtResult<Option<String>> {
+        Err(skiff_cri::Error::Other(
+            "simulated pods have no network namespace to forward to".into(),
+        ))
+    }
+
     async fn exec_sync(
         &self,
         _container_id: &str,

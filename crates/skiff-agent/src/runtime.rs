@@ -50,6 +50,24 @@ pub trait Runtime: Send + Sync + 'static {
         stdout: bool,
         stderr: bool,
     ) -> RtResult<String>;
+    /// A URL on the runtime's streaming server attached to the container's main process.
+    async fn attach_url(
+        &self,
+        container_id: &str,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> RtResult<String>;
+    /// A URL on the runtime's streaming server that forwards to `ports` in the pod's
+    /// network namespace (WebSocket: a data and an error channel per port, in order);
+    /// None when the pod has no ready sandbox.
+    async fn port_forward_url(
+        &self,
+        namespace: &str,
+        pod: &str,
+        ports: &[u16],
+    ) -> RtResult<Option<String>>;
     /// Runs `cmd` in the container and waits (exec probes): exit code and output.
     async fn exec_sync(
         &self,
@@ -386,6 +404,76 @@ impl Runtime for CriRuntime {
         )
         .await?
         .url)
+    }
+
+    async fn attach_url(
+        &self,
+        container_id: &str,
+        tty: bool,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> RtResult<String> {
+        let mut rt = self.cri.runtime.clone();
+        Ok(rpc(
+            "Attach",
+            rt.attach(cri::AttachRequest {
+                container_id: container_id.to_string(),
+                tty,
+                stdin,
+                stdout,
+                stderr: stderr && !tty,
+            }),
+        )
+        .await?
+        .url)
+    }
+
+    async fn port_forward_url(
+        &self,
+        namespace: &str,
+        pod: &str,
+        ports: &[u16],
+    ) -> RtResult<Option<String>> {
+        let mut rt = self.cri.runtime.clone();
+        let labels: HashMap<String, String> = [
+            (criconv::LABEL_POD_NAMESPACE, namespace),
+            (criconv::LABEL_POD_NAME, pod),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let ready = rpc(
+            "ListPodSandbox",
+            rt.list_pod_sandbox(cri::ListPodSandboxRequest {
+                filter: Some(cri::PodSandboxFilter {
+                    label_selector: labels,
+                    state: Some(cri::PodSandboxStateValue {
+                        state: cri::PodSandboxState::SandboxReady as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+        )
+        .await?
+        .items
+        .into_iter()
+        .max_by_key(|s| s.created_at);
+        let Some(sandbox) = ready else {
+            return Ok(None);
+        };
+        // The streaming server's WebSocket form takes its ports from this request.
+        Ok(Some(
+            rpc(
+                "PortForward",
+                rt.port_forward(cri::PortForwardRequest {
+                    pod_sandbox_id: sandbox.id,
+                    port: ports.iter().map(|p| i32::from(*p)).collect(),
+                }),
+            )
+            .await?
+            .url,
+        ))
     }
 
     async fn exec_sync(

@@ -90,6 +90,14 @@ async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Bo
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             crate::exec::serve(runtime, &ns, &pod, &container, req).await
         }
+        ("GET", ["attach", ns, pod, container]) => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::exec::serve_attach(runtime, &ns, &pod, &container, req).await
+        }
+        ("GET", ["portForward", ns, pod]) => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            crate::exec::serve_port_forward(runtime, &ns, &pod, req).await
+        }
         ("GET", ["healthz"]) => text(StatusCode::OK, "ok".into()),
         _ => text(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
     }

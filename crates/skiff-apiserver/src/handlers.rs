@@ -389,7 +389,9 @@ async fn serve_resource(
             && matches!(q.map.get("watch").map(String::as_str), Some("true" | "1")));
 
     match t.sub {
-        Some(Subresource::Exec) if matches!(info.verb, "get" | "create") => {
+        Some(sub @ (Subresource::Exec | Subresource::Attach | Subresource::PortForward))
+            if matches!(info.verb, "get" | "create") =>
+        {
             let pod = api
                 .get_object(&Target {
                     sub: None,
@@ -398,7 +400,10 @@ async fn serve_resource(
                 .await?;
             parts.headers = headers;
             let req = Request::from_parts(parts, body);
-            return crate::nodeproxy::exec(api, &pod, req).await;
+            return match sub {
+                Subresource::PortForward => crate::portforward::portforward(api, &pod, req).await,
+                _ => crate::nodeproxy::exec(api, &pod, sub == Subresource::Attach, req).await,
+            };
         }
         Some(Subresource::Log) if info.verb == "get" => {
             let pod = api

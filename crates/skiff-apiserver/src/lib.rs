@@ -15,8 +15,10 @@ pub mod metrics;
 pub mod nodeproxy;
 pub mod object;
 pub mod patching;
+pub mod portforward;
 pub mod reviews;
 pub mod server;
+pub mod spdy;
 pub mod watch;
 
 pub use server::{ApiServer, Config, RunningServer};

@@ -51,7 +51,7 @@ pub fn issue_serving_cert(
 }
 
 /// Where the agent of `node` listens: its InternalIP and `daemonEndpoints` port.
-async fn agent_address(api: &ApiServer, node: &str) -> Result<(String, u16), ApiError> {
+pub(crate) async fn agent_address(api: &ApiServer, node: &str) -> Result<(String, u16), ApiError> {
     let ri = skiff_types::registry::lookup("", "nodes").expect("nodes are served");
     let key = ri.key(None, node);
     let n = match api.cache.get(&key) {
@@ -271,13 +271,16 @@ async fn agent_get(
 /// Subprotocols of `pods/exec` over WebSocket that we carry (kubectl asks for v5 first).
 const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
-/// `GET pods/<name>/exec` with a WebSocket upgrade: the same stream is opened to the
-/// node agent (mutual TLS), then frames are relayed both ways unchanged.
+/// `GET pods/<name>/exec` or `pods/<name>/attach` with a WebSocket upgrade: the same
+/// stream is opened to the node agent (mutual TLS), then frames are relayed both ways
+/// unchanged.
 pub async fn exec(
     api: &Arc<ApiServer>,
     pod: &Value,
+    attach: bool,
     mut req: http::Request<Body>,
 ) -> Result<Response, ApiError> {
+    let what = if attach { "attach" } else { "exec" };
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let ns = pod["metadata"]["namespace"]
         .as_str()
@@ -300,9 +303,9 @@ pub async fn exec(
         .find(|p| offered.iter().any(|o| o == *p))
         .map(|p| p.to_string())
     else {
-        return Err(ApiError::bad_request(
-            "Upgrade request required: exec is served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)",
-        ));
+        return Err(ApiError::bad_request(format!(
+            "Upgrade request required: {what} is served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)"
+        )));
     };
     let Some(key) = headers
         .get(header::SEC_WEBSOCKET_KEY)
@@ -346,7 +349,7 @@ pub async fn exec(
         q.finish()
     };
     let (ip, port) = agent_address(api, node).await?;
-    let path = format!("/exec/{ns}/{name}/{container}?{forwarded}");
+    let path = format!("/{what}/{ns}/{name}/{container}?{forwarded}");
     let agent = agent_ws(api, &ip, port, &path, &protocol)
         .await
         .map_err(|e| ApiError::bad_request(format!("unable to upgrade connection: {e}")))?;
@@ -375,10 +378,10 @@ pub async fn exec(
     Ok(resp)
 }
 
-type AgentWs =
+pub(crate) type AgentWs =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-async fn agent_ws(
+pub(crate) async fn agent_ws(
     api: &ApiServer,
     ip: &str,
     port: u16,
@@ -412,7 +415,7 @@ async fn agent_ws(
 }
 
 /// Copies messages both ways until either side closes.
-async fn relay<A, B>(
+pub(crate) async fn relay<A, B>(
     a: tokio_tungstenite::WebSocketStream<A>,
     b: tokio_tungstenite::WebSocketStream<B>,
 ) where

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, eventually, tail};
+use common::{Cluster, eventually, free_port, tail};
 use serde_json::Value;
 use skiff_cri::image;
 use std::io::{Read, Write};
@@ -77,6 +77,25 @@ fn http_get(ip: &str, port: u16) -> String {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body
+}
+
+/// `kubectl port-forward TARGET LOCAL:REMOTE`, once it says it is forwarding.
+fn port_forward(c: &Cluster, target: &str, remote: u16) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let local = free_port();
+    let mut child = c
+        .kubectl_cmd(&["port-forward", target, &format!("{local}:{remote}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Forwarding from 127.0.0.1:"), "{line:?}");
+    // kubectl reports each connection on stdout: keep reading, or it dies of SIGPIPE.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, local)
 }
 
 fn apply(c: &Cluster, yaml: &str) {
@@ -198,6 +217,54 @@ fn pods_run_on_containerd() {
     let shown = String::from_utf8_lossy(&tty.stdout);
     assert!(shown.contains("inside-42"), "{shown}");
     assert_eq!(tty.status.code(), Some(5), "{shown}");
+
+    // port-forward as the guide does it (pod/NAME LOCAL:80), several connections in turn.
+    let (mut pf, local) = port_forward(&c, "pod/my-pod", 80);
+    for _ in 0..3 {
+        let got = http_get("127.0.0.1", local);
+        if !got.contains("hello from skiff") {
+            pf.kill().unwrap();
+            let mut err = String::new();
+            pf.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("{got:?}\nkubectl: {err}\nlog:\n{}", tail(&c.log(), 300));
+        }
+    }
+    pf.kill().unwrap();
+    pf.wait().unwrap();
+    // A port nothing listens on: the pod side's error reaches kubectl, which gives up.
+    let (mut pf, local) = port_forward(&c, "pod/my-pod", 81);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", local)).map(|mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.read(&mut [0u8; 16]);
+    });
+    let status = eventually(Duration::from_secs(20), || pf.try_wait().unwrap());
+    let mut err = String::new();
+    pf.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("error forwarding port 81"), "{err}");
+
+    // attach: the main process's output, as `kubectl attach` streams it.
+    c.ok(&[
+        "run",
+        "ticker",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 1; done",
+    ]);
+    wait_phase(&c, "ticker", "Running");
+    let mut att = c
+        .kubectl_cmd(&["attach", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = att.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("tick"));
+    att.kill().unwrap();
+    att.wait().unwrap();
+    c.ok(&["delete", "pod", "ticker", "--grace-period=1"]);
 
     // Containers of one pod share localhost: the sidecar reaches the web server.
     apply(

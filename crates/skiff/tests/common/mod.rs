@@ -22,7 +22,7 @@ pub fn manifest(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
