@@ -228,6 +228,48 @@ pub fn linux_resources(c: &Value) -> cri::LinuxContainerResources {
     }
 }
 
+/// kubelet's runAsNonRoot check, made before a container is created: the effective
+/// runAsUser (container over pod) decides; without one, the image's user does, and an
+/// image without a user runs as root.
+pub fn verify_run_as_non_root(
+    pod: &Value,
+    c: &Value,
+    image_uid: Option<i64>,
+    image_user: &str,
+) -> Result<(), String> {
+    let sc = &c["securityContext"];
+    let psc = &pod["spec"]["securityContext"];
+    let non_root = sc["runAsNonRoot"]
+        .as_bool()
+        .or(psc["runAsNonRoot"].as_bool());
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let m = &pod["metadata"];
+    let who = format!(
+        "pod: \"{}_{}({})\", container: {}",
+        s(&m["name"]),
+        s(&m["namespace"]),
+        s(&m["uid"]),
+        s(&c["name"])
+    );
+    match sc["runAsUser"].as_i64().or(psc["runAsUser"].as_i64()) {
+        Some(0) => Err(format!(
+            "container's runAsUser breaks non-root policy ({who})"
+        )),
+        Some(_) => Ok(()),
+        None => match (image_uid, image_user) {
+            (Some(0), _) | (None, "") => Err(format!(
+                "container has runAsNonRoot and image will run as root ({who})"
+            )),
+            (None, name) => Err(format!(
+                "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root ({who})"
+            )),
+            (Some(_), _) => Ok(()),
+        },
+    }
+}
+
 /// The container config. `env` is already resolved (values, fieldRef, config maps, secrets).
 pub fn container_config(
     pod: &Value,
@@ -541,5 +583,51 @@ mod tests {
         assert_eq!(get("APP").unwrap(), "x");
         assert_eq!(get("HOST").unwrap(), "192.0.2.1");
         assert_eq!(get("CM"), None);
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_as_kubelet_does() {
+        let pod = |psc: Value, sc: Value| {
+            json!({
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+                "spec": {"securityContext": psc, "containers": [{"name": "c", "securityContext": sc}]}
+            })
+        };
+        let check = |p: &Value, uid: Option<i64>, user: &str| {
+            verify_run_as_non_root(p, &p["spec"]["containers"][0], uid, user)
+        };
+        // Not asked for: anything goes.
+        assert!(check(&pod(json!({}), json!({})), Some(0), "").is_ok());
+        // The pod's setting applies to its containers; an image without a user is root.
+        let p = pod(json!({"runAsNonRoot": true}), json!({}));
+        assert_eq!(
+            check(&p, None, "").unwrap_err(),
+            "container has runAsNonRoot and image will run as root (pod: \"p_ns(u1)\", container: c)"
+        );
+        assert!(check(&p, Some(0), "").is_err());
+        assert!(check(&p, Some(1000), "").is_ok());
+        assert!(
+            check(&p, None, "nobody")
+                .unwrap_err()
+                .contains("image has non-numeric user (nobody), cannot verify user is non-root")
+        );
+        // runAsUser decides before the image: the container's over the pod's.
+        let p = pod(
+            json!({"runAsNonRoot": true, "runAsUser": 1000}),
+            json!({"runAsUser": 0}),
+        );
+        assert!(
+            check(&p, Some(1000), "")
+                .unwrap_err()
+                .starts_with("container's runAsUser breaks non-root policy")
+        );
+        let p = pod(json!({"runAsNonRoot": true, "runAsUser": 1000}), json!({}));
+        assert!(check(&p, Some(0), "").is_ok());
+        // The container can lift the pod's demand.
+        let p = pod(
+            json!({"runAsNonRoot": true}),
+            json!({"runAsNonRoot": false}),
+        );
+        assert!(check(&p, Some(0), "").is_ok());
     }
 }

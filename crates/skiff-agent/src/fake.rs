@@ -106,6 +106,10 @@ impl Runtime for FakeRuntime {
         Ok(Some(format!("sim://{image}")))
     }
 
+    async fn image_user(&self, _image: &str) -> RtResult<(Option<i64>, String)> {
+        Ok((None, String::new()))
+    }
+
     async fn pull(&self, image: &str, _auth: Option<cri::AuthConfig>) -> RtResult<String> {
         Ok(format!("sim://{image}"))
     }

@@ -366,6 +366,12 @@ impl Backoff {
     fn ran_long(&mut self, name: &str) {
         self.entries.remove(name);
     }
+
+    /// Image pulls back off the same way, per pod and image; a key no container name
+    /// can take (names are DNS labels).
+    fn pull_key(image: &str) -> String {
+        format!("image {image}")
+    }
 }
 
 async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<Value>>) {
@@ -547,14 +553,46 @@ async fn sync(
                     else {
                         continue;
                     };
+                    let pull_key = Backoff::pull_key(spec["image"].as_str().unwrap_or(""));
+                    if backoff.in_backoff(&pull_key) {
+                        let message = format!(
+                            "Back-off pulling image \"{}\"",
+                            spec["image"].as_str().unwrap_or("")
+                        );
+                        if errors
+                            .get(name)
+                            .is_none_or(|w| w.reason != "ImagePullBackOff")
+                        {
+                            ctx.recorder
+                                .record(pod, "Normal", "BackOff", message.clone());
+                            ctx.recorder.record(
+                                pod,
+                                "Warning",
+                                "Failed",
+                                "Error: ImagePullBackOff".into(),
+                            );
+                        }
+                        errors.insert(
+                            name.clone(),
+                            Waiting {
+                                reason: "ImagePullBackOff".into(),
+                                message,
+                            },
+                        );
+                        continue;
+                    }
                     if *attempt > 0 {
                         backoff.restarted(name);
                     }
                     match start_container(ctx, pod, spec, &sb.id, cfg.clone(), *attempt).await {
                         Ok(()) => {
                             errors.remove(name);
+                            backoff.ran_long(&pull_key);
                         }
                         Err(w) => {
+                            if w.reason == "ErrImagePull" {
+                                backoff.restarted(&pull_key);
+                            }
                             errors.insert(name.clone(), w);
                         }
                     }
@@ -837,24 +875,24 @@ async fn start_container(
             format!("Container image \"{image}\" already present on machine"),
         ),
     }
-    let env = resolve_env(ctx, pod, spec).await.map_err(|message| {
+    let config_error = |message: String| {
         ctx.recorder
             .record(pod, "Warning", "Failed", format!("Error: {message}"));
         Waiting {
             reason: "CreateContainerConfigError".into(),
             message,
         }
-    })?;
+    };
+    let env = resolve_env(ctx, pod, spec).await.map_err(config_error)?;
+    let (uid, user) = ctx
+        .runtime
+        .image_user(image)
+        .await
+        .map_err(|e| config_error(short(&e)))?;
+    criconv::verify_run_as_non_root(pod, spec, uid, &user).map_err(config_error)?;
     let mut cfg = criconv::container_config(pod, spec, image, attempt, &env);
     cfg.mounts =
-        crate::volumes::mounts(&ctx.opts.dir.join("volumes"), pod, spec).map_err(|message| {
-            ctx.recorder
-                .record(pod, "Warning", "Failed", format!("Error: {message}"));
-            Waiting {
-                reason: "CreateContainerConfigError".into(),
-                message,
-            }
-        })?;
+        crate::volumes::mounts(&ctx.opts.dir.join("volumes"), pod, spec).map_err(config_error)?;
     match ctx
         .runtime
         .create_and_start(sandbox_id, sandbox_cfg, cfg)

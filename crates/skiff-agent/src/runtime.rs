@@ -20,6 +20,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// The image's id when present.
     async fn image_id(&self, image: &str) -> RtResult<Option<String>>;
     async fn pull(&self, image: &str, auth: Option<cri::AuthConfig>) -> RtResult<String>;
+    /// The user the image runs as: a uid when numeric, else a name; neither means root.
+    async fn image_user(&self, image: &str) -> RtResult<(Option<i64>, String)>;
     async fn create_and_start(
         &self,
         sandbox_id: &str,
@@ -266,6 +268,25 @@ impl Runtime for CriRuntime {
         .await?
         .image
         .map(|i| i.id))
+    }
+
+    async fn image_user(&self, image: &str) -> RtResult<(Option<i64>, String)> {
+        let mut im = self.cri.images.clone();
+        let status = rpc(
+            "ImageStatus",
+            im.image_status(cri::ImageStatusRequest {
+                image: Some(cri::ImageSpec {
+                    image: image.to_string(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }),
+        )
+        .await?
+        .image;
+        Ok(status.map_or((None, String::new()), |i| {
+            (i.uid.map(|u| u.value), i.username)
+        }))
     }
 
     async fn pull(&self, image: &str, auth: Option<cri::AuthConfig>) -> RtResult<String> {

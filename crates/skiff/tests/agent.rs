@@ -479,6 +479,64 @@ spec:
             .then_some(())
     });
 
+    // runAsNonRoot: refused for an image that runs as root, allowed with a runAsUser.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nonroot}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - {name: c, image: busybox, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: asuser}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 1000}
+  containers:
+  - {name: c, image: busybox, command: [sh, -c, 'test "$(id -u)" = 1000']}
+"#,
+    );
+    let refused = eventually(Duration::from_secs(30), || {
+        let p = pod_json(&c, "nonroot")?;
+        let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        (w["reason"] == "CreateContainerConfigError").then_some(w)
+    });
+    assert!(
+        refused["message"].as_str().unwrap().starts_with(
+            "container has runAsNonRoot and image will run as root (pod: \"nonroot_default("
+        ),
+        "{refused}"
+    );
+    wait_phase(&c, "asuser", "Succeeded");
+    c.ok(&["delete", "pod", "nonroot", "--grace-period=1"]);
+
+    // A memory limit is enforced: the container is OOMKilled, as kubectl shows it.
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hungry}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [tail, /dev/zero]
+    resources: {limits: {memory: 16Mi}}
+"#,
+    );
+    let p = wait_phase(&c, "hungry", "Failed");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{t}");
+    assert_eq!(t["exitCode"], 137, "{t}");
+    assert!(c.ok(&["get", "pod", "hungry"]).contains("OOMKilled"));
+
     // Probes: readiness drives READY, a failing liveness probe restarts the container.
     apply(
         &c,
