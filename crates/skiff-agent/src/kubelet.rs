@@ -8,6 +8,7 @@ use crate::host;
 use crate::node::{self, NodeSpec};
 use crate::pod::{self, Action, Observed, Waiting};
 use crate::runtime::{CriRuntime, Runtime};
+use crate::staticpods;
 use crate::{Result, now};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -40,6 +41,8 @@ pub struct AgentOptions {
     pub ca_pem: String,
     /// Port of the agent's HTTPS endpoint (10250).
     pub kubelet_port: u16,
+    /// Folder of static pod manifests, read every 2 s.
+    pub pod_manifest_path: PathBuf,
 }
 
 struct Ctx {
@@ -62,7 +65,7 @@ pub async fn run(
 ) -> Result<()> {
     let dir = opts.dir.clone();
     std::fs::create_dir_all(dir.join("images"))?;
-    std::fs::create_dir_all(dir.join("pod-manifests"))?;
+    std::fs::create_dir_all(&opts.pod_manifest_path)?;
     host::install_blackhole_routes().await?;
 
     let cni_conf_dir = dir.join("cni").join("net.d");
@@ -176,14 +179,31 @@ pub async fn run(
     let mut workers: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut first_list = true;
+    let mut statics = Statics::default();
+    statics.reload(&ctx, &mut workers, &mut tasks);
+    let mut manifests_tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         let change = tokio::select! {
             c = pods_rx.recv() => match c { Some(c) => c, None => break },
+            _ = manifests_tick.tick() => {
+                statics.reload(&ctx, &mut workers, &mut tasks);
+                statics.reconcile_mirrors(&ctx, &mut tasks);
+                while tasks.try_join_next().is_some() {}
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         match change {
             Change::Reset(items) => {
-                let live: std::collections::HashSet<String> = items.iter().map(key_of).collect();
+                let (mirrors, items): (Vec<Value>, Vec<Value>) =
+                    items.into_iter().partition(staticpods::is_mirror);
+                statics.mirrors = mirrors
+                    .into_iter()
+                    .map(|m| (staticpods::full_name(&m), m))
+                    .collect();
+                let mut live: std::collections::HashSet<String> =
+                    items.iter().map(key_of).collect();
+                live.extend(statics.pods.values().map(key_of));
                 workers.retain(|uid, tx| {
                     let keep = live.contains(uid);
                     if !keep {
@@ -194,6 +214,7 @@ pub async fn run(
                 for p in items {
                     dispatch(&ctx, &mut workers, &mut tasks, p);
                 }
+                statics.reconcile_mirrors(&ctx, &mut tasks);
                 // Pods the runtime holds that the API no longer has: remove them.
                 if first_list {
                     first_list = false;
@@ -210,6 +231,23 @@ pub async fn run(
                         }
                     }
                 }
+            }
+            Change::Apply(p) if staticpods::is_mirror(&p) => {
+                let key = staticpods::full_name(&p);
+                // The mirror carries the static pod's status: its worker compares with it.
+                if let Some(sp) = statics.pods.get(&key)
+                    && staticpods::mirror_matches(sp, &p)
+                {
+                    let mut sp = sp.clone();
+                    sp["status"] = p["status"].clone();
+                    dispatch(&ctx, &mut workers, &mut tasks, sp);
+                }
+                statics.mirrors.insert(key, p);
+                statics.reconcile_mirrors(&ctx, &mut tasks);
+            }
+            Change::Delete(p) if staticpods::is_mirror(&p) => {
+                statics.mirrors.remove(&staticpods::full_name(&p));
+                statics.reconcile_mirrors(&ctx, &mut tasks);
             }
             Change::Apply(p) => dispatch(&ctx, &mut workers, &mut tasks, p),
             Change::Delete(p) => {
@@ -312,6 +350,147 @@ fn spawn_heartbeats(client: kube::Client, spec: NodeSpec, mut shutdown: watch::R
             }
         }
     });
+}
+
+/// Static pods from the manifest folder and their mirrors in the API, by full name.
+#[derive(Default)]
+struct Statics {
+    pods: BTreeMap<String, Value>,
+    mirrors: HashMap<String, Value>,
+    node_uid: Option<String>,
+    /// When each mirror was last deleted here. A replacement waits a moment, as
+    /// kubelet's next sync does: `kubectl delete` lists right after its DELETE and would
+    /// take an instant replacement for the pod it waits to see gone.
+    deleted: HashMap<String, Instant>,
+}
+
+impl Statics {
+    /// Rereads the folder: a new or edited manifest (new uid) gets a worker, and the
+    /// worker of a removed or replaced one is told its pod is gone.
+    fn reload(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        workers: &mut HashMap<String, watch::Sender<Option<Value>>>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) {
+        let mut now = staticpods::load(&ctx.opts.pod_manifest_path, &ctx.opts.node_name);
+        for (key, old) in &self.pods {
+            match now.get_mut(key) {
+                // Unchanged: keep the pod as its worker has it (config.seen, status).
+                Some(new) if key_of(new) == key_of(old) => *new = old.clone(),
+                _ => {
+                    tracing::info!(pod = %key, "static pod removed or changed; stopping it");
+                    if let Some(tx) = workers.remove(&key_of(old)) {
+                        let _ = tx.send(None);
+                    }
+                }
+            }
+        }
+        for (key, new) in &now {
+            if self
+                .pods
+                .get(key)
+                .is_none_or(|old| key_of(old) != key_of(new))
+            {
+                tracing::info!(pod = %key, uid = %key_of(new), "static pod from manifest");
+                dispatch(ctx, workers, tasks, new.clone());
+            }
+        }
+        self.pods = now;
+    }
+
+    /// Makes the API's mirrors match the static pods: missing ones created, stale or
+    /// deleted ones replaced (delete with grace 0, then create), orphans removed.
+    fn reconcile_mirrors(&mut self, ctx: &Arc<Ctx>, tasks: &mut tokio::task::JoinSet<()>) {
+        let stale = |key: &String, m: &Value| {
+            self.pods
+                .get(key)
+                .is_none_or(|p| !staticpods::mirror_matches(p, m))
+        };
+        let mut to_delete: Vec<Value> = self
+            .mirrors
+            .iter()
+            .filter(|(k, m)| stale(k, m))
+            .map(|(_, m)| m.clone())
+            .collect();
+        // One removal in flight per mirror: a mirror already being deleted with grace 0
+        // has no deletionTimestamp left to see.
+        to_delete.retain(|m| m["metadata"]["deletionGracePeriodSeconds"] != 0);
+        let now = Instant::now();
+        for m in &to_delete {
+            self.deleted.insert(staticpods::full_name(m), now);
+        }
+        self.deleted
+            .retain(|_, t| now.duration_since(*t) < Duration::from_secs(2));
+        let to_create: Vec<Value> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| {
+                !self.deleted.contains_key(*k)
+                    && self
+                        .mirrors
+                        .get(*k)
+                        .is_none_or(|m| !staticpods::mirror_matches(p, m))
+            })
+            .map(|(_, p)| p.clone())
+            .collect();
+        if to_delete.is_empty() && to_create.is_empty() {
+            return;
+        }
+        let client = ctx.client.clone();
+        let node = ctx.opts.node_name.clone();
+        let known_uid = self.node_uid.clone();
+        tasks.spawn(async move {
+            for m in to_delete {
+                let api: Api<Pod> = Api::namespaced(
+                    client.clone(),
+                    m["metadata"]["namespace"].as_str().unwrap_or("default"),
+                );
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: m["metadata"]["uid"].as_str().map(str::to_string),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                let name = m["metadata"]["name"].as_str().unwrap_or("");
+                match api.delete(name, &dp).await {
+                    Ok(_) => tracing::info!(pod = name, "mirror pod deleted"),
+                    Err(e) => tracing::info!(pod = name, error = %e, "deleting mirror pod"),
+                }
+            }
+            if to_create.is_empty() {
+                return;
+            }
+            let node_uid = match known_uid {
+                Some(u) => u,
+                None => {
+                    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+                    match nodes.get(&node).await {
+                        Ok(n) => n.metadata.uid.unwrap_or_default(),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "no node to own mirror pods yet");
+                            return;
+                        }
+                    }
+                }
+            };
+            for p in to_create {
+                let mirror = staticpods::mirror_of(&p, &node_uid);
+                let ns = p["metadata"]["namespace"].as_str().unwrap_or("default");
+                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+                let Ok(obj) = serde_json::from_value::<Pod>(mirror) else {
+                    continue;
+                };
+                match api.create(&Default::default(), &obj).await {
+                    Ok(_) => tracing::info!(pod = %staticpods::full_name(&p), "mirror pod created"),
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => tracing::warn!(pod = %staticpods::full_name(&p), error = %e, "creating mirror pod"),
+                }
+            }
+        });
+    }
 }
 
 fn dispatch(
@@ -845,7 +1024,7 @@ async fn start_container(
                 format!("Pulling image \"{image}\""),
             );
             let t = Instant::now();
-            match ctx.runtime.pull(image, None).await {
+            match pull_with_secrets(ctx, pod, image).await {
                 Ok(_) => ctx.recorder.record(
                     pod,
                     "Normal",
@@ -923,6 +1102,62 @@ async fn start_container(
             })
         }
     }
+}
+
+/// Pulls with the pod's imagePullSecrets that name the image's registry, each in turn
+/// until one works; anonymously when none does. A secret that cannot be read is
+/// reported and skipped, as kubelet does.
+async fn pull_with_secrets(ctx: &Ctx, pod: &Value, image: &str) -> skiff_cri::Result<String> {
+    let host = crate::credentials::registry_host(image);
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut auths = Vec::new();
+    let mut missing = Vec::new();
+    for r in pod["spec"]["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = r["name"].as_str().filter(|n| !n.is_empty()) else {
+            continue;
+        };
+        match secrets.get_opt(name).await {
+            Ok(Some(s)) => {
+                let kind = s.type_.unwrap_or_default();
+                let key = if kind == "kubernetes.io/dockercfg" {
+                    ".dockercfg"
+                } else {
+                    ".dockerconfigjson"
+                };
+                if let Some(data) = s.data.as_ref().and_then(|d| d.get(key)) {
+                    auths.extend(crate::credentials::matching(&kind, &data.0, &host));
+                }
+            }
+            _ => missing.push(name.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        ctx.recorder.record(
+            pod,
+            "Warning",
+            "FailedToRetrieveImagePullSecret",
+            format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            ),
+        );
+    }
+    if auths.is_empty() {
+        return ctx.runtime.pull(image, None).await;
+    }
+    let mut last = None;
+    for auth in auths {
+        match ctx.runtime.pull(image, Some(auth)).await {
+            Ok(id) => return Ok(id),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one credential was tried"))
 }
 
 fn short(e: &skiff_cri::Error) -> String {

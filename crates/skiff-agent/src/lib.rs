@@ -2,6 +2,7 @@
 //! (`kubelet`) running pods on containerd over CRI; and simulated nodes that run pods
 //! without containers, in the manner of kwok, for scale tests and node-failure tests.
 
+pub mod credentials;
 pub mod criconv;
 pub mod exec;
 pub mod fake;
@@ -14,6 +15,7 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod staticpods;
 pub mod volumes;
 
 #[derive(thiserror::Error, Debug)]

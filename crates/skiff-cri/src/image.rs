@@ -75,9 +75,15 @@ fn layer_tar(entries: &[Entry]) -> Result<Vec<u8>> {
     Ok(b.into_inner()?)
 }
 
-/// Writes `spec` as an OCI image-layout archive that `ctr images import` accepts, named by
-/// the `io.containerd.image.name` annotation.
-pub fn write_oci_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
+/// An image's content: the manifest and the blobs it names (layer, config).
+pub struct OciImage {
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+    pub blobs: Vec<(String, Vec<u8>)>,
+}
+
+/// Builds `spec`'s layer, config and manifest (the parts a registry push sends).
+pub fn oci_image(spec: &ImageSpec) -> Result<OciImage> {
     let layer = layer_tar(&spec.entries)?;
     let layer_digest = format!("sha256:{}", sha256_hex(&layer));
     let mut config = json!({
@@ -121,6 +127,18 @@ pub fn write_oci_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
     }))
     .map_err(|e| Error::Other(e.to_string()))?;
     let manifest_digest = format!("sha256:{}", sha256_hex(&manifest));
+    Ok(OciImage {
+        manifest,
+        manifest_digest,
+        blobs: vec![(layer_digest, layer), (config_digest, config)],
+    })
+}
+
+/// Writes `spec` as an OCI image-layout archive that `ctr images import` accepts, named by
+/// the `io.containerd.image.name` annotation.
+pub fn write_oci_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
+    let img = oci_image(spec)?;
+    let (manifest, manifest_digest) = (&img.manifest, &img.manifest_digest);
     let tag = spec.name.rsplit_once(':').map_or("latest", |(_, t)| t);
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -145,11 +163,12 @@ pub fn write_oci_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     add("index.json", &index)?;
-    for (digest, data) in [
-        (&layer_digest, &layer),
-        (&config_digest, &config),
-        (&manifest_digest, &manifest),
-    ] {
+    for (digest, data) in img
+        .blobs
+        .iter()
+        .map(|(d, b)| (d, b))
+        .chain([(manifest_digest, manifest)])
+    {
         add(
             &format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")),
             data,

@@ -141,6 +141,9 @@ struct NodeArgs {
     /// Port of the agent's HTTPS endpoint, which the API server calls for logs.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Folder of static pod manifests (default: `<data-dir>/agent/pod-manifests`).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -506,6 +509,10 @@ fn agent_options(
         busybox: node.busybox.clone(),
         ca_pem: ca_pem.to_string(),
         kubelet_port: node.kubelet_port,
+        pod_manifest_path: node
+            .pod_manifest_path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("agent").join("pod-manifests")),
     })
 }
 

@@ -605,6 +605,56 @@ spec:
         "the httpGet liveness probe failed:\n{events}"
     );
 
+    // Static pods: a manifest in the folder runs without the API; its mirror shows it,
+    // comes back when deleted, and follows edits and the file's removal.
+    let node = c.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let mirror = format!("static-web-{node}");
+    let manifest = c.data_dir().join("agent/pod-manifests/static-web.yaml");
+    let web = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  labels: {role: web}\nspec:\n  containers:\n  - name: web\n    image: nginx\n    imagePullPolicy: IfNotPresent\n";
+    std::fs::write(&manifest, web).unwrap();
+    let first = wait_phase(&c, &mirror, "Running");
+    let ann = &first["metadata"]["annotations"];
+    assert_eq!(ann["kubernetes.io/config.source"], "file", "{ann}");
+    assert_eq!(
+        ann["kubernetes.io/config.mirror"],
+        ann["kubernetes.io/config.hash"]
+    );
+    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Node");
+    let sip = first["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(http_get(&sip, 80).contains("hello from skiff"));
+    let cid = first["status"]["containerStatuses"][0]["containerID"].clone();
+    let out = c.kubectl(&["delete", "pod", &mirror, "--timeout=20s"]);
+    if !out.status.success() {
+        let log = c.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("static") || l.contains("mirror") || l.contains("DELETE"))
+            .collect();
+        panic!(
+            "delete mirror: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            lines.join("\n")
+        );
+    }
+    let back = eventually(Duration::from_secs(30), || {
+        pod_json(&c, &mirror).filter(|p| {
+            p["metadata"]["uid"] != first["metadata"]["uid"]
+                && p["status"]["containerStatuses"][0]["containerID"] == cid
+        })
+    });
+    assert_eq!(back["status"]["containerStatuses"][0]["restartCount"], 0);
+    std::fs::write(&manifest, web.replace("role: web", "role: edited")).unwrap();
+    let edited = eventually(Duration::from_secs(60), || {
+        pod_json(&c, &mirror).filter(|p| {
+            p["metadata"]["labels"]["role"] == "edited" && p["status"]["phase"] == "Running"
+        })
+    });
+    assert_ne!(edited["status"]["containerStatuses"][0]["containerID"], cid);
+    std::fs::remove_file(&manifest).unwrap();
+    eventually(Duration::from_secs(30), || {
+        pod_json(&c, &mirror).is_none().then_some(())
+    });
+
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
     assert!(c.fails(&["get", "pod", "my-pod"]).contains("NotFound"));
