@@ -15,6 +15,9 @@ command -v crun >/dev/null || need+=(crun)
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
 command -v file >/dev/null || need+=(file)
+# Image pulls are tested against a local registry with htpasswd auth.
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -49,7 +49,7 @@ pub fn matching(secret_type: &str, data: &[u8], host: &str) -> Vec<cri::AuthConf
     auths
         .iter()
         .filter(|(server, _)| normalize(server) == want)
-        .filter_map(|(server, a)| {
+        .filter_map(|(_, a)| {
             let (mut user, mut pass) = (
                 a["username"].as_str().unwrap_or("").to_string(),
                 a["password"].as_str().unwrap_or("").to_string(),
@@ -62,10 +62,11 @@ pub fn matching(secret_type: &str, data: &[u8], host: &str) -> Vec<cri::AuthConf
             {
                 (user, pass) = (u.to_string(), p.to_string());
             }
+            // No server_address: containerd parses it as a URL and drops credentials
+            // whose host differs, and kubelet leaves it empty too.
             (!user.is_empty()).then(|| cri::AuthConfig {
                 username: user,
                 password: pass,
-                server_address: server.clone(),
                 ..Default::default()
             })
         })

@@ -98,6 +98,106 @@ pub fn log_directory(root: &std::path::Path, pod: &Value) -> String {
     .to_string()
 }
 
+/// A resolv.conf's nameservers, search domains and options.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolv {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+pub fn parse_resolv_conf(text: &str) -> Resolv {
+    let mut r = Resolv::default();
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or("");
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => r.nameservers.extend(words.next().map(str::to_string)),
+            // The last search (or domain) line wins, as in the resolver.
+            Some("search" | "domain") => r.searches = words.map(str::to_string).collect(),
+            Some("options") => r.options.extend(words.map(str::to_string)),
+            _ => {}
+        }
+    }
+    r
+}
+
+/// The pod's DNS as kubelet builds it from `dnsPolicy` and `dnsConfig`: ClusterFirst
+/// uses the cluster DNS with the namespace's search path and `ndots:5`, Default the
+/// node's resolv.conf, None only `dnsConfig`. Without a cluster DNS configured,
+/// ClusterFirst falls back to Default (the bool says so, for kubelet's event).
+pub fn dns_config(
+    pod: &Value,
+    cluster_dns: &[String],
+    cluster_domain: &str,
+    host: &Resolv,
+) -> (cri::DnsConfig, bool) {
+    let spec = &pod["spec"];
+    let hostnet = host_network(pod);
+    let mut policy = spec["dnsPolicy"].as_str().unwrap_or("ClusterFirst");
+    match policy {
+        "ClusterFirst" if hostnet => policy = "Default",
+        "ClusterFirstWithHostNet" => policy = "ClusterFirst",
+        _ => {}
+    }
+    let mut missing = false;
+    if policy == "ClusterFirst" && cluster_dns.is_empty() {
+        policy = "Default";
+        missing = true;
+    }
+    let mut r = match policy {
+        "None" => Resolv::default(),
+        "ClusterFirst" => {
+            let ns = s(&pod["metadata"]["namespace"]);
+            let mut searches = vec![
+                format!("{ns}.svc.{cluster_domain}"),
+                format!("svc.{cluster_domain}"),
+                cluster_domain.to_string(),
+            ];
+            searches.extend(host.searches.iter().cloned());
+            Resolv {
+                nameservers: cluster_dns.to_vec(),
+                searches,
+                options: vec!["ndots:5".into()],
+            }
+        }
+        _ => host.clone(),
+    };
+    let extra = &spec["dnsConfig"];
+    for n in extra["nameservers"].as_array().into_iter().flatten() {
+        if let Some(n) = n.as_str().filter(|n| !r.nameservers.iter().any(|x| x == n)) {
+            r.nameservers.push(n.to_string());
+        }
+    }
+    for d in extra["searches"].as_array().into_iter().flatten() {
+        if let Some(d) = d.as_str().filter(|d| !r.searches.iter().any(|x| x == d)) {
+            r.searches.push(d.to_string());
+        }
+    }
+    // Options merge by name: the pod's value replaces the policy's.
+    for o in extra["options"].as_array().into_iter().flatten() {
+        let Some(name) = o["name"].as_str() else {
+            continue;
+        };
+        r.options.retain(|x| x.split(':').next() != Some(name));
+        r.options.push(match o["value"].as_str() {
+            Some(v) => format!("{name}:{v}"),
+            None => name.to_string(),
+        });
+    }
+    // The resolver reads three nameservers and kubelet keeps 32 search domains.
+    r.nameservers.truncate(3);
+    r.searches.truncate(32);
+    (
+        cri::DnsConfig {
+            servers: r.nameservers,
+            searches: r.searches,
+            options: r.options,
+        },
+        missing,
+    )
+}
+
 pub fn sandbox_config(
     pod: &Value,
     attempt: u32,
@@ -629,5 +729,70 @@ mod tests {
             json!({"runAsNonRoot": false}),
         );
         assert!(check(&p, Some(0), "").is_ok());
+    }
+
+    #[test]
+    fn dns_follows_the_pods_policy() {
+        let host = parse_resolv_conf(
+            "# comment\nnameserver 192.0.2.53\nsearch example.org\noptions edns0 ndots:2\n",
+        );
+        assert_eq!(host.nameservers, ["192.0.2.53"]);
+        assert_eq!(host.searches, ["example.org"]);
+        let pod = |spec: Value| json!({"metadata": {"namespace": "web"}, "spec": spec});
+        let dns = ["10.43.0.10".to_string()];
+        let (c, missing) = dns_config(&pod(json!({})), &dns, "cluster.local", &host);
+        assert!(!missing);
+        assert_eq!(c.servers, ["10.43.0.10"]);
+        assert_eq!(
+            c.searches,
+            [
+                "web.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+                "example.org"
+            ]
+        );
+        assert_eq!(c.options, ["ndots:5"]);
+        // No cluster DNS: ClusterFirst falls back to the node's, and says so.
+        let (c, missing) = dns_config(&pod(json!({})), &[], "cluster.local", &host);
+        assert!(missing);
+        assert_eq!(c.servers, ["192.0.2.53"]);
+        // Host network: the node's, unless ClusterFirstWithHostNet.
+        let (c, _) = dns_config(
+            &pod(json!({"hostNetwork": true})),
+            &dns,
+            "cluster.local",
+            &host,
+        );
+        assert_eq!(c.servers, ["192.0.2.53"]);
+        let (c, _) = dns_config(
+            &pod(json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})),
+            &dns,
+            "cluster.local",
+            &host,
+        );
+        assert_eq!(c.servers, ["10.43.0.10"]);
+        // None takes dnsConfig alone; options merge by name.
+        let (c, _) = dns_config(
+            &pod(json!({"dnsPolicy": "None", "dnsConfig": {
+                "nameservers": ["1.2.3.4"], "searches": ["a.b"],
+                "options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]
+            }})),
+            &dns,
+            "cluster.local",
+            &host,
+        );
+        assert_eq!(
+            (c.servers, c.searches),
+            (vec!["1.2.3.4".to_string()], vec!["a.b".to_string()])
+        );
+        assert_eq!(c.options, ["ndots:1", "edns0"]);
+        let (c, _) = dns_config(
+            &pod(json!({"dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}})),
+            &dns,
+            "cluster.local",
+            &host,
+        );
+        assert_eq!(c.options, ["ndots:2"]);
     }
 }

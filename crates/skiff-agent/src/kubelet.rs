@@ -4,6 +4,7 @@
 //! as kubelet's PLEG does.
 
 use crate::criconv;
+use crate::hooks;
 use crate::host;
 use crate::node::{self, NodeSpec};
 use crate::pod::{self, Action, Observed, Waiting};
@@ -43,6 +44,10 @@ pub struct AgentOptions {
     pub kubelet_port: u16,
     /// Folder of static pod manifests, read every 2 s.
     pub pod_manifest_path: PathBuf,
+    /// The cluster DNS service's address(es) for ClusterFirst pods; none yet: pods use
+    /// the node's resolver, with kubelet's MissingClusterDNS event.
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
 }
 
 struct Ctx {
@@ -51,6 +56,7 @@ struct Ctx {
     opts: AgentOptions,
     node_ip: String,
     recorder: Recorder,
+    host_dns: criconv::Resolv,
 }
 
 fn key_of(p: &Value) -> String {
@@ -173,6 +179,7 @@ pub async fn run(
         runtime,
         opts: opts.clone(),
         node_ip,
+        host_dns: host_resolv(),
     });
     let selector = format!("spec.nodeName={}", spec.name);
     let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", Some(&selector));
@@ -618,12 +625,14 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
         .as_i64()
         .or(pod["spec"]["terminationGracePeriodSeconds"].as_i64())
         .unwrap_or(30);
+    let mut left = grace;
     if let Ok(obs) = ctx.runtime.observe(&key_of(pod)).await {
-        for c in obs
+        let running: Vec<_> = obs
             .containers
             .iter()
             .filter(|c| c.state == pod::CState::Running)
-        {
+            .collect();
+        for c in &running {
             ctx.recorder.record(
                 pod,
                 "Normal",
@@ -631,8 +640,34 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
                 format!("Stopping container {}", c.name),
             );
         }
+        // preStop hooks run together, out of the grace period; the stop gets the rest.
+        let ip = obs
+            .ready_sandbox()
+            .map(|s| s.ip.clone())
+            .unwrap_or_default();
+        let specs = pod["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let hooks = running.iter().filter_map(|c| {
+            let spec = specs.iter().find(|s| s["name"] == c.name.as_str())?;
+            Some(hooks::pre_stop(
+                ctx.runtime.as_ref(),
+                &ctx.recorder,
+                pod,
+                spec,
+                &c.id,
+                &ip,
+                grace,
+            ))
+        });
+        left = futures::future::join_all(hooks)
+            .await
+            .into_iter()
+            .min()
+            .unwrap_or(grace);
     }
-    if let Err(e) = ctx.runtime.remove_pod(&key_of(pod), grace).await {
+    if let Err(e) = ctx.runtime.remove_pod(&key_of(pod), left).await {
         tracing::warn!(pod = %pod_ref(pod), error = %e, "stopping pod");
         return false;
     }
@@ -697,7 +732,7 @@ async fn sync(
             match action {
                 Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
                 Action::CreateSandbox { attempt } => {
-                    let cfg = criconv::sandbox_config(pod, *attempt, &ctx.opts.dir.join("pods"));
+                    let cfg = sandbox_config(ctx, pod, *attempt, true);
                     if let Err(e) = ctx.runtime.run_sandbox(cfg).await {
                         ctx.recorder.record(
                             pod,
@@ -716,9 +751,8 @@ async fn sync(
                     let Some(sb) = obs.ready_sandbox().cloned() else {
                         continue;
                     };
-                    let cfg = sandbox_cfg.get_or_insert_with(|| {
-                        criconv::sandbox_config(pod, sb.attempt, &ctx.opts.dir.join("pods"))
-                    });
+                    let cfg = sandbox_cfg
+                        .get_or_insert_with(|| sandbox_config(ctx, pod, sb.attempt, false));
                     let field = if *init {
                         "initContainers"
                     } else {
@@ -763,7 +797,7 @@ async fn sync(
                     if *attempt > 0 {
                         backoff.restarted(name);
                     }
-                    match start_container(ctx, pod, spec, &sb.id, cfg.clone(), *attempt).await {
+                    match start_container(ctx, pod, spec, &sb, cfg.clone(), *attempt).await {
                         Ok(()) => {
                             errors.remove(name);
                             backoff.ran_long(&pull_key);
@@ -918,7 +952,16 @@ async fn run_probes(ctx: &Ctx, pod: &Value, obs: &mut Observed, probes: &mut Pro
                 .unwrap_or(30);
             let runtime = ctx.runtime.clone();
             let who = format!("{}/{name}", pod_ref(pod));
+            let (recorder, pod, ip) = (ctx.recorder.clone(), pod.clone(), pod_ip.clone());
+            let spec = pod["spec"]["containers"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == name.as_str()))
+                .cloned()
+                .unwrap_or_default();
             tokio::spawn(async move {
+                let grace =
+                    hooks::pre_stop(runtime.as_ref(), &recorder, &pod, &spec, &id, &ip, grace)
+                        .await;
                 if let Err(e) = runtime.stop_container(&id, grace).await {
                     tracing::warn!(container = %who, error = %e, "killing unhealthy container");
                 }
@@ -994,10 +1037,11 @@ async fn start_container(
     ctx: &Ctx,
     pod: &Value,
     spec: &Value,
-    sandbox_id: &str,
+    sandbox: &pod::SandboxObs,
     sandbox_cfg: skiff_cri::cri::PodSandboxConfig,
     attempt: u32,
 ) -> Result<(), Waiting> {
+    let sandbox_id = sandbox.id.as_str();
     let name = spec["name"].as_str().unwrap_or("");
     let image = spec["image"].as_str().unwrap_or("");
     let policy = spec["imagePullPolicy"]
@@ -1077,7 +1121,7 @@ async fn start_container(
         .create_and_start(sandbox_id, sandbox_cfg, cfg)
         .await
     {
-        Ok(_) => {
+        Ok(id) => {
             ctx.recorder.record(
                 pod,
                 "Normal",
@@ -1090,7 +1134,35 @@ async fn start_container(
                 "Started",
                 format!("Started container {name}"),
             );
-            Ok(())
+            // postStart runs before the container counts as started; its failure kills
+            // the container, which then restarts by the pod's policy.
+            let Some(hook) = hooks::hook(spec, "postStart") else {
+                return Ok(());
+            };
+            let grace = pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30);
+            let ran = hooks::run(
+                ctx.runtime.as_ref(),
+                &id,
+                &hook,
+                &sandbox.ip,
+                Duration::from_secs(grace.max(1) as u64),
+            )
+            .await;
+            let Err(e) = ran else {
+                return Ok(());
+            };
+            let message = format!("PostStartHook failed: {e}");
+            ctx.recorder
+                .record(pod, "Warning", "FailedPostStartHook", message.clone());
+            if let Err(e) = ctx.runtime.stop_container(&id, grace).await {
+                tracing::warn!(pod = %pod_ref(pod), container = name, error = %e, "killing after a failed postStart");
+            }
+            Err(Waiting {
+                reason: "PostStartHookError".into(),
+                message,
+            })
         }
         Err(e) => {
             let msg = short(&e);
@@ -1102,6 +1174,51 @@ async fn start_container(
             })
         }
     }
+}
+
+/// The sandbox config with the pod's DNS; `creating` reports a missing cluster DNS once,
+/// when the sandbox is made, as kubelet does.
+fn sandbox_config(
+    ctx: &Ctx,
+    pod: &Value,
+    attempt: u32,
+    creating: bool,
+) -> skiff_cri::cri::PodSandboxConfig {
+    let mut cfg = criconv::sandbox_config(pod, attempt, &ctx.opts.dir.join("pods"));
+    let (dns, missing) = criconv::dns_config(
+        pod,
+        &ctx.opts.cluster_dns,
+        &ctx.opts.cluster_domain,
+        &ctx.host_dns,
+    );
+    if missing && creating {
+        ctx.recorder.record(
+            pod,
+            "Warning",
+            "MissingClusterDNS",
+            format!(
+                "pod: \"{}_{}({})\". kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.",
+                pod["metadata"]["name"].as_str().unwrap_or(""),
+                pod["metadata"]["namespace"].as_str().unwrap_or(""),
+                key_of(pod)
+            ),
+        );
+    }
+    cfg.dns_config = Some(dns);
+    cfg
+}
+
+/// The node's resolver config for `Default` DNS; behind a local stub resolver
+/// (systemd-resolved's 127.0.0.53) the real upstreams, which pods can reach.
+fn host_resolv() -> criconv::Resolv {
+    let read = |p: &str| std::fs::read_to_string(p).map(|t| criconv::parse_resolv_conf(&t));
+    let etc = read("/etc/resolv.conf").unwrap_or_default();
+    if etc.nameservers.iter().any(|n| n.starts_with("127."))
+        && let Ok(upstream) = read("/run/systemd/resolve/resolv.conf")
+    {
+        return upstream;
+    }
+    etc
 }
 
 /// Pulls with the pod's imagePullSecrets that name the image's registry, each in turn

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod criconv;
 pub mod exec;
 pub mod fake;
+pub mod hooks;
 pub mod host;
 pub mod kubelet;
 pub mod logs;

@@ -74,14 +74,8 @@ fn port(v: &Value, container: &Value) -> Option<u16> {
         .and_then(|n| u16::try_from(n).ok())
 }
 
-/// The container's probe of `kind`, with Kubernetes' defaults (period 10 s, timeout
-/// 1 s, thresholds 1 and 3). None when absent or of a kind not run here (grpc).
-pub fn spec(container: &Value, kind: Kind) -> Option<Spec> {
-    let p = &container[kind.field()];
-    if !p.is_object() {
-        return None;
-    }
-    let secs = |f: &str, d: u64| Duration::from_secs(p[f].as_u64().unwrap_or(d));
+/// The action of a probe or lifecycle handler: exec, httpGet or tcpSocket.
+pub fn action(p: &Value, container: &Value) -> Option<Action> {
     let action = if let Some(cmd) = p["exec"]["command"].as_array() {
         Action::Exec(
             cmd.iter()
@@ -115,6 +109,18 @@ pub fn spec(container: &Value, kind: Kind) -> Option<Spec> {
     } else {
         return None;
     };
+    Some(action)
+}
+
+/// The container's probe of `kind`, with Kubernetes' defaults (period 10 s, timeout
+/// 1 s, thresholds 1 and 3). None when absent or of a kind not run here (grpc).
+pub fn spec(container: &Value, kind: Kind) -> Option<Spec> {
+    let p = &container[kind.field()];
+    if !p.is_object() {
+        return None;
+    }
+    let secs = |f: &str, d: u64| Duration::from_secs(p[f].as_u64().unwrap_or(d));
+    let action = action(p, container)?;
     Some(Spec {
         action,
         initial_delay: secs("initialDelaySeconds", 0),

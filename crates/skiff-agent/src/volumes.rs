@@ -339,9 +339,54 @@ pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(
             write_files(&dir, &project(data, src, mode).map_err(fail)?).map_err(fail)?;
         } else if let Some(src) = vol.get("downwardAPI").filter(|v| v.is_object()) {
             write_files(&dir, &downward(pod, src)).map_err(fail)?;
+        } else if let Some(src) = vol.get("projected").filter(|v| v.is_object()) {
+            let files = projected(client, ns, pod, src).await.map_err(fail)?;
+            write_files(&dir, &files).map_err(fail)?;
         }
     }
     Ok(())
+}
+
+/// A projected volume's files: its sources' files in one directory, the volume's
+/// defaultMode for items without their own.
+async fn projected(
+    client: &kube::Client,
+    ns: &str,
+    pod: &Value,
+    vol: &Value,
+) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
+    let mode = vol["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
+    let mut out = BTreeMap::new();
+    for src in vol["sources"].as_array().into_iter().flatten() {
+        let files = if let Some((source, s)) = [
+            (Source::ConfigMap, &src["configMap"]),
+            (Source::Secret, &src["secret"]),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.is_object())
+        {
+            let obj = s["name"].as_str().unwrap_or("");
+            let data = match fetch(client, ns, source, obj, true).await? {
+                Some(d) => d,
+                None if s["optional"].as_bool().unwrap_or(false) => BTreeMap::new(),
+                None => return Err(format!("{} \"{obj}\" not found", source.lower())),
+            };
+            project(data, s, mode)?
+        } else if src["downwardAPI"].is_object() {
+            let mut d = src["downwardAPI"].clone();
+            d["defaultMode"] = mode.into();
+            downward(pod, &d)
+        } else if src["serviceAccountToken"].is_object() {
+            return Err(
+                "serviceAccountToken projection needs ServiceAccount tokens, which this cluster does not issue yet"
+                    .into(),
+            );
+        } else {
+            BTreeMap::new()
+        };
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 /// Unmounts and removes the pod's volume directories (hostPaths are left alone).

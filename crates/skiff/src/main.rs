@@ -144,6 +144,12 @@ struct NodeArgs {
     /// Folder of static pod manifests (default: `<data-dir>/agent/pod-manifests`).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
+    /// Cluster DNS server address(es) for `ClusterFirst` pods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
 }
 
 #[derive(Args, Clone)]
@@ -513,6 +519,8 @@ fn agent_options(
             .pod_manifest_path
             .clone()
             .unwrap_or_else(|| data_dir.join("agent").join("pod-manifests")),
+        cluster_dns: node.cluster_dns.clone(),
+        cluster_domain: node.cluster_domain.clone(),
     })
 }
 

@@ -80,7 +80,7 @@ fn http_get(ip: &str, port: u16) -> String {
 }
 
 /// `kubectl port-forward TARGET LOCAL:REMOTE`, once it says it is forwarding.
-fn port_forward(c: &Cluster, target: &str, remote: u16) -> (std::process::Child, u16) {
+fn port_forward(c: &Cluster, target: &str, remote: u16) -> (KillOnDrop, u16) {
     use std::io::BufRead;
     let local = free_port();
     let mut child = c
@@ -95,7 +95,94 @@ fn port_forward(c: &Cluster, target: &str, remote: u16) -> (std::process::Child,
     assert!(line.starts_with("Forwarding from 127.0.0.1:"), "{line:?}");
     // kubectl reports each connection on stdout: keep reading, or it dies of SIGPIPE.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    (child, local)
+    (KillOnDrop(child), local)
+}
+
+/// A helper process that must not outlive the test, even one that fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request (Connection: close): status, headers (lower-case names), body.
+fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status.parse().unwrap(), headers, resp[split + 4..].to_vec())
+}
+
+/// Pushes an image to a registry by the distribution API (blob uploads, then the
+/// manifest), with basic auth.
+fn push(registry: &str, repo: &str, tag: &str, spec: &image::ImageSpec, basic: &str) {
+    let img = image::oci_image(spec).unwrap();
+    let auth = format!("Basic {basic}");
+    for (digest, data) in &img.blobs {
+        let (code, headers, _) = http(
+            "POST",
+            &format!("http://{registry}/v2/{repo}/blobs/uploads/"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(code, 202, "starting an upload");
+        let loc = &headers.iter().find(|(k, _)| k == "location").unwrap().1;
+        let loc = if loc.starts_with("http") {
+            loc.clone()
+        } else {
+            format!("http://{registry}{loc}")
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let (code, _, body) = http(
+            "PUT",
+            &format!("{loc}{sep}digest={digest}"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            data,
+        );
+        assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
+    }
+    let (code, _, body) = http(
+        "PUT",
+        &format!("http://{registry}/v2/{repo}/manifests/{tag}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+        &img.manifest,
+    );
+    assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
 }
 
 fn apply(c: &Cluster, yaml: &str) {
@@ -223,23 +310,30 @@ fn pods_run_on_containerd() {
     for _ in 0..3 {
         let got = http_get("127.0.0.1", local);
         if !got.contains("hello from skiff") {
-            pf.kill().unwrap();
+            pf.0.kill().unwrap();
             let mut err = String::new();
-            pf.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            pf.0.stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("{got:?}\nkubectl: {err}\nlog:\n{}", tail(&c.log(), 300));
         }
     }
-    pf.kill().unwrap();
-    pf.wait().unwrap();
+    drop(pf);
     // A port nothing listens on: the pod side's error reaches kubectl, which gives up.
     let (mut pf, local) = port_forward(&c, "pod/my-pod", 81);
     let _ = std::net::TcpStream::connect(("127.0.0.1", local)).map(|mut s| {
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = s.read(&mut [0u8; 16]);
     });
-    let status = eventually(Duration::from_secs(20), || pf.try_wait().unwrap());
+    let status = eventually(Duration::from_secs(20), || pf.0.try_wait().unwrap());
     let mut err = String::new();
-    pf.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    pf.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(!status.success());
     assert!(err.contains("error forwarding port 81"), "{err}");
 
@@ -418,12 +512,19 @@ spec:
     - {name: sec, mountPath: /etc/sec}
     - {name: mem, mountPath: /cache}
     - {name: info, mountPath: /etc/podinfo}
+    - {name: proj, mountPath: /etc/proj}
   volumes:
   - {name: logs, emptyDir: {}}
   - {name: cfg, configMap: {name: cfg}}
   - {name: sec, secret: {secretName: sec}}
   - {name: mem, emptyDir: {medium: Memory, sizeLimit: 16Mi}}
   - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - name: proj
+    projected:
+      sources:
+      - configMap: {name: cfg, items: [{key: A, path: cm/a}]}
+      - secret: {name: sec}
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
 "#,
     );
     wait_phase(&c, "vols", "Running");
@@ -437,6 +538,10 @@ spec:
     assert_eq!(exec("cat /etc/sec/B"), "s3cret");
     assert!(exec("cat /etc/podinfo/labels").contains("app=\"vols\""));
     assert!(exec("grep ' /cache ' /proc/mounts").starts_with("tmpfs"));
+    assert_eq!(
+        exec("cat /etc/proj/cm/a /etc/proj/B /etc/proj/name"),
+        "from-cms3cretvols"
+    );
     let ro = c.kubectl(&[
         "exec",
         "vols",
@@ -605,6 +710,57 @@ spec:
         "the httpGet liveness probe failed:\n{events}"
     );
 
+    // Lifecycle hooks: postStart runs as the container starts, preStop before it stops
+    // (both leave a file on a hostPath); a failing postStart kills the container.
+    let hookdir = c.dir.path().join("hooks");
+    apply(
+        &c,
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 10
+  volumes: [{{name: shared, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'trap "exit 0" TERM; sleep 3600 & wait']
+    volumeMounts: [{{name: shared, mountPath: /shared}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'echo started > /shared/poststart']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'echo stopping > /shared/prestop']}}}}
+  - name: bad
+    image: busybox
+    command: [sleep, "3600"]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'exit 7']}}}}
+"#,
+            hookdir.display()
+        ),
+    );
+    eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(hookdir.join("poststart"))
+            .ok()
+            .filter(|s| s == "started\n")
+    });
+    eventually(Duration::from_secs(40), || {
+        let events = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=hooked",
+        ]);
+        (events.contains("FailedPostStartHook") && events.contains("exited with 7")).then_some(())
+    });
+    assert!(!hookdir.join("prestop").exists());
+    c.ok(&["delete", "pod", "hooked"]);
+    assert_eq!(
+        std::fs::read_to_string(hookdir.join("prestop")).unwrap(),
+        "stopping\n"
+    );
+
     // Static pods: a manifest in the folder runs without the API; its mirror shows it,
     // comes back when deleted, and follows edits and the file's removal.
     let node = c.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
@@ -654,6 +810,102 @@ spec:
     eventually(Duration::from_secs(30), || {
         pod_json(&c, &mirror).is_none().then_some(())
     });
+
+    // Pulls through CRI from a registry: Debian's docker-registry on 127.0.0.1:5000 with
+    // htpasswd auth. Without credentials the pull fails and backs off; the pod's
+    // imagePullSecrets make it work.
+    let reg = c.dir.path().join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let htpasswd = std::process::Command::new("htpasswd")
+        .args(["-Bbn", "skiff", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(htpasswd.status.success());
+    std::fs::write(reg.join("htpasswd"), &htpasswd.stdout).unwrap();
+    std::fs::write(
+        reg.join("config.yml"),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\nauth:\n  htpasswd:\n    realm: skiff\n    path: {}\n",
+            reg.join("data").display(),
+            reg.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let registry = KillOnDrop(
+        std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(reg.join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(reg.join("log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(20), || {
+        std::net::TcpStream::connect("127.0.0.1:5000")
+            .ok()
+            .map(|_| ())
+    });
+    assert_eq!(http("GET", "http://127.0.0.1:5000/v2/", &[], b"").0, 401);
+    let mut hello = image::ImageSpec {
+        name: "127.0.0.1:5000/skiff/hello:1".into(),
+        entries: image::busybox_root("/bin/busybox".as_ref()).unwrap(),
+        cmd: ["sh", "-c", "echo pulled; sleep 3600"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    };
+    hello.env.push("PATH=/bin".into());
+    push(
+        "127.0.0.1:5000",
+        "skiff/hello",
+        "1",
+        &hello,
+        "c2tpZmY6czNjcmV0",
+    );
+    c.ok(&["run", "anon", "--image=127.0.0.1:5000/skiff/hello:1"]);
+    eventually(Duration::from_secs(40), || {
+        c.ok(&["get", "pod", "anon"])
+            .contains("ImagePullBackOff")
+            .then_some(())
+    });
+    c.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "--docker-server=127.0.0.1:5000",
+        "--docker-username=skiff",
+        "--docker-password=s3cret",
+    ]);
+    apply(
+        &c,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{name: regcred}]
+  containers:
+  - {name: c, image: "127.0.0.1:5000/skiff/hello:1"}
+"#,
+    );
+    wait_phase(&c, "pulled", "Running");
+    eventually(Duration::from_secs(20), || {
+        (c.ok(&["logs", "pulled"]) == "pulled\n").then_some(())
+    });
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=pulled",
+    ]);
+    assert!(
+        events.contains("Successfully pulled image \"127.0.0.1:5000/skiff/hello:1\""),
+        "{events}"
+    );
+    c.ok(&["delete", "pod", "anon", "pulled", "--grace-period=1"]);
+    drop(registry);
 
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
