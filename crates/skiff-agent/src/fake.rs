@@ -106,6 +106,14 @@ impl Runtime for FakeRuntime {
         Ok(Some(format!("sim://{image}")))
     }
 
+    async fn running_logs(&self) -> RtResult<Vec<(String, std::path::PathBuf)>> {
+        Ok(Vec::new())
+    }
+
+    async fn reopen_log(&self, _container_id: &str) -> RtResult<()> {
+        Ok(())
+    }
+
     async fn image_user(&self, _image: &str) -> RtResult<(Option<i64>, String)> {
         Ok((None, String::new()))
     }

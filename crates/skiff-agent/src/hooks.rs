@@ -48,7 +48,9 @@ pub async fn run(
             )),
             Err(e) => Err(e.to_string()),
         },
-        Hook::Run(a @ Action::Http { .. }) => probe::run_network(a, pod_ip, timeout).await,
+        Hook::Run(a @ (Action::Http { .. } | Action::Grpc { .. })) => {
+            probe::run_network(a, pod_ip, timeout).await
+        }
     }
 }
 

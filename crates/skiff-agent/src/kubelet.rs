@@ -48,6 +48,9 @@ pub struct AgentOptions {
     /// the node's resolver, with kubelet's MissingClusterDNS event.
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    /// Container logs rotate past this many bytes, keeping this many files.
+    pub container_log_max_size: u64,
+    pub container_log_max_files: usize,
 }
 
 struct Ctx {
@@ -181,6 +184,12 @@ pub async fn run(
         node_ip,
         host_dns: host_resolv(),
     });
+    spawn_log_rotation(
+        ctx.runtime.clone(),
+        opts.container_log_max_size,
+        opts.container_log_max_files,
+        shutdown.clone(),
+    );
     let selector = format!("spec.nodeName={}", spec.name);
     let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", Some(&selector));
     let mut workers: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
@@ -343,6 +352,47 @@ async fn register_until_ok(
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Every 10 s, as kubelet's log manager: running containers' logs past `max_size` are
+/// rotated (renamed with a timestamp, reopened by the runtime), oldest dropped.
+fn spawn_log_rotation(
+    runtime: Arc<dyn Runtime>,
+    max_size: u64,
+    max_files: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use crate::logs::rotation;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Ok(logs) = runtime.running_logs().await else {
+                continue;
+            };
+            for (id, path) in logs {
+                if std::fs::metadata(&path).map_or(true, |m| m.len() <= max_size) {
+                    continue;
+                }
+                for old in rotation::to_delete(&rotation::rotated(&path), max_files) {
+                    let _ = std::fs::remove_file(old);
+                }
+                let mut to = path.clone().into_os_string();
+                to.push(format!(".{}", rotation::suffix(chrono::Utc::now())));
+                if std::fs::rename(&path, &to).is_err() {
+                    continue;
+                }
+                if let Err(e) = runtime.reopen_log(&id).await {
+                    // The runtime still writes to the renamed file: put it back.
+                    let _ = std::fs::rename(&to, &path);
+                    tracing::warn!(container = %id, error = %e, "reopening a rotated log");
+                }
+            }
+        }
+    });
 }
 
 fn spawn_heartbeats(client: kube::Client, spec: NodeSpec, mut shutdown: watch::Receiver<bool>) {

@@ -176,3 +176,85 @@ mod tests {
         assert_eq!(o.limit_bytes, Some(10));
     }
 }
+
+/// Log rotation as kubelet does it (containerLogMaxSize, containerLogMaxFiles): a
+/// running container's log file past the size limit is renamed with a timestamp suffix
+/// and the runtime reopens it; only `max_files - 1` rotated files are kept.
+pub mod rotation {
+    use std::path::{Path, PathBuf};
+
+    /// kubelet's suffix format (`20060102-150405`).
+    pub fn suffix(now: chrono::DateTime<chrono::Utc>) -> String {
+        now.format("%Y%m%d-%H%M%S").to_string()
+    }
+
+    /// The rotated files of `log` (`<log>.<suffix>`), oldest first.
+    pub fn rotated(log: &Path) -> Vec<PathBuf> {
+        let (Some(dir), Some(name)) = (log.parent(), log.file_name().and_then(|n| n.to_str()))
+        else {
+            return Vec::new();
+        };
+        let prefix = format!("{name}.");
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".tmp"))
+            })
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Which of `rotated` (oldest first) to delete so that, with one more rotation,
+    /// `max_files` files remain including the live one.
+    pub fn to_delete(rotated: &[PathBuf], max_files: usize) -> &[PathBuf] {
+        let keep = max_files.saturating_sub(2);
+        &rotated[..rotated.len().saturating_sub(keep)]
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn keeps_max_files_with_the_live_one() {
+            let r: Vec<PathBuf> = (1..=5)
+                .map(|i| PathBuf::from(format!("0.log.2026010{i}-000000")))
+                .collect();
+            // 5 files in all: the live one, the one about to be rotated, three older.
+            assert_eq!(to_delete(&r, 5), &r[..2]);
+            assert_eq!(to_delete(&r[..2], 5), &[] as &[PathBuf]);
+            assert_eq!(to_delete(&r, 2), &r[..]);
+            let t = chrono::DateTime::parse_from_rfc3339("2026-11-25T08:09:10Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            assert_eq!(suffix(t), "20261125-080910");
+        }
+
+        #[test]
+        fn finds_rotated_files_oldest_first() {
+            let d = tempfile::tempdir().unwrap();
+            let log = d.path().join("0.log");
+            for n in [
+                "0.log",
+                "0.log.20260102-000000",
+                "0.log.20260101-000000",
+                "1.log",
+            ] {
+                std::fs::write(d.path().join(n), "x").unwrap();
+            }
+            assert_eq!(
+                rotated(&log),
+                [
+                    d.path().join("0.log.20260101-000000"),
+                    d.path().join("0.log.20260102-000000")
+                ]
+            );
+        }
+    }
+}

@@ -45,6 +45,11 @@ pub enum Action {
         host: Option<String>,
         port: u16,
     },
+    /// The gRPC health checking protocol (`grpc.health.v1.Health/Check`).
+    Grpc {
+        port: u16,
+        service: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +111,11 @@ pub fn action(p: &Value, container: &Value) -> Option<Action> {
             host: p["tcpSocket"]["host"].as_str().map(str::to_string),
             port: port(&p["tcpSocket"]["port"], container)?,
         }
+    } else if p["grpc"].is_object() {
+        Action::Grpc {
+            port: u16::try_from(p["grpc"]["port"].as_u64()?).ok()?,
+            service: p["grpc"]["service"].as_str().unwrap_or("").to_string(),
+        }
     } else {
         return None;
     };
@@ -113,7 +123,7 @@ pub fn action(p: &Value, container: &Value) -> Option<Action> {
 }
 
 /// The container's probe of `kind`, with Kubernetes' defaults (period 10 s, timeout
-/// 1 s, thresholds 1 and 3). None when absent or of a kind not run here (grpc).
+/// 1 s, thresholds 1 and 3). None when absent.
 pub fn spec(container: &Value, kind: Kind) -> Option<Spec> {
     let p = &container[kind.field()];
     if !p.is_object() {
@@ -129,6 +139,50 @@ pub fn spec(container: &Value, kind: Kind) -> Option<Spec> {
         success_threshold: p["successThreshold"].as_u64().unwrap_or(1).max(1) as u32,
         failure_threshold: p["failureThreshold"].as_u64().unwrap_or(3).max(1) as u32,
     })
+}
+
+/// kubelet's gRPC probe: connect within the timeout, then Check must answer SERVING.
+async fn grpc(ip: &str, port: u16, service: &str, timeout: Duration) -> Result<(), String> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let addr = format!("{ip}:{port}");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = tokio::time::timeout(timeout, channel.connect())
+        .await
+        .map_err(|_| format!("timeout: failed to connect service {addr:?} within {timeout:?}"))?
+        .map_err(|e| {
+            format!("timeout: failed to connect service {addr:?} within {timeout:?}: {e}")
+        })?;
+    let req = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    let resp = match tokio::time::timeout(timeout, HealthClient::new(channel).check(req)).await {
+        Err(_) => {
+            return Err(format!(
+                "timeout: health rpc did not complete within {timeout:?}"
+            ));
+        }
+        Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => {
+            return Err(format!(
+                "timeout: health rpc did not complete within {timeout:?}"
+            ));
+        }
+        Ok(Err(s)) => return Err(format!("error: health rpc probe failed: {}", s.message())),
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    let status = ServingStatus::try_from(resp.status).unwrap_or(ServingStatus::Unknown);
+    if status == ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(format!(
+            "service unhealthy (responded with {:?})",
+            status.as_str_name()
+        ))
+    }
 }
 
 /// Running state of one probe of one container instance.
@@ -190,6 +244,7 @@ impl Default for State {
 /// Runs an HTTP or TCP probe against `pod_ip`; exec probes go through the runtime.
 pub async fn run_network(action: &Action, pod_ip: &str, timeout: Duration) -> Result<(), String> {
     match action {
+        Action::Grpc { port, service } => grpc(pod_ip, *port, service, timeout).await,
         Action::Tcp { host, port } => {
             let host = host.as_deref().unwrap_or(pod_ip);
             tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, *port)))
@@ -291,10 +346,11 @@ mod tests {
         assert!(spec(&json!({}), Kind::Liveness).is_none());
         assert!(
             spec(
-                &json!({"livenessProbe": {"grpc": {"port": 1}}}),
+                &json!({"livenessProbe": {"grpc": {"port": "named"}}}),
                 Kind::Liveness
             )
-            .is_none()
+            .is_none(),
+            "grpc ports are numbers"
         );
     }
 
@@ -317,6 +373,63 @@ mod tests {
         assert_eq!(
             st.record(&s, true, t0 + Duration::from_secs(13)),
             Some(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_speak_the_health_protocol() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("db", ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let probe = |service: &str| Action::Grpc {
+            port,
+            service: service.into(),
+        };
+        let t = Duration::from_secs(2);
+        assert_eq!(run_network(&probe(""), "127.0.0.1", t).await, Ok(()));
+        assert_eq!(
+            run_network(&probe("db"), "127.0.0.1", t).await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        assert!(
+            run_network(&probe("nope"), "127.0.0.1", t)
+                .await
+                .unwrap_err()
+                .starts_with("error: health rpc probe failed")
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap().port();
+        drop(closed);
+        let down = Action::Grpc {
+            port: gone,
+            service: String::new(),
+        };
+        assert!(
+            run_network(&down, "127.0.0.1", t)
+                .await
+                .unwrap_err()
+                .starts_with("timeout: failed to connect service")
+        );
+        // The probe spec reads it as Kubernetes defines it.
+        let c = serde_json::json!({"livenessProbe": {"grpc": {"port": 9000, "service": "x"}}});
+        assert_eq!(
+            spec(&c, Kind::Liveness).unwrap().action,
+            Action::Grpc {
+                port: 9000,
+                service: "x".into()
+            }
         );
     }
 }

@@ -82,6 +82,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// The log file of one container instance.
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>>;
     async fn remove_container(&self, container_id: &str) -> RtResult<()>;
+    /// Running containers of pods and their log files, for rotation.
+    async fn running_logs(&self) -> RtResult<Vec<(String, std::path::PathBuf)>>;
+    /// Makes the runtime write a container's log to a fresh file at its path.
+    async fn reopen_log(&self, container_id: &str) -> RtResult<()>;
 }
 
 #[derive(Debug, Clone)]
@@ -495,6 +499,47 @@ impl Runtime for CriRuntime {
             .await?
             .url,
         ))
+    }
+
+    async fn running_logs(&self) -> RtResult<Vec<(String, std::path::PathBuf)>> {
+        let mut rt = self.cri.runtime.clone();
+        let running = rpc(
+            "ListContainers",
+            rt.list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    state: Some(cri::ContainerStateValue {
+                        state: cri::ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            }),
+        )
+        .await?
+        .containers;
+        let mut out = Vec::new();
+        for c in running
+            .into_iter()
+            .filter(|c| c.labels.contains_key(LABEL_POD_UID))
+        {
+            if let Some(st) = self.status_of(&c.id).await?
+                && !st.log_path.is_empty()
+            {
+                out.push((c.id, st.log_path.into()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reopen_log(&self, container_id: &str) -> RtResult<()> {
+        let mut rt = self.cri.runtime.clone();
+        rpc(
+            "ReopenContainerLog",
+            rt.reopen_container_log(cri::ReopenContainerLogRequest {
+                container_id: container_id.to_string(),
+            }),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn exec_sync(

@@ -150,6 +150,12 @@ struct NodeArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// A container's log file is rotated past this size (kubelet's containerLogMaxSize).
+    #[arg(long, default_value = "10Mi")]
+    container_log_max_size: String,
+    /// Log files kept per container, the live one included (containerLogMaxFiles).
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: usize,
 }
 
 #[derive(Args, Clone)]
@@ -521,6 +527,15 @@ fn agent_options(
             .unwrap_or_else(|| data_dir.join("agent").join("pod-manifests")),
         cluster_dns: node.cluster_dns.clone(),
         cluster_domain: node.cluster_domain.clone(),
+        container_log_max_size: skiff_agent::criconv::bytes(&node.container_log_max_size)
+            .filter(|b| *b > 0)
+            .with_context(|| {
+                format!(
+                    "--container-log-max-size {:?}: not a quantity",
+                    node.container_log_max_size
+                )
+            })? as u64,
+        container_log_max_files: node.container_log_max_files.max(2),
     })
 }
 

@@ -200,7 +200,7 @@ fn pods_run_on_containerd() {
     // Images are placed before start, as k3s' airgap images are.
     let data = dir.path().join("data");
     write_test_images(&data.join("agent/images"));
-    let mut c = Cluster::start_in(dir, &["up", "--offline"]);
+    let mut c = Cluster::start_in(dir, &["up", "--offline", "--container-log-max-size=16Ki"]);
     eventually(Duration::from_secs(60), || {
         let out = c.ok(&["get", "nodes"]);
         out.lines()
@@ -906,6 +906,95 @@ spec:
     );
     c.ok(&["delete", "pod", "anon", "pulled", "--grace-period=1"]);
     drop(registry);
+
+    // Log rotation: past --container-log-max-size the file is renamed and containerd
+    // reopens it; at most 5 files stay (the live one and 4 rotated).
+    c.ok(&[
+        "run",
+        "chatty",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do echo \"line $i of a chatty container\"; i=$((i+1)); usleep 2000; done",
+    ]);
+    wait_phase(&c, "chatty", "Running");
+    let pods_dir = c.data_dir().join("agent/pods");
+    let rotated = || -> Vec<String> {
+        let dir = std::fs::read_dir(&pods_dir)
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("default_chatty_")
+            })
+            .unwrap()
+            .path()
+            .join("chatty");
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("0.log."))
+            .collect()
+    };
+    eventually(Duration::from_secs(40), || {
+        (rotated().len() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(25));
+    assert!(rotated().len() <= 4, "{:?}", rotated());
+    assert!(
+        c.ok(&["logs", "chatty", "--tail=1"])
+            .contains("of a chatty container")
+    );
+    c.ok(&["delete", "pod", "chatty", "--grace-period=1"]);
+
+    // containerd dies: the agent restarts it, running pods are untouched and new ones run.
+    let ctd = |c: &Cluster| -> Option<u32> {
+        let out = std::process::Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("containerd --config {}", c.data_dir().display()),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let old = ctd(&c).expect("containerd runs");
+    let before = pod_json(&c, "my-pod").unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .unwrap();
+    eventually(Duration::from_secs(30), || ctd(&c).filter(|p| *p != old));
+    eventually(Duration::from_secs(30), || {
+        c.kubectl(&["exec", "my-pod", "--", "true"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let after = pod_json(&c, "my-pod").unwrap();
+    assert_eq!(
+        after["status"]["containerStatuses"][0]["containerID"],
+        before["status"]["containerStatuses"][0]["containerID"]
+    );
+    assert_eq!(after["status"]["containerStatuses"][0]["restartCount"], 0);
+    c.ok(&[
+        "run",
+        "afterwards",
+        "--image=busybox",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_phase(&c, "afterwards", "Running");
+    c.ok(&["delete", "pod", "afterwards", "--grace-period=1"]);
 
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
