@@ -1,11 +1,13 @@
 //! `exec`, `attach` and `portForward` on the agent: the API server's WebSocket (v5 or v4
 //! channel protocol) is joined to the runtime's streaming server for the CRI `Exec`,
 //! `Attach` or `PortForward`, which speaks v4 over WebSocket.
-//! Frames are the same on both sides (a channel byte, then data); v5's stdin-close
-//! frame (channel 255) has no v4 equivalent and is not passed on.
+//! Frames are the same on both sides (a channel byte, then data). v5's stdin-close frame
+//! (channel 255) has no v4 equivalent: a v5 client with stdin goes over the runtime's
+//! SPDY form instead (`spdyexec`), where stdin closes.
 
 use crate::runtime::Runtime;
 use crate::server::{Body, text};
+use crate::spdyexec::Streams;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -58,7 +60,13 @@ pub async fn serve(
         Ok(u) => u,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    join(&url, key, protocol, req).await
+    let streams = Streams {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    };
+    join_either(&url, streams, key, protocol, req).await
 }
 
 /// `attach`: like exec, but to the streams of the container's main process.
@@ -100,7 +108,59 @@ pub async fn serve_attach(
         Ok(u) => u,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    join(&url, key, protocol, req).await
+    let streams = Streams {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    };
+    join_either(&url, streams, key, protocol, req).await
+}
+
+/// A v5 client with stdin can close it, which only the runtime's SPDY form carries; the
+/// rest go over the runtime's WebSocket form frame for frame.
+async fn join_either(
+    url: &str,
+    streams: Streams,
+    key: http::HeaderValue,
+    protocol: String,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    if !(streams.stdin && protocol == "v5.channel.k8s.io") {
+        return join(url, key, protocol, req).await;
+    }
+    let session = match crate::spdyexec::connect(url, streams).await {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        session.relay(client).await;
+    });
+    switching(key, protocol)
+}
+
+fn switching(key: http::HeaderValue, protocol: String) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(
+            header::SEC_WEBSOCKET_ACCEPT,
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(text(StatusCode::OK, String::new()).into_body())
+        .expect("valid response")
 }
 
 /// `portForward`: a WebSocket in the v4 channel protocol with one data and one error
@@ -244,15 +304,5 @@ async fn join(
             _ = up => {}
         }
     });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "websocket")
-        .header(
-            header::SEC_WEBSOCKET_ACCEPT,
-            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
-        )
-        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
-        .body(text(StatusCode::OK, String::new()).into_body())
-        .expect("valid response")
+    switching(key, protocol)
 }

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod spdyexec;
 pub mod staticpods;
 pub mod volumes;
 

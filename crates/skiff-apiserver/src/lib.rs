@@ -18,7 +18,6 @@ pub mod patching;
 pub mod portforward;
 pub mod reviews;
 pub mod server;
-pub mod spdy;
 pub mod watch;
 
 pub use server::{ApiServer, Config, RunningServer};

@@ -8,13 +8,13 @@
 
 use crate::nodeproxy::{AgentWs, agent_address, agent_ws, relay};
 use crate::server::ApiServer;
-use crate::spdy::{self, Frame};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use http::{StatusCode, header};
 use serde_json::Value;
+use skiff_spdy::{self as spdy, Frame};
 use skiff_types::ApiError;
 use std::collections::HashMap;
 use std::sync::Arc;

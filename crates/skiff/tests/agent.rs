@@ -289,6 +289,20 @@ fn pods_run_on_containerd() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
     let out = c.kubectl_stdin(&["exec", "-i", "my-pod", "--", "head", "-1"], "piped\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    // stdin's end reaches the command (v5's close frame, carried to containerd over SPDY).
+    let out = c.kubectl_stdin(&["exec", "-i", "my-pod", "--", "wc", "-l"], "a\nb\nc\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    let out = c.kubectl_stdin(
+        &["exec", "-i", "my-pod", "--", "sh", "-c", "cat; exit 4"],
+        "echoed\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echoed\n");
+    assert_eq!(out.status.code(), Some(4));
     let kubectl = format!(
         "kubectl --kubeconfig {} --cache-dir {}/kcache exec -it my-pod -- /bin/sh",
         c.kubeconfig().display(),

@@ -1,6 +1,7 @@
-//! SPDY/3.1 framing, as far as port-forward needs it: kubectl's port-forward speaks SPDY
-//! (tunnelled in WebSocket messages, or raw after `Upgrade: SPDY/3.1`), and no maintained
-//! crate implements SPDY any more, so the codec lives here.
+//! SPDY/3.1 framing, as far as Kubernetes streaming needs it: kubectl's port-forward
+//! speaks SPDY (tunnelled in WebSocket messages), and the runtime's streaming server
+//! takes exec with a closable stdin only over SPDY. No maintained crate implements SPDY
+//! any more, so the codec lives here.
 //!
 //! Header blocks are compressed with zlib and the SPDY/3 dictionary, one compression
 //! context per direction that lives as long as the session, flushed after each block
