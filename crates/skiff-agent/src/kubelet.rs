@@ -60,6 +60,7 @@ struct Ctx {
     node_ip: String,
     recorder: Recorder,
     host_dns: criconv::Resolv,
+    tokens: crate::tokens::TokenManager,
 }
 
 fn key_of(p: &Value) -> String {
@@ -183,6 +184,7 @@ pub async fn run(
         opts: opts.clone(),
         node_ip,
         host_dns: host_resolv(),
+        tokens: Default::default(),
     });
     spawn_log_rotation(
         ctx.runtime.clone(),
@@ -624,6 +626,7 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
                 Ok(()) => {
                     host::remove_pod_cgroups(&uid);
                     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
+                    ctx.tokens.forget(&uid);
                 }
                 Err(e) => tracing::warn!(%uid, error = %e, "removing deleted pod"),
             }
@@ -723,6 +726,7 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
     }
     host::remove_pod_cgroups(&key_of(pod));
     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &key_of(pod)).await;
+    ctx.tokens.forget(&key_of(pod));
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let dp = DeleteParams {
         grace_period_seconds: Some(0),
@@ -760,7 +764,8 @@ async fn sync(
         .iter()
         .any(|a| matches!(a, Action::StartContainer { .. }));
     if starting || volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-        match crate::volumes::ensure(&ctx.client, &ctx.opts.dir.join("volumes"), pod).await {
+        let root = ctx.opts.dir.join("volumes");
+        match crate::volumes::ensure(&ctx.client, &ctx.tokens, &root, pod).await {
             Ok(()) => *volumes_synced = Some(Instant::now()),
             Err(msg) => {
                 ctx.recorder.record(pod, "Warning", "FailedMount", msg);

@@ -18,6 +18,7 @@ pub mod server;
 pub mod sim;
 pub mod spdyexec;
 pub mod staticpods;
+pub mod tokens;
 pub mod volumes;
 
 #[derive(thiserror::Error, Debug)]

@@ -1,8 +1,9 @@
 //! Pod volumes on the node: emptyDir (on disk, or tmpfs for `medium: Memory` with its
-//! `sizeLimit`), hostPath, configMap, secret and downwardAPI (files written from the API
-//! and refreshed while the pod runs), and the CRI mounts for a container's volumeMounts
+//! `sizeLimit`), hostPath, configMap, secret, downwardAPI and projected (with the
+//! ServiceAccount token; files written from the API and refreshed while the pod runs), and the CRI mounts for a container's volumeMounts
 //! (readOnly, subPath). Directories live under `<agent>/volumes/<pod uid>/<volume>`.
 
+use crate::tokens::{TokenManager, Want};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use serde_json::Value;
@@ -267,7 +268,12 @@ pub async fn fetch(
 
 /// Creates or refreshes every volume of the pod. Errors are kubelet's FailedMount
 /// messages.
-pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(), String> {
+pub async fn ensure(
+    client: &kube::Client,
+    tokens: &TokenManager,
+    root: &Path,
+    pod: &Value,
+) -> Result<(), String> {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     for vol in pod["spec"]["volumes"].as_array().into_iter().flatten() {
@@ -340,7 +346,9 @@ pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(
         } else if let Some(src) = vol.get("downwardAPI").filter(|v| v.is_object()) {
             write_files(&dir, &downward(pod, src)).map_err(fail)?;
         } else if let Some(src) = vol.get("projected").filter(|v| v.is_object()) {
-            let files = projected(client, ns, pod, src).await.map_err(fail)?;
+            let files = projected(client, tokens, ns, pod, src)
+                .await
+                .map_err(fail)?;
             write_files(&dir, &files).map_err(fail)?;
         }
     }
@@ -351,6 +359,7 @@ pub async fn ensure(client: &kube::Client, root: &Path, pod: &Value) -> Result<(
 /// defaultMode for items without their own.
 async fn projected(
     client: &kube::Client,
+    tokens: &TokenManager,
     ns: &str,
     pod: &Value,
     vol: &Value,
@@ -376,11 +385,25 @@ async fn projected(
             let mut d = src["downwardAPI"].clone();
             d["defaultMode"] = mode.into();
             downward(pod, &d)
-        } else if src["serviceAccountToken"].is_object() {
-            return Err(
-                "serviceAccountToken projection needs ServiceAccount tokens, which this cluster does not issue yet"
-                    .into(),
-            );
+        } else if let Some(s) = src.get("serviceAccountToken").filter(|v| v.is_object()) {
+            let m = &pod["metadata"];
+            let token = tokens
+                .get(
+                    client,
+                    &Want {
+                        namespace: ns,
+                        service_account: pod["spec"]["serviceAccountName"]
+                            .as_str()
+                            .unwrap_or("default"),
+                        pod_name: m["name"].as_str().unwrap_or(""),
+                        pod_uid: m["uid"].as_str().unwrap_or(""),
+                        audience: s["audience"].as_str().unwrap_or(""),
+                        expiration: s["expirationSeconds"].as_i64().unwrap_or(3600),
+                    },
+                )
+                .await?;
+            let path = s["path"].as_str().unwrap_or("token").to_string();
+            BTreeMap::from([(path, (token.into_bytes(), mode))])
         } else {
             BTreeMap::new()
         };

@@ -1,5 +1,5 @@
 //! Objects every cluster has from its first start: the four system namespaces, their
-//! default ServiceAccounts, the `kubernetes` Service and its Endpoints, and the two
+//! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints, and the two
 //! system PriorityClasses. Created only when absent, so restarts keep user edits.
 
 use crate::kinds::{KUBERNETES_SERVICE_IP, ensure_default_service_account, system_write_options};
@@ -36,6 +36,17 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
         // Creating the namespace made its service account; this covers a namespace that
         // existed before a crash between the two writes.
         ensure_default_service_account(api, ns).await;
+    }
+    // Namespaces of an earlier version of skiff lack the CA ConfigMap.
+    let ns_ri = lookup("", "namespaces").expect("served");
+    let (all, _, _) = api.cache.list(&ns_ri.prefix(None), None, None, &|_| true);
+    for s in all {
+        if let Ok(ns) = crate::object::from_stored(&s)
+            && let Some(name) = ns["metadata"]["name"].as_str()
+            && ns["metadata"]["deletionTimestamp"].is_null()
+        {
+            crate::serviceaccount::ensure_root_ca(api, name).await;
+        }
     }
     let svc = json!({
         "apiVersion": "v1", "kind": "Service",

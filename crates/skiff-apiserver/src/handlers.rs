@@ -146,6 +146,15 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
                     .map(|d| json_ok(&d))
                     .unwrap_or_else(|| error_response(&ApiError::path_not_found())),
             ),
+            // Service account token discovery, for relying parties outside the cluster.
+            [".well-known", "openid-configuration"] => Some(json_ok(&json!({
+                "issuer": crate::serviceaccount::ISSUER,
+                "jwks_uri": format!("https://{}/openid/v1/jwks", api.advertise),
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"],
+            }))),
+            ["openid", "v1", "jwks"] => Some(json_ok(&api.pki.service_account_key.jwks())),
             ["openapi", "v3"] => Some(json_ok(&skiff_openapi::v3_index())),
             ["openapi", "v3", rest @ ..] => {
                 Some(match skiff_openapi::v3_document(&rest.join("/")) {
@@ -419,7 +428,7 @@ async fn serve_resource(
         ) => {
             return node_proxy_unavailable(api, &t).await;
         }
-        Some(Subresource::Token) => {
+        Some(Subresource::Token) if info.verb != "create" => {
             return Err(ApiError::method_not_supported(
                 t.ri.group,
                 "serviceaccounts/token",
@@ -516,6 +525,12 @@ async fn serve_resource(
                         &[],
                     ))
                 }
+                Some(Subresource::Token) => Ok(respond(
+                    &headers,
+                    201,
+                    &crate::serviceaccount::token_request(api, &t, obj, &opts).await?,
+                    &[],
+                )),
                 Some(_) => Err(ApiError::method_not_supported(
                     t.ri.group,
                     t.ri.plural,

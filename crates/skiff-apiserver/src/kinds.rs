@@ -59,8 +59,10 @@ pub async fn after_create(api: &ApiServer, ri: &ResourceInfo, obj: &Value) {
     if is(ri, "", "namespaces")
         && let Some(ns) = meta::name(obj)
     {
-        // Every namespace gets its `default` ServiceAccount. (Boxed: it recurses into create.)
+        // Every namespace gets its `default` ServiceAccount and the cluster CA.
+        // (Boxed: both recurse into create.)
         ensure_default_service_account(api, ns).await;
+        Box::pin(crate::serviceaccount::ensure_root_ca(api, ns)).await;
     }
 }
 

@@ -18,6 +18,7 @@ pub mod patching;
 pub mod portforward;
 pub mod reviews;
 pub mod server;
+pub mod serviceaccount;
 pub mod watch;
 
 pub use server::{ApiServer, Config, RunningServer};

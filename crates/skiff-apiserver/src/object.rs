@@ -355,6 +355,7 @@ impl ApiServer {
         if ri.group.is_empty() && ri.plural == "pods" {
             skiff_validation::admit_pod_defaults(&mut obj);
             kinds::admit_priority(self, &mut obj, &name)?;
+            crate::serviceaccount::admit_pod(self, &mut obj, &name).await?;
         }
         // Held until the object is stored, so two creates never get the same IP or port.
         let _alloc = if kinds::needs_alloc_lock(ri) {
@@ -926,7 +927,7 @@ fn spec_changed(new: &Value, old: &Value) -> bool {
     strip(new) != strip(old)
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     // Kubernetes' generateName alphabet: no vowels, no look-alikes.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     use rand::Rng;

@@ -137,11 +137,16 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let (ready_tx, ready_rx) = watch::channel(false);
     let api = Arc::new(ApiServer {
         store: store.clone(),
-        cache,
+        cache: cache.clone(),
         authorizer: Arc::new(AllowAuthenticated),
-        token_authenticators: vec![Arc::new(skiff_pki::StaticTokenAuthenticator::new(
-            &pki.join_token,
-        ))],
+        token_authenticators: vec![
+            Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
+            Arc::new(crate::serviceaccount::ServiceAccountTokenAuthenticator {
+                key: pki.service_account_key.clone(),
+                cache: cache.clone(),
+                audiences: vec![crate::serviceaccount::ISSUER.to_string()],
+            }),
+        ],
         metrics: Metrics::default(),
         alloc_lock: tokio::sync::Mutex::new(()),
         started: Instant::now(),
@@ -189,6 +194,7 @@ fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
         }
     });
     crate::kinds::spawn_namespace_finalizer(api.clone());
+    crate::serviceaccount::spawn_root_ca_publisher(api.clone());
 }
 
 async fn accept_loop(

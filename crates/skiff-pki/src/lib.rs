@@ -15,6 +15,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod jwt;
+pub use jwt::ServiceAccountKey;
+
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
     /// Reading or writing a file under the data dir failed.
@@ -160,6 +163,8 @@ pub struct ClusterPki {
     pub kubelet_client_cert_pem: String,
     pub kubelet_client_key_pem: String,
     pub join_token: String,
+    /// Signs and verifies ServiceAccount tokens (`tls/service-account.key`).
+    pub service_account_key: Arc<ServiceAccountKey>,
     pub dir: PathBuf,
 }
 
@@ -237,6 +242,9 @@ impl ClusterPki {
             kubelet_client_cert_pem: String::new(),
             kubelet_client_key_pem: String::new(),
             join_token: String::new(),
+            service_account_key: Arc::new(ServiceAccountKey::load_or_create(
+                &dir.join("service-account.key"),
+            )?),
             dir: dir.clone(),
         };
         match (
@@ -554,7 +562,13 @@ mod tests {
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
         assert_eq!(a.join_token, b.join_token);
-        for f in ["tls/ca.key", "tls/serving.key", "tls/admin.key", "token"] {
+        for f in [
+            "tls/ca.key",
+            "tls/serving.key",
+            "tls/admin.key",
+            "tls/service-account.key",
+            "token",
+        ] {
             let mode = std::fs::metadata(d.path().join(f))
                 .unwrap()
                 .permissions()

@@ -5,66 +5,11 @@
 
 mod common;
 
+use common::node::{pod_json, wait_phase, write_test_images};
 use common::{Cluster, eventually, free_port, tail};
-use serde_json::Value;
 use skiff_cri::image;
 use std::io::{Read, Write};
 use std::time::Duration;
-
-/// An nginx stand-in (busybox httpd on :80) and busybox, as `nginx` and `busybox`.
-fn write_test_images(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut root = image::busybox_root("/bin/busybox".as_ref()).unwrap();
-    root.push(image::Entry::File {
-        path: "var/www/index.html".into(),
-        mode: 0o644,
-        data: b"hello from skiff\n".to_vec(),
-    });
-    let nginx = image::ImageSpec {
-        name: "docker.io/library/nginx:latest".into(),
-        entries: root.clone(),
-        cmd: ["httpd", "-f", "-p", "80", "-h", "/var/www"]
-            .map(String::from)
-            .to_vec(),
-        env: vec!["PATH=/bin".into()],
-        exposed_ports: vec!["80/tcp".into()],
-        ..Default::default()
-    };
-    image::write_oci_archive(&nginx, &dir.join("nginx.tar")).unwrap();
-    let busybox = image::ImageSpec {
-        name: "docker.io/library/busybox:latest".into(),
-        entries: root,
-        cmd: vec!["sh".into()],
-        env: vec!["PATH=/bin".into()],
-        ..Default::default()
-    };
-    image::write_oci_archive(&busybox, &dir.join("busybox.tar")).unwrap();
-}
-
-fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
-    let out = c.kubectl(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-fn wait_phase(c: &Cluster, name: &str, phase: &str) -> Value {
-    let mut last = Value::Null;
-    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually(Duration::from_secs(60), || {
-            let p = pod_json(c, name)?;
-            last = p.clone();
-            (p["status"]["phase"] == phase).then_some(p)
-        })
-    }));
-    found.unwrap_or_else(|_| {
-        panic!(
-            "pod {name} not {phase}: {}\nlog:\n{}",
-            last["status"],
-            tail(&c.log(), 40)
-        )
-    })
-}
 
 fn http_get(ip: &str, port: u16) -> String {
     let mut s = std::net::TcpStream::connect_timeout(
@@ -318,6 +263,25 @@ fn pods_run_on_containerd() {
     let shown = String::from_utf8_lossy(&tty.stdout);
     assert!(shown.contains("inside-42"), "{shown}");
     assert_eq!(tty.status.code(), Some(5), "{shown}");
+
+    // The pod's ServiceAccount: token, CA and namespace where client libraries look, and
+    // the token is an identity the API server accepts, until its pod is gone.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let cat = |f: &str| c.ok(&["exec", "my-pod", "--", "cat", &format!("{sa}/{f}")]);
+    assert_eq!(cat("namespace"), "default");
+    let ca = std::fs::read_to_string(c.data_dir().join("tls/ca.crt")).unwrap();
+    assert_eq!(cat("ca.crt"), ca);
+    let pod_token = cat("token");
+    assert_eq!(
+        c.whoami(&pod_token).as_deref(),
+        Some("system:serviceaccount:default:default")
+    );
+    let made = c.ok(&["create", "token", "default", "--duration=15m"]);
+    assert_eq!(
+        c.whoami(made.trim()).as_deref(),
+        Some("system:serviceaccount:default:default")
+    );
+    assert!(c.whoami(&format!("{pod_token}x")).is_none());
 
     // port-forward as the guide does it (pod/NAME LOCAL:80), several connections in turn.
     let (mut pf, local) = port_forward(&c, "pod/my-pod", 80);
@@ -1013,6 +977,10 @@ spec:
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
     assert!(c.fails(&["get", "pod", "my-pod"]).contains("NotFound"));
+    assert!(
+        c.whoami(&pod_token).is_none(),
+        "a deleted pod's token still authenticates"
+    );
 
     // Stopping the cluster stops its pods and containerd and removes the pod network.
     c.stop();

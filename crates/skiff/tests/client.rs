@@ -95,7 +95,9 @@ async fn list_watch_create_patch() {
             _ => break,
         }
     }
-    assert_eq!(seen.len(), 9, "{seen:?}");
+    // Nine of ours and the kube-root-ca.crt every namespace has.
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen.contains(&"kube-root-ca.crt".to_string()));
 
     // Optimistic concurrency: a stale resourceVersion is a 409.
     let mut stale = created.clone();

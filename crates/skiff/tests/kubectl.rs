@@ -1047,3 +1047,145 @@ fn bench_direct_binder_binds_without_a_scheduler() {
     // No scheduler ran: no Scheduled events.
     assert!(!c.ok(&["get", "events"]).contains("Scheduled"));
 }
+
+#[test]
+fn service_accounts_tokens_and_the_root_ca() {
+    let c = Cluster::start();
+    // Every namespace has the cluster CA for pods to trust the API with.
+    c.ok(&["create", "namespace", "team"]);
+    let ca = std::fs::read_to_string(c.data_dir().join("tls/ca.crt")).unwrap();
+    let get_ca = || {
+        c.kubectl(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ])
+    };
+    assert_eq!(String::from_utf8_lossy(&get_ca().stdout), ca);
+    // ... and gets it back when it is deleted or edited, as the publisher does.
+    c.ok(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"]);
+    common::eventually(Duration::from_secs(10), || {
+        (String::from_utf8_lossy(&get_ca().stdout) == ca).then_some(())
+    });
+    c.ok(&[
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "team",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ]);
+    common::eventually(Duration::from_secs(10), || {
+        (String::from_utf8_lossy(&get_ca().stdout) == ca).then_some(())
+    });
+
+    // The ServiceAccount admission plugin mounts the API access volume.
+    c.ok(&["run", "p", "--image=busybox", "-n", "team"]);
+    let pod: Value =
+        serde_json::from_str(&c.ok(&["get", "pod", "p", "-n", "team", "-o", "json"])).unwrap();
+    let vol = &pod["spec"]["volumes"][0];
+    let name = vol["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-"), "{vol}");
+    let sources = &vol["projected"]["sources"];
+    assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(
+        sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["name"], name);
+    assert_eq!(
+        mount["mountPath"],
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+    assert_eq!(mount["readOnly"], true);
+    // Not when the pod (or its service account) says no.
+    c.ok(&["create", "serviceaccount", "quiet", "-n", "team"]);
+    c.ok(&[
+        "patch",
+        "serviceaccount",
+        "quiet",
+        "-n",
+        "team",
+        "-p",
+        r#"{"automountServiceAccountToken":false}"#,
+    ]);
+    c.ok(&[
+        "run",
+        "q",
+        "--image=busybox",
+        "-n",
+        "team",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"quiet"}}"#,
+    ]);
+    let q = c.ok(&[
+        "get",
+        "pod",
+        "q",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.spec.volumes}",
+    ]);
+    assert_eq!(q, "", "a volume despite automountServiceAccountToken=false");
+    let missing = c.fails(&[
+        "run",
+        "r",
+        "--image=busybox",
+        "-n",
+        "team",
+        "--overrides",
+        r#"{"spec":{"serviceAccountName":"nobody"}}"#,
+    ]);
+    assert!(
+        missing.contains(
+            r#"pods "r" is forbidden: error looking up service account team/nobody: serviceaccount "nobody" not found"#
+        ),
+        "{missing}"
+    );
+
+    // kubectl create token: TokenRequest, checked as Kubernetes checks it.
+    let token = c.ok(&["create", "token", "default", "-n", "team"]);
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let short = c.fails(&["create", "token", "default", "-n", "team", "--duration=5m"]);
+    assert!(
+        short.contains("may not specify a duration less than 10 minutes"),
+        "{short}"
+    );
+    let nobody = c.fails(&["create", "token", "nobody", "-n", "team"]);
+    assert!(
+        nobody.contains(r#"serviceaccounts "nobody" not found"#),
+        "{nobody}"
+    );
+    let other_sa = c.fails(&[
+        "create",
+        "token",
+        "quiet",
+        "-n",
+        "team",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=p",
+    ]);
+    assert!(
+        other_sa.contains("to pod running with different serviceaccount name"),
+        "{other_sa}"
+    );
+    // The token names its service account to the API, until the account is gone.
+    let quiet = c.ok(&["create", "token", "quiet", "-n", "team"]);
+    assert_eq!(
+        c.whoami(quiet.trim()).as_deref(),
+        Some("system:serviceaccount:team:quiet")
+    );
+    c.ok(&["delete", "serviceaccount", "quiet", "-n", "team"]);
+    assert!(c.whoami(quiet.trim()).is_none());
+    // Relying parties can check tokens with the published key.
+    let jwks: Value = serde_json::from_str(&c.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+}

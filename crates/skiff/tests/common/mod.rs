@@ -2,6 +2,8 @@
 //! drives the real kubectl against it with the generated kubeconfig.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -153,6 +155,31 @@ impl Cluster {
             .args(args);
         cmd.env_remove("KUBECONFIG");
         cmd
+    }
+
+    /// Who the API server says `token` is, asked with nothing but the token (None:
+    /// refused).
+    pub fn whoami(&self, token: &str) -> Option<String> {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig=/dev/null")
+            .arg(format!("--server=https://127.0.0.1:{}", self.port))
+            .arg(format!(
+                "--certificate-authority={}",
+                self.data_dir().join("tls/ca.crt").display()
+            ))
+            .arg(format!("--token={token}"))
+            .args([
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ])
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("run kubectl");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {

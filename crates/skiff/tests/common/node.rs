@@ -1,0 +1,61 @@
+//! Helpers for tests on a real node: test images built offline, pod phases.
+
+use super::{Cluster, eventually, tail};
+use serde_json::Value;
+use skiff_cri::image;
+use std::time::Duration;
+
+/// An nginx stand-in (busybox httpd on :80) and busybox, as `nginx` and `busybox`.
+pub fn write_test_images(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut root = image::busybox_root("/bin/busybox".as_ref()).unwrap();
+    root.push(image::Entry::File {
+        path: "var/www/index.html".into(),
+        mode: 0o644,
+        data: b"hello from skiff\n".to_vec(),
+    });
+    let nginx = image::ImageSpec {
+        name: "docker.io/library/nginx:latest".into(),
+        entries: root.clone(),
+        cmd: ["httpd", "-f", "-p", "80", "-h", "/var/www"]
+            .map(String::from)
+            .to_vec(),
+        env: vec!["PATH=/bin".into()],
+        exposed_ports: vec!["80/tcp".into()],
+        ..Default::default()
+    };
+    image::write_oci_archive(&nginx, &dir.join("nginx.tar")).unwrap();
+    let busybox = image::ImageSpec {
+        name: "docker.io/library/busybox:latest".into(),
+        entries: root,
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        ..Default::default()
+    };
+    image::write_oci_archive(&busybox, &dir.join("busybox.tar")).unwrap();
+}
+
+pub fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
+    let out = c.kubectl(&["get", "pod", name, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+pub fn wait_phase(c: &Cluster, name: &str, phase: &str) -> Value {
+    let mut last = Value::Null;
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(Duration::from_secs(60), || {
+            let p = pod_json(c, name)?;
+            last = p.clone();
+            (p["status"]["phase"] == phase).then_some(p)
+        })
+    }));
+    found.unwrap_or_else(|_| {
+        panic!(
+            "pod {name} not {phase}: {}\nlog:\n{}",
+            last["status"],
+            tail(&c.log(), 40)
+        )
+    })
+}
