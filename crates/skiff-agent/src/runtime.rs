@@ -5,6 +5,9 @@ use crate::criconv::{self, LABEL_POD_UID};
 use crate::pod::Observed;
 use skiff_cri::{Cri, cri, rpc};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub type RtResult<T> = std::result::Result<T, skiff_cri::Error>;
 
@@ -97,11 +100,83 @@ pub struct LogTarget {
 
 pub struct CriRuntime {
     cri: Cri,
+    /// The node's relist, shared by every pod worker (kubelet's PLEG): one
+    /// ListPodSandbox and one ListContainers a second for the whole node.
+    relist: tokio::sync::Mutex<Option<Arc<Listing>>>,
+    /// Bumped after every change this agent makes, so its next look is fresh.
+    generation: AtomicU64,
+    /// Statuses by id, valid while the listed state is the one they were read in: a
+    /// container's or sandbox's status only changes with its state.
+    statuses: parking_lot::Mutex<Statuses>,
+}
+
+/// How long a relist serves before the next one.
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+struct Listing {
+    at: Instant,
+    generation: u64,
+    sandboxes: Vec<cri::PodSandbox>,
+    containers: Vec<cri::Container>,
+}
+
+#[derive(Default)]
+struct Statuses {
+    sandboxes: HashMap<String, (i32, cri::PodSandboxStatus)>,
+    containers: HashMap<String, (i32, cri::ContainerStatus)>,
 }
 
 impl CriRuntime {
     pub fn new(cri: Cri) -> Self {
-        CriRuntime { cri }
+        CriRuntime {
+            cri,
+            relist: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            statuses: Default::default(),
+        }
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Everything the runtime holds, at most a relist period old and never older than
+    /// this agent's last change. Concurrent callers share one relist.
+    async fn listing(&self) -> RtResult<Arc<Listing>> {
+        let mut slot = self.relist.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(l) = slot.as_ref()
+            && l.generation == generation
+            && l.at.elapsed() < RELIST_PERIOD
+        {
+            return Ok(l.clone());
+        }
+        let (mut rt1, mut rt2) = (self.cri.runtime.clone(), self.cri.runtime.clone());
+        let (sandboxes, containers) = futures::try_join!(
+            rpc(
+                "ListPodSandbox",
+                rt1.list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            ),
+            rpc(
+                "ListContainers",
+                rt2.list_containers(cri::ListContainersRequest::default())
+            ),
+        )?;
+        let l = Arc::new(Listing {
+            at: Instant::now(),
+            generation,
+            sandboxes: sandboxes.items,
+            containers: containers.containers,
+        });
+        {
+            let mut st = self.statuses.lock();
+            st.sandboxes
+                .retain(|id, _| l.sandboxes.iter().any(|s| &s.id == id));
+            st.containers
+                .retain(|id, _| l.containers.iter().any(|c| &c.id == id));
+        }
+        *slot = Some(l.clone());
+        Ok(l)
     }
 
     fn uid_filter(uid: &str) -> HashMap<String, String> {
@@ -157,6 +232,27 @@ impl CriRuntime {
         }
     }
 
+    async fn remove_pod_inner(&self, uid: &str, grace: i64) -> RtResult<()> {
+        let (containers, sandboxes) = self.stop_all(uid, grace).await?;
+        for id in containers {
+            let mut rt = self.cri.runtime.clone();
+            rpc(
+                "RemoveContainer",
+                rt.remove_container(cri::RemoveContainerRequest { container_id: id }),
+            )
+            .await?;
+        }
+        for id in sandboxes {
+            let mut rt = self.cri.runtime.clone();
+            rpc(
+                "RemovePodSandbox",
+                rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn stop_all(&self, uid: &str, grace: i64) -> RtResult<(Vec<String>, Vec<String>)> {
         let containers = self.containers(uid).await?;
         let stops = containers
@@ -206,24 +302,56 @@ impl Runtime for CriRuntime {
     }
 
     async fn observe(&self, uid: &str) -> RtResult<Observed> {
+        let l = self.listing().await?;
+        let of_pod = |labels: &HashMap<String, String>| {
+            labels.get(LABEL_POD_UID).map(String::as_str) == Some(uid)
+        };
         let mut sandboxes = Vec::new();
-        for sb in self.sandboxes(uid).await? {
-            let mut rt = self.cri.runtime.clone();
-            let st = rpc(
-                "PodSandboxStatus",
-                rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
-                    pod_sandbox_id: sb.id.clone(),
-                    verbose: false,
-                }),
-            )
-            .await?;
-            if let Some(s) = st.status {
+        for sb in l.sandboxes.iter().filter(|s| of_pod(&s.labels)) {
+            let cached = self.statuses.lock().sandboxes.get(&sb.id).cloned();
+            let status = match cached {
+                Some((state, s)) if state == sb.state => Some(s),
+                _ => {
+                    let mut rt = self.cri.runtime.clone();
+                    let st = rpc(
+                        "PodSandboxStatus",
+                        rt.pod_sandbox_status(cri::PodSandboxStatusRequest {
+                            pod_sandbox_id: sb.id.clone(),
+                            verbose: false,
+                        }),
+                    )
+                    .await?
+                    .status;
+                    if let Some(s) = &st {
+                        self.statuses
+                            .lock()
+                            .sandboxes
+                            .insert(sb.id.clone(), (sb.state, s.clone()));
+                    }
+                    st
+                }
+            };
+            if let Some(s) = status {
                 sandboxes.push((s.created_at, criconv::sandbox_obs(&s)));
             }
         }
         let mut containers = Vec::new();
-        for c in self.containers(uid).await? {
-            if let Some(s) = self.status_of(&c.id).await? {
+        for c in l.containers.iter().filter(|c| of_pod(&c.labels)) {
+            let cached = self.statuses.lock().containers.get(&c.id).cloned();
+            let status = match cached {
+                Some((state, s)) if state == c.state => Some(s),
+                _ => {
+                    let st = self.status_of(&c.id).await?;
+                    if let Some(s) = &st {
+                        self.statuses
+                            .lock()
+                            .containers
+                            .insert(c.id.clone(), (c.state, s.clone()));
+                    }
+                    st
+                }
+            };
+            if let Some(s) = status {
                 containers.push(criconv::container_obs(&s));
             }
         }
@@ -246,15 +374,16 @@ impl Runtime for CriRuntime {
 
     async fn run_sandbox(&self, cfg: cri::PodSandboxConfig) -> RtResult<String> {
         let mut rt = self.cri.runtime.clone();
-        Ok(rpc(
+        let r = rpc(
             "RunPodSandbox",
             rt.run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(cfg),
                 runtime_handler: String::new(),
             }),
         )
-        .await?
-        .pod_sandbox_id)
+        .await;
+        self.changed();
+        Ok(r?.pod_sandbox_id)
     }
 
     async fn image_id(&self, image: &str) -> RtResult<Option<String>> {
@@ -317,7 +446,7 @@ impl Runtime for CriRuntime {
         cfg: cri::ContainerConfig,
     ) -> RtResult<String> {
         let mut rt = self.cri.runtime.clone();
-        let id = rpc(
+        let created = rpc(
             "CreateContainer",
             rt.create_container(cri::CreateContainerRequest {
                 pod_sandbox_id: sandbox_id.to_string(),
@@ -325,41 +454,31 @@ impl Runtime for CriRuntime {
                 sandbox_config: Some(sandbox),
             }),
         )
-        .await?
-        .container_id;
-        rpc(
+        .await;
+        self.changed();
+        let id = created?.container_id;
+        let started = rpc(
             "StartContainer",
             rt.start_container(cri::StartContainerRequest {
                 container_id: id.clone(),
             }),
         )
-        .await?;
+        .await;
+        self.changed();
+        started?;
         Ok(id)
     }
 
     async fn remove_pod(&self, uid: &str, grace: i64) -> RtResult<()> {
-        let (containers, sandboxes) = self.stop_all(uid, grace).await?;
-        for id in containers {
-            let mut rt = self.cri.runtime.clone();
-            rpc(
-                "RemoveContainer",
-                rt.remove_container(cri::RemoveContainerRequest { container_id: id }),
-            )
-            .await?;
-        }
-        for id in sandboxes {
-            let mut rt = self.cri.runtime.clone();
-            rpc(
-                "RemovePodSandbox",
-                rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id }),
-            )
-            .await?;
-        }
-        Ok(())
+        let r = self.remove_pod_inner(uid, grace).await;
+        self.changed();
+        r
     }
 
     async fn stop_pod(&self, uid: &str, grace: i64) -> RtResult<()> {
-        self.stop_all(uid, grace).await.map(|_| ())
+        let r = self.stop_all(uid, grace).await.map(|_| ());
+        self.changed();
+        r
     }
 
     async fn log_target(
@@ -565,7 +684,7 @@ impl Runtime for CriRuntime {
 
     async fn stop_container(&self, container_id: &str, grace: i64) -> RtResult<()> {
         let mut rt = self.cri.runtime.clone();
-        rpc(
+        let r = rpc(
             "StopContainer",
             rt.stop_container(cri::StopContainerRequest {
                 container_id: container_id.to_string(),
@@ -573,7 +692,9 @@ impl Runtime for CriRuntime {
             }),
         )
         .await
-        .map(|_| ())
+        .map(|_| ());
+        self.changed();
+        r
     }
 
     async fn log_target_by_id(&self, container_id: &str) -> RtResult<Option<LogTarget>> {
@@ -588,14 +709,16 @@ impl Runtime for CriRuntime {
             let _ = std::fs::remove_file(&s.log_path);
         }
         let mut rt = self.cri.runtime.clone();
-        rpc(
+        let r = rpc(
             "RemoveContainer",
             rt.remove_container(cri::RemoveContainerRequest {
                 container_id: container_id.to_string(),
             }),
         )
         .await
-        .map(|_| ())
+        .map(|_| ());
+        self.changed();
+        r
     }
 
     async fn running(&self, container_id: &str) -> RtResult<bool> {

@@ -94,37 +94,110 @@ fn is_mountpoint(p: &Path) -> bool {
     })
 }
 
-/// Writes `files` (relative path → bytes) into `dir`, each atomically, and removes files
-/// that are no longer there.
-fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    use std::os::unix::fs::PermissionsExt;
-    for (rel, (data, mode)) in files {
-        if rel.starts_with('/') || rel.split('/').any(|p| p == "..") {
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// Kubernetes' atomic writer: the files live in a timestamped directory that the
+/// `..data` symlink names, and each top-level name is a symlink through `..data`. An
+/// update writes a new directory and swaps `..data` with one rename, so a reader (or an
+/// inotify watcher on `..data`) sees the old set or the new one, never a mix.
+fn write_files(dir: &Path, files: &Files) -> Result<(), String> {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    for rel in files.keys() {
+        if rel.is_empty()
+            || rel.starts_with('/')
+            || rel.split('/').any(|p| p == ".." || p.is_empty())
+        {
             return Err(format!("path {rel:?} must be relative without '..'"));
         }
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        if rel.starts_with("..") {
+            return Err(format!("path {rel:?} must not start with '..'"));
         }
-        if std::fs::read(&path).ok().as_deref() == Some(data.as_slice()) {
-            continue;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    let data_link = dir.join("..data");
+    let old = std::fs::read_link(&data_link).ok();
+    if old.is_none() || !same_files(&dir.join("..data"), files) {
+        let stamp = chrono::Utc::now()
+            .format("..%Y_%m_%d_%H_%M_%S.%9f")
+            .to_string();
+        let ts = dir.join(&stamp);
+        std::fs::create_dir(&ts).map_err(|e| io("creating", &ts, e))?;
+        let _ = std::fs::set_permissions(&ts, std::fs::Permissions::from_mode(0o755));
+        for (rel, (data, mode)) in files {
+            let path = ts.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+            }
+            std::fs::write(&path, data).map_err(|e| io("writing", &path, e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode))
+                .map_err(|e| io("chmod", &path, e))?;
         }
-        let tmp = path.with_extension("skiff-tmp");
-        std::fs::write(&tmp, data).map_err(|e| e.to_string())?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))
-            .map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        symlink(&stamp, &tmp).map_err(|e| io("linking", &tmp, e))?;
+        std::fs::rename(&tmp, &data_link).map_err(|e| io("swapping", &data_link, e))?;
+        if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
+            let _ = std::fs::remove_dir_all(dir.join(old));
+        }
+    }
+    // Top-level names point through ..data; names no longer in the set go.
+    let top: std::collections::BTreeSet<&str> = files
+        .keys()
+        .filter_map(|rel| rel.split('/').next())
+        .collect();
+    for name in &top {
+        let link = dir.join(name);
+        let target = Path::new("..data").join(name);
+        match std::fs::read_link(&link) {
+            Ok(t) if t == target => continue,
+            Ok(_) => std::fs::remove_file(&link).map_err(|e| io("removing", &link, e))?,
+            // A file or directory of an earlier layout.
+            Err(_) if link.is_dir() => {
+                std::fs::remove_dir_all(&link).map_err(|e| io("removing", &link, e))?
+            }
+            Err(_) if link.exists() => {
+                std::fs::remove_file(&link).map_err(|e| io("removing", &link, e))?
+            }
+            Err(_) => {}
+        }
+        symlink(&target, &link).map_err(|e| io("linking", &link, e))?;
     }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_ok_and(|t| t.is_file()) && !files.contains_key(&name) {
-                let _ = std::fs::remove_file(e.path());
+            if name.starts_with("..") || top.contains(name.as_str()) {
+                continue;
             }
+            let p = e.path();
+            let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
     }
     Ok(())
+}
+
+/// Whether `root` holds exactly `files`, with their contents and modes.
+fn same_files(root: &Path, files: &Files) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fn count(p: &Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |rd| {
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => count(&e.path()),
+                    _ => 1,
+                })
+                .sum()
+        })
+    }
+    files.iter().all(|(rel, (data, mode))| {
+        let p = root.join(rel);
+        std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o7777 == *mode)
+            && std::fs::read(&p).is_ok_and(|d| d == *data)
+    }) && count(root) == files.len()
 }
 
 /// The files of a configMap/secret volume: every key, or only `items` (key → path).
@@ -132,7 +205,7 @@ fn project(
     data: BTreeMap<String, Vec<u8>>,
     src: &Value,
     default_mode: u32,
-) -> Result<BTreeMap<String, (Vec<u8>, u32)>, String> {
+) -> Result<Files, String> {
     let mut out = BTreeMap::new();
     match src["items"].as_array() {
         Some(items) => {
@@ -468,6 +541,36 @@ mod tests {
     }
 
     #[test]
+    fn atomic_writer_swaps_data_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = |pairs: &[(&str, &str)]| -> Files {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), (v.as_bytes().to_vec(), 0o644)))
+                .collect()
+        };
+        // An earlier layout's plain file is replaced by the link.
+        std::fs::write(d.join("A"), b"stale").unwrap();
+        write_files(d, &files(&[("A", "1"), ("B", "2")])).unwrap();
+        let first = std::fs::read_link(d.join("..data")).unwrap();
+        assert!(first.to_string_lossy().starts_with("..20"));
+        assert_eq!(std::fs::read_to_string(d.join("A")).unwrap(), "1");
+        // Unchanged: nothing is rewritten.
+        write_files(d, &files(&[("A", "1"), ("B", "2")])).unwrap();
+        assert_eq!(std::fs::read_link(d.join("..data")).unwrap(), first);
+        // Changed: a new directory, the old one gone, B's link gone with B.
+        write_files(d, &files(&[("A", "3")])).unwrap();
+        let second = std::fs::read_link(d.join("..data")).unwrap();
+        assert_ne!(second, first);
+        assert!(!d.join(&first).exists());
+        assert_eq!(std::fs::read_to_string(d.join("A")).unwrap(), "3");
+        assert!(std::fs::symlink_metadata(d.join("B")).is_err());
+        assert!(write_files(d, &files(&[("..x", "no")])).is_err());
+        assert!(write_files(d, &files(&[("a/../../x", "no")])).is_err());
+    }
+
+    #[test]
     fn projection_of_keys_items_and_files() {
         let data: BTreeMap<String, Vec<u8>> = [
             ("a".to_string(), b"1".to_vec()),
@@ -488,6 +591,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_files(dir.path(), &some).unwrap();
         assert_eq!(std::fs::read(dir.path().join("sub/b.txt")).unwrap(), b"2");
+        assert_eq!(
+            std::fs::read_link(dir.path().join("sub")).unwrap(),
+            Path::new("..data/sub")
+        );
         let pod = json!({"metadata": {"name": "p", "namespace": "n", "labels": {"app": "x"}}});
         let d = downward(
             &pod,

@@ -540,6 +540,9 @@ spec:
     eventually(Duration::from_secs(40), || {
         (exec("cat /etc/cfg/A") == "changed").then_some(())
     });
+    // Swapped as Kubernetes' atomic writer does: names point through `..data`.
+    assert_eq!(exec("readlink /etc/cfg/A"), "..data/A\n");
+    assert!(exec("readlink /etc/cfg/..data").starts_with("..20"));
     c.ok(&["delete", "pod", "vols"]);
 
     // A missing ConfigMap is CreateContainerConfigError, as kubelet reports it.
