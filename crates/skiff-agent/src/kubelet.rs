@@ -20,6 +20,7 @@ use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -61,6 +62,8 @@ struct Ctx {
     recorder: Recorder,
     host_dns: criconv::Resolv,
     tokens: crate::tokens::TokenManager,
+    /// The CNI config is written (pods off the host network can get a sandbox).
+    network_ready: Arc<AtomicBool>,
 }
 
 fn key_of(p: &Value) -> String {
@@ -147,35 +150,26 @@ pub async fn run(
             .unwrap_or_default(),
         kubelet_port: opts.kubelet_port,
     };
-    // The endpoint the API server reaches for logs: its certificate comes from the
-    // server, requested with our join token.
+    // Everything that needs the API server happens beside the pods, not before them:
+    // static pods run while it is away (kubelet's standalone start). Pods on the pod
+    // network wait for the CNI config (a restarted node still has its last one).
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", opts.kubelet_port)).await?;
-    let tls = serving_tls(&client, &spec.name, &node_ip, &opts.ca_pem).await?;
-    tokio::spawn(crate::server::serve(
-        listener,
-        tls,
-        runtime.clone(),
-        shutdown.clone(),
+    let network_ready = Arc::new(AtomicBool::new(
+        cni_conf_dir.join("10-skiff.conflist").exists(),
     ));
-    register_until_ok(&client, &spec, &mut shutdown).await;
-    spawn_heartbeats(client.clone(), spec.clone(), shutdown.clone());
-
-    // The pod network comes with the node's range from IPAM.
-    let cidr = loop {
-        if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
-            break c;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.changed() => return Ok(()),
-        }
-    };
-    std::fs::create_dir_all(&cni_conf_dir)?;
-    std::fs::write(
-        cni_conf_dir.join("10-skiff.conflist"),
-        host::cni_conflist(&cidr, &dir.join("cni").join("ipam")),
-    )?;
-    tracing::info!(node = %spec.name, %cidr, "pod network configured");
+    spawn_join(
+        Join {
+            client: client.clone(),
+            spec: spec.clone(),
+            ca_pem: opts.ca_pem.clone(),
+            runtime: runtime.clone(),
+            listener,
+            cni_conf_dir: cni_conf_dir.clone(),
+            ipam_dir: dir.join("cni").join("ipam"),
+            network_ready: network_ready.clone(),
+        },
+        shutdown.clone(),
+    );
 
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "kubelet"),
@@ -185,6 +179,7 @@ pub async fn run(
         node_ip,
         host_dns: host_resolv(),
         tokens: Default::default(),
+        network_ready,
     });
     spawn_log_rotation(
         ctx.runtime.clone(),
@@ -394,6 +389,76 @@ fn spawn_log_rotation(
                 }
             }
         }
+    });
+}
+
+/// Joins the node to the API: the agent's serving certificate (then its endpoint on
+/// the kubelet port), the Node and its Lease, heartbeats, and the pod network once IPAM
+/// gives the node its range. Each step retries until the API server answers.
+struct Join {
+    client: kube::Client,
+    spec: NodeSpec,
+    ca_pem: String,
+    runtime: Arc<dyn Runtime>,
+    listener: tokio::net::TcpListener,
+    cni_conf_dir: PathBuf,
+    ipam_dir: PathBuf,
+    network_ready: Arc<AtomicBool>,
+}
+
+fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
+    let Join {
+        client,
+        spec,
+        ca_pem,
+        runtime,
+        listener,
+        cni_conf_dir,
+        ipam_dir,
+        network_ready,
+    } = j;
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(200);
+        let tls = loop {
+            match serving_tls(&client, &spec.name, &spec.internal_ip, &ca_pem).await {
+                Ok(t) => break t,
+                Err(e) => tracing::warn!(error = %e, "no serving certificate yet; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
+        tokio::spawn(crate::server::serve(
+            listener,
+            tls,
+            runtime,
+            shutdown.clone(),
+        ));
+        register_until_ok(&client, &spec, &mut shutdown).await;
+        spawn_heartbeats(client.clone(), spec.clone(), shutdown.clone());
+        let cidr = loop {
+            if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
+                break c;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        };
+        let conflist = host::cni_conflist(&cidr, &ipam_dir);
+        let path = cni_conf_dir.join("10-skiff.conflist");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(conflist.as_str()) {
+            let written = std::fs::create_dir_all(&cni_conf_dir)
+                .and_then(|()| std::fs::write(&path, conflist));
+            if let Err(e) = written {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the CNI config");
+                return;
+            }
+        }
+        network_ready.store(true, Ordering::SeqCst);
+        tracing::info!(node = %spec.name, %cidr, "pod network configured");
     });
 }
 
@@ -787,6 +852,15 @@ async fn sync(
             match action {
                 Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
                 Action::CreateSandbox { attempt } => {
+                    if !criconv::host_network(pod) && !ctx.network_ready.load(Ordering::SeqCst) {
+                        ctx.recorder.record(
+                            pod,
+                            "Warning",
+                            "NetworkNotReady",
+                            "network is not ready: container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized".to_string(),
+                        );
+                        return Ok(());
+                    }
                     let cfg = sandbox_config(ctx, pod, *attempt, true);
                     if let Err(e) = ctx.runtime.run_sandbox(cfg).await {
                         ctx.recorder.record(

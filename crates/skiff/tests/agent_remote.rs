@@ -1,6 +1,7 @@
 //! A node agent in its own process, joined to `skiff server` over HTTPS as a remote node
-//! is: while the API server is away its pods keep running, and what happened meanwhile
-//! reaches the API once it is back. Root, like agent.rs; cargo runs test binaries one
+//! is: it starts its static pods with no API server to talk to; while the API server is
+//! away its pods keep running, and what happened meanwhile reaches the API once it is
+//! back. Root, like agent.rs; cargo runs test binaries one
 //! after another, so the two never share the machine's bridge and routes.
 
 mod common;
@@ -33,6 +34,15 @@ fn pods_outlive_the_api_server() {
     let node_dir = c.dir.path().join("node");
     write_test_images(&node_dir.join("agent/images"));
     let token = std::fs::read_to_string(c.data_dir().join("token")).unwrap();
+    // The API server is not there when the node starts: its static pod runs anyway.
+    c.stop();
+    let manifests = node_dir.join("agent/pod-manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("standalone.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: standalone}\nspec:\n  hostNetwork: true\n  containers:\n  - {name: c, image: busybox, command: [sleep, '3600']}\n",
+    )
+    .unwrap();
     let agent_log = c.dir.path().join("agent.log");
     let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args([
@@ -56,10 +66,44 @@ fn pods_outlive_the_api_server() {
         .unwrap();
     let mut agent = AgentProc(child);
     let agent_tail = || tail(&std::fs::read_to_string(&agent_log).unwrap_or_default(), 40);
+    let socket = node_dir.join("agent/containerd/containerd.sock");
+    let tasks = || {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io", "tasks", "ls"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let count_running = |t: &str| {
+        t.lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some("RUNNING"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Its sandbox and its container.
+    while count_running(&tasks()) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the static pod did not start without the API server:\n{}\nagent:\n{}",
+            tasks(),
+            agent_tail()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    c.spawn();
     eventually(Duration::from_secs(90), || {
         let out = c.ok(&["get", "nodes", "--no-headers"]);
         (out.split_whitespace().nth(1) == Some("Ready")).then_some(())
     });
+    // Once the API is there, the static pod shows as its mirror.
+    let node = c.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let mirror = wait_phase(&c, &format!("standalone-{node}"), "Running");
+    assert!(
+        mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string(),
+        "{mirror}"
+    );
 
     // One pod that runs on; one that finishes when told through a hostPath, so that it
     // ends while the API server is away.
@@ -108,16 +152,6 @@ spec:
     // The API server dies without a word.
     c.kill9();
     std::fs::write(trigger.join("go"), b"").unwrap();
-    let socket = node_dir.join("agent/containerd/containerd.sock");
-    let tasks = || {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(&socket)
-            .args(["-n", "k8s.io", "tasks", "ls"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let running = |t: &str, id: &str| {
         t.lines()
             .any(|l| l.starts_with(id) && l.split_whitespace().nth(2) == Some("RUNNING"))
