@@ -257,11 +257,19 @@ pub fn deletion_plan(ri: &ResourceInfo, current: &Value, opts: &DeleteOptions) -
             DeletionPlan::AlreadyPending
         };
     }
+    // Orphan and Foreground leave the owner in place, marked, for the garbage collector:
+    // it releases or deletes the dependents, then removes the finalizer. Background
+    // (kubectl's default) deletes the owner now; the collector follows.
+    match opts.propagation_policy.as_deref() {
+        Some("Orphan") => return DeletionPlan::Mark(mark(current, now, 0, Some("orphan"))),
+        Some("Foreground") => {
+            return DeletionPlan::Mark(mark(current, now, 0, Some("foregroundDeletion")));
+        }
+        _ => {}
+    }
     if !finalizers.is_empty() {
         return DeletionPlan::Mark(mark(current, now, 0, None));
     }
-    // Foreground and Orphan propagation need the garbage collector (its own issue);
-    // until then every policy deletes the owner now and leaves dependents in place.
     DeletionPlan::Immediate
 }
 

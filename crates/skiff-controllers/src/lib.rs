@@ -1,8 +1,9 @@
 //! Control loops that act through the API like any client (kube-rs): the scheduler,
-//! node IPAM and node lifecycle. Each keeps an in-memory view from reflectors
+//! node IPAM, node lifecycle and the garbage collector. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
 pub mod directbind;
+pub mod gc;
 pub mod ipam;
 pub mod nodelifecycle;
 pub mod scheduler;

@@ -28,19 +28,36 @@ pub fn watch_values(
     path: &str,
     field_selector: Option<&str>,
 ) -> mpsc::Receiver<Change> {
+    reflect(client, path, field_selector, None)
+}
+
+/// As [`watch_values`], with only each object's metadata (`PartialObjectMetadata`), as
+/// Kubernetes' garbage collector watches every kind.
+pub fn watch_metadata(client: kube::Client, path: &str) -> mpsc::Receiver<Change> {
+    reflect(client, path, None, Some(METADATA_ONLY))
+}
+
+const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+fn reflect(
+    client: kube::Client,
+    path: &str,
+    field_selector: Option<&str>,
+    accept: Option<&'static str>,
+) -> mpsc::Receiver<Change> {
     let (tx, rx) = mpsc::channel(4096);
     let path = path.to_string();
     let fs = field_selector.map(str::to_string);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match list(&client, &path, fs.as_deref()).await {
+            match list(&client, &path, fs.as_deref(), accept).await {
                 Ok((items, rv)) => {
                     if tx.send(Change::Reset(items)).await.is_err() {
                         return;
                     }
                     backoff = Duration::from_millis(200);
-                    match watch(&client, &path, fs.as_deref(), rv, &tx).await {
+                    match watch(&client, &path, fs.as_deref(), accept, rv, &tx).await {
                         Ok(Ended::ReceiverGone) => return,
                         Ok(Ended::Relist) => continue,
                         Err(e) => tracing::debug!(%path, error = %e, "watch broke; relisting"),
@@ -79,6 +96,7 @@ async fn list(
     client: &kube::Client,
     path: &str,
     fs: Option<&str>,
+    accept: Option<&str>,
 ) -> kube::Result<(Vec<Value>, String)> {
     let mut items = Vec::new();
     let mut cont = String::new();
@@ -92,9 +110,7 @@ async fn list(
                 format!("&continue={}", urlencode(&cont))
             }
         );
-        let req = http::Request::get(url)
-            .body(Vec::new())
-            .expect("valid request");
+        let req = get(url, accept);
         let mut page: Value = client.request(req).await?;
         if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
             items.extend(a);
@@ -119,6 +135,7 @@ async fn watch(
     client: &kube::Client,
     path: &str,
     fs: Option<&str>,
+    accept: Option<&str>,
     mut rv: String,
     tx: &mpsc::Sender<Change>,
 ) -> kube::Result<Ended> {
@@ -127,9 +144,7 @@ async fn watch(
             "{path}?watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}{}",
             query(fs)
         );
-        let req = http::Request::get(url)
-            .body(Vec::new())
-            .expect("valid request");
+        let req = get(url, accept);
         let mut events = client.request_events::<Value>(req).await?.boxed();
         while let Some(ev) = events.try_next().await? {
             let change = match ev {
@@ -156,6 +171,14 @@ async fn watch(
         }
         // The server ended the watch (timeoutSeconds): resume where we were.
     }
+}
+
+fn get(url: String, accept: Option<&str>) -> http::Request<Vec<u8>> {
+    let mut b = http::Request::get(url);
+    if let Some(a) = accept {
+        b = b.header(http::header::ACCEPT, a);
+    }
+    b.body(Vec::new()).expect("valid request")
 }
 
 fn remember_rv(o: &Value, rv: &mut String) {

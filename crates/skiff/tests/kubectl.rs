@@ -1189,3 +1189,69 @@ fn service_accounts_tokens_and_the_root_ca() {
     let jwks: Value = serde_json::from_str(&c.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
 }
+
+#[test]
+fn garbage_collector_follows_owner_references() {
+    let c = Cluster::start();
+    let uid = |name: &str| c.ok(&["get", "configmap", name, "-o", "jsonpath={.metadata.uid}"]);
+    let dependent = |name: &str, owners: &[(&str, String)], block: bool| {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|(n, u)| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": u, "blockOwnerDeletion": block}))
+            .collect();
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "ownerReferences": refs}, "data": {"k": "v"}});
+        let f = c.dir.path().join(format!("{name}.json"));
+        std::fs::write(&f, cm.to_string()).unwrap();
+        c.ok(&["create", "-f", f.to_str().unwrap()]);
+    };
+    let gone = |name: &str| {
+        common::eventually(Duration::from_secs(20), || {
+            (!c.kubectl(&["get", "configmap", name]).status.success()).then_some(())
+        })
+    };
+    for n in ["bg", "or", "fg", "live"] {
+        c.ok(&["create", "configmap", n, "--from-literal=a=b"]);
+    }
+    dependent("bg-dep", &[("bg", uid("bg"))], false);
+    dependent("or-dep", &[("or", uid("or"))], true);
+    dependent("fg-dep", &[("fg", uid("fg"))], true);
+    dependent(
+        "half",
+        &[("live", uid("live")), ("ghost", "0000-ghost".into())],
+        false,
+    );
+    dependent("stray", &[("never", "0000-never".into())], false);
+
+    // Background (kubectl's default): the owner goes at once, its dependent after.
+    c.ok(&["delete", "configmap", "bg"]);
+    gone("bg-dep");
+    // A dependent whose only owner never existed goes too.
+    gone("stray");
+    // Orphan: the dependent stays, released.
+    c.ok(&["delete", "configmap", "or", "--cascade=orphan"]);
+    gone("or");
+    let refs = c.ok(&[
+        "get",
+        "configmap",
+        "or-dep",
+        "-o",
+        "jsonpath={.metadata.ownerReferences}",
+    ]);
+    assert_eq!(refs, "", "or-dep still has owners: {refs}");
+    // Foreground: kubectl waits while the dependent goes first, then the owner.
+    c.ok(&["delete", "configmap", "fg", "--cascade=foreground"]);
+    gone("fg");
+    assert!(!c.kubectl(&["get", "configmap", "fg-dep"]).status.success());
+    // A dangling reference beside a live owner is removed; the object stays.
+    common::eventually(Duration::from_secs(20), || {
+        let refs = c.ok(&[
+            "get",
+            "configmap",
+            "half",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[*].name}",
+        ]);
+        (refs == "live").then_some(())
+    });
+}
