@@ -1,11 +1,13 @@
 //! Control loops that act through the API like any client (kube-rs): the scheduler,
-//! node IPAM, node lifecycle and the garbage collector. Each keeps an in-memory view from reflectors
+//! node IPAM, node lifecycle, the garbage collector and the workload controllers. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
 pub mod directbind;
 pub mod gc;
 pub mod ipam;
 pub mod nodelifecycle;
+pub mod owner;
+pub mod replicaset;
 pub mod scheduler;
 
 #[derive(thiserror::Error, Debug)]

@@ -205,7 +205,7 @@ struct ServerArgs {
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
-    /// `node-ipam`, `node-lifecycle`, `garbage-collector`.
+    /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -355,6 +355,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
             controller_manager.clone(),
             grace,
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("replicaset") {
+        controllers.push(tokio::spawn(skiff_controllers::replicaset::run(
+            loopback("system:serviceaccount:kube-system:replicaset-controller"),
             stop_rx.clone(),
         )));
     }

@@ -1255,3 +1255,106 @@ fn garbage_collector_follows_owner_references() {
         (refs == "live").then_some(())
     });
 }
+
+#[test]
+fn replicasets_keep_their_pods() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    let rs = c.dir.path().join("rs.yaml");
+    std::fs::write(
+        &rs,
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx}]}\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", rs.to_str().unwrap()]);
+    let pods = |sel: &str| -> Vec<String> {
+        c.ok(&["get", "pods", "-l", sel, "-o", "name"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let settle = |want: &str| {
+        common::eventually(Duration::from_secs(30), || {
+            let out = c.ok(&["get", "rs", "web", "--no-headers"]);
+            let w = words(&out);
+            (w[1..4] == [want, want, want]).then_some(())
+        })
+    };
+    settle("3");
+    assert_eq!(pods("app=web").len(), 3);
+    let owner = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.ownerReferences[0].kind}/{.items[0].metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "ReplicaSet/web");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ]);
+    assert!(events.contains("SuccessfulCreate"), "{events}");
+
+    // A deleted pod is replaced.
+    let first = pods("app=web")[0].clone();
+    c.ok(&["delete", &first, "--wait=false"]);
+    common::eventually(Duration::from_secs(30), || {
+        let now = pods("app=web");
+        (now.len() == 3 && !now.contains(&first)).then_some(())
+    });
+    settle("3");
+
+    // scale up and down.
+    c.ok(&["scale", "rs", "web", "--replicas=5"]);
+    settle("5");
+    c.ok(&["scale", "rs", "web", "--replicas=2"]);
+    settle("2");
+    common::eventually(Duration::from_secs(30), || {
+        (pods("app=web").len() == 2).then_some(())
+    });
+
+    // A matching orphan is adopted, and the surplus it makes is removed.
+    c.ok(&["run", "stray", "--image=nginx", "--labels=app=web"]);
+    common::eventually(Duration::from_secs(30), || {
+        (pods("app=web").len() == 2).then_some(())
+    });
+    // A pod relabelled out of the set is released and replaced.
+    let leaving = pods("app=web")[0].clone();
+    c.ok(&["label", &leaving, "app=debug", "--overwrite"]);
+    common::eventually(Duration::from_secs(30), || {
+        (pods("app=web").len() == 2).then_some(())
+    });
+    common::eventually(Duration::from_secs(30), || {
+        let r = c.ok(&[
+            "get",
+            &leaving,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ]);
+        r.is_empty().then_some(())
+    });
+
+    // Deleting the set takes its pods (background cascade); orphaning keeps them.
+    c.ok(&["delete", "rs", "web"]);
+    common::eventually(Duration::from_secs(30), || {
+        pods("app=web").is_empty().then_some(())
+    });
+    c.ok(&["apply", "-f", rs.to_str().unwrap()]);
+    settle("3");
+    c.ok(&["delete", "rs", "web", "--cascade=orphan"]);
+    common::eventually(Duration::from_secs(30), || {
+        let refs = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences}",
+        ]);
+        refs.is_empty().then_some(())
+    });
+    assert_eq!(pods("app=web").len(), 3);
+}
