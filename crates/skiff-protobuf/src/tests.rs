@@ -58,7 +58,8 @@ fn kubectl_create_deployment_body() {
             template: Some(core::PodTemplateSpec {
                 metadata: Some(meta::ObjectMeta {
                     labels: labels(&[("app", "web")]),
-                    creation_timestamp: Some(zero),
+                    // Go's own encoding of a zero time: an empty message.
+                    creation_timestamp: Some(meta::Time::default()),
                     ..Default::default()
                 }),
                 spec: Some(core::PodSpec {

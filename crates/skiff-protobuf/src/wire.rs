@@ -232,6 +232,10 @@ fn special(name: &str, b: &[u8]) -> Result<Option<Value>, Error> {
         }
         "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
         | "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime" => {
+            // Go writes a zero time as an empty message (Time.Size is 0 when IsZero).
+            if b.is_empty() {
+                return Ok(Some(Value::Null));
+            }
             let f = read_fields(name, b)?;
             let secs = num(&f, 1).unwrap_or(0) as i64;
             let nanos = num(&f, 2).unwrap_or(0) as i64 as i32;

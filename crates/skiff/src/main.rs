@@ -205,7 +205,7 @@ struct ServerArgs {
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
-    /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`.
+    /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -361,6 +361,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     if enabled("replicaset") {
         controllers.push(tokio::spawn(skiff_controllers::replicaset::run(
             loopback("system:serviceaccount:kube-system:replicaset-controller"),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("deployment") {
+        controllers.push(tokio::spawn(skiff_controllers::deployment::run(
+            loopback("system:serviceaccount:kube-system:deployment-controller"),
             stop_rx.clone(),
         )));
     }

@@ -335,7 +335,11 @@ fn imperative_creates_scale_expose() {
         words(d.lines().next().unwrap()),
         ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     );
-    assert_eq!(&row(&d, "web")[..4], ["web", "0/1", "0", "0"]);
+    // The controller makes its ReplicaSet at once; with no node nothing becomes ready.
+    common::eventually(Duration::from_secs(20), || {
+        let d = c.ok(&["get", "deployment", "web"]);
+        (row(&d, "web")[..4] == ["web", "0/1", "1", "0"]).then_some(())
+    });
     assert_eq!(
         c.ok(&["scale", "deployment", "web", "--replicas=3"]).trim(),
         "deployment.apps/web scaled"
@@ -1357,4 +1361,159 @@ fn replicasets_keep_their_pods() {
         refs.is_empty().then_some(())
     });
     assert_eq!(pods("app=web").len(), 3);
+}
+
+#[test]
+fn deployments_roll_out_scale_and_roll_back() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1",
+        "--replicas=3",
+    ]);
+    let status = |args: &[&str]| {
+        let mut a = vec!["rollout", "status", "deployment/web", "--timeout=60s"];
+        a.extend_from_slice(args);
+        c.ok(&a)
+    };
+    assert!(status(&[]).contains("successfully rolled out"));
+    let row = |out: &str| words(out.lines().nth(1).unwrap()).join(" ");
+    let get = c.ok(&["get", "deployment", "web"]);
+    assert!(row(&get).starts_with("web 3/3 3 3"), "{get}");
+    let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 1, "{rs}");
+    let hash = c.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.labels.pod-template-hash}",
+    ]);
+    assert!(rs.trim().ends_with(&format!("web-{hash}")), "{rs} {hash}");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ]),
+        "1"
+    );
+
+    // A new image rolls out through a second ReplicaSet; the first is kept at 0.
+    c.ok(&["set", "image", "deployment/web", "nginx=nginx:2"]);
+    c.ok(&[
+        "annotate",
+        "deployment/web",
+        "kubernetes.io/change-cause=image 2",
+    ]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    let sets = c.ok(&["get", "rs", "-l", "app=web", "--no-headers"]);
+    let mut desired: Vec<&str> = sets.lines().map(|l| words(l)[1]).collect();
+    desired.sort();
+    assert_eq!(desired, ["0", "3"], "{sets}");
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(images.split(' ').all(|i| i == "nginx:2"), "{images}");
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    assert!(history.contains("image 2"), "{history}");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Deployment",
+    ]);
+    assert!(events.contains("ScalingReplicaSet"), "{events}");
+
+    // undo returns to the first template, as revision 3.
+    c.ok(&["rollout", "undo", "deployment/web"]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    let image = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:1");
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("3 "), "{history}");
+    assert_eq!(
+        c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+    c.ok(&["rollout", "undo", "deployment/web", "--to-revision=2"]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    let image = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:2");
+
+    // scale, restart, pause and resume.
+    c.ok(&["scale", "deployment/web", "--replicas=5"]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    common::eventually(Duration::from_secs(30), || {
+        let get = c.ok(&["get", "deployment", "web"]);
+        row(&get).starts_with("web 5/5 5 5").then_some(())
+    });
+    c.ok(&["rollout", "restart", "deployment/web"]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    assert_eq!(
+        c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        3
+    );
+    c.ok(&["rollout", "pause", "deployment/web"]);
+    c.ok(&["set", "image", "deployment/web", "nginx=nginx:3"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        3,
+        "a paused deployment rolled out"
+    );
+    c.ok(&["rollout", "resume", "deployment/web"]);
+    assert!(status(&[]).contains("successfully rolled out"));
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--field-selector=status.phase=Running",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(images.split(' ').all(|i| i == "nginx:3"), "{images}");
+    let describe = c.ok(&["describe", "deployment", "web"]);
+    assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
+
+    // Deleting the deployment takes its ReplicaSets and their pods.
+    c.ok(&["delete", "deployment", "web"]);
+    common::eventually(Duration::from_secs(30), || {
+        let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "name"]);
+        let pods = c.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+        (rs.is_empty() && pods.is_empty()).then_some(())
+    });
 }
