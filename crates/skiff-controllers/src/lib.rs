@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod directbind;
 pub mod gc;
 pub mod ipam;
+pub mod job;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod replicaset;

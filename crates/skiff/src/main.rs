@@ -205,7 +205,8 @@ struct ServerArgs {
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
-    /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`.
+    /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
+    /// `job`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -367,6 +368,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     if enabled("deployment") {
         controllers.push(tokio::spawn(skiff_controllers::deployment::run(
             loopback("system:serviceaccount:kube-system:deployment-controller"),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("job") {
+        controllers.push(tokio::spawn(skiff_controllers::job::run(
+            loopback("system:serviceaccount:kube-system:job-controller"),
             stop_rx.clone(),
         )));
     }

@@ -1517,3 +1517,188 @@ fn deployments_roll_out_scale_and_roll_back() {
         (rs.is_empty() && pods.is_empty()).then_some(())
     });
 }
+
+#[test]
+fn jobs_complete_fail_and_expire() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    let apply = |name: &str, yaml: &str| {
+        let f = c.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    };
+    let job = |name: &str, spec: &str, annotations: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  template:\n    metadata:\n      annotations: {{{annotations}}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    let status = |name: &str| {
+        let out = c.ok(&["get", "job", name, "--no-headers"]);
+        words(&out)[1].to_string()
+    };
+    let wait_status = |name: &str, want: &str| {
+        common::eventually(Duration::from_secs(60), || {
+            (status(name) == want).then_some(())
+        })
+    };
+    // completions 5, parallelism 2: never more than two at once.
+    apply(
+        "five",
+        &job(
+            "five",
+            "  completions: 5\n  parallelism: 2\n",
+            "skiff.io/simulate-run-seconds: '0.5'",
+        ),
+    );
+    let mut most = 0;
+    common::eventually(Duration::from_secs(60), || {
+        let running = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=five",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ]);
+        most = most.max(running.lines().count());
+        (status("five") == "Complete").then_some(())
+    });
+    assert!(most <= 2, "{most} pods ran at once");
+    let out = c.ok(&["get", "job", "five"]);
+    let r = row(&out, "five");
+    assert_eq!(&r[1..3], ["Complete", "5/5"], "{out}");
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "job-name=five", "-o", "name"])
+            .lines()
+            .count(),
+        5
+    );
+    // Results are counted and the pods released from the tracking finalizer.
+    common::eventually(Duration::from_secs(30), || {
+        let f = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=five",
+            "-o",
+            "jsonpath={.items[*].metadata.finalizers}",
+        ]);
+        f.is_empty().then_some(())
+    });
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=five",
+    ]);
+    assert!(
+        events.contains("SuccessfulCreate") && events.contains("Completed"),
+        "{events}"
+    );
+
+    // A job that always fails stops at backoffLimit (1: two failures), after a back-off.
+    apply(
+        "bad",
+        &job(
+            "bad",
+            "  backoffLimit: 1\n",
+            "skiff.io/simulate-run-seconds: '0.2', skiff.io/simulate-exit-code: '2'",
+        ),
+    );
+    wait_status("bad", "Failed");
+    let reason = c.ok(&[
+        "get",
+        "job",
+        "bad",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}",
+    ]);
+    assert_eq!(reason, "BackoffLimitExceeded");
+    assert_eq!(
+        c.ok(&["get", "job", "bad", "-o", "jsonpath={.status.failed}"]),
+        "2"
+    );
+
+    // podFailurePolicy FailJob on an exit code ends it at the first failure.
+    apply(
+        "policy",
+        &job(
+            "policy",
+            "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {operator: In, values: [42]}\n",
+            "skiff.io/simulate-run-seconds: '0.2', skiff.io/simulate-exit-code: '42'",
+        ),
+    );
+    wait_status("policy", "Failed");
+    let reason = c.ok(&[
+        "get",
+        "job",
+        "policy",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}",
+    ]);
+    assert_eq!(reason, "PodFailurePolicy");
+
+    // Indexed: one pod per index, each told its index.
+    apply(
+        "ix",
+        &job(
+            "ix",
+            "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n",
+            "skiff.io/simulate-run-seconds: '0.3'",
+        ),
+    );
+    wait_status("ix", "Complete");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "job",
+            "ix",
+            "-o",
+            "jsonpath={.status.completedIndexes}"
+        ]),
+        "0-2"
+    );
+    let indexes = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=ix",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.batch\\.kubernetes\\.io/job-completion-index}",
+    ]);
+    let mut ix: Vec<&str> = indexes.split(' ').collect();
+    ix.sort();
+    assert_eq!(ix, ["0", "1", "2"]);
+
+    // activeDeadlineSeconds, then ttlSecondsAfterFinished removes the job and its pods.
+    apply(
+        "slow",
+        &job(
+            "slow",
+            "  activeDeadlineSeconds: 2\n  ttlSecondsAfterFinished: 2\n",
+            "skiff.io/simulate-run-seconds: '600'",
+        ),
+    );
+    wait_status("slow", "Failed");
+    let reason = c.ok(&[
+        "get",
+        "job",
+        "slow",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}",
+    ]);
+    assert_eq!(reason, "DeadlineExceeded");
+    common::eventually(Duration::from_secs(30), || {
+        let gone = !c.kubectl(&["get", "job", "slow"]).status.success();
+        let pods = c.ok(&["get", "pods", "-l", "job-name=slow", "-o", "name"]);
+        (gone && pods.is_empty()).then_some(())
+    });
+
+    // kubectl delete job takes its pods with it.
+    c.ok(&["delete", "job", "five"]);
+    common::eventually(Duration::from_secs(30), || {
+        c.ok(&["get", "pods", "-l", "job-name=five", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    });
+}
