@@ -163,6 +163,11 @@ fn kind_rules(errs: &mut Errs, group: &str, resource: &str, o: &Value) {
                     }
                 }
             }
+            if let Some(tz) = o["spec"]["timeZone"].as_str()
+                && let Err(m) = crate::cron::time_zone(tz)
+            {
+                errs.push(FieldError::invalid("spec.timeZone", json!(tz), m));
+            }
             if let Some(cp) = o["spec"]["concurrencyPolicy"].as_str()
                 && !["Allow", "Forbid", "Replace"].contains(&cp)
             {

@@ -206,12 +206,16 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`.
+    /// `job`, `cronjob`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Tests only: the CronJob controller's clock runs this many times faster than
+    /// wall time (60: a `*/1 * * * *` schedule fires every second).
+    #[arg(long, default_value_t = 1.0, hide = true)]
+    cronjob_clock_rate: f64,
     /// Benchmarks only: bind unscheduled pods to nodes in turn, no decisions (the
     /// scheduler's ceiling in `skiff bench scheduler`).
     #[arg(long, hide = true)]
@@ -374,6 +378,13 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     if enabled("job") {
         controllers.push(tokio::spawn(skiff_controllers::job::run(
             loopback("system:serviceaccount:kube-system:job-controller"),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("cronjob") {
+        controllers.push(tokio::spawn(skiff_controllers::cronjob::run(
+            loopback("system:serviceaccount:kube-system:cronjob-controller"),
+            skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate),
             stop_rx.clone(),
         )));
     }

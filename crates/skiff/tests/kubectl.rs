@@ -1702,3 +1702,127 @@ fn jobs_complete_fail_and_expire() {
             .then_some(())
     });
 }
+
+#[test]
+fn cronjobs_fire_on_schedule() {
+    // The CronJob controller's clock runs 60 times faster: a minute a second.
+    let c = Cluster::start_with(&["up", "--simulate", "2", "--cronjob-clock-rate", "60"]);
+    let f = c.dir.path().join("cj.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: '*/1 * * * *'\n  successfulJobsHistoryLimit: 2\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          annotations: {skiff.io/simulate-run-seconds: '0.2'}\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let owned = || -> Vec<String> {
+        c.ok(&[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[?(@.metadata.ownerReferences[0].name==\"tick\")]}{.metadata.name}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    };
+    // Several runs happen; finished ones beyond the history limit are removed.
+    let events = common::eventually(Duration::from_secs(40), || {
+        let e = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick",
+        ]);
+        (e.matches("Created job").count() >= 4 && e.contains("SawCompletedJob")).then_some(e)
+    });
+    assert!(events.contains("SuccessfulDelete"), "{events}");
+    common::eventually(Duration::from_secs(20), || {
+        (owned().len() <= 3).then_some(())
+    });
+    let row_ = c.ok(&["get", "cronjob", "tick", "--no-headers"]);
+    let w = words(&row_);
+    assert_eq!(&w[..4], ["tick", "*/1", "*", "*"], "{row_}");
+    let last = c.ok(&[
+        "get",
+        "cronjob",
+        "tick",
+        "-o",
+        "jsonpath={.status.lastScheduleTime}",
+    ]);
+    assert!(last.ends_with(":00Z"), "{last}");
+    let names = owned();
+    assert!(names.iter().all(|n| n.starts_with("tick-")), "{names:?}");
+
+    // Suspended: no more runs.
+    c.ok(&[
+        "patch",
+        "cronjob",
+        "tick",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = c
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick",
+        ])
+        .matches("Created job")
+        .count();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = c
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tick",
+        ])
+        .matches("Created job")
+        .count();
+    assert_eq!(before, after, "a suspended CronJob started jobs");
+
+    // kubectl create job --from=cronjob: a Job from its template, owned by it.
+    c.ok(&["create", "job", "by-hand", "--from=cronjob/tick"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "job",
+            "by-hand",
+            "-o",
+            "jsonpath={.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}"
+        ]),
+        "manual"
+    );
+    common::eventually(Duration::from_secs(30), || {
+        let out = c.ok(&["get", "job", "by-hand", "--no-headers"]);
+        (words(&out)[1] == "Complete").then_some(())
+    });
+
+    // Forbid: a long run blocks the next ones.
+    let f2 = c.dir.path().join("slow.yaml");
+    std::fs::write(
+        &f2,
+        "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: slow}\nspec:\n  schedule: '@every 1m'\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          annotations: {skiff.io/simulate-run-seconds: '600'}\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f2.to_str().unwrap()]);
+    common::eventually(Duration::from_secs(20), || {
+        let e = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=slow",
+        ]);
+        e.contains("JobAlreadyActive").then_some(())
+    });
+    let active = c.ok(&[
+        "get",
+        "cronjob",
+        "slow",
+        "-o",
+        "jsonpath={.status.active[*].name}",
+    ]);
+    assert_eq!(active.split(' ').count(), 1, "{active}");
+}
