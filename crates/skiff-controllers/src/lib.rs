@@ -3,6 +3,7 @@
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod directbind;
 pub mod gc;

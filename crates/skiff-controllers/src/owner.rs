@@ -234,8 +234,21 @@ pub async fn create_in_batches(
 
 /// Deletes pods at once, each guarded by its uid.
 pub async fn delete_pods(client: &kube::Client, pods: &[Value]) -> Vec<Result<(), String>> {
+    delete_pods_with(client, pods, None).await
+}
+
+/// As [`delete_pods`], with a grace period (0 for pods whose node is gone: no kubelet
+/// is left to finish them, as Kubernetes' pod GC knows).
+pub async fn delete_pods_with(
+    client: &kube::Client,
+    pods: &[Value],
+    grace: Option<i64>,
+) -> Vec<Result<(), String>> {
     join_all(pods.iter().map(|p| async move {
-        let body = json!({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": p["metadata"]["uid"]}});
+        let mut body = json!({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": p["metadata"]["uid"]}});
+        if let Some(g) = grace {
+            body["gracePeriodSeconds"] = json!(g);
+        }
         match send(client, http::Method::DELETE, object_path("v1", "pods", p), "application/json", &body).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),

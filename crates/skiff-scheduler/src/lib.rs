@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 mod filters;
 mod scores;
 
-pub use filters::{Filter, tolerates};
+pub use filters::{Filter, term_matches, tolerated, tolerates};
 
 /// Resource amounts in Kubernetes' units: CPU in millicores, everything else in units.
 /// The standard resources have fields of their own: the filters and scores read them for

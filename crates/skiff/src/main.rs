@@ -206,7 +206,7 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`, `cronjob`.
+    /// `job`, `cronjob`, `daemonset`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -385,6 +385,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         controllers.push(tokio::spawn(skiff_controllers::cronjob::run(
             loopback("system:serviceaccount:kube-system:cronjob-controller"),
             skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("daemonset") {
+        controllers.push(tokio::spawn(skiff_controllers::daemonset::run(
+            loopback("system:serviceaccount:kube-system:daemon-set-controller"),
             stop_rx.clone(),
         )));
     }

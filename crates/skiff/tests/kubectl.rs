@@ -1826,3 +1826,109 @@ fn cronjobs_fire_on_schedule() {
     ]);
     assert_eq!(active.split(' ').count(), 1, "{active}");
 }
+
+#[test]
+fn daemonsets_follow_nodes_and_roll() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    let f = c.dir.path().join("ds.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: logging}\nspec:\n  selector: {matchLabels: {app: logging}}\n  template:\n    metadata: {labels: {app: logging}}\n    spec:\n      containers: [{name: fluentd, image: fluentd:1}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let placed = || -> Vec<String> {
+        let out = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=logging",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ]);
+        let mut v: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    common::eventually(Duration::from_secs(30), || {
+        (placed() == ["sim-0", "sim-1"]).then_some(())
+    });
+    assert!(
+        c.ok(&["rollout", "status", "ds/logging", "--timeout=60s"])
+            .contains("successfully rolled out")
+    );
+    let out = c.ok(&["get", "ds", "logging", "--no-headers"]);
+    assert_eq!(&words(&out)[1..6], ["2", "2", "2", "2", "2"], "{out}");
+
+    // A node joining gets its pod; one leaving takes it along.
+    let mut agent = start_agent(&c, "1");
+    common::eventually(Duration::from_secs(30), || {
+        (placed() == ["remote-0", "sim-0", "sim-1"]).then_some(())
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    c.ok(&["delete", "node", "remote-0"]);
+    common::eventually(Duration::from_secs(30), || {
+        (placed() == ["sim-0", "sim-1"]).then_some(())
+    });
+
+    // A tainted node is skipped unless tolerated.
+    c.ok(&["taint", "node", "sim-1", "dedicated=db:NoExecute"]);
+    common::eventually(Duration::from_secs(30), || {
+        (placed() == ["sim-0"]).then_some(())
+    });
+    c.ok(&["taint", "node", "sim-1", "dedicated=db:NoExecute-"]);
+    common::eventually(Duration::from_secs(30), || {
+        (placed() == ["sim-0", "sim-1"]).then_some(())
+    });
+
+    // RollingUpdate: a new image replaces each pod; the history has both templates.
+    c.ok(&["set", "image", "ds/logging", "fluentd=fluentd:2"]);
+    assert!(
+        c.ok(&["rollout", "status", "ds/logging", "--timeout=60s"])
+            .contains("successfully rolled out")
+    );
+    common::eventually(Duration::from_secs(30), || {
+        let images = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=logging",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        (images == "fluentd:2 fluentd:2").then_some(())
+    });
+    let history = c.ok(&["rollout", "history", "ds/logging"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    c.ok(&["rollout", "undo", "ds/logging"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "ds",
+            "logging",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "fluentd:1"
+    );
+    common::eventually(Duration::from_secs(30), || {
+        let images = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=logging",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        (images == "fluentd:1 fluentd:1").then_some(())
+    });
+
+    c.ok(&["delete", "ds", "logging"]);
+    common::eventually(Duration::from_secs(30), || {
+        placed().is_empty().then_some(())
+    });
+}
