@@ -279,24 +279,6 @@ pub fn pod_for(ds: &Value, hash: &str, node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
 }
 
-/// The ControllerRevision holding `ds`'s template (a strategic merge patch that replaces
-/// the template, which `kubectl rollout undo` applies back).
-pub fn revision_for(ds: &Value, hash: &str, revision: i64) -> Value {
-    let mut template = ds["spec"]["template"].clone();
-    template["$patch"] = json!("replace");
-    json!({
-        "apiVersion": "apps/v1", "kind": "ControllerRevision",
-        "metadata": {
-            "name": format!("{}-{hash}", name(ds)),
-            "namespace": ds["metadata"]["namespace"],
-            "labels": ds["spec"]["template"]["metadata"]["labels"].clone(),
-            "ownerReferences": [owner::controller_ref("apps/v1", "DaemonSet", ds)],
-        },
-        "data": {"spec": {"template": template}},
-        "revision": revision,
-    })
-}
-
 struct State {
     sets: HashMap<String, Value>,
     nodes: HashMap<String, Value>,
@@ -452,90 +434,6 @@ async fn send(
     client.request::<Value>(req).await
 }
 
-/// Makes sure the current template has its ControllerRevision (a rollback to an old
-/// template gives that revision the next number) and trims the history.
-async fn ensure_revision(client: &kube::Client, st: &mut State, ds: &Value, hash: &str) {
-    let ns = ds["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let uid = ds["metadata"]["uid"].as_str().unwrap_or("");
-    let mut mine: Vec<Value> = st
-        .revisions
-        .values()
-        .filter(|r| owner_uid(r, "DaemonSet").as_deref() == Some(uid))
-        .cloned()
-        .collect();
-    let max = mine
-        .iter()
-        .filter_map(|r| r["revision"].as_i64())
-        .max()
-        .unwrap_or(0);
-    let cr_name = format!("{}-{hash}", name(ds));
-    let base = format!("/apis/apps/v1/namespaces/{ns}/controllerrevisions");
-    match mine.iter().find(|r| name(r) == cr_name) {
-        Some(r) if r["revision"].as_i64() == Some(max) => {}
-        Some(_) => {
-            let body = json!({"revision": max + 1});
-            if let Ok(u) = send(
-                client,
-                http::Method::PATCH,
-                format!("{base}/{cr_name}"),
-                "application/merge-patch+json",
-                &body,
-            )
-            .await
-            {
-                st.revisions.insert(reflect::key(&u), u);
-            }
-        }
-        None => {
-            if let Ok(c) = send(
-                client,
-                http::Method::POST,
-                base.clone(),
-                "application/json",
-                &revision_for(ds, hash, max + 1),
-            )
-            .await
-            {
-                st.revisions.insert(reflect::key(&c), c.clone());
-                mine.push(c);
-            }
-        }
-    }
-    let limit = ds["spec"]["revisionHistoryLimit"]
-        .as_i64()
-        .unwrap_or(10)
-        .max(0) as usize;
-    let in_use: HashSet<String> = st
-        .pods
-        .get(uid)
-        .into_iter()
-        .flat_map(|m| m.values())
-        .map(|p| pod_hash(p).to_string())
-        .collect();
-    let mut old: Vec<&Value> = mine
-        .iter()
-        .filter(|r| {
-            name(r) != cr_name && !in_use.iter().any(|h| name(r).ends_with(&format!("-{h}")))
-        })
-        .collect();
-    if old.len() > limit {
-        old.sort_by_key(|r| r["revision"].as_i64().unwrap_or(0));
-        for r in old.iter().take(old.len() - limit) {
-            let _ = send(
-                client,
-                http::Method::DELETE,
-                format!("{base}/{}", name(r)),
-                "application/json",
-                &json!({}),
-            )
-            .await;
-        }
-    }
-}
-
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
@@ -554,7 +452,14 @@ async fn sync(
         ds["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
     if ds["metadata"]["deletionTimestamp"].is_null() {
-        ensure_revision(client, st, ds, &hash).await;
+        let in_use: HashSet<String> = st
+            .pods
+            .get(&uid)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .map(|p| pod_hash(p).to_string())
+            .collect();
+        crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;
     }
     let nodes: Vec<Value> = st.nodes.values().cloned().collect();
     let pods: Vec<Value> = st
@@ -773,7 +678,7 @@ mod tests {
             keys.contains(&"node.kubernetes.io/unreachable")
                 && keys.contains(&"node.kubernetes.io/unschedulable")
         );
-        let cr = revision_for(&ds(json!({})), "h1", 2);
+        let cr = crate::revisions::revision_for(&ds(json!({})), "DaemonSet", "h1", 2);
         assert_eq!(cr["metadata"]["name"], "log-h1");
         assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
     }

@@ -12,7 +12,9 @@ pub mod job;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod replicaset;
+pub mod revisions;
 pub mod scheduler;
+pub mod statefulset;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {

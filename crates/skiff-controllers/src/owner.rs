@@ -127,7 +127,8 @@ fn object_path(api_version: &str, plural: &str, obj: &Value) -> String {
     }
 }
 
-async fn send(
+/// A JSON request through the API client.
+pub async fn send(
     client: &kube::Client,
     method: http::Method,
     path: String,

@@ -206,7 +206,7 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`, `cronjob`, `daemonset`.
+    /// `job`, `cronjob`, `daemonset`, `statefulset`.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -391,6 +391,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     if enabled("daemonset") {
         controllers.push(tokio::spawn(skiff_controllers::daemonset::run(
             loopback("system:serviceaccount:kube-system:daemon-set-controller"),
+            stop_rx.clone(),
+        )));
+    }
+    if enabled("statefulset") {
+        controllers.push(tokio::spawn(skiff_controllers::statefulset::run(
+            loopback("system:serviceaccount:kube-system:statefulset-controller"),
             stop_rx.clone(),
         )));
     }

@@ -1932,3 +1932,132 @@ fn daemonsets_follow_nodes_and_roll() {
         placed().is_empty().then_some(())
     });
 }
+
+#[test]
+fn statefulsets_keep_names_order_and_claims() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    let f = c.dir.path().join("sts.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: nginx}\nspec:\n  clusterIP: None\n  selector: {app: nginx}\n  ports: [{port: 80}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  serviceName: nginx\n  replicas: 3\n  selector: {matchLabels: {app: nginx}}\n  template:\n    metadata: {labels: {app: nginx}}\n    spec:\n      containers: [{name: nginx, image: nginx:1}]\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n",
+    )
+    .unwrap();
+    let mut watcher = c
+        .kubectl_cmd(&[
+            "get",
+            "pods",
+            "-l",
+            "app=nginx",
+            "--watch-only",
+            "-o",
+            "name",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(
+        c.ok(&["rollout", "status", "sts/web", "--timeout=60s"])
+            .contains("roll")
+    );
+    let pods = || -> Vec<String> {
+        let out = c.ok(&["get", "pods", "-l", "app=nginx", "-o", "name"]);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    common::eventually(Duration::from_secs(30), || {
+        (pods() == ["pod/web-0", "pod/web-1", "pod/web-2"]).then_some(())
+    });
+    // Created in order, each after the one before it changed (became ready).
+    let _ = watcher.kill();
+    let out = watcher.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout).into_owned();
+    // One line per event: web-1 appears only after web-0 was added and changed.
+    let lines: Vec<&str> = seen.lines().collect();
+    let nth = |p: &str, n: usize| {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == p)
+            .nth(n)
+            .map_or(usize::MAX, |(i, _)| i)
+    };
+    assert!(nth("pod/web-0", 1) < nth("pod/web-1", 0), "{seen}");
+    assert!(nth("pod/web-1", 1) < nth("pod/web-2", 0), "{seen}");
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "web-1",
+            "-o",
+            "jsonpath={.spec.hostname}.{.spec.subdomain}"
+        ]),
+        "web-1.nginx"
+    );
+    let claims = c.ok(&["get", "pvc", "-o", "name"]);
+    for n in 0..3 {
+        assert!(
+            claims.contains(&format!("persistentvolumeclaim/www-web-{n}")),
+            "{claims}"
+        );
+    }
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "web-2",
+            "-o",
+            "jsonpath={.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}"
+        ]),
+        "www-web-2"
+    );
+
+    // Scale down from the top; the claims stay. Back up: the same names and claims.
+    c.ok(&["scale", "sts", "web", "--replicas=1"]);
+    common::eventually(Duration::from_secs(30), || {
+        (pods() == ["pod/web-0"]).then_some(())
+    });
+    assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
+    c.ok(&["scale", "sts", "web", "--replicas=3"]);
+    common::eventually(Duration::from_secs(30), || {
+        (pods() == ["pod/web-0", "pod/web-1", "pod/web-2"]).then_some(())
+    });
+
+    // A rolling update replaces them from the highest ordinal down.
+    c.ok(&["set", "image", "sts/web", "nginx=nginx:2"]);
+    assert!(
+        c.ok(&["rollout", "status", "sts/web", "--timeout=60s"])
+            .contains("complete")
+    );
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(images, "nginx:2 nginx:2 nginx:2");
+    let history = c.ok(&["rollout", "history", "sts/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    let st = c.ok(&[
+        "get",
+        "sts",
+        "web",
+        "-o",
+        "jsonpath={.status.currentRevision}={.status.updateRevision}",
+    ]);
+    let (cur, upd) = st.split_once('=').unwrap();
+    assert_eq!(cur, upd);
+
+    // Deleting the set takes the pods; the claims outlive it.
+    c.ok(&["delete", "sts", "web"]);
+    common::eventually(Duration::from_secs(30), || pods().is_empty().then_some(()));
+    assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
+}
