@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod pods;
+mod workloads;
 pub use pods::{PodsBenchOptions, pods};
+pub use workloads::{WorkloadsBenchOptions, workloads};
 
 #[derive(Debug, Clone)]
 pub struct ApiBenchOptions {

@@ -9,6 +9,7 @@ pub mod directbind;
 pub mod gc;
 pub mod ipam;
 pub mod job;
+pub mod leader;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod replicaset;

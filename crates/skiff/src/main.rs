@@ -90,6 +90,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         concurrent: usize,
     },
+    /// A many-replica Deployment on simulated nodes (create, then a rolling update)
+    /// against the same number of bare pods.
+    Workloads {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// API server throughput, latency, fan-out and memory against the raw store.
     Api {
         #[arg(long, default_value_t = 5000)]
@@ -280,6 +290,20 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Command::Bench(BenchCommand::Workloads {
+                nodes,
+                replicas,
+                concurrency,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::workloads(skiff_bench::WorkloadsBenchOptions {
+                    skiff,
+                    nodes,
+                    replicas,
+                    concurrency,
+                })
+                .await
+            }
             Command::Bench(BenchCommand::Pods { rounds, concurrent }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::pods(skiff_bench::PodsBenchOptions {
@@ -311,6 +335,62 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Starts one controller given the shutdown signal.
+type Start =
+    Box<dyn FnOnce(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
+
+/// Runs `starts` once this server leads through `lease`; losing the lease ends the
+/// process, as kube-controller-manager and kube-scheduler do, so two leaders never act.
+fn spawn_led(
+    lease: &'static str,
+    client: kube::Client,
+    identity: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+    starts: Vec<Start>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if starts.is_empty() {
+            return;
+        }
+        let Some(mut leading) =
+            skiff_controllers::leader::lead(client, lease, "kube-system", &identity, stop.clone())
+                .await
+        else {
+            return;
+        };
+        let handles: Vec<_> = starts.into_iter().map(|s| s(stop.clone())).collect();
+        let mut stopping = stop.clone();
+        tokio::select! {
+            _ = leading.wait_for(|l| !*l) => {
+                tracing::error!(lease, "leader election lost; exiting");
+                std::process::exit(1);
+            }
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        for h in handles {
+            let _ = h.await;
+        }
+    })
+}
+
+/// `<hostname>_<id>`, the id kept in the data dir: a restarted server is the same
+/// candidate and takes its own lease back at once.
+fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("server-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            id
+        }
+    };
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "skiff".into());
+    Ok(format!("{host}_{id}"))
+}
+
 async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
@@ -337,75 +417,91 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     let loopback = |user: &str| kube::Client::new(server.loopback(user), "default");
     let controller_manager = loopback("system:kube-controller-manager");
     let enabled = |c: &str| !a.disable.iter().any(|d| d == c);
+    // Each runs only while this server holds its Lease (kube-controller-manager,
+    // kube-scheduler in kube-system), so several servers can share a store.
+    let mut manager: Vec<Start> = Vec::new();
+    let mut scheduling: Vec<Start> = Vec::new();
     if enabled("node-ipam") {
-        controllers.push(tokio::spawn(skiff_controllers::ipam::run(
-            controller_manager.clone(),
-            stop_rx.clone(),
-        )));
+        let c = controller_manager.clone();
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::ipam::run(c, stop))
+        }));
     }
     if enabled("scheduler") {
-        controllers.push(tokio::spawn(skiff_controllers::scheduler::run(
-            loopback("system:kube-scheduler"),
-            stop_rx.clone(),
-        )));
+        let c = loopback("system:kube-scheduler");
+        scheduling.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::scheduler::run(c, stop))
+        }));
     }
     if a.bench_direct_binder {
-        controllers.push(tokio::spawn(skiff_controllers::directbind::run(
-            loopback("system:kube-scheduler"),
-            stop_rx.clone(),
-        )));
+        let c = loopback("system:kube-scheduler");
+        scheduling.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::directbind::run(c, stop))
+        }));
     }
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
     if enabled("node-lifecycle") {
-        controllers.push(tokio::spawn(skiff_controllers::nodelifecycle::run(
-            controller_manager.clone(),
-            grace,
-            stop_rx.clone(),
-        )));
+        let c = controller_manager.clone();
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::nodelifecycle::run(c, grace, stop))
+        }));
     }
-    if enabled("replicaset") {
-        controllers.push(tokio::spawn(skiff_controllers::replicaset::run(
-            loopback("system:serviceaccount:kube-system:replicaset-controller"),
-            stop_rx.clone(),
-        )));
+    macro_rules! managed {
+        ($name:literal, $user:literal, $run:path) => {
+            if enabled($name) {
+                let c = loopback(concat!("system:serviceaccount:kube-system:", $user));
+                manager.push(Box::new(move |stop| tokio::spawn($run(c, stop))));
+            }
+        };
     }
-    if enabled("deployment") {
-        controllers.push(tokio::spawn(skiff_controllers::deployment::run(
-            loopback("system:serviceaccount:kube-system:deployment-controller"),
-            stop_rx.clone(),
-        )));
-    }
-    if enabled("job") {
-        controllers.push(tokio::spawn(skiff_controllers::job::run(
-            loopback("system:serviceaccount:kube-system:job-controller"),
-            stop_rx.clone(),
-        )));
-    }
+    managed!(
+        "replicaset",
+        "replicaset-controller",
+        skiff_controllers::replicaset::run
+    );
+    managed!(
+        "deployment",
+        "deployment-controller",
+        skiff_controllers::deployment::run
+    );
+    managed!("job", "job-controller", skiff_controllers::job::run);
+    managed!(
+        "daemonset",
+        "daemon-set-controller",
+        skiff_controllers::daemonset::run
+    );
+    managed!(
+        "statefulset",
+        "statefulset-controller",
+        skiff_controllers::statefulset::run
+    );
+    managed!(
+        "garbage-collector",
+        "generic-garbage-collector",
+        skiff_controllers::gc::run
+    );
     if enabled("cronjob") {
-        controllers.push(tokio::spawn(skiff_controllers::cronjob::run(
-            loopback("system:serviceaccount:kube-system:cronjob-controller"),
-            skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate),
-            stop_rx.clone(),
-        )));
+        let c = loopback("system:serviceaccount:kube-system:cronjob-controller");
+        let clock = skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate);
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::cronjob::run(c, clock, stop))
+        }));
     }
-    if enabled("daemonset") {
-        controllers.push(tokio::spawn(skiff_controllers::daemonset::run(
-            loopback("system:serviceaccount:kube-system:daemon-set-controller"),
-            stop_rx.clone(),
-        )));
-    }
-    if enabled("statefulset") {
-        controllers.push(tokio::spawn(skiff_controllers::statefulset::run(
-            loopback("system:serviceaccount:kube-system:statefulset-controller"),
-            stop_rx.clone(),
-        )));
-    }
-    if enabled("garbage-collector") {
-        controllers.push(tokio::spawn(skiff_controllers::gc::run(
-            loopback("system:serviceaccount:kube-system:generic-garbage-collector"),
-            stop_rx.clone(),
-        )));
-    }
+    let identity = server_identity(&data_dir)?;
+    controllers.push(spawn_led(
+        "kube-controller-manager",
+        controller_manager.clone(),
+        identity.clone(),
+        stop_rx.clone(),
+        manager,
+    ));
+    controllers.push(spawn_led(
+        "kube-scheduler",
+        loopback("system:kube-scheduler"),
+        identity,
+        stop_rx.clone(),
+        scheduling,
+    ));
     let (sim, node) = up.unzip();
     if let Some(node) = node.filter(|_| sim.as_ref().is_none_or(|s| s.simulate == 0)) {
         // The node agent joins as a remote node would: HTTPS with the join token.

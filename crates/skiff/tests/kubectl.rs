@@ -564,6 +564,28 @@ fn state_survives_restart() {
         rv_after > rv_before.parse::<i64>().unwrap(),
         "revisions must keep increasing across restarts"
     );
+    // The controllers lead through their Leases, and a restarted server takes its own
+    // back at once: a ReplicaSet made now gets its pod without waiting for expiry.
+    let holder = |lease: &str| {
+        c.ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            lease,
+            "-o",
+            "jsonpath={.spec.holderIdentity} {.spec.leaseDurationSeconds}",
+        ])
+    };
+    let kcm = holder("kube-controller-manager");
+    assert!(kcm.ends_with(" 15"), "{kcm}");
+    assert_eq!(holder("kube-scheduler"), kcm);
+    c.ok(&["create", "deployment", "d", "--image=nginx"]);
+    common::eventually(Duration::from_secs(5), || {
+        (!c.ok(&["get", "pods", "-l", "app=d", "-o", "name"])
+            .is_empty())
+        .then_some(())
+    });
 }
 
 fn node_manifest(name: &str, cpu: &str, extra_spec: &str, labels: &str) -> String {
