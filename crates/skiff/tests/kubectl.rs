@@ -2083,3 +2083,58 @@ fn statefulsets_keep_names_order_and_claims() {
     common::eventually(Duration::from_secs(30), || pods().is_empty().then_some(()));
     assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
 }
+
+#[test]
+fn pods_of_a_dead_node_move_once_evicted() {
+    let c = Cluster::start_with(&["up", "--simulate", "1", "--node-monitor-grace-period", "6"]);
+    let mut agent = start_agent(&c, "1");
+    common::eventually(Duration::from_secs(20), || {
+        (row_opt(&c.ok(&["get", "nodes"]), "remote-0").is_some_and(|r| r[1] == "Ready"))
+            .then_some(())
+    });
+    let f = c.dir.path().join("d.yaml");
+    std::fs::write(
+        &f,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 4\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]\n      containers: [{name: c, image: nginx}]\n",
+    )
+    .unwrap();
+    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let on = |node: &str| {
+        c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            &format!("spec.nodeName={node},status.phase=Running"),
+            "-o",
+            "name",
+        ])
+        .lines()
+        .count()
+    };
+    common::eventually(Duration::from_secs(30), || {
+        (on("remote-0") > 0 && on("sim-0") + on("remote-0") == 4).then_some(())
+    });
+    // The node dies; once its pods are evicted, their replacements run elsewhere.
+    let _ = agent.kill();
+    let _ = agent.wait();
+    common::eventually(Duration::from_secs(120), || {
+        let live = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.spec.nodeName}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        let healthy = live.lines().filter(|l| l.trim() == "sim-0").count();
+        eprintln!(
+            "DBG {live:?} {}",
+            c.ok(&["get", "nodes", "--no-headers"]).replace('\n', "|")
+        );
+        (healthy == 4).then_some(())
+    });
+    let out = c.ok(&["get", "deployment", "web", "--no-headers"]);
+    assert_eq!(words(&out)[1], "4/4", "{out}");
+}
