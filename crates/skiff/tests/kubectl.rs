@@ -2129,10 +2129,6 @@ fn pods_of_a_dead_node_move_once_evicted() {
             "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.spec.nodeName}{\" \"}{.metadata.deletionTimestamp}{\"\\n\"}{end}",
         ]);
         let healthy = live.lines().filter(|l| l.trim() == "sim-0").count();
-        eprintln!(
-            "DBG {live:?} {}",
-            c.ok(&["get", "nodes", "--no-headers"]).replace('\n', "|")
-        );
         (healthy == 4).then_some(())
     });
     let out = c.ok(&["get", "deployment", "web", "--no-headers"]);
