@@ -360,13 +360,16 @@ fn spawn_led(
         };
         let handles: Vec<_> = starts.into_iter().map(|s| s(stop.clone())).collect();
         let mut stopping = stop.clone();
-        tokio::select! {
-            _ = leading.wait_for(|l| !*l) => {
-                tracing::error!(lease, "leader election lost; exiting");
-                std::process::exit(1);
-            }
-            _ = stopping.wait_for(|s| *s) => {}
+        let lost = tokio::select! {
+            l = async { leading.wait_for(|l| !*l).await.is_ok() } => l,
+            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => false,
+        };
+        // A renewer that ended with the shutdown (its channel closed) is no loss.
+        if lost {
+            tracing::error!(lease, "leader election lost; exiting");
+            std::process::exit(1);
         }
+        let _ = stopping.wait_for(|s| *s).await.is_ok();
         for h in handles {
             let _ = h.await;
         }
