@@ -336,11 +336,7 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     );
     // Controllers off: these figures are the API server's own work per request, as
     // Kubernetes measures its apiserver (a scheduler would add writes of its own).
-    let (server, ready) = start_server_with(
-        &opts.skiff,
-        &["--disable", "scheduler,node-ipam,node-lifecycle"],
-    )
-    .await?;
+    let (server, ready) = start_server_with(&opts.skiff, &["--disable", "all"]).await?;
     let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);

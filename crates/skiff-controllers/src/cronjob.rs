@@ -318,11 +318,7 @@ pub async fn run(client: kube::Client, clock: Clock, mut shutdown: watch::Receiv
             let now = clock.now();
             if let Some(next) = sync(&client, &recorder, &mut st, &cj, now).await {
                 let wait = clock.real_wait(next - now);
-                let tx = requeue_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    let _ = tx.send(key);
-                });
+                owner::requeue(&requeue_tx, key, wait);
             }
         }
     }
@@ -370,21 +366,6 @@ fn job_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
     }
 }
 
-async fn send(
-    client: &kube::Client,
-    method: http::Method,
-    path: String,
-    body: &Value,
-) -> Result<Value, kube::Error> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body).expect("json"))
-        .expect("valid request");
-    client.request::<Value>(req).await
-}
-
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
@@ -407,10 +388,11 @@ async fn sync(
     for n in &plan.delete {
         let body =
             json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
-        if let Err(e) = send(
+        if let Err(e) = owner::send(
             client,
             http::Method::DELETE,
             format!("/apis/batch/v1/namespaces/{ns}/jobs/{n}"),
+            "application/json",
             &body,
         )
         .await
@@ -419,10 +401,11 @@ async fn sync(
         }
     }
     if let Some(job) = &plan.create {
-        match send(
+        match owner::send(
             client,
             http::Method::POST,
             format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+            "application/json",
             job,
         )
         .await

@@ -355,11 +355,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             if let Some(after) = sync(&client, &recorder, &mut st, &mut exp, &key, &ds).await {
-                let tx = requeue_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(key);
-                });
+                owner::requeue(&requeue_tx, key, after);
             }
         }
     }
@@ -418,22 +414,6 @@ fn pod_change(
     }
 }
 
-async fn send(
-    client: &kube::Client,
-    method: http::Method,
-    path: String,
-    ct: &str,
-    body: &Value,
-) -> Result<Value, kube::Error> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, ct)
-        .body(serde_json::to_vec(body).expect("json"))
-        .expect("valid request");
-    client.request::<Value>(req).await
-}
-
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
@@ -477,7 +457,7 @@ async fn sync(
         exp.expect_creates(key, plan.create.len());
         let bodies: Vec<Value> = plan.create.iter().map(|n| pod_for(ds, &hash, n)).collect();
         let results = futures::future::join_all(bodies.iter().map(|b| {
-            send(
+            owner::send(
                 client,
                 http::Method::POST,
                 format!("/api/v1/namespaces/{ns}/pods"),
@@ -507,15 +487,7 @@ async fn sync(
         }
     }
     if !plan.delete.is_empty() {
-        let victims: Vec<Value> = plan
-            .delete
-            .iter()
-            .filter_map(|n| {
-                pods.iter()
-                    .find(|p| p["metadata"]["name"] == n.as_str())
-                    .cloned()
-            })
-            .collect();
+        let victims = owner::named(&pods, &plan.delete);
         exp.expect_deletes(
             key,
             victims
@@ -546,15 +518,7 @@ async fn sync(
         }
     }
     if !plan.orphaned.is_empty() {
-        let victims: Vec<Value> = plan
-            .orphaned
-            .iter()
-            .filter_map(|n| {
-                pods.iter()
-                    .find(|p| p["metadata"]["name"] == n.as_str())
-                    .cloned()
-            })
-            .collect();
+        let victims = owner::named(&pods, &plan.orphaned);
         for (p, r) in victims
             .iter()
             .zip(owner::delete_pods_with(client, &victims, Some(0)).await)

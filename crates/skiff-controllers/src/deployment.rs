@@ -815,11 +815,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 continue;
             };
             if let Some(after) = sync(&client, &recorder, &mut st, &d).await {
-                let tx = requeue_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(key);
-                });
+                owner::requeue(&requeue_tx, key, after);
             }
         }
     }
@@ -850,22 +846,6 @@ fn set_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
 
 fn rs_path(ns: &str, name: &str) -> String {
     format!("/apis/apps/v1/namespaces/{ns}/replicasets/{name}")
-}
-
-async fn send(
-    client: &kube::Client,
-    method: http::Method,
-    path: String,
-    ct: &str,
-    body: &Value,
-) -> Result<Value, kube::Error> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, ct)
-        .body(serde_json::to_vec(body).expect("json"))
-        .expect("valid request");
-    client.request::<Value>(req).await
 }
 
 /// Whether pods of the old ReplicaSets still run (Recreate waits for them to be gone).
@@ -910,7 +890,7 @@ async fn sync(
                 .unwrap_or_default();
             refs.push(owner::controller_ref("apps/v1", "Deployment", d));
             let body = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs["metadata"]["resourceVersion"], "uid": rs["metadata"]["uid"]}});
-            if let Ok(updated) = send(
+            if let Ok(updated) = owner::send(
                 client,
                 http::Method::PATCH,
                 rs_path(&ns, name(&rs)),
@@ -933,7 +913,7 @@ async fn sync(
     let w = plan(d, &refs, recreate_waiting);
     let mut event: Option<(&str, String)> = None;
     if let Some(rs) = &w.create {
-        match send(
+        match owner::send(
             client,
             http::Method::POST,
             format!("/apis/apps/v1/namespaces/{ns}/replicasets"),
@@ -976,7 +956,7 @@ async fn sync(
     }
     for (rs_name, annotations) in &w.annotate {
         let body = json!({"metadata": {"annotations": annotations}});
-        if let Ok(updated) = send(
+        if let Ok(updated) = owner::send(
             client,
             http::Method::PATCH,
             rs_path(&ns, rs_name),
@@ -994,7 +974,7 @@ async fn sync(
         if !annotations.is_empty() {
             body["metadata"] = json!({"annotations": annotations});
         }
-        match send(
+        match owner::send(
             client,
             http::Method::PATCH,
             rs_path(&ns, rs_name),
@@ -1019,7 +999,7 @@ async fn sync(
     for rs_name in &w.delete {
         let body =
             json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
-        if send(
+        if owner::send(
             client,
             http::Method::DELETE,
             rs_path(&ns, rs_name),
@@ -1040,7 +1020,7 @@ async fn sync(
         let rev = revision(n).to_string();
         if d["metadata"]["annotations"][REVISION] != rev.as_str() && revision(n) > 0 {
             let body = json!({"metadata": {"annotations": {REVISION: rev}}});
-            let _ = send(
+            let _ = owner::send(
                 client,
                 http::Method::PATCH,
                 format!("/apis/apps/v1/namespaces/{ns}/deployments/{}", name(d)),

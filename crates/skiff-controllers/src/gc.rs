@@ -261,12 +261,16 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             c = rx.recv() => {
                 let Some((r, change)) = c else { return };
-                absorb(&mut graph, r, change);
+                let mut relevant = absorb(&mut graph, r, change);
                 // Take what else is queued before deciding: one pass per burst.
                 while let Ok((r, change)) = rx.try_recv() {
-                    absorb(&mut graph, r, change);
+                    relevant |= absorb(&mut graph, r, change);
+                }
+                if !relevant {
+                    continue;
                 }
             }
+            // Retries, and owners confirmed absent only after a while.
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
@@ -287,7 +291,10 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
 
 const RETRY: Duration = Duration::from_secs(10);
 
-fn absorb(graph: &mut HashMap<String, Node>, r: &'static ResourceInfo, change: Change) {
+/// Applies a change to the graph; true when it can change what the collector does (a
+/// new or gone object, or other owners, deletion state or finalizers), false for the
+/// status churn that makes up most events.
+fn absorb(graph: &mut HashMap<String, Node>, r: &'static ResourceInfo, change: Change) -> bool {
     match change {
         Change::Reset(items) => {
             graph.retain(|_, n| !std::ptr::eq(n.resource, r));
@@ -296,16 +303,25 @@ fn absorb(graph: &mut HashMap<String, Node>, r: &'static ResourceInfo, change: C
                     graph.insert(n.uid.clone(), n);
                 }
             }
+            true
         }
         Change::Apply(o) => {
-            if let Some(n) = Node::from_metadata(r, &o) {
-                graph.insert(n.uid.clone(), n);
-            }
+            let Some(n) = Node::from_metadata(r, &o) else {
+                return false;
+            };
+            let same = graph.get(&n.uid).is_some_and(|old| {
+                old.owners == n.owners
+                    && old.deleting == n.deleting
+                    && old.finalizers == n.finalizers
+            });
+            graph.insert(n.uid.clone(), n);
+            !same
         }
         Change::Delete(o) => {
             if let Some(uid) = o["metadata"]["uid"].as_str() {
                 graph.remove(uid);
             }
+            true
         }
     }
 }
@@ -325,13 +341,7 @@ async fn request(
     content_type: &str,
     body: Value,
 ) -> Result<(), ActError> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(serde_json::to_vec(&body).expect("json"))
-        .map_err(|e| ActError::Other(e.to_string()))?;
-    match client.request::<Value>(req).await {
+    match crate::owner::send(client, method, path.to_string(), content_type, &body).await {
         Ok(_) => Ok(()),
         // Gone already, or changed under us (the next pass sees the new state).
         Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409) => Ok(()),

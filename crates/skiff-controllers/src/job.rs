@@ -662,11 +662,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             if let Some(after) =
                 sync(&client, &recorder, &mut st, &mut expectations, &key, &job).await
             {
-                let tx = requeue_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(key);
-                });
+                owner::requeue(&requeue_tx, key, after);
             }
         }
     }

@@ -127,6 +127,28 @@ fn object_path(api_version: &str, plural: &str, obj: &Value) -> String {
     }
 }
 
+/// Sends `key` back to a controller's queue after `after` (minReadySeconds, deadlines,
+/// back-off, the next schedule).
+pub fn requeue(tx: &tokio::sync::mpsc::UnboundedSender<String>, key: String, after: Duration) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = tx.send(key);
+    });
+}
+
+/// The pods among `pods` named in `names`, in that order.
+pub fn named(pods: &[Value], names: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .filter_map(|n| {
+            pods.iter()
+                .find(|p| p["metadata"]["name"] == n.as_str())
+                .cloned()
+        })
+        .collect()
+}
+
 /// A JSON request through the API client.
 pub async fn send(
     client: &kube::Client,

@@ -28,22 +28,6 @@ pub fn revision_for(owner: &Value, kind: &str, hash: &str, revision: i64) -> Val
     })
 }
 
-async fn send(
-    client: &kube::Client,
-    method: http::Method,
-    path: String,
-    ct: &str,
-    body: &Value,
-) -> Result<Value, kube::Error> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, ct)
-        .body(serde_json::to_vec(body).expect("json"))
-        .expect("valid request");
-    client.request::<Value>(req).await
-}
-
 /// Makes sure the current template (`hash`) has its revision, numbered last (a
 /// rollback to an old template renumbers that one), and trims the history beyond
 /// `revisionHistoryLimit`, keeping revisions pods still run (`in_use` hashes).
@@ -77,7 +61,7 @@ pub async fn ensure(
         Some(r) if r["revision"].as_i64() == Some(max) => {}
         Some(_) => {
             let body = json!({"revision": max + 1});
-            if let Ok(u) = send(
+            if let Ok(u) = owner::send(
                 client,
                 http::Method::PATCH,
                 format!("{base}/{cr_name}"),
@@ -91,7 +75,7 @@ pub async fn ensure(
         }
         None => {
             let body = revision_for(owner, kind, hash, max + 1);
-            if let Ok(c) = send(
+            if let Ok(c) = owner::send(
                 client,
                 http::Method::POST,
                 base.clone(),
@@ -119,7 +103,7 @@ pub async fn ensure(
         old.sort_by_key(|r| r["revision"].as_i64().unwrap_or(0));
         for r in old.iter().take(old.len() - limit) {
             let path = format!("{base}/{}", name(r));
-            let _ = send(
+            let _ = owner::send(
                 client,
                 http::Method::DELETE,
                 path,

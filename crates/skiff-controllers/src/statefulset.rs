@@ -312,11 +312,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 continue;
             };
             if let Some(after) = sync(&client, &recorder, &mut st, &set).await {
-                let tx = requeue_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(key);
-                });
+                owner::requeue(&requeue_tx, key, after);
             }
         }
     }
@@ -469,15 +465,7 @@ async fn sync(
             ),
         }
     }
-    let victims: Vec<Value> = plan
-        .delete
-        .iter()
-        .filter_map(|n| {
-            pods.iter()
-                .find(|p| p["metadata"]["name"] == n.as_str())
-                .cloned()
-        })
-        .collect();
+    let victims = owner::named(&pods, &plan.delete);
     for (p, r) in victims
         .iter()
         .zip(owner::delete_pods(client, &victims).await)

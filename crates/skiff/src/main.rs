@@ -216,7 +216,7 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`, `cronjob`, `daemonset`, `statefulset`.
+    /// `job`, `cronjob`, `daemonset`, `statefulset`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -419,7 +419,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     let mut controllers = Vec::new();
     let loopback = |user: &str| kube::Client::new(server.loopback(user), "default");
     let controller_manager = loopback("system:kube-controller-manager");
-    let enabled = |c: &str| !a.disable.iter().any(|d| d == c);
+    let enabled = |c: &str| !a.disable.iter().any(|d| d == c || d == "all");
     // Each runs only while this server holds its Lease (kube-controller-manager,
     // kube-scheduler in kube-system), so several servers can share a store.
     let mut manager: Vec<Start> = Vec::new();
