@@ -710,54 +710,10 @@ pub fn admit_priority(api: &ApiServer, pod: &mut Value, name: &str) -> Result<()
 // ---------------------------------------------------------------------------------------
 // pods/eviction: PodDisruptionBudgets.
 
-fn pod_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-/// An int-or-percent of `total`, rounded up as Kubernetes does for PDBs.
-fn scaled(v: &Value, total: i64) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<i64>().ok())
-            .map(|p| (p * total + 99) / 100),
-        _ => None,
-    }
-}
-
-/// Disruptions a PDB allows now, from the pods it selects (healthy = Ready, not being
-/// deleted), as the disruption controller computes `status.disruptionsAllowed`.
-pub fn disruptions_allowed(pdb: &Value, pods: &[Value]) -> (i64, i64, i64) {
-    let sel = skiff_validation::labels::Selector::from_label_selector(&pdb["spec"]["selector"])
-        .unwrap_or_default();
-    let matching: Vec<&Value> = pods
-        .iter()
-        .filter(|p| sel.matches(&meta::string_map(p["metadata"].get("labels"))))
-        .collect();
-    let expected = matching.len() as i64;
-    let healthy = matching
-        .iter()
-        .filter(|p| pod_ready(p) && meta::deletion_timestamp(p).is_none())
-        .count() as i64;
-    let desired = if let Some(min) = scaled(&pdb["spec"]["minAvailable"], expected) {
-        min
-    } else if let Some(max) = scaled(&pdb["spec"]["maxUnavailable"], expected) {
-        (expected - max).max(0)
-    } else {
-        expected
-    };
-    ((healthy - desired).max(0), desired, healthy)
-}
-
 /// Refuses an eviction that would break a PodDisruptionBudget (429, as Kubernetes).
 pub async fn check_disruption_budgets(api: &ApiServer, pod: &Value) -> Result<(), ApiError> {
     let ns = meta::namespace(pod).unwrap_or("default");
-    if meta::deletion_timestamp(pod).is_some() || !pod_ready(pod) {
+    if meta::deletion_timestamp(pod).is_some() || !skiff_validation::disruption::pod_ready(pod) {
         // Terminating or unhealthy pods do not count against a budget.
         return Ok(());
     }
@@ -787,7 +743,8 @@ pub async fn check_disruption_budgets(api: &ApiServer, pod: &Value) -> Result<()
         if sel.is_empty() || !sel.matches(&labels) {
             continue;
         }
-        let (allowed, desired, healthy) = disruptions_allowed(&pdb, &pods);
+        let b = skiff_validation::disruption::budget(&pdb, &pods);
+        let (allowed, desired, healthy) = (b.allowed, b.desired, b.healthy);
         if allowed < 1 {
             let name = meta::name(&pdb).unwrap_or("");
             let mut e = ApiError::new(
@@ -957,45 +914,6 @@ mod tests {
         assert_eq!(from_scale(&d, &s2, "web").unwrap()["spec"]["replicas"], 5);
         s2["spec"]["replicas"] = json!(-1);
         assert_eq!(from_scale(&d, &s2, "web").unwrap_err().code, 422);
-    }
-
-    #[test]
-    fn disruption_budget_arithmetic() {
-        let ready = |n: &str| json!({"metadata": {"name": n, "labels": {"app": "web"}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let pods = vec![
-            ready("a"),
-            ready("b"),
-            json!({"metadata": {"name": "c", "labels": {"app": "web"}}, "status": {}}),
-        ];
-        let pdb = |spec: Value| json!({"spec": spec});
-        assert_eq!(
-            disruptions_allowed(
-                &pdb(json!({"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 2})),
-                &pods
-            ),
-            (0, 2, 2)
-        );
-        assert_eq!(
-            disruptions_allowed(
-                &pdb(json!({"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1})),
-                &pods
-            ),
-            (1, 1, 2)
-        );
-        assert_eq!(
-            disruptions_allowed(
-                &pdb(json!({"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": 1})),
-                &pods
-            ),
-            (0, 2, 2)
-        );
-        assert_eq!(
-            disruptions_allowed(
-                &pdb(json!({"selector": {"matchLabels": {"app": "web"}}, "minAvailable": "50%"})),
-                &pods
-            ),
-            (0, 2, 2)
-        );
     }
 
     #[test]

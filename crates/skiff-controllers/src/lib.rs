@@ -6,6 +6,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod directbind;
+pub mod disruption;
 pub mod gc;
 pub mod ipam;
 pub mod job;

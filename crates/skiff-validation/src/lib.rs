@@ -4,6 +4,7 @@
 
 pub mod cron;
 mod defaults;
+pub mod disruption;
 pub mod fields;
 pub mod labels;
 pub mod names;

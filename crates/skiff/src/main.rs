@@ -216,7 +216,7 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`, `cronjob`, `daemonset`, `statefulset`; `all` for none.
+    /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -482,6 +482,11 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         "garbage-collector",
         "generic-garbage-collector",
         skiff_controllers::gc::run
+    );
+    managed!(
+        "disruption",
+        "disruption-controller",
+        skiff_controllers::disruption::run
     );
     if enabled("cronjob") {
         let c = loopback("system:serviceaccount:kube-system:cronjob-controller");

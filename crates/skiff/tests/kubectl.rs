@@ -938,6 +938,15 @@ fn drain_honours_disruption_budgets() {
         .trim(),
         "poddisruptionbudget.policy/web created"
     );
+    // The disruption controller publishes where the budget stands.
+    common::eventually(Duration::from_secs(20), || {
+        let out = c.ok(&["get", "pdb", "web", "--no-headers"]);
+        (words(&out)[1..4] == ["2", "N/A", "0"]).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pdb", "web", "-o", "jsonpath={.status.currentHealthy}/{.status.expectedPods} {.status.conditions[0].reason}"]),
+        "2/2 InsufficientPods"
+    );
 
     let out = c.kubectl(&["drain", "sim-0", "--force", "--timeout=5s"]);
     let all = format!(
