@@ -218,7 +218,7 @@ fn collection_path(r: &ResourceInfo) -> String {
     }
 }
 
-fn object_path(r: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+pub(crate) fn object_path(r: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
     } else {
@@ -231,7 +231,7 @@ fn object_path(r: &ResourceInfo, namespace: Option<&str>, name: &str) -> String 
 }
 
 /// The served kind an ownerReference names (its apiVersion's group, its kind).
-fn resource_of(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+pub(crate) fn resource_of(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     RESOURCES
         .iter()

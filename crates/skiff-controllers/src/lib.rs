@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod directbind;
 pub mod disruption;
 pub mod gc;
+pub mod hpa;
 pub mod ipam;
 pub mod job;
 pub mod leader;

@@ -1241,6 +1241,48 @@ fn event_row(e: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
+/// kubectl's TARGETS: each Resource metric as `name: current/target`, two at most.
+fn hpa_targets(o: &Value) -> String {
+    let specs = o["spec"]["metrics"].as_array().cloned().unwrap_or_default();
+    if specs.is_empty() {
+        return "<none>".into();
+    }
+    let statuses = o["status"]["currentMetrics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut list = Vec::new();
+    for (i, m) in specs.iter().take(2).enumerate() {
+        let cur = statuses.get(i).map(|s| &s["resource"]["current"]);
+        let r = &m["resource"];
+        if m["type"] != "Resource" || !r.is_object() {
+            list.push("<unknown>".to_string());
+            continue;
+        }
+        let name = r["name"].as_str().unwrap_or("");
+        let t = &r["target"];
+        if let Some(avg) = t["averageValue"].as_str() {
+            let current = cur
+                .and_then(|c| c["averageValue"].as_str())
+                .unwrap_or("<unknown>");
+            list.push(format!("{name}: {current}/{avg}"));
+        } else {
+            let current = cur
+                .and_then(|c| c["averageUtilization"].as_i64())
+                .map_or("<unknown>".to_string(), |u| format!("{u}%"));
+            let target = t["averageUtilization"]
+                .as_i64()
+                .map_or("<auto>".to_string(), |u| format!("{u}%"));
+            list.push(format!("{name}: {current}/{target}"));
+        }
+    }
+    let mut out = list.join(", ");
+    if specs.len() > 2 {
+        out.push_str(&format!(" + {} more...", specs.len() - 2));
+    }
+    out
+}
+
 fn job_row(j: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let completions = match j["spec"]["completions"].as_i64() {
         Some(c) => format!("{}/{c}", int_of(j, "/status/succeeded")),
@@ -1517,11 +1559,7 @@ pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Va
         ("batch", "cronjobs") => cronjob_row(o, now),
         ("autoscaling", "horizontalpodautoscalers") => {
             let r = &o["spec"]["scaleTargetRef"];
-            let targets = if o["spec"]["metrics"].as_array().is_none_or(Vec::is_empty) {
-                "<none>".to_string()
-            } else {
-                "<unknown>".to_string()
-            };
+            let targets = hpa_targets(o);
             vec![
                 name,
                 json!(format!(

@@ -242,3 +242,24 @@ fn table_shape() {
             .is_none()
     );
 }
+
+#[test]
+fn hpa_targets_as_kubectl_prints_them() {
+    let hpa = |metrics: serde_json::Value, current: serde_json::Value| serde_json::json!({"spec": {"metrics": metrics}, "status": {"currentMetrics": current}});
+    let cpu = serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]);
+    assert_eq!(
+        super::hpa_targets(&hpa(cpu.clone(), serde_json::json!(null))),
+        "cpu: <unknown>/50%"
+    );
+    let now = serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 12}}}]);
+    assert_eq!(super::hpa_targets(&hpa(cpu, now)), "cpu: 12%/50%");
+    let mem = serde_json::json!([{"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}}]);
+    assert_eq!(
+        super::hpa_targets(&hpa(mem, serde_json::json!([]))),
+        "memory: <unknown>/100Mi"
+    );
+    assert_eq!(
+        super::hpa_targets(&hpa(serde_json::json!([]), serde_json::json!(null))),
+        "<none>"
+    );
+}

@@ -216,7 +216,8 @@ struct ServerArgs {
     tls_san: Vec<String>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
-    /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`; `all` for none.
+    /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
+    /// `horizontal-pod-autoscaler`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -487,6 +488,11 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         "disruption",
         "disruption-controller",
         skiff_controllers::disruption::run
+    );
+    managed!(
+        "horizontal-pod-autoscaler",
+        "horizontal-pod-autoscaler",
+        skiff_controllers::hpa::run
     );
     if enabled("cronjob") {
         let c = loopback("system:serviceaccount:kube-system:cronjob-controller");

@@ -2143,3 +2143,65 @@ fn pods_of_a_dead_node_move_once_evicted() {
     let out = c.ok(&["get", "deployment", "web", "--no-headers"]);
     assert_eq!(words(&out)[1], "4/4", "{out}");
 }
+
+#[test]
+fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=1",
+    ]);
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--min=3",
+        "--max=5",
+        "--cpu-percent=50",
+    ]);
+    // Below minReplicas: raised to it.
+    common::eventually(Duration::from_secs(30), || {
+        (c.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]) == "3")
+            .then_some(())
+    });
+    let events = common::eventually(Duration::from_secs(30), || {
+        let e = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=HorizontalPodAutoscaler",
+        ]);
+        e.contains("SuccessfulRescale").then_some(e)
+    });
+    assert!(
+        events.contains("New size: 3; reason: Current number of replicas below Spec.MinReplicas"),
+        "{events}"
+    );
+    // Inside the bounds the CPU metric decides, and there is no metrics API to ask.
+    let reason = common::eventually(Duration::from_secs(40), || {
+        let r = c.ok(&[
+            "get",
+            "hpa",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"ScalingActive\")].reason}",
+        ]);
+        (r == "FailedGetResourceMetric").then_some(r)
+    });
+    assert_eq!(reason, "FailedGetResourceMetric");
+    // kubectl's columns; REPLICAS catches up at the next 15 s sync.
+    common::eventually(Duration::from_secs(40), || {
+        let out = c.ok(&["get", "hpa", "web", "--no-headers"]);
+        let w = words(&out);
+        (w[1..7] == ["Deployment/web", "cpu:", "<unknown>/50%", "3", "5", "3"][..]).then_some(())
+    });
+}

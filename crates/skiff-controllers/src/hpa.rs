@@ -1,0 +1,356 @@
+//! The HorizontalPodAutoscaler controller (autoscaling/v2), as Kubernetes' every 15 s:
+//! the target's `scale` subresource is read, a size outside minReplicas/maxReplicas is
+//! brought inside them, and otherwise the metrics decide. This cluster serves no
+//! metrics API yet (`metrics.k8s.io`), so metric-driven scaling reports why it cannot
+//! compute, in Kubernetes' own conditions and words.
+
+use crate::gc::{object_path, resource_of};
+use crate::owner;
+use serde_json::{Value, json};
+use skiff_kube::events::Recorder;
+use skiff_kube::reflect::{self, Change};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+const SYNC_PERIOD: Duration = Duration::from_secs(15);
+
+/// What one sync decides from the target's current size.
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    pub desired: i64,
+    /// Why it is rescaled, in the event's words.
+    pub rescale_reason: Option<&'static str>,
+    /// (status, reason, message) of ScalingActive.
+    pub active: (&'static str, &'static str, String),
+    /// (status, reason, message) of ScalingLimited.
+    pub limited: (&'static str, &'static str, &'static str),
+}
+
+fn metric_name(m: &Value) -> String {
+    match m["type"].as_str().unwrap_or("") {
+        "Resource" => m["resource"]["name"].as_str().unwrap_or("cpu").to_string(),
+        "ContainerResource" => m["containerResource"]["name"]
+            .as_str()
+            .unwrap_or("cpu")
+            .to_string(),
+        "Pods" => m["pods"]["metric"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        "Object" => m["object"]["metric"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        _ => m["external"]["metric"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+pub fn decide(hpa: &Value, current: i64) -> Decision {
+    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
+    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+    let unlimited = (
+        "False",
+        "DesiredWithinRange",
+        "the desired count is within the acceptable range",
+    );
+    if current == 0 && min != 0 {
+        return Decision {
+            desired: 0,
+            rescale_reason: None,
+            active: (
+                "False",
+                "ScalingDisabled",
+                "scaling is disabled since the replica count of the target is zero".into(),
+            ),
+            limited: unlimited,
+        };
+    }
+    if current > max {
+        return Decision {
+            desired: max,
+            rescale_reason: Some("Current number of replicas above Spec.MaxReplicas"),
+            active: (
+                "True",
+                "ValidMetricFound",
+                "the HPA was able to successfully calculate a replica count".into(),
+            ),
+            limited: (
+                "True",
+                "TooManyReplicas",
+                "the desired replica count is more than the maximum replica count",
+            ),
+        };
+    }
+    if current < min {
+        return Decision {
+            desired: min,
+            rescale_reason: Some("Current number of replicas below Spec.MinReplicas"),
+            active: (
+                "True",
+                "ValidMetricFound",
+                "the HPA was able to successfully calculate a replica count".into(),
+            ),
+            limited: (
+                "True",
+                "TooFewReplicas",
+                "the desired replica count is less than the minimum replica count",
+            ),
+        };
+    }
+    let first = hpa["spec"]["metrics"]
+        .as_array()
+        .and_then(|m| m.first())
+        .cloned();
+    let (reason, message) = match first {
+        Some(m) if matches!(m["type"].as_str(), Some("Resource" | "ContainerResource")) => {
+            let name = metric_name(&m);
+            (
+                "FailedGetResourceMetric",
+                format!("the HPA was unable to compute the replica count: failed to get {name} utilization: unable to get metrics for resource {name}: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)"),
+            )
+        }
+        Some(m) if m["type"] == "External" => (
+            "FailedGetExternalMetric",
+            format!("the HPA was unable to compute the replica count: unable to get external metric {}: no external metrics API is served", metric_name(&m)),
+        ),
+        Some(m) => (
+            if m["type"] == "Object" { "FailedGetObjectMetric" } else { "FailedGetPodsMetric" },
+            format!("the HPA was unable to compute the replica count: unable to get metric {}: no custom metrics API is served", metric_name(&m)),
+        ),
+        None => (
+            "FailedGetResourceMetric",
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API: the server could not find the requested resource (get pods.metrics.k8s.io)".into(),
+        ),
+    };
+    Decision {
+        desired: current,
+        rescale_reason: None,
+        active: ("False", reason, message),
+        limited: unlimited,
+    }
+}
+
+fn set(conds: &mut Vec<Value>, ty: &str, status: &str, reason: &str, message: &str, now: &str) {
+    match conds.iter_mut().find(|c| c["type"] == ty) {
+        Some(c) => {
+            if c["status"] != status {
+                c["lastTransitionTime"] = json!(now);
+            }
+            c["status"] = json!(status);
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+        }
+        None => conds.push(json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": now})),
+    }
+}
+
+/// Runs the controller until `shutdown`.
+pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = reflect::watch_values(
+        client.clone(),
+        "/apis/autoscaling/v2/horizontalpodautoscalers",
+        None,
+    );
+    let recorder = Recorder::new(client.clone(), "horizontal-pod-autoscaler");
+    let mut hpas: HashMap<String, Value> = HashMap::new();
+    let mut tick = tokio::time::interval(SYNC_PERIOD);
+    loop {
+        let changed: Vec<String> = tokio::select! {
+            c = rx.recv() => {
+                let Some(c) = c else { return };
+                let keys = match &c {
+                    Change::Reset(items) => items.iter().map(reflect::key).collect(),
+                    Change::Apply(o) => vec![reflect::key(o)],
+                    Change::Delete(_) => Vec::new(),
+                };
+                reflect::apply_to(&mut hpas, c);
+                keys
+            }
+            _ = tick.tick() => hpas.keys().cloned().collect(),
+            _ = shutdown.changed() => return,
+        };
+        for key in changed {
+            if let Some(h) = hpas.get(&key).cloned() {
+                sync(&client, &recorder, &h).await;
+            }
+        }
+    }
+}
+
+async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ns = hpa["metadata"]["namespace"].as_str().unwrap_or("");
+    let target = &hpa["spec"]["scaleTargetRef"];
+    let mut conds: Vec<Value> = hpa["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut status = json!({
+        "currentReplicas": hpa["status"]["currentReplicas"].as_i64().unwrap_or(0),
+        "desiredReplicas": hpa["status"]["desiredReplicas"].as_i64().unwrap_or(0),
+    });
+    if let Some(t) = hpa["status"]["lastScaleTime"].as_str() {
+        status["lastScaleTime"] = json!(t);
+    }
+    let kind = target["kind"].as_str().unwrap_or("");
+    let name = target["name"].as_str().unwrap_or("");
+    let scale_path = resource_of(target["apiVersion"].as_str().unwrap_or(""), kind)
+        .filter(|r| r.has_subresource(skiff_types::registry::Subresource::Scale))
+        .map(|r| format!("{}/scale", object_path(r, Some(ns), name)));
+    let scale = match &scale_path {
+        Some(p) => {
+            let req = http::Request::get(p.as_str())
+                .body(Vec::new())
+                .expect("valid request");
+            client.request::<Value>(req).await.map_err(|e| match e {
+                kube::Error::Api(s) => s.message,
+                e => e.to_string(),
+            })
+        }
+        None => Err(format!("no scale subresource for {kind}")),
+    };
+    match scale {
+        Err(e) => {
+            let msg =
+                format!("the HPA controller was unable to get the target's current scale: {e}");
+            set(
+                &mut conds,
+                "AbleToScale",
+                "False",
+                "FailedGetScale",
+                &msg,
+                &now,
+            );
+            recorder.record(hpa, "Warning", "FailedGetScale", e);
+        }
+        Ok(scale) => {
+            let current = scale["spec"]["replicas"].as_i64().unwrap_or(0);
+            let d = decide(hpa, current);
+            status["currentReplicas"] =
+                json!(scale["status"]["replicas"].as_i64().unwrap_or(current));
+            status["desiredReplicas"] = json!(d.desired);
+            let mut able = (
+                "True",
+                "ReadyForNewScale",
+                "recommended size matches current size".to_string(),
+            );
+            if let (Some(reason), Some(path)) = (d.rescale_reason, &scale_path)
+                && d.desired != current
+            {
+                let body = json!({"spec": {"replicas": d.desired}});
+                match owner::send(
+                    client,
+                    http::Method::PATCH,
+                    path.clone(),
+                    "application/merge-patch+json",
+                    &body,
+                )
+                .await
+                {
+                    Ok(_) => {
+                        recorder.record(
+                            hpa,
+                            "Normal",
+                            "SuccessfulRescale",
+                            format!("New size: {}; reason: {reason}", d.desired),
+                        );
+                        status["lastScaleTime"] = json!(now);
+                        able = (
+                            "True",
+                            "SucceededRescale",
+                            format!(
+                                "the HPA controller was able to update the target scale to {}",
+                                d.desired
+                            ),
+                        );
+                    }
+                    Err(e) => {
+                        recorder.record(
+                            hpa,
+                            "Warning",
+                            "FailedRescale",
+                            format!("New size: {}; reason: {reason}; error: {e}", d.desired),
+                        );
+                        able = (
+                            "False",
+                            "FailedUpdateScale",
+                            format!(
+                                "the HPA controller was unable to update the target scale: {e}"
+                            ),
+                        );
+                    }
+                }
+            }
+            set(&mut conds, "AbleToScale", able.0, able.1, &able.2, &now);
+            set(
+                &mut conds,
+                "ScalingActive",
+                d.active.0,
+                d.active.1,
+                &d.active.2,
+                &now,
+            );
+            if d.active.0 == "False" && d.active.1 != "ScalingDisabled" {
+                recorder.record(
+                    hpa,
+                    "Warning",
+                    "FailedComputeMetricsReplicas",
+                    d.active.2.clone(),
+                );
+            }
+            set(
+                &mut conds,
+                "ScalingLimited",
+                d.limited.0,
+                d.limited.1,
+                d.limited.2,
+                &now,
+            );
+        }
+    }
+    status["conditions"] = json!(conds);
+    if !owner::status_matches(&hpa["status"], &status) {
+        owner::put_status(
+            client,
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+            hpa,
+            status,
+        )
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hpa(min: i64, max: i64) -> Value {
+        json!({"spec": {"minReplicas": min, "maxReplicas": max, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})
+    }
+
+    #[test]
+    fn bounds_first_then_metrics() {
+        let d = decide(&hpa(3, 5), 1);
+        assert_eq!((d.desired, d.limited.1), (3, "TooFewReplicas"));
+        assert_eq!(
+            d.rescale_reason,
+            Some("Current number of replicas below Spec.MinReplicas")
+        );
+        let d = decide(&hpa(3, 5), 9);
+        assert_eq!((d.desired, d.limited.1), (5, "TooManyReplicas"));
+        let d = decide(&hpa(3, 5), 4);
+        assert_eq!(d.desired, 4);
+        assert_eq!(d.active.1, "FailedGetResourceMetric");
+        assert!(
+            d.active.2.contains("failed to get cpu utilization"),
+            "{}",
+            d.active.2
+        );
+        assert_eq!(decide(&hpa(3, 5), 0).active.1, "ScalingDisabled");
+    }
+}
