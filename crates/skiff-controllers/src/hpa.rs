@@ -286,6 +286,11 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
                 }
             }
             set(&mut conds, "AbleToScale", able.0, able.1, &able.2, &now);
+            // Told once per change, not every sync: events here are not aggregated.
+            let was = conds
+                .iter()
+                .find(|c| c["type"] == "ScalingActive")
+                .map(|c| c["reason"].as_str().unwrap_or("").to_string());
             set(
                 &mut conds,
                 "ScalingActive",
@@ -294,7 +299,10 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
                 &d.active.2,
                 &now,
             );
-            if d.active.0 == "False" && d.active.1 != "ScalingDisabled" {
+            if d.active.0 == "False"
+                && d.active.1 != "ScalingDisabled"
+                && was.as_deref() != Some(d.active.1)
+            {
                 recorder.record(
                     hpa,
                     "Warning",
