@@ -1,5 +1,6 @@
 //! Recording core/v1 Events the way Kubernetes components do (kubectl describe reads
-//! them by `involvedObject` field selectors).
+//! them by `involvedObject` field selectors); a repeat within ten minutes raises the
+//! first event's `count` instead of adding another, as client-go's correlator does.
 
 use serde_json::{Value, json};
 
@@ -11,16 +12,20 @@ pub async fn record(
     reason: &str,
     message: &str,
     component: &str,
-) -> kube::Result<()> {
+) -> kube::Result<String> {
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let now = chrono::Utc::now();
+    let event_name = format!(
+        "{name}.{:x}",
+        now.timestamp_nanos_opt().unwrap_or(0) as u64 ^ rand::random::<u32>() as u64
+    );
     let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
         // Kubernetes names events <object>.<hex time>.
-        "metadata": {"name": format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or(0) as u64 ^ rand::random::<u32>() as u64), "namespace": ns},
+        "metadata": {"name": event_name, "namespace": ns},
         "involvedObject": {
             "kind": obj["kind"].as_str().unwrap_or("Pod"),
             "apiVersion": obj["apiVersion"].as_str().unwrap_or("v1"),
@@ -44,7 +49,71 @@ pub async fn record(
         .body(serde_json::to_vec(&event).expect("JSON values serialize"))
         .expect("valid request");
     client.request_text(req).await?;
+    Ok(event_name)
+}
+
+/// Counts one more occurrence of an existing event, as Kubernetes' correlator does for
+/// a repeat (same object, type, reason and message) within ten minutes.
+async fn bump(client: &kube::Client, ns: &str, name: &str, count: u64) -> kube::Result<()> {
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = json!({"count": count, "lastTimestamp": ts});
+    let req = http::Request::patch(format!("/api/v1/namespaces/{ns}/events/{name}"))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(serde_json::to_vec(&body).expect("JSON values serialize"))
+        .expect("valid request");
+    client.request_text(req).await?;
     Ok(())
+}
+
+/// Repeats are folded into one event for this long.
+const CORRELATION_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// Events remembered for folding; the stale go first when it is full.
+const REMEMBERED: usize = 4096;
+
+/// (namespace, object, type, reason, message): what makes two events the same.
+type Key = (String, String, String, String, String);
+
+#[derive(Default)]
+struct Seen {
+    /// (namespace, object uid, type, reason, message) → (event name, count, last seen).
+    by_key: std::collections::HashMap<Key, (String, u64, std::time::Instant)>,
+}
+
+impl Seen {
+    fn key(obj: &Value, type_: &str, reason: &str, message: &str) -> Key {
+        let m = &obj["metadata"];
+        let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+        (
+            s(&m["namespace"]),
+            format!("{}/{}", s(&m["uid"]), s(&m["name"])),
+            type_.into(),
+            reason.into(),
+            message.into(),
+        )
+    }
+
+    /// The event to bump and its new count, if this repeats a recent one.
+    fn repeat(&mut self, key: &Key) -> Option<(String, u64)> {
+        let e = self.by_key.get_mut(key)?;
+        if e.2.elapsed() > CORRELATION_WINDOW {
+            return None;
+        }
+        e.1 += 1;
+        e.2 = std::time::Instant::now();
+        Some((e.0.clone(), e.1))
+    }
+
+    fn remember(&mut self, key: Key, name: String) {
+        if self.by_key.len() >= REMEMBERED {
+            self.by_key
+                .retain(|_, v| v.2.elapsed() <= CORRELATION_WINDOW);
+            if self.by_key.len() >= REMEMBERED {
+                self.by_key.clear();
+            }
+        }
+        self.by_key
+            .insert(key, (name, 1, std::time::Instant::now()));
+    }
 }
 
 /// Records events in the background, as Kubernetes' event broadcaster does: callers never
@@ -66,16 +135,25 @@ impl Recorder {
     pub fn new(client: kube::Client, component: &'static str) -> Recorder {
         let (tx, rx) =
             tokio::sync::mpsc::channel::<(Value, &'static str, &'static str, String)>(QUEUE);
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Seen::default()));
         tokio::spawn(async move {
             use futures::StreamExt;
             tokio_stream::wrappers::ReceiverStream::new(rx)
                 .for_each_concurrent(IN_FLIGHT, |(obj, type_, reason, message)| {
                     let client = client.clone();
+                    let seen = seen.clone();
                     async move {
-                        if let Err(e) =
-                            record(&client, &obj, type_, reason, &message, component).await
-                        {
-                            tracing::debug!(error = %e, reason, "event not recorded");
+                        let key = Seen::key(&obj, type_, reason, &message);
+                        let again = seen.lock().repeat(&key);
+                        if let Some((name, count)) = again {
+                            if let Err(e) = bump(&client, &key.0, &name, count).await {
+                                tracing::debug!(error = %e, reason, "event count not updated");
+                            }
+                            return;
+                        }
+                        match record(&client, &obj, type_, reason, &message, component).await {
+                            Ok(name) => seen.lock().remember(key, name),
+                            Err(e) => tracing::debug!(error = %e, reason, "event not recorded"),
                         }
                     }
                 })
@@ -94,5 +172,37 @@ impl Recorder {
         if self.tx.try_send((slim, type_, reason, message)).is_err() {
             tracing::warn!(reason, "event queue full; event dropped");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_fold_into_one_event() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"}});
+        let other = json!({"metadata": {"name": "q", "namespace": "default", "uid": "u2"}});
+        let mut seen = Seen::default();
+        let k = Seen::key(
+            &pod,
+            "Warning",
+            "BackOff",
+            "Back-off restarting failed container",
+        );
+        assert_eq!(seen.repeat(&k), None);
+        seen.remember(k.clone(), "p.1".into());
+        assert_eq!(seen.repeat(&k), Some(("p.1".into(), 2)));
+        assert_eq!(seen.repeat(&k), Some(("p.1".into(), 3)));
+        // Another object, or another message, is another event.
+        let k2 = Seen::key(
+            &other,
+            "Warning",
+            "BackOff",
+            "Back-off restarting failed container",
+        );
+        assert_eq!(seen.repeat(&k2), None);
+        let k3 = Seen::key(&pod, "Warning", "BackOff", "something else");
+        assert_eq!(seen.repeat(&k3), None);
     }
 }
