@@ -571,7 +571,10 @@ pub fn spawn_root_ca_publisher(api: Arc<ApiServer>) {
                 return;
             }
             for ev in batch {
-                if !matches!(ev.kind, EventType::Deleted | EventType::Modified) {
+                // Only the CA ConfigMaps are parsed; every other ConfigMap change passes by.
+                if !matches!(ev.kind, EventType::Deleted | EventType::Modified)
+                    || !ev.obj.key.ends_with(&format!("/{ROOT_CA_CONFIGMAP}"))
+                {
                     continue;
                 }
                 let Ok(obj) = from_stored(&ev.obj) else {

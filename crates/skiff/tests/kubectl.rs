@@ -1848,6 +1848,22 @@ fn cronjobs_fire_on_schedule() {
         ]);
         e.contains("JobAlreadyActive").then_some(())
     });
+    // Each blocked start repeats the event: one Event counts them, as in Kubernetes.
+    common::eventually(Duration::from_secs(20), || {
+        let counts = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=JobAlreadyActive",
+            "-o",
+            "jsonpath={.items[*].count}",
+        ]);
+        let n: Vec<i64> = counts
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        (n.len() == 1 && n[0] >= 2).then_some(())
+    });
     let active = c.ok(&[
         "get",
         "cronjob",
