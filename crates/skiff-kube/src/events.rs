@@ -75,8 +75,20 @@ type Key = (String, String, String, String, String);
 
 #[derive(Default)]
 struct Seen {
-    /// (namespace, object uid, type, reason, message) → (event name, count, last seen).
-    by_key: std::collections::HashMap<Key, (String, u64, std::time::Instant)>,
+    /// (namespace, object uid, type, reason, message) → (event name once written,
+    /// count, last seen).
+    by_key: std::collections::HashMap<Key, (Option<String>, u64, std::time::Instant)>,
+}
+
+/// What to do with an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Fold {
+    /// First of its kind: write it.
+    Create,
+    /// A repeat of a written event: raise its count to this.
+    Bump(String, u64),
+    /// A repeat of one still being written: counted, written with it.
+    Counted,
 }
 
 impl Seen {
@@ -92,18 +104,17 @@ impl Seen {
         )
     }
 
-    /// The event to bump and its new count, if this repeats a recent one.
-    fn repeat(&mut self, key: &Key) -> Option<(String, u64)> {
-        let e = self.by_key.get_mut(key)?;
-        if e.2.elapsed() > CORRELATION_WINDOW {
-            return None;
+    fn fold(&mut self, key: &Key) -> Fold {
+        if let Some(e) = self.by_key.get_mut(key)
+            && e.2.elapsed() <= CORRELATION_WINDOW
+        {
+            e.1 += 1;
+            e.2 = std::time::Instant::now();
+            return match &e.0 {
+                Some(name) => Fold::Bump(name.clone(), e.1),
+                None => Fold::Counted,
+            };
         }
-        e.1 += 1;
-        e.2 = std::time::Instant::now();
-        Some((e.0.clone(), e.1))
-    }
-
-    fn remember(&mut self, key: Key, name: String) {
         if self.by_key.len() >= REMEMBERED {
             self.by_key
                 .retain(|_, v| v.2.elapsed() <= CORRELATION_WINDOW);
@@ -112,7 +123,23 @@ impl Seen {
             }
         }
         self.by_key
-            .insert(key, (name, 1, std::time::Instant::now()));
+            .insert(key.clone(), (None, 1, std::time::Instant::now()));
+        Fold::Create
+    }
+
+    /// The event is written as `name`; returns the count reached meanwhile.
+    fn written(&mut self, key: &Key, name: String) -> u64 {
+        match self.by_key.get_mut(key) {
+            Some(e) => {
+                e.0 = Some(name);
+                e.1
+            }
+            None => 1,
+        }
+    }
+
+    fn failed(&mut self, key: &Key) {
+        self.by_key.remove(key);
     }
 }
 
@@ -144,16 +171,31 @@ impl Recorder {
                     let seen = seen.clone();
                     async move {
                         let key = Seen::key(&obj, type_, reason, &message);
-                        let again = seen.lock().repeat(&key);
-                        if let Some((name, count)) = again {
-                            if let Err(e) = bump(&client, &key.0, &name, count).await {
-                                tracing::debug!(error = %e, reason, "event count not updated");
+                        let fold = seen.lock().fold(&key);
+                        match fold {
+                            Fold::Counted => {}
+                            Fold::Bump(name, count) => {
+                                if let Err(e) = bump(&client, &key.0, &name, count).await {
+                                    tracing::debug!(error = %e, reason, "event count not updated");
+                                }
                             }
-                            return;
-                        }
-                        match record(&client, &obj, type_, reason, &message, component).await {
-                            Ok(name) => seen.lock().remember(key, name),
-                            Err(e) => tracing::debug!(error = %e, reason, "event not recorded"),
+                            Fold::Create => {
+                                match record(&client, &obj, type_, reason, &message, component)
+                                    .await
+                                {
+                                    Ok(name) => {
+                                        let count = seen.lock().written(&key, name.clone());
+                                        // Repeats that came while it was being written.
+                                        if count > 1 {
+                                            let _ = bump(&client, &key.0, &name, count).await;
+                                        }
+                                    }
+                                    Err(e) => {
+                                        seen.lock().failed(&key);
+                                        tracing::debug!(error = %e, reason, "event not recorded");
+                                    }
+                                }
+                            }
                         }
                     }
                 })
@@ -190,10 +232,11 @@ mod tests {
             "BackOff",
             "Back-off restarting failed container",
         );
-        assert_eq!(seen.repeat(&k), None);
-        seen.remember(k.clone(), "p.1".into());
-        assert_eq!(seen.repeat(&k), Some(("p.1".into(), 2)));
-        assert_eq!(seen.repeat(&k), Some(("p.1".into(), 3)));
+        assert_eq!(seen.fold(&k), Fold::Create);
+        // Repeats while the first is being written are counted, and written with it.
+        assert_eq!(seen.fold(&k), Fold::Counted);
+        assert_eq!(seen.written(&k, "p.1".into()), 2);
+        assert_eq!(seen.fold(&k), Fold::Bump("p.1".into(), 3));
         // Another object, or another message, is another event.
         let k2 = Seen::key(
             &other,
@@ -201,8 +244,11 @@ mod tests {
             "BackOff",
             "Back-off restarting failed container",
         );
-        assert_eq!(seen.repeat(&k2), None);
+        assert_eq!(seen.fold(&k2), Fold::Create);
         let k3 = Seen::key(&pod, "Warning", "BackOff", "something else");
-        assert_eq!(seen.repeat(&k3), None);
+        assert_eq!(seen.fold(&k3), Fold::Create);
+        // A failed write is forgotten: the next one writes again.
+        seen.failed(&k3);
+        assert_eq!(seen.fold(&k3), Fold::Create);
     }
 }
