@@ -29,6 +29,7 @@ pub struct OwnerRef {
     pub name: String,
     pub uid: String,
     pub block: bool,
+    pub controller: bool,
 }
 
 /// One object of the graph: what the collector needs of its metadata.
@@ -71,6 +72,7 @@ impl Node {
                     name: s(&o["name"]),
                     uid: s(&o["uid"]),
                     block: o["blockOwnerDeletion"].as_bool().unwrap_or(false),
+                    controller: o["controller"].as_bool().unwrap_or(false),
                 })
                 .collect(),
             deleting: !m["deletionTimestamp"].is_null(),
@@ -326,6 +328,32 @@ fn absorb(graph: &mut HashMap<String, Node>, r: &'static ResourceInfo, change: C
     }
 }
 
+/// `d`'s owner references without `drop`, as written back: every other reference
+/// keeps its `controller` and `blockOwnerDeletion` flags.
+fn refs_without(d: &Node, drop: &[String]) -> Value {
+    let keep: Vec<Value> = d
+        .owners
+        .iter()
+        .filter(|o| !drop.contains(&o.uid))
+        .map(|o| {
+            let mut v =
+                json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid});
+            if o.controller {
+                v["controller"] = json!(true);
+            }
+            if o.block {
+                v["blockOwnerDeletion"] = json!(true);
+            }
+            v
+        })
+        .collect();
+    if keep.is_empty() {
+        Value::Null
+    } else {
+        json!(keep)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ActError {
     #[error(transparent)]
@@ -410,25 +438,8 @@ async fn act(
             let Some(d) = graph.get(uid) else {
                 return Ok(());
             };
-            let keep: Vec<Value> = d
-                .owners
-                .iter()
-                .filter(|o| !owners.contains(&o.uid))
-                .map(|o| {
-                    let mut v = json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid});
-                    if o.block {
-                        v["blockOwnerDeletion"] = json!(true);
-                    }
-                    v
-                })
-                .collect();
-            // The reference's `controller` flag is lost with it; the rest is re-read
-            // from the graph, and resourceVersion makes a concurrent change a 409.
-            let keep = if keep.is_empty() {
-                Value::Null
-            } else {
-                json!(keep)
-            };
+            let keep = refs_without(d, owners);
+            // resourceVersion makes a concurrent change a 409 (the next pass decides again).
             request(
                 client,
                 http::Method::PATCH,
@@ -489,6 +500,7 @@ mod tests {
                     name: u.to_string(),
                     uid: u.to_string(),
                     block: *block,
+                    controller: false,
                 })
                 .collect(),
             deleting,
@@ -597,6 +609,23 @@ mod tests {
                 uid: "rs".into(),
                 finalizer: FOREGROUND,
             }]
+        );
+    }
+
+    #[test]
+    fn trimmed_references_keep_their_flags() {
+        let obj = json!({"metadata": {"uid": "p", "name": "p", "ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs", "controller": true, "blockOwnerDeletion": true},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "ghost"},
+        ]}});
+        let n = Node::from_metadata(res("pods"), &obj).unwrap();
+        assert_eq!(
+            refs_without(&n, &["ghost".to_string()]),
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs", "controller": true, "blockOwnerDeletion": true}])
+        );
+        assert_eq!(
+            refs_without(&n, &["ghost".to_string(), "rs".to_string()]),
+            Value::Null
         );
     }
 

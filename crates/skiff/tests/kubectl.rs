@@ -1232,7 +1232,7 @@ fn garbage_collector_follows_owner_references() {
     let dependent = |name: &str, owners: &[(&str, String)], block: bool| {
         let refs: Vec<Value> = owners
             .iter()
-            .map(|(n, u)| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": u, "blockOwnerDeletion": block}))
+            .map(|(n, u)| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": n, "uid": u, "blockOwnerDeletion": block, "controller": *n == "live"}))
             .collect();
         let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "ownerReferences": refs}, "data": {"k": "v"}});
@@ -1289,6 +1289,17 @@ fn garbage_collector_follows_owner_references() {
         ]);
         (refs == "live").then_some(())
     });
+    // The reference that stays keeps its flags.
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "configmap",
+            "half",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].controller}",
+        ]),
+        "true"
+    );
 }
 
 #[test]
