@@ -133,20 +133,38 @@ async fn join_either(
         Ok(s) => s,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let client = server_websocket(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
+        let Some(client) = client.await else {
             return;
         };
-        let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            hyper_util::rt::TokioIo::new(upgraded),
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
         session.relay(client).await;
     });
     switching(key, protocol)
+}
+
+/// The client's side of the upgrade this response grants, as a WebSocket (None if the
+/// client went away before the upgrade completed).
+fn server_websocket(
+    req: &mut Request<Incoming>,
+) -> impl std::future::Future<
+    Output = Option<
+        tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+    >,
+> + Send
++ 'static {
+    let on_upgrade = hyper::upgrade::on(req);
+    async move {
+        let upgraded = on_upgrade.await.ok()?;
+        Some(
+            tokio_tungstenite::WebSocketStream::from_raw_socket(
+                hyper_util::rt::TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await,
+        )
+    }
 }
 
 fn switching(key: http::HeaderValue, protocol: String) -> Response<Body> {
@@ -261,17 +279,11 @@ async fn join(
                 );
             }
         };
-    let on_upgrade = hyper::upgrade::on(&mut req);
+    let client = server_websocket(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
+        let Some(client) = client.await else {
             return;
         };
-        let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            hyper_util::rt::TokioIo::new(upgraded),
-            tokio_tungstenite::tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
         let (mut c_tx, mut c_rx) = client.split();
         let (mut u_tx, mut u_rx) = upstream.split();
         let up = async {
