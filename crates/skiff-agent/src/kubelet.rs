@@ -468,7 +468,12 @@ fn spawn_heartbeats(client: kube::Client, spec: NodeSpec, mut shutdown: watch::R
         let mut status = tokio::time::interval(node::STATUS_REFRESH);
         loop {
             tokio::select! {
-                _ = lease.tick() => { let _ = node::renew_lease(&client, &spec.name).await; }
+                _ = lease.tick() => {
+                    let _ = node::renew_lease(&client, &spec.name).await;
+                    if let Ok(true) = node::repost_if_not_ready(&client, &spec).await {
+                        status.reset();
+                    }
+                }
                 _ = status.tick() => { let _ = node::report_status(&client, &spec, true).await; }
                 _ = shutdown.changed() => return,
             }

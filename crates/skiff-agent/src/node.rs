@@ -109,6 +109,30 @@ pub async fn report_status(client: &kube::Client, spec: &NodeSpec, ready: bool) 
     Ok(())
 }
 
+/// Whether the Node object says Ready=True.
+pub fn shows_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Reports the node's status if the API shows it not Ready (the node lifecycle
+/// controller marks a node Unknown when its Lease lapsed), as kubelet's status check
+/// every 10 s does; the minute's refresh covers the rest.
+pub async fn repost_if_not_ready(client: &kube::Client, spec: &NodeSpec) -> Result<bool> {
+    let req = http::Request::get(format!("/api/v1/nodes/{}", spec.name))
+        .body(Vec::new())
+        .expect("valid request");
+    let node: Value = client.request(req).await?;
+    if shows_ready(&node) {
+        return Ok(false);
+    }
+    report_status(client, spec, true).await?;
+    Ok(true)
+}
+
 /// Creates or renews the node's Lease.
 pub async fn renew_lease(client: &kube::Client, node: &str) -> Result<()> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);

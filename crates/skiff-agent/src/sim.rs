@@ -97,6 +97,8 @@ struct State {
     finishing: HashSet<String>,
     /// Nodes of the cluster holding a range from IPAM (10.42.0.0/16 has 256 of them).
     ipam_assigned: HashSet<String>,
+    /// When each node last reposted its status because the API showed it not Ready.
+    reposted: HashMap<String, std::time::Instant>,
 }
 
 /// The simulated containers, shared by all simulated nodes (pods are keyed by uid).
@@ -129,6 +131,7 @@ pub async fn run(
         ips: HashMap::new(),
         finishing: HashSet::new(),
         ipam_assigned: HashSet::new(),
+        reposted: HashMap::new(),
     }));
 
     // Heartbeats: each node renews its Lease every 10 s and reports status every minute,
@@ -164,9 +167,15 @@ pub async fn run(
         let change = tokio::select! {
             c = pods_rx.recv() => match c { Some(c) => c, None => return Ok(()) },
             c = nodes_rx.recv() => {
-                match c {
-                    Some(c) => learn_cidrs(&state, c),
-                    None => return Ok(()),
+                let Some(c) = c else { return Ok(()) };
+                // A node the API shows not Ready (the lifecycle controller marked it
+                // Unknown) says it is ready again at once, as kubelet does on its next
+                // 10 s status check, rather than on the minute's refresh.
+                for spec in learn_nodes(&state, c) {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let _ = node::report_status(&client, &spec, true).await;
+                    });
                 }
                 continue;
             }
@@ -190,13 +199,16 @@ pub async fn run(
 }
 
 /// Pod CIDRs of our nodes as IPAM assigns them, and whether IPAM's range is used up.
-fn learn_cidrs(state: &Arc<Mutex<State>>, c: Change) {
+/// Returns our nodes whose status must be reposted (shown not Ready; at most once per
+/// lease period each, so a controller disagreeing is not answered in a loop).
+fn learn_nodes(state: &Arc<Mutex<State>>, c: Change) -> Vec<NodeSpec> {
     let mut st = state.lock();
     let nodes = match c {
         Change::Reset(items) => items,
         Change::Apply(n) => vec![n],
-        Change::Delete(_) => return,
+        Change::Delete(_) => return Vec::new(),
     };
+    let mut repost = Vec::new();
     for n in nodes {
         let name = n["metadata"]["name"].as_str().unwrap_or("");
         if let Some(cidr) = n["spec"]["podCIDR"].as_str().filter(|c| !c.is_empty()) {
@@ -205,7 +217,22 @@ fn learn_cidrs(state: &Arc<Mutex<State>>, c: Change) {
                 st.cidrs.insert(name.to_string(), cidr.to_string());
             }
         }
+        let Some(spec) = st.nodes.get(name).cloned() else {
+            continue;
+        };
+        if !node::shows_ready(&n) {
+            let now = std::time::Instant::now();
+            let due = st
+                .reposted
+                .get(name)
+                .is_none_or(|t| now.duration_since(*t) >= node::LEASE_RENEW);
+            if due {
+                st.reposted.insert(name.to_string(), now);
+                repost.push(spec);
+            }
+        }
     }
+    repost
 }
 
 type Beat = fn(kube::Client, NodeSpec) -> futures::future::BoxFuture<'static, ()>;

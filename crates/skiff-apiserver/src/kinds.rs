@@ -83,7 +83,8 @@ pub fn ensure_default_service_account<'a>(
         let opts = system_write_options();
         match api.create(&t, sa, &opts).await {
             Ok(_) => {}
-            Err(e) if e.code == 409 => {}
+            // Already there; or the namespace is going or gone.
+            Err(e) if matches!(e.code, 409 | 403 | 404) => {}
             Err(e) => {
                 tracing::warn!(namespace = ns, error = %e, "could not create the default service account")
             }

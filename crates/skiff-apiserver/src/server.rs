@@ -194,7 +194,7 @@ fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
         }
     });
     crate::kinds::spawn_namespace_finalizer(api.clone());
-    crate::serviceaccount::spawn_root_ca_publisher(api.clone());
+    crate::serviceaccount::spawn_namespace_defaults(api.clone());
 }
 
 async fn accept_loop(

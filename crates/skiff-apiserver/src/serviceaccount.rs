@@ -547,14 +547,40 @@ pub async fn ensure_root_ca(api: &ApiServer, ns: &str) {
 }
 
 /// Puts back a `kube-root-ca.crt` that was deleted or edited, as Kubernetes'
-/// publisher does, for as long as its namespace lives.
-pub fn spawn_root_ca_publisher(api: Arc<ApiServer>) {
+/// root-CA publisher does, and a `default` ServiceAccount that was deleted, as its
+/// ServiceAccount controller does, for as long as their namespace lives.
+pub fn spawn_namespace_defaults(api: Arc<ApiServer>) {
+    keep(
+        api.clone(),
+        "configmaps",
+        ROOT_CA_CONFIGMAP,
+        true,
+        |api, ns| Box::pin(async move { ensure_root_ca(&api, &ns).await }),
+    );
+    keep(api, "serviceaccounts", "default", false, |api, ns| {
+        Box::pin(async move { crate::kinds::ensure_default_service_account(&api, &ns).await })
+    });
+}
+
+type Ensure = fn(Arc<ApiServer>, String) -> futures::future::BoxFuture<'static, ()>;
+
+/// Watches `resource` for the object `name` in any namespace and calls `ensure` when it
+/// is deleted (or, with `on_edit`, changed). Creating it again in a namespace being
+/// deleted fails (403) and so ends there.
+fn keep(
+    api: Arc<ApiServer>,
+    resource: &'static str,
+    name: &'static str,
+    on_edit: bool,
+    ensure: Ensure,
+) {
     tokio::spawn(async move {
-        let ri = lookup("", "configmaps").expect("served");
+        let ri = lookup("", resource).expect("served");
         let Ok(mut w) = api.cache.watch(&ri.prefix(None), None) else {
             return;
         };
         w.initial.clear();
+        let suffix = format!("/{name}");
         loop {
             let Ok(batch) = w.next_batch().await else {
                 // Fell behind: start over from now (the namespaces keep theirs meanwhile).
@@ -571,23 +597,26 @@ pub fn spawn_root_ca_publisher(api: Arc<ApiServer>) {
                 return;
             }
             for ev in batch {
-                // Only the CA ConfigMaps are parsed; every other ConfigMap change passes by.
-                if !matches!(ev.kind, EventType::Deleted | EventType::Modified)
-                    || !ev.obj.key.ends_with(&format!("/{ROOT_CA_CONFIGMAP}"))
-                {
+                // Only the kept objects are parsed; every other change passes by.
+                let wanted = match ev.kind {
+                    EventType::Deleted => true,
+                    EventType::Modified => on_edit,
+                    _ => false,
+                };
+                if !wanted || !ev.obj.key.ends_with(&suffix) {
                     continue;
                 }
                 let Ok(obj) = from_stored(&ev.obj) else {
                     continue;
                 };
-                if obj["metadata"]["name"] != ROOT_CA_CONFIGMAP {
+                if obj["metadata"]["name"] != name {
                     continue;
                 }
                 let ns = obj["metadata"]["namespace"]
                     .as_str()
                     .unwrap_or("")
                     .to_string();
-                ensure_root_ca(&api, &ns).await;
+                ensure(api.clone(), ns).await;
             }
         }
     });

@@ -14,6 +14,7 @@ pub mod job;
 pub mod leader;
 pub mod nodelifecycle;
 pub mod owner;
+pub mod podgc;
 pub mod replicaset;
 pub mod revisions;
 pub mod scheduler;

@@ -112,7 +112,7 @@ fn api_message(e: &kube::Error) -> String {
     }
 }
 
-fn object_path(api_version: &str, plural: &str, obj: &Value) -> String {
+pub fn object_path(api_version: &str, plural: &str, obj: &Value) -> String {
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let base = if api_version.contains('/') {

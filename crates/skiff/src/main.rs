@@ -217,12 +217,20 @@ struct ServerArgs {
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
-    /// `horizontal-pod-autoscaler`; `all` for none.
+    /// `horizontal-pod-autoscaler`, `pod-garbage-collector`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Terminated pods (Succeeded, Failed) kept before the oldest are deleted; 0 keeps
+    /// them all.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
+    /// Tests only: seconds between pod GC rounds; a node must be gone for two rounds
+    /// before its pods are collected.
+    #[arg(long, default_value_t = 20, hide = true)]
+    pod_gc_period: u64,
     /// Tests only: the CronJob controller's clock runs this many times faster than
     /// wall time (60: a `*/1 * * * *` schedule fires every second).
     #[arg(long, default_value_t = 1.0, hide = true)]
@@ -494,6 +502,18 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         "horizontal-pod-autoscaler",
         skiff_controllers::hpa::run
     );
+    if enabled("pod-garbage-collector") {
+        let c = loopback("system:serviceaccount:kube-system:pod-garbage-collector");
+        let period = std::time::Duration::from_secs(a.pod_gc_period.max(1));
+        let config = skiff_controllers::podgc::Config {
+            terminated_threshold: a.terminated_pod_gc_threshold,
+            period,
+            quarantine: 2 * period,
+        };
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::podgc::run(c, config, stop))
+        }));
+    }
     if enabled("cronjob") {
         let c = loopback("system:serviceaccount:kube-system:cronjob-controller");
         let clock = skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate);

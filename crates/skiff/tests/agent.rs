@@ -977,6 +977,94 @@ spec:
     wait_phase(&c, "afterwards", "Running");
     c.ok(&["delete", "pod", "afterwards", "--grace-period=1"]);
 
+    // Workload controllers drive the real node: a Deployment's pod that is deleted comes
+    // back, a Job runs its completions to Complete and one that fails stops at its
+    // backoffLimit, a DaemonSet runs one pod here; deleting the owners takes the pods.
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let web_pods = || {
+        let out = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        out.lines()
+            .filter(|l| l.split_whitespace().count() == 1)
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = web_pods()[0].clone();
+    c.ok(&["delete", "pod", &first, "--wait=false"]);
+    eventually(Duration::from_secs(60), || {
+        let now = web_pods();
+        (now.len() == 2 && !now.contains(&first)).then_some(())
+    });
+    apply(
+        &c,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: twice}\nspec:\n  completions: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox, command: [sh, -c, echo done]}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: never}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox, command: [sh, -c, exit 3]}]\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agentd}\nspec:\n  selector: {matchLabels: {app: agentd}}\n  template:\n    metadata: {labels: {app: agentd}}\n    spec:\n      containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n",
+    );
+    c.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/twice",
+        "--timeout=90s",
+    ]);
+    assert_eq!(
+        c.ok(&["get", "job", "twice", "-o", "jsonpath={.status.succeeded}"]),
+        "2"
+    );
+    assert_eq!(c.ok(&["logs", "job/twice"]).trim(), "done");
+    c.ok(&[
+        "wait",
+        "--for=condition=failed",
+        "job/never",
+        "--timeout=90s",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "job",
+            "never",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}"
+        ]),
+        "BackoffLimitExceeded"
+    );
+    c.ok(&["rollout", "status", "ds/agentd", "--timeout=90s"]);
+    c.ok(&["delete", "deployment", "web"]);
+    c.ok(&["delete", "daemonset", "agentd"]);
+    c.ok(&["delete", "job", "twice", "never"]);
+    eventually(Duration::from_secs(90), || {
+        c.ok(&["get", "pods", "-l", "app in (web,agentd)", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name",
+            "-o",
+            "name"
+        ]),
+        ""
+    );
+
     // Graceful deletion: kubectl waits until the agent has stopped it and it is gone.
     c.ok(&["delete", "pod", "my-pod"]);
     assert!(c.fails(&["get", "pod", "my-pod"]).contains("NotFound"));

@@ -731,6 +731,20 @@ fn simulated_nodes_run_pods_and_finish_jobs() {
         cidr.starts_with("10.42.") && cidr.ends_with(".0/24"),
         "{cidr}"
     );
+    // A node shown not Ready while alive says otherwise at once, not on the minute's
+    // status refresh (kubelet checks its Node every 10 s).
+    c.ok(&[
+        "patch",
+        "node",
+        "sim-2",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown"}]}}"#,
+    ]);
+    common::eventually(Duration::from_secs(20), || {
+        (row(&c.ok(&["get", "nodes"]), "sim-2")[1] == "Ready").then_some(())
+    });
 
     c.ok(&["run", "web", "--image=nginx"]);
     let wide = common::eventually(Duration::from_secs(20), || {
@@ -1117,6 +1131,26 @@ fn service_accounts_tokens_and_the_root_ca() {
     ]);
     common::eventually(Duration::from_secs(10), || {
         (String::from_utf8_lossy(&get_ca().stdout) == ca).then_some(())
+    });
+    // A deleted `default` ServiceAccount is made again (a new object), as the
+    // ServiceAccount controller does.
+    let sa_uid = || {
+        c.kubectl(&[
+            "get",
+            "sa",
+            "default",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+    };
+    let first = String::from_utf8_lossy(&sa_uid().stdout).to_string();
+    assert!(!first.is_empty());
+    c.ok(&["delete", "serviceaccount", "default", "-n", "team"]);
+    common::eventually(Duration::from_secs(10), || {
+        let now = String::from_utf8_lossy(&sa_uid().stdout).to_string();
+        (!now.is_empty() && now != first).then_some(())
     });
 
     // The ServiceAccount admission plugin mounts the API access volume.
@@ -1886,6 +1920,61 @@ fn cronjobs_fire_on_schedule() {
 }
 
 #[test]
+fn the_guides_workloads_run_on_simulated_nodes() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    for f in ["daemonset.yaml", "job.yaml", "cronjob.yaml"] {
+        c.ok(&["apply", "-f", manifest(f).to_str().unwrap()]);
+    }
+    // The DaemonSet: one fluentd pod per node.
+    assert!(
+        c.ok(&["rollout", "status", "ds/logging-daemonset", "--timeout=60s"])
+            .contains("successfully rolled out")
+    );
+    let nodes = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=logging",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    let mut nodes: Vec<&str> = nodes.split_whitespace().collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sim-0", "sim-1"]);
+    // The Job: its pod runs pg_dump (a simulated container runs until stopped).
+    common::eventually(Duration::from_secs(30), || {
+        let out = c.ok(&["get", "pods", "-l", "job-name=db-backup", "--no-headers"]);
+        (out.lines().count() == 1 && words(&out)[2] == "Running").then_some(())
+    });
+    let job = c.ok(&["get", "job", "db-backup", "--no-headers"]);
+    assert_eq!(&words(&job)[1..3], ["Running", "0/1"], "{job}");
+    // The CronJob waits for midnight; a run on demand makes the same pod now.
+    let cj = c.ok(&["get", "cronjob", "cleanup-job", "--no-headers"]);
+    assert_eq!(&words(&cj)[6..9], ["<none>", "False", "0"], "{cj}");
+    assert_eq!(
+        c.ok(&["create", "job", "cleanup-now", "--from=cronjob/cleanup-job"])
+            .trim(),
+        "job.batch/cleanup-now created"
+    );
+    let pod: Value = common::eventually(Duration::from_secs(30), || {
+        let out = c.ok(&["get", "pods", "-l", "job-name=cleanup-now", "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["items"].as_array().and_then(|i| i.first().cloned())
+    });
+    assert_eq!(pod["spec"]["restartPolicy"], "OnFailure");
+    assert_eq!(
+        pod["spec"]["containers"][0]["command"],
+        serde_json::json!(["rm", "-rf", "/tmp/*"])
+    );
+    let job: Value =
+        serde_json::from_str(&c.ok(&["get", "job", "cleanup-now", "-o", "json"])).unwrap();
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+}
+
+#[test]
 fn daemonsets_follow_nodes_and_roll() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
     let f = c.dir.path().join("ds.yaml");
@@ -2122,7 +2211,15 @@ fn statefulsets_keep_names_order_and_claims() {
 
 #[test]
 fn pods_of_a_dead_node_move_once_evicted() {
-    let c = Cluster::start_with(&["up", "--simulate", "1", "--node-monitor-grace-period", "6"]);
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "1",
+        "--node-monitor-grace-period",
+        "6",
+        "--pod-gc-period",
+        "1",
+    ]);
     let mut agent = start_agent(&c, "1");
     common::eventually(Duration::from_secs(20), || {
         (row_opt(&c.ok(&["get", "nodes"]), "remote-0").is_some_and(|r| r[1] == "Ready"))
@@ -2169,6 +2266,86 @@ fn pods_of_a_dead_node_move_once_evicted() {
     });
     let out = c.ok(&["get", "deployment", "web", "--no-headers"]);
     assert_eq!(words(&out)[1], "4/4", "{out}");
+    // The evicted pods stay Terminating: no kubelet is left to finish them...
+    assert!(on_node_any(&c, "remote-0") > 0);
+    // ...until the node is deleted; then pod GC force-deletes them.
+    c.ok(&["delete", "node", "remote-0"]);
+    common::eventually(Duration::from_secs(30), || {
+        (on_node_any(&c, "remote-0") == 0).then_some(())
+    });
+    let out = c.ok(&["get", "deployment", "web", "--no-headers"]);
+    assert_eq!(words(&out)[1], "4/4", "{out}");
+}
+
+/// Pods bound to `node`, whatever their phase, terminating or not.
+fn on_node_any(c: &Cluster, node: &str) -> usize {
+    c.ok(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "name",
+    ])
+    .lines()
+    .count()
+}
+
+#[test]
+fn pod_gc_keeps_the_newest_terminated_pods_and_collects_orphans() {
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "1",
+        "--terminated-pod-gc-threshold",
+        "2",
+        "--pod-gc-period",
+        "1",
+    ]);
+    // Four pods finish, one after the other; only the newest two are kept.
+    for i in 0..4 {
+        c.ok(&[
+            "run",
+            &format!("done-{i}"),
+            "--image=busybox",
+            "--restart=Never",
+            "--annotations=skiff.io/simulate-run-seconds=0.1",
+        ]);
+        common::eventually(Duration::from_secs(20), || {
+            (c.ok(&[
+                "get",
+                "pod",
+                &format!("done-{i}"),
+                "-o",
+                "jsonpath={.status.phase}",
+            ]) == "Succeeded")
+                .then_some(())
+        });
+        // Distinct creation timestamps (seconds) order them.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    c.ok(&["run", "running", "--image=nginx"]);
+    common::eventually(Duration::from_secs(20), || {
+        let names = c.ok(&["get", "pods", "-o", "name"]);
+        (names.lines().collect::<Vec<_>>() == ["pod/done-2", "pod/done-3", "pod/running"])
+            .then_some(())
+    });
+
+    // A pod bound to a node that does not exist is failed and deleted once the node has
+    // been missing for the quarantine.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: stray}\nspec:\n  nodeName: nowhere\n  containers: [{name: c, image: nginx}]\n",
+    );
+    c.ok(&["get", "pod", "stray"]);
+    common::eventually(Duration::from_secs(20), || {
+        c.kubectl(&["get", "pod", "stray"])
+            .status
+            .code()
+            .filter(|c| *c != 0)
+    });
+    assert_eq!(on_node_any(&c, "sim-0"), 3);
 }
 
 #[test]
