@@ -4,7 +4,7 @@
 //! of bare pods created directly and run through the same scheduler and nodes, in one
 //! run.
 
-use crate::{ServerProc, client_for, start_agent, start_server_with, wait_nodes};
+use crate::{ServerProc, client_for, rss_kib, start_agent, start_server_with, wait_nodes};
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -124,6 +124,8 @@ pub async fn workloads(opts: WorkloadsBenchOptions) -> anyhow::Result<()> {
     let t0 = Instant::now();
     deployments.create(&PostParams::default(), &d).await?;
     let create = rolled_out(&deployments, "web", n, t0).await?;
+    // The server (API, store, every controller's view) holding the Deployment's pods.
+    let rss_up = rss_kib(server.child.id()) as f64 / 1024.0;
     let t1 = Instant::now();
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
     deployments
@@ -163,6 +165,10 @@ pub async fn workloads(opts: WorkloadsBenchOptions) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!(
+        "server RSS with the {} replicas available: {:.1} MB",
+        opts.replicas, rss_up
+    );
     println!(
         "bare pods: created by the benchmark client at concurrency {}; the same scheduler and simulated nodes run both.",
         opts.concurrency
