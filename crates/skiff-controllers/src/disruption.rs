@@ -47,7 +47,13 @@ fn namespace(o: &Value) -> String {
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut pdb_rx =
         reflect::watch_values(client.clone(), "/apis/policy/v1/poddisruptionbudgets", None);
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
+    // What a budget reads of a pod (a view of every pod is held).
+    const POD_FIELDS: &[&str] = &[
+        "metadata.labels",
+        "metadata.deletionTimestamp",
+        "status.conditions",
+    ];
+    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
     let mut pdbs: HashMap<String, Value> = HashMap::new();
     let mut pods: HashMap<String, Value> = HashMap::new();
     // Namespaces whose budgets need a look.

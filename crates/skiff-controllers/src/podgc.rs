@@ -221,10 +221,21 @@ async fn collect(client: &kube::Client, p: &Value, why: Why) {
     }
 }
 
+/// What the decisions read of pods and nodes (a view of every pod is held).
+const POD_FIELDS: &[&str] = &[
+    "metadata.uid",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.nodeName",
+    "status.phase",
+    "status.reason",
+];
+const NODE_FIELDS: &[&str] = &["spec.taints", "status.conditions"];
+
 /// Runs the controller until `shutdown`.
 pub async fn run(client: kube::Client, config: Config, mut shutdown: watch::Receiver<bool>) {
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
-    let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
+    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
+    let mut nodes_rx = reflect::watch_fields(client.clone(), "/api/v1/nodes", None, NODE_FIELDS);
     let mut pods: HashMap<String, Value> = HashMap::new();
     let mut nodes: HashMap<String, Value> = HashMap::new();
     let (mut pods_synced, mut nodes_synced) = (false, false);

@@ -28,13 +28,25 @@ pub fn watch_values(
     path: &str,
     field_selector: Option<&str>,
 ) -> mpsc::Receiver<Change> {
-    reflect(client, path, field_selector, None)
+    reflect(client, path, field_selector, None, None)
+}
+
+/// As [`watch_values`], keeping only the fields at `keep` (dotted paths such as
+/// `status.phase`) of each object: a loop that reads a few fields of every pod holds a
+/// fraction of each, and drops the rest as soon as it is decoded.
+pub fn watch_fields(
+    client: kube::Client,
+    path: &str,
+    field_selector: Option<&str>,
+    keep: &'static [&'static str],
+) -> mpsc::Receiver<Change> {
+    reflect(client, path, field_selector, None, Some(keep))
 }
 
 /// As [`watch_values`], with only each object's metadata (`PartialObjectMetadata`), as
 /// Kubernetes' garbage collector watches every kind.
 pub fn watch_metadata(client: kube::Client, path: &str) -> mpsc::Receiver<Change> {
-    reflect(client, path, None, Some(METADATA_ONLY))
+    reflect(client, path, None, Some(METADATA_ONLY), None)
 }
 
 const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
@@ -44,20 +56,25 @@ fn reflect(
     path: &str,
     field_selector: Option<&str>,
     accept: Option<&'static str>,
+    keep: Option<&'static [&'static str]>,
 ) -> mpsc::Receiver<Change> {
     let (tx, rx) = mpsc::channel(4096);
+    let shape = move |o: Value| match keep {
+        Some(k) => project(o, k),
+        None => slim(o),
+    };
     let path = path.to_string();
     let fs = field_selector.map(str::to_string);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match list(&client, &path, fs.as_deref(), accept).await {
+            match list(&client, &path, fs.as_deref(), accept, &shape).await {
                 Ok((items, rv)) => {
                     if tx.send(Change::Reset(items)).await.is_err() {
                         return;
                     }
                     backoff = Duration::from_millis(200);
-                    match watch(&client, &path, fs.as_deref(), accept, rv, &tx).await {
+                    match watch(&client, &path, fs.as_deref(), accept, rv, &tx, &shape).await {
                         Ok(Ended::ReceiverGone) => return,
                         Ok(Ended::Relist) => continue,
                         Err(e) => tracing::debug!(%path, error = %e, "watch broke; relisting"),
@@ -97,6 +114,7 @@ async fn list(
     path: &str,
     fs: Option<&str>,
     accept: Option<&str>,
+    shape: &impl Fn(Value) -> Value,
 ) -> kube::Result<(Vec<Value>, String)> {
     let mut items = Vec::new();
     let mut cont = String::new();
@@ -113,7 +131,7 @@ async fn list(
         let req = get(url, accept);
         let mut page: Value = client.request(req).await?;
         if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
-            items.extend(a);
+            items.extend(a.into_iter().map(shape));
         }
         let meta = &page["metadata"];
         match meta["continue"].as_str().filter(|c| !c.is_empty()) {
@@ -138,6 +156,7 @@ async fn watch(
     accept: Option<&str>,
     mut rv: String,
     tx: &mpsc::Sender<Change>,
+    shape: &impl Fn(Value) -> Value,
 ) -> kube::Result<Ended> {
     loop {
         let url = format!(
@@ -150,11 +169,11 @@ async fn watch(
             let change = match ev {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Apply(o)
+                    Change::Apply(shape(o))
                 }
                 WatchEvent::Deleted(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Delete(o)
+                    Change::Delete(shape(o))
                 }
                 WatchEvent::Bookmark(b) => {
                     rv = b.metadata.resource_version;
@@ -179,6 +198,48 @@ fn get(url: String, accept: Option<&str>) -> http::Request<Vec<u8>> {
         b = b.header(http::header::ACCEPT, a);
     }
     b.body(Vec::new()).expect("valid request")
+}
+
+/// Drops `metadata.managedFields`: no control loop reads them, they are often the
+/// largest part of an object, and every view holds thousands of objects. (An update
+/// that omits them keeps the stored ones.)
+fn slim(mut o: Value) -> Value {
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    o
+}
+
+/// Only the fields at `keep` (dotted paths) of `o`, moved out of it. The keys
+/// reflectors use (`metadata.name`, `metadata.namespace`) are always kept.
+pub fn project(mut o: Value, keep: &[&str]) -> Value {
+    let mut out = Value::Object(Default::default());
+    for path in ["metadata.name", "metadata.namespace"].iter().chain(keep) {
+        let parts: Vec<&str> = path.split('.').collect();
+        let Some(v) = parts
+            .iter()
+            .try_fold(&mut o, |v, p| v.get_mut(*p))
+            .map(Value::take)
+        else {
+            continue;
+        };
+        if v.is_null() {
+            continue;
+        }
+        let (last, parents) = parts.split_last().expect("non-empty path");
+        let mut at = &mut out;
+        for p in parents {
+            at = at
+                .as_object_mut()
+                .expect("projection parents are objects")
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+        if let Some(m) = at.as_object_mut() {
+            m.insert(last.to_string(), v);
+        }
+    }
+    out
 }
 
 fn remember_rv(o: &Value, rv: &mut String) {
@@ -218,6 +279,30 @@ pub fn apply_to(map: &mut std::collections::HashMap<String, Value>, change: Chan
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn projection_keeps_the_named_fields() {
+        let pod = json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u", "managedFields": [1], "labels": {"x": "y"}},
+                         "spec": {"nodeName": "n", "containers": [{}]}, "status": {"phase": "Running", "podIP": "1"}});
+        assert_eq!(
+            project(
+                pod,
+                &[
+                    "metadata.uid",
+                    "metadata.labels",
+                    "spec.nodeName",
+                    "status.phase",
+                    "status.reason"
+                ]
+            ),
+            json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u", "labels": {"x": "y"}},
+                   "spec": {"nodeName": "n"}, "status": {"phase": "Running"}})
+        );
+        assert_eq!(
+            slim(json!({"metadata": {"name": "a", "managedFields": [1]}})),
+            json!({"metadata": {"name": "a"}})
+        );
+    }
 
     #[test]
     fn keys_and_map_updates() {
