@@ -615,10 +615,27 @@ fn job_uid_of(p: &Value) -> Option<String> {
         .map(|c| c.uid)
 }
 
+/// What the controller reads of a pod (results, index, tracking finalizer; the
+/// resourceVersion guards the finalizer's removal).
+const POD_FIELDS: &[&str] = &[
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+    "metadata.finalizers",
+    "metadata.ownerReferences",
+    "metadata.resourceVersion",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "status.phase",
+    "status.conditions",
+    "status.containerStatuses",
+    "status.startTime",
+];
+
 /// Runs the controller until `shutdown`.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut jobs_rx = reflect::watch_values(client.clone(), "/apis/batch/v1/jobs", None);
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
+    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
     let recorder = Recorder::new(client.clone(), "job-controller");
     let mut st = State {
         jobs: HashMap::new(),

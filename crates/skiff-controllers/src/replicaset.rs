@@ -247,10 +247,26 @@ impl State {
     }
 }
 
+/// What the controller reads of a pod (ownership, readiness, deletion order; the
+/// resourceVersion guards adoption). A view of every pod is held, for adoption.
+const POD_FIELDS: &[&str] = &[
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+    "metadata.ownerReferences",
+    "metadata.resourceVersion",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.nodeName",
+    "status.phase",
+    "status.conditions",
+    "status.containerStatuses",
+];
+
 /// Runs the controller until `shutdown`.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut sets_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/replicasets", None);
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
+    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
     let recorder = Recorder::new(client.clone(), "replicaset-controller");
     let mut st = State {
         sets: HashMap::new(),
