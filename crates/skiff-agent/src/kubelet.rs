@@ -332,11 +332,12 @@ fn os_image() -> String {
 async fn register_until_ok(
     client: &kube::Client,
     spec: &NodeSpec,
+    ready: bool,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match node::register(client, spec).await {
+        match node::register(client, spec, ready).await {
             Ok(()) => {
                 let _ = node::renew_lease(client, &spec.name).await;
                 return;
@@ -436,8 +437,15 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
             runtime,
             shutdown.clone(),
         ));
-        register_until_ok(&client, &spec, &mut shutdown).await;
-        spawn_heartbeats(client.clone(), spec.clone(), shutdown.clone());
+        let ready = network_ready.load(Ordering::SeqCst);
+        register_until_ok(&client, &spec, ready, &mut shutdown).await;
+        let network_up = Arc::new(tokio::sync::Notify::new());
+        spawn_heartbeats(
+            client.clone(),
+            spec.clone(),
+            (network_ready.clone(), network_up.clone(), ready),
+            shutdown.clone(),
+        );
         let cidr = loop {
             if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
                 break c;
@@ -458,24 +466,52 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
             }
         }
         network_ready.store(true, Ordering::SeqCst);
+        network_up.notify_one();
         tracing::info!(node = %spec.name, %cidr, "pod network configured");
     });
 }
 
-fn spawn_heartbeats(client: kube::Client, spec: NodeSpec, mut shutdown: watch::Receiver<bool>) {
+/// Lease renewals, and node status: Ready once the pod network is configured (as
+/// kubelet waits for the CNI plugin), posted when readiness changes, when the API shows
+/// the node not Ready while it is, and every minute. `network`: the readiness flag, a
+/// wake-up when it turns true, and the readiness registered with.
+fn spawn_heartbeats(
+    client: kube::Client,
+    spec: NodeSpec,
+    network: (Arc<AtomicBool>, Arc<tokio::sync::Notify>, bool),
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (network_ready, network_up, mut posted) = network;
     tokio::spawn(async move {
         let mut lease = tokio::time::interval(node::LEASE_RENEW);
         let mut status = tokio::time::interval(node::STATUS_REFRESH);
+        status.tick().await;
         loop {
-            tokio::select! {
+            let refresh = tokio::select! {
                 _ = lease.tick() => {
                     let _ = node::renew_lease(&client, &spec.name).await;
-                    if let Ok(true) = node::repost_if_not_ready(&client, &spec).await {
+                    if posted
+                        && let Ok(true) = node::repost_if_not_ready(&client, &spec).await
+                    {
                         status.reset();
                     }
+                    false
                 }
-                _ = status.tick() => { let _ = node::report_status(&client, &spec, true).await; }
+                _ = status.tick() => true,
+                _ = network_up.notified() => false,
                 _ = shutdown.changed() => return,
+            };
+            let ready = network_ready.load(Ordering::SeqCst);
+            if refresh || ready != posted {
+                if node::report_status(&client, &spec, ready, ready != posted)
+                    .await
+                    .is_ok()
+                {
+                    posted = ready;
+                }
+                if !refresh {
+                    status.reset();
+                }
             }
         }
     });

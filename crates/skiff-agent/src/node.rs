@@ -30,51 +30,58 @@ pub struct NodeSpec {
     pub kubelet_port: u16,
 }
 
-fn conditions(ready: bool) -> Value {
+/// kubelet's wording while the pod network is not configured yet.
+pub const NETWORK_NOT_READY: &str = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+/// The node's conditions. `since`: the transition time to set on the Ready condition
+/// (and, at registration, on all); None leaves the stored ones, which a strategic merge
+/// keeps (conditions merge by type), so `lastTransitionTime` says when Ready last
+/// changed, not when status was last posted.
+fn conditions(ready: bool, since: Option<&str>, all: bool) -> Value {
     let t = now();
-    let c = |ty: &str, status: &str, reason: &str, msg: &str| json!({"type": ty, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": t, "lastTransitionTime": t});
+    let c = |ty: &str, status: &str, reason: &str, msg: &str, stamp: bool| {
+        let mut v = json!({"type": ty, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": t});
+        if let Some(s) = since.filter(|_| stamp) {
+            v["lastTransitionTime"] = json!(s);
+        }
+        v
+    };
+    let (status, reason, msg) = if ready {
+        ("True", "KubeletReady", "kubelet is posting ready status")
+    } else {
+        ("False", "KubeletNotReady", NETWORK_NOT_READY)
+    };
     json!([
         c(
             "MemoryPressure",
             "False",
             "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
+            "kubelet has sufficient memory available",
+            all
         ),
         c(
             "DiskPressure",
             "False",
             "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
+            "kubelet has no disk pressure",
+            all
         ),
         c(
             "PIDPressure",
             "False",
             "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
+            "kubelet has sufficient PID available",
+            all
         ),
-        if ready {
-            c(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-            )
-        } else {
-            c(
-                "Ready",
-                "False",
-                "KubeletNotReady",
-                "container runtime is not ready",
-            )
-        },
+        c("Ready", status, reason, msg, true),
     ])
 }
 
-fn status(spec: &NodeSpec, ready: bool) -> Value {
+fn status(spec: &NodeSpec, ready: bool, since: Option<&str>, all: bool) -> Value {
     json!({
         "capacity": spec.capacity,
         "allocatable": spec.allocatable,
-        "conditions": conditions(ready),
+        "conditions": conditions(ready, since, all),
         "addresses": [{"type": "InternalIP", "address": spec.internal_ip}, {"type": "Hostname", "address": spec.name}],
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
@@ -88,24 +95,47 @@ fn status(spec: &NodeSpec, ready: bool) -> Value {
 }
 
 /// Creates the Node (or refreshes its status if it exists).
-pub async fn register(client: &kube::Client, spec: &NodeSpec) -> Result<()> {
+/// `ready`: whether the node can run pods on the pod network now.
+pub async fn register(client: &kube::Client, spec: &NodeSpec, ready: bool) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
-    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": spec.labels}, "spec": {}, "status": status(spec, true)});
+    let t = now();
+    // Not ready yet: registered tainted, as kubelet does, so nothing is scheduled here
+    // before the node lifecycle controller has seen it Ready and lifted the taint.
+    let node_spec = if ready {
+        json!({})
+    } else {
+        json!({"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]})
+    };
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": spec.labels}, "spec": node_spec, "status": status(spec, ready, Some(&t), true)});
     match api
         .create(&PostParams::default(), &serde_json::from_value(node)?)
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => report_status(client, spec, true).await,
+        // Back after a restart: readiness is reported as changed, since what the API
+        // shows (perhaps Unknown, from the lifecycle controller) is not known here.
+        Err(kube::Error::Api(e)) if e.code == 409 => report_status(client, spec, ready, true).await,
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn report_status(client: &kube::Client, spec: &NodeSpec, ready: bool) -> Result<()> {
+/// Posts the node's status; `changed`: readiness differs from what was last posted
+/// (its transition time is set).
+pub async fn report_status(
+    client: &kube::Client,
+    spec: &NodeSpec,
+    ready: bool,
+    changed: bool,
+) -> Result<()> {
     let api: Api<Node> = Api::all(client.clone());
-    let patch = json!({"status": status(spec, ready)});
-    api.patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let t = now();
+    let patch = json!({"status": status(spec, ready, changed.then_some(t.as_str()), false)});
+    api.patch_status(
+        &spec.name,
+        &PatchParams::default(),
+        &Patch::Strategic(patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -129,7 +159,7 @@ pub async fn repost_if_not_ready(client: &kube::Client, spec: &NodeSpec) -> Resu
     if shows_ready(&node) {
         return Ok(false);
     }
-    report_status(client, spec, true).await?;
+    report_status(client, spec, true, true).await?;
     Ok(true)
 }
 
@@ -157,4 +187,28 @@ pub async fn renew_lease(client: &kube::Client, node: &str) -> Result<()> {
 pub async fn pod_cidr(client: &kube::Client, node: &str) -> Result<Option<String>> {
     let api: Api<Node> = Api::all(client.clone());
     Ok(api.get(node).await?.spec.and_then(|s| s.pod_cidr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_and_transition_times() {
+        let c = conditions(false, Some("2026-01-01T00:00:00Z"), true);
+        let ready = &c[3];
+        assert_eq!(ready["type"], "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["message"], NETWORK_NOT_READY);
+        assert_eq!(c[0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+        // A refresh keeps the stored transition times (the strategic merge leaves them).
+        let c = conditions(true, None, false);
+        assert_eq!(c[3]["status"], "True");
+        assert!(c[3].get("lastTransitionTime").is_none());
+        assert!(c[3]["lastHeartbeatTime"].is_string());
+        // A change of readiness stamps only Ready.
+        let c = conditions(true, Some("t"), false);
+        assert_eq!(c[3]["lastTransitionTime"], "t");
+        assert!(c[0].get("lastTransitionTime").is_none());
+    }
 }

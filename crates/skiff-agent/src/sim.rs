@@ -117,7 +117,7 @@ pub async fn run(
         .for_each_concurrent(16, |s| {
             let client = client.clone();
             async move {
-                if let Err(e) = node::register(&client, &s).await {
+                if let Err(e) = node::register(&client, &s, true).await {
                     tracing::warn!(node = %s.name, error = %e, "registration failed");
                 }
                 let _ = node::renew_lease(&client, &s.name).await;
@@ -155,7 +155,7 @@ pub async fn run(
         shutdown.clone(),
         |c, s| {
             Box::pin(async move {
-                let _ = node::report_status(&c, &s, true).await;
+                let _ = node::report_status(&c, &s, true, false).await;
             })
         },
     );
@@ -174,7 +174,7 @@ pub async fn run(
                 for spec in learn_nodes(&state, c) {
                     let client = client.clone();
                     tokio::spawn(async move {
-                        let _ = node::report_status(&client, &spec, true).await;
+                        let _ = node::report_status(&client, &spec, true, true).await;
                     });
                 }
                 continue;

@@ -745,6 +745,28 @@ fn simulated_nodes_run_pods_and_finish_jobs() {
     common::eventually(Duration::from_secs(20), || {
         (row(&c.ok(&["get", "nodes"]), "sim-2")[1] == "Ready").then_some(())
     });
+    // The repost stamps Ready's transition; the other conditions keep theirs.
+    let conds: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "node",
+        "sim-2",
+        "-o",
+        "jsonpath={.status.conditions}",
+    ]))
+    .unwrap();
+    let since = |t: &str| {
+        conds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .unwrap()["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(since("Ready") >= since("MemoryPressure"), "{conds}");
+    assert_eq!(since("MemoryPressure"), since("PIDPressure"), "{conds}");
 
     c.ok(&["run", "web", "--image=nginx"]);
     let wide = common::eventually(Duration::from_secs(20), || {
