@@ -279,9 +279,14 @@ fn owner_uid(j: &Value) -> Option<String> {
 }
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, clock: Clock, mut shutdown: watch::Receiver<bool>) {
-    let mut cj_rx = reflect::watch_values(client.clone(), "/apis/batch/v1/cronjobs", None);
-    let mut jobs_rx = reflect::watch_values(client.clone(), "/apis/batch/v1/jobs", None);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cj_rx = informers.watch("/apis/batch/v1/cronjobs");
+    let mut jobs_rx = informers.watch("/apis/batch/v1/jobs");
     let recorder = Recorder::new(client.clone(), "cronjob-controller");
     let mut st = State {
         cronjobs: HashMap::new(),

@@ -12,6 +12,7 @@ use crate::owner;
 use crate::replicaset::is_available;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use skiff_scheduler::{NodeInfo, term_matches, tolerated};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -294,12 +295,18 @@ fn owner_uid(o: &Value, kind: &str) -> Option<String> {
 }
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut ds_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/daemonsets", None);
-    let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
-    let mut cr_rx =
-        reflect::watch_values(client.clone(), "/apis/apps/v1/controllerrevisions", None);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ds_rx = informers.watch("/apis/apps/v1/daemonsets");
+    let mut nodes_rx = informers.watch("/api/v1/nodes");
+    let mut pods_rx = informers.watch_view(
+        "/api/v1/pods",
+        View::only(|p| owner_uid(p, "DaemonSet").is_some()),
+    );
+    let mut cr_rx = informers.watch("/apis/apps/v1/controllerrevisions");
     let recorder = Recorder::new(client.clone(), "daemonset-controller");
     let mut st = State {
         sets: HashMap::new(),

@@ -778,9 +778,13 @@ fn plan(d: &Value, sets: &[&Value], pods_running_in_old: bool) -> Writes {
 }
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut deps_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/deployments", None);
-    let mut sets_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/replicasets", None);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut deps_rx = informers.watch("/apis/apps/v1/deployments");
+    let mut sets_rx = informers.watch("/apis/apps/v1/replicasets");
     let recorder = Recorder::new(client.clone(), "deployment-controller");
     let mut st = State {
         deployments: HashMap::new(),

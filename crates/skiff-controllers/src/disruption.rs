@@ -4,6 +4,7 @@
 
 use crate::owner;
 use serde_json::{Value, json};
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use skiff_validation::disruption::budget;
 use std::collections::{HashMap, HashSet};
@@ -44,16 +45,19 @@ fn namespace(o: &Value) -> String {
 }
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut pdb_rx =
-        reflect::watch_values(client.clone(), "/apis/policy/v1/poddisruptionbudgets", None);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pdb_rx = informers.watch("/apis/policy/v1/poddisruptionbudgets");
     // What a budget reads of a pod (a view of every pod is held).
     const POD_FIELDS: &[&str] = &[
         "metadata.labels",
         "metadata.deletionTimestamp",
         "status.conditions",
     ];
-    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
+    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
     let mut pdbs: HashMap<String, Value> = HashMap::new();
     let mut pods: HashMap<String, Value> = HashMap::new();
     // Namespaces whose budgets need a look.

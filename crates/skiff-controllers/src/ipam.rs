@@ -91,9 +91,13 @@ impl Ranges {
     }
 }
 
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let api: Api<Node> = Api::all(client.clone());
-    let mut rx = reflect::watch_values(client, "/api/v1/nodes", None);
+    let mut rx = informers.watch("/api/v1/nodes");
     let mut ranges = Ranges::default();
     loop {
         tokio::select! {

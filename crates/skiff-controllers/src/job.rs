@@ -14,6 +14,7 @@ use crate::owner;
 use crate::replicaset::sort_for_deletion;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -633,9 +634,13 @@ const POD_FIELDS: &[&str] = &[
 ];
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut jobs_rx = reflect::watch_values(client.clone(), "/apis/batch/v1/jobs", None);
-    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut jobs_rx = informers.watch("/apis/batch/v1/jobs");
+    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
     let recorder = Recorder::new(client.clone(), "job-controller");
     let mut st = State {
         jobs: HashMap::new(),

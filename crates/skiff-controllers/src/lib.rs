@@ -30,4 +30,7 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+/// The shared reflectors every controller of the manager subscribes through.
+pub use skiff_kube::informer::Informers;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -105,10 +105,15 @@ pub fn eviction_due(pod: &Value, taint: &Value) -> Option<chrono::DateTime<chron
     Some(added + chrono::Duration::seconds(secs))
 }
 
-pub async fn run(client: kube::Client, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // Reflectors, not lists per round: with thousands of nodes a full list every second
     // would dominate the server's work.
-    let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
+    let mut nodes_rx = informers.watch("/api/v1/nodes");
     let mut leases_rx = reflect::watch_values(
         client.clone(),
         "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",

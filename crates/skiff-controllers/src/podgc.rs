@@ -11,6 +11,7 @@
 
 use crate::owner;
 use serde_json::{Value, json};
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -233,9 +234,14 @@ const POD_FIELDS: &[&str] = &[
 const NODE_FIELDS: &[&str] = &["spec.taints", "status.conditions"];
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, config: Config, mut shutdown: watch::Receiver<bool>) {
-    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
-    let mut nodes_rx = reflect::watch_fields(client.clone(), "/api/v1/nodes", None, NODE_FIELDS);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
+    let mut nodes_rx = informers.watch_view("/api/v1/nodes", View::fields(NODE_FIELDS));
     let mut pods: HashMap<String, Value> = HashMap::new();
     let mut nodes: HashMap<String, Value> = HashMap::new();
     let (mut pods_synced, mut nodes_synced) = (false, false);

@@ -10,6 +10,7 @@
 use crate::owner::{self, Expectations};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -264,9 +265,13 @@ const POD_FIELDS: &[&str] = &[
 ];
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut sets_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/replicasets", None);
-    let mut pods_rx = reflect::watch_fields(client.clone(), "/api/v1/pods", None, POD_FIELDS);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sets_rx = informers.watch("/apis/apps/v1/replicasets");
+    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
     let recorder = Recorder::new(client.clone(), "replicaset-controller");
     let mut st = State {
         sets: HashMap::new(),

@@ -13,6 +13,7 @@ use crate::owner;
 use crate::replicaset::{is_available, is_ready};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
+use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -268,11 +269,14 @@ fn owner_uid(o: &Value) -> Option<String> {
 }
 
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let mut sets_rx = reflect::watch_values(client.clone(), "/apis/apps/v1/statefulsets", None);
-    let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
-    let mut cr_rx =
-        reflect::watch_values(client.clone(), "/apis/apps/v1/controllerrevisions", None);
+pub async fn run(
+    client: kube::Client,
+    informers: skiff_kube::informer::Informers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sets_rx = informers.watch("/apis/apps/v1/statefulsets");
+    let mut pods_rx = informers.watch_view("/api/v1/pods", View::only(|p| owner_uid(p).is_some()));
+    let mut cr_rx = informers.watch("/apis/apps/v1/controllerrevisions");
     let recorder = Recorder::new(client.clone(), "statefulset-controller");
     let mut st = State {
         sets: HashMap::new(),

@@ -2,4 +2,5 @@
 //! objects and Kubernetes-style event recording.
 
 pub mod events;
+pub mod informer;
 pub mod reflect;

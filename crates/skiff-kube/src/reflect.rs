@@ -60,7 +60,7 @@ fn reflect(
 ) -> mpsc::Receiver<Change> {
     let (tx, rx) = mpsc::channel(4096);
     let shape = move |o: Value| match keep {
-        Some(k) => project(o, k),
+        Some(k) => project(&o, k),
         None => slim(o),
     };
     let path = path.to_string();
@@ -203,24 +203,20 @@ fn get(url: String, accept: Option<&str>) -> http::Request<Vec<u8>> {
 /// Drops `metadata.managedFields`: no control loop reads them, they are often the
 /// largest part of an object, and every view holds thousands of objects. (An update
 /// that omits them keeps the stored ones.)
-fn slim(mut o: Value) -> Value {
+pub(crate) fn slim(mut o: Value) -> Value {
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
     o
 }
 
-/// Only the fields at `keep` (dotted paths) of `o`, moved out of it. The keys
-/// reflectors use (`metadata.name`, `metadata.namespace`) are always kept.
-pub fn project(mut o: Value, keep: &[&str]) -> Value {
+/// Only the fields at `keep` (dotted paths) of `o`, copied. The keys reflectors use
+/// (`metadata.name`, `metadata.namespace`) are always kept.
+pub fn project(o: &Value, keep: &[&str]) -> Value {
     let mut out = Value::Object(Default::default());
     for path in ["metadata.name", "metadata.namespace"].iter().chain(keep) {
         let parts: Vec<&str> = path.split('.').collect();
-        let Some(v) = parts
-            .iter()
-            .try_fold(&mut o, |v, p| v.get_mut(*p))
-            .map(Value::take)
-        else {
+        let Some(v) = parts.iter().try_fold(o, |v, p| v.get(*p)) else {
             continue;
         };
         if v.is_null() {
@@ -236,7 +232,7 @@ pub fn project(mut o: Value, keep: &[&str]) -> Value {
                 .or_insert_with(|| Value::Object(Default::default()));
         }
         if let Some(m) = at.as_object_mut() {
-            m.insert(last.to_string(), v);
+            m.insert(last.to_string(), v.clone());
         }
     }
     out
@@ -286,7 +282,7 @@ mod tests {
                          "spec": {"nodeName": "n", "containers": [{}]}, "status": {"phase": "Running", "podIP": "1"}});
         assert_eq!(
             project(
-                pod,
+                &pod,
                 &[
                     "metadata.uid",
                     "metadata.labels",

@@ -429,14 +429,17 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     let loopback = |user: &str| kube::Client::new(server.loopback(user), "default");
     let controller_manager = loopback("system:kube-controller-manager");
     let enabled = |c: &str| !a.disable.iter().any(|d| d == c || d == "all");
+    // One list-watch per collection for all of the controller manager's loops.
+    let informers = skiff_controllers::Informers::new(controller_manager.clone());
     // Each runs only while this server holds its Lease (kube-controller-manager,
     // kube-scheduler in kube-system), so several servers can share a store.
     let mut manager: Vec<Start> = Vec::new();
     let mut scheduling: Vec<Start> = Vec::new();
     if enabled("node-ipam") {
         let c = controller_manager.clone();
+        let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::ipam::run(c, stop))
+            tokio::spawn(skiff_controllers::ipam::run(c, i, stop))
         }));
     }
     if enabled("scheduler") {
@@ -454,10 +457,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
     if enabled("node-lifecycle") {
         let c = controller_manager.clone();
+        let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::nodelifecycle::run(c, grace, stop))
+            tokio::spawn(skiff_controllers::nodelifecycle::run(c, i, grace, stop))
         }));
     }
+    // `$run(client, [informers,] stop)`, as its own service account.
     macro_rules! managed {
         ($name:literal, $user:literal, $run:path) => {
             if enabled($name) {
@@ -465,27 +470,43 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
                 manager.push(Box::new(move |stop| tokio::spawn($run(c, stop))));
             }
         };
+        ($name:literal, $user:literal, $run:path, informers) => {
+            if enabled($name) {
+                let c = loopback(concat!("system:serviceaccount:kube-system:", $user));
+                let i = informers.clone();
+                manager.push(Box::new(move |stop| tokio::spawn($run(c, i, stop))));
+            }
+        };
     }
     managed!(
         "replicaset",
         "replicaset-controller",
-        skiff_controllers::replicaset::run
+        skiff_controllers::replicaset::run,
+        informers
     );
     managed!(
         "deployment",
         "deployment-controller",
-        skiff_controllers::deployment::run
+        skiff_controllers::deployment::run,
+        informers
     );
-    managed!("job", "job-controller", skiff_controllers::job::run);
+    managed!(
+        "job",
+        "job-controller",
+        skiff_controllers::job::run,
+        informers
+    );
     managed!(
         "daemonset",
         "daemon-set-controller",
-        skiff_controllers::daemonset::run
+        skiff_controllers::daemonset::run,
+        informers
     );
     managed!(
         "statefulset",
         "statefulset-controller",
-        skiff_controllers::statefulset::run
+        skiff_controllers::statefulset::run,
+        informers
     );
     managed!(
         "garbage-collector",
@@ -495,7 +516,8 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     managed!(
         "disruption",
         "disruption-controller",
-        skiff_controllers::disruption::run
+        skiff_controllers::disruption::run,
+        informers
     );
     managed!(
         "horizontal-pod-autoscaler",
@@ -510,15 +532,17 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             period,
             quarantine: 2 * period,
         };
+        let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::podgc::run(c, config, stop))
+            tokio::spawn(skiff_controllers::podgc::run(c, i, config, stop))
         }));
     }
     if enabled("cronjob") {
         let c = loopback("system:serviceaccount:kube-system:cronjob-controller");
         let clock = skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate);
+        let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::cronjob::run(c, clock, stop))
+            tokio::spawn(skiff_controllers::cronjob::run(c, i, clock, stop))
         }));
     }
     let identity = server_identity(&data_dir)?;

@@ -1,0 +1,186 @@
+//! Shared reflectors: one list-watch per collection for every control loop of a process
+//! that subscribes to it, as client-go's shared informers serve kube-controller-manager.
+//! Each object is decoded once; each subscriber gets its own view of it (only the
+//! objects it wants, only the fields it reads), on its own unbounded queue, so a busy
+//! loop never holds the others back.
+//!
+//! Subscribers that arrive once the first list has been handed out get a reflector of
+//! their own (a late start costs one more list-watch, never a missed object).
+
+use crate::reflect::{self, Change};
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What a subscriber sees of each object.
+#[derive(Clone, Copy, Default)]
+pub struct View {
+    /// Only objects for which this holds (others are not sent at all).
+    pub only: Option<fn(&Value) -> bool>,
+    /// Only these fields (dotted paths, see [`reflect::project`]); None: the whole object.
+    pub keep: Option<&'static [&'static str]>,
+}
+
+impl View {
+    pub fn fields(keep: &'static [&'static str]) -> View {
+        View {
+            only: None,
+            keep: Some(keep),
+        }
+    }
+
+    pub fn only(only: fn(&Value) -> bool) -> View {
+        View {
+            only: Some(only),
+            keep: None,
+        }
+    }
+
+    fn wants(&self, o: &Value) -> bool {
+        self.only.is_none_or(|f| f(o))
+    }
+
+    fn shape(&self, o: &Value) -> Value {
+        match self.keep {
+            Some(k) => reflect::project(o, k),
+            None => o.clone(),
+        }
+    }
+
+    fn apply(&self, c: &Change) -> Option<Change> {
+        Some(match c {
+            Change::Reset(items) => Change::Reset(
+                items
+                    .iter()
+                    .filter(|o| self.wants(o))
+                    .map(|o| self.shape(o))
+                    .collect(),
+            ),
+            Change::Apply(o) if self.wants(o) => Change::Apply(self.shape(o)),
+            Change::Delete(o) if self.wants(o) => Change::Delete(self.shape(o)),
+            _ => return None,
+        })
+    }
+}
+
+/// A subscriber's changes, in order.
+pub struct Changes(mpsc::UnboundedReceiver<Change>);
+
+impl Changes {
+    pub async fn recv(&mut self) -> Option<Change> {
+        self.0.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Result<Change, mpsc::error::TryRecvError> {
+        self.0.try_recv()
+    }
+}
+
+struct Sub {
+    view: View,
+    tx: mpsc::UnboundedSender<Change>,
+}
+
+#[derive(Default)]
+struct Hub {
+    subs: Vec<Sub>,
+    /// The first list went out: a new subscriber would miss it.
+    listed: bool,
+}
+
+/// The shared reflectors of one client, by collection path.
+#[derive(Clone)]
+pub struct Informers {
+    client: kube::Client,
+    hubs: Arc<Mutex<HashMap<String, Arc<Mutex<Hub>>>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client) -> Informers {
+        Informers {
+            client,
+            hubs: Default::default(),
+        }
+    }
+
+    /// Every object at `path` (a collection URL such as `/api/v1/pods`), whole.
+    pub fn watch(&self, path: &str) -> Changes {
+        self.watch_view(path, View::default())
+    }
+
+    /// The objects at `path` as `view` shows them.
+    pub fn watch_view(&self, path: &str, view: View) -> Changes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sub = Sub { view, tx };
+        let mut hubs = self.hubs.lock();
+        let hub = hubs.entry(path.to_string()).or_insert_with(|| {
+            let hub = Arc::new(Mutex::new(Hub::default()));
+            spawn_hub(self.client.clone(), path, hub.clone());
+            hub
+        });
+        let mut h = hub.lock();
+        if h.listed {
+            // Too late to share the first list: a reflector of its own.
+            let own = Arc::new(Mutex::new(Hub {
+                subs: vec![sub],
+                listed: false,
+            }));
+            spawn_hub(self.client.clone(), path, own);
+        } else {
+            h.subs.push(sub);
+        }
+        Changes(rx)
+    }
+}
+
+fn spawn_hub(client: kube::Client, path: &str, hub: Arc<Mutex<Hub>>) {
+    let mut upstream = reflect::watch_values(client, path, None);
+    tokio::spawn(async move {
+        while let Some(c) = upstream.recv().await {
+            let mut h = hub.lock();
+            h.listed = true;
+            h.subs.retain(|s| match s.view.apply(&c) {
+                Some(mine) => s.tx.send(mine).is_ok(),
+                None => !s.tx.is_closed(),
+            });
+            if h.subs.is_empty() {
+                // Every subscriber is gone; the reflector ends with this task.
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn owned(o: &Value) -> bool {
+        o["metadata"]["ownerReferences"].is_array()
+    }
+
+    #[test]
+    fn views_filter_and_shape() {
+        let mine = json!({"metadata": {"name": "a", "namespace": "n", "ownerReferences": [{}], "uid": "1"}, "spec": {"x": 1}});
+        let other = json!({"metadata": {"name": "b", "namespace": "n"}, "spec": {"x": 2}});
+        let only = View::only(owned);
+        match only.apply(&Change::Reset(vec![mine.clone(), other.clone()])) {
+            Some(Change::Reset(items)) => assert_eq!(items, std::slice::from_ref(&mine)),
+            c => panic!("{c:?}"),
+        }
+        assert!(only.apply(&Change::Apply(other.clone())).is_none());
+        assert!(only.apply(&Change::Delete(other)).is_none());
+        match View::fields(&["metadata.uid"]).apply(&Change::Apply(mine)) {
+            Some(Change::Apply(o)) => {
+                assert_eq!(
+                    o,
+                    json!({"metadata": {"name": "a", "namespace": "n", "uid": "1"}})
+                )
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+}
