@@ -7,15 +7,16 @@
 //! Time comes from a [`Clock`]: the real one, or for tests one that runs faster, so a
 //! `*/1 * * * *` schedule fires every second instead of every minute.
 
+use crate::control;
 use crate::owner;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
-use skiff_kube::reflect::{self, Change};
+use skiff_kube::reflect::Change;
 use skiff_validation::cron::{Schedule, time_zone};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Kubernetes stops counting missed start times past this.
@@ -283,49 +284,44 @@ pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
     clock: Clock,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut cj_rx = informers.watch("/apis/batch/v1/cronjobs");
-    let mut jobs_rx = informers.watch("/apis/batch/v1/jobs");
-    let recorder = Recorder::new(client.clone(), "cronjob-controller");
-    let mut st = State {
-        cronjobs: HashMap::new(),
-        jobs: HashMap::new(),
+    let sources = vec![
+        informers.watch("/apis/batch/v1/cronjobs"),
+        informers.watch("/apis/batch/v1/jobs"),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "cronjob-controller"),
+        client,
+        clock,
+        st: State {
+            cronjobs: HashMap::new(),
+            jobs: HashMap::new(),
+        },
     };
-    let mut dirty: HashSet<String> = HashSet::new();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = cj_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.cronjobs, c);
-            }
-            c = jobs_rx.recv() => {
-                let Some(c) = c else { return };
-                job_change(&mut st, &mut dirty, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => dirty.extend(st.cronjobs.keys().cloned()),
-            _ = shutdown.changed() => return,
-        }
-        while let Ok(c) = jobs_rx.try_recv() {
-            job_change(&mut st, &mut dirty, c);
-        }
-        for key in std::mem::take(&mut dirty) {
-            let Some(cj) = st.cronjobs.get(&key).cloned() else {
-                continue;
-            };
-            let now = clock.now();
-            if let Some(next) = sync(&client, &recorder, &mut st, &cj, now).await {
-                let wait = clock.real_wait(next - now);
-                owner::requeue(&requeue_tx, key, wait);
-            }
-        }
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    clock: Clock,
+    st: State,
+}
+
+impl control::Reconcile for Controller {
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.cronjobs
+    }
+
+    fn observe(&mut self, _jobs: usize, c: Change, dirty: &mut control::Dirty) {
+        job_change(&mut self.st, dirty, c);
+    }
+
+    async fn sync(&mut self, _key: &str, cj: Option<Value>) -> Option<Duration> {
+        let now = self.clock.now();
+        let next = sync(&self.client, &self.recorder, &mut self.st, &cj?, now).await?;
+        Some(self.clock.real_wait(next - now))
     }
 }
 

@@ -7,6 +7,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps DaemonSets, nodes and pods and acts.
 
+use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
 use crate::replicaset::is_available;
@@ -17,7 +18,7 @@ use skiff_kube::reflect::{self, Change};
 use skiff_scheduler::{NodeInfo, term_matches, tolerated};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
@@ -298,73 +299,70 @@ fn owner_uid(o: &Value, kind: &str) -> Option<String> {
 pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut ds_rx = informers.watch("/apis/apps/v1/daemonsets");
-    let mut nodes_rx = informers.watch("/api/v1/nodes");
-    let mut pods_rx = informers.watch_view(
-        "/api/v1/pods",
-        View::only(|p| owner_uid(p, "DaemonSet").is_some()),
-    );
-    let mut cr_rx = informers.watch("/apis/apps/v1/controllerrevisions");
-    let recorder = Recorder::new(client.clone(), "daemonset-controller");
-    let mut st = State {
-        sets: HashMap::new(),
-        nodes: HashMap::new(),
-        pods: HashMap::new(),
-        revisions: HashMap::new(),
+    let sources = vec![
+        informers.watch("/apis/apps/v1/daemonsets"),
+        informers.watch("/api/v1/nodes"),
+        informers.watch_view(
+            "/api/v1/pods",
+            View::only(|p| owner_uid(p, "DaemonSet").is_some()),
+        ),
+        informers.watch("/apis/apps/v1/controllerrevisions"),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "daemonset-controller"),
+        client,
+        st: State {
+            sets: HashMap::new(),
+            nodes: HashMap::new(),
+            pods: HashMap::new(),
+            revisions: HashMap::new(),
+        },
+        expectations: owner::Expectations::default(),
     };
-    let mut all_dirty = false;
-    let mut dirty: HashSet<String> = HashSet::new();
-    let mut exp = owner::Expectations::default();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = ds_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.sets, c);
-            }
-            c = nodes_rx.recv() => {
-                let Some(c) = c else { return };
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    st: State,
+    expectations: owner::Expectations,
+}
+
+impl control::Reconcile for Controller {
+    fn expectations(&mut self) -> Option<&mut owner::Expectations> {
+        Some(&mut self.expectations)
+    }
+
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.sets
+    }
+
+    fn observe(&mut self, source: usize, c: Change, dirty: &mut control::Dirty) {
+        match source {
+            1 => {
                 // A node change concerns every DaemonSet.
-                all_dirty = true;
-                reflect::apply_to(&mut st.nodes, c);
+                dirty.extend(self.st.sets.keys().cloned());
+                reflect::apply_to(&mut self.st.nodes, c);
             }
-            c = pods_rx.recv() => {
-                let Some(c) = c else { return };
-                pod_change(&mut st, &mut dirty, &mut exp, c);
-            }
-            c = cr_rx.recv() => {
-                let Some(c) = c else { return };
-                reflect::apply_to(&mut st.revisions, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => all_dirty = true,
-            _ = shutdown.changed() => return,
+            2 => pod_change(&mut self.st, dirty, &mut self.expectations, c),
+            _ => reflect::apply_to(&mut self.st.revisions, c),
         }
-        while let Ok(c) = pods_rx.try_recv() {
-            pod_change(&mut st, &mut dirty, &mut exp, c);
-        }
-        if std::mem::take(&mut all_dirty) {
-            dirty.extend(st.sets.keys().cloned());
-        }
-        for key in std::mem::take(&mut dirty) {
-            let Some(ds) = st.sets.get(&key).cloned() else {
-                exp.forget(&key);
-                continue;
-            };
-            if !exp.satisfied(&key) {
-                continue;
-            }
-            if let Some(after) = sync(&client, &recorder, &mut st, &mut exp, &key, &ds).await {
-                owner::requeue(&requeue_tx, key, after);
-            }
-        }
+    }
+
+    async fn sync(&mut self, key: &str, ds: Option<Value>) -> Option<Duration> {
+        let ds = ds?;
+        sync(
+            &self.client,
+            &self.recorder,
+            &mut self.st,
+            &mut self.expectations,
+            key,
+            &ds,
+        )
+        .await
     }
 }
 

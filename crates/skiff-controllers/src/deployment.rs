@@ -9,6 +9,7 @@
 //! The decisions (`rolling_step`, `recreate_step`, `scale_step`, `status`) are pure;
 //! `run` keeps Deployments and ReplicaSets from reflectors and applies them.
 
+use crate::control;
 use crate::owner;
 use serde_json::{Map, Value, json};
 use skiff_kube::events::Recorder;
@@ -16,7 +17,7 @@ use skiff_kube::reflect::{self, Change};
 use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -781,47 +782,40 @@ fn plan(d: &Value, sets: &[&Value], pods_running_in_old: bool) -> Writes {
 pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut deps_rx = informers.watch("/apis/apps/v1/deployments");
-    let mut sets_rx = informers.watch("/apis/apps/v1/replicasets");
-    let recorder = Recorder::new(client.clone(), "deployment-controller");
-    let mut st = State {
-        deployments: HashMap::new(),
-        sets: HashMap::new(),
+    let sources = vec![
+        informers.watch("/apis/apps/v1/deployments"),
+        informers.watch("/apis/apps/v1/replicasets"),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "deployment-controller"),
+        client,
+        st: State {
+            deployments: HashMap::new(),
+            sets: HashMap::new(),
+        },
     };
-    let mut dirty: HashSet<String> = HashSet::new();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = deps_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.deployments, c);
-            }
-            c = sets_rx.recv() => {
-                let Some(c) = c else { return };
-                set_change(&mut st, &mut dirty, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => dirty.extend(st.deployments.keys().cloned()),
-            _ = shutdown.changed() => return,
-        }
-        while let Ok(c) = sets_rx.try_recv() {
-            set_change(&mut st, &mut dirty, c);
-        }
-        for key in std::mem::take(&mut dirty) {
-            let Some(d) = st.deployments.get(&key).cloned() else {
-                continue;
-            };
-            if let Some(after) = sync(&client, &recorder, &mut st, &d).await {
-                owner::requeue(&requeue_tx, key, after);
-            }
-        }
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    st: State,
+}
+
+impl control::Reconcile for Controller {
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.deployments
+    }
+
+    fn observe(&mut self, _sets: usize, c: Change, dirty: &mut control::Dirty) {
+        set_change(&mut self.st, dirty, c);
+    }
+
+    async fn sync(&mut self, _key: &str, d: Option<Value>) -> Option<Duration> {
+        sync(&self.client, &self.recorder, &mut self.st, &d?).await
     }
 }
 

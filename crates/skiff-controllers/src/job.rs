@@ -10,15 +10,16 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps Jobs and their pods and acts.
 
+use crate::control;
 use crate::owner;
 use crate::replicaset::sort_for_deletion;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
-use skiff_kube::reflect::{self, Change};
+use skiff_kube::reflect::Change;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 pub const INDEX: &str = "batch.kubernetes.io/job-completion-index";
@@ -637,56 +638,64 @@ const POD_FIELDS: &[&str] = &[
 pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut jobs_rx = informers.watch("/apis/batch/v1/jobs");
-    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
-    let recorder = Recorder::new(client.clone(), "job-controller");
-    let mut st = State {
-        jobs: HashMap::new(),
-        pods: HashMap::new(),
-        jobs_listed: false,
+    let sources = vec![
+        informers.watch("/apis/batch/v1/jobs"),
+        informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS)),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "job-controller"),
+        client,
+        st: State {
+            jobs: HashMap::new(),
+            pods: HashMap::new(),
+            jobs_listed: false,
+        },
+        expectations: owner::Expectations::default(),
     };
-    let mut dirty: HashSet<String> = HashSet::new();
-    let mut expectations = owner::Expectations::default();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = jobs_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => { st.jobs_listed = true; dirty.extend(items.iter().map(reflect::key)); }
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.jobs, c);
-            }
-            c = pods_rx.recv() => {
-                let Some(c) = c else { return };
-                pod_change(&mut st, &mut dirty, &mut expectations, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => dirty.extend(st.jobs.keys().cloned()),
-            _ = shutdown.changed() => return,
-        }
-        while let Ok(c) = pods_rx.try_recv() {
-            pod_change(&mut st, &mut dirty, &mut expectations, c);
-        }
-        release_orphans(&client, &st).await;
-        for key in std::mem::take(&mut dirty) {
-            let Some(job) = st.jobs.get(&key).cloned() else {
-                expectations.forget(&key);
-                continue;
-            };
-            if !expectations.satisfied(&key) {
-                continue;
-            }
-            if let Some(after) =
-                sync(&client, &recorder, &mut st, &mut expectations, &key, &job).await
-            {
-                owner::requeue(&requeue_tx, key, after);
-            }
-        }
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    st: State,
+    expectations: owner::Expectations,
+}
+
+impl control::Reconcile for Controller {
+    fn expectations(&mut self) -> Option<&mut owner::Expectations> {
+        Some(&mut self.expectations)
+    }
+
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.jobs
+    }
+
+    fn observe(&mut self, _pods: usize, c: Change, dirty: &mut control::Dirty) {
+        pod_change(&mut self.st, dirty, &mut self.expectations, c);
+    }
+
+    fn owners_listed(&mut self) {
+        self.st.jobs_listed = true;
+    }
+
+    async fn before_round(&mut self) {
+        release_orphans(&self.client, &self.st).await;
+    }
+
+    async fn sync(&mut self, key: &str, job: Option<Value>) -> Option<Duration> {
+        let job = job?;
+        sync(
+            &self.client,
+            &self.recorder,
+            &mut self.st,
+            &mut self.expectations,
+            key,
+            &job,
+        )
+        .await
     }
 }
 

@@ -7,15 +7,16 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps the view from reflectors and acts.
 
+use crate::control;
 use crate::owner::{self, Expectations};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
-use skiff_kube::reflect::{self, Change};
+use skiff_kube::reflect::Change;
 use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Kubernetes' cap on pods created or deleted in one sync.
 pub const BURST: usize = 500;
@@ -268,56 +269,46 @@ const POD_FIELDS: &[&str] = &[
 pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut sets_rx = informers.watch("/apis/apps/v1/replicasets");
-    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
-    let recorder = Recorder::new(client.clone(), "replicaset-controller");
-    let mut st = State {
-        sets: HashMap::new(),
-        pods: HashMap::new(),
-        expectations: Expectations::default(),
+    let sources = vec![
+        informers.watch("/apis/apps/v1/replicasets"),
+        informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS)),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "replicaset-controller"),
+        client,
+        st: State {
+            sets: HashMap::new(),
+            pods: HashMap::new(),
+            expectations: Expectations::default(),
+        },
     };
-    let mut dirty: HashSet<String> = HashSet::new();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = sets_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => {
-                        dirty.extend(st.sets.keys().cloned());
-                        dirty.extend(items.iter().map(reflect::key));
-                    }
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.sets, c);
-            }
-            c = pods_rx.recv() => {
-                let Some(c) = c else { return };
-                pod_change(&mut st, &mut dirty, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => dirty.extend(st.sets.keys().cloned()),
-            _ = shutdown.changed() => return,
-        }
-        // Whatever else is queued first: one sync per set per burst.
-        while let Ok(c) = pods_rx.try_recv() {
-            pod_change(&mut st, &mut dirty, c);
-        }
-        for key in std::mem::take(&mut dirty) {
-            let Some(rs) = st.sets.get(&key).cloned() else {
-                st.expectations.forget(&key);
-                continue;
-            };
-            if !st.expectations.satisfied(&key) {
-                continue;
-            }
-            if let Some(after) = sync(&client, &recorder, &mut st, &key, &rs).await {
-                owner::requeue(&requeue_tx, key, after);
-            }
-        }
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    st: State,
+}
+
+impl control::Reconcile for Controller {
+    fn expectations(&mut self) -> Option<&mut owner::Expectations> {
+        Some(&mut self.st.expectations)
+    }
+
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.sets
+    }
+
+    fn observe(&mut self, _pods: usize, c: Change, dirty: &mut control::Dirty) {
+        pod_change(&mut self.st, dirty, c);
+    }
+
+    async fn sync(&mut self, key: &str, rs: Option<Value>) -> Option<Duration> {
+        let rs = rs?;
+        sync(&self.client, &self.recorder, &mut self.st, key, &rs).await
     }
 }
 

@@ -8,6 +8,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps StatefulSets and their pods and acts.
 
+use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
 use crate::replicaset::{is_available, is_ready};
@@ -17,7 +18,7 @@ use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -272,53 +273,45 @@ fn owner_uid(o: &Value) -> Option<String> {
 pub async fn run(
     client: kube::Client,
     informers: skiff_kube::informer::Informers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut sets_rx = informers.watch("/apis/apps/v1/statefulsets");
-    let mut pods_rx = informers.watch_view("/api/v1/pods", View::only(|p| owner_uid(p).is_some()));
-    let mut cr_rx = informers.watch("/apis/apps/v1/controllerrevisions");
-    let recorder = Recorder::new(client.clone(), "statefulset-controller");
-    let mut st = State {
-        sets: HashMap::new(),
-        pods: HashMap::new(),
-        revisions: HashMap::new(),
+    let sources = vec![
+        informers.watch("/apis/apps/v1/statefulsets"),
+        informers.watch_view("/api/v1/pods", View::only(|p| owner_uid(p).is_some())),
+        informers.watch("/apis/apps/v1/controllerrevisions"),
+    ];
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "statefulset-controller"),
+        client,
+        st: State {
+            sets: HashMap::new(),
+            pods: HashMap::new(),
+            revisions: HashMap::new(),
+        },
     };
-    let mut dirty: HashSet<String> = HashSet::new();
-    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
-    let mut resync = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            c = sets_rx.recv() => {
-                let Some(c) = c else { return };
-                match &c {
-                    Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
-                    Change::Apply(o) | Change::Delete(o) => { dirty.insert(reflect::key(o)); }
-                }
-                reflect::apply_to(&mut st.sets, c);
-            }
-            c = pods_rx.recv() => {
-                let Some(c) = c else { return };
-                pod_change(&mut st, &mut dirty, c);
-            }
-            c = cr_rx.recv() => {
-                let Some(c) = c else { return };
-                reflect::apply_to(&mut st.revisions, c);
-            }
-            k = requeue_rx.recv() => { if let Some(k) = k { dirty.insert(k); } }
-            _ = resync.tick() => dirty.extend(st.sets.keys().cloned()),
-            _ = shutdown.changed() => return,
+    control::run(controller, sources, shutdown).await
+}
+
+struct Controller {
+    client: kube::Client,
+    recorder: Recorder,
+    st: State,
+}
+
+impl control::Reconcile for Controller {
+    fn owners(&mut self) -> &mut HashMap<String, Value> {
+        &mut self.st.sets
+    }
+
+    fn observe(&mut self, source: usize, c: Change, dirty: &mut control::Dirty) {
+        match source {
+            1 => pod_change(&mut self.st, dirty, c),
+            _ => reflect::apply_to(&mut self.st.revisions, c),
         }
-        while let Ok(c) = pods_rx.try_recv() {
-            pod_change(&mut st, &mut dirty, c);
-        }
-        for key in std::mem::take(&mut dirty) {
-            let Some(set) = st.sets.get(&key).cloned() else {
-                continue;
-            };
-            if let Some(after) = sync(&client, &recorder, &mut st, &set).await {
-                owner::requeue(&requeue_tx, key, after);
-            }
-        }
+    }
+
+    async fn sync(&mut self, _key: &str, set: Option<Value>) -> Option<Duration> {
+        sync(&self.client, &self.recorder, &mut self.st, &set?).await
     }
 }
 

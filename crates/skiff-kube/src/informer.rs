@@ -69,12 +69,22 @@ impl View {
 pub struct Changes(mpsc::UnboundedReceiver<Change>);
 
 impl Changes {
+    /// Changes fed by hand (tests drive a loop with these).
+    pub fn channel() -> (mpsc::UnboundedSender<Change>, Changes) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, Changes(rx))
+    }
+
     pub async fn recv(&mut self) -> Option<Change> {
         self.0.recv().await
     }
 
     pub fn try_recv(&mut self) -> Result<Change, mpsc::error::TryRecvError> {
         self.0.try_recv()
+    }
+
+    pub fn into_stream(self) -> tokio_stream::wrappers::UnboundedReceiverStream<Change> {
+        tokio_stream::wrappers::UnboundedReceiverStream::new(self.0)
     }
 }
 
