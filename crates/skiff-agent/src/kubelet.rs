@@ -20,7 +20,6 @@ use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -63,7 +62,7 @@ struct Ctx {
     host_dns: criconv::Resolv,
     tokens: crate::tokens::TokenManager,
     /// The CNI config is written (pods off the host network can get a sandbox).
-    network_ready: Arc<AtomicBool>,
+    network_ready: watch::Receiver<bool>,
 }
 
 fn key_of(p: &Value) -> String {
@@ -154,9 +153,8 @@ pub async fn run(
     // static pods run while it is away (kubelet's standalone start). Pods on the pod
     // network wait for the CNI config (a restarted node still has its last one).
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", opts.kubelet_port)).await?;
-    let network_ready = Arc::new(AtomicBool::new(
-        cni_conf_dir.join("10-skiff.conflist").exists(),
-    ));
+    let (network_tx, network_ready) =
+        watch::channel(cni_conf_dir.join("10-skiff.conflist").exists());
     spawn_join(
         Join {
             client: client.clone(),
@@ -166,7 +164,7 @@ pub async fn run(
             listener,
             cni_conf_dir: cni_conf_dir.clone(),
             ipam_dir: dir.join("cni").join("ipam"),
-            network_ready: network_ready.clone(),
+            network_ready: network_tx,
         },
         shutdown.clone(),
     );
@@ -404,7 +402,7 @@ struct Join {
     listener: tokio::net::TcpListener,
     cni_conf_dir: PathBuf,
     ipam_dir: PathBuf,
-    network_ready: Arc<AtomicBool>,
+    network_ready: watch::Sender<bool>,
 }
 
 fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
@@ -437,15 +435,10 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
             runtime,
             shutdown.clone(),
         ));
-        let ready = network_ready.load(Ordering::SeqCst);
+        let network = network_ready.subscribe();
+        let ready = *network.borrow();
         register_until_ok(&client, &spec, ready, &mut shutdown).await;
-        let network_up = Arc::new(tokio::sync::Notify::new());
-        spawn_heartbeats(
-            client.clone(),
-            spec.clone(),
-            (network_ready.clone(), network_up.clone(), ready),
-            shutdown.clone(),
-        );
+        spawn_heartbeats(client.clone(), spec.clone(), network, shutdown.clone());
         let cidr = loop {
             if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
                 break c;
@@ -465,23 +458,22 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
         }
-        network_ready.store(true, Ordering::SeqCst);
-        network_up.notify_one();
+        network_ready.send_replace(true);
         tracing::info!(node = %spec.name, %cidr, "pod network configured");
     });
 }
 
 /// Lease renewals, and node status: Ready once the pod network is configured (as
 /// kubelet waits for the CNI plugin), posted when readiness changes, when the API shows
-/// the node not Ready while it is, and every minute. `network`: the readiness flag, a
-/// wake-up when it turns true, and the readiness registered with.
+/// the node not Ready while it is, and every minute. Registration has just posted the
+/// network's readiness as `network` shows it.
 fn spawn_heartbeats(
     client: kube::Client,
     spec: NodeSpec,
-    network: (Arc<AtomicBool>, Arc<tokio::sync::Notify>, bool),
+    mut network: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (network_ready, network_up, mut posted) = network;
+    let mut posted = *network.borrow_and_update();
     tokio::spawn(async move {
         let mut lease = tokio::time::interval(node::LEASE_RENEW);
         let mut status = tokio::time::interval(node::STATUS_REFRESH);
@@ -498,10 +490,10 @@ fn spawn_heartbeats(
                     false
                 }
                 _ = status.tick() => true,
-                _ = network_up.notified() => false,
+                Ok(()) = network.changed() => false,
                 _ = shutdown.changed() => return,
             };
-            let ready = network_ready.load(Ordering::SeqCst);
+            let ready = *network.borrow_and_update();
             if refresh || ready != posted {
                 if node::report_status(&client, &spec, ready, ready != posted)
                     .await
@@ -893,7 +885,7 @@ async fn sync(
             match action {
                 Action::KillPod => ctx.runtime.stop_pod(&uid, 0).await?,
                 Action::CreateSandbox { attempt } => {
-                    if !criconv::host_network(pod) && !ctx.network_ready.load(Ordering::SeqCst) {
+                    if !criconv::host_network(pod) && !*ctx.network_ready.borrow() {
                         ctx.recorder.record(
                             pod,
                             "Warning",

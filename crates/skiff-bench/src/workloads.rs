@@ -4,7 +4,9 @@
 //! of bare pods created directly and run through the same scheduler and nodes, in one
 //! run.
 
-use crate::{ServerProc, client_for, rss_kib, start_agent, start_server_with, wait_nodes};
+use crate::{
+    ServerProc, client_for, cpu_seconds, rss_kib, start_agent, start_server_with, wait_nodes,
+};
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -101,7 +103,10 @@ pub async fn workloads(opts: WorkloadsBenchOptions) -> anyhow::Result<()> {
     let client = client_for(&server.kubeconfig).await?;
     wait_nodes(&client, opts.nodes).await?;
 
+    let pid = server.child.id();
+    let cpu0 = cpu_seconds(pid);
     let bare = bare_pods(&client, opts.replicas, opts.concurrency).await?;
+    let bare_cpu = cpu_seconds(pid) - cpu0;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.delete_collection(
         &Default::default(),
@@ -122,46 +127,54 @@ pub async fn workloads(opts: WorkloadsBenchOptions) -> anyhow::Result<()> {
         },
     }))?;
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds(pid);
     deployments.create(&PostParams::default(), &d).await?;
     let create = rolled_out(&deployments, "web", n, t0).await?;
+    let create_cpu = cpu_seconds(pid) - cpu0;
     // The server (API, store, every controller's view) holding the Deployment's pods.
-    let rss_up = rss_kib(server.child.id()) as f64 / 1024.0;
+    let rss_up = rss_kib(pid) as f64 / 1024.0;
     let t1 = Instant::now();
+    let cpu0 = cpu_seconds(pid);
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
     deployments
         .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
     let update = rolled_out(&deployments, "web", n, t1).await?;
+    let update_cpu = cpu_seconds(pid) - cpu0;
 
     let rate = |d: Duration| opts.replicas as f64 / d.as_secs_f64();
     println!();
     println!(
-        "{:<40} {:>10} {:>10} {:>12}",
-        "case", "seconds", "pods/s", "vs bare pods"
+        "{:<40} {:>10} {:>10} {:>12} {:>14}",
+        "case", "seconds", "pods/s", "vs bare pods", "server CPU s"
     );
     println!(
-        "{:<40} {:>10.2} {:>10.0} {:>12}",
+        "{:<40} {:>10.2} {:>10.0} {:>12} {:>14.2}",
         format!("{} bare pods created → Running", opts.replicas),
         bare.as_secs_f64(),
         rate(bare),
-        "1.00x"
+        "1.00x",
+        bare_cpu
     );
-    for (label, d) in [
+    for (label, d, cpu) in [
         (
             format!("Deployment {} replicas → all available", opts.replicas),
             create,
+            create_cpu,
         ),
         (
             "rolling update (maxSurge 25%) → complete".to_string(),
             update,
+            update_cpu,
         ),
     ] {
         println!(
-            "{:<40} {:>10.2} {:>10.0} {:>11.2}x",
+            "{:<40} {:>10.2} {:>10.0} {:>11.2}x {:>14.2}",
             label,
             d.as_secs_f64(),
             rate(d),
-            rate(d) / rate(bare)
+            rate(d) / rate(bare),
+            cpu
         );
     }
     println!();
