@@ -441,9 +441,7 @@ async fn sync(
     for (ty, reason, msg) in &plan.events {
         recorder.record(cj, ty, reason, msg.clone());
     }
-    if !owner::status_matches(&cj["status"], &plan.status) {
-        owner::put_status(client, "batch/v1", "cronjobs", cj, plan.status.clone()).await;
-    }
+    owner::put_status(client, "batch/v1", "cronjobs", cj, plan.status.clone()).await;
     plan.next
 }
 

@@ -1045,9 +1045,7 @@ async fn sync(
         event.as_ref().map(|(r, m)| (*r, m.clone())),
         now,
     );
-    if !owner::status_matches(&d["status"], &s) {
-        owner::put_status(client, "apps/v1", "deployments", d, s).await;
-    }
+    owner::put_status(client, "apps/v1", "deployments", d, s).await;
     // Look again for progress deadlines and minReadySeconds.
     let min_ready = i(&d["spec"]["minReadySeconds"]);
     if min_ready > 0 {

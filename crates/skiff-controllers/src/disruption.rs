@@ -101,9 +101,7 @@ pub async fn run(
                 .collect();
             for pdb in pdbs.values().filter(|p| namespace(p) == ns) {
                 let s = status(pdb, &in_ns, &now);
-                if !owner::status_matches(&pdb["status"], &s) {
-                    owner::put_status(&client, "policy/v1", "poddisruptionbudgets", pdb, s).await;
-                }
+                owner::put_status(&client, "policy/v1", "poddisruptionbudgets", pdb, s).await;
             }
         }
     }

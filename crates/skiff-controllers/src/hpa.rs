@@ -321,16 +321,14 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
         }
     }
     status["conditions"] = json!(conds);
-    if !owner::status_matches(&hpa["status"], &status) {
-        owner::put_status(
-            client,
-            "autoscaling/v2",
-            "horizontalpodautoscalers",
-            hpa,
-            status,
-        )
-        .await;
-    }
+    owner::put_status(
+        client,
+        "autoscaling/v2",
+        "horizontalpodautoscalers",
+        hpa,
+        status,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -825,9 +825,7 @@ async fn sync(
         return None;
     }
     // The status first: a result is durable before its pod's finalizer goes.
-    if !owner::status_matches(&job["status"], &plan.status) {
-        owner::put_status(client, "batch/v1", "jobs", job, plan.status.clone()).await;
-    }
+    owner::put_status(client, "batch/v1", "jobs", job, plan.status.clone()).await;
     let by_name = |n: &str| pods.iter().find(|p| p["metadata"]["name"] == n);
     for n in &plan.release {
         if let Some(p) = by_name(n) {

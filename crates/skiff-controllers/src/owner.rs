@@ -319,7 +319,8 @@ pub fn status_matches(current: &Value, want: &Value) -> bool {
                 .is_none_or(|c| c.is_empty()))
 }
 
-/// Replaces the object's status through its `status` subresource.
+/// Replaces the object's status through its `status` subresource, unless it already
+/// says all of that.
 pub async fn put_status(
     client: &kube::Client,
     api_version: &str,
@@ -327,6 +328,9 @@ pub async fn put_status(
     obj: &Value,
     status: Value,
 ) {
+    if status_matches(&obj["status"], &status) {
+        return;
+    }
     let mut o = obj.clone();
     o["status"] = status;
     let path = format!("{}/status", object_path(api_version, plural, obj));

@@ -468,9 +468,7 @@ async fn sync(
     {
         status.as_object_mut().map(|m| m.remove("conditions"));
     }
-    if !owner::status_matches(&rs["status"], &status) {
-        owner::put_status(client, "apps/v1", "replicasets", rs, status).await;
-    }
+    owner::put_status(client, "apps/v1", "replicasets", rs, status).await;
     // Ready pods not yet available: look again when they will be.
     let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     (min_ready > 0 && plan.status["readyReplicas"] != plan.status["availableReplicas"])

@@ -480,9 +480,7 @@ async fn sync(
             );
         }
     }
-    if !owner::status_matches(&set["status"], &plan.status) {
-        owner::put_status(client, "apps/v1", "statefulsets", set, plan.status).await;
-    }
+    owner::put_status(client, "apps/v1", "statefulsets", set, plan.status).await;
     let min_ready = set["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     (min_ready > 0).then(|| Duration::from_secs(min_ready as u64 + 1))
 }
