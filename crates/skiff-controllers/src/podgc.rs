@@ -10,6 +10,7 @@
 //! Each is force-deleted (grace period 0): nothing is left to stop their containers.
 
 use crate::owner;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+
+/// Pods collected at once.
+const PARALLEL: usize = 16;
 
 /// The controller's knobs (Kubernetes' defaults in [`Default`]).
 #[derive(Debug, Clone, Copy)]
@@ -285,9 +289,11 @@ pub async fn run(
             }
         }
         let all: Vec<&Value> = pods.values().collect();
-        for (p, why) in plan(&all, &by_name, &deleted, config.terminated_threshold) {
-            collect(&client, p, why).await;
-        }
+        // A few at a time, as Kubernetes' PodGC runs its deletions in parallel.
+        let doomed = plan(&all, &by_name, &deleted, config.terminated_threshold);
+        futures::stream::iter(doomed)
+            .for_each_concurrent(PARALLEL, |(p, why)| collect(&client, p, why))
+            .await;
     }
 }
 
