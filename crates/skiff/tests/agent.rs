@@ -130,15 +130,6 @@ fn push(registry: &str, repo: &str, tag: &str, spec: &image::ImageSpec, basic: &
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
 }
 
-fn apply(c: &Cluster, yaml: &str) {
-    let out = c.kubectl_stdin(&["apply", "-f", "-"], yaml);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn pods_run_on_containerd() {
     let dir = tempfile::tempdir().unwrap();
@@ -339,8 +330,7 @@ fn pods_run_on_containerd() {
     c.ok(&["delete", "pod", "ticker", "--grace-period=1"]);
 
     // Containers of one pod share localhost: the sidecar reaches the web server.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -441,8 +431,7 @@ spec:
         "sec",
         "--from-literal=B=s3cret",
     ]);
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -468,8 +457,7 @@ spec:
 
     // Volumes: a writer and a log-reading sidecar share an emptyDir; ConfigMap, Secret,
     // downwardAPI and memory-backed emptyDir volumes; ConfigMap updates reach the files.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -546,8 +534,7 @@ spec:
     c.ok(&["delete", "pod", "vols"]);
 
     // A missing ConfigMap is CreateContainerConfigError, as kubelet reports it.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -566,8 +553,7 @@ spec:
     });
 
     // runAsNonRoot: refused for an image that runs as root, allowed with a runAsUser.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -602,8 +588,7 @@ spec:
     c.ok(&["delete", "pod", "nonroot", "--grace-period=1"]);
 
     // A memory limit is enforced: the container is OOMKilled, as kubectl shows it.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -624,8 +609,7 @@ spec:
     assert!(c.ok(&["get", "pod", "hungry"]).contains("OOMKilled"));
 
     // Probes: readiness drives READY, a failing liveness probe restarts the container.
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -694,10 +678,8 @@ spec:
     // Lifecycle hooks: postStart runs as the container starts, preStop before it stops
     // (both leave a file on a hostPath); a failing postStart kills the container.
     let hookdir = c.dir.path().join("hooks");
-    apply(
-        &c,
-        &format!(
-            r#"
+    c.apply(&format!(
+        r#"
 apiVersion: v1
 kind: Pod
 metadata: {{name: hooked}}
@@ -718,9 +700,8 @@ spec:
     lifecycle:
       postStart: {{exec: {{command: [sh, -c, 'exit 7']}}}}
 "#,
-            hookdir.display()
-        ),
-    );
+        hookdir.display()
+    ));
     eventually(Duration::from_secs(30), || {
         std::fs::read_to_string(hookdir.join("poststart"))
             .ok()
@@ -858,8 +839,7 @@ spec:
         "--docker-username=skiff",
         "--docker-password=s3cret",
     ]);
-    apply(
-        &c,
+    c.apply(
         r#"
 apiVersion: v1
 kind: Pod
@@ -1013,8 +993,7 @@ spec:
         let now = web_pods();
         (now.len() == 2 && !now.contains(&first)).then_some(())
     });
-    apply(
-        &c,
+    c.apply(
         "apiVersion: batch/v1\nkind: Job\nmetadata: {name: twice}\nspec:\n  completions: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox, command: [sh, -c, echo done]}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: never}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox, command: [sh, -c, exit 3]}]\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agentd}\nspec:\n  selector: {matchLabels: {app: agentd}}\n  template:\n    metadata: {labels: {app: agentd}}\n    spec:\n      containers: [{name: c, image: busybox, command: [sleep, '3600']}]\n",
     );
     c.ok(&[

@@ -608,12 +608,7 @@ fn scheduler_places_pods_and_explains_failures() {
         node_manifest("gpu-1", "8", taint, ""),
         node_manifest("gpu-2", "8", taint, ""),
     ] {
-        let out = c.kubectl_stdin(&["apply", "-f", "-"], &m);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        c.apply(&m);
     }
     let nodes = c.ok(&["get", "nodes"]);
     assert_eq!(
@@ -1361,13 +1356,8 @@ fn garbage_collector_follows_owner_references() {
 #[test]
 fn replicasets_keep_their_pods() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
-    let rs = c.dir.path().join("rs.yaml");
-    std::fs::write(
-        &rs,
-        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx}]}\n",
-    )
-    .unwrap();
-    c.ok(&["apply", "-f", rs.to_str().unwrap()]);
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: nginx}]}\n";
+    c.apply(rs);
     let pods = |sel: &str| -> Vec<String> {
         c.ok(&["get", "pods", "-l", sel, "-o", "name"])
             .lines()
@@ -1444,7 +1434,7 @@ fn replicasets_keep_their_pods() {
     common::eventually(Duration::from_secs(30), || {
         pods("app=web").is_empty().then_some(())
     });
-    c.ok(&["apply", "-f", rs.to_str().unwrap()]);
+    c.apply(rs);
     settle("3");
     c.ok(&["delete", "rs", "web", "--cascade=orphan"]);
     common::eventually(Duration::from_secs(30), || {
@@ -1619,11 +1609,6 @@ fn deployments_roll_out_scale_and_roll_back() {
 #[test]
 fn jobs_complete_fail_and_expire() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
-    let apply = |name: &str, yaml: &str| {
-        let f = c.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&f, yaml).unwrap();
-        c.ok(&["apply", "-f", f.to_str().unwrap()]);
-    };
     let job = |name: &str, spec: &str, annotations: &str| {
         format!(
             "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  template:\n    metadata:\n      annotations: {{{annotations}}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n"
@@ -1639,14 +1624,11 @@ fn jobs_complete_fail_and_expire() {
         })
     };
     // completions 5, parallelism 2: never more than two at once.
-    apply(
+    c.apply(&job(
         "five",
-        &job(
-            "five",
-            "  completions: 5\n  parallelism: 2\n",
-            "skiff.io/simulate-run-seconds: '0.5'",
-        ),
-    );
+        "  completions: 5\n  parallelism: 2\n",
+        "skiff.io/simulate-run-seconds: '0.5'",
+    ));
     let mut most = 0;
     common::eventually(Duration::from_secs(60), || {
         let running = c.ok(&[
@@ -1695,14 +1677,11 @@ fn jobs_complete_fail_and_expire() {
     );
 
     // A job that always fails stops at backoffLimit (1: two failures), after a back-off.
-    apply(
+    c.apply(&job(
         "bad",
-        &job(
-            "bad",
-            "  backoffLimit: 1\n",
-            "skiff.io/simulate-run-seconds: '0.2', skiff.io/simulate-exit-code: '2'",
-        ),
-    );
+        "  backoffLimit: 1\n",
+        "skiff.io/simulate-run-seconds: '0.2', skiff.io/simulate-exit-code: '2'",
+    ));
     wait_status("bad", "Failed");
     let reason = c.ok(&[
         "get",
@@ -1718,9 +1697,7 @@ fn jobs_complete_fail_and_expire() {
     );
 
     // podFailurePolicy FailJob on an exit code ends it at the first failure.
-    apply(
-        "policy",
-        &job(
+    c.apply(&job(
             "policy",
             "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {operator: In, values: [42]}\n",
             "skiff.io/simulate-run-seconds: '0.2', skiff.io/simulate-exit-code: '42'",
@@ -1737,14 +1714,11 @@ fn jobs_complete_fail_and_expire() {
     assert_eq!(reason, "PodFailurePolicy");
 
     // Indexed: one pod per index, each told its index.
-    apply(
+    c.apply(&job(
         "ix",
-        &job(
-            "ix",
-            "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n",
-            "skiff.io/simulate-run-seconds: '0.3'",
-        ),
-    );
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n",
+        "skiff.io/simulate-run-seconds: '0.3'",
+    ));
     wait_status("ix", "Complete");
     assert_eq!(
         c.ok(&[
@@ -1769,14 +1743,11 @@ fn jobs_complete_fail_and_expire() {
     assert_eq!(ix, ["0", "1", "2"]);
 
     // activeDeadlineSeconds, then ttlSecondsAfterFinished removes the job and its pods.
-    apply(
+    c.apply(&job(
         "slow",
-        &job(
-            "slow",
-            "  activeDeadlineSeconds: 2\n  ttlSecondsAfterFinished: 2\n",
-            "skiff.io/simulate-run-seconds: '600'",
-        ),
-    );
+        "  activeDeadlineSeconds: 2\n  ttlSecondsAfterFinished: 2\n",
+        "skiff.io/simulate-run-seconds: '600'",
+    ));
     wait_status("slow", "Failed");
     let reason = c.ok(&[
         "get",
@@ -1805,13 +1776,9 @@ fn jobs_complete_fail_and_expire() {
 fn cronjobs_fire_on_schedule() {
     // The CronJob controller's clock runs 60 times faster: a minute a second.
     let c = Cluster::start_with(&["up", "--simulate", "2", "--cronjob-clock-rate", "60"]);
-    let f = c.dir.path().join("cj.yaml");
-    std::fs::write(
-        &f,
+    c.apply(
         "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: tick}\nspec:\n  schedule: '*/1 * * * *'\n  successfulJobsHistoryLimit: 2\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          annotations: {skiff.io/simulate-run-seconds: '0.2'}\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
-    )
-    .unwrap();
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    );
     let owned = || -> Vec<String> {
         c.ok(&[
             "get",
@@ -1899,13 +1866,9 @@ fn cronjobs_fire_on_schedule() {
     });
 
     // Forbid: a long run blocks the next ones.
-    let f2 = c.dir.path().join("slow.yaml");
-    std::fs::write(
-        &f2,
+    c.apply(
         "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: slow}\nspec:\n  schedule: '@every 1m'\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    spec:\n      template:\n        metadata:\n          annotations: {skiff.io/simulate-run-seconds: '600'}\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n",
-    )
-    .unwrap();
-    c.ok(&["apply", "-f", f2.to_str().unwrap()]);
+    );
     common::eventually(Duration::from_secs(20), || {
         let e = c.ok(&[
             "get",
@@ -1999,13 +1962,9 @@ fn the_guides_workloads_run_on_simulated_nodes() {
 #[test]
 fn daemonsets_follow_nodes_and_roll() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
-    let f = c.dir.path().join("ds.yaml");
-    std::fs::write(
-        &f,
+    c.apply(
         "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: logging}\nspec:\n  selector: {matchLabels: {app: logging}}\n  template:\n    metadata: {labels: {app: logging}}\n    spec:\n      containers: [{name: fluentd, image: fluentd:1}]\n",
-    )
-    .unwrap();
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    );
     let placed = || -> Vec<String> {
         let out = c.ok(&[
             "get",
@@ -2105,12 +2064,7 @@ fn daemonsets_follow_nodes_and_roll() {
 #[test]
 fn statefulsets_keep_names_order_and_claims() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
-    let f = c.dir.path().join("sts.yaml");
-    std::fs::write(
-        &f,
-        "apiVersion: v1\nkind: Service\nmetadata: {name: nginx}\nspec:\n  clusterIP: None\n  selector: {app: nginx}\n  ports: [{port: 80}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  serviceName: nginx\n  replicas: 3\n  selector: {matchLabels: {app: nginx}}\n  template:\n    metadata: {labels: {app: nginx}}\n    spec:\n      containers: [{name: nginx, image: nginx:1}]\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n",
-    )
-    .unwrap();
+    let sts = "apiVersion: v1\nkind: Service\nmetadata: {name: nginx}\nspec:\n  clusterIP: None\n  selector: {app: nginx}\n  ports: [{port: 80}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  serviceName: nginx\n  replicas: 3\n  selector: {matchLabels: {app: nginx}}\n  template:\n    metadata: {labels: {app: nginx}}\n    spec:\n      containers: [{name: nginx, image: nginx:1}]\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n";
     let mut watcher = c
         .kubectl_cmd(&[
             "get",
@@ -2126,7 +2080,7 @@ fn statefulsets_keep_names_order_and_claims() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    c.apply(sts);
     assert!(
         c.ok(&["rollout", "status", "sts/web", "--timeout=60s"])
             .contains("roll")
@@ -2247,13 +2201,9 @@ fn pods_of_a_dead_node_move_once_evicted() {
         (row_opt(&c.ok(&["get", "nodes"]), "remote-0").is_some_and(|r| r[1] == "Ready"))
             .then_some(())
     });
-    let f = c.dir.path().join("d.yaml");
-    std::fs::write(
-        &f,
+    c.apply(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 4\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]\n      containers: [{name: c, image: nginx}]\n",
-    )
-    .unwrap();
-    c.ok(&["apply", "-f", f.to_str().unwrap()]);
+    );
     let on = |node: &str| {
         c.ok(&[
             "get",
@@ -2356,8 +2306,7 @@ fn pod_gc_keeps_the_newest_terminated_pods_and_collects_orphans() {
 
     // A pod bound to a node that does not exist is failed and deleted once the node has
     // been missing for the quarantine.
-    c.kubectl_stdin(
-        &["apply", "-f", "-"],
+    c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: stray}\nspec:\n  nodeName: nowhere\n  containers: [{name: c, image: nginx}]\n",
     );
     c.ok(&["get", "pod", "stray"]);

@@ -225,6 +225,18 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl apply -f -` with `yaml`, asserts success, returns stdout.
+    pub fn apply(&self, yaml: &str) -> String {
+        let out = self.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}\nserver log tail:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.log(), 40)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs kubectl, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
