@@ -28,25 +28,13 @@ pub fn watch_values(
     path: &str,
     field_selector: Option<&str>,
 ) -> mpsc::Receiver<Change> {
-    reflect(client, path, field_selector, None, None)
-}
-
-/// As [`watch_values`], keeping only the fields at `keep` (dotted paths such as
-/// `status.phase`) of each object: a loop that reads a few fields of every pod holds a
-/// fraction of each, and drops the rest as soon as it is decoded.
-pub fn watch_fields(
-    client: kube::Client,
-    path: &str,
-    field_selector: Option<&str>,
-    keep: &'static [&'static str],
-) -> mpsc::Receiver<Change> {
-    reflect(client, path, field_selector, None, Some(keep))
+    reflect(client, path, field_selector, None)
 }
 
 /// As [`watch_values`], with only each object's metadata (`PartialObjectMetadata`), as
 /// Kubernetes' garbage collector watches every kind.
 pub fn watch_metadata(client: kube::Client, path: &str) -> mpsc::Receiver<Change> {
-    reflect(client, path, None, Some(METADATA_ONLY), None)
+    reflect(client, path, None, Some(METADATA_ONLY))
 }
 
 const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
@@ -56,25 +44,20 @@ fn reflect(
     path: &str,
     field_selector: Option<&str>,
     accept: Option<&'static str>,
-    keep: Option<&'static [&'static str]>,
 ) -> mpsc::Receiver<Change> {
     let (tx, rx) = mpsc::channel(4096);
-    let shape = move |o: Value| match keep {
-        Some(k) => project(&o, k),
-        None => slim(o),
-    };
     let path = path.to_string();
     let fs = field_selector.map(str::to_string);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match list(&client, &path, fs.as_deref(), accept, &shape).await {
+            match list(&client, &path, fs.as_deref(), accept).await {
                 Ok((items, rv)) => {
                     if tx.send(Change::Reset(items)).await.is_err() {
                         return;
                     }
                     backoff = Duration::from_millis(200);
-                    match watch(&client, &path, fs.as_deref(), accept, rv, &tx, &shape).await {
+                    match watch(&client, &path, fs.as_deref(), accept, rv, &tx).await {
                         Ok(Ended::ReceiverGone) => return,
                         Ok(Ended::Relist) => continue,
                         Err(e) => tracing::debug!(%path, error = %e, "watch broke; relisting"),
@@ -114,7 +97,6 @@ async fn list(
     path: &str,
     fs: Option<&str>,
     accept: Option<&str>,
-    shape: &impl Fn(Value) -> Value,
 ) -> kube::Result<(Vec<Value>, String)> {
     let mut items = Vec::new();
     let mut cont = String::new();
@@ -131,7 +113,7 @@ async fn list(
         let req = get(url, accept);
         let mut page: Value = client.request(req).await?;
         if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
-            items.extend(a.into_iter().map(shape));
+            items.extend(a.into_iter().map(slim));
         }
         let meta = &page["metadata"];
         match meta["continue"].as_str().filter(|c| !c.is_empty()) {
@@ -156,7 +138,6 @@ async fn watch(
     accept: Option<&str>,
     mut rv: String,
     tx: &mpsc::Sender<Change>,
-    shape: &impl Fn(Value) -> Value,
 ) -> kube::Result<Ended> {
     loop {
         let url = format!(
@@ -169,11 +150,11 @@ async fn watch(
             let change = match ev {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Apply(shape(o))
+                    Change::Apply(slim(o))
                 }
                 WatchEvent::Deleted(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Delete(shape(o))
+                    Change::Delete(slim(o))
                 }
                 WatchEvent::Bookmark(b) => {
                     rv = b.metadata.resource_version;
@@ -203,7 +184,7 @@ fn get(url: String, accept: Option<&str>) -> http::Request<Vec<u8>> {
 /// Drops `metadata.managedFields`: no control loop reads them, they are often the
 /// largest part of an object, and every view holds thousands of objects. (An update
 /// that omits them keeps the stored ones.)
-pub(crate) fn slim(mut o: Value) -> Value {
+fn slim(mut o: Value) -> Value {
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
