@@ -401,7 +401,7 @@ pub fn reconcile(job: &Value, pods: &[&Value], now: Time) -> Plan {
                     "Job was active longer than specified deadline".into(),
                 ));
             } else {
-                plan.requeue = Some((s + chrono::Duration::seconds(ads) - now).num_seconds() + 1);
+                plan.requeue = Some(secs_until(s + chrono::Duration::seconds(ads), now));
             }
         }
     }
@@ -477,7 +477,7 @@ pub fn reconcile(job: &Value, pods: &[&Value], now: Time) -> Plan {
         let have = active.len() as i64;
         // Replacements wait out the back-off after failures.
         let wait = last_failure
-            .map(|t| (t + chrono::Duration::seconds(backoff(total_failed)) - now).num_seconds())
+            .map(|t| secs_until(t + chrono::Duration::seconds(backoff(total_failed)), now))
             .unwrap_or(0);
         if have < want_active {
             if wait > 0 && total_failed > 0 {
@@ -543,7 +543,7 @@ pub fn reconcile(job: &Value, pods: &[&Value], now: Time) -> Plan {
     if let (Some(ttl), Some(t)) = (job["spec"]["ttlSecondsAfterFinished"].as_i64(), done_at)
         && (finished_before || complete || conds.iter().any(|c| c["type"] == "Failed"))
     {
-        let left = (t + chrono::Duration::seconds(ttl) - now).num_seconds();
+        let left = secs_until(t + chrono::Duration::seconds(ttl), now);
         if left <= 0 {
             plan.delete_job = true;
         } else {
@@ -552,6 +552,12 @@ pub fn reconcile(job: &Value, pods: &[&Value], now: Time) -> Plan {
     }
     plan.status = status;
     plan
+}
+
+/// Whole seconds until `at`, rounded up: a deadline 0.9 s away has not passed.
+fn secs_until(at: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    let ms = (at - now).num_milliseconds();
+    if ms <= 0 { 0 } else { (ms + 999) / 1000 }
 }
 
 fn static_reason(r: &str) -> &'static str {
@@ -954,6 +960,22 @@ mod tests {
 
     fn now() -> Time {
         "2026-01-01T00:00:05Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_finished_job_waits_out_its_whole_ttl() {
+        let mut j = job(json!({"ttlSecondsAfterFinished": 2}));
+        j["status"] = json!({"startTime": "2026-01-01T00:00:00Z", "conditions": [
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "lastTransitionTime": "2026-01-01T00:00:05Z"}]});
+        let at = |ms: i64| now() + chrono::Duration::milliseconds(ms);
+        // 1.1 s left is not "1 s, truncated to 0": the job stays.
+        let p = reconcile(&j, &[], at(900));
+        assert!(!p.delete_job);
+        assert_eq!(p.requeue, Some(2));
+        let p = reconcile(&j, &[], at(1990));
+        assert!(!p.delete_job);
+        assert_eq!(p.requeue, Some(1));
+        assert!(reconcile(&j, &[], at(2000)).delete_job);
     }
 
     #[test]
