@@ -7,6 +7,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps DaemonSets, nodes and pods and acts.
 
+use crate::claim;
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
@@ -284,15 +285,9 @@ pub fn pod_for(ds: &Value, hash: &str, node: &str) -> Value {
 struct State {
     sets: HashMap<String, Value>,
     nodes: HashMap<String, Value>,
-    /// Pods with a DaemonSet controller, by its uid, then name.
-    pods: HashMap<String, HashMap<String, Value>>,
+    /// Pods with a DaemonSet controller, and orphans (to adopt).
+    pods: claim::Pods,
     revisions: HashMap<String, Value>,
-}
-
-fn owner_uid(o: &Value, kind: &str) -> Option<String> {
-    owner::controller_of(o)
-        .filter(|c| c.kind == kind)
-        .map(|c| c.uid)
 }
 
 /// Runs the controller until `shutdown`.
@@ -306,7 +301,7 @@ pub async fn run(
         informers.watch("/api/v1/nodes"),
         informers.watch_view(
             "/api/v1/pods",
-            View::only(|p| owner_uid(p, "DaemonSet").is_some()),
+            View::only(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];
@@ -316,7 +311,7 @@ pub async fn run(
         st: State {
             sets: HashMap::new(),
             nodes: HashMap::new(),
-            pods: HashMap::new(),
+            pods: claim::Pods::default(),
             revisions: HashMap::new(),
         },
         expectations: owner::Expectations::default(),
@@ -347,7 +342,14 @@ impl control::Reconcile for Controller {
                 dirty.extend(self.st.sets.keys().cloned());
                 reflect::apply_to(&mut self.st.nodes, c);
             }
-            2 => pod_change(&mut self.st, dirty, &mut self.expectations, c),
+            2 => self.st.pods.apply(
+                c,
+                "DaemonSet",
+                &self.st.sets,
+                claim::selects,
+                dirty,
+                Some(&mut self.expectations),
+            ),
             _ => reflect::apply_to(&mut self.st.revisions, c),
         }
     }
@@ -366,59 +368,6 @@ impl control::Reconcile for Controller {
     }
 }
 
-fn pod_change(
-    st: &mut State,
-    dirty: &mut HashSet<String>,
-    exp: &mut owner::Expectations,
-    c: Change,
-) {
-    let key_of = |st: &State, u: &str| {
-        st.sets
-            .iter()
-            .find(|(_, d)| d["metadata"]["uid"] == u)
-            .map(|(k, _)| k.clone())
-    };
-    match c {
-        Change::Reset(items) => {
-            st.pods.clear();
-            for p in items {
-                if let Some(u) = owner_uid(&p, "DaemonSet") {
-                    st.pods.entry(u).or_default().insert(name(&p), p);
-                }
-            }
-            dirty.extend(st.sets.keys().cloned());
-        }
-        Change::Apply(p) => {
-            let Some(u) = owner_uid(&p, "DaemonSet") else {
-                return;
-            };
-            let new = !st.pods.get(&u).is_some_and(|m| m.contains_key(&name(&p)));
-            if let Some(k) = key_of(st, &u) {
-                if new {
-                    exp.observed_create(&k);
-                }
-                if !p["metadata"]["deletionTimestamp"].is_null() {
-                    exp.observed_delete(&k, p["metadata"]["uid"].as_str().unwrap_or(""));
-                }
-                dirty.insert(k);
-            }
-            st.pods.entry(u).or_default().insert(name(&p), p);
-        }
-        Change::Delete(p) => {
-            let Some(u) = owner_uid(&p, "DaemonSet") else {
-                return;
-            };
-            if let Some(k) = key_of(st, &u) {
-                exp.observed_delete(&k, p["metadata"]["uid"].as_str().unwrap_or(""));
-                dirty.insert(k);
-            }
-            if let Some(m) = st.pods.get_mut(&u) {
-                m.remove(&name(&p));
-            }
-        }
-    }
-}
-
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
@@ -431,27 +380,23 @@ async fn sync(
         .as_str()
         .unwrap_or("")
         .to_string();
-    let uid = ds["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let hash = template_hash(
         &ds["spec"]["template"],
         ds["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
+    let claimed = claim::claim(ds, &st.pods.in_namespace(&ns), |p| claim::selects(ds, p));
+    claim::settle(
+        client,
+        &claimed,
+        &owner::controller_ref("apps/v1", "DaemonSet", ds),
+    )
+    .await;
+    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
     if ds["metadata"]["deletionTimestamp"].is_null() {
-        let in_use: HashSet<String> = st
-            .pods
-            .get(&uid)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .map(|p| pod_hash(p).to_string())
-            .collect();
+        let in_use: HashSet<String> = pods.iter().map(|p| pod_hash(p).to_string()).collect();
         crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;
     }
     let nodes: Vec<Value> = st.nodes.values().cloned().collect();
-    let pods: Vec<Value> = st
-        .pods
-        .get(&uid)
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
     let (nrefs, prefs): (Vec<&Value>, Vec<&Value>) =
         (nodes.iter().collect(), pods.iter().collect());
     let mut plan = reconcile(ds, &hash, &nrefs, &prefs, chrono::Utc::now());

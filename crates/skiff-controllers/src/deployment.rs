@@ -9,6 +9,7 @@
 //! The decisions (`rolling_step`, `recreate_step`, `scale_step`, `status`) are pure;
 //! `run` keeps Deployments and ReplicaSets from reflectors and applies them.
 
+use crate::claim::labels;
 use crate::control;
 use crate::owner;
 use serde_json::{Map, Value, json};
@@ -656,14 +657,6 @@ impl State {
             .filter(|c| c.kind == "Deployment")
             .map(|c| format!("{ns}/{}", c.name))
     }
-}
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
 }
 
 fn annotations_for(d: &Value, new_rev: Option<i64>, max_replicas: bool) -> Map<String, Value> {

@@ -2,6 +2,7 @@
 //! node IPAM, node lifecycle, the garbage collector and the workload controllers. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
+pub mod claim;
 pub mod control;
 pub mod cronjob;
 pub mod daemonset;

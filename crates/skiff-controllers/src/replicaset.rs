@@ -7,14 +7,14 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps the view from reflectors and acts.
 
+use crate::claim::{self, labels};
 use crate::control;
 use crate::owner::{self, Expectations};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
 use skiff_kube::reflect::Change;
-use skiff_validation::labels::Selector;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -33,14 +33,6 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// The status to publish (without conditions, which depend on the actions' outcome).
     pub status: Value,
-}
-
-fn labels(v: &Value) -> BTreeMap<String, String> {
-    v.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-        .collect()
 }
 
 pub fn is_active(p: &Value) -> bool {
@@ -130,36 +122,16 @@ pub fn sort_for_deletion(pods: &mut [&Value]) {
 
 /// One sync of `rs` over the pods of its namespace.
 pub fn reconcile(rs: &Value, pods: &[&Value], now: chrono::DateTime<chrono::Utc>) -> Plan {
-    let uid = rs["metadata"]["uid"].as_str().unwrap_or("");
-    let selector = Selector::from_label_selector(&rs["spec"]["selector"]).ok();
-    let matches = |p: &Value| {
-        selector
-            .as_ref()
-            .is_some_and(|s| !s.is_empty() && s.matches(&labels(&p["metadata"]["labels"])))
-    };
     let rs_deleting = !rs["metadata"]["deletionTimestamp"].is_null();
     let mut plan = Plan::default();
-    let mut mine: Vec<&Value> = Vec::new();
-    for &p in pods {
-        let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-        match owner::controller_of(p) {
-            Some(c) if c.uid == uid => {
-                if matches(p) {
-                    mine.push(p);
-                } else if p["metadata"]["deletionTimestamp"].is_null() {
-                    plan.release.push(name);
-                }
-            }
-            Some(_) => {}
-            None => {
-                if !rs_deleting && matches(p) && is_active(p) {
-                    plan.adopt.push(name);
-                    mine.push(p);
-                }
-            }
-        }
-    }
-    let mut active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
+    // Kubernetes claims among active pods only (finished or terminating pods are
+    // neither adopted, released nor counted).
+    let candidates: Vec<&Value> = pods.iter().copied().filter(|p| is_active(p)).collect();
+    let claimed = claim::claim(rs, &candidates, |p| claim::selects(rs, p));
+    let name = |p: &&Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
+    plan.adopt = claimed.adopt.iter().map(name).collect();
+    plan.release = claimed.release.iter().map(name).collect();
+    let mut active = claimed.mine;
     let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
     if !rs_deleting {
         if active.len() < want {
@@ -175,7 +147,6 @@ pub fn reconcile(rs: &Value, pods: &[&Value], now: chrono::DateTime<chrono::Utc>
     }
     let template_labels = labels(&rs["spec"]["template"]["metadata"]["labels"]);
     let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
     let fully = active
         .iter()
         .filter(|p| {
@@ -212,41 +183,9 @@ pub fn pod_from_template(rs: &Value) -> Value {
 
 struct State {
     sets: HashMap<String, Value>,
-    /// Pods by namespace, then name.
-    pods: HashMap<String, HashMap<String, Value>>,
+    /// Every pod (its own, orphans to adopt, and the others as they may become either).
+    pods: claim::Pods,
     expectations: Expectations,
-}
-
-impl State {
-    fn pods_in(&self, ns: &str) -> Vec<&Value> {
-        self.pods
-            .get(ns)
-            .map(|m| m.values().collect())
-            .unwrap_or_default()
-    }
-
-    /// The ReplicaSets a pod change concerns: its controller, or for an orphan every
-    /// set of its namespace whose selector matches.
-    fn owners_of(&self, p: &Value) -> Vec<String> {
-        let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
-        if let Some(c) = owner::controller_of(p) {
-            return if c.kind == "ReplicaSet" {
-                vec![format!("{ns}/{}", c.name)]
-            } else {
-                Vec::new()
-            };
-        }
-        let l = labels(&p["metadata"]["labels"]);
-        self.sets
-            .iter()
-            .filter(|(k, rs)| {
-                k.starts_with(&format!("{ns}/"))
-                    && Selector::from_label_selector(&rs["spec"]["selector"])
-                        .is_ok_and(|s| !s.is_empty() && s.matches(&l))
-            })
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
 }
 
 /// What the controller reads of a pod (ownership, readiness, deletion order; the
@@ -280,7 +219,7 @@ pub async fn run(
         client,
         st: State {
             sets: HashMap::new(),
-            pods: HashMap::new(),
+            pods: claim::Pods::default(),
             expectations: Expectations::default(),
         },
     };
@@ -313,58 +252,14 @@ impl control::Reconcile for Controller {
 }
 
 fn pod_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
-    match c {
-        Change::Reset(items) => {
-            st.pods.clear();
-            for p in items {
-                let ns = p["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-                st.pods.entry(ns).or_default().insert(name, p);
-            }
-            dirty.extend(st.sets.keys().cloned());
-        }
-        Change::Apply(p) => {
-            let ns = p["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let owners = st.owners_of(&p);
-            let known = st.pods.get(&ns).is_some_and(|m| m.contains_key(&name));
-            for o in &owners {
-                if !known {
-                    st.expectations.observed_create(o);
-                }
-                if !p["metadata"]["deletionTimestamp"].is_null() {
-                    st.expectations
-                        .observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
-                }
-            }
-            // A pod whose labels changed may leave one set and join another.
-            if let Some(old) = st.pods.get(&ns).and_then(|m| m.get(&name))
-                && old["metadata"]["labels"] != p["metadata"]["labels"]
-            {
-                dirty.extend(st.owners_of(old));
-            }
-            dirty.extend(owners);
-            st.pods.entry(ns).or_default().insert(name, p);
-        }
-        Change::Delete(p) => {
-            let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
-            let name = p["metadata"]["name"].as_str().unwrap_or("");
-            for o in st.owners_of(&p) {
-                st.expectations
-                    .observed_delete(&o, p["metadata"]["uid"].as_str().unwrap_or(""));
-                dirty.insert(o);
-            }
-            if let Some(m) = st.pods.get_mut(ns) {
-                m.remove(name);
-            }
-        }
-    }
+    st.pods.apply(
+        c,
+        "ReplicaSet",
+        &st.sets,
+        claim::selects,
+        dirty,
+        Some(&mut st.expectations),
+    );
 }
 
 /// One sync; returns when to look again (availability after minReadySeconds).
@@ -380,9 +275,9 @@ async fn sync(
         .unwrap_or("")
         .to_string();
     let now = chrono::Utc::now();
-    let pods = st.pods_in(&ns);
+    let pods = st.pods.in_namespace(&ns);
     let plan = reconcile(rs, &pods, now);
-    let by_name = |n: &str| st.pods.get(&ns).and_then(|m| m.get(n)).cloned();
+    let by_name = |n: &str| st.pods.get(&ns, n).cloned();
     for name in &plan.adopt {
         if let Some(p) = by_name(name) {
             owner::adopt(

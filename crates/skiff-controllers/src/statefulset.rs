@@ -8,6 +8,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps StatefulSets and their pods and acts.
 
+use crate::claim;
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
@@ -259,14 +260,15 @@ pub fn claim_for(set: &Value, claim: &str, template: &Value) -> Value {
 
 struct State {
     sets: HashMap<String, Value>,
-    pods: HashMap<String, HashMap<String, Value>>,
+    /// Pods with a StatefulSet controller, and orphans (to adopt).
+    pods: claim::Pods,
     revisions: HashMap<String, Value>,
 }
 
-fn owner_uid(o: &Value) -> Option<String> {
-    owner::controller_of(o)
-        .filter(|c| c.kind == "StatefulSet")
-        .map(|c| c.uid)
+/// A set claims the pods its selector matches that are named as its members
+/// (`<set>-<ordinal>`), as Kubernetes' `isMemberOf`.
+fn is_member(set: &Value, pod: &Value) -> bool {
+    ordinal(set, pod).is_some() && claim::selects(set, pod)
 }
 
 /// Runs the controller until `shutdown`.
@@ -277,7 +279,10 @@ pub async fn run(
 ) {
     let sources = vec![
         informers.watch("/apis/apps/v1/statefulsets"),
-        informers.watch_view("/api/v1/pods", View::only(|p| owner_uid(p).is_some())),
+        informers.watch_view(
+            "/api/v1/pods",
+            View::only(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
+        ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];
     let controller = Controller {
@@ -285,7 +290,7 @@ pub async fn run(
         client,
         st: State {
             sets: HashMap::new(),
-            pods: HashMap::new(),
+            pods: claim::Pods::default(),
             revisions: HashMap::new(),
         },
     };
@@ -305,45 +310,16 @@ impl control::Reconcile for Controller {
 
     fn observe(&mut self, source: usize, c: Change, dirty: &mut control::Dirty) {
         match source {
-            1 => pod_change(&mut self.st, dirty, c),
+            1 => self
+                .st
+                .pods
+                .apply(c, "StatefulSet", &self.st.sets, is_member, dirty, None),
             _ => reflect::apply_to(&mut self.st.revisions, c),
         }
     }
 
     async fn sync(&mut self, _key: &str, set: Option<Value>) -> Option<Duration> {
         sync(&self.client, &self.recorder, &mut self.st, &set?).await
-    }
-}
-
-fn pod_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
-    let key_of = |st: &State, u: &str| {
-        st.sets
-            .iter()
-            .find(|(_, s)| s["metadata"]["uid"] == u)
-            .map(|(k, _)| k.clone())
-    };
-    match c {
-        Change::Reset(items) => {
-            st.pods.clear();
-            for p in items {
-                if let Some(u) = owner_uid(&p) {
-                    st.pods.entry(u).or_default().insert(name(&p), p);
-                }
-            }
-            dirty.extend(st.sets.keys().cloned());
-        }
-        Change::Apply(p) => {
-            let Some(u) = owner_uid(&p) else { return };
-            dirty.extend(key_of(st, &u));
-            st.pods.entry(u).or_default().insert(name(&p), p);
-        }
-        Change::Delete(p) => {
-            let Some(u) = owner_uid(&p) else { return };
-            dirty.extend(key_of(st, &u));
-            if let Some(m) = st.pods.get_mut(&u) {
-                m.remove(&name(&p));
-            }
-        }
     }
 }
 
@@ -357,17 +333,19 @@ async fn sync(
         .as_str()
         .unwrap_or("")
         .to_string();
-    let uid = set["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let hash = template_hash(
         &set["spec"]["template"],
         set["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
     let update = format!("{}-{hash}", name(set));
-    let pods: Vec<Value> = st
-        .pods
-        .get(&uid)
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
+    let claimed = claim::claim(set, &st.pods.in_namespace(&ns), |p| is_member(set, p));
+    claim::settle(
+        client,
+        &claimed,
+        &owner::controller_ref("apps/v1", "StatefulSet", set),
+    )
+    .await;
+    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
     if set["metadata"]["deletionTimestamp"].is_null() {
         let prefix = format!("{}-", name(set));
         let in_use: HashSet<String> = pods

@@ -10,7 +10,7 @@
 use crate::reflect::{self, Change};
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -91,6 +91,38 @@ impl Changes {
 struct Sub {
     view: View,
     tx: mpsc::UnboundedSender<Change>,
+    /// For a filtered view, the uids it was shown: an object that stops passing the
+    /// filter leaves the view as a Delete, so the subscriber drops its stale copy.
+    held: Option<HashSet<String>>,
+}
+
+impl Sub {
+    fn new(view: View, tx: mpsc::UnboundedSender<Change>) -> Sub {
+        let held = view.only.map(|_| HashSet::new());
+        Sub { view, tx, held }
+    }
+
+    fn shown(&mut self, c: &Change) -> Option<Change> {
+        let mine = self.view.apply(c);
+        let Some(held) = &mut self.held else {
+            return mine;
+        };
+        let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        match (c, &mine) {
+            (_, Some(Change::Reset(items))) => *held = items.iter().map(uid).collect(),
+            (_, Some(Change::Apply(o))) => {
+                held.insert(uid(o));
+            }
+            (_, Some(Change::Delete(o))) => {
+                held.remove(&uid(o));
+            }
+            (Change::Apply(o) | Change::Delete(o), None) if held.remove(&uid(o)) => {
+                return Some(Change::Delete(self.view.shape(o)));
+            }
+            _ => {}
+        }
+        mine
+    }
 }
 
 #[derive(Default)]
@@ -123,7 +155,7 @@ impl Informers {
     /// The objects at `path` as `view` shows them.
     pub fn watch_view(&self, path: &str, view: View) -> Changes {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sub = Sub { view, tx };
+        let sub = Sub::new(view, tx);
         let mut hubs = self.hubs.lock();
         let hub = hubs.entry(path.to_string()).or_insert_with(|| {
             let hub = Arc::new(Mutex::new(Hub::default()));
@@ -151,7 +183,7 @@ fn spawn_hub(client: kube::Client, path: &str, hub: Arc<Mutex<Hub>>) {
         while let Some(c) = upstream.recv().await {
             let mut h = hub.lock();
             h.listed = true;
-            h.subs.retain(|s| match s.view.apply(&c) {
+            h.subs.retain_mut(|s| match s.shown(&c) {
                 Some(mine) => s.tx.send(mine).is_ok(),
                 None => !s.tx.is_closed(),
             });
@@ -183,7 +215,7 @@ mod tests {
         }
         assert!(only.apply(&Change::Apply(other.clone())).is_none());
         assert!(only.apply(&Change::Delete(other)).is_none());
-        match View::fields(&["metadata.uid"]).apply(&Change::Apply(mine)) {
+        match View::fields(&["metadata.uid"]).apply(&Change::Apply(mine.clone())) {
             Some(Change::Apply(o)) => {
                 assert_eq!(
                     o,
@@ -192,5 +224,39 @@ mod tests {
             }
             c => panic!("{c:?}"),
         }
+    }
+
+    #[test]
+    fn an_object_that_stops_passing_the_filter_leaves_the_view() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sub = Sub::new(View::only(owned), tx);
+        let mine = json!({"metadata": {"name": "a", "uid": "1", "ownerReferences": [{}]}});
+        let released = json!({"metadata": {"name": "a", "uid": "1"}});
+        let never = json!({"metadata": {"name": "b", "uid": "2"}});
+        for c in [
+            Change::Reset(vec![mine.clone()]),
+            Change::Apply(never.clone()),
+            Change::Apply(released.clone()),
+            Change::Apply(released.clone()),
+            Change::Apply(mine.clone()),
+            Change::Delete(mine.clone()),
+            Change::Delete(never),
+        ] {
+            if let Some(m) = sub.shown(&c) {
+                sub.tx.send(m).unwrap();
+            }
+        }
+        drop(sub);
+        let mut seen = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            seen.push(c);
+        }
+        let want = [
+            Change::Reset(vec![mine.clone()]),
+            Change::Delete(released),
+            Change::Apply(mine.clone()),
+            Change::Delete(mine),
+        ];
+        assert_eq!(format!("{seen:?}"), format!("{want:?}"));
     }
 }

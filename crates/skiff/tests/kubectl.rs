@@ -1929,13 +1929,15 @@ fn the_guides_workloads_run_on_simulated_nodes() {
     let mut nodes: Vec<&str> = nodes.split_whitespace().collect();
     nodes.sort();
     assert_eq!(nodes, ["sim-0", "sim-1"]);
-    // The Job: its pod runs pg_dump (a simulated container runs until stopped).
-    common::eventually(Duration::from_secs(30), || {
-        let out = c.ok(&["get", "pods", "-l", "job-name=db-backup", "--no-headers"]);
-        (out.lines().count() == 1 && words(&out)[2] == "Running").then_some(())
+    // The Job: its one pod runs pg_dump (which a simulated container ends after a
+    // second, with exit code 0) and the job completes.
+    common::eventually(Duration::from_secs(60), || {
+        let job = c.ok(&["get", "job", "db-backup", "--no-headers"]);
+        (words(&job)[1..3] == ["Complete", "1/1"]).then_some(())
     });
-    let job = c.ok(&["get", "job", "db-backup", "--no-headers"]);
-    assert_eq!(&words(&job)[1..3], ["Running", "0/1"], "{job}");
+    let out = c.ok(&["get", "pods", "-l", "job-name=db-backup", "--no-headers"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(words(&out)[2], "Completed", "{out}");
     // The CronJob waits for midnight; a run on demand makes the same pod now.
     let cj = c.ok(&["get", "cronjob", "cleanup-job", "--no-headers"]);
     assert_eq!(&words(&cj)[6..9], ["<none>", "False", "0"], "{cj}");
@@ -1990,6 +1992,70 @@ fn daemonsets_follow_nodes_and_roll() {
     );
     let out = c.ok(&["get", "ds", "logging", "--no-headers"]);
     assert_eq!(&words(&out)[1..6], ["2", "2", "2", "2", "2"], "{out}");
+
+    // Ownership is claimed, as Kubernetes' controllers do: a pod whose reference was
+    // removed by hand is adopted again (the same pod, none added) ...
+    let ds_uid = c.ok(&["get", "ds", "logging", "-o", "jsonpath={.metadata.uid}"]);
+    let first = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=logging",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let pod_uid = c.ok(&["get", "pod", &first, "-o", "jsonpath={.metadata.uid}"]);
+    c.ok(&[
+        "patch",
+        "pod",
+        &first,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
+    ]);
+    common::eventually(Duration::from_secs(30), || {
+        let owner = c.ok(&[
+            "get",
+            "pod",
+            &first,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].uid}",
+        ]);
+        (owner == ds_uid).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pod", &first, "-o", "jsonpath={.metadata.uid}"]),
+        pod_uid
+    );
+    assert_eq!(placed(), ["sim-0", "sim-1"]);
+    // ... and one relabelled out of the selector is released and replaced on its node.
+    let node = c.ok(&["get", "pod", &first, "-o", "jsonpath={.spec.nodeName}"]);
+    c.ok(&["label", "pod", &first, "app=elsewhere", "--overwrite"]);
+    common::eventually(Duration::from_secs(30), || {
+        let owners = c.ok(&[
+            "get",
+            "pod",
+            &first,
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ]);
+        (owners.is_empty() && placed() == ["sim-0", "sim-1"]).then_some(())
+    });
+    let replacement = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=logging",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert!(
+        !replacement.is_empty() && replacement != first,
+        "{replacement}"
+    );
+    c.ok(&["delete", "pod", &first, "--wait=false"]);
 
     // A node joining gets its pod; one leaving takes it along.
     let mut agent = start_agent(&c, "1");
@@ -2151,6 +2217,31 @@ fn statefulsets_keep_names_order_and_claims() {
     common::eventually(Duration::from_secs(30), || {
         (pods() == ["pod/web-0", "pod/web-1", "pod/web-2"]).then_some(())
     });
+    // A member whose reference was removed by hand is adopted again, not replaced.
+    let set_uid = c.ok(&["get", "sts", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let pod_uid = c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.metadata.uid}"]);
+    c.ok(&[
+        "patch",
+        "pod",
+        "web-1",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
+    ]);
+    common::eventually(Duration::from_secs(30), || {
+        let owner = c.ok(&[
+            "get",
+            "pod",
+            "web-1",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].uid}",
+        ]);
+        (owner == set_uid).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.metadata.uid}"]),
+        pod_uid
+    );
 
     // A rolling update replaces them from the highest ordinal down.
     c.ok(&["set", "image", "sts/web", "nginx=nginx:2"]);

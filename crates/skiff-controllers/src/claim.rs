@@ -1,0 +1,290 @@
+//! Which pods a controller owns, as Kubernetes' `ControllerRefManager` decides: a pod
+//! whose controller reference names the owner is its own while the owner still claims it
+//! (selector, and for StatefulSets the name); an orphan it claims is adopted; an owned
+//! pod it no longer claims is released. A deleting owner adopts and releases nothing.
+//!
+//! [`Pods`] is the view a controller kind keeps of the pods it may claim (its own and
+//! orphans, by namespace) and tells which owners each change concerns.
+
+use crate::control::Dirty;
+use crate::owner::{self, Expectations};
+use serde_json::Value;
+use skiff_kube::reflect::Change;
+use skiff_validation::labels::Selector;
+use std::collections::{BTreeMap, HashMap};
+
+/// An owner's pods after one claim.
+#[derive(Debug, Default)]
+pub struct Claim<'a> {
+    /// Its pods, adopted ones included.
+    pub mine: Vec<&'a Value>,
+    pub adopt: Vec<&'a Value>,
+    pub release: Vec<&'a Value>,
+}
+
+/// Claims `pods` (of the owner's namespace) for `owner`; `claims` says whether the
+/// owner would have the pod as it is now.
+pub fn claim<'a>(owner: &Value, pods: &[&'a Value], claims: impl Fn(&Value) -> bool) -> Claim<'a> {
+    let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
+    let deleting = !owner["metadata"]["deletionTimestamp"].is_null();
+    let mut out = Claim::default();
+    for &p in pods {
+        match owner::controller_of(p) {
+            Some(c) if c.uid == uid => {
+                if claims(p) {
+                    out.mine.push(p);
+                } else if !deleting {
+                    out.release.push(p);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if !deleting && p["metadata"]["deletionTimestamp"].is_null() && claims(p) {
+                    out.adopt.push(p);
+                    out.mine.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Carries out a claim's adoptions and releases (each guarded by the pod's
+/// resourceVersion; a lost race is settled by the next sync).
+pub async fn settle(client: &kube::Client, claimed: &Claim<'_>, reference: &Value) {
+    let uid = reference["uid"].as_str().unwrap_or("");
+    for p in &claimed.adopt {
+        owner::adopt(client, p, reference.clone()).await;
+    }
+    for p in &claimed.release {
+        owner::release(client, p, uid).await;
+    }
+}
+
+/// Whether the owner's `spec.selector` selects the pod (an empty selector selects
+/// nothing, as for the workload kinds).
+pub fn selects(owner: &Value, pod: &Value) -> bool {
+    Selector::from_label_selector(&owner["spec"]["selector"])
+        .is_ok_and(|s| !s.is_empty() && s.matches(&labels(&pod["metadata"]["labels"])))
+}
+
+/// A label map as the selector matches it.
+pub fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+/// Whether a pod is one a controller of `kind` could hold: it names one as its
+/// controller, or no controller at all.
+pub fn owned_by_or_orphan(pod: &Value, kind: &str) -> bool {
+    owner::controller_of(pod).is_none_or(|c| c.kind == kind)
+}
+
+/// The pods a controller kind may claim, by namespace and name.
+#[derive(Default)]
+pub struct Pods {
+    by_ns: HashMap<String, HashMap<String, Value>>,
+}
+
+fn ns_name(p: &Value) -> (String, String) {
+    let m = &p["metadata"];
+    (
+        m["namespace"].as_str().unwrap_or("").to_string(),
+        m["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+impl Pods {
+    pub fn in_namespace(&self, ns: &str) -> Vec<&Value> {
+        self.by_ns
+            .get(ns)
+            .map(|m| m.values().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, ns: &str, name: &str) -> Option<&Value> {
+        self.by_ns.get(ns)?.get(name)
+    }
+
+    /// Takes in `c`. The owners it concerns (of `owners`, keyed `ns/name`) are marked
+    /// dirty: the pod's controller if it is of `kind`, or for an orphan each owner whose
+    /// `claims` holds, for the pod as it was and as it is. `exp` learns of creations
+    /// and deletions seen.
+    pub fn apply(
+        &mut self,
+        c: Change,
+        kind: &str,
+        owners: &HashMap<String, Value>,
+        claims: impl Fn(&Value, &Value) -> bool,
+        dirty: &mut Dirty,
+        mut exp: Option<&mut Expectations>,
+    ) {
+        let concerned = |p: &Value| -> Vec<String> {
+            let (ns, _) = ns_name(p);
+            match owner::controller_of(p) {
+                Some(c) if c.kind == kind => vec![format!("{ns}/{}", c.name)],
+                Some(_) => Vec::new(),
+                None => owners
+                    .iter()
+                    .filter(|(k, o)| {
+                        k.strip_prefix(&ns).is_some_and(|r| r.starts_with('/')) && claims(o, p)
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            }
+        };
+        match c {
+            Change::Reset(items) => {
+                self.by_ns.clear();
+                for p in items {
+                    let (ns, name) = ns_name(&p);
+                    self.by_ns.entry(ns).or_default().insert(name, p);
+                }
+                dirty.extend(owners.keys().cloned());
+            }
+            Change::Apply(p) => {
+                let (ns, name) = ns_name(&p);
+                let now = concerned(&p);
+                let old = self.get(&ns, &name);
+                if let Some(exp) = exp.as_deref_mut() {
+                    for o in &now {
+                        if old.is_none() {
+                            exp.observed_create(o);
+                        }
+                        if !p["metadata"]["deletionTimestamp"].is_null() {
+                            exp.observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
+                        }
+                    }
+                }
+                // A pod whose labels or references changed may leave one owner for another.
+                if let Some(old) = old {
+                    dirty.extend(concerned(old));
+                }
+                dirty.extend(now);
+                self.by_ns.entry(ns).or_default().insert(name, p);
+            }
+            Change::Delete(p) => {
+                let (ns, name) = ns_name(&p);
+                let mut was = concerned(&p);
+                if let Some(old) = self.get(&ns, &name) {
+                    was.extend(concerned(old));
+                }
+                for o in &was {
+                    if let Some(exp) = exp.as_deref_mut() {
+                        exp.observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
+                    }
+                }
+                dirty.extend(was);
+                if let Some(m) = self.by_ns.get_mut(&ns) {
+                    m.remove(&name);
+                    if m.is_empty() {
+                        self.by_ns.remove(&ns);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn owner(deleting: bool) -> Value {
+        let mut o = json!({"metadata": {"name": "ds", "namespace": "n", "uid": "u1"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}}});
+        if deleting {
+            o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        o
+    }
+
+    fn pod(name: &str, app: &str, controller: Option<(&str, &str)>) -> Value {
+        let mut p = json!({"metadata": {"name": name, "namespace": "n", "uid": format!("{name}-uid"),
+            "labels": {"app": app}}});
+        if let Some((kind, uid)) = controller {
+            p["metadata"]["ownerReferences"] =
+                json!([{"kind": kind, "name": "ds", "uid": uid, "controller": true}]);
+        }
+        p
+    }
+
+    fn names(v: &[&Value]) -> Vec<String> {
+        v.iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn claims_adopts_and_releases_as_kubernetes() {
+        let own = pod("own", "a", Some(("DaemonSet", "u1")));
+        let moved = pod("moved", "b", Some(("DaemonSet", "u1")));
+        let orphan = pod("orphan", "a", None);
+        let stranger = pod("stranger", "b", None);
+        let foreign = pod("foreign", "a", Some(("ReplicaSet", "u2")));
+        let mut dying = pod("dying", "a", None);
+        dying["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let all = [&own, &moved, &orphan, &stranger, &foreign, &dying];
+        let c = claim(&owner(false), &all, |p| selects(&owner(false), p));
+        assert_eq!(names(&c.mine), ["own", "orphan"]);
+        assert_eq!(names(&c.adopt), ["orphan"]);
+        assert_eq!(names(&c.release), ["moved"]);
+        // A deleting owner keeps what it has and takes nothing.
+        let c = claim(&owner(true), &all, |p| selects(&owner(true), p));
+        assert_eq!(names(&c.mine), ["own"]);
+        assert!(c.adopt.is_empty() && c.release.is_empty());
+    }
+
+    #[test]
+    fn a_change_concerns_the_owners_of_the_pod_as_it_was_and_is() {
+        let owners: HashMap<String, Value> = [
+            ("n/ds".to_string(), owner(false)),
+            ("other/ds".to_string(), owner(false)),
+        ]
+        .into();
+        let mut pods = Pods::default();
+        let mut exp = Expectations::default();
+        let mut dirty = Dirty::new();
+        let apply = |pods: &mut Pods, exp: &mut Expectations, c: Change| {
+            let mut dirty = Dirty::new();
+            pods.apply(c, "DaemonSet", &owners, selects, &mut dirty, Some(exp));
+            let mut d: Vec<String> = dirty.into_iter().collect();
+            d.sort();
+            d
+        };
+        pods.apply(
+            Change::Reset(vec![]),
+            "DaemonSet",
+            &owners,
+            selects,
+            &mut dirty,
+            None,
+        );
+        assert_eq!(dirty.len(), 2);
+        exp.expect_creates("n/ds", 1);
+        let own = pod("p", "a", Some(("DaemonSet", "u1")));
+        assert_eq!(
+            apply(&mut pods, &mut exp, Change::Apply(own.clone())),
+            ["n/ds"]
+        );
+        assert!(exp.satisfied("n/ds"), "the creation was seen");
+        // The reference removed by hand: still the set's business (to adopt again).
+        let orphan = pod("p", "a", None);
+        assert_eq!(apply(&mut pods, &mut exp, Change::Apply(orphan)), ["n/ds"]);
+        // Taken by another kind's controller: leaves the view, the set looks again.
+        let foreign = pod("p", "a", Some(("ReplicaSet", "u2")));
+        assert_eq!(
+            apply(&mut pods, &mut exp, Change::Delete(foreign)),
+            ["n/ds"]
+        );
+        assert!(pods.in_namespace("n").is_empty());
+        // An orphan no owner selects concerns nobody.
+        let stray = pod("s", "z", None);
+        assert!(apply(&mut pods, &mut exp, Change::Apply(stray)).is_empty());
+        assert_eq!(pods.get("n", "s").map(|_| ()), Some(()));
+    }
+}
