@@ -61,11 +61,29 @@ pub async fn settle(client: &kube::Client, claimed: &Claim<'_>, reference: &Valu
     }
 }
 
-/// Whether the owner's `spec.selector` selects the pod (an empty selector selects
-/// nothing, as for the workload kinds).
+/// An owner's `spec.selector`, parsed once for a sync over many pods. An empty or
+/// invalid selector selects nothing, as for the workload kinds.
+pub struct OwnerSelector(Option<Selector>);
+
+impl OwnerSelector {
+    pub fn of(owner: &Value) -> OwnerSelector {
+        OwnerSelector(
+            Selector::from_label_selector(&owner["spec"]["selector"])
+                .ok()
+                .filter(|s| !s.is_empty()),
+        )
+    }
+
+    pub fn selects(&self, pod: &Value) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|s| s.matches(&labels(&pod["metadata"]["labels"])))
+    }
+}
+
+/// Whether the owner's `spec.selector` selects the pod.
 pub fn selects(owner: &Value, pod: &Value) -> bool {
-    Selector::from_label_selector(&owner["spec"]["selector"])
-        .is_ok_and(|s| !s.is_empty() && s.matches(&labels(&pod["metadata"]["labels"])))
+    OwnerSelector::of(owner).selects(pod)
 }
 
 /// A label map as the selector matches it.

@@ -290,6 +290,21 @@ struct State {
     revisions: HashMap<String, Value>,
 }
 
+/// What the controller reads of a pod (orphans are in the view too, to adopt; the
+/// resourceVersion guards adoption).
+const POD_FIELDS: &[&str] = &[
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.ownerReferences",
+    "metadata.resourceVersion",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.nodeName",
+    "spec.affinity.nodeAffinity",
+    "status.phase",
+    "status.conditions",
+];
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -301,7 +316,10 @@ pub async fn run(
         informers.watch("/api/v1/nodes"),
         informers.watch_view(
             "/api/v1/pods",
-            View::only(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
+            View {
+                only: Some(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
+                keep: Some(POD_FIELDS),
+            },
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];
@@ -384,7 +402,8 @@ async fn sync(
         &ds["spec"]["template"],
         ds["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
-    let claimed = claim::claim(ds, &st.pods.in_namespace(&ns), |p| claim::selects(ds, p));
+    let selector = claim::OwnerSelector::of(ds);
+    let claimed = claim::claim(ds, &st.pods.in_namespace(&ns), |p| selector.selects(p));
     claim::settle(
         client,
         &claimed,

@@ -127,7 +127,8 @@ pub fn reconcile(rs: &Value, pods: &[&Value], now: chrono::DateTime<chrono::Utc>
     // Kubernetes claims among active pods only (finished or terminating pods are
     // neither adopted, released nor counted).
     let candidates: Vec<&Value> = pods.iter().copied().filter(|p| is_active(p)).collect();
-    let claimed = claim::claim(rs, &candidates, |p| claim::selects(rs, p));
+    let selector = claim::OwnerSelector::of(rs);
+    let claimed = claim::claim(rs, &candidates, |p| selector.selects(p));
     let name = |p: &&Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
     plan.adopt = claimed.adopt.iter().map(name).collect();
     plan.release = claimed.release.iter().map(name).collect();

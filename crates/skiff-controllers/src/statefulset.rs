@@ -271,6 +271,18 @@ fn is_member(set: &Value, pod: &Value) -> bool {
     ordinal(set, pod).is_some() && claim::selects(set, pod)
 }
 
+/// What the controller reads of a pod (orphans are in the view too, to adopt; the
+/// resourceVersion guards adoption).
+const POD_FIELDS: &[&str] = &[
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.ownerReferences",
+    "metadata.resourceVersion",
+    "metadata.deletionTimestamp",
+    "status.phase",
+    "status.conditions",
+];
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -281,7 +293,10 @@ pub async fn run(
         informers.watch("/apis/apps/v1/statefulsets"),
         informers.watch_view(
             "/api/v1/pods",
-            View::only(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
+            View {
+                only: Some(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
+                keep: Some(POD_FIELDS),
+            },
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];
@@ -338,7 +353,10 @@ async fn sync(
         set["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
     let update = format!("{}-{hash}", name(set));
-    let claimed = claim::claim(set, &st.pods.in_namespace(&ns), |p| is_member(set, p));
+    let selector = claim::OwnerSelector::of(set);
+    let claimed = claim::claim(set, &st.pods.in_namespace(&ns), |p| {
+        ordinal(set, p).is_some() && selector.selects(p)
+    });
     claim::settle(
         client,
         &claimed,
