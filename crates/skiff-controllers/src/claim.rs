@@ -123,6 +123,10 @@ impl Pods {
             .unwrap_or_default()
     }
 
+    pub fn all(&self) -> impl Iterator<Item = &Value> {
+        self.by_ns.values().flat_map(|m| m.values())
+    }
+
     pub fn get(&self, ns: &str, name: &str) -> Option<&Value> {
         self.by_ns.get(ns)?.get(name)
     }

@@ -10,6 +10,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps Jobs and their pods and acts.
 
+use crate::claim;
 use crate::control;
 use crate::owner;
 use crate::replicaset::sort_for_deletion;
@@ -612,15 +613,9 @@ pub fn pod_from_template(job: &Value, index: Option<i64>) -> Value {
 
 struct State {
     jobs: HashMap<String, Value>,
-    /// Pods with a Job controller, by the Job's uid, then pod name.
-    pods: HashMap<String, HashMap<String, Value>>,
+    /// Pods with a Job controller, and orphans (to adopt, or to free of the finalizer).
+    pods: claim::Pods,
     jobs_listed: bool,
-}
-
-fn job_uid_of(p: &Value) -> Option<String> {
-    owner::controller_of(p)
-        .filter(|c| c.kind == "Job")
-        .map(|c| c.uid)
 }
 
 /// What the controller reads of a pod (results, index, tracking finalizer; the
@@ -648,14 +643,20 @@ pub async fn run(
 ) {
     let sources = vec![
         informers.watch("/apis/batch/v1/jobs"),
-        informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS)),
+        informers.watch_view(
+            "/api/v1/pods",
+            View {
+                only: Some(|p| claim::owned_by_or_orphan(p, "Job")),
+                keep: Some(POD_FIELDS),
+            },
+        ),
     ];
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "job-controller"),
         client,
         st: State {
             jobs: HashMap::new(),
-            pods: HashMap::new(),
+            pods: claim::Pods::default(),
             jobs_listed: false,
         },
         expectations: owner::Expectations::default(),
@@ -680,7 +681,14 @@ impl control::Reconcile for Controller {
     }
 
     fn observe(&mut self, _pods: usize, c: Change, dirty: &mut control::Dirty) {
-        pod_change(&mut self.st, dirty, &mut self.expectations, c);
+        self.st.pods.apply(
+            c,
+            "Job",
+            &self.st.jobs,
+            claim::selects,
+            dirty,
+            Some(&mut self.expectations),
+        );
     }
 
     fn owners_listed(&mut self) {
@@ -705,62 +713,6 @@ impl control::Reconcile for Controller {
     }
 }
 
-fn job_key_by_uid(st: &State, uid: &str) -> Option<String> {
-    st.jobs
-        .iter()
-        .find(|(_, j)| j["metadata"]["uid"] == uid)
-        .map(|(k, _)| k.clone())
-}
-
-fn pod_change(
-    st: &mut State,
-    dirty: &mut HashSet<String>,
-    exp: &mut owner::Expectations,
-    c: Change,
-) {
-    let mut touch =
-        |st: &State, p: &Value, exp: &mut owner::Expectations, new: bool, gone: bool| {
-            if let Some(j) = job_uid_of(p)
-                && let Some(k) = job_key_by_uid(st, &j)
-            {
-                if new {
-                    exp.observed_create(&k);
-                }
-                if gone || !p["metadata"]["deletionTimestamp"].is_null() {
-                    exp.observed_delete(&k, uid(p));
-                }
-                dirty.insert(k);
-            }
-        };
-    match c {
-        Change::Reset(items) => {
-            st.pods.clear();
-            for p in items {
-                if let Some(j) = job_uid_of(&p) {
-                    st.pods.entry(j).or_default().insert(pod_name(&p), p);
-                }
-            }
-            dirty.extend(st.jobs.keys().cloned());
-        }
-        Change::Apply(p) => {
-            let Some(j) = job_uid_of(&p) else { return };
-            let new = !st
-                .pods
-                .get(&j)
-                .is_some_and(|m| m.contains_key(&pod_name(&p)));
-            touch(st, &p, exp, new, false);
-            st.pods.entry(j).or_default().insert(pod_name(&p), p);
-        }
-        Change::Delete(p) => {
-            let Some(j) = job_uid_of(&p) else { return };
-            touch(st, &p, exp, false, true);
-            if let Some(m) = st.pods.get_mut(&j) {
-                m.remove(&pod_name(&p));
-            }
-        }
-    }
-}
-
 async fn remove_tracking(client: &kube::Client, p: &Value) {
     let keep: Vec<Value> = p["metadata"]["finalizers"]
         .as_array()
@@ -780,7 +732,8 @@ async fn remove_tracking(client: &kube::Client, p: &Value) {
     }
 }
 
-/// Pods whose Job is gone keep no finalizer: nothing is left to count them for.
+/// Pods whose Job is gone, and orphans no Job will adopt, keep no finalizer: nothing
+/// is left to count them for.
 async fn release_orphans(client: &kube::Client, st: &State) {
     if !st.jobs_listed {
         return;
@@ -790,11 +743,14 @@ async fn release_orphans(client: &kube::Client, st: &State) {
         .values()
         .filter_map(|j| j["metadata"]["uid"].as_str())
         .collect();
-    for (job_uid, pods) in &st.pods {
-        if live.contains(job_uid.as_str()) {
-            continue;
-        }
-        for p in pods.values().filter(|p| has_tracking(p)) {
+    for p in st.pods.all().filter(|p| has_tracking(p)) {
+        let free = match owner::controller_of(p) {
+            Some(c) => !live.contains(c.uid.as_str()),
+            None => !st.jobs.values().any(|j| {
+                j["metadata"]["namespace"] == p["metadata"]["namespace"] && claim::selects(j, p)
+            }),
+        };
+        if free {
             remove_tracking(client, p).await;
         }
     }
@@ -813,11 +769,15 @@ async fn sync(
         .unwrap_or("")
         .to_string();
     let job_uid = job["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let pods: Vec<Value> = st
-        .pods
-        .get(&job_uid)
-        .map(|m| m.values().cloned().collect())
-        .unwrap_or_default();
+    let selector = claim::OwnerSelector::of(job);
+    let claimed = claim::claim(job, &st.pods.in_namespace(&ns), |p| selector.selects(p));
+    claim::settle(
+        client,
+        &claimed,
+        &owner::controller_ref("batch/v1", "Job", job),
+    )
+    .await;
+    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
     let refs: Vec<&Value> = pods.iter().collect();
     let plan = reconcile(job, &refs, chrono::Utc::now());
     if plan.delete_job {

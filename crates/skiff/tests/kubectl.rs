@@ -1766,6 +1766,60 @@ fn jobs_complete_fail_and_expire() {
         (gone && pods.is_empty()).then_some(())
     });
 
+    // A running pod whose reference was removed by hand is adopted again (the
+    // selector names the job's uid); deleted with --cascade=orphan, the job leaves its
+    // pod running and free of the tracking finalizer.
+    c.apply(&job("long", "", "skiff.io/simulate-run-seconds: '600'"));
+    let pod = common::eventually(Duration::from_secs(30), || {
+        let p = c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=long",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        (!p.is_empty()).then_some(p)
+    });
+    let job_uid = c.ok(&["get", "job", "long", "-o", "jsonpath={.metadata.uid}"]);
+    c.ok(&[
+        "patch",
+        "pod",
+        &pod,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
+    ]);
+    common::eventually(Duration::from_secs(30), || {
+        let owner = c.ok(&[
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].uid}",
+        ]);
+        (owner == job_uid).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "job-name=long", "-o", "name"])
+            .lines()
+            .count(),
+        1
+    );
+    c.ok(&["delete", "job", "long", "--cascade=orphan"]);
+    common::eventually(Duration::from_secs(30), || {
+        let p = c.ok(&[
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.status.phase} {.metadata.ownerReferences}{.metadata.finalizers}",
+        ]);
+        (p == "Running ").then_some(())
+    });
+    c.ok(&["delete", "pod", &pod, "--wait=false"]);
+
     // kubectl delete job takes its pods with it.
     c.ok(&["delete", "job", "five"]);
     common::eventually(Duration::from_secs(30), || {
