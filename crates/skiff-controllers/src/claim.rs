@@ -1,7 +1,8 @@
-//! Which pods a controller owns, as Kubernetes' `ControllerRefManager` decides: a pod
-//! whose controller reference names the owner is its own while the owner still claims it
-//! (selector, and for StatefulSets the name); an orphan it claims is adopted; an owned
-//! pod it no longer claims is released. A deleting owner adopts and releases nothing.
+//! What a controller owns, as Kubernetes' `ControllerRefManager` decides: an object
+//! (a pod, or a Deployment's ReplicaSet) whose controller reference names the owner is
+//! its own while the owner still claims it (selector, and for StatefulSets the name);
+//! an orphan it claims is adopted; an owned object it no longer claims is released. A
+//! deleting owner adopts and releases nothing.
 //!
 //! [`Pods`] is the view a controller kind keeps of the pods it may claim (its own and
 //! orphans, by namespace) and tells which owners each change concerns.
@@ -49,16 +50,25 @@ pub fn claim<'a>(owner: &Value, pods: &[&'a Value], claims: impl Fn(&Value) -> b
     out
 }
 
-/// Carries out a claim's adoptions and releases (each guarded by the pod's
-/// resourceVersion; a lost race is settled by the next sync).
-pub async fn settle(client: &kube::Client, claimed: &Claim<'_>, reference: &Value) {
+/// Carries out a claim's adoptions and releases of objects of collection
+/// `api_version`/`plural` (each guarded by the object's resourceVersion; a lost race
+/// is settled by the next sync). Returns the objects as updated.
+pub async fn settle(
+    client: &kube::Client,
+    api_version: &str,
+    plural: &str,
+    claimed: &Claim<'_>,
+    reference: &Value,
+) -> Vec<Value> {
     let uid = reference["uid"].as_str().unwrap_or("");
-    for p in &claimed.adopt {
-        owner::adopt(client, p, reference.clone()).await;
+    let mut updated = Vec::new();
+    for o in &claimed.adopt {
+        updated.extend(owner::adopt(client, api_version, plural, o, reference.clone()).await);
     }
-    for p in &claimed.release {
-        owner::release(client, p, uid).await;
+    for o in &claimed.release {
+        updated.extend(owner::release(client, api_version, plural, o, uid).await);
     }
+    updated
 }
 
 /// An owner's `spec.selector`, parsed once for a sync over many pods. An empty or

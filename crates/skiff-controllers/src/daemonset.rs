@@ -406,6 +406,8 @@ async fn sync(
     let claimed = claim::claim(ds, &st.pods.in_namespace(&ns), |p| selector.selects(p));
     claim::settle(
         client,
+        "v1",
+        "pods",
         &claimed,
         &owner::controller_ref("apps/v1", "DaemonSet", ds),
     )

@@ -9,13 +9,12 @@
 //! The decisions (`rolling_step`, `recreate_step`, `scale_step`, `status`) are pure;
 //! `run` keeps Deployments and ReplicaSets from reflectors and applies them.
 
-use crate::claim::labels;
+use crate::claim;
 use crate::control;
 use crate::owner;
 use serde_json::{Map, Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::{self, Change};
-use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -634,23 +633,6 @@ impl State {
             .collect()
     }
 
-    /// Matching ReplicaSets with no controller, to adopt.
-    fn orphans_of(&self, d: &Value) -> Vec<&Value> {
-        let ns = d["metadata"]["namespace"].as_str().unwrap_or("");
-        let Ok(sel) = Selector::from_label_selector(&d["spec"]["selector"]) else {
-            return Vec::new();
-        };
-        self.sets
-            .values()
-            .filter(|rs| {
-                rs["metadata"]["namespace"] == ns
-                    && owner::controller_of(rs).is_none()
-                    && !sel.is_empty()
-                    && sel.matches(&labels(&rs["metadata"]["labels"]))
-            })
-            .collect()
-    }
-
     fn owner_key(&self, rs: &Value) -> Option<String> {
         let ns = rs["metadata"]["namespace"].as_str().unwrap_or("");
         owner::controller_of(rs)
@@ -813,6 +795,12 @@ impl control::Reconcile for Controller {
 }
 
 fn set_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
+    // A ReplicaSet taken from a Deployment concerns the one it left, too.
+    if let Change::Apply(rs) | Change::Delete(rs) = &c
+        && let Some(old) = st.sets.get(&reflect::key(rs))
+    {
+        dirty.extend(st.owner_key(old));
+    }
     match &c {
         Change::Reset(_) => dirty.extend(st.deployments.keys().cloned()),
         Change::Apply(rs) | Change::Delete(rs) => match st.owner_key(rs) {
@@ -871,28 +859,18 @@ async fn sync(
         .as_str()
         .unwrap_or("")
         .to_string();
-    // Adopt matching orphans first: they may be this template's ReplicaSet.
-    if d["metadata"]["deletionTimestamp"].is_null() {
-        let orphans: Vec<Value> = st.orphans_of(d).into_iter().cloned().collect();
-        for rs in orphans {
-            let mut refs: Vec<Value> = rs["metadata"]["ownerReferences"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            refs.push(owner::controller_ref("apps/v1", "Deployment", d));
-            let body = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs["metadata"]["resourceVersion"], "uid": rs["metadata"]["uid"]}});
-            if let Ok(updated) = owner::send(
-                client,
-                http::Method::PATCH,
-                rs_path(&ns, name(&rs)),
-                "application/merge-patch+json",
-                &body,
-            )
-            .await
-            {
-                st.sets.insert(reflect::key(&updated), updated);
-            }
-        }
+    // Claim first: an adopted orphan may be this template's ReplicaSet.
+    let selector = claim::OwnerSelector::of(d);
+    let in_ns: Vec<&Value> = st
+        .sets
+        .values()
+        .filter(|rs| rs["metadata"]["namespace"] == ns.as_str())
+        .collect();
+    let claimed = claim::claim(d, &in_ns, |rs| selector.selects(rs));
+    let reference = owner::controller_ref("apps/v1", "Deployment", d);
+    let updated = claim::settle(client, "apps/v1", "replicasets", &claimed, &reference).await;
+    for rs in updated {
+        st.sets.insert(reflect::key(&rs), rs);
     }
     let sets: Vec<Value> = st.sets_of(d).into_iter().cloned().collect();
     let refs: Vec<&Value> = sets.iter().collect();

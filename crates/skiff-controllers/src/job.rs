@@ -773,6 +773,8 @@ async fn sync(
     let claimed = claim::claim(job, &st.pods.in_namespace(&ns), |p| selector.selects(p));
     claim::settle(
         client,
+        "v1",
+        "pods",
         &claimed,
         &owner::controller_ref("batch/v1", "Job", job),
     )

@@ -174,13 +174,13 @@ async fn set_owner_refs(
     plural: &str,
     obj: &Value,
     refs: Vec<Value>,
-) {
+) -> Option<Value> {
     let body = json!({"metadata": {
         "ownerReferences": if refs.is_empty() { Value::Null } else { json!(refs) },
         "resourceVersion": obj["metadata"]["resourceVersion"],
         "uid": obj["metadata"]["uid"],
     }});
-    if let Err(e) = send(
+    send(
         client,
         http::Method::PATCH,
         object_path(api_version, plural, obj),
@@ -188,32 +188,46 @@ async fn set_owner_refs(
         &body,
     )
     .await
-    {
+    .inspect_err(|e| {
         tracing::debug!(error = %e, "owner reference change failed; the next sync retries");
-    }
+    })
+    .ok()
 }
 
-/// Makes `reference` the pod's controller.
-pub async fn adopt(client: &kube::Client, pod: &Value, reference: Value) {
-    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
+/// Makes `reference` the controller of `obj` (of collection `api_version`/`plural`);
+/// the object as updated, or None if the change failed.
+pub async fn adopt(
+    client: &kube::Client,
+    api_version: &str,
+    plural: &str,
+    obj: &Value,
+    reference: Value,
+) -> Option<Value> {
+    let mut refs: Vec<Value> = obj["metadata"]["ownerReferences"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     refs.retain(|r| r["uid"] != reference["uid"]);
     refs.push(reference);
-    set_owner_refs(client, "v1", "pods", pod, refs).await;
+    set_owner_refs(client, api_version, plural, obj, refs).await
 }
 
-/// Drops the reference to `owner_uid` from the pod.
-pub async fn release(client: &kube::Client, pod: &Value, owner_uid: &str) {
-    let refs: Vec<Value> = pod["metadata"]["ownerReferences"]
+/// Drops the reference to `owner_uid` from `obj`.
+pub async fn release(
+    client: &kube::Client,
+    api_version: &str,
+    plural: &str,
+    obj: &Value,
+    owner_uid: &str,
+) -> Option<Value> {
+    let refs: Vec<Value> = obj["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|r| r["uid"] != owner_uid)
         .cloned()
         .collect();
-    set_owner_refs(client, "v1", "pods", pod, refs).await;
+    set_owner_refs(client, api_version, plural, obj, refs).await
 }
 
 /// Creates `n` pods from `template` in batches of 1, 2, 4, … (Kubernetes' slow start:

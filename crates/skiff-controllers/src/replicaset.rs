@@ -283,6 +283,8 @@ async fn sync(
         if let Some(p) = by_name(name) {
             owner::adopt(
                 client,
+                "v1",
+                "pods",
                 &p,
                 owner::controller_ref("apps/v1", "ReplicaSet", rs),
             )
@@ -291,7 +293,14 @@ async fn sync(
     }
     for name in &plan.release {
         if let Some(p) = by_name(name) {
-            owner::release(client, &p, rs["metadata"]["uid"].as_str().unwrap_or("")).await;
+            owner::release(
+                client,
+                "v1",
+                "pods",
+                &p,
+                rs["metadata"]["uid"].as_str().unwrap_or(""),
+            )
+            .await;
         }
     }
     let mut failure: Option<(&str, String)> = None;

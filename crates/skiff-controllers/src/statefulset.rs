@@ -359,6 +359,8 @@ async fn sync(
     });
     claim::settle(
         client,
+        "v1",
+        "pods",
         &claimed,
         &owner::controller_ref("apps/v1", "StatefulSet", set),
     )

@@ -1597,6 +1597,42 @@ fn deployments_roll_out_scale_and_roll_back() {
     let describe = c.ok(&["describe", "deployment", "web"]);
     assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
 
+    // Orphaned by --cascade=orphan, its ReplicaSets are adopted by the next Deployment
+    // that selects them (and so go with it below).
+    let owners = || {
+        c.ok(&[
+            "get",
+            "rs",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.ownerReferences[0].uid}",
+        ])
+    };
+    let sets = c
+        .ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+        .lines()
+        .count();
+    assert!(sets >= 2, "{sets}");
+    c.ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    common::eventually(Duration::from_secs(30), || {
+        owners().is_empty().then_some(())
+    });
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:3",
+        "--replicas=3",
+    ]);
+    let uid = c.ok(&["get", "deployment", "web", "-o", "jsonpath={.metadata.uid}"]);
+    common::eventually(Duration::from_secs(30), || {
+        let o = owners();
+        let o: Vec<&str> = o.split_whitespace().collect();
+        (o.len() >= sets && o.iter().all(|u| *u == uid)).then_some(())
+    });
+    assert!(status(&[]).contains("successfully rolled out"));
+
     // Deleting the deployment takes its ReplicaSets and their pods.
     c.ok(&["delete", "deployment", "web"]);
     common::eventually(Duration::from_secs(30), || {
