@@ -141,6 +141,24 @@ impl Pods {
         self.by_ns.get(ns)?.get(name)
     }
 
+    /// Claims the pods of `owner`'s namespace as `claims` says, carries out the
+    /// adoptions (with a controller reference to `owner`, a `kind` of `api_version`) and
+    /// releases, and returns the owner's pods.
+    pub async fn claim_for(
+        &self,
+        client: &kube::Client,
+        owner: &Value,
+        api_version: &str,
+        kind: &str,
+        claims: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let ns = owner["metadata"]["namespace"].as_str().unwrap_or("");
+        let claimed = claim(owner, &self.in_namespace(ns), claims);
+        let reference = owner::controller_ref(api_version, kind, owner);
+        settle(client, "v1", "pods", &claimed, &reference).await;
+        claimed.mine.into_iter().cloned().collect()
+    }
+
     /// Takes in `c`. The owners it concerns (of `owners`, keyed `ns/name`) are marked
     /// dirty: the pod's controller if it is of `kind`, or for an orphan each owner whose
     /// `claims` holds, for the pod as it was and as it is. `exp` learns of creations

@@ -403,16 +403,10 @@ async fn sync(
         ds["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
     let selector = claim::OwnerSelector::of(ds);
-    let claimed = claim::claim(ds, &st.pods.in_namespace(&ns), |p| selector.selects(p));
-    claim::settle(
-        client,
-        "v1",
-        "pods",
-        &claimed,
-        &owner::controller_ref("apps/v1", "DaemonSet", ds),
-    )
-    .await;
-    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
+    let pods = st
+        .pods
+        .claim_for(client, ds, "apps/v1", "DaemonSet", |p| selector.selects(p))
+        .await;
     if ds["metadata"]["deletionTimestamp"].is_null() {
         let in_use: HashSet<String> = pods.iter().map(|p| pod_hash(p).to_string()).collect();
         crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;

@@ -770,16 +770,10 @@ async fn sync(
         .to_string();
     let job_uid = job["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let selector = claim::OwnerSelector::of(job);
-    let claimed = claim::claim(job, &st.pods.in_namespace(&ns), |p| selector.selects(p));
-    claim::settle(
-        client,
-        "v1",
-        "pods",
-        &claimed,
-        &owner::controller_ref("batch/v1", "Job", job),
-    )
-    .await;
-    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
+    let pods = st
+        .pods
+        .claim_for(client, job, "batch/v1", "Job", |p| selector.selects(p))
+        .await;
     let refs: Vec<&Value> = pods.iter().collect();
     let plan = reconcile(job, &refs, chrono::Utc::now());
     if plan.delete_job {

@@ -354,18 +354,12 @@ async fn sync(
     );
     let update = format!("{}-{hash}", name(set));
     let selector = claim::OwnerSelector::of(set);
-    let claimed = claim::claim(set, &st.pods.in_namespace(&ns), |p| {
-        ordinal(set, p).is_some() && selector.selects(p)
-    });
-    claim::settle(
-        client,
-        "v1",
-        "pods",
-        &claimed,
-        &owner::controller_ref("apps/v1", "StatefulSet", set),
-    )
-    .await;
-    let pods: Vec<Value> = claimed.mine.into_iter().cloned().collect();
+    let pods = st
+        .pods
+        .claim_for(client, set, "apps/v1", "StatefulSet", |p| {
+            ordinal(set, p).is_some() && selector.selects(p)
+        })
+        .await;
     if set["metadata"]["deletionTimestamp"].is_null() {
         let prefix = format!("{}-", name(set));
         let in_use: HashSet<String> = pods

@@ -13,6 +13,34 @@ fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// Removes the pod's owner references by hand and waits for its controller (uid
+/// `owner_uid`) to adopt it again: the same pod, not a replacement.
+fn adopted_again(c: &Cluster, pod: &str, owner_uid: &str) {
+    let uid = c.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+    c.ok(&[
+        "patch",
+        "pod",
+        pod,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
+    ]);
+    common::eventually(Duration::from_secs(30), || {
+        let owner = c.ok(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].uid}",
+        ]);
+        (owner == owner_uid).then_some(())
+    });
+    assert_eq!(
+        c.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]),
+        uid
+    );
+}
+
 fn row<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
     out.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
@@ -1819,24 +1847,7 @@ fn jobs_complete_fail_and_expire() {
         (!p.is_empty()).then_some(p)
     });
     let job_uid = c.ok(&["get", "job", "long", "-o", "jsonpath={.metadata.uid}"]);
-    c.ok(&[
-        "patch",
-        "pod",
-        &pod,
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
-    ]);
-    common::eventually(Duration::from_secs(30), || {
-        let owner = c.ok(&[
-            "get",
-            "pod",
-            &pod,
-            "-o",
-            "jsonpath={.metadata.ownerReferences[0].uid}",
-        ]);
-        (owner == job_uid).then_some(())
-    });
+    adopted_again(&c, &pod, &job_uid);
     assert_eq!(
         c.ok(&["get", "pods", "-l", "job-name=long", "-o", "name"])
             .lines()
@@ -2094,29 +2105,7 @@ fn daemonsets_follow_nodes_and_roll() {
         "-o",
         "jsonpath={.items[0].metadata.name}",
     ]);
-    let pod_uid = c.ok(&["get", "pod", &first, "-o", "jsonpath={.metadata.uid}"]);
-    c.ok(&[
-        "patch",
-        "pod",
-        &first,
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
-    ]);
-    common::eventually(Duration::from_secs(30), || {
-        let owner = c.ok(&[
-            "get",
-            "pod",
-            &first,
-            "-o",
-            "jsonpath={.metadata.ownerReferences[0].uid}",
-        ]);
-        (owner == ds_uid).then_some(())
-    });
-    assert_eq!(
-        c.ok(&["get", "pod", &first, "-o", "jsonpath={.metadata.uid}"]),
-        pod_uid
-    );
+    adopted_again(&c, &first, &ds_uid);
     assert_eq!(placed(), ["sim-0", "sim-1"]);
     // ... and one relabelled out of the selector is released and replaced on its node.
     let node = c.ok(&["get", "pod", &first, "-o", "jsonpath={.spec.nodeName}"]);
@@ -2309,29 +2298,7 @@ fn statefulsets_keep_names_order_and_claims() {
     });
     // A member whose reference was removed by hand is adopted again, not replaced.
     let set_uid = c.ok(&["get", "sts", "web", "-o", "jsonpath={.metadata.uid}"]);
-    let pod_uid = c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.metadata.uid}"]);
-    c.ok(&[
-        "patch",
-        "pod",
-        "web-1",
-        "--type=json",
-        "-p",
-        r#"[{"op": "remove", "path": "/metadata/ownerReferences"}]"#,
-    ]);
-    common::eventually(Duration::from_secs(30), || {
-        let owner = c.ok(&[
-            "get",
-            "pod",
-            "web-1",
-            "-o",
-            "jsonpath={.metadata.ownerReferences[0].uid}",
-        ]);
-        (owner == set_uid).then_some(())
-    });
-    assert_eq!(
-        c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.metadata.uid}"]),
-        pod_uid
-    );
+    adopted_again(&c, "web-1", &set_uid);
 
     // A rolling update replaces them from the highest ordinal down.
     c.ok(&["set", "image", "sts/web", "nginx=nginx:2"]);
