@@ -50,17 +50,53 @@ pub fn claim<'a>(owner: &Value, pods: &[&'a Value], claims: impl Fn(&Value) -> b
     out
 }
 
+/// When to sync again an owner that could not adopt (its deletion is on the way, or
+/// the API could not be read).
+pub const ADOPTION_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A kind of owner: what its controller references say, and where it is read.
+pub struct OwnerKind {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+}
+
+/// Whether `owner` may adopt: read afresh, it is the same object and is not being
+/// deleted (the watch may lag a deletion; Kubernetes rechecks the same way before it
+/// adopts, so that a deleted owner's garbage collection does not take what it adopted).
+pub async fn can_adopt(client: &kube::Client, owner: &Value, kind: &OwnerKind) -> bool {
+    let path = owner::object_path(kind.api_version, kind.plural, owner);
+    let req = http::Request::get(path)
+        .body(Vec::new())
+        .expect("valid request");
+    match client.request::<Value>(req).await {
+        Ok(fresh) => {
+            fresh["metadata"]["uid"] == owner["metadata"]["uid"]
+                && fresh["metadata"]["deletionTimestamp"].is_null()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "could not recheck an owner before adopting");
+            false
+        }
+    }
+}
+
 /// Carries out a claim's adoptions and releases of objects of collection
 /// `api_version`/`plural` (each guarded by the object's resourceVersion; a lost race
-/// is settled by the next sync). Returns the objects as updated.
+/// is settled by the next sync). Returns the objects as updated, or None if the claim
+/// must not be acted on: it adopts, and the owner fails [`can_adopt`].
 pub async fn settle(
     client: &kube::Client,
-    api_version: &str,
-    plural: &str,
+    (api_version, plural): (&str, &str),
     claimed: &Claim<'_>,
-    reference: &Value,
-) -> Vec<Value> {
-    let uid = reference["uid"].as_str().unwrap_or("");
+    owner: &Value,
+    kind: &OwnerKind,
+) -> Option<Vec<Value>> {
+    if !claimed.adopt.is_empty() && !can_adopt(client, owner, kind).await {
+        return None;
+    }
+    let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
+    let reference = owner::controller_ref(kind.api_version, kind.kind, owner);
     let mut updated = Vec::new();
     for o in &claimed.adopt {
         updated.extend(owner::adopt(client, api_version, plural, o, reference.clone()).await);
@@ -68,7 +104,7 @@ pub async fn settle(
     for o in &claimed.release {
         updated.extend(owner::release(client, api_version, plural, o, uid).await);
     }
-    updated
+    Some(updated)
 }
 
 /// An owner's `spec.selector`, parsed once for a sync over many pods. An empty or
@@ -142,21 +178,19 @@ impl Pods {
     }
 
     /// Claims the pods of `owner`'s namespace as `claims` says, carries out the
-    /// adoptions (with a controller reference to `owner`, a `kind` of `api_version`) and
-    /// releases, and returns the owner's pods.
+    /// adoptions and releases, and returns the owner's pods; None if the claim must
+    /// not be acted on ([`settle`]).
     pub async fn claim_for(
         &self,
         client: &kube::Client,
         owner: &Value,
-        api_version: &str,
-        kind: &str,
+        kind: &OwnerKind,
         claims: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
+    ) -> Option<Vec<Value>> {
         let ns = owner["metadata"]["namespace"].as_str().unwrap_or("");
         let claimed = claim(owner, &self.in_namespace(ns), claims);
-        let reference = owner::controller_ref(api_version, kind, owner);
-        settle(client, "v1", "pods", &claimed, &reference).await;
-        claimed.mine.into_iter().cloned().collect()
+        settle(client, ("v1", "pods"), &claimed, owner, kind).await?;
+        Some(claimed.mine.into_iter().cloned().collect())
     }
 
     /// Takes in `c`. The owners it concerns (of `owners`, keyed `ns/name`) are marked
@@ -336,5 +370,61 @@ mod tests {
         let stray = pod("s", "z", None);
         assert!(apply(&mut pods, &mut exp, Change::Apply(stray)).is_empty());
         assert_eq!(pods.get("n", "s").map(|_| ()), Some(()));
+    }
+
+    /// A client whose API answers a GET with `owner` and counts every other request.
+    fn api(owner: Value) -> (kube::Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let writes = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen = writes.clone();
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let body = if req.method() == http::Method::GET {
+                owner.clone()
+            } else {
+                seen.fetch_add(1, Ordering::SeqCst);
+                json!({"metadata": {"name": "orphan", "namespace": "n"}})
+            };
+            async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    serde_json::to_vec(&body).unwrap(),
+                )))
+            }
+        });
+        (kube::Client::new(svc, "default"), writes)
+    }
+
+    #[tokio::test]
+    async fn an_owner_read_afresh_as_deleting_adopts_nothing() {
+        const KIND: OwnerKind = OwnerKind {
+            api_version: "apps/v1",
+            kind: "DaemonSet",
+            plural: "daemonsets",
+        };
+        let orphan = pod("orphan", "a", None);
+        let seen = owner(false);
+        let c = claim(&seen, &[&orphan], |p| selects(&seen, p));
+        assert_eq!(names(&c.adopt), ["orphan"]);
+        // The watch lags: the API already has the owner deleting.
+        let (client, writes) = api(owner(true));
+        assert!(
+            settle(&client, ("v1", "pods"), &c, &seen, &KIND)
+                .await
+                .is_none()
+        );
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // A different object of the same name (recreated) may not adopt either.
+        let mut other = owner(false);
+        other["metadata"]["uid"] = json!("u9");
+        let (client, _) = api(other);
+        assert!(
+            settle(&client, ("v1", "pods"), &c, &seen, &KIND)
+                .await
+                .is_none()
+        );
+        // As the watch shows it: the orphan is adopted.
+        let (client, writes) = api(owner(false));
+        let updated = settle(&client, ("v1", "pods"), &c, &seen, &KIND).await;
+        assert_eq!(updated.map(|u| u.len()), Some(1));
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps DaemonSets, nodes and pods and acts.
 
-use crate::claim;
+use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
@@ -305,6 +305,12 @@ const POD_FIELDS: &[&str] = &[
     "status.conditions",
 ];
 
+const KIND: claim::OwnerKind = claim::OwnerKind {
+    api_version: "apps/v1",
+    kind: "DaemonSet",
+    plural: "daemonsets",
+};
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -403,10 +409,13 @@ async fn sync(
         ds["status"]["collisionCount"].as_i64().unwrap_or(0),
     );
     let selector = claim::OwnerSelector::of(ds);
-    let pods = st
+    let Some(pods) = st
         .pods
-        .claim_for(client, ds, "apps/v1", "DaemonSet", |p| selector.selects(p))
-        .await;
+        .claim_for(client, ds, &KIND, |p| selector.selects(p))
+        .await
+    else {
+        return Some(ADOPTION_RETRY);
+    };
     if ds["metadata"]["deletionTimestamp"].is_null() {
         let in_use: HashSet<String> = pods.iter().map(|p| pod_hash(p).to_string()).collect();
         crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;

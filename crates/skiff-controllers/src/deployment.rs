@@ -867,8 +867,15 @@ async fn sync(
         .filter(|rs| rs["metadata"]["namespace"] == ns.as_str())
         .collect();
     let claimed = claim::claim(d, &in_ns, |rs| selector.selects(rs));
-    let reference = owner::controller_ref("apps/v1", "Deployment", d);
-    let updated = claim::settle(client, "apps/v1", "replicasets", &claimed, &reference).await;
+    let kind = claim::OwnerKind {
+        api_version: "apps/v1",
+        kind: "Deployment",
+        plural: "deployments",
+    };
+    let Some(updated) = claim::settle(client, ("apps/v1", "replicasets"), &claimed, d, &kind).await
+    else {
+        return Some(claim::ADOPTION_RETRY);
+    };
     for rs in updated {
         st.sets.insert(reflect::key(&rs), rs);
     }

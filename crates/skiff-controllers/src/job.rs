@@ -10,7 +10,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps Jobs and their pods and acts.
 
-use crate::claim;
+use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::owner;
 use crate::replicaset::sort_for_deletion;
@@ -635,6 +635,12 @@ const POD_FIELDS: &[&str] = &[
     "status.startTime",
 ];
 
+const KIND: claim::OwnerKind = claim::OwnerKind {
+    api_version: "batch/v1",
+    kind: "Job",
+    plural: "jobs",
+};
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -770,10 +776,13 @@ async fn sync(
         .to_string();
     let job_uid = job["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let selector = claim::OwnerSelector::of(job);
-    let pods = st
+    let Some(pods) = st
         .pods
-        .claim_for(client, job, "batch/v1", "Job", |p| selector.selects(p))
-        .await;
+        .claim_for(client, job, &KIND, |p| selector.selects(p))
+        .await
+    else {
+        return Some(ADOPTION_RETRY);
+    };
     let refs: Vec<&Value> = pods.iter().collect();
     let plan = reconcile(job, &refs, chrono::Utc::now());
     if plan.delete_job {

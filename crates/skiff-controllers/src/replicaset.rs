@@ -279,6 +279,15 @@ async fn sync(
     let pods = st.pods.in_namespace(&ns);
     let plan = reconcile(rs, &pods, now);
     let by_name = |n: &str| st.pods.get(&ns, n).cloned();
+    let kind = claim::OwnerKind {
+        api_version: "apps/v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+    };
+    // The plan counts what it adopts as its own: act on all of it or on none.
+    if !plan.adopt.is_empty() && !claim::can_adopt(client, rs, &kind).await {
+        return Some(claim::ADOPTION_RETRY);
+    }
     for name in &plan.adopt {
         if let Some(p) = by_name(name) {
             owner::adopt(

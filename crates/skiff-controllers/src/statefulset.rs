@@ -8,7 +8,7 @@
 //!
 //! `reconcile` is the pure decision; `run` keeps StatefulSets and their pods and acts.
 
-use crate::claim;
+use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
@@ -283,6 +283,12 @@ const POD_FIELDS: &[&str] = &[
     "status.conditions",
 ];
 
+const KIND: claim::OwnerKind = claim::OwnerKind {
+    api_version: "apps/v1",
+    kind: "StatefulSet",
+    plural: "statefulsets",
+};
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -354,12 +360,15 @@ async fn sync(
     );
     let update = format!("{}-{hash}", name(set));
     let selector = claim::OwnerSelector::of(set);
-    let pods = st
+    let Some(pods) = st
         .pods
-        .claim_for(client, set, "apps/v1", "StatefulSet", |p| {
+        .claim_for(client, set, &KIND, |p| {
             ordinal(set, p).is_some() && selector.selects(p)
         })
-        .await;
+        .await
+    else {
+        return Some(ADOPTION_RETRY);
+    };
     if set["metadata"]["deletionTimestamp"].is_null() {
         let prefix = format!("{}-", name(set));
         let in_use: HashSet<String> = pods
