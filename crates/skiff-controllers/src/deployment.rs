@@ -794,6 +794,12 @@ impl control::Reconcile for Controller {
     }
 }
 
+const KIND: claim::OwnerKind = claim::OwnerKind {
+    api_version: "apps/v1",
+    kind: "Deployment",
+    plural: "deployments",
+};
+
 fn set_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
     // A ReplicaSet taken from a Deployment concerns the one it left, too.
     if let Change::Apply(rs) | Change::Delete(rs) = &c
@@ -867,12 +873,7 @@ async fn sync(
         .filter(|rs| rs["metadata"]["namespace"] == ns.as_str())
         .collect();
     let claimed = claim::claim(d, &in_ns, |rs| selector.selects(rs));
-    let kind = claim::OwnerKind {
-        api_version: "apps/v1",
-        kind: "Deployment",
-        plural: "deployments",
-    };
-    let Some(updated) = claim::settle(client, ("apps/v1", "replicasets"), &claimed, d, &kind).await
+    let Some(updated) = claim::settle(client, ("apps/v1", "replicasets"), &claimed, d, &KIND).await
     else {
         return Some(claim::ADOPTION_RETRY);
     };

@@ -205,6 +205,12 @@ const POD_FIELDS: &[&str] = &[
     "status.containerStatuses",
 ];
 
+const KIND: claim::OwnerKind = claim::OwnerKind {
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    plural: "replicasets",
+};
+
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -279,38 +285,20 @@ async fn sync(
     let pods = st.pods.in_namespace(&ns);
     let plan = reconcile(rs, &pods, now);
     let by_name = |n: &str| st.pods.get(&ns, n).cloned();
-    let kind = claim::OwnerKind {
-        api_version: "apps/v1",
-        kind: "ReplicaSet",
-        plural: "replicasets",
-    };
     // The plan counts what it adopts as its own: act on all of it or on none.
-    if !plan.adopt.is_empty() && !claim::can_adopt(client, rs, &kind).await {
+    let named = |names: &[String]| -> Vec<&Value> {
+        names.iter().filter_map(|n| st.pods.get(&ns, n)).collect()
+    };
+    let claimed = claim::Claim {
+        mine: Vec::new(),
+        adopt: named(&plan.adopt),
+        release: named(&plan.release),
+    };
+    if claim::settle(client, ("v1", "pods"), &claimed, rs, &KIND)
+        .await
+        .is_none()
+    {
         return Some(claim::ADOPTION_RETRY);
-    }
-    for name in &plan.adopt {
-        if let Some(p) = by_name(name) {
-            owner::adopt(
-                client,
-                "v1",
-                "pods",
-                &p,
-                owner::controller_ref("apps/v1", "ReplicaSet", rs),
-            )
-            .await;
-        }
-    }
-    for name in &plan.release {
-        if let Some(p) = by_name(name) {
-            owner::release(
-                client,
-                "v1",
-                "pods",
-                &p,
-                rs["metadata"]["uid"].as_str().unwrap_or(""),
-            )
-            .await;
-        }
     }
     let mut failure: Option<(&str, String)> = None;
     if plan.create > 0 {
