@@ -7,13 +7,17 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v kubectl >/dev/null || need+=(kubectl)
 # The node agent: containerd (CRI), runc and crun, CNI plugins, busybox-static for the
-# sandbox and test images, iproute2 for routes, nftables for service rules.
+# sandbox and test images, iproute2 for routes.
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 command -v crun >/dev/null || need+=(crun)
 [ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
+# The service proxy and the pod network: nft for rules, conntrack for stale UDP flows.
+command -v nft >/dev/null || need+=(nftables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v nsenter >/dev/null || need+=(util-linux)
 command -v file >/dev/null || need+=(file)
 # Image pulls are tested against a local registry with htpasswd auth.
 command -v docker-registry >/dev/null || need+=(docker-registry)

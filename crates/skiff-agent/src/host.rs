@@ -48,29 +48,16 @@ pub fn allocatable(capacity: &BTreeMap<String, String>) -> BTreeMap<String, Stri
     a
 }
 
-/// The first up, non-loopback IPv4 address, else 127.0.0.1.
+/// The machine's primary IPv4 address (the default route's interface, else the first
+/// up, non-loopback one), else 127.0.0.1.
 pub fn node_ip() -> String {
-    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
-        for a in addrs {
-            let up = a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
-            let lo = a
-                .flags
-                .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
-            if !up || lo || a.interface_name.starts_with(BRIDGE) {
-                continue;
-            }
-            if let Some(v4) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) {
-                return v4.ip().to_string();
-            }
-        }
-    }
-    "127.0.0.1".into()
+    skiff_pki::primary_ipv4().map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string())
 }
 
 /// The CNI conflist containerd reads: a bridge with host-local IPAM on the node's pod
 /// CIDR, portmap for hostPorts. No masquerade: pod traffic is not NATed off the machine.
-pub fn cni_conflist(pod_cidr: &str, ipam_dir: &Path) -> String {
-    serde_json::json!({
+pub fn cni_conflist(pod_cidr: &str, ipam_dir: &Path, mtu: Option<u32>) -> String {
+    let mut c = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "skiff",
         "plugins": [
@@ -89,8 +76,11 @@ pub fn cni_conflist(pod_cidr: &str, ipam_dir: &Path) -> String {
             },
             {"type": "portmap", "capabilities": {"portMappings": true}},
         ],
-    })
-    .to_string()
+    });
+    if let Some(mtu) = mtu {
+        c["plugins"][0]["mtu"] = mtu.into();
+    }
+    c.to_string()
 }
 
 async fn ip(args: &[&str]) -> std::io::Result<std::process::Output> {
@@ -121,15 +111,22 @@ pub async fn remove_network() {
     let _ = ip(&["link", "del", BRIDGE]).await;
 }
 
-/// Cgroup directories under `/kubepods` in every mounted hierarchy (v1 controllers and
-/// the unified one), deepest first.
-fn kubepods_dirs(filter: &dyn Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+/// `<cgroup_root>/kubepods/<rest>`, as a cgroupfs path (`/` is the default root).
+pub fn under_cgroup_root(cgroup_root: &str, rest: &str) -> String {
+    let root = cgroup_root.trim_end_matches('/');
+    format!("{root}{rest}")
+}
+
+/// Cgroup directories under `<cgroup_root>/kubepods` in every mounted hierarchy (v1
+/// controllers and the unified one), deepest first.
+fn kubepods_dirs(cgroup_root: &str, filter: &dyn Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let Ok(roots) = std::fs::read_dir("/sys/fs/cgroup") else {
         return out;
     };
+    let sub = under_cgroup_root(cgroup_root, "/kubepods");
     for root in roots.flatten() {
-        let base = root.path().join("kubepods");
+        let base = root.path().join(sub.trim_start_matches('/'));
         let mut stack = vec![base.clone()];
         while let Some(d) = stack.pop() {
             if !d.is_dir() {
@@ -152,17 +149,27 @@ fn kubepods_dirs(filter: &dyn Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
 }
 
 /// Removes the pod's (empty) cgroups, which kubelet, not the runtime, owns.
-pub fn remove_pod_cgroups(uid: &str) {
+pub fn remove_pod_cgroups(cgroup_root: &str, uid: &str) {
     let leaf = format!("/pod{uid}");
-    for d in kubepods_dirs(&|p| p.ends_with(&leaf)) {
+    for d in kubepods_dirs(cgroup_root, &|p| p.ends_with(&leaf)) {
         let _ = std::fs::remove_dir(d);
     }
 }
 
-/// Removes the whole (empty) `/kubepods` tree, at shutdown once no pod is left.
-pub fn remove_kubepods_cgroups() {
-    for d in kubepods_dirs(&|_| true) {
+/// Removes the whole (empty) `kubepods` tree, and a cgroup root of the agent's own, at
+/// shutdown once no pod is left.
+pub fn remove_kubepods_cgroups(cgroup_root: &str) {
+    for d in kubepods_dirs(cgroup_root, &|_| true) {
         let _ = std::fs::remove_dir(d);
+    }
+    let root = cgroup_root.trim_matches('/');
+    if root.is_empty() {
+        return;
+    }
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        for h in hierarchies.flatten() {
+            let _ = std::fs::remove_dir(h.path().join(root));
+        }
     }
 }
 
@@ -183,7 +190,7 @@ mod tests {
     #[test]
     fn conflist_uses_the_node_cidr() {
         let v: serde_json::Value =
-            serde_json::from_str(&cni_conflist("10.42.3.0/24", Path::new("/d"))).unwrap();
+            serde_json::from_str(&cni_conflist("10.42.3.0/24", Path::new("/d"), None)).unwrap();
         assert_eq!(
             v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
             "10.42.3.0/24"

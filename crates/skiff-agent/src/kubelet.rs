@@ -44,13 +44,22 @@ pub struct AgentOptions {
     pub kubelet_port: u16,
     /// Folder of static pod manifests, read every 2 s.
     pub pod_manifest_path: PathBuf,
-    /// The cluster DNS service's address(es) for ClusterFirst pods; none yet: pods use
+    /// The cluster DNS service's address(es) for ClusterFirst pods; with none, pods use
     /// the node's resolver, with kubelet's MissingClusterDNS event.
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
     /// Container logs rotate past this many bytes, keeping this many files.
     pub container_log_max_size: u64,
     pub container_log_max_files: usize,
+    /// The node's address (default: its first non-loopback IPv4 address).
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Pod cgroups go under `<cgroup_root>/kubepods` (kubelet's `--cgroup-root`), so two
+    /// agents on one machine keep apart.
+    pub cgroup_root: String,
+    /// How pods reach the other nodes' pods.
+    pub backend: crate::podnet::Backend,
+    /// The node's resolver config (pods with `dnsPolicy: Default`).
+    pub resolv_conf: PathBuf,
 }
 
 struct Ctx {
@@ -79,6 +88,7 @@ pub async fn run(
     std::fs::create_dir_all(dir.join("images"))?;
     std::fs::create_dir_all(&opts.pod_manifest_path)?;
     host::install_blackhole_routes().await?;
+    crate::iproute::enable_forwarding()?;
 
     let cni_conf_dir = dir.join("cni").join("net.d");
     let ccfg = containerd::Config {
@@ -124,7 +134,10 @@ pub async fn run(
         }
     }
 
-    let node_ip = host::node_ip();
+    let node_ip = opts
+        .node_ip
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(host::node_ip);
     let capacity = host::capacity(&dir);
     let spec = NodeSpec {
         name: opts.node_name.clone(),
@@ -155,6 +168,15 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", opts.kubelet_port)).await?;
     let (network_tx, network_ready) =
         watch::channel(cni_conf_dir.join("10-skiff.conflist").exists());
+    // The node's view of Services, for its service proxy and DNS.
+    let catalog = skiff_catalog::spawn(client.clone(), shutdown.clone());
+    let proxy = crate::network::spawn_proxy(
+        catalog.clone(),
+        &spec.name,
+        &node_ip,
+        !opts.leave_running,
+        shutdown.clone(),
+    );
     spawn_join(
         Join {
             client: client.clone(),
@@ -165,6 +187,10 @@ pub async fn run(
             cni_conf_dir: cni_conf_dir.clone(),
             ipam_dir: dir.join("cni").join("ipam"),
             network_ready: network_tx,
+            backend: opts.backend,
+            catalog: catalog.clone(),
+            cluster_domain: opts.cluster_domain.clone(),
+            resolv_conf: opts.resolv_conf.clone(),
         },
         shutdown.clone(),
     );
@@ -175,7 +201,7 @@ pub async fn run(
         runtime,
         opts: opts.clone(),
         node_ip,
-        host_dns: host_resolv(),
+        host_dns: host_resolv(&opts.resolv_conf),
         tokens: Default::default(),
         network_ready,
     });
@@ -233,9 +259,10 @@ pub async fn run(
                         for uid in uids.into_iter().filter(|u| !live.contains(u)) {
                             let rt = ctx.runtime.clone();
                             let vol_root = ctx.opts.dir.join("volumes");
+                            let cgroup_root = ctx.opts.cgroup_root.clone();
                             tasks.spawn(async move {
                                 if rt.remove_pod(&uid, 0).await.is_ok() {
-                                    host::remove_pod_cgroups(&uid);
+                                    host::remove_pod_cgroups(&cgroup_root, &uid);
                                     crate::volumes::remove(&vol_root, &uid).await;
                                 }
                             });
@@ -289,9 +316,11 @@ pub async fn run(
     if let Some(s) = supervisor {
         let _ = s.await;
     }
+    let _ = proxy.await;
     if !opts.leave_running {
+        crate::iproute::remove_all().await;
         host::remove_network().await;
-        host::remove_kubepods_cgroups();
+        host::remove_kubepods_cgroups(&opts.cgroup_root);
     }
     Ok(())
 }
@@ -403,6 +432,10 @@ struct Join {
     cni_conf_dir: PathBuf,
     ipam_dir: PathBuf,
     network_ready: watch::Sender<bool>,
+    backend: crate::podnet::Backend,
+    catalog: Arc<skiff_catalog::Shared>,
+    cluster_domain: String,
+    resolv_conf: PathBuf,
 }
 
 fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
@@ -415,6 +448,10 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
         cni_conf_dir,
         ipam_dir,
         network_ready,
+        backend,
+        catalog,
+        cluster_domain,
+        resolv_conf,
     } = j;
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
@@ -448,7 +485,31 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
                 _ = shutdown.changed() => return,
             }
         };
-        let conflist = host::cni_conflist(&cidr, &ipam_dir);
+        let Some(pod_cidr) = crate::podnet::Cidr::parse(&cidr) else {
+            tracing::error!(%cidr, "the node's pod CIDR is not an IPv4 CIDR");
+            return;
+        };
+        let net = crate::network::PodNetwork {
+            backend,
+            node_name: spec.name.clone(),
+            node_ip: spec
+                .internal_ip
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+            pod_cidr,
+            catalog,
+            cluster_domain,
+            resolv_conf,
+        };
+        let conflist = host::cni_conflist(&cidr, &ipam_dir, net.mtu());
+        {
+            let (client, net, stop) = (client.clone(), net.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::network::run(client, net, stop).await {
+                    tracing::error!(error = %e, "the pod network across nodes failed");
+                }
+            });
+        }
         let path = cni_conf_dir.join("10-skiff.conflist");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(conflist.as_str()) {
             let written = std::fs::create_dir_all(&cni_conf_dir)
@@ -722,7 +783,7 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
             // Gone from the API (force deletion): nothing left to report to.
             match ctx.runtime.remove_pod(&uid, 0).await {
                 Ok(()) => {
-                    host::remove_pod_cgroups(&uid);
+                    host::remove_pod_cgroups(&ctx.opts.cgroup_root, &uid);
                     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
                     ctx.tokens.forget(&uid);
                 }
@@ -822,7 +883,7 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
         tracing::warn!(pod = %pod_ref(pod), error = %e, "stopping pod");
         return false;
     }
-    host::remove_pod_cgroups(&key_of(pod));
+    host::remove_pod_cgroups(&ctx.opts.cgroup_root, &key_of(pod));
     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &key_of(pod)).await;
     ctx.tokens.forget(&key_of(pod));
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -1347,6 +1408,9 @@ fn sandbox_config(
     creating: bool,
 ) -> skiff_cri::cri::PodSandboxConfig {
     let mut cfg = criconv::sandbox_config(pod, attempt, &ctx.opts.dir.join("pods"));
+    if let Some(linux) = cfg.linux.as_mut() {
+        linux.cgroup_parent = host::under_cgroup_root(&ctx.opts.cgroup_root, &linux.cgroup_parent);
+    }
     let (dns, missing) = criconv::dns_config(
         pod,
         &ctx.opts.cluster_dns,
@@ -1372,11 +1436,12 @@ fn sandbox_config(
 
 /// The node's resolver config for `Default` DNS; behind a local stub resolver
 /// (systemd-resolved's 127.0.0.53) the real upstreams, which pods can reach.
-fn host_resolv() -> criconv::Resolv {
-    let read = |p: &str| std::fs::read_to_string(p).map(|t| criconv::parse_resolv_conf(&t));
-    let etc = read("/etc/resolv.conf").unwrap_or_default();
+fn host_resolv(path: &std::path::Path) -> criconv::Resolv {
+    let read =
+        |p: &std::path::Path| std::fs::read_to_string(p).map(|t| criconv::parse_resolv_conf(&t));
+    let etc = read(path).unwrap_or_default();
     if etc.nameservers.iter().any(|n| n.starts_with("127."))
-        && let Ok(upstream) = read("/run/systemd/resolve/resolv.conf")
+        && let Ok(upstream) = read("/run/systemd/resolve/resolv.conf".as_ref())
     {
         return upstream;
     }

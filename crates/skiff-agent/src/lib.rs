@@ -4,14 +4,18 @@
 
 pub mod credentials;
 pub mod criconv;
+pub mod dnsendpoint;
 pub mod exec;
 pub mod fake;
 pub mod hooks;
 pub mod host;
+pub mod iproute;
 pub mod kubelet;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod pod;
+pub mod podnet;
 pub mod probe;
 pub mod runtime;
 pub mod server;

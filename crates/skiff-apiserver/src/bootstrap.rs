@@ -1,13 +1,99 @@
 //! Objects every cluster has from its first start: the four system namespaces, their
-//! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints, and the two
+//! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints and
+//! EndpointSlice (kept at this server's address), the `kube-dns` Service, and the two
 //! system PriorityClasses. Created only when absent, so restarts keep user edits.
 
-use crate::kinds::{KUBERNETES_SERVICE_IP, ensure_default_service_account, system_write_options};
+use crate::kinds::{
+    KUBE_DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, ensure_default_service_account,
+    system_write_options,
+};
 use crate::object::Target;
 use crate::server::ApiServer;
 use serde_json::{Value, json};
 use skiff_types::ApiError;
 use skiff_types::registry::lookup;
+
+/// Creates `obj`, or brings the existing one's `fields` (top-level) to `obj`'s: what
+/// the server owns is put right at every start, the rest is the user's.
+async fn reconcile_one(
+    api: &ApiServer,
+    group: &str,
+    plural: &str,
+    ns: &str,
+    obj: Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
+    let ri = lookup(group, plural).expect("bootstrap kinds are served");
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let created = ensure_one(api, group, plural, Some(ns), obj.clone()).await;
+    created?;
+    let t = Target {
+        ri,
+        namespace: Some(ns.to_string()),
+        name: Some(name),
+        sub: None,
+    };
+    api.write_existing(&t, None, &system_write_options(), |current| {
+        let mut next = current.clone();
+        for f in fields {
+            next[*f] = obj[*f].clone();
+        }
+        Ok(next)
+    })
+    .await
+    .map(drop)
+}
+
+/// The `kubernetes` Service's Endpoints and EndpointSlice: this server's advertised
+/// address and real port, set at every start (kube-apiserver's endpoint reconciler).
+async fn reconcile_kubernetes_endpoints(api: &ApiServer) -> Result<(), ApiError> {
+    let (ip, port) = (api.advertise.ip().to_string(), api.advertise.port());
+    let family = if api.advertise.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let ep = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    reconcile_one(api, "", "endpoints", "default", ep, &["subsets"]).await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    reconcile_one(
+        api,
+        "discovery.k8s.io",
+        "endpointslices",
+        "default",
+        slice,
+        &["addressType", "endpoints", "ports"],
+    )
+    .await
+}
+
+/// The cluster DNS Service. Every real node answers it itself (node-local, no pods):
+/// each agent publishes its own endpoint, and `internalTrafficPolicy: Local` keeps a
+/// node's queries on that node.
+async fn ensure_kube_dns(api: &ApiServer) -> Result<(), ApiError> {
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+                     "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+        "spec": {"type": "ClusterIP", "clusterIP": KUBE_DNS_SERVICE_IP.to_string(),
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                           {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                           {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}],
+                 "internalTrafficPolicy": "Local", "sessionAffinity": "None"},
+    });
+    ensure_one(api, "", "services", Some("kube-system"), svc).await
+}
 
 async fn ensure_one(
     api: &ApiServer,
@@ -54,12 +140,8 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
         "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP.to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.advertise.port()}], "sessionAffinity": "None"},
     });
     ensure_one(api, "", "services", Some("default"), svc).await?;
-    let ep = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": api.advertise.ip().to_string()}], "ports": [{"name": "https", "port": api.advertise.port(), "protocol": "TCP"}]}],
-    });
-    ensure_one(api, "", "endpoints", Some("default"), ep).await?;
+    ensure_kube_dns(api).await?;
+    reconcile_kubernetes_endpoints(api).await?;
     for (name, value, desc) in [
         (
             "system-cluster-critical",

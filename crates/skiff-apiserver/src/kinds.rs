@@ -16,6 +16,8 @@ use std::time::Duration;
 pub const SERVICE_CIDR_BASE: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 0);
 pub const SERVICE_CIDR_PREFIX: u32 = 16;
 pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+/// The cluster DNS Service's address (kubelet's `--cluster-dns`).
+pub const KUBE_DNS_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 10);
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 fn is(ri: &ResourceInfo, group: &str, plural: &str) -> bool {
@@ -119,12 +121,43 @@ pub fn prepare_update(ri: &ResourceInfo, new: &mut Value, current: &Value) -> Re
                     spec.insert(f.to_string(), old.clone());
                 }
             }
-            // Node ports the user did not name keep their allocation (matched by port).
+            // A type without node ports drops them (Kubernetes' dropTypeDependentFields);
+            // otherwise node ports the user did not name keep their allocation (matched
+            // by port).
+            let with_node_ports = matches!(
+                spec.get("type").and_then(Value::as_str),
+                Some("NodePort" | "LoadBalancer")
+            );
+            if !with_node_ports {
+                for p in spec
+                    .get_mut("ports")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(p) = p.as_object_mut() {
+                        p.remove("nodePort");
+                    }
+                }
+            }
+            let keeps_health_port = with_node_ports
+                && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+            if keeps_health_port && !spec.contains_key("healthCheckNodePort") {
+                if let Some(hc) = current["spec"].get("healthCheckNodePort") {
+                    spec.insert("healthCheckNodePort".into(), hc.clone());
+                }
+            } else if !keeps_health_port {
+                spec.remove("healthCheckNodePort");
+            }
             let old_ports = current["spec"]["ports"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            if let Some(ports) = spec
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .filter(|_| with_node_ports)
+            {
                 for p in ports {
                     let missing = p
                         .get("nodePort")
@@ -418,6 +451,15 @@ pub async fn allocate_service(
                 }
             }
         }
+        // A LoadBalancer keeping client addresses gets the port its health is asked on.
+        let local = svc["spec"]["externalTrafficPolicy"] == "Local";
+        let hc = &svc["spec"]["healthCheckNodePort"];
+        if svc_type == "LoadBalancer" && local && hc.as_i64().unwrap_or(0) == 0 {
+            let np = pick_port(&taken).ok_or_else(|| {
+                ApiError::internal("failed to allocate a healthCheckNodePort: range is full")
+            })?;
+            svc["spec"]["healthCheckNodePort"] = json!(np);
+        }
     }
     Ok(())
 }
@@ -448,8 +490,12 @@ async fn used_service_allocations(
         {
             ips.insert(ip);
         }
-        for p in v["spec"]["ports"].as_array().into_iter().flatten() {
-            if let Some(np) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+        let node_ports = v["spec"]["ports"].as_array().into_iter().flatten();
+        for np in node_ports
+            .map(|p| &p["nodePort"])
+            .chain([&v["spec"]["healthCheckNodePort"]])
+        {
+            if let Some(np) = np.as_u64().and_then(|n| u16::try_from(n).ok()) {
                 ports.insert(np);
             }
         }
@@ -461,14 +507,18 @@ fn pick_ip(used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let base = u32::from(SERVICE_CIDR_BASE);
     let size = 1u32 << (32 - SERVICE_CIDR_PREFIX);
     let mut rng = rand::rng();
-    // Random like Kubernetes' allocator, skipping network and broadcast addresses.
+    // Random like Kubernetes' allocator, skipping network and broadcast addresses, from
+    // the upper band first: the lower one (KEP-3070: size/16, 16 to 256 addresses) is
+    // kept for Services that ask for a fixed address, such as kube-dns' 10.43.0.10.
+    let reserved = (size / 16).clamp(16, 256).min(size / 2);
     for _ in 0..64 {
-        let ip = Ipv4Addr::from(base + rng.random_range(2..size - 1));
+        let ip = Ipv4Addr::from(base + rng.random_range(reserved..size - 1));
         if !used.contains(&ip) {
             return Some(ip);
         }
     }
-    (2..size - 1)
+    (reserved..size - 1)
+        .chain(2..reserved)
         .map(|o| Ipv4Addr::from(base + o))
         .find(|ip| !used.contains(ip))
 }

@@ -25,6 +25,10 @@ pub struct Config {
     pub kubeconfig_path: Option<PathBuf>,
     /// Extra SANs for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// The address the `kubernetes` Service's endpoints name (kube-apiserver's
+    /// `--advertise-address`); default the bind address unless it is a wildcard or
+    /// loopback, else the machine's primary address. Never loopback: pods dial it.
+    pub advertise_address: Option<IpAddr>,
     /// Events kept in the watch cache for resuming watches.
     pub watch_cache_events: usize,
     /// Store history older than this many revisions is compacted.
@@ -39,6 +43,7 @@ impl Config {
             https_port: 6443,
             kubeconfig_path: None,
             tls_sans: Vec::new(),
+            advertise_address: None,
             watch_cache_events: 20_000,
             compaction_keep_revisions: 50_000,
         }
@@ -55,8 +60,11 @@ pub struct ApiServer {
     /// Serialises allocations of cluster IPs and node ports.
     pub alloc_lock: tokio::sync::Mutex<()>,
     pub started: Instant,
-    /// Address clients reach the API on (for the `kubernetes` Endpoints).
+    /// Address clients reach the API on from anywhere in the cluster (the `kubernetes`
+    /// Service's endpoint).
     pub advertise: SocketAddr,
+    /// `https://…` for clients on this machine (the kubeconfig, an in-process agent).
+    pub local_url: String,
     pub ready: watch::Receiver<bool>,
     /// Signs agents' serving certificates.
     pub pki: Arc<ClusterPki>,
@@ -92,6 +100,14 @@ impl RunningServer {
     }
 }
 
+fn advertise_ip(config: &Config, local: IpAddr) -> IpAddr {
+    config
+        .advertise_address
+        .or_else(|| (!local.is_loopback()).then_some(local))
+        .or_else(|| skiff_pki::primary_ipv4().map(IpAddr::V4))
+        .unwrap_or(local)
+}
+
 /// Starts the API server on `store`: PKI, watch cache, bootstrap objects, listener.
 pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
@@ -110,20 +126,20 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("binding {}:{}", config.bind_address, config.https_port))?;
     let addr = listener.local_addr()?;
-    let advertise_ip = if config.bind_address.is_unspecified() {
+    let local_ip = if config.bind_address.is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
         config.bind_address
     };
-    let advertise = SocketAddr::new(advertise_ip, addr.port());
+    let advertise = SocketAddr::new(advertise_ip(&config, local_ip), addr.port());
+    let local_url = format!("https://{}", SocketAddr::new(local_ip, addr.port()));
 
     let kubeconfig_path = config
         .kubeconfig_path
         .clone()
         .unwrap_or_else(|| config.data_dir.join("kubeconfig.yaml"));
-    let server_url = format!("https://{}", SocketAddr::new(advertise_ip, addr.port()));
     let kubeconfig = skiff_pki::kubeconfig(
-        &server_url,
+        &local_url,
         &pki.ca_cert_pem,
         &pki.admin_cert_pem,
         &pki.admin_key_pem,
@@ -151,6 +167,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         alloc_lock: tokio::sync::Mutex::new(()),
         started: Instant::now(),
         advertise,
+        local_url,
         ready: ready_rx,
         agent_tls,
         pki: Arc::new(pki),

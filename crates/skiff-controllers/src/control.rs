@@ -110,6 +110,96 @@ pub(crate) async fn run<R: Reconcile>(
     }
 }
 
+/// A controller whose keys are its own (a Service's, an Endpoints') and whose views it
+/// keeps itself, typed: every change of every source goes to [`Keyed::observe`]. No key is
+/// synced before each source has been listed once (client-go's `WaitForCacheSync`).
+pub(crate) trait Keyed {
+    /// A change from `sources[source]`: update the view, mark the keys it concerns.
+    fn observe(&mut self, source: usize, change: Change, dirty: &mut Dirty);
+
+    /// The keys every resync looks at.
+    fn keys(&self) -> Vec<String>;
+
+    /// Once, when every source has been listed, before the first syncs.
+    fn listed(&mut self, _dirty: &mut Dirty) {}
+
+    /// Syncs `key`. Some(d): look again after `d`.
+    async fn sync(&mut self, key: &str) -> Option<Duration>;
+}
+
+/// Runs `k` over `sources` until `shutdown` (or a source ends): each dirty key once per
+/// burst, requeues when a sync asks, every key again each [`RESYNC`].
+pub(crate) async fn run_keyed<K: Keyed>(
+    mut k: K,
+    sources: Vec<Changes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut listed = vec![false; sources.len()];
+    let mut merged = futures::stream::select_all(
+        sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| futures::StreamExt::map(c.into_stream(), move |change| (i, change))),
+    );
+    let mut ready = false;
+    let mut dirty = Dirty::new();
+    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
+    let mut resync = tokio::time::interval(RESYNC);
+    let mut observe = |k: &mut K, dirty: &mut Dirty, (i, c): (usize, Change)| {
+        if matches!(c, Change::Reset(_)) {
+            listed[i] = true;
+        }
+        k.observe(i, c, dirty);
+        listed.iter().all(|l| *l)
+    };
+    loop {
+        let mut all_listed = false;
+        tokio::select! {
+            next = futures::StreamExt::next(&mut merged) => {
+                let Some(next) = next else { return };
+                all_listed = observe(&mut k, &mut dirty, next);
+            }
+            key = requeue_rx.recv() => { if let Some(key) = key { dirty.insert(key); } }
+            _ = resync.tick() => dirty.extend(k.keys()),
+            _ = shutdown.changed() => return,
+        }
+        while let Some(Some(next)) =
+            futures::FutureExt::now_or_never(futures::StreamExt::next(&mut merged))
+        {
+            all_listed = observe(&mut k, &mut dirty, next);
+        }
+        if !ready {
+            if !all_listed {
+                continue;
+            }
+            ready = true;
+            k.listed(&mut dirty);
+        }
+        for key in std::mem::take(&mut dirty) {
+            if let Some(after) = k.sync(&key).await {
+                crate::owner::requeue(&requeue_tx, key, after);
+            }
+        }
+    }
+}
+
+/// Per-key retry delays after failed syncs: 200 ms, doubling, at most a minute (as the
+/// work queue's rate limiter); a success starts over.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(HashMap<String, u32>);
+
+impl Backoff {
+    pub fn failed(&mut self, key: &str) -> Duration {
+        let n = self.0.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(16);
+        (Duration::from_millis(100) * 2u32.pow(*n)).min(Duration::from_secs(60))
+    }
+
+    pub fn succeeded(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +281,66 @@ mod tests {
         owners_tx.send(Change::Delete(owner("a"))).unwrap();
         settle(&synced, 2).await;
         assert_eq!(synced.lock().unwrap().len(), 2);
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod keyed_tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Recorder {
+        synced: Arc<Mutex<Vec<String>>>,
+        listed: Arc<Mutex<usize>>,
+    }
+
+    impl Keyed for Recorder {
+        fn observe(&mut self, source: usize, c: Change, dirty: &mut Dirty) {
+            if let Change::Apply(o) | Change::Delete(o) = c {
+                dirty.insert(format!("{source}:{}", o["k"].as_str().unwrap_or("")));
+            }
+        }
+        fn keys(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn listed(&mut self, dirty: &mut Dirty) {
+            *self.listed.lock().unwrap() += 1;
+            dirty.insert("leftover".into());
+        }
+        async fn sync(&mut self, key: &str) -> Option<Duration> {
+            self.synced.lock().unwrap().push(key.to_string());
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_wait_until_every_source_is_listed() {
+        let (a_tx, a) = Changes::channel();
+        let (b_tx, b) = Changes::channel();
+        let r = Recorder::default();
+        let (synced, listed) = (r.synced.clone(), r.listed.clone());
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run_keyed(r, vec![a, b], stop));
+        a_tx.send(Change::Reset(vec![])).unwrap();
+        a_tx.send(Change::Apply(json!({"k": "x"}))).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(synced.lock().unwrap().is_empty());
+        b_tx.send(Change::Reset(vec![])).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut got = synced.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["0:x", "leftover"]);
+        b_tx.send(Change::Apply(json!({"k": "y"}))).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            synced.lock().unwrap().last().map(String::as_str),
+            Some("1:y")
+        );
+        assert_eq!(*listed.lock().unwrap(), 1);
         stop_tx.send(true).unwrap();
         task.await.unwrap();
     }

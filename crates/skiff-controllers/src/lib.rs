@@ -1,5 +1,5 @@
 //! Control loops that act through the API like any client (kube-rs): the scheduler,
-//! node IPAM, node lifecycle, the garbage collector and the workload controllers. Each keeps an in-memory view from reflectors
+//! node IPAM, node lifecycle, the garbage collector, the workload controllers and those that connect Services to Pods. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
 pub mod claim;
@@ -9,6 +9,10 @@ pub mod daemonset;
 pub mod deployment;
 pub mod directbind;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod endpointslicemirroring;
+pub mod endpointutil;
 pub mod gc;
 pub mod hpa;
 pub mod ipam;
@@ -20,6 +24,7 @@ pub mod podgc;
 pub mod replicaset;
 pub mod revisions;
 pub mod scheduler;
+pub mod servicelb;
 pub mod statefulset;
 
 #[derive(thiserror::Error, Debug)]

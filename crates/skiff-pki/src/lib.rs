@@ -119,6 +119,37 @@ impl ServingSans {
 
 /// The host's non-loopback IPv4 addresses, from the kernel's routing table view
 /// (`/proc/net/fib_trie`), so no extra crate or command is needed.
+/// The machine's primary IPv4 address, as kube-apiserver and kubelet choose it: the
+/// address of the default route's interface, else the first up, non-loopback interface
+/// that is not one of skiff's own (the pod bridge, the VXLAN device, pods' veths).
+pub fn primary_ipv4() -> Option<std::net::Ipv4Addr> {
+    use nix::net::if_::InterfaceFlags;
+    let default_iface = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|t| {
+            t.lines().skip(1).find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+            })
+        });
+    let ours = |n: &str| n.starts_with("skiff") || n.starts_with("veth") || n.starts_with("cni");
+    let candidates: Vec<(String, std::net::Ipv4Addr)> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter(|a| {
+            a.flags.contains(InterfaceFlags::IFF_UP)
+                && !a.flags.contains(InterfaceFlags::IFF_LOOPBACK)
+        })
+        .filter_map(|a| {
+            let ip = a.address.as_ref()?.as_sockaddr_in()?.ip();
+            Some((a.interface_name, ip))
+        })
+        .collect();
+    default_iface
+        .and_then(|d| candidates.iter().find(|(n, _)| *n == d))
+        .or_else(|| candidates.iter().find(|(n, _)| !ours(n)))
+        .map(|(_, ip)| *ip)
+}
+
 pub fn host_addresses() -> Vec<IpAddr> {
     let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") else {
         return Vec::new();

@@ -1158,34 +1158,73 @@ fn service_row(s: &Value, now: DateTime<Utc>) -> Vec<Value> {
 }
 
 fn endpoints_row(e: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut list = Vec::new();
-    for ss in e["subsets"].as_array().into_iter().flatten() {
+    vec![
+        json!(str_of(e, "/metadata/name")),
+        json!(format_endpoints(&e["subsets"])),
+        json!(since(str_of(e, "/metadata/creationTimestamp"), now)),
+    ]
+}
+
+/// kubectl's formatEndpoints: `ip:port` for each port of each subset, the first three
+/// and "+ N more..."; `<none>` without subsets, nothing when none is ready.
+fn format_endpoints(subsets: &Value) -> String {
+    const MAX: usize = 3;
+    let Some(subsets) = subsets.as_array().filter(|s| !s.is_empty()) else {
+        return "<none>".into();
+    };
+    let (mut list, mut count, mut more) = (Vec::new(), 0, false);
+    for ss in subsets {
+        let ips: Vec<&str> = ss["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["ip"].as_str().unwrap_or(""))
+            .collect();
         let ports: Vec<i64> = ss["ports"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|p| p["port"].as_i64())
+            .map(|p| p["port"].as_i64().unwrap_or(0))
             .collect();
-        for a in ss["addresses"].as_array().into_iter().flatten() {
-            let ip = a["ip"].as_str().unwrap_or("");
-            if ports.is_empty() {
-                list.push(ip.to_string());
-            }
-            for p in &ports {
-                list.push(format!("{ip}:{p}"));
+        // A headless Service without ports lists bare addresses.
+        let per_port: Vec<Option<i64>> = if ports.is_empty() {
+            vec![None]
+        } else {
+            ports.into_iter().map(Some).collect()
+        };
+        for port in per_port {
+            count += ips.len();
+            for ip in &ips {
+                if list.len() == MAX {
+                    more = true;
+                    break;
+                }
+                list.push(match port {
+                    Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
+                    Some(p) => format!("{ip}:{p}"),
+                    None => ip.to_string(),
+                });
             }
         }
     }
-    let shown = if list.len() > 3 {
-        format!("{} + {} more...", list[..3].join(","), list.len() - 3)
+    let shown = list.join(",");
+    if more {
+        format!("{shown} + {} more...", count - MAX)
     } else {
-        none_if_empty(list.join(","))
-    };
-    vec![
-        json!(str_of(e, "/metadata/name")),
-        json!(shown),
-        json!(since(str_of(e, "/metadata/creationTimestamp"), now)),
-    ]
+        shown
+    }
+}
+
+/// kubectl's listWithMoreString: the first three, "+ N more...", `<unset>` for none.
+fn list_with_more(items: Vec<String>) -> String {
+    const MAX: usize = 3;
+    if items.len() > MAX {
+        format!("{} + {} more...", items[..MAX].join(","), items.len() - MAX)
+    } else if items.is_empty() {
+        "<unset>".into()
+    } else {
+        items.join(",")
+    }
 }
 
 fn event_row(e: &Value, now: DateTime<Utc>) -> Vec<Value> {
@@ -1698,13 +1737,18 @@ pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Va
             vec![name, json!(str_of(o, "/spec/holderIdentity")), age]
         }
         ("discovery.k8s.io", "endpointslices") => {
+            // kubectl's formatDiscoveryPorts and formatDiscoveryEndpoints.
             let ports: Vec<String> = o["ports"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|p| p["port"].as_i64().map(|n| n.to_string()))
+                .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(name)) => name.to_string(),
+                    (None, None) => "*".to_string(),
+                })
                 .collect();
-            let eps: Vec<&str> = o["endpoints"]
+            let eps: Vec<String> = o["endpoints"]
                 .as_array()
                 .into_iter()
                 .flatten()
@@ -1714,22 +1758,14 @@ pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Va
                         .into_iter()
                         .flatten()
                         .filter_map(Value::as_str)
+                        .map(str::to_string)
                 })
                 .collect();
-            let shown = if eps.len() > 3 {
-                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
-            } else {
-                none_if_empty(eps.join(","))
-            };
             vec![
                 name,
                 json!(str_of(o, "/addressType")),
-                json!(if ports.is_empty() {
-                    "<unset>".to_string()
-                } else {
-                    ports.join(",")
-                }),
-                json!(shown),
+                json!(list_with_more(ports)),
+                json!(list_with_more(eps)),
                 age,
             ]
         }

@@ -263,3 +263,66 @@ fn hpa_targets_as_kubectl_prints_them() {
         "<none>"
     );
 }
+
+#[test]
+fn endpoints_columns_as_kubectl_prints_them() {
+    let ep = |subsets: Value| json!({"metadata": {"name": "web", "creationTimestamp": ago(60)}, "subsets": subsets});
+    let addrs = |ips: &[&str]| json!(ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>());
+    let cases = [
+        (json!(null), "<none>"),
+        (
+            json!([{"notReadyAddresses": addrs(&["10.42.0.5"]), "ports": [{"port": 80}]}]),
+            "",
+        ),
+        (
+            json!([{"addresses": addrs(&["10.42.0.5", "10.42.1.3"]), "ports": [{"port": 8080}]}]),
+            "10.42.0.5:8080,10.42.1.3:8080",
+        ),
+        (
+            json!([{"addresses": addrs(&["10.42.0.5", "10.42.1.3"]), "ports": [{"port": 80}, {"port": 443}]}]),
+            "10.42.0.5:80,10.42.1.3:80,10.42.0.5:443 + 1 more...",
+        ),
+        (json!([{"addresses": addrs(&["10.42.0.5"])}]), "10.42.0.5"),
+        (
+            json!([{"addresses": addrs(&["fd00::5"]), "ports": [{"port": 80}]}]),
+            "[fd00::5]:80",
+        ),
+    ];
+    for (subsets, want) in cases {
+        assert_eq!(cells("", "endpoints", &ep(subsets))[1], want);
+    }
+    let slice = |ports: Value, ips: &[&str]| {
+        json!({"metadata": {"name": "web-abc", "creationTimestamp": ago(60)}, "addressType": "IPv4", "ports": ports,
+            "endpoints": ips.iter().map(|ip| json!({"addresses": [ip]})).collect::<Vec<_>>()})
+    };
+    assert_eq!(
+        cells(
+            "discovery.k8s.io",
+            "endpointslices",
+            &slice(json!([{"port": 8080}]), &["10.42.0.5", "10.42.1.3"])
+        ),
+        ["web-abc", "IPv4", "8080", "10.42.0.5,10.42.1.3", "60s"]
+    );
+    assert_eq!(
+        cells(
+            "discovery.k8s.io",
+            "endpointslices",
+            &slice(json!(null), &["1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4"])
+        ),
+        [
+            "web-abc",
+            "IPv4",
+            "<unset>",
+            "1.1.1.1,1.1.1.2,1.1.1.3 + 1 more...",
+            "60s"
+        ]
+    );
+    assert_eq!(
+        cells(
+            "discovery.k8s.io",
+            "endpointslices",
+            &slice(json!([{"name": "http"}, {}]), &[])
+        )[2..4],
+        ["http,*", "<unset>"]
+    );
+}

@@ -154,8 +154,9 @@ struct NodeArgs {
     /// Folder of static pod manifests (default: `<data-dir>/agent/pod-manifests`).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
-    /// Cluster DNS server address(es) for `ClusterFirst` pods (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    /// Cluster DNS server address(es) for `ClusterFirst` pods (comma-separated): the
+    /// `kube-dns` Service, which every real node answers itself.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
     cluster_dns: Vec<String>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
@@ -166,6 +167,21 @@ struct NodeArgs {
     /// Log files kept per container, the live one included (containerLogMaxFiles).
     #[arg(long, default_value_t = 5)]
     container_log_max_files: usize,
+    /// The node's address (default: its first non-loopback IPv4 address).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Pod cgroups go under `<cgroup-root>/kubepods`: give two agents on one machine
+    /// different roots.
+    #[arg(long, default_value = "/")]
+    cgroup_root: String,
+    /// How pods reach other nodes' pods: `host-gw` (routes via the nodes' addresses,
+    /// one L2 segment), `vxlan` (encapsulated, anywhere), or `none`.
+    #[arg(long, default_value = "host-gw")]
+    flannel_backend: skiff_agent::podnet::Backend,
+    /// The resolver config pods with `dnsPolicy: Default` get, and the cluster DNS
+    /// forwards other names to.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -214,10 +230,16 @@ struct ServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// The address pods reach the API server on (the `kubernetes` Service's endpoint);
+    /// default the bind address, or the machine's primary address when that is a
+    /// wildcard or loopback.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Components not to run (repeatable or comma-separated): `scheduler`,
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
-    /// `horizontal-pod-autoscaler`, `pod-garbage-collector`; `all` for none.
+    /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
+    /// `endpointslice`, `endpointslicemirroring`, `service-lb`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Seconds without a Lease renewal after which a node is unreachable.
@@ -410,6 +432,10 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.bind_address = a.bind_address;
     config.https_port = a.https_port;
     config.tls_sans = a.tls_san;
+    config.advertise_address = a.advertise_address;
+    config
+        .tls_sans
+        .extend(a.advertise_address.map(|ip| ip.to_string()));
     let store_path = data_dir.join("db").join("state.db");
     let store = skiff_store::SqliteStore::open(&store_path)
         .with_context(|| format!("opening store {}", store_path.display()))?;
@@ -520,6 +546,30 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         informers
     );
     managed!(
+        "endpoint",
+        "endpoint-controller",
+        skiff_controllers::endpoints::run,
+        informers
+    );
+    managed!(
+        "endpointslice",
+        "endpointslice-controller",
+        skiff_controllers::endpointslice::run,
+        informers
+    );
+    managed!(
+        "endpointslicemirroring",
+        "endpointslicemirroring-controller",
+        skiff_controllers::endpointslicemirroring::run,
+        informers
+    );
+    managed!(
+        "service-lb",
+        "service-controller",
+        skiff_controllers::servicelb::run,
+        informers
+    );
+    managed!(
         "horizontal-pod-autoscaler",
         "horizontal-pod-autoscaler",
         skiff_controllers::hpa::run
@@ -568,12 +618,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             std::fs::read_to_string(pki_dir.join("ca.crt")).context("reading the cluster CA")?;
         let token =
             std::fs::read_to_string(data_dir.join("token")).context("reading the join token")?;
-        let client = token_client(
-            &format!("https://{}", server.api.advertise),
-            &ca,
-            token.trim(),
-        )
-        .await?;
+        let client = token_client(&server.api.local_url, &ca, token.trim()).await?;
         let opts = agent_options(&node, &data_dir, &ca)?;
         let stop = stop_rx.clone();
         controllers.push(tokio::spawn(async move {
@@ -738,6 +783,10 @@ fn agent_options(
                 )
             })? as u64,
         container_log_max_files: node.container_log_max_files.max(2),
+        node_ip: node.node_ip,
+        cgroup_root: node.cgroup_root.clone(),
+        backend: node.flannel_backend,
+        resolv_conf: node.resolv_conf.clone(),
     })
 }
 

@@ -2531,3 +2531,319 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
         (w[1..7] == ["Deployment/web", "cpu:", "<unknown>/50%", "3", "5", "3"][..]).then_some(())
     });
 }
+
+/// The ENDPOINTS column of `kubectl get endpoints <name>` (empty while there is none).
+fn endpoints_column(c: &Cluster, name: &str) -> String {
+    let out = c.kubectl(&["get", "endpoints", name, "--no-headers"]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    words(&out)
+        .get(1)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+/// The EndpointSlices labelled for Service `svc`, as JSON items.
+fn slices_of(c: &Cluster, svc: &str) -> Vec<Value> {
+    let sel = format!("kubernetes.io/service-name={svc}");
+    let out = c.ok(&["get", "endpointslices", "-l", &sel, "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn services_get_endpoints_and_slices() {
+    let c = Cluster::start_with(&["up", "--simulate", "2"]);
+    common::eventually(Duration::from_secs(20), || {
+        (c.ok(&["get", "nodes", "-o", "name"]).lines().count() == 2).then_some(())
+    });
+    // The guide's Service and three backend pods behind it.
+    c.ok(&[
+        "apply",
+        "-f",
+        manifest("backend-service.yaml").to_str().unwrap(),
+    ]);
+    c.apply(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: backend
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: backend
+  template:
+    metadata:
+      labels:
+        app: backend
+    spec:
+      containers:
+      - name: api
+        image: example/backend:1
+        ports:
+        - name: http
+          containerPort: 8080
+        - name: metrics
+          containerPort: 9100
+"#,
+    );
+    assert!(
+        c.ok(&["rollout", "status", "deployment/backend", "--timeout=60s"])
+            .contains("successfully rolled out")
+    );
+    let pods: Value =
+        serde_json::from_str(&c.ok(&["get", "pods", "-l", "app=backend", "-o", "json"])).unwrap();
+    let pods = pods["items"].as_array().unwrap().clone();
+    let mut ips: Vec<String> = pods
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+        .collect();
+    ips.sort();
+    assert_eq!(ips.len(), 3);
+    let with_port =
+        |port: u16| -> Vec<String> { ips.iter().map(|ip| format!("{ip}:{port}")).collect() };
+    // Endpoints: the three pods on port 8080, sorted as Kubernetes packs them.
+    let col = common::eventually(Duration::from_secs(30), || {
+        let col = endpoints_column(&c, "backend-service");
+        (col.split(',').count() == 3).then_some(col)
+    });
+    assert_eq!(col, with_port(8080).join(","));
+    let described = c.ok(&["describe", "svc", "backend-service"]);
+    let line = described
+        .lines()
+        .find(|l| l.starts_with("Endpoints:"))
+        .unwrap_or_else(|| panic!("{described}"));
+    assert!(line.contains(&with_port(8080)[0]), "{described}");
+
+    // One EndpointSlice owned by the Service, each pod an endpoint.
+    let slices = slices_of(&c, "backend-service");
+    assert_eq!(slices.len(), 1, "{slices:?}");
+    let s = &slices[0];
+    let svc_uid = c.ok(&[
+        "get",
+        "svc",
+        "backend-service",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    assert_eq!(s["addressType"], "IPv4");
+    assert_eq!(
+        s["ports"],
+        serde_json::json!([{"name": "", "port": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(s["metadata"]["generateName"], "backend-service-");
+    assert_eq!(
+        s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.k8s.io"
+    );
+    let owner = &s["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("Service"), Some(svc_uid.as_str()))
+    );
+    assert_eq!(
+        (
+            owner["controller"].as_bool(),
+            owner["blockOwnerDeletion"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert!(
+        s["metadata"]["annotations"]["endpoints.kubernetes.io/last-change-trigger-time"]
+            .is_string()
+    );
+    let endpoints = s["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3);
+    for e in endpoints {
+        let target = &e["targetRef"];
+        let pod = pods
+            .iter()
+            .find(|p| p["metadata"]["name"] == target["name"])
+            .unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(target["kind"], "Pod");
+        assert_eq!(target["uid"], pod["metadata"]["uid"]);
+        assert_eq!(e["addresses"], serde_json::json!([pod["status"]["podIP"]]));
+        assert_eq!(e["nodeName"], pod["spec"]["nodeName"]);
+        assert_eq!(
+            e["conditions"],
+            serde_json::json!({"ready": true, "serving": true, "terminating": false})
+        );
+    }
+
+    // A named targetPort resolves to each pod's port of that name; a LoadBalancer shows
+    // the nodes' addresses; a Service without a selector gets its Endpoints mirrored.
+    c.apply(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: backend-metrics
+spec:
+  selector:
+    app: backend
+  ports:
+  - name: metrics
+    port: 9000
+    targetPort: metrics
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend-lb
+spec:
+  type: LoadBalancer
+  selector:
+    app: backend
+  ports:
+  - port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: external-db
+spec:
+  ports:
+  - port: 5432
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: external-db
+subsets:
+- addresses:
+  - ip: 192.0.2.10
+  - ip: 192.0.2.11
+  notReadyAddresses:
+  - ip: 192.0.2.12
+  ports:
+  - port: 5432
+"#,
+    );
+    let col = common::eventually(Duration::from_secs(30), || {
+        let col = endpoints_column(&c, "backend-metrics");
+        (col.split(',').count() == 3).then_some(col)
+    });
+    assert_eq!(col, with_port(9100).join(","));
+    let s = common::eventually(Duration::from_secs(30), || {
+        slices_of(&c, "backend-metrics")
+            .pop()
+            .filter(|s| s["endpoints"].as_array().is_some_and(|e| e.len() == 3))
+    });
+    assert_eq!(s["ports"][0]["name"], "metrics");
+    assert_eq!(s["ports"][0]["port"], 9100);
+
+    let external =
+        |c: &Cluster| row(&c.ok(&["get", "svc", "backend-lb"]), "backend-lb")[3].to_string();
+    common::eventually(Duration::from_secs(30), || {
+        (external(&c) == "198.18.0.1,198.18.0.2").then_some(())
+    });
+    let ingress = c.ok(&[
+        "get",
+        "svc",
+        "backend-lb",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress[*].ipMode}",
+    ]);
+    assert_eq!(ingress, "VIP VIP");
+    // Nodes excluded from load balancers drop out, and come back.
+    let exclude = "node.kubernetes.io/exclude-from-external-load-balancers";
+    c.ok(&["label", "node", "sim-1", &format!("{exclude}=")]);
+    common::eventually(Duration::from_secs(30), || {
+        (external(&c) == "198.18.0.1").then_some(())
+    });
+    c.ok(&["label", "node", "sim-0", &format!("{exclude}=")]);
+    common::eventually(Duration::from_secs(30), || {
+        (external(&c) == "<pending>").then_some(())
+    });
+    c.ok(&["label", "node", "sim-0", "sim-1", &format!("{exclude}-")]);
+    common::eventually(Duration::from_secs(30), || {
+        (external(&c) == "198.18.0.1,198.18.0.2").then_some(())
+    });
+
+    let mirrored = common::eventually(Duration::from_secs(30), || {
+        slices_of(&c, "external-db").pop()
+    });
+    assert_eq!(
+        mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io"
+    );
+    assert_eq!(
+        mirrored["metadata"]["ownerReferences"][0]["kind"],
+        "Endpoints"
+    );
+    let ready: Vec<(&str, bool)> = mirrored["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["addresses"][0].as_str().unwrap(),
+                e["conditions"]["ready"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ready,
+        [
+            ("192.0.2.10", true),
+            ("192.0.2.11", true),
+            ("192.0.2.12", false)
+        ]
+    );
+    assert_eq!(
+        endpoints_column(&c, "external-db"),
+        "192.0.2.10:5432,192.0.2.11:5432"
+    );
+    // The Endpoints gone, so is its mirror; the API server's own is never mirrored.
+    c.ok(&["delete", "endpoints", "external-db"]);
+    common::eventually(Duration::from_secs(30), || {
+        slices_of(&c, "external-db").is_empty().then_some(())
+    });
+    let managers: Vec<Value> = slices_of(&c, "kubernetes")
+        .iter()
+        .map(|s| s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"].clone())
+        .collect();
+    assert!(
+        !managers.contains(&serde_json::json!(
+            "endpointslicemirroring-controller.k8s.io"
+        )),
+        "{managers:?}"
+    );
+
+    // Scaled to nothing: no endpoints, an empty placeholder slice.
+    c.ok(&["scale", "deployment", "backend", "--replicas=0"]);
+    common::eventually(Duration::from_secs(30), || {
+        (endpoints_column(&c, "backend-service") == "<none>").then_some(())
+    });
+    let placeholder = common::eventually(Duration::from_secs(30), || {
+        let s = slices_of(&c, "backend-service");
+        (s.len() == 1 && s[0]["endpoints"].as_array().is_none_or(|e| e.is_empty()))
+            .then(|| s[0].clone())
+    });
+    assert_eq!(placeholder["ports"], serde_json::json!([]));
+    let shown = c.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=backend-service",
+        "--no-headers",
+    ]);
+    assert_eq!(
+        words(&shown)[1..4],
+        ["IPv4", "<unset>", "<unset>"],
+        "{shown}"
+    );
+
+    // Deleting the Service takes its slices (garbage collector) and Endpoints with it.
+    c.ok(&["delete", "svc", "backend-service"]);
+    common::eventually(Duration::from_secs(30), || {
+        slices_of(&c, "backend-service").is_empty().then_some(())
+    });
+    common::eventually(Duration::from_secs(30), || {
+        let gone = !c
+            .kubectl(&["get", "endpoints", "backend-service"])
+            .status
+            .success();
+        gone.then_some(())
+    });
+}

@@ -2,6 +2,7 @@
 //! drives the real kubectl against it with the generated kubeconfig.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod node;
 
 use std::io::Write;
@@ -16,6 +17,9 @@ pub struct Cluster {
     pub port: u16,
     /// Subcommand and extra flags the server runs with (`server`, or `up --simulate 3`).
     pub args: Vec<String>,
+    /// The network namespace the server (and kubectl) run in, for clusters of the
+    /// network lab (`lab`); None: this machine's own, on loopback.
+    pub netns: Option<String>,
 }
 
 pub fn manifest(name: &str) -> PathBuf {
@@ -50,9 +54,32 @@ impl Cluster {
             dir,
             port: free_port(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            netns: None,
         };
         c.spawn();
         c
+    }
+
+    /// As `start_in`, inside network namespace `netns`, listening on all its addresses
+    /// on 6443 (the namespace is the server's machine).
+    pub fn start_in_netns(dir: tempfile::TempDir, netns: &str, args: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            child: None,
+            dir,
+            port: 6443,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            netns: Some(netns.to_string()),
+        };
+        c.spawn();
+        c
+    }
+
+    /// `program` run in the cluster's network namespace, if it has one.
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => lab::in_netns(ns, program),
+            None => Command::new(program),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -69,11 +96,17 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let bind = if self.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let child = self
+            .command(env!("CARGO_BIN_EXE_skiff"))
             .args(&self.args)
             .args([
                 "--bind-address",
-                "127.0.0.1",
+                bind,
                 "--https-port",
                 &self.port.to_string(),
                 "--data-dir",
@@ -147,7 +180,7 @@ impl Cluster {
     }
 
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.command("kubectl");
         cmd.arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")

@@ -25,6 +25,9 @@ pub fn write_test_images(dir: &std::path::Path) {
         ..Default::default()
     };
     image::write_oci_archive(&nginx, &dir.join("nginx.tar")).unwrap();
+    // busybox has no TLS client that checks certificates: Debian's openssl, with the
+    // libraries it links, goes in beside it.
+    root.extend(host_program("/usr/bin/openssl"));
     let busybox = image::ImageSpec {
         name: "docker.io/library/busybox:latest".into(),
         entries: root,
@@ -33,6 +36,49 @@ pub fn write_test_images(dir: &std::path::Path) {
         ..Default::default()
     };
     image::write_oci_archive(&busybox, &dir.join("busybox.tar")).unwrap();
+}
+
+/// A host program and the shared libraries `ldd` says it loads, as image entries at the
+/// same paths (with their parent directories).
+fn host_program(path: &str) -> Vec<image::Entry> {
+    let ldd = std::process::Command::new("ldd")
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut files = vec![path.to_string()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x…)" or "/lib64/ld-linux… (0x…)"
+        let lib = line
+            .split("=>")
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+            files.push(lib.to_string());
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in &files {
+        let mut p = std::path::Path::new(f).parent();
+        while let Some(d) = p.filter(|d| d != &std::path::Path::new("/")) {
+            dirs.insert(d.to_string_lossy().trim_start_matches('/').to_string());
+            p = d.parent();
+        }
+    }
+    let mut entries: Vec<image::Entry> = dirs
+        .into_iter()
+        .filter(|d| d != "bin")
+        .map(|path| image::Entry::Dir { path, mode: 0o755 })
+        .collect();
+    for f in files {
+        entries.push(image::Entry::File {
+            path: f.trim_start_matches('/').to_string(),
+            mode: 0o755,
+            data: std::fs::read(&f).unwrap(),
+        });
+    }
+    entries
 }
 
 pub fn pod_json(c: &Cluster, name: &str) -> Option<Value> {

@@ -1,0 +1,363 @@
+//! From what a family's table holds (as last applied) and what changed Services should
+//! now have, the one nftables transaction that gets there, touching only what changed:
+//! chains whose rules differ are rewritten, chains gone are deleted, map elements are
+//! added and deleted one by one. kube-proxy's partial sync works the same way.
+//!
+//! A transaction is ordered so that nothing is deleted while still referenced: map
+//! elements go first (they point at chains), then chains are flushed (their rules
+//! point at chains and affinity sets), then sets and chains are deleted, then what is
+//! new is added. All of it is one `nft -f` run, which the kernel applies atomically.
+//!
+//! The state is updated as if the transaction succeeded; when it fails the runner
+//! throws the state away and loads the whole table afresh.
+
+use super::{Chain, Frontend, Map, ServiceRules, TABLE, UdpPort, base};
+use crate::config::{Config, Family};
+use skiff_catalog::ServiceKey;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::net::IpAddr;
+
+/// What one family's table holds, by Service.
+#[derive(Debug)]
+pub struct Table {
+    pub family: Family,
+    services: HashMap<ServiceKey, ServiceRules>,
+    /// Every claim on each frontend, by Service: the first Service (by key) has it.
+    owners: BTreeMap<Frontend, BTreeMap<ServiceKey, Vec<(Map, String)>>>,
+}
+
+/// A UDP conntrack cleanup to run once the transaction is in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flush {
+    /// Flows to a Service address DNATed to an endpoint that no longer serves.
+    ServiceEndpoint {
+        ip: IpAddr,
+        port: u16,
+        endpoint: IpAddr,
+    },
+    /// Flows to a node port DNATed to an endpoint that no longer serves.
+    NodePortEndpoint {
+        family: Family,
+        node_port: u16,
+        endpoint: IpAddr,
+    },
+    /// All flows to a Service address: it just got endpoints, and conntrack may hold
+    /// flows from when it had none.
+    ServiceIp { ip: IpAddr, port: u16 },
+    /// All flows to a node port, likewise.
+    NodePort { family: Family, node_port: u16 },
+}
+
+/// Two or more Services claim the same key; `winner` (first by key) has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub key: String,
+    pub winner: ServiceKey,
+    pub losers: Vec<ServiceKey>,
+}
+
+/// The operations of one transaction, kept apart by kind until rendered in a safe
+/// order (see the module doc).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tx {
+    pub delete_elements: BTreeMap<&'static str, Vec<String>>,
+    /// Chains written from scratch (added if new, flushed, then filled).
+    pub write_chains: Vec<(String, Vec<String>)>,
+    pub delete_chains: Vec<String>,
+    pub delete_sets: Vec<String>,
+    /// Affinity sets and their timeout.
+    pub add_sets: Vec<(String, u32)>,
+    pub add_elements: BTreeMap<&'static str, Vec<(String, String)>>,
+}
+
+impl Tx {
+    pub fn is_empty(&self) -> bool {
+        *self == Tx::default()
+    }
+
+    fn delete_element(&mut self, map: &'static str, key: String) {
+        self.delete_elements.entry(map).or_default().push(key);
+    }
+
+    fn add_element(&mut self, map: &'static str, key: String, value: String) {
+        self.add_elements.entry(map).or_default().push((key, value));
+    }
+
+    /// The `nft -f` script; `fresh` when the table was just created (nothing to flush).
+    pub fn render(&self, family: Family, fresh: bool) -> String {
+        let f = family.nft();
+        let t = format!("{f} {TABLE}");
+        let mut s = String::new();
+        for (map, keys) in &self.delete_elements {
+            for chunk in keys.chunks(1000) {
+                let _ = writeln!(s, "delete element {t} {map} {{ {} }}", chunk.join(", "));
+            }
+        }
+        for (name, _) in &self.write_chains {
+            let _ = writeln!(s, "add chain {t} {name}");
+            if !fresh {
+                let _ = writeln!(s, "flush chain {t} {name}");
+            }
+        }
+        for name in &self.delete_chains {
+            let _ = writeln!(s, "flush chain {t} {name}");
+        }
+        for name in &self.delete_sets {
+            let _ = writeln!(s, "delete set {t} {name}");
+        }
+        for name in &self.delete_chains {
+            let _ = writeln!(s, "delete chain {t} {name}");
+        }
+        let addr = family.addr_type();
+        for (name, timeout) in &self.add_sets {
+            let _ = writeln!(
+                s,
+                "add set {t} {name} {{ type {addr} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+            );
+        }
+        for (name, rules) in &self.write_chains {
+            for r in rules {
+                let _ = writeln!(s, "add rule {t} {name} {r}");
+            }
+        }
+        for (map, elems) in &self.add_elements {
+            for chunk in elems.chunks(1000) {
+                let body: Vec<String> = chunk
+                    .iter()
+                    .map(|(k, v)| {
+                        if v.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{k} : {v}")
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(s, "add element {t} {map} {{ {} }}", body.join(", "));
+            }
+        }
+        s
+    }
+}
+
+/// What a sync found to do.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub tx: Tx,
+    /// The transaction text (with the table's fixed part first for a full sync).
+    pub script: String,
+    pub flushes: Vec<Flush>,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Table {
+    pub fn new(family: Family) -> Table {
+        Table {
+            family,
+            services: HashMap::new(),
+            owners: BTreeMap::new(),
+        }
+    }
+
+    /// A fresh table holding `services`: the script deletes whatever table was there
+    /// and builds this one, in one transaction.
+    pub fn full(family: Family, cfg: &Config, services: super::Changes) -> (Table, Plan) {
+        let mut table = Table::new(family);
+        let mut plan = table.update(services);
+        plan.script = base(family, cfg) + &plan.tx.render(family, true);
+        // A restart forgets what the old table held: UDP flows are flushed only from
+        // now on, as kube-proxy after a restart.
+        plan.flushes.clear();
+        (table, plan)
+    }
+
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Applies changed Services to the state; the plan's script makes the table match.
+    pub fn update(&mut self, changes: super::Changes) -> Plan {
+        let mut plan = Plan::default();
+        let mut touched: BTreeMap<Frontend, Vec<(Map, String)>> = BTreeMap::new();
+        for (key, new) in changes {
+            let old = self.services.remove(&key).unwrap_or_default();
+            let new = new.unwrap_or_default();
+            diff_sets_and_chains(&old, &new, &mut plan.tx);
+            self.claim(&key, &old, &new, &mut touched);
+            plan.flushes
+                .extend(udp_flushes(&old.udp, &new.udp, self.family));
+            if new != ServiceRules::default() {
+                self.services.insert(key, new);
+            }
+        }
+        for (frontend, before) in touched {
+            self.settle(&frontend, &before, &mut plan);
+        }
+        plan.script = plan.tx.render(self.family, false);
+        plan
+    }
+
+    /// Moves `key`'s claims from `old` to `new`, noting what each frontend had.
+    fn claim(
+        &mut self,
+        key: &ServiceKey,
+        old: &ServiceRules,
+        new: &ServiceRules,
+        touched: &mut BTreeMap<Frontend, Vec<(Map, String)>>,
+    ) {
+        for f in old.frontends.keys().chain(new.frontends.keys()) {
+            if !touched.contains_key(f) {
+                touched.insert(f.clone(), self.winner(f));
+            }
+        }
+        for f in old.frontends.keys() {
+            if let Some(claims) = self.owners.get_mut(f) {
+                claims.remove(key);
+                if claims.is_empty() {
+                    self.owners.remove(f);
+                }
+            }
+        }
+        for (f, v) in &new.frontends {
+            self.owners
+                .entry(f.clone())
+                .or_default()
+                .insert(key.clone(), v.clone());
+        }
+    }
+
+    fn winner(&self, f: &Frontend) -> Vec<(Map, String)> {
+        self.owners
+            .get(f)
+            .and_then(|c| c.values().next())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The element changes of one frontend whose claims changed.
+    fn settle(&self, f: &Frontend, before: &[(Map, String)], plan: &mut Plan) {
+        let after = self.winner(f);
+        for (map, value) in before {
+            if !after.iter().any(|(m, v)| m == map && v == value) {
+                plan.tx.delete_element(map.name(), f.key.clone());
+            }
+        }
+        for (map, value) in &after {
+            if !before.iter().any(|(m, v)| m == map && v == value) {
+                plan.tx
+                    .add_element(map.name(), f.key.clone(), value.clone());
+            }
+        }
+        if let Some(claims) = self.owners.get(f).filter(|c| c.len() > 1) {
+            let mut keys = claims.keys().cloned();
+            let winner = keys.next().unwrap_or_else(|| ServiceKey::new("", ""));
+            plan.conflicts.push(Conflict {
+                key: f.key.clone(),
+                winner,
+                losers: keys.collect(),
+            });
+        }
+    }
+}
+
+/// Affinity sets and chains: only what differs is written.
+fn diff_sets_and_chains(old: &ServiceRules, new: &ServiceRules, tx: &mut Tx) {
+    let mut changed_set = false;
+    for (name, timeout) in &new.sets {
+        match old.sets.get(name) {
+            Some(t) if t == timeout => {}
+            Some(_) => {
+                changed_set = true;
+                tx.delete_sets.push(name.clone());
+                tx.add_sets.push((name.clone(), *timeout));
+            }
+            None => tx.add_sets.push((name.clone(), *timeout)),
+        }
+    }
+    for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
+        tx.delete_sets.push(name.clone());
+    }
+    for (name, chain) in &new.chains {
+        let before = old.chains.get(name);
+        // A set deleted and re-added must not be referenced meanwhile: rewrite.
+        diff_chain(name, before, chain, changed_set, tx);
+    }
+    for name in old.chains.keys() {
+        if !new.chains.contains_key(name) {
+            tx.delete_chains.push(name.clone());
+        }
+    }
+}
+
+fn diff_chain(name: &str, before: Option<&Chain>, chain: &Chain, force: bool, tx: &mut Tx) {
+    if before == Some(chain) && !force {
+        return;
+    }
+    let mut rules = chain.rules.clone();
+    rules.extend(choice(&chain.dispatch));
+    tx.write_chains.push((name.to_string(), rules));
+}
+
+/// A uniformly random jump to one of `targets`: the first with probability 1/N, else
+/// the second with 1/(N-1), and so on (iptables mode's cascade; see the module doc of
+/// `rules` for why not an anonymous `vmap`). Only a connection's first packet runs it.
+pub fn choice(targets: &[String]) -> Vec<String> {
+    let n = targets.len();
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match n - i {
+            1 => format!("goto {t}"),
+            left => format!("numgen random mod {left} == 0 goto {t}"),
+        })
+        .collect()
+}
+
+/// kube-proxy's UDP conntrack cleanup: flows to endpoints that stopped serving go, and
+/// a port that gets its first serving endpoints has all its flows flushed.
+fn udp_flushes(
+    old: &BTreeMap<String, UdpPort>,
+    new: &BTreeMap<String, UdpPort>,
+    family: Family,
+) -> Vec<Flush> {
+    let mut out = BTreeSet::new();
+    for (name, o) in old {
+        let n = new.get(name);
+        for ep in o
+            .serving
+            .iter()
+            .filter(|ep| !n.is_some_and(|n| n.serving.contains(ep)))
+        {
+            for ip in &o.ips {
+                out.insert(Flush::ServiceEndpoint {
+                    ip: *ip,
+                    port: o.port,
+                    endpoint: *ep,
+                });
+            }
+            if let Some(node_port) = o.node_port {
+                out.insert(Flush::NodePortEndpoint {
+                    family,
+                    node_port,
+                    endpoint: *ep,
+                });
+            }
+        }
+    }
+    for (name, n) in new {
+        let had = old.get(name).is_some_and(|o| !o.serving.is_empty());
+        if had || n.serving.is_empty() {
+            continue;
+        }
+        for ip in &n.ips {
+            out.insert(Flush::ServiceIp {
+                ip: *ip,
+                port: n.port,
+            });
+        }
+        if let Some(node_port) = n.node_port {
+            out.insert(Flush::NodePort { family, node_port });
+        }
+    }
+    out.into_iter().collect()
+}
