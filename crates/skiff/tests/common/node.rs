@@ -32,7 +32,7 @@ pub fn write_test_images(dir: &std::path::Path) {
         name: "docker.io/library/busybox:latest".into(),
         entries: root,
         cmd: vec!["sh".into()],
-        env: vec!["PATH=/bin".into()],
+        env: vec!["PATH=/bin:/usr/bin".into()],
         ..Default::default()
     };
     image::write_oci_archive(&busybox, &dir.join("busybox.tar")).unwrap();
