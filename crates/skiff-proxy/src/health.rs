@@ -130,7 +130,10 @@ async fn serve(listener: TcpListener, handler: Handler) {
                     let r = handler(req.uri().path());
                     async move { Ok::<_, std::convert::Infallible>(r) }
                 });
+            // Load balancers' and scripts' probes often close their side right after
+            // the request: answer them anyway.
             let _ = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
                 .await;
         });

@@ -156,6 +156,8 @@ fn services_dns_and_pods_across_two_nodes() {
     dns_answers_every_record_type(&c);
     exposed_deployments_answer_by_name(&c);
     pods_reach_the_api_with_their_token(&c);
+    external_traffic_can_stay_on_its_node(&c, &lab);
+    affinity_and_hairpin(&c);
     a_rolling_update_loses_no_request(&c);
     a_leaving_node_takes_its_routes_and_endpoints(&c, &lab, &mut b);
 }
@@ -417,6 +419,79 @@ fn pods_reach_the_api_with_their_token(c: &Cluster) {
     assert!(out.contains("401"), "{out}");
 }
 
+/// `externalTrafficPolicy: Local`: a client outside the cluster is answered only by the
+/// node's own endpoints and keeps its address; the health check port says which nodes
+/// have them.
+fn external_traffic_can_stay_on_its_node(c: &Cluster, lab: &Lab) {
+    c.ok(&["label", "pod", "web-b", "side=b"]);
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: b-local\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector:\n    side: b\n  ports:\n  - port: 8082\n    targetPort: 8080\n");
+    let hc = jsonpath(c, &["get", "svc", "b-local"], "{.spec.healthCheckNodePort}");
+    let hc: u16 = hc.parse().expect("a healthCheckNodePort was allocated");
+    let np = jsonpath(c, &["get", "svc", "b-local"], "{.spec.ports[0].nodePort}");
+    let np: u16 = np.parse().unwrap();
+    let answer = eventually(Duration::from_secs(20), || {
+        let out = lab.get_from_outside(&lab.ip(1), np, "/");
+        out.contains("web-b").then_some(out)
+    });
+    assert!(answer.contains("200 OK"), "{answer}");
+    let logs = c.ok(&["logs", "web-b"]);
+    assert!(
+        logs.contains(common::lab::OUTSIDE),
+        "the outside client's address was not kept: {logs}"
+    );
+    let health1 = lab.get_from_outside(&lab.ip(1), hc, "/");
+    assert!(
+        health1.contains("200 OK") && health1.contains("\"localEndpoints\":1"),
+        "{health1}"
+    );
+    let health0 = lab.get_from_outside(&lab.ip(0), hc, "/");
+    assert!(
+        health0.contains("503") && health0.contains("\"localEndpoints\":0"),
+        "{health0}"
+    );
+    // Node 0 has no local endpoint: outside traffic to it is not sent across.
+    let out = lab.get_from_outside(&lab.ip(0), np, "/");
+    assert!(!out.contains("web-b"), "{out}");
+}
+
+/// ClientIP affinity keeps a client on one endpoint (where without it the two share the
+/// load); a pod reaches itself through its own Service.
+fn affinity_and_hairpin(c: &Cluster) {
+    let names = |svc: &str| {
+        let script = format!(
+            "for i in $(seq 1 16); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {svc} 80 | tail -n 1; done"
+        );
+        let (_, out) = sh(c, "client-a", &script);
+        out.lines()
+            .filter(|l| l.starts_with("backend-"))
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let spread = names("backend-service");
+    assert_eq!(
+        spread.len(),
+        2,
+        "without affinity both backends answer: {spread:?}"
+    );
+    c.ok(&[
+        "expose",
+        "deployment",
+        "backend",
+        "--name=sticky",
+        "--port=80",
+        "--target-port=8080",
+        "--session-affinity=ClientIP",
+    ]);
+    let sticky = eventually(Duration::from_secs(20), || {
+        let n = names("sticky");
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(sticky.len(), 1, "ClientIP affinity: {sticky:?}");
+    // Hairpin: web-b through b-local's cluster IP, whose only endpoint is web-b.
+    let ip = jsonpath(c, &["get", "svc", "b-local"], "{.spec.clusterIP}");
+    get_eventually(c, "web-b", &ip, 8082, "web-b");
+}
+
 fn a_rolling_update_loses_no_request(c: &Cluster) {
     // A steady client on node 1: 300 requests 50 ms apart, each on a new connection
     // through DNS and the Service; it counts what fails and stops by itself.
@@ -433,7 +508,10 @@ fn a_rolling_update_loses_no_request(c: &Cluster) {
         before.lines().all(|p| !now.contains(p)).then_some(())
     });
     // The client was still asking when the last old pod went: it saw the whole update.
-    assert!(!client.is_finished(), "the client loop ended before the update did");
+    assert!(
+        !client.is_finished(),
+        "the client loop ended before the update did"
+    );
     let out = client.join().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

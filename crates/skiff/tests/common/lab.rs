@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const LAN: &str = "198.18.0";
+/// The address of a client outside the cluster (the lan namespace's own).
+pub const OUTSIDE: &str = "198.18.0.100";
 
 pub struct Lab {
     /// Unique per lab: names its namespaces, veths and cgroup roots.
@@ -43,6 +45,16 @@ impl Lab {
         ip(&["netns", "add", &lan]);
         ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &lan, "link", "set", "br0", "up"]);
+        // A client outside the cluster, on the same segment.
+        ip(&[
+            "-n",
+            &lan,
+            "addr",
+            "add",
+            &format!("{}/24", OUTSIDE),
+            "dev",
+            "br0",
+        ]);
         for i in 0..n {
             let ns = lab.ns(i);
             let (a, b) = (format!("{}a{i}", lab.prefix), format!("{}b{i}", lab.prefix));
@@ -98,6 +110,22 @@ impl Lab {
             format!("--node-name={}", self.node_name(i)),
             format!("--cgroup-root={}", self.cgroup_root(i)),
         ]
+    }
+
+    /// One HTTP GET from outside the cluster (busybox nc in the lan namespace): the
+    /// response, empty if none came.
+    pub fn get_from_outside(&self, host: &str, port: u16, path: &str) -> String {
+        use std::io::Write;
+        let mut child = in_netns(&self.lan(), "busybox")
+            .args(["nc", "-w", "3", host, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        let _ = child.stdin.take().unwrap().write_all(req.as_bytes());
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
     }
 
     /// `program` inside node `i`'s namespace.
