@@ -18,6 +18,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v nsenter >/dev/null || need+=(util-linux)
+# Test images carry Debian's openssl: pods reach the API over TLS with it.
+[ -x /usr/bin/openssl ] || need+=(openssl)
 command -v file >/dev/null || need+=(file)
 # Image pulls are tested against a local registry with htpasswd auth.
 command -v docker-registry >/dev/null || need+=(docker-registry)

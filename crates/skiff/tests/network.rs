@@ -536,6 +536,18 @@ fn a_leaving_node_takes_its_routes_and_endpoints(c: &Cluster, lab: &Lab, b: &mut
     assert!(route().contains(&lab.ip(1)), "{}", route());
     assert!(endpoints().contains(&ip_b), "{}", endpoints());
     b.stop();
+    // A clean stop leaves nothing of the node's network behind in its namespace.
+    let left = |program: &str, args: &[&str]| {
+        let out = lab.exec(1, program).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(left("nft", &["list", "tables"]), "", "nft tables left");
+    assert_eq!(
+        left("ip", &["route", "show", "proto", "83"]),
+        "",
+        "routes left"
+    );
+    assert!(!left("ip", &["link"]).contains("skiff0"), "bridge left");
     c.ok(&["delete", "node", &n1]);
     eventually(Duration::from_secs(30), || route().is_empty().then_some(()));
     eventually(Duration::from_secs(60), || {
