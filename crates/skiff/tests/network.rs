@@ -246,6 +246,30 @@ fn pods_reach_each_other_across_nodes(c: &Cluster, lab: &Lab) {
     });
     let gateway1 = format!("{}1", cidr1.trim_end_matches("0/24"));
     assert!(dns.contains(&format!("{n1}={gateway1}")), "{dns}");
+    // internalTrafficPolicy: Local keeps each node's queries on its own DNS: queries
+    // from node 0 count on node 0's server only.
+    let gateway0 = {
+        let cidr0 = jsonpath(c, &["get", "node", &lab.node_name(0)], "{.spec.podCIDR}");
+        format!("{}1", cidr0.trim_end_matches("0/24"))
+    };
+    let requests = |gateway: &str| -> u64 {
+        let (_, out) = sh(
+            c,
+            "client-a",
+            &format!("printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {gateway} 9153"),
+        );
+        out.lines()
+            .filter(|l| l.starts_with("coredns_dns_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let (before0, before1) = (requests(&gateway0), requests(&gateway1));
+    for _ in 0..5 {
+        nslookup(c, "client-a", "web-svc.default.svc.cluster.local");
+    }
+    let (after0, after1) = (requests(&gateway0), requests(&gateway1));
+    assert!(after0 >= before0 + 5, "node 0's DNS: {before0} → {after0}");
+    assert_eq!(before1, after1, "node 1's DNS answered node 0's pods");
     let (ok, out) = sh(c, "client-b", "cat /etc/resolv.conf");
     assert!(ok && out.contains("nameserver 10.43.0.10"), "{out}");
     assert!(
