@@ -469,6 +469,46 @@ async fn used_service_allocations(
     except: &(String, String),
 ) -> Result<(HashSet<Ipv4Addr>, HashSet<u16>), ApiError> {
     api.sync_cache().await?;
+    Ok(cached_service_allocations(api, except))
+}
+
+/// Node ports a Service updated to a type that has them (NodePort, LoadBalancer) lacks,
+/// allocated as on create. The caller holds `alloc_lock` with the cache caught up.
+pub fn allocate_on_update(api: &ApiServer, svc: &mut Value) -> Result<(), ApiError> {
+    let ty = svc["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty != "NodePort" && ty != "LoadBalancer" {
+        return Ok(());
+    }
+    let me = (
+        meta::namespace(svc).unwrap_or("").to_string(),
+        meta::name(svc).unwrap_or("").to_string(),
+    );
+    let (_, mut taken) = cached_service_allocations(api, &me);
+    let full = || ApiError::internal("failed to allocate a nodePort: range is full");
+    let ports = svc["spec"]["ports"].as_array_mut().into_iter().flatten();
+    for p in ports {
+        if let Some(np) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+            taken.insert(np);
+        } else {
+            let np = pick_port(&taken).ok_or_else(full)?;
+            taken.insert(np);
+            p["nodePort"] = json!(np);
+        }
+    }
+    let local = svc["spec"]["externalTrafficPolicy"] == "Local";
+    if ty == "LoadBalancer" && local && svc["spec"]["healthCheckNodePort"].as_u64().is_none() {
+        svc["spec"]["healthCheckNodePort"] = json!(pick_port(&taken).ok_or_else(full)?);
+    }
+    Ok(())
+}
+
+fn cached_service_allocations(
+    api: &ApiServer,
+    except: &(String, String),
+) -> (HashSet<Ipv4Addr>, HashSet<u16>) {
     let svc_ri = lookup("", "services").expect("served");
     let (objs, _, _) = api.cache.list(&svc_ri.prefix(None), None, None, &|_| true);
     let mut ips = HashSet::new();
@@ -500,7 +540,7 @@ async fn used_service_allocations(
             }
         }
     }
-    Ok((ips, ports))
+    (ips, ports)
 }
 
 fn pick_ip(used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {

@@ -659,12 +659,23 @@ impl ApiServer {
             });
         }
         let mut deleted_after = false;
+        // An update may give a Service node ports: held until stored, as on create.
+        let alloc = if kinds::needs_alloc_lock(t.ri) && t.sub.is_none() {
+            let guard = self.alloc_lock.lock().await;
+            self.sync_cache().await?;
+            Some(guard)
+        } else {
+            None
+        };
         let (new, _old) = self
             .guaranteed_update(t, precondition, |cur| {
                 let current =
                     cur.ok_or_else(|| ApiError::not_found(t.ri.group, t.ri.plural, t.name()))?;
                 let incoming = produce(&current)?;
-                let new = self.prepare_update(t, &current, incoming, opts)?;
+                let mut new = self.prepare_update(t, &current, incoming, opts)?;
+                if alloc.is_some() {
+                    kinds::allocate_on_update(self, &mut new)?;
+                }
                 deleted_after = meta::deletion_timestamp(&new).is_some()
                     && meta::finalizers(&new).is_empty()
                     && !kinds::waits_for_kubelet(t.ri, &new);

@@ -2759,6 +2759,40 @@ subsets:
     common::eventually(Duration::from_secs(30), || {
         (external(&c) == "198.18.0.1,198.18.0.2").then_some(())
     });
+    // A type change: ClusterIP drops the node port and the addresses, NodePort gets a
+    // node port again.
+    let node_port = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "svc",
+            "backend-lb",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+    };
+    assert!(node_port(&c).parse::<u16>().is_ok());
+    c.ok(&[
+        "patch",
+        "svc",
+        "backend-lb",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP"}}"#,
+    ]);
+    assert_eq!(node_port(&c), "");
+    common::eventually(Duration::from_secs(30), || {
+        (external(&c) == "<none>").then_some(())
+    });
+    c.ok(&[
+        "patch",
+        "svc",
+        "backend-lb",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let np: u16 = node_port(&c)
+        .parse()
+        .expect("a node port allocated on update");
+    assert!((30000..=32767).contains(&np), "{np}");
 
     let mirrored = common::eventually(Duration::from_secs(30), || {
         slices_of(&c, "external-db").pop()
