@@ -198,6 +198,26 @@ impl Backoff {
     pub fn succeeded(&mut self, key: &str) {
         self.0.remove(key);
     }
+
+    /// A sync's outcome: nothing more on success; on failure (logged with `what`), when
+    /// to try again.
+    pub fn settle<E: std::fmt::Display>(
+        &mut self,
+        key: &str,
+        outcome: Result<(), E>,
+        what: &str,
+    ) -> Option<Duration> {
+        match outcome {
+            Ok(()) => {
+                self.succeeded(key);
+                None
+            }
+            Err(e) => {
+                tracing::debug!(key, error = %e, "{what}; retrying");
+                Some(self.failed(key))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

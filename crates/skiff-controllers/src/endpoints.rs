@@ -410,16 +410,8 @@ impl Keyed for Controller {
     }
 
     async fn sync(&mut self, key: &str) -> Option<Duration> {
-        match self.sync_key(key).await {
-            Ok(()) => {
-                self.backoff.succeeded(key);
-                None
-            }
-            Err(e) => {
-                tracing::debug!(service = key, error = %e, "endpoints not written; retrying");
-                Some(self.backoff.failed(key))
-            }
-        }
+        let outcome = self.sync_key(key).await;
+        self.backoff.settle(key, outcome, "endpoints not written")
     }
 }
 

@@ -594,16 +594,9 @@ impl Keyed for Controller {
             eu::set_trigger_time(&mut s.metadata, trigger);
         }
         let ns = key.split_once('/').map_or("", |(ns, _)| ns);
-        match apply_plan(&self.client, ns, plan, &mut self.slices).await {
-            Ok(()) => {
-                self.backoff.succeeded(key);
-                None
-            }
-            Err(e) => {
-                tracing::debug!(service = key, error = %e, "endpoint slices not written; retrying");
-                Some(self.backoff.failed(key))
-            }
-        }
+        let outcome = apply_plan(&self.client, ns, plan, &mut self.slices).await;
+        self.backoff
+            .settle(key, outcome, "endpoint slices not written")
     }
 }
 

@@ -358,16 +358,9 @@ impl Keyed for Controller {
             return None;
         }
         let ns = key.split_once('/').map_or("", |(ns, _)| ns);
-        match apply_plan(&self.client, ns, plan, &mut self.slices).await {
-            Ok(()) => {
-                self.backoff.succeeded(key);
-                None
-            }
-            Err(e) => {
-                tracing::debug!(endpoints = key, error = %e, "mirrored slices not written; retrying");
-                Some(self.backoff.failed(key))
-            }
-        }
+        let outcome = apply_plan(&self.client, ns, plan, &mut self.slices).await;
+        self.backoff
+            .settle(key, outcome, "mirrored slices not written")
     }
 }
 

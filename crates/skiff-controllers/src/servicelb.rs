@@ -278,16 +278,9 @@ impl Keyed for Controller {
             self.backoff.succeeded(key);
             return None;
         }
-        match self.write(key, want).await {
-            Ok(()) => {
-                self.backoff.succeeded(key);
-                None
-            }
-            Err(e) => {
-                tracing::debug!(service = key, error = %e, "load balancer status not written; retrying");
-                Some(self.backoff.failed(key))
-            }
-        }
+        let outcome = self.write(key, want).await;
+        self.backoff
+            .settle(key, outcome, "load balancer status not written")
     }
 }
 
