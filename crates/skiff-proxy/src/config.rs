@@ -112,6 +112,11 @@ pub struct Config {
     /// Remove the tables when `run` stops (kube-proxy leaves them for its next start;
     /// skiff's agent stops its pods with it).
     pub cleanup_on_stop: bool,
+    /// How many tables the per-Service chains are spread over (1 to
+    /// `rules::MAX_SHARDS`; see `rules`): more make each change's commit cheaper
+    /// (the kernel validates only the tables a change touches), fewer make a
+    /// connection's first packet cross fewer NAT chains (one per shard).
+    pub shards: u16,
 }
 
 impl Config {
@@ -134,11 +139,17 @@ impl Config {
             health_timeout: Duration::from_secs(60),
             batch_delay: Duration::from_millis(5),
             cleanup_on_stop: true,
+            shards: 16,
         }
     }
 
     pub fn cluster_cidr(&self, family: Family) -> Option<&Cidr> {
         self.cluster_cidrs.iter().find(|c| c.family() == family)
+    }
+
+    /// `shards`, kept within what the tables allow.
+    pub fn shard_count(&self) -> u16 {
+        self.shards.clamp(1, crate::rules::MAX_SHARDS)
     }
 
     pub fn service_cidrs(&self, family: Family) -> impl Iterator<Item = &Cidr> {

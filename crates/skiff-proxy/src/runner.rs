@@ -9,7 +9,7 @@ use crate::conntrack::Conntrack;
 use crate::health::{ProxyHealth, ServiceHealthServers, spawn_healthz};
 use crate::nft::Nft;
 use crate::rules::diff::{Plan, Table};
-use crate::rules::{self, Changes, TABLE};
+use crate::rules::{self, Changes};
 use skiff_catalog::{Catalog, ServiceKey, Shared, Update};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -50,16 +50,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Removes the proxy's tables (both families), if there.
+/// Removes the proxy's tables (base and shards, both families), if there.
 pub async fn cleanup(nft: &dyn Nft) -> Result<(), Error> {
-    let script: String = Family::ALL
-        .iter()
-        .map(|f| {
-            let f = f.nft();
-            // Adding first makes deleting a missing table no error.
-            format!("add table {f} {TABLE}\ndelete table {f} {TABLE}\n")
-        })
-        .collect();
+    let script: String = Family::ALL.into_iter().map(rules::remove_tables).collect();
     nft.run(&script).await
 }
 
@@ -231,9 +224,9 @@ impl Proxier {
         let mut plans = Vec::new();
         for family in Family::ALL {
             if family == Family::V6 && !want_v6 {
-                // Removes a table left from when there were IPv6 Services.
+                // Removes tables left from when there were IPv6 Services.
                 let gone = Plan {
-                    script: format!("add table ip6 {TABLE}\ndelete table ip6 {TABLE}\n"),
+                    script: rules::remove_tables(Family::V6),
                     ..Plan::default()
                 };
                 plans.push(gone);

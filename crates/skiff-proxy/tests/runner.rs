@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use skiff_catalog::{Protocol, ServiceType};
-use skiff_proxy::{Config, Flush, RecordingConntrack, RecordingNft};
+use skiff_proxy::rules::remove_tables;
+use skiff_proxy::{Config, Family, Flush, NftCommand, RecordingConntrack, RecordingNft};
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,12 +106,15 @@ async fn waits_for_the_catalog_then_syncs_fully_then_in_batches() {
     assert!(s[1].contains("10.43.0.12 . tcp . 80 : goto reject-chain"));
     assert!(s[1].contains("numgen random mod 2"));
 
-    // Stopping removes both tables.
+    // Full loads go to nft, incremental syncs as netlink batches.
+    assert!(!NftCommand::batches(&s[0]) && NftCommand::batches(&s[1]));
+
+    // Stopping removes every table: base and shards, both families.
     let s = r.stop().await;
-    assert_eq!(
-        s.last().unwrap(),
-        "add table ip skiff-proxy\ndelete table ip skiff-proxy\nadd table ip6 skiff-proxy\ndelete table ip6 skiff-proxy\n"
-    );
+    let every: String = Family::ALL.into_iter().map(remove_tables).collect();
+    assert_eq!(s.last().unwrap(), &every);
+    assert!(every.starts_with("add table ip skiff-proxy\ndelete table ip skiff-proxy\n"));
+    assert!(every.ends_with("add table ip6 skiff-proxy-63\ndelete table ip6 skiff-proxy-63\n"));
 }
 
 #[tokio::test]

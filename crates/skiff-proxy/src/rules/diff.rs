@@ -6,12 +6,13 @@
 //! A transaction is ordered so that nothing is deleted while still referenced: map
 //! elements go first (they point at chains), then chains are flushed (their rules
 //! point at chains and affinity sets), then sets and chains are deleted, then what is
-//! new is added. All of it is one `nft -f` run, which the kernel applies atomically.
+//! new is added. All of it is one batch, which the kernel applies atomically, whatever
+//! tables (base and shards, see `rules`) it touches.
 //!
 //! The state is updated as if the transaction succeeded; when it fails the runner
 //! throws the state away and loads the whole table afresh.
 
-use super::{Chain, Frontend, Map, ServiceRules, TABLE, UdpPort, base};
+use super::{Frontend, Map, Place, ServiceRules, UdpPort, base};
 use crate::config::{Config, Family};
 use skiff_catalog::ServiceKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -22,6 +23,8 @@ use std::net::IpAddr;
 #[derive(Debug)]
 pub struct Table {
     pub family: Family,
+    /// How many shard tables the Services are spread over.
+    shards: u16,
     services: HashMap<ServiceKey, ServiceRules>,
     /// Every claim on each frontend, by Service: the first Service (by key) has it.
     owners: BTreeMap<Frontend, BTreeMap<ServiceKey, Vec<(Map, String)>>>,
@@ -57,18 +60,22 @@ pub struct Conflict {
     pub losers: Vec<ServiceKey>,
 }
 
+/// Elements of one map in one table, by (table, map).
+pub type Elements<T> = BTreeMap<(Place, &'static str), Vec<T>>;
+
 /// The operations of one transaction, kept apart by kind until rendered in a safe
-/// order (see the module doc).
+/// order (see the module doc), each with the table it is in.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tx {
-    pub delete_elements: BTreeMap<&'static str, Vec<String>>,
+    pub delete_elements: Elements<String>,
     /// Chains written from scratch (added if new, flushed, then filled).
-    pub write_chains: Vec<(String, Vec<String>)>,
-    pub delete_chains: Vec<String>,
-    pub delete_sets: Vec<String>,
+    pub write_chains: Vec<(Place, String, Vec<String>)>,
+    pub delete_chains: Vec<(Place, String)>,
+    pub delete_sets: Vec<(Place, String)>,
     /// Affinity sets and their timeout.
-    pub add_sets: Vec<(String, u32)>,
-    pub add_elements: BTreeMap<&'static str, Vec<(String, String)>>,
+    pub add_sets: Vec<(Place, String, u32)>,
+    /// Keys and values (empty in a set).
+    pub add_elements: Elements<(String, String)>,
 }
 
 impl Tx {
@@ -76,68 +83,86 @@ impl Tx {
         *self == Tx::default()
     }
 
-    fn delete_element(&mut self, map: &'static str, key: String) {
-        self.delete_elements.entry(map).or_default().push(key);
+    fn delete_element(&mut self, place: Place, map: &'static str, key: String) {
+        self.delete_elements
+            .entry((place, map))
+            .or_default()
+            .push(key);
     }
 
-    fn add_element(&mut self, map: &'static str, key: String, value: String) {
-        self.add_elements.entry(map).or_default().push((key, value));
+    fn add_element(&mut self, place: Place, map: &'static str, key: String, value: String) {
+        self.add_elements
+            .entry((place, map))
+            .or_default()
+            .push((key, value));
     }
 
-    /// The `nft -f` script; `fresh` when the table was just created (nothing to flush).
+    /// The `nft -f` script; `fresh` when the tables were just created (nothing to
+    /// flush).
     pub fn render(&self, family: Family, fresh: bool) -> String {
         let f = family.nft();
-        let t = format!("{f} {TABLE}");
         let mut s = String::new();
-        for (map, keys) in &self.delete_elements {
+        for ((place, map), keys) in &self.delete_elements {
             for chunk in keys.chunks(1000) {
-                let _ = writeln!(s, "delete element {t} {map} {{ {} }}", chunk.join(", "));
+                let _ = writeln!(
+                    s,
+                    "delete element {f} {place} {map} {{ {} }}",
+                    chunk.join(", ")
+                );
             }
         }
-        for (name, _) in &self.write_chains {
-            let _ = writeln!(s, "add chain {t} {name}");
+        for (place, name, _) in &self.write_chains {
+            let _ = writeln!(s, "add chain {f} {place} {name}");
             if !fresh {
-                let _ = writeln!(s, "flush chain {t} {name}");
+                let _ = writeln!(s, "flush chain {f} {place} {name}");
             }
         }
-        for name in &self.delete_chains {
-            let _ = writeln!(s, "flush chain {t} {name}");
+        for (place, name) in &self.delete_chains {
+            let _ = writeln!(s, "flush chain {f} {place} {name}");
         }
-        for name in &self.delete_sets {
-            let _ = writeln!(s, "delete set {t} {name}");
+        for (place, name) in &self.delete_sets {
+            let _ = writeln!(s, "delete set {f} {place} {name}");
         }
-        for name in &self.delete_chains {
-            let _ = writeln!(s, "delete chain {t} {name}");
+        for (place, name) in &self.delete_chains {
+            let _ = writeln!(s, "delete chain {f} {place} {name}");
         }
         let addr = family.addr_type();
-        for (name, timeout) in &self.add_sets {
+        for (place, name, timeout) in &self.add_sets {
             let _ = writeln!(
                 s,
-                "add set {t} {name} {{ type {addr} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+                "add set {f} {place} {name} {{ type {addr} ; flags dynamic,timeout ; timeout {timeout}s ; }}"
             );
         }
-        for (name, rules) in &self.write_chains {
+        for (place, name, rules) in &self.write_chains {
             for r in rules {
-                let _ = writeln!(s, "add rule {t} {name} {r}");
+                let _ = writeln!(s, "add rule {f} {place} {name} {r}");
             }
         }
-        for (map, elems) in &self.add_elements {
-            for chunk in elems.chunks(1000) {
-                let body: Vec<String> = chunk
-                    .iter()
-                    .map(|(k, v)| {
-                        if v.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{k} : {v}")
-                        }
-                    })
-                    .collect();
-                let _ = writeln!(s, "add element {t} {map} {{ {} }}", body.join(", "));
-            }
-        }
+        s += &render_add_elements(family, &self.add_elements);
         s
     }
+}
+
+fn render_add_elements(family: Family, elements: &Elements<(String, String)>) -> String {
+    let f = family.nft();
+    let mut s = String::new();
+    for ((place, map), elems) in elements {
+        for chunk in elems.chunks(1000) {
+            let body: Vec<String> = chunk
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{k} : {v}")
+                    }
+                })
+                .collect();
+            let body = body.join(", ");
+            let _ = writeln!(s, "add element {f} {place} {map} {{ {body} }}");
+        }
+    }
+    s
 }
 
 /// What a sync found to do.
@@ -151,9 +176,10 @@ pub struct Plan {
 }
 
 impl Table {
-    pub fn new(family: Family) -> Table {
+    pub fn new(family: Family, shards: u16) -> Table {
         Table {
             family,
+            shards: shards.max(1),
             services: HashMap::new(),
             owners: BTreeMap::new(),
         }
@@ -162,7 +188,7 @@ impl Table {
     /// A fresh table holding `services`: the script deletes whatever table was there
     /// and builds this one, in one transaction.
     pub fn full(family: Family, cfg: &Config, services: super::Changes) -> (Table, Plan) {
-        let mut table = Table::new(family);
+        let mut table = Table::new(family, cfg.shard_count());
         let mut plan = table.update(services);
         plan.script = base(family, cfg) + &plan.tx.render(family, true);
         // A restart forgets what the old table held: UDP flows are flushed only from
@@ -178,11 +204,12 @@ impl Table {
     /// Applies changed Services to the state; the plan's script makes the table match.
     pub fn update(&mut self, changes: super::Changes) -> Plan {
         let mut plan = Plan::default();
-        let mut touched: BTreeMap<Frontend, Vec<(Map, String)>> = BTreeMap::new();
+        let mut touched: BTreeMap<Frontend, Option<Claim>> = BTreeMap::new();
         for (key, new) in changes {
             let old = self.services.remove(&key).unwrap_or_default();
             let new = new.unwrap_or_default();
-            diff_sets_and_chains(&old, &new, &mut plan.tx);
+            let place = Place::of(&key, self.shards);
+            diff_sets_and_chains(&old, &new, place, &mut plan.tx);
             self.claim(&key, &old, &new, &mut touched);
             plan.flushes
                 .extend(udp_flushes(&old.udp, &new.udp, self.family));
@@ -203,7 +230,7 @@ impl Table {
         key: &ServiceKey,
         old: &ServiceRules,
         new: &ServiceRules,
-        touched: &mut BTreeMap<Frontend, Vec<(Map, String)>>,
+        touched: &mut BTreeMap<Frontend, Option<Claim>>,
     ) {
         for f in old.frontends.keys().chain(new.frontends.keys()) {
             if !touched.contains_key(f) {
@@ -226,26 +253,39 @@ impl Table {
         }
     }
 
-    fn winner(&self, f: &Frontend) -> Vec<(Map, String)> {
-        self.owners
-            .get(f)
-            .and_then(|c| c.values().next())
-            .cloned()
-            .unwrap_or_default()
+    /// The Service that has `f`, and its claim.
+    fn winner(&self, f: &Frontend) -> Option<Claim> {
+        let (key, claim) = self.owners.get(f)?.iter().next()?;
+        Some((key.clone(), claim.clone()))
     }
 
-    /// The element changes of one frontend whose claims changed.
-    fn settle(&self, f: &Frontend, before: &[(Map, String)], plan: &mut Plan) {
-        let after = self.winner(f);
-        for (map, value) in before {
-            if !after.iter().any(|(m, v)| m == map && v == value) {
-                plan.tx.delete_element(map.name(), f.key.clone());
+    /// The element changes of one frontend whose claims changed: an element moves
+    /// when its value changes, or its table (the winner's shard) does.
+    fn settle(&self, f: &Frontend, before: &Option<Claim>, plan: &mut Plan) {
+        let placed = |claim: &Option<Claim>| -> Vec<(Place, Map, String)> {
+            let Some((key, v)) = claim else {
+                return Vec::new();
+            };
+            v.iter()
+                .map(|(m, val)| (m.place(key, self.shards), *m, val.clone()))
+                .collect()
+        };
+        let (before, after) = (placed(before), placed(&self.winner(f)));
+        for (place, map, value) in &before {
+            if !after
+                .iter()
+                .any(|(p, m, v)| p == place && m == map && v == value)
+            {
+                plan.tx.delete_element(*place, map.name(), f.key.clone());
             }
         }
-        for (map, value) in &after {
-            if !before.iter().any(|(m, v)| m == map && v == value) {
+        for (place, map, value) in &after {
+            if !before
+                .iter()
+                .any(|(p, m, v)| p == place && m == map && v == value)
+            {
                 plan.tx
-                    .add_element(map.name(), f.key.clone(), value.clone());
+                    .add_element(*place, map.name(), f.key.clone(), value.clone());
             }
         }
         if let Some(claims) = self.owners.get(f).filter(|c| c.len() > 1) {
@@ -260,42 +300,40 @@ impl Table {
     }
 }
 
-/// Affinity sets and chains: only what differs is written.
-fn diff_sets_and_chains(old: &ServiceRules, new: &ServiceRules, tx: &mut Tx) {
+/// A frontend's owner and what it claims: `(map, value)` pairs.
+type Claim = (ServiceKey, Vec<(Map, String)>);
+
+/// Affinity sets and chains (all in the Service's shard, `place`): only what differs
+/// is written.
+fn diff_sets_and_chains(old: &ServiceRules, new: &ServiceRules, place: Place, tx: &mut Tx) {
     let mut changed_set = false;
     for (name, timeout) in &new.sets {
         match old.sets.get(name) {
             Some(t) if t == timeout => {}
             Some(_) => {
                 changed_set = true;
-                tx.delete_sets.push(name.clone());
-                tx.add_sets.push((name.clone(), *timeout));
+                tx.delete_sets.push((place, name.clone()));
+                tx.add_sets.push((place, name.clone(), *timeout));
             }
-            None => tx.add_sets.push((name.clone(), *timeout)),
+            None => tx.add_sets.push((place, name.clone(), *timeout)),
         }
     }
     for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-        tx.delete_sets.push(name.clone());
+        tx.delete_sets.push((place, name.clone()));
     }
     for (name, chain) in &new.chains {
-        let before = old.chains.get(name);
         // A set deleted and re-added must not be referenced meanwhile: rewrite.
-        diff_chain(name, before, chain, changed_set, tx);
+        if old.chains.get(name) != Some(chain) || changed_set {
+            let mut rules = chain.rules.clone();
+            rules.extend(choice(&chain.dispatch));
+            tx.write_chains.push((place, name.clone(), rules));
+        }
     }
     for name in old.chains.keys() {
         if !new.chains.contains_key(name) {
-            tx.delete_chains.push(name.clone());
+            tx.delete_chains.push((place, name.clone()));
         }
     }
-}
-
-fn diff_chain(name: &str, before: Option<&Chain>, chain: &Chain, force: bool, tx: &mut Tx) {
-    if before == Some(chain) && !force {
-        return;
-    }
-    let mut rules = chain.rules.clone();
-    rules.extend(choice(&chain.dispatch));
-    tx.write_chains.push((name.to_string(), rules));
 }
 
 /// A uniformly random jump to one of `targets`: the first with probability 1/N, else

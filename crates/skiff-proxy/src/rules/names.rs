@@ -50,6 +50,18 @@ pub fn endpoint_base(
     ))
 }
 
+/// The shard (of `n`) holding a Service's chains: a hash of its key, so stable across
+/// restarts and spread evenly whatever the names.
+pub fn shard(key: &ServiceKey, n: u16) -> u16 {
+    let h = digest(
+        &SHA256,
+        format!("{}/{}", key.namespace, key.name).as_bytes(),
+    );
+    let b = h.as_ref();
+    let v = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (v % u32::from(n.max(1))) as u16
+}
+
 /// `HASH8-name`, cut to fit behind the longest prefix.
 fn hashed(name: &str) -> String {
     let h = digest(&SHA256, name.as_bytes());
@@ -131,6 +143,20 @@ mod tests {
         );
         assert!(x.ends_with("...") && endpoint_chain(&x).len() == NAME_MAX);
         assert_ne!(x, y, "the hash tells cut names apart");
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        let key = |i: usize| ServiceKey::new("default", &format!("s{i}"));
+        assert_eq!(shard(&key(1), 16), shard(&key(1), 16));
+        let mut counts = [0usize; 16];
+        for i in 0..1600 {
+            counts[usize::from(shard(&key(i), 16))] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (60..=140).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

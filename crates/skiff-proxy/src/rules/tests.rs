@@ -88,9 +88,14 @@ fn want(c: &Catalog, name: &str) -> ServiceRules {
 /// The transaction that adds `name` to an empty table (without the fixed part).
 fn script_of(c: &Catalog, name: &str) -> String {
     let key = ServiceKey::new("default", name);
-    Table::new(Family::V4)
+    Table::new(Family::V4, cfg().shards)
         .update(vec![(key, Some(want(c, name)))])
         .script
+}
+
+/// `ip TABLE` of the shard holding Service `name`'s chains.
+fn shard(name: &str) -> String {
+    format!("ip {}", Place::of(&ServiceKey::new("default", name), 16))
 }
 
 fn port(name: &str) -> String {
@@ -129,18 +134,20 @@ fn cluster_ip_with_one_endpoint_is_the_whole_path() {
         names::service_chain(&port("web")),
         names::endpoint_chain(&ep("web", "10.42.0.5")),
     );
+    // Chains and the map to them in the Service's shard, the cluster IP in the base.
+    let t = shard("web");
     let expected = format!(
-        "add chain ip skiff-proxy {e}\n\
-         add chain ip skiff-proxy {s}\n\
-         add rule ip skiff-proxy {e} ip saddr 10.42.0.5 jump mark-for-masquerade\n\
-         add rule ip skiff-proxy {e} meta l4proto tcp dnat to 10.42.0.5:8080\n\
-         add rule ip skiff-proxy {s} ip daddr 10.43.0.10 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade\n\
-         add rule ip skiff-proxy {s} goto {e}\n\
+        "add chain {t} {e}\n\
+         add chain {t} {s}\n\
+         add rule {t} {e} ip saddr 10.42.0.5 jump mark-for-masquerade\n\
+         add rule {t} {e} meta l4proto tcp dnat to 10.42.0.5:8080\n\
+         add rule {t} {s} ip daddr 10.43.0.10 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade\n\
+         add rule {t} {s} goto {e}\n\
          add element ip skiff-proxy cluster-ips {{ 10.43.0.10 }}\n\
-         add element ip skiff-proxy service-ips {{ 10.43.0.10 . tcp . 80 : goto {s} }}\n"
+         add element {t} service-ips {{ 10.43.0.10 . tcp . 80 : goto {s} }}\n"
     );
     // A fresh table has nothing to flush; on a live one chains are flushed first.
-    let fresh = Table::new(Family::V4)
+    let fresh = Table::new(Family::V4, cfg().shards)
         .update(vec![(web.key.clone(), Some(want(&c, "web")))])
         .tx
         .render(Family::V4, true);
@@ -177,10 +184,11 @@ fn several_endpoints_are_chosen_at_random_with_hairpin_each() {
     // Uniform: 1/3, then 1/2 of the remaining 2/3, then the rest.
     let text = script_of(&c, "web");
     let sc = names::service_chain(&port("web"));
+    let t = shard("web");
     let tail = format!(
-        "add rule ip skiff-proxy {sc} numgen random mod 3 == 0 goto {}\n\
-         add rule ip skiff-proxy {sc} numgen random mod 2 == 0 goto {}\n\
-         add rule ip skiff-proxy {sc} goto {}\n",
+        "add rule {t} {sc} numgen random mod 3 == 0 goto {}\n\
+         add rule {t} {sc} numgen random mod 2 == 0 goto {}\n\
+         add rule {t} {sc} goto {}\n",
         order[0], order[1], order[2]
     );
     assert!(text.contains(&tail), "{text}");
@@ -214,6 +222,7 @@ fn no_endpoints_means_a_reject_element_and_no_chains() {
 #[test]
 fn the_fixed_part_rejects_from_filter_hooks_and_masquerades_marked_only() {
     let b = base(Family::V4, &cfg());
+    let lines: Vec<&str> = b.lines().collect();
     for line in [
         "add chain ip skiff-proxy filter-forward { type filter hook forward priority -110 ; policy accept ; }",
         "add rule ip skiff-proxy filter-forward ct state new jump service-endpoints-check",
@@ -223,12 +232,37 @@ fn the_fixed_part_rejects_from_filter_hooks_and_masquerades_marked_only() {
         "add rule ip skiff-proxy reject-chain meta l4proto tcp reject with tcp reset",
         "add rule ip skiff-proxy masquerading mark and 0x4000 == 0 return",
         "add rule ip skiff-proxy masquerading masquerade fully-random",
-        "add rule ip skiff-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports",
         "add rule ip skiff-proxy cluster-ips-check ip daddr 10.43.0.0/16 drop",
     ] {
-        assert!(b.lines().any(|l| l == line), "missing {line}");
+        assert!(lines.contains(&line), "missing {line}");
     }
     assert!(b.starts_with("add table ip skiff-proxy\ndelete table ip skiff-proxy\n"));
+    // Every shard: NAT hooks to its own map, its own mark chain; the base has neither.
+    assert_eq!(cfg().shards, 16);
+    for i in 0..16 {
+        let t = format!("ip skiff-proxy-{i}");
+        for line in [
+            format!("add table {t}\ndelete table {t}\nadd table {t}\n"),
+            format!(
+                "add chain {t} nat-prerouting {{ type nat hook prerouting priority -100 ; policy accept ; }}\n"
+            ),
+            format!(
+                "add chain {t} nat-output {{ type nat hook output priority -100 ; policy accept ; }}\n"
+            ),
+            format!("add rule {t} nat-prerouting jump services\n"),
+            format!("add rule {t} mark-for-masquerade mark set mark or 0x4000\n"),
+            format!("add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips\n"),
+            format!(
+                "add rule {t} services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n"
+            ),
+        ] {
+            assert!(b.contains(&line), "missing {line}");
+        }
+    }
+    assert!(!b.contains("ip skiff-proxy services") && !b.contains("ip skiff-proxy nat-output"));
+    // Shards of a larger count, from before, go.
+    assert!(b.ends_with("add table ip skiff-proxy-63\ndelete table ip skiff-proxy-63\n"));
+    assert!(!b.contains("add chain ip skiff-proxy-16 "));
 }
 
 #[test]
@@ -300,7 +334,7 @@ fn two_services_on_one_address_and_port_never_clash_the_first_wins() {
             slice(&b, &[ready("10.42.0.6", NODE)]),
         ],
     );
-    let mut t = Table::new(Family::V4);
+    let mut t = Table::new(Family::V4, cfg().shards);
     // b first: it holds the key until a (earlier by key) claims it.
     let p = t.update(vec![(b.key.clone(), Some(want(&c, "b")))]);
     let xb = names::external_chain(&port("b"));
@@ -310,10 +344,14 @@ fn two_services_on_one_address_and_port_never_clash_the_first_wins() {
     );
     let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
     let xa = names::external_chain(&port("a"));
-    assert!(
-        p.script
-            .contains("delete element ip skiff-proxy service-ips { 192.168.5.10 . tcp . 80 }")
-    );
+    // The element leaves b's shard for a's (the same shard or not).
+    let (sa, sb) = (shard("a"), shard("b"));
+    assert!(p.script.contains(&format!(
+        "delete element {sb} service-ips {{ 192.168.5.10 . tcp . 80 }}"
+    )));
+    let added = format!("192.168.5.10 . tcp . 80 : goto {xa}");
+    let line = p.script.lines().find(|l| l.contains(&added)).unwrap();
+    assert!(line.starts_with(&format!("add element {sa} service-ips {{")));
     assert!(
         p.script
             .contains(&format!("192.168.5.10 . tcp . 80 : goto {xa}"))
@@ -465,7 +503,8 @@ fn client_ip_affinity_is_checked_before_the_random_choice() {
     assert_eq!(r.sets[&a], 600);
     let text = script_of(&c, "web");
     assert!(text.contains(&format!(
-        "add set ip skiff-proxy {a} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 600s ; }}"
+        "add set {} {a} {{ type ipv4_addr ; flags dynamic,timeout ; timeout 600s ; }}",
+        shard("web")
     )));
     // The set comes before the rules that use it.
     assert!(text.find("add set").unwrap() < text.find("update @").unwrap());
@@ -515,7 +554,7 @@ fn udp(name: &str) -> Service {
 #[test]
 fn udp_endpoints_that_go_away_have_their_flows_deleted() {
     let dns = udp("dns");
-    let mut t = Table::new(Family::V4);
+    let mut t = Table::new(Family::V4, cfg().shards);
     let c = catalog(vec![dns.clone()], vec![]);
     let p = t.update(vec![(
         dns.key.clone(),
@@ -609,16 +648,23 @@ fn changing_one_service_touches_only_its_chains_and_elements() {
         names::endpoint_chain(&ep("a", "10.42.0.5")),
         names::endpoint_chain(&ep("a", "10.42.0.6")),
     );
-    let written: Vec<&str> = p.tx.write_chains.iter().map(|(n, _)| n.as_str()).collect();
+    let written: Vec<&str> =
+        p.tx.write_chains
+            .iter()
+            .map(|(place, n, _)| {
+                assert_eq!(*place, Place::of(&a.key, 16));
+                n.as_str()
+            })
+            .collect();
     assert_eq!(written, [e6.as_str(), sa.as_str()]);
     assert!(p.tx.delete_chains.is_empty() && p.tx.delete_elements.is_empty());
     assert!(p.tx.add_elements.is_empty());
     assert_eq!(
-        p.tx.write_chains[1].1.last().unwrap(),
+        p.tx.write_chains[1].2.last().unwrap(),
         &format!("goto {e6}")
     );
     assert!(!p.script.contains("/b/"), "b untouched:\n{}", p.script);
-    assert!(!p.script.contains(&format!("add chain ip skiff-proxy {e5}")));
+    assert!(!p.script.contains(&format!("add chain {} {e5}", shard("a"))));
     // The same state again: an empty transaction.
     let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
     assert!(p.tx.is_empty() && p.script.is_empty());
@@ -643,14 +689,15 @@ fn deleting_a_service_removes_elements_before_its_chains() {
         names::endpoint_chain(&ep("a", "10.42.0.5")),
         names::affinity_set(&ep("a", "10.42.0.5")),
     );
+    let sh = shard("a");
     let expected = format!(
         "delete element ip skiff-proxy cluster-ips {{ 10.43.0.10 }}\n\
-         delete element ip skiff-proxy service-ips {{ 10.43.0.10 . tcp . 80 }}\n\
-         flush chain ip skiff-proxy {e}\n\
-         flush chain ip skiff-proxy {s}\n\
-         delete set ip skiff-proxy {aff}\n\
-         delete chain ip skiff-proxy {e}\n\
-         delete chain ip skiff-proxy {s}\n"
+         delete element {sh} service-ips {{ 10.43.0.10 . tcp . 80 }}\n\
+         flush chain {sh} {e}\n\
+         flush chain {sh} {s}\n\
+         delete set {sh} {aff}\n\
+         delete chain {sh} {e}\n\
+         delete chain {sh} {s}\n"
     );
     assert_eq!(p.script, expected);
     assert_eq!(t.service_count(), 0);
@@ -671,11 +718,11 @@ fn endpoints_going_to_none_turn_the_service_into_a_reject_element() {
     let c = catalog(vec![a.clone()], vec![]);
     let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
     assert_eq!(
-        p.tx.delete_elements["service-ips"],
+        p.tx.delete_elements[&(Place::of(&a.key, 16), "service-ips")],
         ["10.43.0.10 . tcp . 80".to_string()]
     );
     assert_eq!(
-        p.tx.add_elements["no-endpoint-services"],
+        p.tx.add_elements[&(Place::Base, "no-endpoint-services")],
         [(
             "10.43.0.10 . tcp . 80".to_string(),
             "goto reject-chain".to_string()
@@ -683,7 +730,9 @@ fn endpoints_going_to_none_turn_the_service_into_a_reject_element() {
     );
     assert_eq!(p.tx.delete_chains.len(), 2);
     assert!(
-        !p.tx.delete_elements.contains_key("cluster-ips"),
+        !p.tx
+            .delete_elements
+            .contains_key(&(Place::Base, "cluster-ips")),
         "the cluster IP stays"
     );
 }
@@ -708,7 +757,7 @@ fn a_changed_affinity_timeout_recreates_the_set_and_rewrites_its_users() {
     );
     let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
     assert_eq!(p.tx.delete_sets.len(), 1);
-    assert_eq!(p.tx.add_sets[0].1, 120);
+    assert_eq!(p.tx.add_sets[0].2, 120);
     assert_eq!(
         p.tx.write_chains.len(),
         2,
