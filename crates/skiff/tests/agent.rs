@@ -274,6 +274,26 @@ fn pods_run_on_containerd() {
     );
     assert!(c.whoami(&format!("{pod_token}x")).is_none());
 
+    // A Service on the single node: by name from a pod (the node's DNS, then its proxy,
+    // here back to the pod itself), and from the node through the cluster IP.
+    c.ok(&["expose", "pod", "my-pod", "--name=my-svc", "--port=80"]);
+    let ip = c.ok(&["get", "svc", "my-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    let through_name = eventually(Duration::from_secs(20), || {
+        let out = c.kubectl(&[
+            "exec",
+            "my-pod",
+            "--",
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 my-svc 80",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("hello from skiff").then_some(text)
+    });
+    assert!(through_name.contains("200 OK"), "{through_name}");
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
+    c.ok(&["delete", "svc", "my-svc"]);
+
     // port-forward as the guide does it (pod/NAME LOCAL:80), several connections in turn.
     let (mut pf, local) = port_forward(&c, "pod/my-pod", 80);
     for _ in 0..3 {
