@@ -36,6 +36,10 @@ pub async fn run(
         None => None,
     };
     if !wait_for_reset(&mut updates, &mut shutdown).await {
+        // Stopped before the first sync: what an earlier run left still goes.
+        if config.cleanup_on_stop {
+            cleanup(&*nft).await?;
+        }
         return Ok(());
     }
     let hc = ServiceHealthServers::new(config.health_check_ip, health.clone());

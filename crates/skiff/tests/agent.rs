@@ -130,6 +130,24 @@ fn push(registry: &str, repo: &str, tag: &str, spec: &image::ImageSpec, basic: &
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
 }
 
+/// A clean stop removed the bridge and every nftables table of the node's.
+fn nothing_left_of_the_network() {
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "skiff0"])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "bridge skiff0 left behind");
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        !tables.contains("skiff"),
+        "nft tables left behind: {tables}"
+    );
+}
+
 #[test]
 fn pods_run_on_containerd() {
     let dir = tempfile::tempdir().unwrap();
@@ -1083,11 +1101,7 @@ spec:
         "left running: {}",
         String::from_utf8_lossy(&ps.stdout)
     );
-    let link = std::process::Command::new("ip")
-        .args(["link", "show", "skiff0"])
-        .output()
-        .unwrap();
-    assert!(!link.status.success(), "bridge skiff0 left behind");
+    nothing_left_of_the_network();
 
     // Restarting with --leave-pods-running: the pod keeps running and the new agent (and
     // containerd) adopt its container instead of starting another.
@@ -1112,9 +1126,5 @@ spec:
     c.args.retain(|a| a != "--leave-pods-running");
     c.restart();
     c.stop();
-    let link = std::process::Command::new("ip")
-        .args(["link", "show", "skiff0"])
-        .output()
-        .unwrap();
-    assert!(!link.status.success(), "bridge skiff0 left behind");
+    nothing_left_of_the_network();
 }
