@@ -14,9 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod dns;
+mod netlab;
 mod pods;
+mod proxy;
 mod workloads;
+pub use dns::{DnsBenchOptions, dns};
 pub use pods::{PodsBenchOptions, pods};
+pub use proxy::{ProxyBenchOptions, proxy};
 pub use workloads::{WorkloadsBenchOptions, workloads};
 
 #[derive(Debug, Clone)]

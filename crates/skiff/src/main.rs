@@ -100,6 +100,45 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Service proxy on a real node in a network namespace of its own: Service create →
+    /// first packet through its ClusterIP at each size, ClusterIP against pod IP request
+    /// latency, agent RSS with and without the Services (root; containerd).
+    Proxy {
+        /// Numbers of Services present when the programming latency is sampled.
+        #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
+        services: Vec<usize>,
+        /// Services created and timed at each size.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// Requests to each of pod IP and ClusterIP for the per-packet cost.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+        /// Service creates in flight while the background Services are made.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// The node's cluster DNS against dnsmasq serving the same names, one core each,
+    /// measured with dnsperf (root; Debian packages dnsperf and dnsmasq-base).
+    Dns {
+        /// Services whose names both servers hold.
+        #[arg(long, default_value_t = 10000)]
+        services: usize,
+        /// Seconds per dnsperf run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds of runs, alternating which server goes first.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// dnsperf clients (`-c`).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// dnsperf queries outstanding (`-q`).
+        #[arg(long, default_value_t = 256)]
+        outstanding: usize,
+        /// Service creates in flight while the Services are made.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// API server throughput, latency, fan-out and memory against the raw store.
     Api {
         #[arg(long, default_value_t = 5000)]
@@ -341,6 +380,42 @@ fn main() -> anyhow::Result<()> {
                     skiff,
                     rounds,
                     concurrent,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Proxy {
+                services,
+                samples,
+                requests,
+                concurrency,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::proxy(skiff_bench::ProxyBenchOptions {
+                    skiff,
+                    services,
+                    samples,
+                    requests,
+                    concurrency,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Dns {
+                services,
+                seconds,
+                rounds,
+                clients,
+                outstanding,
+                concurrency,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::dns(skiff_bench::DnsBenchOptions {
+                    skiff,
+                    services,
+                    seconds,
+                    rounds,
+                    clients,
+                    outstanding,
+                    concurrency,
                 })
                 .await
             }
