@@ -59,6 +59,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     /// Serialises allocations of cluster IPs and node ports.
     pub alloc_lock: tokio::sync::Mutex<()>,
+    /// What each Service holds of the cluster IPs and node ports, by stored version.
+    pub service_allocations: parking_lot::Mutex<crate::kinds::HeldByKey>,
     pub started: Instant,
     /// Address clients reach the API on from anywhere in the cluster (the `kubernetes`
     /// Service's endpoint).
@@ -165,6 +167,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         ],
         metrics: Metrics::default(),
         alloc_lock: tokio::sync::Mutex::new(()),
+        service_allocations: Default::default(),
         started: Instant::now(),
         advertise,
         local_url,
