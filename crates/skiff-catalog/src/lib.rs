@@ -11,7 +11,7 @@ pub use model::{
     Slice,
 };
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -32,17 +32,23 @@ pub struct ResolvedEndpoint {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    pub node_name: Option<String>,
-    pub hostname: Option<String>,
+    pub node_name: Option<Arc<str>>,
+    pub hostname: Option<Box<str>>,
 }
 
 /// Services and their slices; pure (no IO), fed by [`feed`].
+///
+/// Tens of thousands of these are held on every node, so each is kept once: a Service's
+/// slices are a `Vec` sorted by name (one, usually), and the namespaces and node names
+/// that thousands of keys and endpoints repeat are shared ([`Interner`]).
 #[derive(Debug, Default)]
 pub struct Catalog {
     services: HashMap<ServiceKey, Arc<Service>>,
-    slices: HashMap<ServiceKey, BTreeMap<Arc<str>, Arc<Slice>>>,
+    /// By the Service they are filed under, sorted by slice name.
+    slices: HashMap<ServiceKey, Vec<Arc<Slice>>>,
     /// `(namespace, slice name)` → the Service it was filed under.
     slice_owner: HashMap<(Arc<str>, Arc<str>), ServiceKey>,
+    names: Interner,
     services_listed: bool,
     slices_listed: bool,
 }
@@ -69,15 +75,19 @@ impl Catalog {
         self.services.is_empty()
     }
 
+    /// The slices filed under `key`, by name.
     pub fn slices_of(&self, key: &ServiceKey) -> impl Iterator<Item = &Arc<Slice>> {
-        self.slices.get(key).into_iter().flat_map(|m| m.values())
+        self.slices.get(key).into_iter().flatten()
     }
 
     pub fn reset_services(&mut self, items: Vec<Service>) -> Update {
-        self.services = items
-            .into_iter()
-            .map(|s| (s.key.clone(), Arc::new(s)))
-            .collect();
+        self.services.clear();
+        for s in items {
+            let s = self.shared_names(s);
+            self.services.insert(s.key.clone(), Arc::new(s));
+        }
+        self.services.shrink_to_fit();
+        self.names.sweep();
         self.services_listed = true;
         Update::Reset
     }
@@ -87,6 +97,7 @@ impl Catalog {
         if self.services.get(&s.key).is_some_and(|old| **old == s) {
             return None;
         }
+        let s = self.shared_names(s);
         let key = s.key.clone();
         self.services.insert(key.clone(), Arc::new(s));
         Some(key)
@@ -102,6 +113,9 @@ impl Catalog {
         for s in items {
             self.insert_slice(s);
         }
+        self.slices.shrink_to_fit();
+        self.slice_owner.shrink_to_fit();
+        self.names.sweep();
         self.slices_listed = true;
         Update::Reset
     }
@@ -109,13 +123,10 @@ impl Catalog {
     /// The Services this touched: the slice's, and the one it was filed under before if
     /// its label moved it.
     pub fn apply_slice(&mut self, s: Slice) -> Vec<ServiceKey> {
-        let id = (
-            s.service.namespace.clone(),
-            Arc::<str>::from(s.name.as_str()),
-        );
+        let id = (s.service.namespace.clone(), s.name.clone());
         if let Some(old) = self.slice_owner.get(&id)
             && old == &s.service
-            && self.slices[old].get(&id.1).is_some_and(|o| **o == s)
+            && self.find_slice(old, &id.1).is_some_and(|o| **o == s)
         {
             return Vec::new();
         }
@@ -135,68 +146,134 @@ impl Catalog {
         self.remove_slice(namespace, name)
     }
 
-    fn insert_slice(&mut self, s: Slice) {
-        let name: Arc<str> = s.name.as_str().into();
+    fn find_slice(&self, key: &ServiceKey, name: &str) -> Option<&Arc<Slice>> {
+        let v = self.slices.get(key)?;
+        v.binary_search_by(|s| (*s.name).cmp(name))
+            .ok()
+            .map(|i| &v[i])
+    }
+
+    /// `s` with the namespace (and node names) shared with the rest of the catalog.
+    fn shared_names(&mut self, mut s: Service) -> Service {
+        s.key.namespace = self.names.get(&s.key.namespace);
+        s
+    }
+
+    fn insert_slice(&mut self, mut s: Slice) {
+        // Filed under a Service already known: its key's names are the ones kept.
+        s.service = match self.services.get_key_value(&s.service) {
+            Some((k, _)) => k.clone(),
+            None => ServiceKey {
+                namespace: self.names.get(&s.service.namespace),
+                name: s.service.name,
+            },
+        };
+        for e in &mut s.endpoints {
+            if let Some(n) = &e.node_name {
+                e.node_name = Some(self.names.get(n));
+            }
+        }
         self.slice_owner.insert(
-            (s.service.namespace.clone(), name.clone()),
+            (s.service.namespace.clone(), s.name.clone()),
             s.service.clone(),
         );
-        self.slices
-            .entry(s.service.clone())
-            .or_default()
-            .insert(name, Arc::new(s));
+        let v = self.slices.entry(s.service.clone()).or_default();
+        match v.binary_search_by(|o| o.name.cmp(&s.name)) {
+            Ok(i) => v[i] = Arc::new(s),
+            Err(i) => {
+                // Most Services have one slice: no room kept for more.
+                v.reserve_exact(1);
+                v.insert(i, Arc::new(s));
+            }
+        }
     }
 
     fn remove_slice(&mut self, namespace: &str, name: &str) -> Option<ServiceKey> {
         let owner = self
             .slice_owner
             .remove(&(Arc::from(namespace), Arc::from(name)))?;
-        if let Some(m) = self.slices.get_mut(&owner) {
-            m.remove(name);
-            if m.is_empty() {
+        if let Some(v) = self.slices.get_mut(&owner) {
+            v.retain(|s| &*s.name != name);
+            if v.is_empty() {
                 self.slices.remove(&owner);
             }
         }
         Some(owner)
     }
 
-    /// The endpoints of one Service port (slice ports matched by name and protocol),
-    /// deduplicated by IP across slices (a ready copy wins, as kube-proxy's slice cache
-    /// prefers), sorted by IP then port.
+    /// The endpoints of one Service port (see [`endpoints_of`]).
     pub fn endpoints(&self, key: &ServiceKey, port: &ServicePort) -> Vec<ResolvedEndpoint> {
-        let mut by_ip: BTreeMap<(IpAddr, u16), ResolvedEndpoint> = BTreeMap::new();
-        for slice in self.slices_of(key) {
-            let Some(p) = slice
-                .ports
-                .iter()
-                .find(|p| p.name == port.name && p.protocol == port.protocol)
-            else {
+        endpoints_of(self.slices_of(key).map(|s| &**s), port)
+    }
+}
+
+/// The endpoints of one Service port in `slices` (slice ports matched by name and
+/// protocol), deduplicated by IP across slices (a ready copy wins, as kube-proxy's slice
+/// cache prefers), sorted by IP then port.
+pub fn endpoints_of<'a>(
+    slices: impl IntoIterator<Item = &'a Slice>,
+    port: &ServicePort,
+) -> Vec<ResolvedEndpoint> {
+    let mut by_ip: BTreeMap<(IpAddr, u16), ResolvedEndpoint> = BTreeMap::new();
+    for slice in slices {
+        let Some(p) = slice
+            .ports
+            .iter()
+            .find(|p| p.name == port.name && p.protocol == port.protocol)
+        else {
+            continue;
+        };
+        for e in &slice.endpoints {
+            let Some(ip) = e.address else {
                 continue;
             };
-            for e in &slice.endpoints {
-                let Some(ip) = e.addresses.first() else {
-                    continue;
-                };
-                let r = ResolvedEndpoint {
-                    ip: *ip,
-                    port: p.port,
-                    ready: e.ready,
-                    serving: e.serving,
-                    terminating: e.terminating,
-                    node_name: e.node_name.clone(),
-                    hostname: e.hostname.clone(),
-                };
-                by_ip
-                    .entry((*ip, p.port))
-                    .and_modify(|old| {
-                        if !old.ready && r.ready {
-                            *old = r.clone();
-                        }
-                    })
-                    .or_insert(r);
-            }
+            let r = ResolvedEndpoint {
+                ip,
+                port: p.port,
+                ready: e.ready,
+                serving: e.serving,
+                terminating: e.terminating,
+                node_name: e.node_name.clone(),
+                hostname: e.hostname.clone(),
+            };
+            by_ip
+                .entry((ip, p.port))
+                .and_modify(|old| {
+                    if !old.ready && r.ready {
+                        *old = r.clone();
+                    }
+                })
+                .or_insert(r);
         }
-        by_ip.into_values().collect()
+    }
+    by_ip.into_values().collect()
+}
+
+/// One shared copy of each of the short strings thousands of objects repeat
+/// (namespaces, node names). Copies no longer used elsewhere are let go at each relist
+/// and whenever the set has doubled since the last sweep.
+#[derive(Debug, Default)]
+struct Interner {
+    set: HashSet<Arc<str>>,
+    /// Entries after the last sweep.
+    swept: usize,
+}
+
+impl Interner {
+    fn get(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.set.get(s) {
+            return shared.clone();
+        }
+        self.set.insert(s.clone());
+        if self.set.len() > 2 * self.swept + 64 {
+            self.sweep();
+        }
+        s.clone()
+    }
+
+    fn sweep(&mut self) {
+        self.set.retain(|s| Arc::strong_count(s) > 1);
+        self.swept = self.set.len();
     }
 }
 
@@ -240,7 +317,7 @@ mod tests {
             endpoints: ips
                 .iter()
                 .map(|(ip, ready)| Endpoint {
-                    addresses: vec![ip.parse().unwrap()],
+                    address: Some(ip.parse().unwrap()),
                     ready: *ready,
                     serving: *ready,
                     terminating: false,

@@ -1,5 +1,9 @@
 //! Small typed views of a Service and an EndpointSlice: only what the service proxy and
 //! the cluster DNS read, parsed once from the API's objects (thousands are held).
+//!
+//! Built from the decoded objects by reference, never by collecting their `Vec`s in
+//! place: an in-place `collect` keeps the source's allocation, sized for k8s-openapi's
+//! much larger structs (an `Endpoint` kept that way took ~400 bytes instead of ~56).
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -99,8 +103,11 @@ pub struct Service {
 /// kube-apiserver's default ClientIP affinity timeout (three hours).
 pub const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
 
-fn ips(v: impl IntoIterator<Item = String>) -> Vec<IpAddr> {
-    v.into_iter().filter_map(|s| s.parse().ok()).collect()
+/// The addresses that parse, in an allocation of their exact size.
+fn ips<'a>(v: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = v.into_iter().filter_map(|s| s.parse().ok()).collect();
+    out.shrink_to_fit();
+    out
 }
 
 fn port16(p: i32) -> Option<u16> {
@@ -125,33 +132,32 @@ impl Service {
         let cluster_ips = match (type_, headless) {
             (ServiceType::ExternalName, _) | (_, true) => Vec::new(),
             _ => match spec.cluster_ips {
-                Some(v) if !v.is_empty() => ips(v),
-                _ => ips(spec.cluster_ip),
+                Some(v) if !v.is_empty() => ips(&v),
+                _ => ips(&spec.cluster_ip),
             },
         };
-        let ports = spec
+        let mut ports: Vec<ServicePort> = spec
             .ports
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flatten()
             .filter_map(|p| {
                 Some(ServicePort {
-                    name: p.name.unwrap_or_default(),
+                    name: p.name.as_deref().unwrap_or_default().to_string(),
                     protocol: Protocol::parse(p.protocol.as_deref())?,
                     port: port16(p.port)?,
                     node_port: p.node_port.and_then(port16),
                 })
             })
             .collect();
+        ports.shrink_to_fit();
         let external = matches!(type_, ServiceType::NodePort | ServiceType::LoadBalancer);
-        let load_balancer_ips = s
+        let load_balancer_ips = ips(s
             .status
-            .and_then(|st| st.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .filter_map(|st| st.load_balancer.as_ref()?.ingress.as_ref())
+            .flatten()
             .filter(|i| i.ip_mode.as_deref().is_none_or(|m| m == "VIP"))
-            .filter_map(|i| i.ip?.parse().ok())
-            .collect();
+            .filter_map(|i| i.ip.as_ref()));
         let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .and_then(|c| c.client_ip)
@@ -169,7 +175,7 @@ impl Service {
                 .external_name
                 .filter(|_| type_ == ServiceType::ExternalName),
             ports,
-            external_ips: ips(spec.external_ips.unwrap_or_default()),
+            external_ips: ips(spec.external_ips.iter().flatten()),
             load_balancer_ips: if type_ == ServiceType::LoadBalancer {
                 load_balancer_ips
             } else {
@@ -198,20 +204,23 @@ pub struct EndpointPort {
     pub port: u16,
 }
 
+/// One endpoint of a slice: tens of thousands are held, so it keeps one address and
+/// shares its node's name (see [`crate::Catalog`]'s interning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// IP endpoints only (FQDN slices keep none).
-    pub addresses: Vec<IpAddr>,
+    /// The first address that parses: the API calls an endpoint's addresses fungible
+    /// and consumers (kube-proxy too) take the first. None in an FQDN slice.
+    pub address: Option<IpAddr>,
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    pub hostname: Option<String>,
-    pub node_name: Option<String>,
+    pub hostname: Option<Box<str>>,
+    pub node_name: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slice {
-    pub name: String,
+    pub name: Arc<str>,
     /// The Service it belongs to (label `kubernetes.io/service-name`).
     pub service: ServiceKey,
     pub address_type: AddressType,
@@ -232,42 +241,43 @@ impl Slice {
             "IPv6" => AddressType::IPv6,
             _ => AddressType::Fqdn,
         };
-        let ports = s
+        let mut ports: Vec<EndpointPort> = s
             .ports
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flatten()
             .filter_map(|p| {
                 Some(EndpointPort {
-                    name: p.name.unwrap_or_default(),
+                    name: p.name.as_deref().unwrap_or_default().to_string(),
                     protocol: Protocol::parse(p.protocol.as_deref())?,
                     port: port16(p.port?)?,
                 })
             })
             .collect();
+        ports.shrink_to_fit();
         let endpoints = s
             .endpoints
-            .into_iter()
+            .iter()
             .map(|e| {
-                let c = e.conditions.unwrap_or_default();
+                let c = e.conditions.clone().unwrap_or_default();
                 // Unset `ready` means unknown, which consumers take as ready; unset
                 // `serving` follows `ready`.
                 let ready = c.ready.unwrap_or(true);
                 Endpoint {
-                    addresses: if address_type == AddressType::Fqdn {
-                        Vec::new()
+                    address: if address_type == AddressType::Fqdn {
+                        None
                     } else {
-                        ips(e.addresses)
+                        e.addresses.iter().find_map(|a| a.parse().ok())
                     },
                     ready,
                     serving: c.serving.unwrap_or(ready),
                     terminating: c.terminating.unwrap_or(false),
-                    hostname: e.hostname,
-                    node_name: e.node_name,
+                    hostname: e.hostname.as_deref().map(Box::from),
+                    node_name: e.node_name.as_deref().map(Arc::from),
                 }
             })
             .collect();
         Some(Slice {
-            name: s.metadata.name?,
+            name: s.metadata.name.as_deref()?.into(),
             service: ServiceKey::new(namespace, service),
             address_type,
             ports,

@@ -157,11 +157,13 @@ impl Server {
     /// (connections and pending forwards included) is stopped before it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), Error> {
         let mut tasks = JoinSet::new();
-        tasks.spawn(follow(
-            self.catalog.clone(),
-            self.dns.clone(),
-            self.catalog.subscribe(),
-        ));
+        let mut updates = self.catalog.subscribe();
+        // A catalog synced already is indexed before the first query is read, so no
+        // query meets the empty index (SERVFAIL) in the meantime.
+        if let Ok(Update::Reset) = updates.try_recv() {
+            rebuild(&self.catalog, &self.dns);
+        }
+        tasks.spawn(follow(self.catalog.clone(), self.dns.clone(), updates));
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
         for sock in &self.udp {
             for _ in 0..workers {
@@ -192,22 +194,27 @@ async fn follow(catalog: Arc<Shared>, dns: Arc<Dns>, mut updates: mpsc::Unbounde
                 Update::Changed(k) => keys.extend(k),
             }
         }
-        let serial = unix_serial();
         if reset {
-            let fresh = {
-                let c = catalog.read();
-                let mut index = dns.index.read().empty_like();
-                index.rebuild(&c, serial);
-                index
-            };
-            *dns.index.write() = fresh;
+            rebuild(&catalog, &dns);
         } else {
+            let serial = unix_serial();
             keys.sort();
             keys.dedup();
             let c = catalog.read();
             dns.index.write().apply(&c, &keys, serial);
         }
     }
+}
+
+/// The index built afresh from the catalog (off the lock, then swapped in).
+fn rebuild(catalog: &Shared, dns: &Dns) {
+    let fresh = {
+        let c = catalog.read();
+        let mut index = dns.index.read().empty_like();
+        index.rebuild(&c, unix_serial());
+        index
+    };
+    *dns.index.write() = fresh;
 }
 
 /// CoreDNS's SOA serial: the time of the last change, in seconds.

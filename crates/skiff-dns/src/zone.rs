@@ -68,7 +68,7 @@ impl Entry {
             s.endpoints
                 .iter()
                 .filter(|e| e.ready)
-                .filter_map(move |e| Some((&**s, e, *e.addresses.first()?)))
+                .filter_map(move |e| Some((&**s, e, e.address?)))
         })
     }
 
@@ -169,7 +169,10 @@ impl Index {
             external,
         };
         for (ip, target) in entry.ptrs() {
-            self.ptr.entry(ip).or_default().push(target);
+            // Nearly every IP names one thing: no room kept for more.
+            let targets = self.ptr.entry(ip).or_default();
+            targets.reserve_exact(1);
+            targets.push(target);
         }
         let key = &service.key;
         self.namespaces

@@ -9,7 +9,7 @@ use crate::conntrack::Conntrack;
 use crate::health::{ProxyHealth, ServiceHealthServers, spawn_healthz};
 use crate::nft::Nft;
 use crate::rules::diff::{Plan, Table};
-use crate::rules::{self, Changes};
+use crate::rules::{self, Changes, Source};
 use skiff_catalog::{Catalog, ServiceKey, Shared, Update};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -239,7 +239,7 @@ impl Proxier {
             }
             let changes: Changes = c
                 .services()
-                .map(|s| (s.key.clone(), rules::desired(c, s, family, &self.config)))
+                .map(|s| (s.key.clone(), Some(Source::new(c, s))))
                 .collect();
             let (table, plan) = Table::full(family, &self.config, changes);
             *self.table(family) = Some(table);
@@ -268,19 +268,10 @@ impl Proxier {
         }
         let mut plans = Vec::new();
         for family in Family::ALL {
-            let config = self.config.clone();
             let Some(table) = self.table(family).as_mut() else {
                 continue;
             };
-            let changes: Changes = keys
-                .iter()
-                .map(|k| {
-                    let want = c
-                        .service(k)
-                        .and_then(|s| rules::desired(c, s, family, &config));
-                    (k.clone(), want)
-                })
-                .collect();
+            let changes: Changes = keys.iter().map(|k| (k.clone(), Source::of(c, k))).collect();
             plans.push(table.update(changes));
         }
         plans

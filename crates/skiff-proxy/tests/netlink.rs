@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use skiff_catalog::{AddressType, Protocol, ServiceType, Shared, Slice};
-use skiff_proxy::rules::{desired, diff::Table};
+use skiff_proxy::rules::{Source, diff::Table};
 use skiff_proxy::{Cidr, Config, Family, Nft, NftCli, NftCommand};
 use std::process::Command;
 
@@ -67,7 +67,7 @@ fn config() -> Config {
 
 fn v6_slice(svc: &skiff_catalog::Service, eps: &[(&str, &str)]) -> Slice {
     let mut s = slice(svc, 8080, eps);
-    s.name = format!("{}-v6", svc.key.name);
+    s.name = format!("{}-v6", svc.key.name).into();
     s.address_type = AddressType::IPv6;
     s
 }
@@ -109,7 +109,6 @@ fn catalog() -> (Vec<skiff_catalog::Service>, Vec<Slice>) {
 
 /// Both families' tables as the proxy keeps them, fed from `shared`.
 struct Tables {
-    cfg: Config,
     tables: Vec<Table>,
 }
 
@@ -123,7 +122,7 @@ impl Tables {
             script += &plan.script;
             tables.push(t);
         }
-        (Tables { cfg, tables }, script)
+        (Tables { tables }, script)
     }
 
     /// The transaction for `keys` as `shared` now has them.
@@ -133,12 +132,7 @@ impl Tables {
         for t in &mut self.tables {
             let changes = keys
                 .iter()
-                .map(|k| {
-                    let want = c
-                        .service(k)
-                        .and_then(|s| desired(&c, s, t.family, &self.cfg));
-                    (k.clone(), want)
-                })
+                .map(|k| (k.clone(), Source::of(&c, k)))
                 .collect();
             script += &t.update(changes).script;
         }

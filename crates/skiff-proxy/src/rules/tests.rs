@@ -51,7 +51,7 @@ fn ready(ip: &str, node: &str) -> Ep<'static> {
 fn slice(service: &Service, eps: &[Ep]) -> Slice {
     let p = &service.ports[0];
     Slice {
-        name: format!("{}-abc", service.key.name),
+        name: format!("{}-abc", service.key.name).into(),
         service: service.key.clone(),
         address_type: AddressType::IPv4,
         ports: vec![EndpointPort {
@@ -62,12 +62,12 @@ fn slice(service: &Service, eps: &[Ep]) -> Slice {
         endpoints: eps
             .iter()
             .map(|(ip, node, ready, serving, terminating)| Endpoint {
-                addresses: vec![ip.parse().unwrap()],
+                address: Some(ip.parse().unwrap()),
                 ready: *ready,
                 serving: *serving,
                 terminating: *terminating,
                 hostname: None,
-                node_name: Some(node.to_string()),
+                node_name: Some((*node).into()),
             })
             .collect(),
     }
@@ -80,6 +80,11 @@ fn catalog(services: Vec<Service>, slices: Vec<Slice>) -> Catalog {
     c
 }
 
+/// What Service `name` is made of in `c`, as a table is given it.
+fn src(c: &Catalog, name: &str) -> Option<Source> {
+    Source::of(c, &ServiceKey::new("default", name))
+}
+
 fn want(c: &Catalog, name: &str) -> ServiceRules {
     let key = ServiceKey::new("default", name);
     desired(c, c.service(&key).unwrap(), Family::V4, &cfg()).unwrap()
@@ -88,8 +93,8 @@ fn want(c: &Catalog, name: &str) -> ServiceRules {
 /// The transaction that adds `name` to an empty table (without the fixed part).
 fn script_of(c: &Catalog, name: &str) -> String {
     let key = ServiceKey::new("default", name);
-    Table::new(Family::V4, cfg().shards)
-        .update(vec![(key, Some(want(c, name)))])
+    Table::new(Family::V4, &cfg())
+        .update(vec![(key, src(c, name))])
         .script
 }
 
@@ -147,8 +152,8 @@ fn cluster_ip_with_one_endpoint_is_the_whole_path() {
          add element {t} service-ips {{ 10.43.0.10 . tcp . 80 : goto {s} }}\n"
     );
     // A fresh table has nothing to flush; on a live one chains are flushed first.
-    let fresh = Table::new(Family::V4, cfg().shards)
-        .update(vec![(web.key.clone(), Some(want(&c, "web")))])
+    let fresh = Table::new(Family::V4, &cfg())
+        .update(vec![(web.key.clone(), src(&c, "web"))])
         .tx
         .render(Family::V4, true);
     assert_eq!(fresh, expected);
@@ -334,15 +339,15 @@ fn two_services_on_one_address_and_port_never_clash_the_first_wins() {
             slice(&b, &[ready("10.42.0.6", NODE)]),
         ],
     );
-    let mut t = Table::new(Family::V4, cfg().shards);
+    let mut t = Table::new(Family::V4, &cfg());
     // b first: it holds the key until a (earlier by key) claims it.
-    let p = t.update(vec![(b.key.clone(), Some(want(&c, "b")))]);
+    let p = t.update(vec![(b.key.clone(), src(&c, "b"))]);
     let xb = names::external_chain(&port("b"));
     assert!(
         p.script
             .contains(&format!("192.168.5.10 . tcp . 80 : goto {xb}"))
     );
-    let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
+    let p = t.update(vec![(a.key.clone(), src(&c, "a"))]);
     let xa = names::external_chain(&port("a"));
     // The element leaves b's shard for a's (the same shard or not).
     let (sa, sb) = (shard("a"), shard("b"));
@@ -363,10 +368,7 @@ fn two_services_on_one_address_and_port_never_clash_the_first_wins() {
     let (_, full) = Table::full(
         Family::V4,
         &cfg(),
-        vec![
-            (a.key.clone(), Some(want(&c, "a"))),
-            (b.key.clone(), Some(want(&c, "b"))),
-        ],
+        vec![(a.key.clone(), src(&c, "a")), (b.key.clone(), src(&c, "b"))],
     );
     assert_eq!(full.script.matches("192.168.5.10 . tcp . 80").count(), 1);
     // a goes: b gets it back.
@@ -554,12 +556,9 @@ fn udp(name: &str) -> Service {
 #[test]
 fn udp_endpoints_that_go_away_have_their_flows_deleted() {
     let dns = udp("dns");
-    let mut t = Table::new(Family::V4, cfg().shards);
+    let mut t = Table::new(Family::V4, &cfg());
     let c = catalog(vec![dns.clone()], vec![]);
-    let p = t.update(vec![(
-        dns.key.clone(),
-        desired(&c, &dns, Family::V4, &cfg()),
-    )]);
+    let p = t.update(vec![(dns.key.clone(), Source::of(&c, &dns.key))]);
     assert!(p.flushes.is_empty(), "no endpoints: nothing to flush");
     // First endpoints: flows that met the reject are flushed.
     let c = catalog(
@@ -569,10 +568,7 @@ fn udp_endpoints_that_go_away_have_their_flows_deleted() {
             &[ready("10.42.0.5", NODE), ready("10.42.0.6", NODE)],
         )],
     );
-    let p = t.update(vec![(
-        dns.key.clone(),
-        desired(&c, &dns, Family::V4, &cfg()),
-    )]);
+    let p = t.update(vec![(dns.key.clone(), Source::of(&c, &dns.key))]);
     let ip = "10.43.0.53".parse().unwrap();
     assert_eq!(
         p.flushes,
@@ -589,10 +585,7 @@ fn udp_endpoints_that_go_away_have_their_flows_deleted() {
         vec![dns.clone()],
         vec![slice(&dns, &[ready("10.42.0.6", NODE)])],
     );
-    let p = t.update(vec![(
-        dns.key.clone(),
-        desired(&c, &dns, Family::V4, &cfg()),
-    )]);
+    let p = t.update(vec![(dns.key.clone(), Source::of(&c, &dns.key))]);
     let gone = "10.42.0.5".parse().unwrap();
     assert_eq!(
         p.flushes,
@@ -615,7 +608,7 @@ fn udp_endpoints_that_go_away_have_their_flows_deleted() {
         vec![web.clone()],
         vec![slice(&web, &[ready("10.42.0.5", NODE)])],
     );
-    let p = t.update(vec![(web.key.clone(), Some(want(&c, "web")))]);
+    let p = t.update(vec![(web.key.clone(), src(&c, "web"))]);
     assert!(p.flushes.is_empty());
 }
 
@@ -630,10 +623,7 @@ fn changing_one_service_touches_only_its_chains_and_elements() {
     let (mut t, _) = Table::full(
         Family::V4,
         &cfg(),
-        vec![
-            (a.key.clone(), Some(want(&c, "a"))),
-            (b.key.clone(), Some(want(&c, "b"))),
-        ],
+        vec![(a.key.clone(), src(&c, "a")), (b.key.clone(), src(&c, "b"))],
     );
     // a gains an endpoint: its service chain is rewritten (the choice changes), the
     // new endpoint chain is added; the old endpoint chain stays as it was, no map
@@ -642,7 +632,7 @@ fn changing_one_service_touches_only_its_chains_and_elements() {
         vec![a.clone(), b.clone()],
         slices(&[ready("10.42.0.5", NODE), ready("10.42.0.6", NODE)]),
     );
-    let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
+    let p = t.update(vec![(a.key.clone(), src(&c, "a"))]);
     let (sa, e5, e6) = (
         names::service_chain(&port("a")),
         names::endpoint_chain(&ep("a", "10.42.0.5")),
@@ -666,7 +656,7 @@ fn changing_one_service_touches_only_its_chains_and_elements() {
     assert!(!p.script.contains("/b/"), "b untouched:\n{}", p.script);
     assert!(!p.script.contains(&format!("add chain {} {e5}", shard("a"))));
     // The same state again: an empty transaction.
-    let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
+    let p = t.update(vec![(a.key.clone(), src(&c, "a"))]);
     assert!(p.tx.is_empty() && p.script.is_empty());
 }
 
@@ -678,11 +668,7 @@ fn deleting_a_service_removes_elements_before_its_chains() {
         vec![a.clone()],
         vec![slice(&a, &[ready("10.42.0.5", NODE)])],
     );
-    let (mut t, _) = Table::full(
-        Family::V4,
-        &cfg(),
-        vec![(a.key.clone(), Some(want(&c, "a")))],
-    );
+    let (mut t, _) = Table::full(Family::V4, &cfg(), vec![(a.key.clone(), src(&c, "a"))]);
     let p = t.update(vec![(a.key.clone(), None)]);
     let (s, e, aff) = (
         names::service_chain(&port("a")),
@@ -710,13 +696,9 @@ fn endpoints_going_to_none_turn_the_service_into_a_reject_element() {
         vec![a.clone()],
         vec![slice(&a, &[ready("10.42.0.5", NODE)])],
     );
-    let (mut t, _) = Table::full(
-        Family::V4,
-        &cfg(),
-        vec![(a.key.clone(), Some(want(&c, "a")))],
-    );
+    let (mut t, _) = Table::full(Family::V4, &cfg(), vec![(a.key.clone(), src(&c, "a"))]);
     let c = catalog(vec![a.clone()], vec![]);
-    let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
+    let p = t.update(vec![(a.key.clone(), src(&c, "a"))]);
     assert_eq!(
         p.tx.delete_elements[&(Place::of(&a.key, 16), "service-ips")],
         ["10.43.0.10 . tcp . 80".to_string()]
@@ -745,17 +727,13 @@ fn a_changed_affinity_timeout_recreates_the_set_and_rewrites_its_users() {
         vec![a.clone()],
         vec![slice(&a, &[ready("10.42.0.5", NODE)])],
     );
-    let (mut t, _) = Table::full(
-        Family::V4,
-        &cfg(),
-        vec![(a.key.clone(), Some(want(&c, "a")))],
-    );
+    let (mut t, _) = Table::full(Family::V4, &cfg(), vec![(a.key.clone(), src(&c, "a"))]);
     a.affinity_timeout = Some(120);
     let c = catalog(
         vec![a.clone()],
         vec![slice(&a, &[ready("10.42.0.5", NODE)])],
     );
-    let p = t.update(vec![(a.key.clone(), Some(want(&c, "a")))]);
+    let p = t.update(vec![(a.key.clone(), src(&c, "a"))]);
     assert_eq!(p.tx.delete_sets.len(), 1);
     assert_eq!(p.tx.add_sets[0].2, 120);
     assert_eq!(

@@ -34,7 +34,7 @@ pub fn service(name: &str, cluster_ip: &str, port: u16, protocol: Protocol) -> S
 /// A slice of ready endpoints `(ip, node)` serving `target` for `svc`'s first port.
 pub fn slice(svc: &Service, target: u16, eps: &[(&str, &str)]) -> Slice {
     Slice {
-        name: format!("{}-x", svc.key.name),
+        name: format!("{}-x", svc.key.name).into(),
         service: svc.key.clone(),
         address_type: AddressType::IPv4,
         ports: vec![EndpointPort {
@@ -45,12 +45,12 @@ pub fn slice(svc: &Service, target: u16, eps: &[(&str, &str)]) -> Slice {
         endpoints: eps
             .iter()
             .map(|(ip, node)| Endpoint {
-                addresses: vec![ip.parse().unwrap()],
+                address: Some(ip.parse().unwrap()),
                 ready: true,
                 serving: true,
                 terminating: false,
                 hostname: None,
-                node_name: Some(node.to_string()),
+                node_name: Some((*node).into()),
             })
             .collect(),
     }
