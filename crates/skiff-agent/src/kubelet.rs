@@ -177,7 +177,7 @@ pub async fn run(
         !opts.leave_running,
         shutdown.clone(),
     );
-    spawn_join(
+    let join = spawn_join(
         Join {
             client: client.clone(),
             spec: spec.clone(),
@@ -317,6 +317,14 @@ pub async fn run(
         let _ = s.await;
     }
     let _ = proxy.await;
+    // The host network is set up by the join task: it must be done before it is
+    // removed, or a table it adds afterwards outlives the agent.
+    if tokio::time::timeout(Duration::from_secs(10), join)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the node's network setup did not stop in time");
+    }
     if !opts.leave_running {
         crate::iproute::remove_all().await;
         host::remove_network().await;
@@ -438,7 +446,8 @@ struct Join {
     resolv_conf: PathBuf,
 }
 
-fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
+/// The task that joins the cluster; it ends (its network task with it) at `shutdown`.
+fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     let Join {
         client,
         spec,
@@ -502,26 +511,28 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) {
             resolv_conf,
         };
         let conflist = host::cni_conflist(&cidr, &ipam_dir, net.mtu());
-        {
+        let network = {
             let (client, net, stop) = (client.clone(), net.clone(), shutdown.clone());
             tokio::spawn(async move {
                 if let Err(e) = crate::network::run(client, net, stop).await {
                     tracing::error!(error = %e, "the pod network across nodes failed");
                 }
-            });
-        }
+            })
+        };
         let path = cni_conf_dir.join("10-skiff.conflist");
         if std::fs::read_to_string(&path).ok().as_deref() != Some(conflist.as_str()) {
             let written = std::fs::create_dir_all(&cni_conf_dir)
                 .and_then(|()| std::fs::write(&path, conflist));
             if let Err(e) = written {
                 tracing::error!(path = %path.display(), error = %e, "cannot write the CNI config");
+                let _ = network.await;
                 return;
             }
         }
         network_ready.send_replace(true);
         tracing::info!(node = %spec.name, %cidr, "pod network configured");
-    });
+        let _ = network.await;
+    })
 }
 
 /// Lease renewals, and node status: Ready once the pod network is configured (as

@@ -78,12 +78,18 @@ pub async fn run(
             // Put back what someone else removed, and try again what failed (the
             // failed parts are not in `applied`, so the plan below adds them).
             _ = retry.tick() => reassert(&applied).await,
-            _ = shutdown.changed() => return Ok(()),
+            // (A stop seen while announcing the VTEP is seen here as well.)
+            _ = stopped(&mut shutdown) => return Ok(()),
         }
         let list: Vec<Peer> = peers.values().cloned().collect();
         let want = podnet::plan(net.backend, &net.node_name, net.node_ip, &list);
         applied = apply(&applied, want).await;
     }
+}
+
+/// Resolves once `shutdown` says stop (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await.is_ok();
 }
 
 fn absorb(peers: &mut HashMap<String, Peer>, change: Change) {
@@ -101,14 +107,14 @@ fn absorb(peers: &mut HashMap<String, Peer>, change: Change) {
                 .collect();
         }
         Change::Apply(v) => {
-            let name = v["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let name = reflect::names(&v).1.to_string();
             match peer(v) {
                 Some(p) => peers.insert(name, p),
                 None => peers.remove(&name),
             };
         }
         Change::Delete(v) => {
-            peers.remove(v["metadata"]["name"].as_str().unwrap_or(""));
+            peers.remove(reflect::names(&v).1);
         }
     }
 }
