@@ -92,8 +92,10 @@ impl Shared {
 }
 
 fn key_of(v: &Value) -> Option<(String, String)> {
-    let m = &v["metadata"];
-    Some((m["namespace"].as_str()?.into(), m["name"].as_str()?.into()))
+    match reflect::names(v) {
+        (Some(ns), name) if !name.is_empty() => Some((ns.into(), name.into())),
+        _ => None,
+    }
 }
 
 fn service(v: Value) -> Option<Service> {

@@ -164,10 +164,11 @@ impl Cache {
     }
 
     pub fn put(&mut self, key: Key, bytes: Arc<[u8]>, ttl: u32, denial: bool, now: Instant) {
+        // A newer answer supersedes the kept one, even when it is too large to keep.
+        self.remove(&key);
         if bytes.len() > self.max_bytes {
             return;
         }
-        self.remove(&key);
         if self.map.len() >= self.cap || self.bytes + bytes.len() > self.max_bytes {
             self.evict(now, bytes.len());
         }

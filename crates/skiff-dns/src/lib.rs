@@ -6,11 +6,13 @@
 //! The core is pure: [`zone::Index`] (names → Services, kept current per changed Service)
 //! and [`answer::answer`] (a query and the index → the reply), with [`wire`] for the bytes
 //! (FORMERR, truncation). IO sits at the edges: [`server`] (UDP and TCP), [`forward`]
-//! (upstreams and their cache), [`metrics`] (Prometheus text in CoreDNS's names).
+//! (upstreams and their cache), [`replies`] (replies to cluster names kept per
+//! index generation), [`metrics`] (Prometheus text in CoreDNS's names).
 
 pub mod answer;
 pub mod forward;
 pub mod metrics;
+pub mod replies;
 pub mod resolv;
 pub mod reverse;
 pub mod server;

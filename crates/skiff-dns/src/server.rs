@@ -3,7 +3,8 @@
 //!
 //! Cluster names are answered inline on the receiving task (the index read lock is held
 //! only while the reply is built, not while it is encoded or sent); several tasks share
-//! each UDP socket so replies are built on every core. A query that must wait on an
+//! each UDP socket so replies are built on every core. A reply built from the index is
+//! kept for the same query bytes until the index changes (`replies`). A query that must wait on an
 //! upstream is handed to a task of its own, so it never holds up the rest; how many may
 //! wait at once is bounded. TCP takes several queries per connection, answered in order,
 //! until the client closes it or stays idle too long.
@@ -11,6 +12,7 @@
 use crate::answer::{Outcome, answer, reply};
 use crate::forward::{Forwarder, Net};
 use crate::metrics::{self, Metrics, Plugin, Proto};
+use crate::replies::{Meta, Replies};
 use crate::wire::{self, Request};
 use crate::zone::Index;
 use crate::{Config, Error};
@@ -20,6 +22,7 @@ use parking_lot::RwLock;
 use skiff_catalog::{ServiceKey, Shared, Update};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -34,10 +37,16 @@ const MAX_TCP: usize = 512;
 const TCP_READ: Duration = Duration::from_secs(3);
 /// A reply has this long to be written to a TCP client.
 const TCP_WRITE: Duration = Duration::from_secs(10);
+/// Replies to cluster names kept per protocol (a few MB at most): the names a busy
+/// node's pods ask, many times over.
+const REPLIES_KEPT: usize = 10_000;
 
 /// Everything the query path shares.
 struct Dns {
     index: RwLock<Index>,
+    /// Bumped with each change of `index`, under its write lock.
+    generation: AtomicU64,
+    replies: Replies,
     forwarder: Forwarder<Net>,
     metrics: Arc<Metrics>,
     forwards: Arc<Semaphore>,
@@ -95,6 +104,8 @@ pub async fn bind(catalog: Arc<Shared>, config: Config) -> Result<Server, Error>
     );
     let dns = Arc::new(Dns {
         index: RwLock::new(index),
+        generation: AtomicU64::new(0),
+        replies: Replies::new(REPLIES_KEPT),
         forwarder,
         metrics: counters,
         forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
@@ -201,7 +212,9 @@ async fn follow(catalog: Arc<Shared>, dns: Arc<Dns>, mut updates: mpsc::Unbounde
             keys.sort();
             keys.dedup();
             let c = catalog.read();
-            dns.index.write().apply(&c, &keys, serial);
+            let mut index = dns.index.write();
+            index.apply(&c, &keys, serial);
+            dns.generation.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -214,7 +227,9 @@ fn rebuild(catalog: &Shared, dns: &Dns) {
         index.rebuild(&c, unix_serial());
         index
     };
-    *dns.index.write() = fresh;
+    let mut index = dns.index.write();
+    *index = fresh;
+    dns.generation.fetch_add(1, Ordering::Release);
 }
 
 /// CoreDNS's SOA serial: the time of the last change, in seconds.
@@ -246,6 +261,14 @@ impl Dns {
     /// Everything that needs no upstream, without awaiting.
     fn local(&self, packet: &[u8], peer: SocketAddr, proto: Proto, out: &mut Vec<u8>) -> Step {
         let start = Instant::now();
+        let current = self.generation.load(Ordering::Acquire);
+        if let Some(kept) = self.replies.get(proto, packet, current, out) {
+            self.metrics.request(proto, peer.is_ipv6(), kept.qtype);
+            let took = start.elapsed();
+            self.metrics
+                .response(Plugin::Kubernetes, kept.rcode, kept.qtype, took);
+            return Step::Send;
+        }
         let query = match wire::decode(packet) {
             Request::Drop => return Step::Drop,
             Request::Malformed(m) => {
@@ -262,9 +285,12 @@ impl Dns {
             Proto::Udp => wire::udp_limit(&query),
             Proto::Tcp => u16::MAX,
         };
-        let outcome = {
+        let (outcome, generation) = {
             let index = self.index.read();
-            answer(&index, &query)
+            (
+                answer(&index, &query),
+                self.generation.load(Ordering::Acquire),
+            )
         };
         let remote = |chase| {
             Step::Remote(Box::new(Remote {
@@ -276,14 +302,16 @@ impl Dns {
             }))
         };
         match outcome {
-            Outcome::Reply(m) => {
-                let plugin = if m.authoritative {
-                    Plugin::Kubernetes
-                } else {
-                    Plugin::Server
-                };
-                self.finish(&m, qtype, plugin, limit, start, out)
+            Outcome::Reply(m) if m.authoritative => {
+                let step = self.finish(&m, qtype, Plugin::Kubernetes, limit, start, out);
+                if matches!(step, Step::Send) {
+                    let rcode = u16::from(m.response_code);
+                    let meta = Meta { qtype, rcode };
+                    self.replies.put(proto, packet, generation, meta, out);
+                }
+                step
             }
+            Outcome::Reply(m) => self.finish(&m, qtype, Plugin::Server, limit, start, out),
             Outcome::Forward => remote(None),
             Outcome::Chase {
                 reply,

@@ -277,21 +277,33 @@ async fn serves_the_cluster_and_forwards_the_rest_over_real_sockets() {
     .await;
     assert_eq!((m.id, m.response_code), (0xbeef, ResponseCode::FormErr));
 
-    // A new Service shows up without a restart.
+    // A new Service shows up without a restart, though its name was asked (and the
+    // NXDOMAIN kept) before; the kept reply is given each asker's ID.
+    let fresh = query("new.fresh.svc.cluster.local.", RecordType::A, None);
+    for id in [1, 2] {
+        let mut q = fresh.clone();
+        q.metadata.id = id;
+        let m = udp(dns, &q).await;
+        assert_eq!((m.id, m.response_code), (id, ResponseCode::NXDomain));
+    }
     shared.apply_services(Change::Apply(
         json!({"metadata": {"name": "new", "namespace": "fresh"},
         "spec": {"clusterIP": "10.43.0.99", "ports": [{"port": 80}]}}),
     ));
-    let fresh = query("new.fresh.svc.cluster.local.", RecordType::A, None);
-    let mut found = false;
-    for _ in 0..250 {
-        if ips(&udp(dns, &fresh).await) == ["10.43.0.99"] {
-            found = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(found, "the index follows the catalog");
+    assert!(
+        answers_become(dns, &fresh, "10.43.0.99").await,
+        "the index follows the catalog"
+    );
+    // A Service changed after its reply was kept is answered as it is now.
+    assert_eq!(ips(&udp(dns, &fresh).await), ["10.43.0.99"]);
+    shared.apply_services(Change::Apply(
+        json!({"metadata": {"name": "new", "namespace": "fresh"},
+        "spec": {"clusterIP": "10.43.0.98", "ports": [{"port": 80}]}}),
+    ));
+    assert!(
+        answers_become(dns, &fresh, "10.43.0.98").await,
+        "a kept reply outlived its Service"
+    );
 
     optional_nslookup(dns).await;
 
@@ -325,6 +337,17 @@ async fn serves_the_cluster_and_forwards_the_rest_over_real_sockets() {
         .unwrap()
         .unwrap();
     drop(silent);
+}
+
+/// Whether `q` is answered with `ip` alone within five seconds.
+async fn answers_become(dns: SocketAddr, q: &Message, ip: &str) -> bool {
+    for _ in 0..250 {
+        if ips(&udp(dns, q).await) == [ip] {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 async fn scrape(addr: SocketAddr) -> String {

@@ -227,11 +227,16 @@ fn remember_rv(o: &Value, rv: &mut String) {
 
 /// `namespace/name` (or `name` for cluster-scoped objects): the key reflectors use.
 pub fn key(o: &Value) -> String {
-    let name = o["metadata"]["name"].as_str().unwrap_or("");
-    match o["metadata"]["namespace"].as_str() {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_string(),
+    match names(o) {
+        (Some(ns), name) if !ns.is_empty() => format!("{ns}/{name}"),
+        (_, name) => name.to_string(),
     }
+}
+
+/// An object's namespace (none when cluster-scoped) and name (empty when missing).
+pub fn names(o: &Value) -> (Option<&str>, &str) {
+    let m = &o["metadata"];
+    (m["namespace"].as_str(), m["name"].as_str().unwrap_or(""))
 }
 
 /// Applies a change to a map of objects by key.
