@@ -376,7 +376,9 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 let m = m.clone();
                 async move { Ok::<_, std::convert::Infallible>(respond(&m, &req)) }
             });
+            // A scraper that half-closes after its request (`nc`) still gets the answer.
             let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "metrics connection ended");
