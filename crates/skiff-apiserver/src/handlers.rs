@@ -1026,9 +1026,10 @@ pub fn error_response(e: &ApiError) -> Response {
     if e.code >= 500 {
         tracing::warn!(code = e.code, message = %e.message, "request failed");
     }
-    let mut r = Response::new(Body::from(
-        serde_json::to_vec(&e.to_status()).expect("serializable"),
-    ));
+    // Newline-terminated, as Go's JSON encoder writes it.
+    let mut body = serde_json::to_vec(&e.to_status()).expect("serializable");
+    body.push(b'\n');
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,

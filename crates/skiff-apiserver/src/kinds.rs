@@ -39,6 +39,9 @@ pub async fn prepare_create(
         // Status is the system's to write; a create starts from a fresh one.
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
+            if let Some(s) = skiff_validation::initial_status(ri.group, ri.plural) {
+                o.insert("status".into(), s);
+            }
         }
     }
     match (ri.group, ri.plural) {
@@ -228,6 +231,24 @@ pub enum DeletionPlan {
     Mark(Value),
     /// Deletion already under way; nothing to change.
     AlreadyPending,
+}
+
+/// Namespaces the cluster cannot do without (kube-apiserver's NamespaceLifecycle keeps
+/// the same three).
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Whether `name` of this kind may be deleted at all, as admission decides before any
+/// precondition is looked at.
+pub fn admit_delete(ri: &ResourceInfo, name: &str) -> Result<(), ApiError> {
+    if is(ri, "", "namespaces") && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(
+            ri.group,
+            ri.plural,
+            name,
+            "this namespace may not be deleted",
+        ));
+    }
+    Ok(())
 }
 
 /// How a DELETE proceeds: graceful pod termination, namespace finalization, finalizers.

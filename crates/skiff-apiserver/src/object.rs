@@ -237,6 +237,20 @@ fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a body that would not decode as its kind (a string where a map goes), in
+/// the words kube-apiserver's decoder uses; nothing stored may fail a typed client.
+pub fn check_decodes(ri: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+    match skiff_openapi::type_mismatch(ri.group, ri.version, ri.kind, obj) {
+        None => Ok(()),
+        Some(m) => Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {why}",
+            kind = ri.kind,
+            version = ri.version,
+            why = m.decoder_message()
+        ))),
+    }
+}
+
 /// Strict/Warn field validation of a decoded body.
 pub fn field_validation(
     ri: &ResourceInfo,
@@ -306,6 +320,7 @@ impl ApiServer {
     ) -> Result<WriteResult, ApiError> {
         let ri = t.ri;
         check_type_meta(ri, &mut obj)?;
+        check_decodes(ri, &obj)?;
         check_namespace(t, &mut obj)?;
         if meta::resource_version(&obj).is_some() {
             return Err(ApiError::bad_request(
@@ -629,6 +644,9 @@ impl ApiServer {
         incoming: Value,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
+        if t.sub != Some(Subresource::Scale) {
+            check_decodes(t.ri, &incoming)?;
+        }
         let precondition = meta::resource_version(&incoming)
             .map(parse_rv)
             .transpose()?;
@@ -706,6 +724,7 @@ impl ApiServer {
     /// DELETE of one object.
     pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<WriteResult, ApiError> {
         let ri = t.ri;
+        kinds::admit_delete(ri, t.name())?;
         for _ in 0..16 {
             let kv = self
                 .store

@@ -45,6 +45,7 @@ pub async fn patch(
                 ));
             }
             crate::object::check_type_meta(ri, &mut applied)?;
+            crate::object::check_decodes(ri, &applied)?;
             let warnings = field_validation(ri, &applied, None, opts.field_validation)?;
             if let Some(n) = meta::name(&applied)
                 && n != t.name()
@@ -137,6 +138,7 @@ pub async fn patch(
                         return crate::kinds::from_scale(cur, &patched, &name);
                     }
                     let patched = apply(cur, ri.group, ri.kind)?;
+                    check_patched(t, pt, &patch, &patched)?;
                     if t.sub.is_none() {
                         warnings = field_validation(ri, &patched, None, mode)?;
                     }
@@ -146,6 +148,27 @@ pub async fn patch(
             Ok(WriteResult { warnings, ..res })
         }
     }
+}
+
+/// A patch whose result would not decode as its kind is refused as kube-apiserver
+/// refuses it: 422 on the field `patch`, showing the patch (strategic) or the patched
+/// object (merge and JSON patches) with the decoding error.
+fn check_patched(
+    t: &Target,
+    pt: PatchType,
+    patch: &Value,
+    patched: &Value,
+) -> Result<(), ApiError> {
+    let ri = t.ri;
+    let Some(m) = skiff_openapi::type_mismatch(ri.group, ri.version, ri.kind, patched) else {
+        return Ok(());
+    };
+    let (shown, why) = match pt {
+        PatchType::StrategicMerge => (skiff_openapi::go_format(patch), m.converter_message()),
+        _ => (patched.to_string(), m.decoder_message()),
+    };
+    let err = skiff_types::FieldError::invalid("patch", Value::String(shown), why);
+    Err(ApiError::invalid("", "", "", &[err]))
 }
 
 fn patch_error(t: &Target, e: skiff_patch::PatchError) -> ApiError {

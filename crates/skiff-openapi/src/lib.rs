@@ -1,7 +1,7 @@
 //! The OpenAPI v3 documents the API server publishes (`/openapi/v3`, one document per
 //! group-version), generated from `k8s-openapi`'s types (their schemars schemas carry
 //! Kubernetes' names and descriptions), plus strict-decoding checks built on the same
-//! schemas: unknown fields and duplicate fields.
+//! schemas: unknown fields, duplicate fields, and fields of the wrong JSON type.
 //!
 //! kubectl reads these documents for `explain`, to decide whether the server validates
 //! fields (`fieldValidation` on the patch operation), and for strategic-merge-patch
@@ -18,7 +18,9 @@ use skiff_types::registry::groups;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+mod shape;
 mod strict;
+pub use shape::{Mismatch, go_format, type_mismatch};
 pub use strict::{duplicate_fields, from_slice_noting_duplicates};
 
 /// Schema name of each served kind, by (group, version, kind).

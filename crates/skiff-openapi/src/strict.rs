@@ -1,5 +1,6 @@
 //! Strict decoding: unknown fields (against the published schemas) and duplicate fields
-//! (in the raw JSON, which `serde_json::Value` would silently collapse).
+//! (in the raw JSON, which `serde_json::Value` would silently collapse). The compiled
+//! schemas also carry each field's JSON type, which [`crate::shape`] checks.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -14,22 +15,103 @@ const MAX_DEPTH: usize = 100;
 /// only what the walk reads kept. The walk runs on every write, and looking fields up in
 /// the OpenAPI documents themselves cost several string hashes per field.
 #[derive(Default)]
-struct Node {
+pub(crate) struct Node {
     /// Known properties; `None` when the schema names none (nothing to reject).
-    props: Option<HashMap<Box<str>, usize>>,
+    pub(crate) props: Option<HashMap<Box<str>, usize>>,
     /// The schema of a map's values (`additionalProperties`), used when `props` is `None`.
-    additional: Option<usize>,
-    items: Option<usize>,
+    pub(crate) additional: Option<usize>,
+    pub(crate) items: Option<usize>,
+    /// The JSON a value here must be (null aside).
+    pub(crate) ty: Ty,
+    /// The Go type kube-apiserver decodes it into (`v1.ObjectMeta`, `map[string]string`),
+    /// as its decoding errors name it.
+    pub(crate) go: Box<str>,
 }
 
-struct Compiled {
-    nodes: Vec<Node>,
-    kinds: HashMap<String, usize>,
+/// What JSON a schema takes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Ty {
+    /// Anything (no type, or preserved unknown fields).
+    #[default]
+    Any,
+    /// A struct (named properties) or a map (`additionalProperties`).
+    Object,
+    Array,
+    String,
+    /// An integer, 32 bits wide when `true`.
+    Integer(bool),
+    Number,
+    Boolean,
+    /// `x-kubernetes-int-or-string`.
+    IntOrString,
+    /// `resource.Quantity`, which decodes from a string or a number.
+    Quantity,
+}
+
+impl Ty {
+    fn of(schema: &Value, name: Option<&str>) -> Ty {
+        match name.and_then(|n| n.rsplit('.').next()) {
+            Some("Quantity") => return Ty::Quantity,
+            // Kept as the raw JSON they are sent as, whatever it is.
+            Some("RawExtension" | "JSON") => return Ty::Any,
+            _ => {}
+        }
+        if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            return Ty::IntOrString;
+        }
+        match schema.get("type").and_then(Value::as_str) {
+            Some("object") => Ty::Object,
+            Some("array") => Ty::Array,
+            Some("string") => Ty::String,
+            Some("integer") => Ty::Integer(schema.get("format") != Some(&json_str("int64"))),
+            Some("number") => Ty::Number,
+            Some("boolean") => Ty::Boolean,
+            _ if schema.get("properties").is_some() => Ty::Object,
+            _ => Ty::Any,
+        }
+    }
+
+    /// Go's name of an unnamed schema of this type.
+    fn go(self, schema: &Value) -> &'static str {
+        match self {
+            Ty::Any => "interface {}",
+            Ty::Object => "struct",
+            Ty::Array => "[]interface {}",
+            Ty::String if schema.get("format") == Some(&json_str("byte")) => "[]uint8",
+            Ty::String => "string",
+            Ty::Integer(true) => "int32",
+            Ty::Integer(false) => "int64",
+            Ty::Number => "float64",
+            Ty::Boolean => "bool",
+            Ty::IntOrString => "intstr.IntOrString",
+            Ty::Quantity => "resource.Quantity",
+        }
+    }
+}
+
+fn json_str(s: &str) -> Value {
+    Value::String(s.into())
+}
+
+/// `v1.ObjectMeta` for `io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta`.
+fn go_name(schema_name: &str) -> Box<str> {
+    let mut parts = schema_name.rsplit('.');
+    match (parts.next(), parts.next()) {
+        (Some(t), Some(pkg)) => format!("{pkg}.{t}").into(),
+        _ => schema_name.into(),
+    }
+}
+
+pub(crate) struct Compiled {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) kinds: HashMap<String, usize>,
+    /// One node for each scalar type, shared by every field of it.
+    leaves: HashMap<(Ty, Box<str>), usize>,
 }
 
 /// Index of the node that checks nothing (`x-kubernetes-preserve-unknown-fields`,
 /// scalars, schemas without properties).
-const OPEN: usize = 0;
+pub(crate) const OPEN: usize = 0;
 
 fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> (&'a Value, Option<&'a str>) {
     let mut cur = s;
@@ -62,8 +144,12 @@ fn resolve<'a>(schemas: &'a Map<String, Value>, s: &'a Value) -> (&'a Value, Opt
 impl Compiled {
     fn build(doc: &Value) -> Compiled {
         let mut c = Compiled {
-            nodes: vec![Node::default()],
+            nodes: vec![Node {
+                go: "interface {}".into(),
+                ..Node::default()
+            }],
             kinds: HashMap::new(),
+            leaves: HashMap::new(),
         };
         let empty = Map::new();
         let schemas = doc
@@ -81,6 +167,10 @@ impl Compiled {
                 && let Some(root) = schemas.get(name)
             {
                 let n = c.compile(schemas, root, &mut named, 0);
+                if n != OPEN {
+                    // Reached by name, not by reference: named here.
+                    c.nodes[n].go = go_name(name);
+                }
                 c.kinds.insert(kind.to_string(), n);
             }
         }
@@ -106,16 +196,26 @@ impl Compiled {
         let props = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties").filter(|a| a.is_object());
         let items = schema.get("items");
+        let ty = Ty::of(schema, name);
+        let go = name.map_or_else(|| ty.go(schema).into(), go_name);
         if props.is_none() && additional.is_none() && items.is_none() {
-            return OPEN;
+            return self.leaf(ty, go);
         }
         // Reserved before the children so recursive schemas point back at it.
         let me = self.nodes.len();
-        self.nodes.push(Node::default());
+        self.nodes.push(Node {
+            ty,
+            go: go.clone(),
+            ..Node::default()
+        });
         if let Some(n) = name {
             named.insert(n, me);
         }
-        let mut node = Node::default();
+        let mut node = Node {
+            ty,
+            go,
+            ..Node::default()
+        };
         if let Some(props) = props {
             node.props = Some(
                 props
@@ -134,8 +234,33 @@ impl Compiled {
         if let Some(it) = items {
             node.items = Some(self.compile(schemas, it, named, depth + 1));
         }
+        // An unnamed container is named after what it holds, as Go spells it.
+        if name.is_none() {
+            if let Some(v) = node.additional.filter(|_| node.props.is_none()) {
+                node.go = format!("map[string]{}", self.nodes[v].go).into();
+            } else if let Some(i) = node.items {
+                node.go = format!("[]{}", self.nodes[i].go).into();
+            }
+        }
         self.nodes[me] = node;
         me
+    }
+
+    /// The shared node of a scalar (or an object schema with nothing inside).
+    fn leaf(&mut self, ty: Ty, go: Box<str>) -> usize {
+        if ty == Ty::Any {
+            return OPEN;
+        }
+        let next = self.nodes.len();
+        let i = *self.leaves.entry((ty, go.clone())).or_insert(next);
+        if i == next {
+            self.nodes.push(Node {
+                ty,
+                go,
+                ..Node::default()
+            });
+        }
+        i
     }
 
     /// Collects the paths of fields of `v` that node `n` does not know. The path is one
@@ -182,7 +307,7 @@ impl Compiled {
 }
 
 /// Appends `.key` (or `key` at the top) to the path; returns the length to truncate to.
-fn push_key(path: &mut String, k: &str) -> usize {
+pub(crate) fn push_key(path: &mut String, k: &str) -> usize {
     let len = path.len();
     if !path.is_empty() {
         path.push('.');
@@ -191,7 +316,7 @@ fn push_key(path: &mut String, k: &str) -> usize {
     len
 }
 
-fn compiled(group: &str, version: &str) -> Option<Arc<Compiled>> {
+pub(crate) fn compiled(group: &str, version: &str) -> Option<Arc<Compiled>> {
     type Cache = RwLock<HashMap<(String, String), Arc<Compiled>>>;
     static C: OnceLock<Cache> = OnceLock::new();
     let c = C.get_or_init(Default::default);

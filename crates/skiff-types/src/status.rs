@@ -399,7 +399,8 @@ impl ApiError {
         )
     }
 
-    /// The `metav1.Status` JSON body.
+    /// The `metav1.Status` JSON body, its fields in `metav1.Status`'s order (clients
+    /// that compare bodies as text expect kube-apiserver's layout).
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
         if let Some(n) = &self.name {
@@ -424,11 +425,11 @@ impl ApiError {
             "status": "Failure",
             "message": self.message,
             "reason": self.reason.as_str(),
-            "code": self.code,
         });
         if !details.is_empty() {
             status["details"] = Value::Object(details);
         }
+        status["code"] = json!(self.code);
         status
     }
 }
@@ -443,10 +444,12 @@ fn qualify(group: &str, resource: &str) -> String {
 
 /// `{"kind":"Status","status":"Success",...}` as returned by some deletes.
 pub fn success_status(group: &str, kind: &str, name: &str, uid: &str) -> Value {
-    let mut details = json!({"name": name, "kind": kind, "uid": uid});
+    let mut details = json!({"name": name});
     if !group.is_empty() {
         details["group"] = json!(group);
     }
+    details["kind"] = json!(kind);
+    details["uid"] = json!(uid);
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
@@ -492,6 +495,20 @@ mod tests {
         assert_eq!(
             ApiError::not_found("", "pods", "p").to_status()["code"],
             404
+        );
+    }
+
+    /// The bytes kube-apiserver writes (a client compared them as text).
+    #[test]
+    fn status_bodies_are_laid_out_as_kube_apiserver_lays_them_out() {
+        let e = ApiError::already_exists("", "configmaps", "x");
+        assert_eq!(
+            serde_json::to_string(&e.to_status()).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"x\" already exists","reason":"AlreadyExists","details":{"name":"x","kind":"configmaps"},"code":409}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&success_status("apps", "deployments", "d", "u")).unwrap(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"d","group":"apps","kind":"deployments","uid":"u"}}"#
         );
     }
 }

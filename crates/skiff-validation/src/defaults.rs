@@ -22,6 +22,37 @@ fn child<'a>(m: &'a mut Map<String, Value>, k: &str) -> &'a mut Value {
     e
 }
 
+/// The status a new object of this kind starts with, as kube-apiserver returns it: its
+/// Go status struct empty, so the fields without `omitempty` show as zeros (a Service
+/// comes back with `"status":{"loadBalancer":{}}`). None for kinds with no status, or
+/// whose status the API sets otherwise (pods, namespaces).
+pub fn initial_status(group: &str, resource: &str) -> Option<Value> {
+    Some(match (group, resource) {
+        ("", "services") => json!({"loadBalancer": {}}),
+        ("", "replicationcontrollers") | ("apps", "replicasets") => json!({"replicas": 0}),
+        ("apps", "statefulsets") => json!({"replicas": 0, "availableReplicas": 0}),
+        ("apps", "daemonsets") => json!({
+            "currentNumberScheduled": 0,
+            "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0,
+            "numberReady": 0,
+        }),
+        ("policy", "poddisruptionbudgets") => json!({
+            "disruptionsAllowed": 0,
+            "currentHealthy": 0,
+            "desiredHealthy": 0,
+            "expectedPods": 0,
+        }),
+        ("", "persistentvolumeclaims") | ("", "persistentvolumes") => json!({"phase": "Pending"}),
+        ("apps", "deployments")
+        | ("batch", "jobs")
+        | ("batch", "cronjobs")
+        | ("", "resourcequotas")
+        | ("certificates.k8s.io", "certificatesigningrequests") => json!({}),
+        _ => return None,
+    })
+}
+
 pub fn default_object(group: &str, resource: &str, o: &mut Value) {
     match (group, resource) {
         ("", "pods") => {

@@ -11,7 +11,7 @@ pub mod names;
 pub mod quantity;
 mod validate;
 
-pub use defaults::{admit_pod_defaults, default_object, job_generate_selector};
+pub use defaults::{admit_pod_defaults, default_object, initial_status, job_generate_selector};
 pub use validate::{validate_create, validate_status_update, validate_update};
 
 #[cfg(test)]
@@ -144,6 +144,15 @@ mod tests {
             fields_of(&validate_create("", "services", &s))
                 .iter()
                 .any(|x| x == "spec.ports[0].name: Required value")
+        );
+        // Service port names are DNS labels ("80-80" from `create service --tcp=80:80`);
+        // a container port's must hold a letter.
+        let s = json!({"metadata": {"name": "s", "namespace": "d"}, "spec": {"ports": [{"name": "80-80", "port": 80}, {"name": "Web", "port": 81}]}});
+        assert_eq!(
+            fields_of(&validate_create("", "services", &s)),
+            [
+                "spec.ports[1].name: Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ]
         );
         let j = json!({"metadata": {"name": "j", "namespace": "d"}, "spec": {"template": {"spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}});
         assert!(fields_of(&validate_create("batch", "jobs", &j)).iter().any(|x| x == "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""));

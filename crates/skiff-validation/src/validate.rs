@@ -447,7 +447,9 @@ fn service(errs: &mut Errs, spec: &Value) {
         let base = format!("spec.ports[{i}]");
         match p["name"].as_str() {
             Some(n) if !n.is_empty() => {
-                for m in names::port_name(n) {
+                // A DNS label, not an IANA name as a container port's: `kubectl create
+                // service clusterip x --tcp=80:80` names its port "80-80".
+                for m in names::dns1123_label(n) {
                     errs.push(FieldError::invalid(format!("{base}.name"), json!(n), m));
                 }
                 if !names_seen.insert(n.to_string()) {

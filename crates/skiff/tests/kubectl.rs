@@ -448,7 +448,24 @@ fn imperative_creates_scale_expose() {
         c.ok(&["get", "sa", "-n", "team", "-o", "name"]).trim(),
         "serviceaccount/default"
     );
-    c.ok(&["delete", "namespace", "team"]);
+    // `delete ns --all` takes the user's namespace but none the cluster needs, and says
+    // so for each as kube-apiserver does (kubectl then exits non-zero).
+    let out = c.kubectl(&["delete", "namespace", "--all", "--wait=false"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("namespace \"team\" deleted"), "{stdout}");
+    for ns in ["default", "kube-system", "kube-public"] {
+        assert!(
+            stderr.contains(&format!(
+                "namespaces \"{ns}\" is forbidden: this namespace may not be deleted"
+            )),
+            "{stderr}"
+        );
+        c.ok(&["get", "namespace", ns]);
+    }
     let gone = common::eventually(Duration::from_secs(15), || {
         (!c.kubectl(&["get", "ns", "team"]).status.success()).then_some(true)
     });
@@ -2880,4 +2897,90 @@ subsets:
             .success();
         gone.then_some(())
     });
+}
+
+/// Nothing stored may fail to decode as its kind: a well-typed patch goes in, the same
+/// field with the wrong JSON type is refused in kube-apiserver's words (kubectl's own
+/// test looks for `cannot restore map from string`), and the object is left as it was.
+#[test]
+fn writes_that_would_not_decode_are_refused() {
+    let c = Cluster::start();
+    c.ok(&["create", "configmap", "typed", "--from-literal=k=v"]);
+    c.ok(&[
+        "patch",
+        "cm",
+        "typed",
+        "-p",
+        r#"{"metadata":{"labels":{"a":"b"}}}"#,
+    ]);
+
+    let err = c.fails(&[
+        "patch",
+        "cm",
+        "typed",
+        "-p",
+        r#"{"metadata":{"labels":"invalid"}}"#,
+    ]);
+    assert!(err.contains("cannot restore map from string"), "{err}");
+    assert!(
+        err.contains(r#"patch: Invalid value: "map[metadata:map[labels:invalid]]""#),
+        "{err}"
+    );
+    let err = c.fails(&[
+        "patch",
+        "cm",
+        "typed",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":5}}"#,
+    ]);
+    assert!(
+        err.contains(
+            "json: cannot unmarshal number into Go struct field ConfigMap.data of type string"
+        ),
+        "{err}"
+    );
+    let err = c.fails(&[
+        "patch",
+        "cm",
+        "typed",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/metadata/labels","value":["a"]}]"#,
+    ]);
+    assert!(
+        err.contains("cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string"),
+        "{err}"
+    );
+    let cm: Value = serde_json::from_str(&c.ok(&["get", "cm", "typed", "-o", "json"])).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["a"], "b");
+    assert_eq!(cm["data"]["k"], "v");
+
+    // A body kubectl would not decode itself, sent as is: refused as Go's decoder does.
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("pod.json");
+    let pod = |port: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"typed"}},"spec":{{"containers":[{{"name":"c","image":"nginx","ports":[{{"containerPort":{port}}}]}}]}}}}"#
+        )
+    };
+    std::fs::write(&body, pod("\"80\"")).unwrap();
+    let path = body.to_str().unwrap();
+    let raw = [
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods",
+        "-f",
+        path,
+    ];
+    let err = c.fails(&raw);
+    assert!(
+        err.contains(r#"Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32"#)
+            || err.contains(r#"Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32"#),
+        "{err}"
+    );
+    c.fails(&["get", "pod", "typed"]);
+    std::fs::write(&body, pod("80")).unwrap();
+    c.ok(&raw);
+    c.ok(&["get", "pod", "typed"]);
 }
