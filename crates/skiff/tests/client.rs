@@ -245,6 +245,17 @@ async fn acknowledged_creates_survive_kill_9() {
 }
 
 async fn raw(client: &Client, method: &str, path: &str, ct: &str, body: Vec<u8>) -> (u16, Value) {
+    let (code, bytes) = raw_bytes(client, method, path, ct, body).await;
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn raw_bytes(
+    client: &Client,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -256,8 +267,7 @@ async fn raw(client: &Client, method: &str, path: &str, ct: &str, body: Vec<u8>)
         .await
         .unwrap();
     let code = resp.status().as_u16();
-    let bytes = http_body_util_collect(resp).await;
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (code, http_body_util_collect(resp).await)
 }
 
 async fn http_body_util_collect(resp: http::Response<kube::client::Body>) -> Vec<u8> {
@@ -295,6 +305,36 @@ async fn bad_input_gets_status_errors() {
         assert_eq!(status["kind"], "Status");
         assert_eq!(status["reason"], reason, "{status}");
     }
+    // The bytes of an error as kube-apiserver writes them (clients compare them as text).
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup"}}"#;
+    assert_eq!(
+        raw(&cl, "POST", cms, "application/json", cm.to_vec())
+            .await
+            .0,
+        201
+    );
+    let (code, bytes) = raw_bytes(&cl, "POST", cms, "application/json", cm.to_vec()).await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"dup\\\" already exists\",\"reason\":\"AlreadyExists\",\"details\":{\"name\":\"dup\",\"kind\":\"configmaps\"},\"code\":409}\n"
+    );
+    // New objects come back with the status kube-apiserver gives them.
+    let svc = br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"st"},"spec":{"ports":[{"name":"80-80","port":80}]}}"#;
+    let (code, created) = raw(
+        &cl,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        "application/json",
+        svc.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (code, &created["status"]),
+        (201, &serde_json::json!({"loadBalancer": {}})),
+        "{created}"
+    );
     let (code, st) = raw(
         &cl,
         "GET",
