@@ -161,6 +161,7 @@ pub async fn run(
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default(),
         kubelet_port: opts.kubelet_port,
+        ids: node::HostIds::of_this_host(),
     };
     // Everything that needs the API server happens beside the pods, not before them:
     // static pods run while it is away (kubelet's standalone start). Pods on the pod

@@ -28,6 +28,34 @@ pub struct NodeSpec {
     pub kernel_version: String,
     /// Where the agent's HTTPS endpoint listens (logs, exec, port-forward).
     pub kubelet_port: u16,
+    pub ids: HostIds,
+}
+
+/// The machine's identities as kubelet reports them in `nodeInfo` (empty where the
+/// host has none, as on a VM without DMI).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostIds {
+    pub machine_id: String,
+    pub system_uuid: String,
+    pub boot_id: String,
+}
+
+impl HostIds {
+    /// Read from where kubelet reads them.
+    pub fn of_this_host() -> HostIds {
+        let read = |paths: &[&str]| {
+            paths
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p).ok())
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        HostIds {
+            machine_id: read(&["/etc/machine-id", "/var/lib/dbus/machine-id"]),
+            system_uuid: read(&["/sys/class/dmi/id/product_uuid"]),
+            boot_id: read(&["/proc/sys/kernel/random/boot_id"]),
+        }
+    }
 }
 
 /// kubelet's wording while the pod network is not configured yet.
@@ -84,7 +112,8 @@ fn status(spec: &NodeSpec, ready: bool, since: Option<&str>, all: bool) -> Value
         "conditions": conditions(ready, since, all),
         "addresses": [{"type": "InternalIP", "address": spec.internal_ip}, {"type": "Hostname", "address": spec.name}],
         "nodeInfo": {
-            "machineID": "", "systemUUID": "", "bootID": "",
+            "machineID": spec.ids.machine_id, "systemUUID": spec.ids.system_uuid,
+            "bootID": spec.ids.boot_id,
             "kernelVersion": spec.kernel_version, "osImage": spec.os_image,
             "containerRuntimeVersion": spec.runtime_version,
             "kubeletVersion": "v1.33.0+skiff", "kubeProxyVersion": "",

@@ -83,6 +83,12 @@ pub fn fleet(opts: &SimOptions) -> Vec<NodeSpec> {
                 // No endpoint: simulated nodes have no logs, and their addresses must
                 // never be dialled.
                 kubelet_port: 0,
+                // Made up, one per simulated node, in the shape of the real ones.
+                ids: crate::node::HostIds {
+                    machine_id: format!("{i:032x}"),
+                    system_uuid: format!("00000000-0000-0000-0000-{i:012x}"),
+                    boot_id: format!("00000000-0000-0000-0000-{i:012x}"),
+                },
             }
         })
         .collect()

@@ -435,7 +435,8 @@ pub async fn allocate_service(
     }
     if svc_type == "NodePort" || svc_type == "LoadBalancer" {
         let mut taken = used_ports.clone();
-        let ports = svc["spec"]["ports"].as_array_mut();
+        // (Not `svc["spec"]["ports"]`: indexing would store `"ports": null` when absent.)
+        let ports = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut);
         if let Some(ports) = ports {
             for (i, p) in ports.iter_mut().enumerate() {
                 match p
@@ -509,7 +510,11 @@ pub fn allocate_on_update(api: &ApiServer, svc: &mut Value) -> Result<(), ApiErr
     );
     let (_, mut taken) = cached_service_allocations(api, &me);
     let full = || ApiError::internal("failed to allocate a nodePort: range is full");
-    let ports = svc["spec"]["ports"].as_array_mut().into_iter().flatten();
+    let ports = svc
+        .pointer_mut("/spec/ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
     for p in ports {
         if let Some(np) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
             taken.insert(np);

@@ -465,7 +465,9 @@ pub async fn admit_pod(api: &ApiServer, pod: &mut Value, name: &str) -> Result<(
     let volume = format!("kube-api-access-{}", crate::object::random_suffix());
     let mut mounted = false;
     for list in ["initContainers", "containers"] {
-        for c in spec[list].as_array_mut().into_iter().flatten() {
+        // `get_mut`: indexing would store `"initContainers": null` in every pod.
+        let list = spec.get_mut(list).and_then(Value::as_array_mut);
+        for c in list.into_iter().flatten() {
             let mounts = c
                 .as_object_mut()
                 .map(|o| o.entry("volumeMounts").or_insert_with(|| json!([])));

@@ -597,7 +597,8 @@ pub fn pod_from_template(job: &Value, index: Option<i64>) -> Value {
             spec["hostname"] = json!(format!("{name}-{ix}"));
         }
         for list in ["initContainers", "containers"] {
-            for c in spec[list].as_array_mut().into_iter().flatten() {
+            let list = spec.get_mut(list).and_then(Value::as_array_mut);
+            for c in list.into_iter().flatten() {
                 if !c["env"].is_array() {
                     c["env"] = json!([]);
                 }

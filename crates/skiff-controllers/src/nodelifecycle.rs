@@ -164,6 +164,40 @@ pub async fn run(
     }
 }
 
+/// The conditions node lifecycle writes for a node it has lost: Ready and the three
+/// pressures turn Unknown ("stopped posting"), and the ones its kubelet never posted are
+/// added as Unknown ("never posted"), so `kubectl describe node` shows them; any other
+/// condition is kept as it was.
+pub fn unknown_conditions(existing: &[Value], created: &str, now: &str) -> Vec<Value> {
+    const LOST: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+    let mut out: Vec<Value> = existing
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if LOST.iter().any(|t| c["type"] == *t) && c["status"] != "Unknown" {
+                c["status"] = json!("Unknown");
+                c["reason"] = json!("NodeStatusUnknown");
+                c["message"] = json!("Kubelet stopped posting node status.");
+                c["lastTransitionTime"] = json!(now);
+            }
+            c
+        })
+        .collect();
+    for t in LOST {
+        if !existing.iter().any(|c| c["type"] == t) {
+            out.push(json!({
+                "type": t,
+                "status": "Unknown",
+                "reason": "NodeStatusNeverUpdated",
+                "message": "Kubelet never posted node status.",
+                "lastHeartbeatTime": created,
+                "lastTransitionTime": now,
+            }));
+        }
+    }
+    out
+}
+
 fn lease_renewed(lease: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     lease["spec"]["renewTime"]
         .as_str()
@@ -221,19 +255,14 @@ async fn round(
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
             if !ready_unknown {
-                let conds: Vec<Value> = v["status"]["conditions"]
+                let existing = v["status"]["conditions"]
                     .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        c["status"] = json!("Unknown");
-                        c["reason"] = json!("NodeStatusUnknown");
-                        c["message"] = json!("Kubelet stopped posting node status.");
-                        c["lastTransitionTime"] = json!(now_s);
-                        c
-                    })
-                    .collect();
+                    .cloned()
+                    .unwrap_or_default();
+                let created = v["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or(&now_s);
+                let conds = unknown_conditions(&existing, created, &now_s);
                 nodes_api
                     .patch_status(
                         name,
@@ -345,6 +374,33 @@ mod tests {
                 .iter()
                 .any(|x| x["key"] == NOT_READY)
         );
+    }
+
+    #[test]
+    fn lost_nodes_conditions_turn_unknown_and_missing_ones_are_added() {
+        let t0 = "2026-01-01T00:00:00Z";
+        let now = "2026-01-01T00:01:00Z";
+        let never = unknown_conditions(&[], t0, now);
+        let types: Vec<&str> = never.iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
+        );
+        assert!(never.iter().all(|c| c["status"] == "Unknown"
+            && c["reason"] == "NodeStatusNeverUpdated"
+            && c["message"] == "Kubelet never posted node status."
+            && c["lastHeartbeatTime"] == t0));
+        let posted = [
+            json!({"type": "Ready", "status": "True", "reason": "KubeletReady"}),
+            json!({"type": "NetworkUnavailable", "status": "False"}),
+        ];
+        let lost = unknown_conditions(&posted, t0, now);
+        assert_eq!(lost[0]["status"], "Unknown");
+        assert_eq!(lost[0]["reason"], "NodeStatusUnknown");
+        assert_eq!(lost[0]["lastTransitionTime"], now);
+        assert_eq!(lost[1], posted[1], "other conditions are kept");
+        assert_eq!(lost.len(), 5);
+        assert_eq!(lost[2]["reason"], "NodeStatusNeverUpdated");
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> Kind
         "", "v1", "Event" => api::core::v1::Event;
         "", "v1", "ServiceAccount" => api::core::v1::ServiceAccount;
         "", "v1", "LimitRange" => api::core::v1::LimitRange;
+        "", "v1", "PodTemplate" => api::core::v1::PodTemplate;
         "", "v1", "ResourceQuota" => api::core::v1::ResourceQuota;
         "", "v1", "PersistentVolume" => api::core::v1::PersistentVolume;
         "", "v1", "PersistentVolumeClaim" => api::core::v1::PersistentVolumeClaim;

@@ -390,6 +390,27 @@ pub fn columns(group: &str, resource: &str) -> Vec<Column> {
                 "volumeMode defines what type of volume is required by the claim.",
             ),
         ],
+        ("", "podtemplates") => vec![
+            NAME,
+            col(
+                "Containers",
+                "string",
+                0,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                0,
+                "Images referenced by each container in the template.",
+            ),
+            col(
+                "Pod Labels",
+                "string",
+                0,
+                "The labels for the pod template.",
+            ),
+        ],
         ("", "replicationcontrollers") | ("apps", "replicasets") => vec![
             NAME,
             col(
@@ -1512,6 +1533,11 @@ pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Va
             age,
             json!(str_of(o, "/spec/volumeMode")),
         ],
+        ("", "podtemplates") => {
+            let (c, i) = template_containers(&o["template"]["spec"]);
+            let labels = map_selector(&o["template"]["metadata"]["labels"]);
+            vec![name, json!(c), json!(i), json!(labels)]
+        }
         ("", "replicationcontrollers") | ("apps", "replicasets") => {
             let (c, i) = template_containers(&o["spec"]["template"]["spec"]);
             let sel = if resource == "replicasets" {

@@ -180,6 +180,7 @@ fn skiff_names() -> Vec<(&'static str, &'static str)> {
         ("", "events"),
         ("events.k8s.io", "events"),
         ("", "limitranges"),
+        ("", "podtemplates"),
         ("", "resourcequotas"),
         ("", "persistentvolumes"),
         ("", "persistentvolumeclaims"),

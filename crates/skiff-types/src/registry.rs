@@ -179,6 +179,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("", "v1", "Secret", "secrets", "secret", Namespaced, short: &[], cat: &[], sub: &[], prefix: "/registry/secrets"),
     res!("", "v1", "Event", "events", "event", Namespaced, short: &["ev"], cat: &[], sub: &[], prefix: "/registry/events"),
     res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", Namespaced, short: &["sa"], cat: &[], sub: &[S::Token], prefix: "/registry/serviceaccounts"),
+    res!("", "v1", "PodTemplate", "podtemplates", "podtemplate", Namespaced, short: &[], cat: &[], sub: &[], prefix: "/registry/podtemplates"),
     res!("", "v1", "LimitRange", "limitranges", "limitrange", Namespaced, short: &["limits"], cat: &[], sub: &[], prefix: "/registry/limitranges"),
     res!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", Namespaced, short: &["quota"], cat: &[], sub: &[S::Status], prefix: "/registry/resourcequotas"),
     res!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster, short: &["pv"], cat: &[], sub: &[S::Status], prefix: "/registry/persistentvolumes"),

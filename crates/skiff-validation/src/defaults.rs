@@ -60,7 +60,13 @@ pub fn default_object(group: &str, resource: &str, o: &mut Value) {
                 pod_spec(spec);
             }
         }
-        ("", "podtemplates") | ("", "replicationcontrollers") => {
+        ("", "podtemplates") => {
+            if let Some(t) = o.pointer_mut("/template/spec") {
+                pod_spec(t);
+            }
+        }
+        ("", "replicationcontrollers") => {
+            replication_controller(o);
             if let Some(t) = o.pointer_mut("/spec/template/spec") {
                 pod_spec(t);
             }
@@ -354,6 +360,31 @@ fn container(c: &mut Value) {
         if let Some(p) = m.get_mut(k) {
             probe(p);
         }
+    }
+}
+
+/// kube's SetDefaults_ReplicationController: the selector and the labels, when empty,
+/// are the template's labels (so `kubectl expose rc` finds a selector); one replica.
+fn replication_controller(o: &mut Value) {
+    let labels = o
+        .pointer("/spec/template/metadata/labels")
+        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        .cloned();
+    let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(|m| m.is_empty());
+    if let Some(labels) = labels {
+        if let Some(spec) = o.get_mut("spec").and_then(obj)
+            && empty(spec.get("selector"))
+        {
+            spec.insert("selector".into(), labels.clone());
+        }
+        if let Some(meta) = o.get_mut("metadata").and_then(obj)
+            && empty(meta.get("labels"))
+        {
+            meta.insert("labels".into(), labels);
+        }
+    }
+    if let Some(spec) = o.get_mut("spec").and_then(obj) {
+        set_default(spec, "replicas", json!(1));
     }
 }
 

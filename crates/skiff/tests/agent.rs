@@ -169,6 +169,15 @@ fn pods_run_on_containerd() {
         "jsonpath={.items[0].status.nodeInfo.containerRuntimeVersion}",
     ]);
     assert!(node.starts_with("containerd://"), "{node}");
+    // The host's identities, as kubelet reads them.
+    let boot_id = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.nodeInfo.bootID}",
+    ]);
+    let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(boot_id, host_boot_id.trim());
 
     // skiff image: the airgap archives are there; import, list and remove one more.
     let skiff_image = |args: &[&str]| {

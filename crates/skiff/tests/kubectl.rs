@@ -911,11 +911,33 @@ fn start_agent(c: &Cluster, nodes: &str) -> std::process::Child {
 #[test]
 fn node_death_taints_and_evicts_then_recovers() {
     let c = Cluster::start_with(&["server", "--node-monitor-grace-period", "12"]);
+    // A Node whose kubelet never posts status: Ready and the pressures turn Unknown
+    // once the grace period has passed ("never posted"), as `describe node` shows.
+    c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: silent\n");
     let mut agent = start_agent(&c, "1");
     common::eventually(Duration::from_secs(20), || {
         (row_opt(&c.ok(&["get", "nodes"]), "remote-0").is_some_and(|r| r[1] == "Ready"))
             .then_some(())
     });
+    let reasons = common::eventually(Duration::from_secs(40), || {
+        let r = c.ok(&[
+            "get",
+            "node",
+            "silent",
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+        ]);
+        r.contains("Ready=").then_some(r)
+    });
+    assert_eq!(
+        reasons.trim(),
+        "Ready=Unknown/NodeStatusNeverUpdated MemoryPressure=Unknown/NodeStatusNeverUpdated DiskPressure=Unknown/NodeStatusNeverUpdated PIDPressure=Unknown/NodeStatusNeverUpdated"
+    );
+    let described = c.ok(&["describe", "node", "silent"]);
+    assert!(
+        described.contains("Kubelet never posted node status."),
+        "{described}"
+    );
     // Tolerates unreachability for 2 s only (the default would be 300 s).
     c.ok(&["run", "short", "--image=nginx", "--overrides", r#"{"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":2}]}}"#]);
     c.ok(&["run", "patient", "--image=nginx"]);
@@ -2983,4 +3005,43 @@ fn writes_that_would_not_decode_are_refused() {
     std::fs::write(&body, pod("80")).unwrap();
     c.ok(&raw);
     c.ok(&["get", "pod", "typed"]);
+}
+
+/// Kinds and defaults a new user meets that Kubernetes has: PodTemplates, a
+/// ReplicationController's selector taken from its template (so `expose rc` works),
+/// pods without fields nobody set.
+#[test]
+fn pod_templates_rc_defaults_and_no_stray_nulls() {
+    let c = Cluster::start();
+    c.apply(
+        "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: tpl\ntemplate:\n  metadata:\n    labels:\n      app: tpl\n  spec:\n    containers:\n    - name: c\n      image: nginx\n",
+    );
+    let out = c.ok(&["get", "podtemplates"]);
+    assert_eq!(
+        words(out.lines().next().unwrap()),
+        ["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"]
+    );
+    assert_eq!(row(&out, "tpl"), ["tpl", "c", "nginx", "app=tpl"]);
+
+    c.apply(
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc\nspec:\n  replicas: 0\n  template:\n    metadata:\n      labels:\n        app: rc\n    spec:\n      containers:\n      - name: c\n        image: nginx\n",
+    );
+    let rc: Value = serde_json::from_str(&c.ok(&["get", "rc", "rc", "-o", "json"])).unwrap();
+    assert_eq!(rc["spec"]["selector"], serde_json::json!({"app": "rc"}));
+    assert_eq!(rc["metadata"]["labels"], serde_json::json!({"app": "rc"}));
+    c.ok(&["expose", "rc", "rc", "--port=80"]);
+    let sel = c.ok(&["get", "svc", "rc", "-o", "jsonpath={.spec.selector.app}"]);
+    assert_eq!(sel, "rc");
+
+    c.ok(&["run", "plain", "--image=nginx"]);
+    let pod: Value = serde_json::from_str(&c.ok(&["get", "pod", "plain", "-o", "json"])).unwrap();
+    assert!(
+        pod["spec"].get("initContainers").is_none(),
+        "{}",
+        pod["spec"]
+    );
+    assert!(
+        pod["spec"]["containers"][0].get("volumeMounts").is_some(),
+        "the token is mounted"
+    );
 }
