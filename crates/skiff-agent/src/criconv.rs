@@ -458,8 +458,11 @@ pub fn container_config(
     }
 }
 
+/// A CRI time (Unix nanoseconds). Zero is the epoch, as kubelet shows it: a container
+/// that never started says `startedAt: "1970-01-01T00:00:00Z"`, which typed clients
+/// decode (an empty string they do not).
 fn rfc3339(nanos: i64) -> String {
-    if nanos <= 0 {
+    if nanos < 0 {
         return String::new();
     }
     chrono::DateTime::from_timestamp(nanos / 1_000_000_000, (nanos % 1_000_000_000) as u32)
@@ -497,11 +500,12 @@ pub fn container_obs(c: &cri::ContainerStatus) -> ContainerObs {
         attempt: c.metadata.as_ref().map_or(0, |m| m.attempt),
         state,
         exit_code: c.exit_code,
-        // containerd says `Completed`/`Error` itself; kubelet derives those from the code.
-        reason: if c.reason == "OOMKilled" {
-            c.reason.clone()
-        } else {
+        // The runtime's own reasons (`OOMKilled`, `StartError`) are kept; `Completed`
+        // and `Error` kubelet derives from the code.
+        reason: if matches!(c.reason.as_str(), "Completed" | "Error") {
             String::new()
+        } else {
+            c.reason.clone()
         },
         message: c.message.clone(),
         started_at: rfc3339(c.started_at),

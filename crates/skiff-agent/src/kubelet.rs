@@ -1037,6 +1037,11 @@ async fn sync(
                             errors.remove(name);
                             backoff.ran_long(&pull_key);
                         }
+                        // The exited container tells the rest (restarts back off as
+                        // after a crash; with `Never` the pod has failed).
+                        Err(w) if w.reason == RUN_CONTAINER_ERROR => {
+                            errors.remove(name);
+                        }
                         Err(w) => {
                             if w.reason == "ErrImagePull" {
                                 backoff.restarted(&pull_key);
@@ -1403,8 +1408,17 @@ async fn start_container(
             let msg = short(&e);
             ctx.recorder
                 .record(pod, "Warning", "Failed", format!("Error: {msg}"));
+            // Created but not started: the runtime keeps it as exited (StartError, 128),
+            // which is what its status then shows, as kubelet's does.
+            let reason = match &e {
+                skiff_cri::Error::Rpc {
+                    call: "StartContainer",
+                    ..
+                } => RUN_CONTAINER_ERROR,
+                _ => "CreateContainerError",
+            };
             Err(Waiting {
-                reason: "CreateContainerError".into(),
+                reason: reason.into(),
                 message: msg,
             })
         }
@@ -1515,6 +1529,9 @@ async fn pull_with_secrets(ctx: &Ctx, pod: &Value, image: &str) -> skiff_cri::Re
     }
     Err(last.expect("at least one credential was tried"))
 }
+
+/// kubelet's reason for a container the runtime created but could not start.
+const RUN_CONTAINER_ERROR: &str = "RunContainerError";
 
 fn short(e: &skiff_cri::Error) -> String {
     match e {

@@ -422,6 +422,37 @@ spec:
         3
     );
     assert!(c.ok(&["get", "pod", "fails"]).contains("Error"));
+    // A command that cannot start: terminated with StartError and exit code 128, its
+    // times real timestamps (typed clients cannot read an empty one), as kubelet says.
+    c.ok(&[
+        "run",
+        "nostart",
+        "--restart=Never",
+        "--image=busybox",
+        "--command",
+        "--",
+        "/nonexistent",
+    ]);
+    let p = wait_phase(&c, "nostart", "Failed");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(
+        (&t["reason"], &t["exitCode"]),
+        (&serde_json::json!("StartError"), &serde_json::json!(128)),
+        "{t}"
+    );
+    assert_eq!(t["startedAt"], "1970-01-01T00:00:00Z", "{t}");
+    assert!(
+        t["finishedAt"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("20")),
+        "{t}"
+    );
+    assert!(
+        t["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/nonexistent")),
+        "{t}"
+    );
     c.ok(&[
         "run",
         "crashes",
