@@ -24,11 +24,20 @@ command -v file >/dev/null || need+=(file)
 # Image pulls are tested against a local registry with htpasswd auth.
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+# The official Python client's end-to-end test runs in a venv of its own.
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}"
+fi
+# From PyPI (pinned): the Python client as its users install it.
+pyclient=target/pyclient
+if ! "$pyclient/bin/python" -c 'import kubernetes' 2>/dev/null; then
+  echo "deps: the kubernetes Python client into $pyclient"
+  python3 -m venv "$pyclient"
+  "$pyclient/bin/pip" install -q 'kubernetes==37.0.2'
 fi
 if ! command -v cargo >/dev/null; then
   echo "deps: cargo (rustup) is required and was not found" >&2

@@ -241,6 +241,16 @@ fn upgrade_request(req: &Request<Incoming>) -> Option<(http::HeaderValue, String
     Some((key, protocol))
 }
 
+/// A client's channel frame as bytes. Text frames count as binary ones, as in
+/// kube-apiserver's stream server: the Python client sends string stdin as text.
+pub(crate) fn frame_bytes(m: &Message) -> Option<bytes::Bytes> {
+    match m {
+        Message::Binary(b) => Some(b.clone()),
+        Message::Text(t) => Some(bytes::Bytes::copy_from_slice(t.as_bytes())),
+        _ => None,
+    }
+}
+
 /// Opens the runtime's streaming URL as a v4 WebSocket, then answers the caller's
 /// upgrade and relays frames both ways.
 async fn join(
@@ -288,12 +298,14 @@ async fn join(
         let (mut u_tx, mut u_rx) = upstream.split();
         let up = async {
             while let Some(Ok(m)) = c_rx.next().await {
-                match &m {
-                    Message::Binary(b) if b.first() == Some(&255) => continue,
-                    Message::Close(_) => break,
-                    _ => {}
+                if m.is_close() {
+                    break;
                 }
-                if u_tx.send(m).await.is_err() {
+                let Some(b) = frame_bytes(&m) else { continue };
+                if b.first() == Some(&255) {
+                    continue;
+                }
+                if u_tx.send(Message::Binary(b)).await.is_err() {
                     break;
                 }
             }

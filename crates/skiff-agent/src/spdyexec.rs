@@ -197,10 +197,10 @@ impl Session {
         let pings = ftx.clone();
         let up = async move {
             while let Some(Ok(m)) = c_rx.next().await {
-                let Message::Binary(b) = m else {
-                    if m.is_close() {
-                        break;
-                    }
+                if m.is_close() {
+                    break;
+                }
+                let Some(b) = crate::exec::frame_bytes(&m) else {
                     continue;
                 };
                 let Some((&channel, data)) = b.split_first() else {

@@ -453,6 +453,11 @@ spec:
             .is_some_and(|m| m.contains("/nonexistent")),
         "{t}"
     );
+    // The official Python client: typed reads of that pod, and exec streams as its
+    // users write them (text frames, a shell fed line by line, stdin closed).
+    c.ok(&["run", "pyexec", "--image=busybox", "--", "sleep", "3600"]);
+    wait_phase(&c, "pyexec", "Running");
+    common::python_client(&c, &["pyexec", "nostart"]);
     c.ok(&[
         "run",
         "crashes",

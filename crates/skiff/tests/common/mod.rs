@@ -308,3 +308,28 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs `tests/python/client_e2e.py` with the official Kubernetes Python client (from
+/// the venv `scripts/deps.sh` makes) against `c`; fails with its output.
+#[allow(dead_code)]
+pub fn python_client(c: &Cluster, args: &[&str]) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("../../target/pyclient/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/deps.sh (it installs the Python client)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(root.join("tests/python/client_e2e.py"))
+        .arg(c.kubeconfig())
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python client e2e failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
