@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing skiff needs on a fresh Debian machine.
+# With --tests, also what only the tests need (the Python client's venv).
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v cc >/dev/null || need+=(build-essential)
@@ -25,7 +28,9 @@ command -v file >/dev/null || need+=(file)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 # The official Python client's end-to-end test runs in a venv of its own.
-python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
+if $tests; then
+  python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
+fi
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -34,7 +39,7 @@ if ((${#need[@]})); then
 fi
 # From PyPI (pinned): the Python client as its users install it.
 pyclient=target/pyclient
-if ! "$pyclient/bin/python" -c 'import kubernetes' 2>/dev/null; then
+if $tests && ! "$pyclient/bin/python" -c 'import kubernetes' 2>/dev/null; then
   echo "deps: the kubernetes Python client into $pyclient"
   python3 -m venv "$pyclient"
   "$pyclient/bin/pip" install -q 'kubernetes==37.0.2'

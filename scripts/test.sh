@@ -3,7 +3,7 @@
 # that drive the real kubectl against a real skiff server. Fails on the first problem.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --tests
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
