@@ -238,7 +238,8 @@ impl ApiError {
 
     fn with_target(mut self, group: &str, kind: &str, name: &str) -> Self {
         self.group = (!group.is_empty()).then(|| group.to_string());
-        self.kind = Some(kind.to_string());
+        // Empty parts are left out, as Go's omitempty leaves them (a patch's Invalid).
+        self.kind = (!kind.is_empty()).then(|| kind.to_string());
         self.name = (!name.is_empty()).then(|| name.to_string());
         self
     }
@@ -496,6 +497,23 @@ mod tests {
             ApiError::not_found("", "pods", "p").to_status()["code"],
             404
         );
+    }
+
+    #[test]
+    fn an_invalid_patch_names_no_kind() {
+        let e = ApiError::invalid(
+            "",
+            "",
+            "",
+            &[FieldError::invalid("patch", json!("x"), "bad")],
+        );
+        assert_eq!(
+            e.message,
+            " \"\" is invalid: patch: Invalid value: \"x\": bad"
+        );
+        let st = e.to_status();
+        assert!(st["details"].get("kind").is_none(), "{st}");
+        assert_eq!(st["details"]["causes"][0]["field"], "patch");
     }
 
     /// The bytes kube-apiserver writes (a client compared them as text).
