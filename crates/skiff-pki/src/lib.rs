@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod jwt;
+pub mod private;
 pub use jwt::ServiceAccountKey;
 
 #[derive(thiserror::Error, Debug)]

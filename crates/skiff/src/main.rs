@@ -500,6 +500,23 @@ fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("{host}_{id}"))
 }
 
+/// The server's state and credentials (the store holds every Secret, `tls/` the CA key,
+/// `token` joins nodes) made readable by their owner only; returns what was open. The
+/// agent's directory is closed at its top: containerd keeps its own modes inside.
+fn close_private_state(data_dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    let state: Vec<PathBuf> = ["", "db", "tls", "token", "kubeconfig.yaml", "server-id"]
+        .iter()
+        .map(|p| data_dir.join(p))
+        .collect();
+    let mut opened = skiff_pki::private::close_all(&state)
+        .with_context(|| format!("making {} private", data_dir.display()))?;
+    let agent = data_dir.join("agent");
+    if skiff_pki::private::close(&agent)? {
+        opened.push(agent);
+    }
+    Ok(opened)
+}
+
 async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
@@ -511,10 +528,18 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config
         .tls_sans
         .extend(a.advertise_address.map(|ip| ip.to_string()));
+    // What an earlier run (or a hand) left readable by others is closed, and said.
+    for p in close_private_state(&data_dir)? {
+        tracing::warn!(path = %p.display(), "was readable by other users; now by its owner only");
+    }
     let store_path = data_dir.join("db").join("state.db");
+    skiff_pki::private::create_private_dir(&data_dir.join("db"))
+        .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
     let store = skiff_store::SqliteStore::open(&store_path)
         .with_context(|| format!("opening store {}", store_path.display()))?;
     let server = skiff_apiserver::server::start(config, Arc::new(store)).await?;
+    // What this start created is private from the outset (no warning for it).
+    close_private_state(&data_dir)?;
     if let Some(extra) = &a.write_kubeconfig {
         let kc = std::fs::read(&server.kubeconfig_path).context("reading generated kubeconfig")?;
         skiff_pki::write_private(extra, &kc)
@@ -746,6 +771,11 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { skiff_agent::sim::run(client, opts, stop_rx).await })
     } else {
         let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+        let agent_dir = data_dir.join("agent");
+        if skiff_pki::private::close(&agent_dir)? {
+            tracing::warn!(path = %agent_dir.display(), "was readable by other users; now by its owner only");
+        }
+        skiff_pki::private::create_private_dir(&agent_dir)?;
         let opts = agent_options(&a.node, &data_dir, &ca)?;
         tokio::spawn(async move { skiff_agent::kubelet::run(client, opts, stop_rx).await })
     };
