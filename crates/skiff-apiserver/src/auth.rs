@@ -1,8 +1,15 @@
-//! Authentication results and the authorization seam. Authentication itself happens at
+//! Authentication results and the authorizer chain. Authentication itself happens at
 //! the connection (client certificates, verified by rustls against the cluster CA) and in
-//! the request (bearer tokens, through [`skiff_pki::TokenAuthenticator`]s).
+//! the request (bearer tokens, through [`skiff_pki::TokenAuthenticator`]s); anonymous
+//! requests and impersonation are in `identity.rs`.
+
+use std::sync::Arc;
 
 pub use skiff_pki::UserInfo;
+
+/// The group whose members every authorizer chain allows (kube-apiserver's
+/// `system:masters`, checked before the configured modes).
+pub const PRIVILEGED_GROUP: &str = "system:masters";
 
 /// What a request wants to do, as Kubernetes' authorizers see it.
 #[derive(Debug, Clone)]
@@ -18,6 +25,42 @@ pub struct Attributes {
     pub path: Option<String>,
 }
 
+impl Attributes {
+    /// A request for a path outside the resource API.
+    pub fn non_resource(user: UserInfo, verb: &str, path: &str) -> Attributes {
+        Attributes {
+            user,
+            verb: verb.to_string(),
+            group: String::new(),
+            resource: String::new(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            path: Some(path.to_string()),
+        }
+    }
+
+    /// The request as RBAC reads it.
+    pub fn rbac_request(&self) -> skiff_rbac::Request<'_> {
+        let target = match &self.path {
+            Some(p) => skiff_rbac::Target::Path(p),
+            None => skiff_rbac::Target::Resource {
+                group: &self.group,
+                resource: &self.resource,
+                subresource: &self.subresource,
+                namespace: &self.namespace,
+                name: &self.name,
+            },
+        };
+        skiff_rbac::Request {
+            user: &self.user.username,
+            groups: &self.user.groups,
+            verb: &self.verb,
+            target,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(String),
@@ -25,25 +68,113 @@ pub enum Decision {
     NoOpinion,
 }
 
-/// The seam RBAC plugs into (its own issue). Must be cheap: it runs on every request.
+/// One authorizer of the chain. Must be cheap: it runs on every request.
 pub trait Authorizer: Send + Sync {
     fn authorize(&self, attrs: &Attributes) -> Decision;
 }
 
-/// Allows every authenticated user: what skiff does until RBAC lands.
-pub struct AllowAuthenticated;
+/// `--authorization-mode` values skiff serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Rbac,
+    AlwaysAllow,
+    AlwaysDeny,
+}
 
-impl Authorizer for AllowAuthenticated {
+impl Mode {
+    /// kube-apiserver's comma-separated list, in order; unknown or repeated modes are
+    /// refused at start as kube-apiserver refuses them.
+    pub fn parse_list(s: &str) -> Result<Vec<Mode>, String> {
+        let mut out = Vec::new();
+        for m in s.split(',').map(str::trim) {
+            let mode = match m {
+                "RBAC" => Mode::Rbac,
+                "AlwaysAllow" => Mode::AlwaysAllow,
+                "AlwaysDeny" => Mode::AlwaysDeny,
+                "Node" | "ABAC" | "Webhook" => {
+                    return Err(format!(
+                        "authorization mode {m:?} is not supported by skiff yet"
+                    ));
+                }
+                other => return Err(format!("unknown authorization mode {other:?}")),
+            };
+            if out.contains(&mode) {
+                return Err(format!("authorization mode {m:?} given twice"));
+            }
+            out.push(mode);
+        }
+        if out.is_empty() {
+            return Err("at least one authorization mode is required".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Members of `system:masters` may do anything, whatever the modes.
+struct PrivilegedGroups;
+
+impl Authorizer for PrivilegedGroups {
     fn authorize(&self, attrs: &Attributes) -> Decision {
-        if attrs
-            .user
-            .groups
-            .iter()
-            .any(|g| g == "system:authenticated")
-        {
-            Decision::Allow("skiff allows every authenticated user until RBAC is enabled".into())
+        if attrs.user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
+            Decision::Allow(String::new())
         } else {
             Decision::NoOpinion
         }
     }
+}
+
+struct AlwaysAllow;
+
+impl Authorizer for AlwaysAllow {
+    fn authorize(&self, _: &Attributes) -> Decision {
+        Decision::Allow(String::new())
+    }
+}
+
+struct AlwaysDeny;
+
+impl Authorizer for AlwaysDeny {
+    fn authorize(&self, _: &Attributes) -> Decision {
+        Decision::Deny("Everything is forbidden.".into())
+    }
+}
+
+/// The authorizers in order: the first that allows or denies decides.
+pub struct Chain(Vec<Arc<dyn Authorizer>>);
+
+impl Chain {
+    pub fn new(modes: &[Mode], rbac: Arc<dyn Authorizer>) -> Chain {
+        let mut chain: Vec<Arc<dyn Authorizer>> = vec![Arc::new(PrivilegedGroups)];
+        for m in modes {
+            chain.push(match m {
+                Mode::Rbac => rbac.clone(),
+                Mode::AlwaysAllow => Arc::new(AlwaysAllow),
+                Mode::AlwaysDeny => Arc::new(AlwaysDeny),
+            });
+        }
+        Chain(chain)
+    }
+}
+
+impl Authorizer for Chain {
+    fn authorize(&self, attrs: &Attributes) -> Decision {
+        for a in &self.0 {
+            match a.authorize(attrs) {
+                Decision::NoOpinion => continue,
+                d => return d,
+            }
+        }
+        Decision::NoOpinion
+    }
+}
+
+/// kube-apiserver's 403 for a request the chain did not allow.
+pub fn forbidden(attrs: &Attributes, decision: &Decision) -> skiff_types::ApiError {
+    let mut why = skiff_rbac::forbidden_message(&attrs.rbac_request());
+    if let Decision::Deny(reason) = decision
+        && !reason.is_empty()
+    {
+        why = format!("{why}: {reason}");
+    }
+    skiff_types::ApiError::forbidden(&attrs.group, &attrs.resource, &attrs.name, &why)
 }

@@ -140,6 +140,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
         "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP.to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api.advertise.port()}], "sessionAffinity": "None"},
     });
     ensure_one(api, "", "services", Some("default"), svc).await?;
+    crate::rbac_bootstrap::ensure(api).await?;
     ensure_kube_dns(api).await?;
     reconcile_kubernetes_endpoints(api).await?;
     for (name, value, desc) in [

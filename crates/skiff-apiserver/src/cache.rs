@@ -122,8 +122,18 @@ struct Inner {
     oldest: Revision,
 }
 
+/// Told of every change under its prefixes while the cache applies it, in revision
+/// order, so what it derives (the RBAC policy) never lags the cache. Must be quick: it
+/// runs under the cache's write lock.
+pub trait Observer: Send + Sync {
+    fn observe(&self, kind: EventType, obj: &Stored);
+}
+
+type Observers = Vec<(Vec<String>, Arc<dyn Observer>)>;
+
 pub struct WatchCache {
     inner: RwLock<Inner>,
+    observers: RwLock<Observers>,
     rev_tx: watch::Sender<Revision>,
     capacity: usize,
 }
@@ -157,6 +167,7 @@ impl WatchCache {
             }),
             rev_tx,
             capacity,
+            observers: RwLock::new(Vec::new()),
         });
         let mut stream = store.watch("/registry/", rev).await?;
         let weak = Arc::downgrade(&cache);
@@ -204,6 +215,7 @@ impl WatchCache {
                     .as_ref()
                     .map(|p| Arc::new(Stored::new(p.key.clone(), p.value.clone(), rev)))
                     .unwrap_or(stored);
+                self.notify(EventType::Deleted, &last);
                 let ev = Arc::new(CacheEvent {
                     kind: EventType::Deleted,
                     obj: last,
@@ -215,6 +227,7 @@ impl WatchCache {
                 return;
             }
         };
+        self.notify(kind, &stored);
         inner.events.push_back(Arc::new(CacheEvent {
             kind,
             obj: stored,
@@ -222,6 +235,30 @@ impl WatchCache {
             rev,
         }));
         self.finish(&mut inner, rev);
+    }
+
+    fn notify(&self, kind: EventType, obj: &Stored) {
+        for (prefixes, o) in self.observers.read().iter() {
+            if prefixes.iter().any(|p| obj.key.starts_with(p.as_str())) {
+                o.observe(kind, obj);
+            }
+        }
+    }
+
+    /// Adds `o`, first telling it of every object already under `prefixes` (as added);
+    /// no change slips between the two.
+    pub fn add_observer(&self, prefixes: Vec<String>, o: Arc<dyn Observer>) {
+        let inner = self.inner.write();
+        for p in &prefixes {
+            for (_, obj) in inner
+                .objects
+                .range::<str, _>((Bound::Included(p.as_str()), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(p.as_str()))
+            {
+                o.observe(EventType::Added, obj);
+            }
+        }
+        self.observers.write().push((prefixes, o));
     }
 
     fn finish(&self, inner: &mut Inner, rev: Revision) {

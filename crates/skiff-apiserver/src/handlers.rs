@@ -7,7 +7,7 @@ use crate::discovery;
 use crate::object::{
     DeleteOptions, FieldValidation, Target, WriteOptions, WriteResult, dry_run_values, from_stored,
 };
-use crate::server::{ApiServer, ConnUser};
+use crate::server::ApiServer;
 use crate::watch::{self, Filter, WatchParams};
 use axum::Router;
 use axum::body::Body;
@@ -51,9 +51,9 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, resp) = match authenticate(&api, &req) {
-        Some(user) => route(&api, user, req).await,
-        None => ("", String::new(), error_response(&ApiError::unauthorized())),
+    let (verb, resource, resp) = match crate::identity::identify(&api, &req) {
+        Ok(user) => route(&api, user, req).await,
+        Err(e) => ("", String::new(), error_response(&e)),
     };
     let code = resp.status().as_u16();
     // Kubernetes' metric verbs: HTTP-ish, with LIST and WATCH told apart.
@@ -68,26 +68,6 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
         .observe(&verb_label, &resource, code, started.elapsed());
     tracing::debug!(%method, %path, code, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
     resp
-}
-
-fn authenticate(api: &ApiServer, req: &Request<Body>) -> Option<UserInfo> {
-    if let Some(auth) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(token) = auth.strip_prefix("Bearer ").map(str::trim)
-    {
-        // A presented token that does not authenticate is a 401 even with a client cert,
-        // as in Kubernetes' union authenticator order (certs first, though): prefer certs.
-        if let Some(ConnUser(Some(u))) = req.extensions().get::<ConnUser>() {
-            return Some(u.clone());
-        }
-        return api
-            .token_authenticators
-            .iter()
-            .find_map(|a| a.authenticate(token));
-    }
-    req.extensions().get::<ConnUser>().and_then(|c| c.0.clone())
 }
 
 type Routed = (&'static str, String, Response);
@@ -108,6 +88,23 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         .unwrap_or("")
         .to_string();
 
+    let info = parse_resource_path(&segs, &method);
+    if info.is_none() {
+        // Outside the resource API: authorized by path, verb the lower-case method.
+        let attrs = Attributes::non_resource(
+            user.clone(),
+            &method.as_str().to_lowercase(),
+            &path_or_root(&path),
+        );
+        let d = api.authorizer.authorize(&attrs);
+        if !matches!(d, Decision::Allow(_)) {
+            return (
+                "",
+                String::new(),
+                error_response(&crate::auth::forbidden(&attrs, &d)),
+            );
+        }
+    }
     // Non-resource endpoints.
     if method == Method::GET {
         let nr = match segs.as_slice() {
@@ -194,7 +191,7 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         return ("create", String::new(), resp);
     }
 
-    let Some(info) = parse_resource_path(&segs, &method) else {
+    let Some(info) = info else {
         return (
             "",
             String::new(),
@@ -225,25 +222,7 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         name: info.target.name.clone().unwrap_or_default(),
         path: None,
     };
-    if let Decision::Deny(_) | Decision::NoOpinion = api.authorizer.authorize(&attrs) {
-        let why = format!(
-            "User {:?} cannot {} resource {:?} in API group {:?}{}",
-            user.username,
-            verb,
-            info.target.ri.plural,
-            info.target.ri.group,
-            info.target
-                .namespace
-                .as_deref()
-                .map(|n| format!(" in the namespace {n:?}"))
-                .unwrap_or_else(|| " at the cluster scope".into())
-        );
-        let e = ApiError::forbidden(
-            info.target.ri.group,
-            info.target.ri.plural,
-            info.target.name(),
-            &why,
-        );
+    if let Err(e) = authorize_resource(api, attrs) {
         return (verb, resource_label, error_response(&e));
     }
     let resp = match serve_resource(api, &user, info, req).await {
@@ -251,6 +230,40 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         Err(e) => error_response(&e),
     };
     (verb, resource_label, resp)
+}
+
+/// The chain's decision on a resource request. A WebSocket GET of exec, attach or
+/// portforward also needs `create`, as Kubernetes 1.31+ checks it: reading a pod must
+/// not be enough to run commands in it.
+fn authorize_resource(api: &ApiServer, mut attrs: Attributes) -> Result<(), ApiError> {
+    let upgrade = attrs.verb == "get"
+        && attrs.group.is_empty()
+        && attrs.resource == "pods"
+        && matches!(
+            attrs.subresource.as_str(),
+            "exec" | "attach" | "portforward"
+        );
+    let d = api.authorizer.authorize(&attrs);
+    if !matches!(d, Decision::Allow(_)) {
+        return Err(crate::auth::forbidden(&attrs, &d));
+    }
+    if upgrade {
+        attrs.verb = "create".into();
+        let d = api.authorizer.authorize(&attrs);
+        if !matches!(d, Decision::Allow(_)) {
+            return Err(crate::auth::forbidden(&attrs, &d));
+        }
+    }
+    Ok(())
+}
+
+/// The path as authorizers see it: `/` for the root, no trailing slash otherwise.
+fn path_or_root(trimmed: &str) -> String {
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 struct PathInfo {

@@ -383,6 +383,7 @@ impl ApiServer {
         if !errs.is_empty() {
             return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
         }
+        self.check_escalation(&t, &obj, None, &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 None,
@@ -408,6 +409,7 @@ impl ApiServer {
             .await
             .map_err(|e| store_error(e, &t))?;
         meta::set_resource_version(&mut obj, rev);
+        self.settle_policy(ri, rev).await;
         kinds::after_create(self, ri, &obj).await;
         Ok(WriteResult {
             object: obj,
@@ -624,6 +626,7 @@ impl ApiServer {
         if !errs.is_empty() {
             return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
         }
+        self.check_escalation(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 Some(current),
@@ -700,6 +703,9 @@ impl ApiServer {
                 Ok(new)
             })
             .await?;
+        if let Some(rev) = meta::resource_version(&new).and_then(|v| v.parse().ok()) {
+            self.settle_policy(t.ri, rev).await;
+        }
         if deleted_after {
             // The last finalizer is gone from an object being deleted: delete it now.
             let rev = meta::resource_version(&new)
@@ -767,6 +773,7 @@ impl ApiServer {
                     }
                     match self.store.delete(&t.key(), Some(kv.mod_revision)).await {
                         Ok((rev, _)) => {
+                            self.settle_policy(ri, rev).await;
                             let mut last = current;
                             meta::set_resource_version(&mut last, rev);
                             return Ok(deleted_result(ri, last));
@@ -813,6 +820,33 @@ impl ApiServer {
             }
         }
         Err(ApiError::modified(ri.group, ri.plural, t.name()))
+    }
+
+    /// Roles and bindings grant no more than their writer holds (or may escalate/bind).
+    fn check_escalation(
+        &self,
+        t: &Target,
+        obj: &Value,
+        old: Option<&Value>,
+        user: &UserInfo,
+    ) -> Result<(), ApiError> {
+        let grant = crate::rbac::Grant {
+            ri: t.ri,
+            namespace: t.namespace.as_deref().unwrap_or(""),
+            name: t.name(),
+            obj,
+            old,
+        };
+        crate::rbac::check_escalation(&self.rbac, self.authorizer.as_ref(), user, &grant)
+    }
+
+    /// A role or binding written is in force when the write returns: the policy follows
+    /// the watch cache, so wait for the cache to have it (a script that binds a role and
+    /// then acts on it must not race the cache).
+    async fn settle_policy(&self, ri: &ResourceInfo, rev: Revision) {
+        if ri.group == crate::rbac::GROUP {
+            self.cache.wait_for(rev, Duration::from_secs(5)).await;
+        }
     }
 
     /// Waits until the watch cache has everything the store acknowledged so far.

@@ -102,11 +102,10 @@ pub fn review(
             };
             decide(api, subject, &spec, t.namespace.as_deref())
         }
-        "SelfSubjectRulesReview" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
+        "SelfSubjectRulesReview" => {
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or("");
+            crate::rbac::rules_review(&api.rbac, user, ns)
+        }
         "SelfSubjectReview" => json!({"userInfo": user_json(user)}),
         "TokenReview" => {
             let token = spec.get("token").and_then(Value::as_str).unwrap_or("");

@@ -1,6 +1,6 @@
 //! Wiring: the server state, the TLS listener and the per-connection authentication.
 
-use crate::auth::{AllowAuthenticated, Authorizer, UserInfo};
+use crate::auth::{Authorizer, Chain, Mode, UserInfo};
 use crate::cache::WatchCache;
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -33,6 +33,11 @@ pub struct Config {
     pub watch_cache_events: usize,
     /// Store history older than this many revisions is compacted.
     pub compaction_keep_revisions: i64,
+    /// `--authorization-mode`, in order (members of `system:masters` are always allowed).
+    pub authorization_modes: Vec<Mode>,
+    /// Requests without credentials are `system:anonymous` on the public endpoints
+    /// (`--anonymous-auth`); otherwise, and everywhere else, 401.
+    pub anonymous_auth: bool,
 }
 
 impl Config {
@@ -46,6 +51,8 @@ impl Config {
             advertise_address: None,
             watch_cache_events: 20_000,
             compaction_keep_revisions: 50_000,
+            authorization_modes: vec![Mode::Rbac],
+            anonymous_auth: true,
         }
     }
 }
@@ -55,6 +62,9 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub cache: Arc<WatchCache>,
     pub authorizer: Arc<dyn Authorizer>,
+    /// The RBAC policy (kept whatever the modes: escalation checks read it).
+    pub rbac: Arc<crate::rbac::Rbac>,
+    pub anonymous_auth: bool,
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub metrics: Metrics,
     /// Serialises allocations of cluster IPs and node ports.
@@ -152,11 +162,15 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let cache = WatchCache::start(store.clone(), config.watch_cache_events)
         .await
         .context("starting watch cache")?;
+    let rbac = Arc::new(crate::rbac::Rbac::default());
+    cache.add_observer(rbac.prefixes(), rbac.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
     let api = Arc::new(ApiServer {
         store: store.clone(),
         cache: cache.clone(),
-        authorizer: Arc::new(AllowAuthenticated),
+        authorizer: Arc::new(Chain::new(&config.authorization_modes, rbac.clone())),
+        rbac,
+        anonymous_auth: config.anonymous_auth,
         token_authenticators: vec![
             Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
             Arc::new(crate::serviceaccount::ServiceAccountTokenAuthenticator {

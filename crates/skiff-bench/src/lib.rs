@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod authz;
 mod dns;
 mod netlab;
 mod pods;
@@ -235,9 +236,19 @@ async fn h2_connections(
     n: usize,
 ) -> anyhow::Result<Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>>
 {
-    use kube::client::ConfigExt;
     let kc = Kubeconfig::read_from(kubeconfig)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    h2_connections_with(&cfg, port, n).await
+}
+
+/// As `h2_connections`, with `cfg`'s TLS settings (its client certificate, if any).
+async fn h2_connections_with(
+    cfg: &kube::Config,
+    port: u16,
+    n: usize,
+) -> anyhow::Result<Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>>
+{
+    use kube::client::ConfigExt;
     let mut tls = cfg.rustls_client_config()?;
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
@@ -548,7 +559,7 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     );
     println!("target: API create throughput >= 50% of the raw engine's");
     drop(server);
-    Ok(())
+    authz::run(&opts).await
 }
 
 #[derive(Debug, Clone)]

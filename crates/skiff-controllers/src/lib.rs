@@ -3,6 +3,7 @@
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
 pub mod claim;
+pub mod clusterroleaggregation;
 pub mod control;
 pub mod cronjob;
 pub mod daemonset;

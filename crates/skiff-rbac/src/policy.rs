@@ -179,8 +179,9 @@ impl Policy {
         }
     }
 
-    /// The rules a grant gives in `namespace` (none when its role is missing).
-    fn rules(&self, namespace: &str, role: &RoleRef) -> Option<&Arc<[PolicyRule]>> {
+    /// The rules a binding in `namespace` ("" for cluster bindings) grants through
+    /// `role`; None when the role does not exist.
+    pub fn role_rules(&self, namespace: &str, role: &RoleRef) -> Option<&Arc<[PolicyRule]>> {
         match role.kind.as_str() {
             "ClusterRole" => self.cluster_roles.get(&role.name),
             // A RoleBinding's Role is in the binding's namespace.
@@ -215,7 +216,7 @@ impl Policy {
             Target::Path(_) => "",
         };
         for (ns, grant) in self.grants_of(req.user, req.groups, namespace) {
-            let Some(rules) = self.rules(ns, &grant.role) else {
+            let Some(rules) = self.role_rules(ns, &grant.role) else {
                 continue;
             };
             if rules.iter().any(|r| allows(r, req)) {
@@ -232,7 +233,7 @@ impl Policy {
     /// included): what `kubectl auth can-i --list` shows.
     pub fn rules_for(&self, user: &str, groups: &[String], namespace: &str) -> Vec<PolicyRule> {
         self.grants_of(user, groups, namespace)
-            .filter_map(|(ns, g)| self.rules(ns, &g.role))
+            .filter_map(|(ns, g)| self.role_rules(ns, &g.role))
             .flat_map(|rs| rs.iter().cloned())
             .collect()
     }

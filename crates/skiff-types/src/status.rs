@@ -324,7 +324,10 @@ impl ApiError {
     /// `pods "x" is forbidden: User "u" cannot get resource "pods" in API group "" in the namespace "ns"`.
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
         let q = qualify(group, resource);
-        let msg = if name.is_empty() {
+        let msg = if resource.is_empty() {
+            // Non-resource paths, as apimachinery's NewForbidden words an empty resource.
+            format!("forbidden: {why}")
+        } else if name.is_empty() {
             format!("{q} is forbidden: {why}")
         } else {
             format!("{q} {name:?} is forbidden: {why}")

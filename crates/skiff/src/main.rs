@@ -278,9 +278,18 @@ struct ServerArgs {
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
-    /// `endpointslice`, `endpointslicemirroring`, `service-lb`; `all` for none.
+    /// `endpointslice`, `endpointslicemirroring`, `service-lb`,
+    /// `clusterrole-aggregation`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
+    /// Authorizers in order (kube-apiserver's `--authorization-mode`): `RBAC`,
+    /// `AlwaysAllow`, `AlwaysDeny`. Members of `system:masters` are always allowed.
+    #[arg(long, default_value = "RBAC", value_parser = parse_modes)]
+    authorization_mode: Modes,
+    /// Requests without credentials reach `/healthz`, `/livez`, `/readyz` and
+    /// `/version` as `system:anonymous`; false answers them 401 too.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
@@ -525,6 +534,8 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.https_port = a.https_port;
     config.tls_sans = a.tls_san;
     config.advertise_address = a.advertise_address;
+    config.authorization_modes = a.authorization_mode.0.clone();
+    config.anonymous_auth = a.anonymous_auth;
     config
         .tls_sans
         .extend(a.advertise_address.map(|ip| ip.to_string()));
@@ -670,6 +681,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         informers
     );
     managed!(
+        "clusterrole-aggregation",
+        "clusterrole-aggregation-controller",
+        skiff_controllers::clusterroleaggregation::run,
+        informers
+    );
+    managed!(
         "horizontal-pod-autoscaler",
         "horizontal-pod-autoscaler",
         skiff_controllers::hpa::run
@@ -749,6 +766,14 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// `--authorization-mode`'s list as one value (clap would read a `Vec` as repeats).
+#[derive(Debug, Clone)]
+struct Modes(Vec<skiff_apiserver::auth::Mode>);
+
+fn parse_modes(s: &str) -> Result<Modes, String> {
+    skiff_apiserver::auth::Mode::parse_list(s).map(Modes)
 }
 
 fn sim_options(sim: &SimArgs) -> anyhow::Result<skiff_agent::sim::SimOptions> {

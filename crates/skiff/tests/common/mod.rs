@@ -190,26 +190,32 @@ impl Cluster {
         cmd
     }
 
-    /// Who the API server says `token` is, asked with nothing but the token (None:
-    /// refused).
-    pub fn whoami(&self, token: &str) -> Option<String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig=/dev/null")
+    /// kubectl with nothing but `token` for credentials.
+    pub fn kubectl_token(&self, token: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig=/dev/null")
             .arg(format!("--server=https://127.0.0.1:{}", self.port))
             .arg(format!(
                 "--certificate-authority={}",
                 self.data_dir().join("tls/ca.crt").display()
-            ))
-            .arg(format!("--token={token}"))
-            .args([
-                "auth",
-                "whoami",
-                "-o",
-                "jsonpath={.status.userInfo.username}",
-            ])
+            ));
+        cmd.arg(format!("--token={token}"))
+            .args(args)
             .env_remove("KUBECONFIG")
             .output()
-            .expect("run kubectl");
+            .expect("run kubectl")
+    }
+
+    /// Who the API server says `token` is, asked with nothing but the token (None:
+    /// refused).
+    pub fn whoami(&self, token: &str) -> Option<String> {
+        let args = [
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ];
+        let out = self.kubectl_token(token, &args);
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
