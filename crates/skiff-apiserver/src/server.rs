@@ -95,10 +95,17 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// An in-process client transport into this server for components that run in the
-    /// same process (scheduler, controllers), acting as `username` in `system:masters` as
-    /// kube-apiserver's own loopback client does.
+    /// same process (scheduler, controllers), acting as `username` with only what RBAC
+    /// grants that user: a `system:serviceaccount:<ns>:<name>` user is in its
+    /// ServiceAccount groups, as kube-controller-manager's controllers are with
+    /// `--use-service-account-credentials`.
     pub fn loopback(&self, username: &str) -> Loopback {
-        Loopback::new(self.api.clone(), username)
+        Loopback::new(self.api.clone(), user_named(username, &[]))
+    }
+
+    /// As `loopback`, in `groups` too.
+    pub fn loopback_in(&self, username: &str, groups: &[&str]) -> Loopback {
+        Loopback::new(self.api.clone(), user_named(username, groups))
     }
 
     /// Stops accepting, lets in-flight requests finish briefly, returns.
@@ -294,15 +301,30 @@ pub struct Loopback {
     user: ConnUser,
 }
 
+/// A user as authentication would present it: a ServiceAccount in its groups, everyone
+/// in `system:authenticated`.
+fn user_named(username: &str, groups: &[&str]) -> UserInfo {
+    let mut all: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    if let Some((ns, _)) = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        all.push("system:serviceaccounts".into());
+        all.push(format!("system:serviceaccounts:{ns}"));
+    }
+    all.push(crate::identity::AUTHENTICATED.into());
+    UserInfo {
+        username: username.to_string(),
+        uid: String::new(),
+        groups: all,
+    }
+}
+
 impl Loopback {
-    pub fn new(api: Arc<ApiServer>, username: &str) -> Loopback {
+    pub fn new(api: Arc<ApiServer>, user: UserInfo) -> Loopback {
         Loopback {
             router: crate::handlers::router(api),
-            user: ConnUser(Some(UserInfo {
-                username: username.to_string(),
-                uid: String::new(),
-                groups: vec!["system:masters".into(), "system:authenticated".into()],
-            })),
+            user: ConnUser(Some(user)),
         }
     }
 }

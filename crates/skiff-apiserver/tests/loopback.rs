@@ -21,9 +21,12 @@ async fn start() -> (tempfile::TempDir, skiff_apiserver::server::RunningServer) 
 #[tokio::test]
 async fn loopback_client_is_a_full_api_client() {
     let (_dir, server) = start().await;
-    let client = kube::Client::new(server.loopback("system:kube-scheduler"), "default");
+    let client = kube::Client::new(
+        server.loopback_in("test-admin", &["system:masters"]),
+        "default",
+    );
 
-    // Authenticated as the loopback user, in system:masters.
+    // Authenticated as the loopback user, in the groups given.
     let review = http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
         .header("content-type", "application/json")
         .body(
@@ -34,10 +37,7 @@ async fn loopback_client_is_a_full_api_client() {
         )
         .unwrap();
     let review: Value = client.request(review).await.unwrap();
-    assert_eq!(
-        review["status"]["userInfo"]["username"],
-        "system:kube-scheduler"
-    );
+    assert_eq!(review["status"]["userInfo"]["username"], "test-admin");
     let groups = review["status"]["userInfo"]["groups"].as_array().unwrap();
     assert!(groups.iter().any(|g| g == "system:masters"), "{review}");
 
@@ -81,5 +81,37 @@ async fn loopback_client_is_a_full_api_client() {
         }
         other => panic!("invalid name accepted over loopback: {other:?}"),
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn loopback_users_hold_only_what_rbac_grants() {
+    let (_dir, server) = start().await;
+    // The scheduler reads pods; ConfigMaps are not its business.
+    let sched = kube::Client::new(server.loopback("system:kube-scheduler"), "default");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sched.clone(), "default");
+    pods.list(&Default::default()).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(sched, "default");
+    match cms.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{}", s.message),
+        other => panic!("the scheduler listed ConfigMaps: {other:?}"),
+    }
+    // A controller is its ServiceAccount, in the ServiceAccount groups.
+    let sa = "system:serviceaccount:kube-system:job-controller";
+    let c = kube::Client::new(server.loopback(sa), "default");
+    let review = http::Request::post("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+        .header("content-type", "application/json")
+        .body(br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#.to_vec())
+        .unwrap();
+    let review: Value = c.request(review).await.unwrap();
+    let groups = &review["status"]["userInfo"]["groups"];
+    assert_eq!(
+        groups,
+        &json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated"
+        ])
+    );
     server.shutdown().await;
 }

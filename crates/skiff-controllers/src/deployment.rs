@@ -996,12 +996,17 @@ async fn sync(
     if let Some(n) = new {
         let rev = revision(n).to_string();
         if d["metadata"]["annotations"][REVISION] != rev.as_str() && revision(n) > 0 {
-            let body = json!({"metadata": {"annotations": {REVISION: rev}}});
+            // An update, as Kubernetes' deployment controller writes it (its role may
+            // update Deployments, not patch them); a conflict waits for the next sync.
+            let mut body = d.clone();
+            body["apiVersion"] = json!("apps/v1");
+            body["kind"] = json!("Deployment");
+            body["metadata"]["annotations"][REVISION] = json!(rev);
             let _ = owner::send(
                 client,
-                http::Method::PATCH,
+                http::Method::PUT,
                 format!("/apis/apps/v1/namespaces/{ns}/deployments/{}", name(d)),
-                "application/merge-patch+json",
+                "application/json",
                 &body,
             )
             .await;

@@ -241,12 +241,16 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
             if let (Some(reason), Some(path)) = (d.rescale_reason, &scale_path)
                 && d.desired != current
             {
-                let body = json!({"spec": {"replicas": d.desired}});
+                // An update of the Scale read above, as Kubernetes' HPA writes it (its
+                // role may get and update scales, not patch them); a conflict is
+                // retried at the next sync.
+                let mut body = scale.clone();
+                body["spec"]["replicas"] = json!(d.desired);
                 match owner::send(
                     client,
-                    http::Method::PATCH,
+                    http::Method::PUT,
                     path.clone(),
-                    "application/merge-patch+json",
+                    "application/json",
                     &body,
                 )
                 .await

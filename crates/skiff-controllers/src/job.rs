@@ -643,8 +643,11 @@ const KIND: claim::OwnerKind = claim::OwnerKind {
 };
 
 /// Runs the controller until `shutdown`.
+/// `ttl` deletes Jobs finished longer than their `ttlSecondsAfterFinished` (Kubernetes'
+/// ttl-after-finished controller, with its own identity).
 pub async fn run(
     client: kube::Client,
+    ttl: kube::Client,
     informers: skiff_kube::informer::Informers,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -661,6 +664,7 @@ pub async fn run(
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "job-controller"),
         client,
+        ttl,
         st: State {
             jobs: HashMap::new(),
             pods: claim::Pods::default(),
@@ -673,6 +677,7 @@ pub async fn run(
 
 struct Controller {
     client: kube::Client,
+    ttl: kube::Client,
     recorder: Recorder,
     st: State,
     expectations: owner::Expectations,
@@ -709,7 +714,7 @@ impl control::Reconcile for Controller {
     async fn sync(&mut self, key: &str, job: Option<Value>) -> Option<Duration> {
         let job = job?;
         sync(
-            &self.client,
+            (&self.client, &self.ttl),
             &self.recorder,
             &mut self.st,
             &mut self.expectations,
@@ -764,7 +769,7 @@ async fn release_orphans(client: &kube::Client, st: &State) {
 }
 
 async fn sync(
-    client: &kube::Client,
+    (client, ttl): (&kube::Client, &kube::Client),
     recorder: &Recorder,
     st: &mut State,
     exp: &mut owner::Expectations,
@@ -791,7 +796,7 @@ async fn sync(
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "preconditions": {"uid": job_uid}})).expect("json"))
             .expect("valid request");
-        if let Err(e) = client.request::<Value>(req).await {
+        if let Err(e) = ttl.request::<Value>(req).await {
             tracing::debug!(error = %e, "deleting a finished job failed");
         }
         return None;

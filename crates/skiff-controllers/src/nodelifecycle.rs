@@ -114,11 +114,10 @@ pub async fn run(
     // Reflectors, not lists per round: with thousands of nodes a full list every second
     // would dominate the server's work.
     let mut nodes_rx = informers.watch("/api/v1/nodes");
-    let mut leases_rx = reflect::watch_values(
-        client.clone(),
-        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-        None,
-    );
+    // Through the shared informers (the controller manager's own identity), as in
+    // Kubernetes: the node controller's role does not read Leases.
+    let mut leases_rx =
+        informers.watch("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases");
     let mut nodes: HashMap<String, Value> = HashMap::new();
     // Parsed once per change, not once per node per second.
     let mut renewed: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();

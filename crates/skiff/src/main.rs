@@ -572,8 +572,10 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     // kube-scheduler in kube-system), so several servers can share a store.
     let mut manager: Vec<Start> = Vec::new();
     let mut scheduling: Vec<Start> = Vec::new();
+    // Node IPAM and lifecycle act as kube-controller-manager's `node-controller`.
+    let node_controller = loopback("system:serviceaccount:kube-system:node-controller");
     if enabled("node-ipam") {
-        let c = controller_manager.clone();
+        let c = node_controller.clone();
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
             tokio::spawn(skiff_controllers::ipam::run(c, i, stop))
@@ -593,7 +595,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
     if enabled("node-lifecycle") {
-        let c = controller_manager.clone();
+        let c = node_controller.clone();
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
             tokio::spawn(skiff_controllers::nodelifecycle::run(c, i, grace, stop))
@@ -627,12 +629,15 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         skiff_controllers::deployment::run,
         informers
     );
-    managed!(
-        "job",
-        "job-controller",
-        skiff_controllers::job::run,
-        informers
-    );
+    if enabled("job") {
+        let c = loopback("system:serviceaccount:kube-system:job-controller");
+        // Finished Jobs past their TTL go as Kubernetes' ttl-after-finished controller.
+        let ttl = loopback("system:serviceaccount:kube-system:ttl-after-finished-controller");
+        let i = informers.clone();
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::job::run(c, ttl, i, stop))
+        }));
+    }
     managed!(
         "daemonset",
         "daemon-set-controller",
@@ -747,7 +752,11 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     if let Some(sim) = sim.filter(|s| s.simulate > 0) {
         let opts = sim_options(&sim)?;
         let stop = stop_rx.clone();
-        let client = loopback("skiff:simulated-nodes");
+        // As a joined agent: the join token's user.
+        let client = kube::Client::new(
+            server.loopback_in(skiff_rbac::bootstrap::JOIN_TOKEN_USER, &["system:nodes"]),
+            "default",
+        );
         controllers.push(tokio::spawn(async move {
             if let Err(e) = skiff_agent::sim::run(client, opts, stop).await {
                 tracing::error!(error = %e, "simulated nodes stopped");
