@@ -51,9 +51,23 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (verb, resource, resp) = match crate::identity::identify(&api, &req) {
-        Ok(user) => route(&api, user, req).await,
+    let who = crate::identity::identify(&api, &req);
+    let mut audit = api
+        .audit
+        .as_ref()
+        .and_then(|a| crate::audit::Record::begin(a, &req, who.as_ref().ok()));
+    let streams = audit.as_ref().is_some_and(|r| r.long_running(&req));
+    let req = match audit.as_mut() {
+        Some(r) => r.take_request_body(req).await,
+        None => req,
+    };
+    let (verb, resource, resp) = match who {
+        Ok(id) => route(&api, id.user, req).await,
         Err(e) => ("", String::new(), error_response(&e)),
+    };
+    let resp = match audit {
+        Some(r) => r.finish(streams, resp).await,
+        None => resp,
     };
     let code = resp.status().as_u16();
     // Kubernetes' metric verbs: HTTP-ish, with LIST and WATCH told apart.
@@ -72,14 +86,101 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
 
 type Routed = (&'static str, String, Response);
 
+/// What authorizers and the audit policy see of a request, and where it routes (None:
+/// outside the resource API).
+pub(crate) fn request_attributes(
+    user: UserInfo,
+    req: &Request<Body>,
+) -> (Attributes, Option<PathInfo>) {
+    let path = req.uri().path().trim_end_matches('/');
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let method = req.method();
+    let Some(info) = parse_resource_path(&segs, method) else {
+        let verb = method.as_str().to_lowercase();
+        return (
+            Attributes::non_resource(user, &verb, &path_or_root(path)),
+            None,
+        );
+    };
+    let t = &info.target;
+    let attrs = Attributes {
+        user,
+        verb: verb_of(&info, req).to_string(),
+        group: t.ri.group.to_string(),
+        resource: t.ri.plural.to_string(),
+        subresource: t.sub.map(|s| s.name().to_string()).unwrap_or_default(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: t.name.clone().unwrap_or_default(),
+        path: None,
+    };
+    (attrs, Some(info))
+}
+
+/// The authorization decision of a request, carried on its response for the audit log.
+#[derive(Debug, Clone)]
+pub struct AuthzOutcome {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+fn with_outcome(mut resp: Response, allowed: bool, reason: String) -> Response {
+    resp.extensions_mut()
+        .insert(AuthzOutcome { allowed, reason });
+    resp
+}
+
+fn reason_of(d: &Decision) -> String {
+    match d {
+        Decision::Allow(r) | Decision::Deny(r) => r.clone(),
+        Decision::NoOpinion => String::new(),
+    }
+}
+
+/// `list` with `?watch=true` is a watch.
+fn verb_of(info: &PathInfo, req: &Request<Body>) -> &'static str {
+    let watching = parse_query(req.uri().query())
+        .map
+        .get("watch")
+        .is_some_and(|w| w == "true" || w == "1");
+    if info.verb == "list" && watching {
+        "watch"
+    } else {
+        info.verb
+    }
+}
+
 async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Routed {
+    let (attrs, info) = request_attributes(user.clone(), &req);
+    let reason = match &info {
+        None => match api.authorizer.authorize(&attrs) {
+            Decision::Allow(why) => why,
+            d => {
+                let resp = error_response(&crate::auth::forbidden(&attrs, &d));
+                return ("", String::new(), with_outcome(resp, false, reason_of(&d)));
+            }
+        },
+        Some(info) => match authorize_resource(api, attrs) {
+            Ok(why) => why,
+            Err((e, why)) => {
+                let label = info.target.ri.plural.to_string();
+                let verb = verb_of(info, &req);
+                return (verb, label, with_outcome(error_response(&e), false, why));
+            }
+        },
+    };
+    let (verb, label, resp) = route_allowed(api, user, req, info).await;
+    (verb, label, with_outcome(resp, true, reason))
+}
+
+/// Serves a request the authorizer allowed.
+async fn route_allowed(
+    api: &Arc<ApiServer>,
+    user: UserInfo,
+    req: Request<Body>,
+    info: Option<PathInfo>,
+) -> Routed {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method().clone();
     let accept = req
         .headers()
@@ -88,23 +189,6 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         .unwrap_or("")
         .to_string();
 
-    let info = parse_resource_path(&segs, &method);
-    if info.is_none() {
-        // Outside the resource API: authorized by path, verb the lower-case method.
-        let attrs = Attributes::non_resource(
-            user.clone(),
-            &method.as_str().to_lowercase(),
-            &path_or_root(&path),
-        );
-        let d = api.authorizer.authorize(&attrs);
-        if !matches!(d, Decision::Allow(_)) {
-            return (
-                "",
-                String::new(),
-                error_response(&crate::auth::forbidden(&attrs, &d)),
-            );
-        }
-    }
     // Non-resource endpoints.
     if method == Method::GET {
         let nr = match segs.as_slice() {
@@ -199,32 +283,7 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
         );
     };
     let resource_label = info.target.ri.plural.to_string();
-    let watching = parse_query(req.uri().query())
-        .map
-        .get("watch")
-        .is_some_and(|w| w == "true" || w == "1");
-    let verb = if info.verb == "list" && watching {
-        "watch"
-    } else {
-        info.verb
-    };
-    let attrs = Attributes {
-        user: user.clone(),
-        verb: verb.to_string(),
-        group: info.target.ri.group.to_string(),
-        resource: info.target.ri.plural.to_string(),
-        subresource: info
-            .target
-            .sub
-            .map(|s| s.name().to_string())
-            .unwrap_or_default(),
-        namespace: info.target.namespace.clone().unwrap_or_default(),
-        name: info.target.name.clone().unwrap_or_default(),
-        path: None,
-    };
-    if let Err(e) = authorize_resource(api, attrs) {
-        return (verb, resource_label, error_response(&e));
-    }
+    let verb = verb_of(&info, &req);
     let resp = match serve_resource(api, &user, info, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -235,7 +294,10 @@ async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Rout
 /// The chain's decision on a resource request. A WebSocket GET of exec, attach or
 /// portforward also needs `create`, as Kubernetes 1.31+ checks it: reading a pod must
 /// not be enough to run commands in it.
-fn authorize_resource(api: &ApiServer, mut attrs: Attributes) -> Result<(), ApiError> {
+fn authorize_resource(
+    api: &ApiServer,
+    mut attrs: Attributes,
+) -> Result<String, (ApiError, String)> {
     let upgrade = attrs.verb == "get"
         && attrs.group.is_empty()
         && attrs.resource == "pods"
@@ -243,18 +305,18 @@ fn authorize_resource(api: &ApiServer, mut attrs: Attributes) -> Result<(), ApiE
             attrs.subresource.as_str(),
             "exec" | "attach" | "portforward"
         );
-    let d = api.authorizer.authorize(&attrs);
-    if !matches!(d, Decision::Allow(_)) {
-        return Err(crate::auth::forbidden(&attrs, &d));
-    }
+    let mut why = match api.authorizer.authorize(&attrs) {
+        Decision::Allow(why) => why,
+        d => return Err((crate::auth::forbidden(&attrs, &d), reason_of(&d))),
+    };
     if upgrade {
         attrs.verb = "create".into();
-        let d = api.authorizer.authorize(&attrs);
-        if !matches!(d, Decision::Allow(_)) {
-            return Err(crate::auth::forbidden(&attrs, &d));
+        match api.authorizer.authorize(&attrs) {
+            Decision::Allow(w) => why = w,
+            d => return Err((crate::auth::forbidden(&attrs, &d), reason_of(&d))),
         }
     }
-    Ok(())
+    Ok(why)
 }
 
 /// The path as authorizers see it: `/` for the root, no trailing slash otherwise.
@@ -266,8 +328,8 @@ fn path_or_root(trimmed: &str) -> String {
     }
 }
 
-struct PathInfo {
-    target: Target,
+pub(crate) struct PathInfo {
+    pub(crate) target: Target,
     verb: &'static str,
 }
 

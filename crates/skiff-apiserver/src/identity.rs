@@ -33,8 +33,23 @@ fn anonymous() -> UserInfo {
     }
 }
 
-/// The request's user, or the 401/403/400 to answer with.
-pub fn identify(api: &ApiServer, req: &Request<Body>) -> Result<UserInfo, ApiError> {
+/// Who a request is: the user it acts as, and (when it impersonates) the user who
+/// authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: UserInfo,
+    pub impersonator: Option<UserInfo>,
+}
+
+impl Identity {
+    /// The user authentication found (the audit log's `user`).
+    pub fn authenticated(&self) -> &UserInfo {
+        self.impersonator.as_ref().unwrap_or(&self.user)
+    }
+}
+
+/// The request's identity, or the 401/403/400 to answer with.
+pub fn identify(api: &ApiServer, req: &Request<Body>) -> Result<Identity, ApiError> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -53,7 +68,17 @@ pub fn identify(api: &ApiServer, req: &Request<Body>) -> Result<UserInfo, ApiErr
         (None, None) if api.anonymous_auth && public_path(req.uri().path()) => anonymous(),
         (None, None) => return Err(ApiError::unauthorized()),
     };
-    impersonate(api, user, req.headers())
+    let acting = impersonate(api, &user, req.headers())?;
+    Ok(match acting {
+        Some(other) => Identity {
+            user: other,
+            impersonator: Some(user),
+        },
+        None => Identity {
+            user,
+            impersonator: None,
+        },
+    })
 }
 
 fn header_values<'a>(h: &'a HeaderMap, name: &str) -> Vec<&'a str> {
@@ -64,8 +89,12 @@ fn header_values<'a>(h: &'a HeaderMap, name: &str) -> Vec<&'a str> {
 }
 
 /// The user named by `Impersonate-User`/`-Group`/`-Uid`/`-Extra-*`, each part
-/// authorized for `user`; `user` itself when there are none.
-fn impersonate(api: &ApiServer, user: UserInfo, h: &HeaderMap) -> Result<UserInfo, ApiError> {
+/// authorized for `user`; None when there are none.
+fn impersonate(
+    api: &ApiServer,
+    user: &UserInfo,
+    h: &HeaderMap,
+) -> Result<Option<UserInfo>, ApiError> {
     let name = h.get("impersonate-user").and_then(|v| v.to_str().ok());
     let groups = header_values(h, "impersonate-group");
     let uid = h.get("impersonate-uid").and_then(|v| v.to_str().ok());
@@ -82,7 +111,7 @@ fn impersonate(api: &ApiServer, user: UserInfo, h: &HeaderMap) -> Result<UserInf
                 "requested impersonation of groups, uid or extra without impersonating a user",
             ));
         }
-        return Ok(user);
+        return Ok(None);
     };
     let check = |resource: &str, sub: &str, namespace: &str, obj: &str| {
         let attrs = Attributes {
@@ -135,11 +164,11 @@ fn impersonate(api: &ApiServer, user: UserInfo, h: &HeaderMap) -> Result<UserInf
     if !groups.iter().any(|g| g == marker) {
         groups.push(marker.into());
     }
-    Ok(UserInfo {
+    Ok(Some(UserInfo {
         username: name.to_string(),
         uid: uid.unwrap_or_default().to_string(),
         groups,
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub struct Config {
     /// Requests without credentials are `system:anonymous` on the public endpoints
     /// (`--anonymous-auth`); otherwise, and everywhere else, 401.
     pub anonymous_auth: bool,
+    /// `--audit-policy-file` and `--audit-log-*`; None: no audit log.
+    pub audit: Option<crate::audit::Config>,
 }
 
 impl Config {
@@ -53,6 +55,7 @@ impl Config {
             compaction_keep_revisions: 50_000,
             authorization_modes: vec![Mode::Rbac],
             anonymous_auth: true,
+            audit: None,
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct ApiServer {
     /// The RBAC policy (kept whatever the modes: escalation checks read it).
     pub rbac: Arc<crate::rbac::Rbac>,
     pub anonymous_auth: bool,
+    pub audit: Option<Arc<crate::audit::Auditor>>,
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub metrics: Metrics,
     /// Serialises allocations of cluster IPs and node ports.
@@ -169,6 +173,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let cache = WatchCache::start(store.clone(), config.watch_cache_events)
         .await
         .context("starting watch cache")?;
+    let audit = match &config.audit {
+        Some(a) => Some(Arc::new(
+            crate::audit::Auditor::load(a).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
     let rbac = Arc::new(crate::rbac::Rbac::default());
     cache.add_observer(rbac.prefixes(), rbac.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -178,6 +188,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         authorizer: Arc::new(Chain::new(&config.authorization_modes, rbac.clone())),
         rbac,
         anonymous_auth: config.anonymous_auth,
+        audit,
         token_authenticators: vec![
             Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
             Arc::new(crate::serviceaccount::ServiceAccountTokenAuthenticator {

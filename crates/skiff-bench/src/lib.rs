@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod auditlog;
 mod authz;
 mod dns;
 mod netlab;
@@ -559,7 +560,8 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     );
     println!("target: API create throughput >= 50% of the raw engine's");
     drop(server);
-    authz::run(&opts).await
+    authz::run(&opts).await?;
+    auditlog::run(&opts).await
 }
 
 #[derive(Debug, Clone)]

@@ -290,6 +290,19 @@ struct ServerArgs {
     /// `/version` as `system:anonymous`; false answers them 401 too.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// The audit policy (`audit.k8s.io/v1` Policy, YAML or JSON); with
+    /// `--audit-log-path`, every request is logged at the level it gives.
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit Events go, one JSON object per line (`-`: standard output).
+    #[arg(long, requires = "audit_policy_file")]
+    audit_log_path: Option<PathBuf>,
+    /// Megabytes an audit log file grows to before it is rotated (0: never).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Rotated audit log files kept (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
@@ -536,6 +549,18 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.advertise_address = a.advertise_address;
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;
+    config.audit = a
+        .audit_policy_file
+        .clone()
+        .zip(a.audit_log_path.clone())
+        .map(|(policy_file, path)| skiff_apiserver::audit::Config {
+            policy_file,
+            log: skiff_apiserver::audit::sink::LogConfig {
+                path,
+                max_size_mb: a.audit_log_maxsize,
+                max_backups: a.audit_log_maxbackup,
+            },
+        });
     config
         .tls_sans
         .extend(a.advertise_address.map(|ip| ip.to_string()));
