@@ -189,6 +189,13 @@ async fn route_allowed(
         .unwrap_or("")
         .to_string();
 
+    if let Some(r) = crate::secrets_encryption::serve(api, &method, &segs).await {
+        let resp = match r {
+            Ok(v) => json_ok(&v),
+            Err(e) => error_response(&e),
+        };
+        return ("", String::new(), resp);
+    }
     // Non-resource endpoints.
     if method == Method::GET {
         let nr = match segs.as_slice() {

@@ -21,6 +21,7 @@ pub mod portforward;
 pub mod rbac;
 pub mod rbac_bootstrap;
 pub mod reviews;
+pub mod secrets_encryption;
 pub mod server;
 pub mod serviceaccount;
 pub mod watch;

@@ -40,6 +40,9 @@ pub struct Config {
     pub anonymous_auth: bool,
     /// `--audit-policy-file` and `--audit-log-*`; None: no audit log.
     pub audit: Option<crate::audit::Config>,
+    /// Secrets encryption at rest (the store given to `start` is already the
+    /// encrypting one); None: off.
+    pub encryption: Option<Arc<crate::secrets_encryption::Control>>,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             authorization_modes: vec![Mode::Rbac],
             anonymous_auth: true,
             audit: None,
+            encryption: None,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct ApiServer {
     pub rbac: Arc<crate::rbac::Rbac>,
     pub anonymous_auth: bool,
     pub audit: Option<Arc<crate::audit::Auditor>>,
+    pub encryption: Option<Arc<crate::secrets_encryption::Control>>,
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub metrics: Metrics,
     /// Serialises allocations of cluster IPs and node ports.
@@ -189,6 +194,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         rbac,
         anonymous_auth: config.anonymous_auth,
         audit,
+        encryption: config.encryption.clone(),
         token_authenticators: vec![
             Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
             Arc::new(crate::serviceaccount::ServiceAccountTokenAuthenticator {

@@ -14,10 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod auditlog;
 mod authz;
 mod dns;
 mod netlab;
+mod optioncost;
 mod pods;
 mod proxy;
 mod workloads;
@@ -561,7 +561,7 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     println!("target: API create throughput >= 50% of the raw engine's");
     drop(server);
     authz::run(&opts).await?;
-    auditlog::run(&opts).await
+    optioncost::run(&opts).await
 }
 
 #[derive(Debug, Clone)]

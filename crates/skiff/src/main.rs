@@ -1,5 +1,7 @@
 //! The skiff binary: reads flags, builds components, runs them, stops them cleanly.
 
+mod secrets_encrypt;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
@@ -41,6 +43,8 @@ enum Command {
     Bench(BenchCommand),
     /// Images in the node's containerd: import archives, list, remove.
     Image(ImageArgs),
+    /// Secrets encryption at rest: status, key rotation, re-encryption.
+    SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
 }
 
 #[derive(Args)]
@@ -303,6 +307,14 @@ struct ServerArgs {
     /// Rotated audit log files kept (0: all).
     #[arg(long, default_value_t = 0)]
     audit_log_maxbackup: usize,
+    /// Encrypt Secrets at rest with a key skiff generates (aescbc, as k3s), kept in
+    /// `<data-dir>/cred/encryption-config.json`; `skiff secrets-encrypt` rotates it.
+    #[arg(long, conflicts_with = "encryption_provider_config")]
+    secrets_encryption: bool,
+    /// kube-apiserver's EncryptionConfiguration file (aescbc, aesgcm, secretbox,
+    /// identity) for what to encrypt at rest, and with which keys.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
@@ -366,6 +378,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(a) => run_server(a.server, Some((a.sim, a.node))).await,
             Command::Agent(a) => run_agent(a).await,
             Command::Image(a) => run_image(a).await,
+            Command::SecretsEncrypt(a) => secrets_encrypt::run(a, default_data_dir()).await,
             Command::Bench(BenchCommand::Scheduler {
                 nodes,
                 pods,
@@ -573,7 +586,14 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
     let store = skiff_store::SqliteStore::open(&store_path)
         .with_context(|| format!("opening store {}", store_path.display()))?;
-    let server = skiff_apiserver::server::start(config, Arc::new(store)).await?;
+    let (store, encryption) = secrets_encrypt::wrap_store(
+        Arc::new(store),
+        &data_dir,
+        a.secrets_encryption,
+        a.encryption_provider_config.clone(),
+    )?;
+    config.encryption = encryption;
+    let server = skiff_apiserver::server::start(config, store).await?;
     // What this start created is private from the outset (no warning for it).
     close_private_state(&data_dir)?;
     if let Some(extra) = &a.write_kubeconfig {
