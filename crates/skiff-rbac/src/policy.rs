@@ -39,9 +39,16 @@ struct Grant {
     /// `ClusterRoleBinding "x"` or `RoleBinding "ns/x"`, for the allow reason.
     binding: Arc<str>,
     role: RoleRef,
+    /// Where the role's rules are (`Policy::slots`), resolved when the binding was
+    /// indexed: a decision indexes a vector instead of hashing role names. None for a
+    /// role kind RBAC does not know (it grants nothing).
+    slot: Option<usize>,
 }
 
 type BindingKey = (String, String);
+
+/// A role by namespace ("" for ClusterRoles) and name.
+type RoleKey = (String, String);
 
 /// The grants of one scope (a namespace, or "" for cluster bindings) by subject; looked
 /// up by `&str`, so a decision allocates nothing.
@@ -77,8 +84,9 @@ impl Scope {
 /// Every Role, ClusterRole and binding of the cluster.
 #[derive(Debug, Default)]
 pub struct Policy {
-    cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
-    roles: HashMap<BindingKey, Arc<[PolicyRule]>>,
+    /// The rules of every role bound or stored; None while a bound role does not exist.
+    slots: Vec<Option<Arc<[PolicyRule]>>>,
+    slot_of: HashMap<RoleKey, usize>,
     /// Namespace ("" for cluster bindings) → its grants by subject.
     grants: HashMap<String, Scope>,
     /// Each binding's label and subjects, to take its grants out again.
@@ -92,18 +100,43 @@ pub enum Decision {
     NoOpinion,
 }
 
+/// Where a binding in `namespace` finds `role`: a ClusterRole by name, a Role in the
+/// binding's own namespace.
+fn role_key(namespace: &str, role: &RoleRef) -> Option<RoleKey> {
+    match role.kind.as_str() {
+        "ClusterRole" => Some((String::new(), role.name.clone())),
+        // Only a RoleBinding (in a namespace) may refer to a Role.
+        "Role" if !namespace.is_empty() => Some((namespace.to_string(), role.name.clone())),
+        _ => None,
+    }
+}
+
 fn rules_of(rules: Option<Vec<PolicyRule>>) -> Arc<[PolicyRule]> {
     rules.unwrap_or_default().into()
 }
 
 impl Policy {
+    fn slot(&mut self, key: RoleKey) -> usize {
+        let next = self.slots.len();
+        let i = *self.slot_of.entry(key).or_insert(next);
+        if i == next {
+            self.slots.push(None);
+        }
+        i
+    }
+
+    fn set_rules(&mut self, key: RoleKey, rules: Option<Arc<[PolicyRule]>>) {
+        let i = self.slot(key);
+        self.slots[i] = rules;
+    }
+
     pub fn set_cluster_role(&mut self, r: ClusterRole) {
         let name = r.metadata.name.unwrap_or_default();
-        self.cluster_roles.insert(name, rules_of(r.rules));
+        self.set_rules((String::new(), name), Some(rules_of(r.rules)));
     }
 
     pub fn remove_cluster_role(&mut self, name: &str) {
-        self.cluster_roles.remove(name);
+        self.set_rules((String::new(), name.to_string()), None);
     }
 
     pub fn set_role(&mut self, r: Role) {
@@ -111,12 +144,11 @@ impl Policy {
             r.metadata.namespace.unwrap_or_default(),
             r.metadata.name.unwrap_or_default(),
         );
-        self.roles.insert(key, rules_of(r.rules));
+        self.set_rules(key, Some(rules_of(r.rules)));
     }
 
     pub fn remove_role(&mut self, namespace: &str, name: &str) {
-        self.roles
-            .remove(&(namespace.to_string(), name.to_string()));
+        self.set_rules((namespace.to_string(), name.to_string()), None);
     }
 
     pub fn set_cluster_role_binding(&mut self, b: ClusterRoleBinding) {
@@ -155,11 +187,13 @@ impl Policy {
             .iter()
             .filter_map(|s| Who::of(s, &key.0))
             .collect();
+        let slot = role_key(&key.0, &role).map(|k| self.slot(k));
         let scope = self.grants.entry(key.0.clone()).or_default();
         for w in &who {
             scope.slot(w).push(Grant {
                 binding: label.clone(),
                 role: role.clone(),
+                slot,
             });
         }
         self.bound.insert(key, (label, who));
@@ -182,12 +216,12 @@ impl Policy {
     /// The rules a binding in `namespace` ("" for cluster bindings) grants through
     /// `role`; None when the role does not exist.
     pub fn role_rules(&self, namespace: &str, role: &RoleRef) -> Option<&Arc<[PolicyRule]>> {
-        match role.kind.as_str() {
-            "ClusterRole" => self.cluster_roles.get(&role.name),
-            // A RoleBinding's Role is in the binding's namespace.
-            "Role" => self.roles.get(&(namespace.to_string(), role.name.clone())),
-            _ => None,
-        }
+        let i = *self.slot_of.get(&role_key(namespace, role)?)?;
+        self.slots[i].as_ref()
+    }
+
+    fn grant_rules(&self, g: &Grant) -> Option<&Arc<[PolicyRule]>> {
+        self.slots[g.slot?].as_ref()
     }
 
     /// The grants of the requester: cluster-wide ones, then those of `namespace`.
@@ -215,8 +249,8 @@ impl Policy {
             Target::Resource { namespace, .. } => *namespace,
             Target::Path(_) => "",
         };
-        for (ns, grant) in self.grants_of(req.user, req.groups, namespace) {
-            let Some(rules) = self.role_rules(ns, &grant.role) else {
+        for (_, grant) in self.grants_of(req.user, req.groups, namespace) {
+            let Some(rules) = self.grant_rules(grant) else {
                 continue;
             };
             if rules.iter().any(|r| allows(r, req)) {
@@ -233,7 +267,7 @@ impl Policy {
     /// included): what `kubectl auth can-i --list` shows.
     pub fn rules_for(&self, user: &str, groups: &[String], namespace: &str) -> Vec<PolicyRule> {
         self.grants_of(user, groups, namespace)
-            .filter_map(|(ns, g)| self.role_rules(ns, &g.role))
+            .filter_map(|(_, g)| self.grant_rules(g))
             .flat_map(|rs| rs.iter().cloned())
             .collect()
     }
