@@ -154,7 +154,7 @@ fn policy() -> Policy {
     p
 }
 
-fn res<'a>(
+pub(crate) fn res<'a>(
     group: &'a str,
     resource: &'a str,
     sub: &'a str,

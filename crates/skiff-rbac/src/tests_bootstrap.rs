@@ -4,6 +4,7 @@
 
 use crate::bootstrap::{self, JOIN_TOKEN_USER};
 use crate::escalation::{compact_string, escalation_message, uncovered};
+use crate::tests::res as r;
 use crate::{Decision, Policy, Request, Target};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -115,22 +116,6 @@ const POD_SA: Who = Who(
         "system:authenticated",
     ],
 );
-
-fn r<'a>(
-    group: &'a str,
-    resource: &'a str,
-    sub: &'a str,
-    ns: &'a str,
-    name: &'a str,
-) -> Target<'a> {
-    Target::Resource {
-        group,
-        resource,
-        subresource: sub,
-        namespace: ns,
-        name,
-    }
-}
 
 fn decide(p: &Policy, who: &Who, verb: &str, target: Target<'_>) -> bool {
     let groups: Vec<String> = who.1.iter().map(|g| g.to_string()).collect();
