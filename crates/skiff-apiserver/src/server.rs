@@ -197,11 +197,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         encryption: config.encryption.clone(),
         token_authenticators: vec![
             Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
-            Arc::new(crate::serviceaccount::ServiceAccountTokenAuthenticator {
-                key: pki.service_account_key.clone(),
-                cache: cache.clone(),
-                audiences: vec![crate::serviceaccount::ISSUER.to_string()],
-            }),
+            Arc::new(
+                crate::serviceaccount::ServiceAccountTokenAuthenticator::new(
+                    pki.service_account_key.clone(),
+                    cache.clone(),
+                    vec![crate::serviceaccount::ISSUER.to_string()],
+                ),
+            ),
         ],
         metrics: Metrics::default(),
         alloc_lock: tokio::sync::Mutex::new(()),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use skiff_pki::{ServiceAccountKey, TokenAuthenticator, UserInfo};
 use skiff_types::registry::lookup;
 use skiff_types::{ApiError, FieldError};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The issuer and the API's audience (kubeadm's and k3s' default).
@@ -154,13 +155,100 @@ pub struct ServiceAccountTokenAuthenticator {
     pub key: Arc<ServiceAccountKey>,
     pub cache: Arc<crate::cache::WatchCache>,
     pub audiences: Vec<String>,
+    /// Tokens verified in the last seconds, as kube-apiserver's token cache keeps them:
+    /// the signature check (an ECDSA verify, a quarter of a token-authenticated create's
+    /// CPU) is not repeated, the objects' checks are (by revision, without parsing).
+    verified: parking_lot::Mutex<HashMap<String, Verified>>,
 }
 
+/// What a verified token was found to be, and until when that holds.
+struct Verified {
+    sub: Subject,
+    /// Unix seconds: the earlier of the token's expiry and the cache's TTL.
+    until: i64,
+    /// Revisions of the service account and the bound object when verified: the same
+    /// revisions are the same objects, in the same state.
+    revs: (i64, Option<i64>),
+}
+
+/// How far the objects' checks of a verified token may be trusted.
+enum Trust {
+    /// While the service account and the bound object keep these revisions.
+    While((i64, Option<i64>)),
+    /// For this request only (a pod being deleted stops vouching as time passes).
+    Now,
+}
+
+/// How long a verified token is taken on trust (kube-apiserver: 10 s).
+const VERIFIED_TTL: i64 = 10;
+/// Tokens remembered at most; the memory is dropped whole when full.
+const VERIFIED_MAX: usize = 4096;
+
 impl ServiceAccountTokenAuthenticator {
-    fn current(&self, plural: &str, ns: &str, name: &str) -> Option<Value> {
+    pub fn new(
+        key: Arc<ServiceAccountKey>,
+        cache: Arc<crate::cache::WatchCache>,
+        audiences: Vec<String>,
+    ) -> Self {
+        ServiceAccountTokenAuthenticator {
+            key,
+            cache,
+            audiences,
+            verified: Default::default(),
+        }
+    }
+
+    fn stored(&self, plural: &str, ns: &str, name: &str) -> Option<Arc<crate::cache::Stored>> {
         let ri = lookup("", plural)?;
-        let stored = self.cache.get(&ri.key(Some(ns), name))?;
-        from_stored(&stored).ok()
+        self.cache.get(&ri.key(Some(ns), name))
+    }
+
+    fn bound_plural(b: &BoundObject) -> &'static str {
+        if b.kind == "Pod" { "pods" } else { "secrets" }
+    }
+
+    /// A token verified a moment ago whose objects have not changed since.
+    fn remembered(&self, token: &str, now: i64) -> Option<UserInfo> {
+        let v = self.verified.lock();
+        let hit = v.get(token).filter(|h| now <= h.until)?;
+        let sub = &hit.sub;
+        let sa_rev = self
+            .stored("serviceaccounts", &sub.namespace, &sub.name)?
+            .rev;
+        let bound_rev = match &sub.bound {
+            Some(b) => Some(
+                self.stored(Self::bound_plural(b), &sub.namespace, &b.name)?
+                    .rev,
+            ),
+            None => None,
+        };
+        ((sa_rev, bound_rev) == hit.revs).then(|| user_of(&sub.namespace, &sub.name, &sub.uid))
+    }
+
+    /// The objects' checks on a freshly verified token (None: refused).
+    fn objects_vouch(&self, sub: &Subject, now: i64) -> Option<Trust> {
+        let sa = self.stored("serviceaccounts", &sub.namespace, &sub.name)?;
+        if from_stored(&sa).ok()?["metadata"]["uid"] != sub.uid.as_str() {
+            tracing::debug!(sa = %sub.name, "service account token for a deleted or recreated service account");
+            return None;
+        }
+        let Some(b) = &sub.bound else {
+            return Some(Trust::While((sa.rev, None)));
+        };
+        let stored = self.stored(Self::bound_plural(b), &sub.namespace, &b.name)?;
+        let obj = from_stored(&stored).ok()?;
+        if obj["metadata"]["uid"] != b.uid.as_str() {
+            return None;
+        }
+        // A pod past its deletion (plus a minute's grace) no longer vouches for it.
+        match obj["metadata"]["deletionTimestamp"].as_str() {
+            Some(ts) => {
+                let gone = chrono::DateTime::parse_from_rfc3339(ts)
+                    .is_ok_and(|t| t.timestamp() + LEEWAY < now);
+                (!gone).then_some(Trust::Now)
+            }
+            None => Some(Trust::While((sa.rev, Some(stored.rev)))),
+        }
     }
 }
 
@@ -170,8 +258,11 @@ impl TokenAuthenticator for ServiceAccountTokenAuthenticator {
         if token.matches('.').count() != 2 {
             return None;
         }
-        let claims = self.key.verify(token)?;
         let now = unix_now();
+        if let Some(u) = self.remembered(token, now) {
+            return Some(u);
+        }
+        let claims = self.key.verify(token)?;
         let sub = match check_claims(&claims, &self.audiences, now) {
             Ok(s) => s,
             Err(why) => {
@@ -179,26 +270,18 @@ impl TokenAuthenticator for ServiceAccountTokenAuthenticator {
                 return None;
             }
         };
-        let sa = self.current("serviceaccounts", &sub.namespace, &sub.name)?;
-        if sa["metadata"]["uid"] != sub.uid.as_str() {
-            tracing::debug!(sa = %sub.name, "service account token for a deleted or recreated service account");
-            return None;
-        }
-        if let Some(b) = &sub.bound {
-            let plural = if b.kind == "Pod" { "pods" } else { "secrets" };
-            let obj = self.current(plural, &sub.namespace, &b.name)?;
-            if obj["metadata"]["uid"] != b.uid.as_str() {
-                return None;
+        let trust = self.objects_vouch(&sub, now)?;
+        let user = user_of(&sub.namespace, &sub.name, &sub.uid);
+        if let Trust::While(revs) = trust {
+            let exp = claims["exp"].as_i64().unwrap_or(now);
+            let mut v = self.verified.lock();
+            if v.len() >= VERIFIED_MAX {
+                v.clear();
             }
-            // A pod past its deletion (plus a minute's grace) no longer vouches for it.
-            if let Some(ts) = obj["metadata"]["deletionTimestamp"].as_str()
-                && chrono::DateTime::parse_from_rfc3339(ts)
-                    .is_ok_and(|t| t.timestamp() + LEEWAY < now)
-            {
-                return None;
-            }
+            let until = (now + VERIFIED_TTL).min(exp + LEEWAY);
+            v.insert(token.to_string(), Verified { sub, until, revs });
         }
-        Some(user_of(&sub.namespace, &sub.name, &sub.uid))
+        Some(user)
     }
 }
 
