@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nodeproxy;
 pub mod object;
 pub mod patching;
+pub mod podsecurity;
 pub mod portforward;
 pub mod rbac;
 pub mod rbac_bootstrap;

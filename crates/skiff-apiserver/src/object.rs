@@ -384,6 +384,7 @@ impl ApiServer {
             return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
         }
         self.check_escalation(&t, &obj, None, &opts.user)?;
+        let warnings = self.admit_pod_security(&t, &obj, None)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 None,
@@ -398,7 +399,7 @@ impl ApiServer {
             return Ok(WriteResult {
                 object: obj,
                 code: 201,
-                warnings: Vec::new(),
+                warnings,
                 raw: None,
             });
         }
@@ -414,7 +415,7 @@ impl ApiServer {
         Ok(WriteResult {
             object: obj,
             code: 201,
-            warnings: Vec::new(),
+            warnings,
             raw: stamp_stored(&stored, rev),
         })
     }
@@ -627,6 +628,8 @@ impl ApiServer {
             return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
         }
         self.check_escalation(t, &new, Some(current), &opts.user)?;
+        // Warnings of updates are not sent yet; refusals are.
+        self.admit_pod_security(t, &new, Some(current))?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 Some(current),
@@ -719,10 +722,17 @@ impl ApiServer {
                 }
             }
         }
+        // Tightening a namespace's enforce level: the pods it already holds that fail.
+        let warnings = match (t.ri.group, t.ri.plural, t.sub, &_old) {
+            ("", "namespaces", None, Some(old)) => {
+                crate::podsecurity::namespace_warnings(self, &new, old)
+            }
+            _ => Vec::new(),
+        };
         Ok(WriteResult {
             object: new,
             code: 200,
-            warnings: Vec::new(),
+            warnings,
             raw: None,
         })
     }
@@ -820,6 +830,29 @@ impl ApiServer {
             }
         }
         Err(ApiError::modified(ri.group, ri.plural, t.name()))
+    }
+
+    /// Pod Security Admission: pods refused or warned about, workloads warned about,
+    /// namespace labels checked. Returns the warnings.
+    fn admit_pod_security(
+        &self,
+        t: &Target,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let ns = t.namespace.as_deref().unwrap_or("");
+        match (t.ri.group, t.ri.plural, t.sub) {
+            ("", "namespaces", None) => {
+                crate::podsecurity::check_namespace(obj, old)?;
+                Ok(Vec::new())
+            }
+            ("", "pods", None) => {
+                let name = meta::name(obj).unwrap_or_default();
+                crate::podsecurity::admit_pod(self, ns, name, obj, old)
+            }
+            (_, _, None) => Ok(crate::podsecurity::warn_workload(self, t.ri, ns, obj)),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Roles and bindings grant no more than their writer holds (or may escalate/bind).

@@ -130,7 +130,7 @@ pub async fn patch(
                 };
                 out.map_err(|e| patch_error(t, e))
             };
-            let res = api
+            let mut res = api
                 .write_existing(t, precondition, &opts, |cur| {
                     if is_scale {
                         let scale = crate::kinds::to_scale(cur);
@@ -145,6 +145,8 @@ pub async fn patch(
                     Ok(patched)
                 })
                 .await?;
+            // The field warnings first, then what admission said of the result.
+            warnings.append(&mut res.warnings);
             Ok(WriteResult { warnings, ..res })
         }
     }

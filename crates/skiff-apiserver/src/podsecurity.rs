@@ -1,0 +1,214 @@
+//! Pod Security Admission: a namespace's `pod-security.kubernetes.io/*` labels decide
+//! what its pods may be (`skiff-podsecurity` holds the checks). Pods are refused at the
+//! enforce level and warned about at the warn level, on create and on updates that
+//! change their containers; workloads' pod templates are warned about; bad labels are
+//! refused on the namespace; tightening a namespace's enforce level warns about the
+//! pods already there that would not pass it.
+
+use crate::server::ApiServer;
+use k8s_openapi::api::core::v1::PodSpec;
+use serde_json::Value;
+use skiff_podsecurity::{LevelVersion, Policy, evaluate, reasons, violates, would_violate};
+use skiff_types::registry::{ResourceInfo, lookup};
+use skiff_types::{ApiError, FieldError};
+use std::collections::BTreeMap;
+
+fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    skiff_types::meta::string_map(obj.get("metadata").and_then(|m| m.get("labels")))
+}
+
+fn annotations_of(obj: &Value) -> BTreeMap<String, String> {
+    skiff_types::meta::string_map(obj.get("metadata").and_then(|m| m.get("annotations")))
+}
+
+/// The policy of namespace `ns` as the watch cache has it (privileged if it is not
+/// there: the create is refused elsewhere).
+fn policy_of(api: &ApiServer, ns: &str) -> Policy {
+    let ri = lookup("", "namespaces").expect("namespaces are served");
+    let labels = api
+        .cache
+        .get(&ri.key(None, ns))
+        .and_then(|s| crate::object::from_stored(&s).ok())
+        .map(|n| labels_of(&n))
+        .unwrap_or_default();
+    Policy::from_labels(&labels, Policy::default()).0
+}
+
+fn spec_of(v: Option<&Value>) -> Option<PodSpec> {
+    v.and_then(|s| serde_json::from_value(s.clone()).ok())
+}
+
+/// Whether a pod update changes what Pod Security judges: containers added or removed,
+/// images changed, ephemeral containers added or changed.
+fn significant(new: &Value, old: &Value) -> bool {
+    let images = |v: &Value, list: &str| -> Vec<Value> {
+        v["spec"][list]
+            .as_array()
+            .map(|cs| cs.iter().map(|c| c["image"].clone()).collect())
+            .unwrap_or_default()
+    };
+    let ephemeral = |v: &Value| -> BTreeMap<String, Value> {
+        v["spec"]["ephemeralContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    c["image"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (ne, oe) = (ephemeral(new), ephemeral(old));
+    ["containers", "initContainers"]
+        .iter()
+        .any(|l| images(new, l) != images(old, l))
+        || ne.iter().any(|(n, img)| oe.get(n) != Some(img))
+}
+
+/// A pod being written: Err when it violates its namespace's enforce level, else the
+/// warnings to send (`old`: the stored pod, on an update).
+pub fn admit_pod(
+    api: &ApiServer,
+    ns: &str,
+    name: &str,
+    pod: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<String>, ApiError> {
+    let policy = policy_of(api, ns);
+    if policy.is_privileged() || old.is_some_and(|o| !significant(pod, o)) {
+        return Ok(Vec::new());
+    }
+    let Some(spec) = spec_of(pod.get("spec")) else {
+        return Ok(Vec::new());
+    };
+    let ann = annotations_of(pod);
+    let refused = evaluate(policy.enforce, &ann, &spec);
+    if !refused.is_empty() {
+        return Err(ApiError::forbidden(
+            "",
+            "pods",
+            name,
+            &violates(policy.enforce, &refused),
+        ));
+    }
+    Ok(warning(policy.warn, &ann, &spec).into_iter().collect())
+}
+
+fn warning(lv: LevelVersion, ann: &BTreeMap<String, String>, spec: &PodSpec) -> Option<String> {
+    let v = evaluate(lv, ann, spec);
+    (!v.is_empty()).then(|| would_violate(lv, &v))
+}
+
+/// Where a workload keeps its pod template.
+fn template_of<'a>(ri: &ResourceInfo, obj: &'a Value) -> Option<&'a Value> {
+    let t = match (ri.group, ri.plural) {
+        ("", "podtemplates") => obj.get("template"),
+        ("", "replicationcontrollers")
+        | ("apps", "replicasets" | "deployments" | "statefulsets" | "daemonsets")
+        | ("batch", "jobs") => obj.get("spec")?.get("template"),
+        ("batch", "cronjobs") => obj.pointer("/spec/jobTemplate/spec/template"),
+        _ => None,
+    };
+    t.filter(|t| t.is_object())
+}
+
+/// Warnings for a workload whose pod template its namespace's warn level refuses
+/// (workloads are never refused: their pods are).
+pub fn warn_workload(api: &ApiServer, ri: &ResourceInfo, ns: &str, obj: &Value) -> Vec<String> {
+    let Some(template) = template_of(ri, obj) else {
+        return Vec::new();
+    };
+    let policy = policy_of(api, ns);
+    if policy.warn.level == skiff_podsecurity::Level::Privileged {
+        return Vec::new();
+    }
+    let Some(spec) = spec_of(template.get("spec")) else {
+        return Vec::new();
+    };
+    warning(policy.warn, &annotations_of(template), &spec)
+        .into_iter()
+        .collect()
+}
+
+/// A namespace's Pod Security labels must be valid (unchanged bad ones are tolerated
+/// on updates, as Kubernetes tolerates them).
+pub fn check_namespace(obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let (_, errs) = Policy::from_labels(&labels_of(obj), Policy::default());
+    if errs.is_empty() {
+        return Ok(());
+    }
+    if let Some(o) = old
+        && Policy::from_labels(&labels_of(o), Policy::default()).1 == errs
+    {
+        return Ok(());
+    }
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let fields: Vec<FieldError> = errs
+        .iter()
+        .map(|e| FieldError::invalid(e.field.clone(), Value::String(e.value.clone()), e.detail))
+        .collect();
+    Err(ApiError::invalid("", "Namespace", name, &fields))
+}
+
+/// Pods checked at most when a namespace's enforce level tightens.
+const DRY_RUN_PODS: usize = 3000;
+
+/// When a namespace's enforce level tightens, the pods already in it that would not
+/// pass, summarized as Kubernetes summarizes them.
+pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<String> {
+    let (np, _) = Policy::from_labels(&labels_of(new), Policy::default());
+    let (op, _) = Policy::from_labels(&labels_of(old), Policy::default());
+    let (n, o) = (np.enforce, op.enforce);
+    if n == o
+        || n.level == skiff_podsecurity::Level::Privileged
+        || (n.version == o.version && n.level <= o.level)
+    {
+        return Vec::new();
+    }
+    let ns = new["metadata"]["name"].as_str().unwrap_or("");
+    let ri = lookup("", "pods").expect("pods are served");
+    let (pods, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
+    let total = pods.len();
+    let mut groups: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for s in pods.iter().take(DRY_RUN_PODS) {
+        let Ok(pod) = crate::object::from_stored(s) else {
+            continue;
+        };
+        let Some(spec) = spec_of(pod.get("spec")) else {
+            continue;
+        };
+        let v = evaluate(n, &annotations_of(&pod), &spec);
+        if v.is_empty() {
+            continue;
+        }
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let g = groups.entry(reasons(&v)).or_insert((name.clone(), 0));
+        g.0 = g.0.clone().min(name);
+        g.1 += 1;
+    }
+    let mut out = Vec::new();
+    if total > DRY_RUN_PODS {
+        out.push(format!(
+            "new PodSecurity enforce level only checked against the first {DRY_RUN_PODS} of {total} existing pods"
+        ));
+    }
+    if groups.is_empty() {
+        return out;
+    }
+    out.push(format!(
+        "existing pods in namespace {ns:?} violate the new PodSecurity enforce level \"{n}\""
+    ));
+    let mut lines: Vec<String> = groups
+        .into_iter()
+        .map(|(why, (pod, count))| match count {
+            1 => format!("{pod}: {why}"),
+            2 => format!("{pod} (and 1 other pod): {why}"),
+            c => format!("{pod} (and {} other pods): {why}", c - 1),
+        })
+        .collect();
+    lines.sort();
+    out.extend(lines);
+    out
+}

@@ -1,0 +1,188 @@
+use super::*;
+use k8s_openapi::api::core::v1::PodSpec;
+
+fn spec(v: serde_json::Value) -> PodSpec {
+    serde_json::from_value(v).unwrap()
+}
+
+fn lv(level: Level) -> LevelVersion {
+    LevelVersion {
+        level,
+        version: Version::Latest,
+    }
+}
+
+fn check(level: Level, s: serde_json::Value) -> String {
+    details(&evaluate(lv(level), &BTreeMap::new(), &spec(s)))
+}
+
+#[test]
+fn an_unhardened_pod_in_a_restricted_namespace_reads_as_kubernetes_words_it() {
+    let v = evaluate(
+        lv(Level::Restricted),
+        &BTreeMap::new(),
+        &spec(serde_json::json!({"containers": [{"name": "nginx", "image": "nginx"}]})),
+    );
+    assert_eq!(
+        format!(
+            "pods \"nginx\" is forbidden: {}",
+            violates(lv(Level::Restricted), &v)
+        ),
+        "pods \"nginx\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"nginx\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"nginx\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"nginx\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"nginx\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
+    );
+    assert_eq!(
+        reasons(&v),
+        "allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"
+    );
+    // The same pod is fine at baseline.
+    assert_eq!(
+        check(
+            Level::Baseline,
+            serde_json::json!({"containers": [{"name": "nginx", "image": "nginx"}]})
+        ),
+        ""
+    );
+}
+
+#[test]
+fn a_hardened_pod_passes_restricted() {
+    let s = serde_json::json!({
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "x", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}],
+        "volumes": [{"name": "v", "emptyDir": {}}, {"name": "s", "secret": {"secretName": "s"}}],
+    });
+    assert_eq!(check(Level::Restricted, s), "");
+}
+
+#[test]
+fn baseline_checks_name_what_they_refuse() {
+    let s = serde_json::json!({
+        "hostNetwork": true, "hostPID": true,
+        "securityContext": {"sysctls": [{"name": "kernel.msgmax", "value": "1"}, {"name": "net.ipv4.tcp_syncookies", "value": "1"}]},
+        "initContainers": [{"name": "i", "image": "x", "securityContext": {"privileged": true}}],
+        "containers": [
+            {"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 443, "hostPort": 443}], "securityContext": {"capabilities": {"add": ["NET_ADMIN", "CHOWN"]}, "procMount": "Unmasked"}},
+            {"name": "b", "image": "x", "securityContext": {"privileged": true, "seLinuxOptions": {"type": "spc_t", "user": "u"}, "seccompProfile": {"type": "Unconfined"}}},
+        ],
+        "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+    });
+    assert_eq!(
+        check(Level::Baseline, s.clone()),
+        "non-default capabilities (container \"a\" must not include \"NET_ADMIN\" in securityContext.capabilities.add), \
+         host namespaces (hostNetwork=true, hostPID=true), \
+         hostPath volumes (volume \"h\"), \
+         hostPort (container \"a\" uses hostPorts 443, 8080), \
+         privileged (containers \"i\", \"b\" must not set securityContext.privileged=true), \
+         procMount (container \"a\" must not set securityContext.procMount to \"Unmasked\"), \
+         seLinuxOptions (container \"b\" set forbidden securityContext.seLinuxOptions: type \"spc_t\"; user may not be set), \
+         seccompProfile (container \"b\" must not set securityContext.seccompProfile.type to \"Unconfined\"), \
+         forbidden sysctls (kernel.msgmax)"
+    );
+    // At restricted, hostPath is a restricted volume type and capabilities are
+    // restricted's; the baseline rest stays, in its order, before restricted's own.
+    let r = check(Level::Restricted, s);
+    assert!(
+        r.starts_with("host namespaces (hostNetwork=true, hostPID=true), hostPort ("),
+        "{r}"
+    );
+    assert!(
+        r.contains(
+            "restricted volume types (volume \"h\" uses restricted volume type \"hostPath\")"
+        ),
+        "{r}"
+    );
+    assert!(r.contains("unrestricted capabilities (containers \"i\", \"a\", \"b\" must set securityContext.capabilities.drop=[\"ALL\"]; container \"a\" must not include \"CHOWN\", \"NET_ADMIN\" in securityContext.capabilities.add)"), "{r}");
+    assert!(
+        !r.contains("non-default capabilities") && !r.contains("hostPath volumes"),
+        "{r}"
+    );
+}
+
+#[test]
+fn explicit_settings_are_named_before_missing_ones() {
+    let s = serde_json::json!({
+        "securityContext": {"runAsNonRoot": false, "runAsUser": 0},
+        "containers": [{"name": "a", "image": "x", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsUser": 0, "seccompProfile": {"type": "RuntimeDefault"}}}],
+    });
+    assert_eq!(
+        check(Level::Restricted, s),
+        "runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false), runAsUser=0 (pod and container \"a\" must not set runAsUser=0)"
+    );
+}
+
+#[test]
+fn labels_read_into_a_policy_with_kubes_fallbacks() {
+    let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v.to_string()))
+            .collect()
+    };
+    let (p, e) = Policy::from_labels(&l(&[("enforce", "restricted")]), Policy::default());
+    assert!(e.is_empty());
+    assert_eq!(p.enforce.to_string(), "restricted:latest");
+    assert_eq!(
+        p.warn.to_string(),
+        "restricted:latest",
+        "warn follows enforce"
+    );
+    assert_eq!(p.audit.to_string(), "privileged:latest");
+    let (p, e) = Policy::from_labels(
+        &l(&[("enforce", "bogus"), ("warn-version", "v2")]),
+        Policy::default(),
+    );
+    assert_eq!(
+        p.enforce.level,
+        Level::Restricted,
+        "a bad enforce level fails closed"
+    );
+    assert_eq!(e.len(), 2);
+    assert_eq!(
+        e[0].field,
+        "metadata.labels[pod-security.kubernetes.io/enforce]"
+    );
+    assert_eq!(
+        e[0].detail,
+        "must be one of privileged, baseline, restricted"
+    );
+    assert_eq!(e[1].detail, "must be \"latest\" or \"v1.x\"");
+    for bad in ["v1.01", "1.25", "v2.0", "v1.25.0", "v1."] {
+        assert_eq!(Version::parse(bad), None, "{bad}");
+    }
+    assert_eq!(Version::parse("v1.0"), Some(Version::Minor(0)));
+    assert_eq!(Version::parse("v1.99"), Some(Version::Minor(99)));
+    let (p, _) = Policy::from_labels(
+        &l(&[
+            ("enforce", "baseline"),
+            ("enforce-version", "v1.30"),
+            ("warn", "restricted"),
+        ]),
+        Policy::default(),
+    );
+    assert_eq!(p.enforce.to_string(), "baseline:v1.30");
+    assert_eq!(p.warn.to_string(), "restricted:latest");
+}
+
+#[test]
+fn older_versions_evaluate_older_rules() {
+    let bare = serde_json::json!({"containers": [{"name": "c", "image": "x"}]});
+    let at = |m| {
+        details(&evaluate(
+            LevelVersion {
+                level: Level::Restricted,
+                version: Version::Minor(m),
+            },
+            &BTreeMap::new(),
+            &spec(bare.clone()),
+        ))
+    };
+    assert!(!at(7).contains("allowPrivilegeEscalation"));
+    assert!(at(8).contains("allowPrivilegeEscalation"));
+    assert!(!at(21).contains("unrestricted capabilities"));
+    assert!(at(22).contains("unrestricted capabilities"));
+    assert_eq!(
+        at(40),
+        at(33),
+        "newer than skiff's rules: evaluated as the newest"
+    );
+}
