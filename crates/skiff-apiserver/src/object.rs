@@ -384,7 +384,7 @@ impl ApiServer {
             return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
         }
         self.check_escalation(&t, &obj, None, &opts.user)?;
-        let warnings = self.admit_pod_security(&t, &obj, None)?;
+        let warnings = self.admit_pod_security(&t, &obj, None, &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 None,
@@ -629,7 +629,7 @@ impl ApiServer {
         }
         self.check_escalation(t, &new, Some(current), &opts.user)?;
         // Warnings of updates are not sent yet; refusals are.
-        self.admit_pod_security(t, &new, Some(current))?;
+        self.admit_pod_security(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 Some(current),
@@ -839,8 +839,10 @@ impl ApiServer {
         t: &Target,
         obj: &Value,
         old: Option<&Value>,
+        user: &UserInfo,
     ) -> Result<Vec<String>, ApiError> {
         let ns = t.namespace.as_deref().unwrap_or("");
+        let who = user.username.as_str();
         match (t.ri.group, t.ri.plural, t.sub) {
             ("", "namespaces", None) => {
                 crate::podsecurity::check_namespace(obj, old)?;
@@ -848,9 +850,9 @@ impl ApiServer {
             }
             ("", "pods", None) => {
                 let name = meta::name(obj).unwrap_or_default();
-                crate::podsecurity::admit_pod(self, ns, name, obj, old)
+                crate::podsecurity::admit_pod(self, who, (ns, name), obj, old)
             }
-            (_, _, None) => Ok(crate::podsecurity::warn_workload(self, t.ri, ns, obj)),
+            (_, _, None) => Ok(crate::podsecurity::warn_workload(self, who, t.ri, ns, obj)),
             _ => Ok(Vec::new()),
         }
     }

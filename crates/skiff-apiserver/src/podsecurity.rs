@@ -24,6 +24,7 @@ fn annotations_of(obj: &Value) -> BTreeMap<String, String> {
 /// The policy of namespace `ns` as the watch cache has it (privileged if it is not
 /// there: the create is refused elsewhere).
 fn policy_of(api: &ApiServer, ns: &str) -> Policy {
+    let defaults = api.pod_security.defaults;
     let ri = lookup("", "namespaces").expect("namespaces are served");
     let labels = api
         .cache
@@ -31,7 +32,19 @@ fn policy_of(api: &ApiServer, ns: &str) -> Policy {
         .and_then(|s| crate::object::from_stored(&s).ok())
         .map(|n| labels_of(&n))
         .unwrap_or_default();
-    Policy::from_labels(&labels, Policy::default()).0
+    Policy::from_labels(&labels, defaults).0
+}
+
+/// Exempt by the admission configuration: the namespace, or the requesting user.
+fn exempt(api: &ApiServer, ns: &str, user: &str) -> bool {
+    let e = &api.pod_security.exemptions;
+    e.namespaces.iter().any(|n| n == ns) || e.usernames.iter().any(|u| u == user)
+}
+
+fn exempt_runtime_class(api: &ApiServer, spec: &PodSpec) -> bool {
+    spec.runtime_class_name
+        .as_ref()
+        .is_some_and(|rc| api.pod_security.exemptions.runtime_classes.contains(rc))
 }
 
 fn spec_of(v: Option<&Value>) -> Option<PodSpec> {
@@ -71,16 +84,19 @@ fn significant(new: &Value, old: &Value) -> bool {
 /// warnings to send (`old`: the stored pod, on an update).
 pub fn admit_pod(
     api: &ApiServer,
-    ns: &str,
-    name: &str,
+    user: &str,
+    (ns, name): (&str, &str),
     pod: &Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
+    if exempt(api, ns, user) {
+        return Ok(Vec::new());
+    }
     let policy = policy_of(api, ns);
     if policy.is_privileged() || old.is_some_and(|o| !significant(pod, o)) {
         return Ok(Vec::new());
     }
-    let Some(spec) = spec_of(pod.get("spec")) else {
+    let Some(spec) = spec_of(pod.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {
         return Ok(Vec::new());
     };
     let ann = annotations_of(pod);
@@ -116,15 +132,21 @@ fn template_of<'a>(ri: &ResourceInfo, obj: &'a Value) -> Option<&'a Value> {
 
 /// Warnings for a workload whose pod template its namespace's warn level refuses
 /// (workloads are never refused: their pods are).
-pub fn warn_workload(api: &ApiServer, ri: &ResourceInfo, ns: &str, obj: &Value) -> Vec<String> {
-    let Some(template) = template_of(ri, obj) else {
+pub fn warn_workload(
+    api: &ApiServer,
+    user: &str,
+    ri: &ResourceInfo,
+    ns: &str,
+    obj: &Value,
+) -> Vec<String> {
+    let Some(template) = template_of(ri, obj).filter(|_| !exempt(api, ns, user)) else {
         return Vec::new();
     };
     let policy = policy_of(api, ns);
     if policy.warn.level == skiff_podsecurity::Level::Privileged {
         return Vec::new();
     }
-    let Some(spec) = spec_of(template.get("spec")) else {
+    let Some(spec) = spec_of(template.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {
         return Vec::new();
     };
     warning(policy.warn, &annotations_of(template), &spec)
@@ -158,16 +180,23 @@ const DRY_RUN_PODS: usize = 3000;
 /// When a namespace's enforce level tightens, the pods already in it that would not
 /// pass, summarized as Kubernetes summarizes them.
 pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<String> {
-    let (np, _) = Policy::from_labels(&labels_of(new), Policy::default());
-    let (op, _) = Policy::from_labels(&labels_of(old), Policy::default());
+    let defaults = api.pod_security.defaults;
+    let (np, _) = Policy::from_labels(&labels_of(new), defaults);
+    let (op, _) = Policy::from_labels(&labels_of(old), defaults);
     let (n, o) = (np.enforce, op.enforce);
+    let ns = new["metadata"]["name"].as_str().unwrap_or("");
     if n == o
+        || api
+            .pod_security
+            .exemptions
+            .namespaces
+            .iter()
+            .any(|x| x == ns)
         || n.level == skiff_podsecurity::Level::Privileged
         || (n.version == o.version && n.level <= o.level)
     {
         return Vec::new();
     }
-    let ns = new["metadata"]["name"].as_str().unwrap_or("");
     let ri = lookup("", "pods").expect("pods are served");
     let (pods, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
     let total = pods.len();
@@ -176,7 +205,7 @@ pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<Stri
         let Ok(pod) = crate::object::from_stored(s) else {
             continue;
         };
-        let Some(spec) = spec_of(pod.get("spec")) else {
+        let Some(spec) = spec_of(pod.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {
             continue;
         };
         let v = evaluate(n, &annotations_of(&pod), &spec);

@@ -43,6 +43,8 @@ pub struct Config {
     /// Secrets encryption at rest (the store given to `start` is already the
     /// encrypting one); None: off.
     pub encryption: Option<Arc<crate::secrets_encryption::Control>>,
+    /// Pod Security defaults and exemptions (`--admission-control-config-file`).
+    pub pod_security: skiff_podsecurity::config::Config,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             anonymous_auth: true,
             audit: None,
             encryption: None,
+            pod_security: Default::default(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct ApiServer {
     pub anonymous_auth: bool,
     pub audit: Option<Arc<crate::audit::Auditor>>,
     pub encryption: Option<Arc<crate::secrets_encryption::Control>>,
+    pub pod_security: skiff_podsecurity::config::Config,
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub metrics: Metrics,
     /// Serialises allocations of cluster IPs and node ports.
@@ -195,6 +199,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         anonymous_auth: config.anonymous_auth,
         audit,
         encryption: config.encryption.clone(),
+        pod_security: config.pod_security.clone(),
         token_authenticators: vec![
             Arc::new(skiff_pki::StaticTokenAuthenticator::new(&pki.join_token)),
             Arc::new(

@@ -6,6 +6,7 @@
 //! them. Pure.
 
 pub mod checks;
+pub mod config;
 
 use checks::{PodView, Violation};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -31,7 +32,7 @@ impl Level {
         }
     }
 
-    fn parse(s: &str) -> Option<Level> {
+    pub(crate) fn parse(s: &str) -> Option<Level> {
         match s {
             "privileged" => Some(Level::Privileged),
             "baseline" => Some(Level::Baseline),
@@ -49,7 +50,7 @@ pub enum Version {
 }
 
 impl Version {
-    fn parse(s: &str) -> Option<Version> {
+    pub(crate) fn parse(s: &str) -> Option<Version> {
         if s == "latest" {
             return Some(Version::Latest);
         }

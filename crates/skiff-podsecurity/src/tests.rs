@@ -186,3 +186,197 @@ fn older_versions_evaluate_older_rules() {
         "newer than skiff's rules: evaluated as the newest"
     );
 }
+
+/// A pod that meets restricted, changed by `edit`.
+fn hardened(edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "x", "securityContext": {
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+    });
+    edit(&mut p);
+    p
+}
+
+/// Every check, each violated alone by an otherwise restricted pod:
+/// (what is changed, the violation at baseline or None, the violation at restricted).
+#[test]
+fn every_check_at_both_levels() {
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let c = |f: fn(&mut serde_json::Value)| -> Edit { Box::new(f) };
+    let cases: Vec<(&str, Edit, Option<&str>, &str)> = vec![
+        (
+            "appArmorProfile",
+            c(|p| {
+                p["securityContext"]["appArmorProfile"] = serde_json::json!({"type": "Unconfined"})
+            }),
+            Some(
+                "forbidden AppArmor profile (pod must not set AppArmor profile type to \"Unconfined\")",
+            ),
+            "",
+        ),
+        (
+            "capabilities add",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext/capabilities")
+                    .unwrap()["add"] = serde_json::json!(["SYS_ADMIN"])
+            }),
+            Some(
+                "non-default capabilities (container \"c\" must not include \"SYS_ADMIN\" in securityContext.capabilities.add)",
+            ),
+            "unrestricted capabilities (container \"c\" must not include \"SYS_ADMIN\" in securityContext.capabilities.add)",
+        ),
+        (
+            "hostIPC",
+            c(|p| p["hostIPC"] = serde_json::json!(true)),
+            Some("host namespaces (hostIPC=true)"),
+            "",
+        ),
+        (
+            "hostPath",
+            c(|p| p["volumes"] = serde_json::json!([{"name": "h", "hostPath": {"path": "/"}}])),
+            Some("hostPath volumes (volume \"h\")"),
+            "restricted volume types (volume \"h\" uses restricted volume type \"hostPath\")",
+        ),
+        (
+            "hostPort",
+            c(|p| {
+                p["containers"][0]["ports"] =
+                    serde_json::json!([{"containerPort": 80, "hostPort": 80}])
+            }),
+            Some("hostPort (container \"c\" uses hostPort 80)"),
+            "",
+        ),
+        (
+            "privileged",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext").unwrap()["privileged"] =
+                    serde_json::json!(true)
+            }),
+            Some("privileged (container \"c\" must not set securityContext.privileged=true)"),
+            "",
+        ),
+        (
+            "procMount",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext").unwrap()["procMount"] =
+                    serde_json::json!("Unmasked")
+            }),
+            Some(
+                "procMount (container \"c\" must not set securityContext.procMount to \"Unmasked\")",
+            ),
+            "",
+        ),
+        (
+            "seLinuxOptions",
+            c(|p| p["securityContext"]["seLinuxOptions"] = serde_json::json!({"role": "r"})),
+            Some(
+                "seLinuxOptions (pod set forbidden securityContext.seLinuxOptions: role may not be set)",
+            ),
+            "",
+        ),
+        (
+            "seccomp Unconfined",
+            c(
+                |p| {
+                    p["securityContext"]["seccompProfile"]["type"] = serde_json::json!("Unconfined")
+                },
+            ),
+            Some(
+                "seccompProfile (pod must not set securityContext.seccompProfile.type to \"Unconfined\")",
+            ),
+            "",
+        ),
+        (
+            "sysctls",
+            c(|p| {
+                p["securityContext"]["sysctls"] =
+                    serde_json::json!([{"name": "kernel.sem", "value": "1"}])
+            }),
+            Some("forbidden sysctls (kernel.sem)"),
+            "",
+        ),
+        (
+            "hostProcess",
+            c(|p| {
+                p["securityContext"]["windowsOptions"] = serde_json::json!({"hostProcess": true})
+            }),
+            Some("hostProcess (pod must not set securityContext.windowsOptions.hostProcess=true)"),
+            "",
+        ),
+        (
+            "allowPrivilegeEscalation",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext").unwrap()["allowPrivilegeEscalation"] =
+                    serde_json::json!(true)
+            }),
+            None,
+            "allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false)",
+        ),
+        (
+            "drop ALL",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext/capabilities")
+                    .unwrap()["drop"] = serde_json::json!(["NET_RAW"])
+            }),
+            None,
+            "unrestricted capabilities (container \"c\" must set securityContext.capabilities.drop=[\"ALL\"])",
+        ),
+        (
+            "nfs volume",
+            c(|p| {
+                p["volumes"] =
+                    serde_json::json!([{"name": "n", "nfs": {"server": "s", "path": "/"}}])
+            }),
+            None,
+            "restricted volume types (volume \"n\" uses restricted volume type \"nfs\")",
+        ),
+        (
+            "runAsNonRoot",
+            c(|p| p["securityContext"]["runAsNonRoot"] = serde_json::json!(null)),
+            None,
+            "runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true)",
+        ),
+        (
+            "runAsUser",
+            c(|p| {
+                p.pointer_mut("/containers/0/securityContext").unwrap()["runAsUser"] =
+                    serde_json::json!(0)
+            }),
+            None,
+            "runAsUser=0 (container \"c\" must not set runAsUser=0)",
+        ),
+        (
+            "seccomp missing",
+            c(|p| p["securityContext"]["seccompProfile"] = serde_json::json!(null)),
+            None,
+            "seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")",
+        ),
+    ];
+    for (what, edit, at_baseline, at_restricted) in cases {
+        let pod = hardened(edit);
+        assert_eq!(
+            check(Level::Baseline, pod.clone()),
+            at_baseline.unwrap_or(""),
+            "{what} at baseline"
+        );
+        let want = if at_restricted.is_empty() {
+            at_baseline.unwrap()
+        } else {
+            at_restricted
+        };
+        assert_eq!(check(Level::Restricted, pod), want, "{what} at restricted");
+    }
+    // Ephemeral and init containers are checked as the others.
+    let pod = hardened(|p| {
+        p["initContainers"] = serde_json::json!([{"name": "i", "image": "x", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": true}}]);
+        p["ephemeralContainers"] = serde_json::json!([{"name": "e", "image": "x", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "privileged": true}}]);
+    });
+    assert_eq!(
+        check(Level::Baseline, pod),
+        "privileged (containers \"i\", \"e\" must not set securityContext.privileged=true)"
+    );
+    // Windows pods skip restricted's Linux-only checks (from 1.25).
+    let win = serde_json::json!({"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": true}, "containers": [{"name": "c", "image": "x"}]});
+    assert_eq!(check(Level::Restricted, win), "");
+}

@@ -31,13 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (API server on the embedded store).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a single-node cluster: the control plane and, in the same process, a node
     /// agent that joins it through the API as a remote node would (with `--simulate N`,
     /// N simulated nodes instead).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run a node agent against a server: pods on containerd, or `--simulate N` nodes.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Benchmarks that print side-by-side figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -315,6 +315,10 @@ struct ServerArgs {
     /// identity) for what to encrypt at rest, and with which keys.
     #[arg(long)]
     encryption_provider_config: Option<PathBuf>,
+    /// kube-apiserver's AdmissionConfiguration: the PodSecurity plugin's defaults and
+    /// exemptions (inline, or a PodSecurityConfiguration file it names).
+    #[arg(long)]
+    admission_control_config_file: Option<PathBuf>,
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
@@ -374,9 +378,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Server(a) => run_server(a, None).await,
-            Command::Up(a) => run_server(a.server, Some((a.sim, a.node))).await,
-            Command::Agent(a) => run_agent(a).await,
+            Command::Server(a) => run_server(*a, None).await,
+            Command::Up(a) => {
+                let a = *a;
+                run_server(a.server, Some((a.sim, a.node))).await
+            }
+            Command::Agent(a) => run_agent(*a).await,
             Command::Image(a) => run_image(a).await,
             Command::SecretsEncrypt(a) => secrets_encrypt::run(a, default_data_dir()).await,
             Command::Bench(BenchCommand::Scheduler {
@@ -562,6 +569,9 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.advertise_address = a.advertise_address;
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;
+    if let Some(f) = &a.admission_control_config_file {
+        config.pod_security = pod_security_config(f)?;
+    }
     config.audit = a
         .audit_policy_file
         .clone()
@@ -820,6 +830,29 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// The PodSecurity settings of an AdmissionConfiguration file.
+fn pod_security_config(
+    file: &std::path::Path,
+) -> anyhow::Result<skiff_podsecurity::config::Config> {
+    use skiff_podsecurity::config::{
+        Source, admission_configuration, parse_pod_security_configuration,
+        pod_security_configuration,
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let what = |e: String| anyhow::anyhow!("{}: {e}", file.display());
+    match admission_configuration(&read(file)?).map_err(what)? {
+        Source::Inline(v) => pod_security_configuration(v).map_err(what),
+        Source::File(p) => {
+            let p = file.parent().unwrap_or(std::path::Path::new(".")).join(p);
+            parse_pod_security_configuration(&read(&p)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+        Source::Absent => Ok(Default::default()),
+    }
 }
 
 /// `--authorization-mode`'s list as one value (clap would read a `Vec` as repeats).

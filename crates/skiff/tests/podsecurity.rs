@@ -99,3 +99,40 @@ fn namespaces_enforce_and_warn_pod_security_levels() {
         "{err}"
     );
 }
+
+#[test]
+fn cluster_defaults_and_exemptions_from_the_admission_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admission.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: PodSecurity\n  configuration:\n    apiVersion: pod-security.admission.config.k8s.io/v1\n    kind: PodSecurityConfiguration\n    defaults:\n      enforce: baseline\n    exemptions:\n      namespaces: [open]\n",
+    )
+    .unwrap();
+    let arg = format!("--admission-control-config-file={}", file.display());
+    let c = Cluster::start_in(dir, &["server", &arg]);
+    // No labels: the cluster default applies.
+    let (ok, err) = apply(&c, "default", &PRIVILEGED.replace("NAME", "p"));
+    assert!(!ok);
+    assert!(err.contains("violates PodSecurity \"baseline:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"), "{err}");
+    // An exempt namespace takes anything, even labelled restricted.
+    c.ok(&["create", "namespace", "open"]);
+    c.ok(&[
+        "label",
+        "namespace",
+        "open",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let (ok, err) = apply(&c, "open", &PRIVILEGED.replace("NAME", "p"));
+    assert!(ok, "{err}");
+    // A label loosens the default for its namespace.
+    c.ok(&["create", "namespace", "lab"]);
+    c.ok(&[
+        "label",
+        "namespace",
+        "lab",
+        "pod-security.kubernetes.io/enforce=privileged",
+    ]);
+    let (ok, err) = apply(&c, "lab", &PRIVILEGED.replace("NAME", "p"));
+    assert!(ok, "{err}");
+}
