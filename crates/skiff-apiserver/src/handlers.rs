@@ -61,13 +61,19 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
         Some(r) => r.take_request_body(req).await,
         None => req,
     };
-    let (verb, resource, resp) = match who {
-        Ok(id) => route(&api, id.user, req).await,
-        Err(e) => ("", String::new(), error_response(&e)),
+    let served = async {
+        match who {
+            Ok(id) => route(&api, id.user, req).await,
+            Err(e) => ("", String::new(), error_response(&e)),
+        }
     };
-    let resp = match audit {
-        Some(r) => r.finish(streams, resp).await,
-        None => resp,
+    let (verb, resource, resp) = match audit {
+        Some(mut r) => {
+            let ((verb, resource, resp), notes) = crate::audit::gathering(served).await;
+            r.annotate(notes);
+            (verb, resource, r.finish(streams, resp).await)
+        }
+        None => served.await,
     };
     let code = resp.status().as_u16();
     // Kubernetes' metric verbs: HTTP-ish, with LIST and WATCH told apart.

@@ -35,10 +35,17 @@ fn policy_of(api: &ApiServer, ns: &str) -> Policy {
     Policy::from_labels(&labels, defaults).0
 }
 
-/// Exempt by the admission configuration: the namespace, or the requesting user.
-fn exempt(api: &ApiServer, ns: &str, user: &str) -> bool {
+/// Exempt by the admission configuration: the namespace, or the requesting user (what
+/// the audit annotation says).
+fn exempt(api: &ApiServer, ns: &str, user: &str) -> Option<&'static str> {
     let e = &api.pod_security.exemptions;
-    e.namespaces.iter().any(|n| n == ns) || e.usernames.iter().any(|u| u == user)
+    if e.namespaces.iter().any(|n| n == ns) {
+        Some("namespace")
+    } else if e.usernames.iter().any(|u| u == user) {
+        Some("user")
+    } else {
+        None
+    }
 }
 
 fn exempt_runtime_class(api: &ApiServer, spec: &PodSpec) -> bool {
@@ -89,17 +96,28 @@ pub fn admit_pod(
     pod: &Value,
     old: Option<&Value>,
 ) -> Result<Vec<String>, ApiError> {
-    if exempt(api, ns, user) {
+    if let Some(why) = exempt(api, ns, user) {
+        note(EXEMPT, why.into());
         return Ok(Vec::new());
     }
     let policy = policy_of(api, ns);
-    if policy.is_privileged() || old.is_some_and(|o| !significant(pod, o)) {
+    if old.is_some_and(|o| !significant(pod, o)) {
         return Ok(Vec::new());
     }
-    let Some(spec) = spec_of(pod.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {
+    if policy.is_privileged() {
+        note(ENFORCE_POLICY, "privileged:latest".into());
+        return Ok(Vec::new());
+    }
+    let Some(spec) = spec_of(pod.get("spec")) else {
         return Ok(Vec::new());
     };
+    if exempt_runtime_class(api, &spec) {
+        note(EXEMPT, "runtimeClass".into());
+        return Ok(Vec::new());
+    }
     let ann = annotations_of(pod);
+    note(ENFORCE_POLICY, policy.enforce.to_string());
+    audit(policy.audit, &ann, &spec);
     let refused = evaluate(policy.enforce, &ann, &spec);
     if !refused.is_empty() {
         return Err(ApiError::forbidden(
@@ -110,6 +128,23 @@ pub fn admit_pod(
         ));
     }
     Ok(warning(policy.warn, &ann, &spec).into_iter().collect())
+}
+
+const EXEMPT: &str = "pod-security.kubernetes.io/exempt";
+const ENFORCE_POLICY: &str = "pod-security.kubernetes.io/enforce-policy";
+const AUDIT_VIOLATIONS: &str = "pod-security.kubernetes.io/audit-violations";
+
+/// An annotation on the request's audit event (dropped when there is no audit log).
+fn note(key: &'static str, value: String) {
+    crate::audit::annotate(key, value);
+}
+
+/// The audit level's verdict, as an audit annotation.
+fn audit(lv: LevelVersion, ann: &BTreeMap<String, String>, spec: &PodSpec) {
+    let v = evaluate(lv, ann, spec);
+    if !v.is_empty() {
+        note(AUDIT_VIOLATIONS, would_violate(lv, &v));
+    }
 }
 
 fn warning(lv: LevelVersion, ann: &BTreeMap<String, String>, spec: &PodSpec) -> Option<String> {
@@ -139,16 +174,26 @@ pub fn warn_workload(
     ns: &str,
     obj: &Value,
 ) -> Vec<String> {
-    let Some(template) = template_of(ri, obj).filter(|_| !exempt(api, ns, user)) else {
+    let Some(template) = template_of(ri, obj) else {
         return Vec::new();
     };
-    let policy = policy_of(api, ns);
-    if policy.warn.level == skiff_podsecurity::Level::Privileged {
+    if let Some(why) = exempt(api, ns, user) {
+        note(EXEMPT, why.into());
         return Vec::new();
     }
-    let Some(spec) = spec_of(template.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {
+    let policy = policy_of(api, ns);
+    let privileged = skiff_podsecurity::Level::Privileged;
+    if policy.warn.level == privileged && policy.audit.level == privileged {
+        return Vec::new();
+    }
+    let Some(spec) = spec_of(template.get("spec")) else {
         return Vec::new();
     };
+    if exempt_runtime_class(api, &spec) {
+        note(EXEMPT, "runtimeClass".into());
+        return Vec::new();
+    }
+    audit(policy.audit, &annotations_of(template), &spec);
     warning(policy.warn, &annotations_of(template), &spec)
         .into_iter()
         .collect()

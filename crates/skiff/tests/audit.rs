@@ -123,6 +123,31 @@ fn requests_are_audited_at_the_policy_level() {
     assert_eq!(w[1]["stage"], "ResponseComplete");
     assert_eq!(w[0]["auditID"], w[1]["auditID"]);
 
+    // Pod Security's verdicts ride on the pod's event.
+    c.ok(&["create", "namespace", "watched"]);
+    c.ok(&[
+        "label",
+        "namespace",
+        "watched",
+        "pod-security.kubernetes.io/audit=restricted",
+    ]);
+    c.ok(&["run", "loose", "--image=nginx", "-n", "watched"]);
+    let e = find(&c, "create", "pods", "/namespaces/watched/")
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(
+        e["annotations"]["pod-security.kubernetes.io/enforce-policy"], "privileged:latest",
+        "{e}"
+    );
+    let v = e["annotations"]["pod-security.kubernetes.io/audit-violations"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        v.starts_with("would violate PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false (container \"loose\""),
+        "{e}"
+    );
+
     // Nothing for what the policy says None to (the controllers, the health checks).
     assert!(
         !events(&c)

@@ -45,6 +45,27 @@ impl Auditor {
     }
 }
 
+tokio::task_local! {
+    /// Annotations admission adds to the request being served (Pod Security's verdicts).
+    static NOTES: std::cell::RefCell<Vec<(&'static str, String)>>;
+}
+
+/// Adds an annotation to the audit event of the request being served; nothing when the
+/// request is not audited.
+pub fn annotate(key: &'static str, value: String) {
+    let _ = NOTES.try_with(|n| n.borrow_mut().push((key, value)));
+}
+
+/// Runs `f` (the request's handling), gathering what it annotates.
+pub async fn gathering<F: std::future::Future>(f: F) -> (F::Output, Vec<(&'static str, String)>) {
+    NOTES
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let out = f.await;
+            (out, NOTES.with(|n| n.take()))
+        })
+        .await
+}
+
 /// Body size recorded at `Request` level and above; larger bodies are left out.
 const MAX_RECORDED: usize = 3 * 1024 * 1024;
 
@@ -366,6 +387,10 @@ impl Record {
         if self.wants(Level::RequestResponse) {
             self.response_object = parsed;
         }
+    }
+
+    pub fn annotate(&mut self, notes: Vec<(&'static str, String)>) {
+        self.annotations.extend(notes);
     }
 
     pub fn long_running(&self, req: &Request<Body>) -> bool {
