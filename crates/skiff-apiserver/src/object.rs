@@ -536,14 +536,14 @@ impl ApiServer {
     }
 
     /// Builds the object to store for an update of `current` with `incoming` (PUT body or
-    /// patched object) on the main resource or a subresource.
+    /// patched object) on the main resource or a subresource, with admission's warnings.
     fn prepare_update(
         &self,
         t: &Target,
         current: &Value,
         mut incoming: Value,
         opts: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, Vec<String>), ApiError> {
         let ri = t.ri;
         check_type_meta(ri, &mut incoming)?;
         if let Some(n) = meta::name(&incoming)
@@ -628,8 +628,7 @@ impl ApiServer {
             return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
         }
         self.check_escalation(t, &new, Some(current), &opts.user)?;
-        // Warnings of updates are not sent yet; refusals are.
-        self.admit_pod_security(t, &new, Some(current), &opts.user)?;
+        let warnings = self.admit_pod_security(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 Some(current),
@@ -640,7 +639,7 @@ impl ApiServer {
                 t.sub.map(Subresource::name),
             );
         }
-        Ok(new)
+        Ok((new, warnings))
     }
 
     /// PUT.
@@ -674,15 +673,16 @@ impl ApiServer {
         if opts.dry_run {
             let current = self.get_object(t).await?;
             let incoming = produce(&current)?;
-            let new = self.prepare_update(t, &current, incoming, opts)?;
+            let (new, warnings) = self.prepare_update(t, &current, incoming, opts)?;
             return Ok(WriteResult {
                 object: new,
                 code: 200,
-                warnings: Vec::new(),
+                warnings,
                 raw: None,
             });
         }
         let mut deleted_after = false;
+        let mut admitted: Vec<String> = Vec::new();
         // An update may give a Service node ports: held until stored, as on create.
         let alloc = if kinds::needs_alloc_lock(t.ri) && t.sub.is_none() {
             let guard = self.alloc_lock.lock().await;
@@ -696,7 +696,8 @@ impl ApiServer {
                 let current =
                     cur.ok_or_else(|| ApiError::not_found(t.ri.group, t.ri.plural, t.name()))?;
                 let incoming = produce(&current)?;
-                let mut new = self.prepare_update(t, &current, incoming, opts)?;
+                let (mut new, warnings) = self.prepare_update(t, &current, incoming, opts)?;
+                admitted = warnings;
                 if alloc.is_some() {
                     kinds::allocate_on_update(self, &mut new)?;
                 }
@@ -723,12 +724,10 @@ impl ApiServer {
             }
         }
         // Tightening a namespace's enforce level: the pods it already holds that fail.
-        let warnings = match (t.ri.group, t.ri.plural, t.sub, &_old) {
-            ("", "namespaces", None, Some(old)) => {
-                crate::podsecurity::namespace_warnings(self, &new, old)
-            }
-            _ => Vec::new(),
-        };
+        let mut warnings = admitted;
+        if let ("", "namespaces", None, Some(old)) = (t.ri.group, t.ri.plural, t.sub, &_old) {
+            warnings.extend(crate::podsecurity::namespace_warnings(self, &new, old));
+        }
         Ok(WriteResult {
             object: new,
             code: 200,

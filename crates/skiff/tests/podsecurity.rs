@@ -70,6 +70,22 @@ fn namespaces_enforce_and_warn_pod_security_levels() {
         "{warned}"
     );
 
+    // An update of a workload's template is warned about too.
+    let out = c.kubectl(&[
+        "set",
+        "image",
+        "deployment/web",
+        "nginx=nginx:2",
+        "-n",
+        "secure",
+    ]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        warned.contains("Warning: would violate PodSecurity \"restricted:latest\""),
+        "{warned}"
+    );
+
     // Baseline: what restricted adds is allowed, the host is not.
     c.ok(&["create", "namespace", "base"]);
     c.ok(&[
