@@ -434,6 +434,33 @@ fn seccomp_baseline(p: &PodView<'_>, _: Version) -> Option<Violation> {
     )
 }
 
+/// Before 1.19 seccomp was set by annotations: the pod's, and each container's.
+fn seccomp_annotations(p: &PodView<'_>, _: Version) -> Option<Violation> {
+    let ok =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
+    let pod_key = "seccomp.security.alpha.kubernetes.io/pod".to_string();
+    let keys = std::iter::once(pod_key).chain(
+        containers(p.spec)
+            .into_iter()
+            .map(|(n, _, _)| format!("container.seccomp.security.alpha.kubernetes.io/{n}")),
+    );
+    let bad = sorted(keys.filter_map(|k| {
+        let v = p.annotations.get(&k)?;
+        (!ok(v)).then(|| format!("{k}={v:?}"))
+    }));
+    if bad.is_empty() {
+        return None;
+    }
+    fail(
+        "seccompProfile",
+        format!(
+            "forbidden {} {}",
+            plural("annotation", "annotations", bad.len()),
+            bad.join(", ")
+        ),
+    )
+}
+
 fn safe_sysctls(v: Version) -> Vec<&'static str> {
     let mut s = vec![
         "kernel.shm_rmid_forced",
@@ -774,7 +801,10 @@ pub fn checks(restricted: bool, v: Version) -> Vec<Check> {
     if !restricted {
         out.push(("hostPathVolumes", host_path_volumes));
     }
-    if !(restricted && v.at_least(19)) && v.at_least(19) {
+    // Replaced at restricted from 1.19, when it became fields; annotations before.
+    if !v.at_least(19) {
+        out.push(("seccompProfile_baseline", seccomp_annotations));
+    } else if !restricted {
         out.push(("seccompProfile_baseline", seccomp_baseline));
     }
     out.sort_by(|a, b| a.0.cmp(b.0));

@@ -380,3 +380,32 @@ fn every_check_at_both_levels() {
     let win = serde_json::json!({"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": true}, "containers": [{"name": "c", "image": "x"}]});
     assert_eq!(check(Level::Restricted, win), "");
 }
+
+#[test]
+fn before_1_19_seccomp_is_read_from_annotations() {
+    let ann: BTreeMap<String, String> = [
+        ("seccomp.security.alpha.kubernetes.io/pod", "unconfined"),
+        (
+            "container.seccomp.security.alpha.kubernetes.io/c",
+            "runtime/default",
+        ),
+        (
+            "container.seccomp.security.alpha.kubernetes.io/gone",
+            "unconfined",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let s = spec(serde_json::json!({"containers": [{"name": "c", "image": "x"}]}));
+    let old = LevelVersion {
+        level: Level::Baseline,
+        version: Version::Minor(18),
+    };
+    assert_eq!(
+        details(&evaluate(old, &ann, &s)),
+        "seccompProfile (forbidden annotation seccomp.security.alpha.kubernetes.io/pod=\"unconfined\")"
+    );
+    // From 1.19 the fields decide and the annotations are not read.
+    assert_eq!(details(&evaluate(lv(Level::Baseline), &ann, &s)), "");
+}
