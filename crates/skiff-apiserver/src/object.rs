@@ -845,7 +845,12 @@ impl ApiServer {
         match (t.ri.group, t.ri.plural, t.sub) {
             ("", "namespaces", None) => {
                 crate::podsecurity::check_namespace(obj, old)?;
-                Ok(Vec::new())
+                // On updates the warnings come after the write (they read the pods).
+                let created = old.is_none();
+                Ok(crate::podsecurity::exempt_namespace_warning(self, obj)
+                    .filter(|_| created)
+                    .into_iter()
+                    .collect())
             }
             ("", "pods", None) => {
                 let name = meta::name(obj).unwrap_or_default();

@@ -231,16 +231,19 @@ pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<Stri
     let (n, o) = (np.enforce, op.enforce);
     let ns = new["metadata"]["name"].as_str().unwrap_or("");
     if n == o
-        || api
-            .pod_security
-            .exemptions
-            .namespaces
-            .iter()
-            .any(|x| x == ns)
         || n.level == skiff_podsecurity::Level::Privileged
         || (n.version == o.version && n.level <= o.level)
     {
         return Vec::new();
+    }
+    if api
+        .pod_security
+        .exemptions
+        .namespaces
+        .iter()
+        .any(|x| x == ns)
+    {
+        return exempt_namespace_warning(api, new).into_iter().collect();
     }
     let ri = lookup("", "pods").expect("pods are served");
     let (pods, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
@@ -285,4 +288,49 @@ pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<Stri
     lines.sort();
     out.extend(lines);
     out
+}
+
+/// For an exempt namespace whose labels ask for more than the cluster defaults:
+/// `namespace "x" is exempt from Pod Security, and the policy (enforce=...) will be
+/// ignored`.
+pub fn exempt_namespace_warning(api: &ApiServer, ns: &Value) -> Option<String> {
+    let name = ns["metadata"]["name"].as_str().unwrap_or("");
+    if !api
+        .pod_security
+        .exemptions
+        .namespaces
+        .iter()
+        .any(|x| x == name)
+    {
+        return None;
+    }
+    let labels = labels_of(ns);
+    let defaults = api.pod_security.defaults;
+    let (p, _) = Policy::from_labels(&labels, defaults);
+    let privileged = skiff_podsecurity::Level::Privileged;
+    let same = |a: LevelVersion, b: LevelVersion| {
+        a == b || (a.level == privileged && b.level == privileged)
+    };
+    if p.is_privileged()
+        || (same(p.enforce, defaults.enforce)
+            && same(p.audit, defaults.audit)
+            && same(p.warn, defaults.warn))
+    {
+        return None;
+    }
+    let labelled = |mode: &str| {
+        let key = format!("{}{mode}", skiff_podsecurity::LABEL_PREFIX);
+        labels.contains_key(&key) || labels.contains_key(&format!("{key}-version"))
+    };
+    let parts: Vec<String> = [("enforce", p.enforce), ("audit", p.audit), ("warn", p.warn)]
+        .into_iter()
+        .filter(|(mode, lv)| lv.level != privileged && labelled(mode))
+        .map(|(mode, lv)| format!("{mode}={lv}"))
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "namespace {name:?} is exempt from Pod Security, and the policy ({}) will be ignored",
+            parts.join(", ")
+        )
+    })
 }

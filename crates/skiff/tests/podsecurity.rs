@@ -133,12 +133,18 @@ fn cluster_defaults_and_exemptions_from_the_admission_configuration() {
     assert!(err.contains("violates PodSecurity \"baseline:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"), "{err}");
     // An exempt namespace takes anything, even labelled restricted.
     c.ok(&["create", "namespace", "open"]);
-    c.ok(&[
+    let out = c.kubectl(&[
         "label",
         "namespace",
         "open",
         "pod-security.kubernetes.io/enforce=restricted",
     ]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        warned.contains("Warning: namespace \"open\" is exempt from Pod Security, and the policy (enforce=restricted:latest) will be ignored"),
+        "{warned}"
+    );
     let (ok, err) = apply(&c, "open", &PRIVILEGED.replace("NAME", "p"));
     assert!(ok, "{err}");
     // A label loosens the default for its namespace.
