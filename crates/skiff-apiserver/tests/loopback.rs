@@ -5,22 +5,12 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
-async fn start() -> (tempfile::TempDir, skiff_apiserver::server::RunningServer) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = skiff_apiserver::server::Config::new(dir.path().to_path_buf());
-    config.bind_address = [127, 0, 0, 1].into();
-    config.https_port = 0;
-    let server = skiff_apiserver::server::start(config, Arc::new(skiff_store::MemoryStore::new()))
-        .await
-        .unwrap();
-    (dir, server)
-}
+mod common;
 
 #[tokio::test]
 async fn loopback_client_is_a_full_api_client() {
-    let (_dir, server) = start().await;
+    let (_dir, server) = common::start().await;
     let client = kube::Client::new(
         server.loopback_in("test-admin", &["system:masters"]),
         "default",
@@ -86,7 +76,7 @@ async fn loopback_client_is_a_full_api_client() {
 
 #[tokio::test]
 async fn loopback_users_hold_only_what_rbac_grants() {
-    let (_dir, server) = start().await;
+    let (_dir, server) = common::start().await;
     // The scheduler reads pods; ConfigMaps are not its business.
     let sched = kube::Client::new(server.loopback("system:kube-scheduler"), "default");
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sched.clone(), "default");

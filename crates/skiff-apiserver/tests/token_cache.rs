@@ -6,17 +6,12 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
-use std::sync::Arc;
+
+mod common;
 
 #[tokio::test]
 async fn a_remembered_token_dies_with_its_service_account() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = skiff_apiserver::server::Config::new(dir.path().to_path_buf());
-    config.bind_address = [127, 0, 0, 1].into();
-    config.https_port = 0;
-    let server = skiff_apiserver::server::start(config, Arc::new(skiff_store::MemoryStore::new()))
-        .await
-        .unwrap();
+    let (_dir, server) = common::start().await;
     let admin = kube::Client::new(
         server.loopback_in("test-admin", &["system:masters"]),
         "default",

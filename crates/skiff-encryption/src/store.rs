@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 const ENCRYPTED: &[u8] = b"k8s:enc:";
 
-type Table = Arc<Vec<(String, Transformer)>>;
+/// Storage prefix → its transformer; shared, so a write clones no keys.
+type Table = Arc<Vec<(String, Arc<Transformer>)>>;
 
 pub struct EncryptingStore {
     inner: Arc<dyn Store>,
@@ -35,7 +36,7 @@ fn storage_prefix(resource: &str) -> std::result::Result<String, Error> {
 fn table(config: &EncryptionConfiguration) -> std::result::Result<Table, Error> {
     let mut out = Vec::new();
     for (resource, t) in config.transformers()? {
-        out.push((storage_prefix(&resource)?, t));
+        out.push((storage_prefix(&resource)?, Arc::new(t)));
     }
     Ok(Arc::new(out))
 }
@@ -89,7 +90,7 @@ impl EncryptingStore {
         Ok(())
     }
 
-    fn transformer(&self, key: &str) -> Option<Transformer> {
+    fn transformer(&self, key: &str) -> Option<Arc<Transformer>> {
         let t = self.table.read();
         t.iter()
             .find(|(p, _)| key.starts_with(p.as_str()))
@@ -97,11 +98,7 @@ impl EncryptingStore {
     }
 
     fn seal(&self, key: &str, value: Bytes) -> Result<Bytes> {
-        match self
-            .transformer(key)
-            .as_ref()
-            .and_then(Transformer::write_key)
-        {
+        match self.transformer(key).as_ref().and_then(|t| t.write_key()) {
             Some(k) => k
                 .seal(&value, key.as_bytes())
                 .map(Bytes::from)
