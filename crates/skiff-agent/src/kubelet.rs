@@ -183,6 +183,7 @@ pub async fn run(
             client: client.clone(),
             spec: spec.clone(),
             ca_pem: opts.ca_pem.clone(),
+            cert_dir: dir.join("pki"),
             runtime: runtime.clone(),
             listener,
             cni_conf_dir: cni_conf_dir.clone(),
@@ -334,26 +335,6 @@ pub async fn run(
     Ok(())
 }
 
-async fn serving_tls(
-    client: &kube::Client,
-    node: &str,
-    ip: &str,
-    ca_pem: &str,
-) -> Result<Arc<rustls::ServerConfig>> {
-    let body = serde_json::to_vec(&json!({"nodeName": node, "addresses": [ip, "127.0.0.1"]}))?;
-    let req = http::Request::post("/skiff/v1/kubelet-serving-cert")
-        .header("content-type", "application/json")
-        .body(body)
-        .expect("valid request");
-    let v: Value = client.request(req).await?;
-    let (cert, key) = (
-        v["cert"].as_str().unwrap_or_default(),
-        v["key"].as_str().unwrap_or_default(),
-    );
-    skiff_pki::agent_server_config(ca_pem, cert, key)
-        .map_err(|e| std::io::Error::other(format!("agent TLS: {e}")).into())
-}
-
 fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -436,6 +417,8 @@ struct Join {
     client: kube::Client,
     spec: NodeSpec,
     ca_pem: String,
+    /// Where the node's certificates are kept.
+    cert_dir: PathBuf,
     runtime: Arc<dyn Runtime>,
     listener: tokio::net::TcpListener,
     cni_conf_dir: PathBuf,
@@ -453,6 +436,7 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) -> tokio::task::Join
         client,
         spec,
         ca_pem,
+        cert_dir,
         runtime,
         listener,
         cni_conf_dir,
@@ -464,28 +448,34 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) -> tokio::task::Join
         resolv_conf,
     } = j;
     tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        let tls = loop {
-            match serving_tls(&client, &spec.name, &spec.internal_ip, &ca_pem).await {
-                Ok(t) => break t,
-                Err(e) => tracing::warn!(error = %e, "no serving certificate yet; retrying"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.changed() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        };
-        tokio::spawn(crate::server::serve(
-            listener,
-            tls,
-            runtime,
-            shutdown.clone(),
-        ));
         let network = network_ready.subscribe();
         let ready = *network.borrow();
         register_until_ok(&client, &spec, ready, &mut shutdown).await;
         spawn_heartbeats(client.clone(), spec.clone(), network, shutdown.clone());
+        // The serving certificate names what the Node reports, so the approver can
+        // check it against the registered Node.
+        let ips = spec.internal_ip.parse().into_iter().collect();
+        let ask = crate::certificates::Ask::serving(&spec.name, ips);
+        let store = Some(cert_dir.join("kubelet-server-current.pem"));
+        let serving = crate::certificates::serving(
+            client.clone(),
+            ca_pem.clone(),
+            ask,
+            store,
+            shutdown.clone(),
+        );
+        let Some(cert) = serving.await else { return };
+        match skiff_pki::agent_server_config_rotating(&ca_pem, cert) {
+            Ok(tls) => {
+                tokio::spawn(crate::server::serve(
+                    listener,
+                    tls,
+                    runtime,
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "the agent endpoint cannot serve TLS"),
+        }
         let cidr = loop {
             if let Ok(Some(c)) = node::pod_cidr(&client, &spec.name).await {
                 break c;

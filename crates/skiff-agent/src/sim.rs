@@ -113,15 +113,32 @@ fn runtime() -> &'static crate::fake::FakeRuntime {
     RT.get_or_init(crate::fake::FakeRuntime::new)
 }
 
+/// Each simulated node's client, by node name.
+type Clients = Arc<HashMap<String, kube::Client>>;
+
+/// Runs the fleet until `shutdown`. `connect` gives each node its client: as a real
+/// node, each acts as `system:node:<name>` (with its own certificate, or, in process,
+/// its own loopback identity), so the Node authorizer and NodeRestriction see each.
 pub async fn run(
-    client: kube::Client,
+    connect: impl Fn(&str) -> kube::Client,
     opts: SimOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let specs = fleet(&opts);
+    let clients: Clients = Arc::new(
+        specs
+            .iter()
+            .map(|s| (s.name.clone(), connect(&s.name)))
+            .collect(),
+    );
+    let Some(first) = specs.first() else {
+        return Ok(());
+    };
+    // The fleet's shared view of pods and nodes goes through one of its nodes.
+    let client = clients[&first.name].clone();
     futures::stream::iter(specs.clone())
         .for_each_concurrent(16, |s| {
-            let client = client.clone();
+            let client = clients[&s.name].clone();
             async move {
                 if let Err(e) = node::register(&client, &s, true).await {
                     tracing::warn!(node = %s.name, error = %e, "registration failed");
@@ -144,7 +161,7 @@ pub async fn run(
     // spread evenly over the period as independent kubelets would be, not in bursts.
     // Registration has just done both, so the first round is one period away.
     spawn_staggered(
-        client.clone(),
+        clients.clone(),
         specs.clone(),
         node::LEASE_RENEW,
         shutdown.clone(),
@@ -155,7 +172,7 @@ pub async fn run(
         },
     );
     spawn_staggered(
-        client.clone(),
+        clients.clone(),
         specs.clone(),
         node::STATUS_REFRESH,
         shutdown.clone(),
@@ -178,7 +195,7 @@ pub async fn run(
                 // Unknown) says it is ready again at once, as kubelet does on its next
                 // 10 s status check, rather than on the minute's refresh.
                 for spec in learn_nodes(&state, c) {
-                    let client = client.clone();
+                    let client = clients[&spec.name].clone();
                     tokio::spawn(async move {
                         let _ = node::report_status(&client, &spec, true, true).await;
                     });
@@ -193,7 +210,13 @@ pub async fn run(
             Change::Delete(_) => continue,
         };
         for pod in pods {
-            let client = client.clone();
+            let Some(client) = pod["spec"]["nodeName"]
+                .as_str()
+                .and_then(|n| clients.get(n))
+                .cloned()
+            else {
+                continue;
+            };
             let state = state.clone();
             tokio::spawn(async move {
                 if let Err(e) = handle(&client, &state, &pod).await {
@@ -245,7 +268,7 @@ type Beat = fn(kube::Client, NodeSpec) -> futures::future::BoxFuture<'static, ()
 
 /// Runs `beat` for every node once per `period`, one node at a time at even intervals.
 fn spawn_staggered(
-    client: kube::Client,
+    clients: Clients,
     specs: Vec<NodeSpec>,
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -268,7 +291,7 @@ fn spawn_staggered(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let fut = beat(client.clone(), s.clone());
+            let fut = beat(clients[&s.name].clone(), s.clone());
             tokio::spawn(async move {
                 fut.await;
                 drop(permit);

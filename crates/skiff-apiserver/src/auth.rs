@@ -23,6 +23,8 @@ pub struct Attributes {
     pub name: String,
     /// Non-resource requests (`/healthz`, `/version`, ...) carry their path.
     pub path: Option<String>,
+    /// A list's or watch's `fieldSelector` (the Node authorizer reads `metadata.name=`).
+    pub field_selector: Option<String>,
 }
 
 impl Attributes {
@@ -37,6 +39,7 @@ impl Attributes {
             namespace: String::new(),
             name: String::new(),
             path: Some(path.to_string()),
+            field_selector: None,
         }
     }
 
@@ -65,7 +68,9 @@ impl Attributes {
 pub enum Decision {
     Allow(String),
     Deny(String),
-    NoOpinion,
+    /// Neither allowed nor denied; the reason (possibly empty) is kept for the 403, as
+    /// kube's node authorizer explains why it did not allow.
+    NoOpinion(String),
 }
 
 /// One authorizer of the chain. Must be cheap: it runs on every request.
@@ -76,6 +81,7 @@ pub trait Authorizer: Send + Sync {
 /// `--authorization-mode` values skiff serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    Node,
     Rbac,
     AlwaysAllow,
     AlwaysDeny,
@@ -89,9 +95,10 @@ impl Mode {
         for m in s.split(',').map(str::trim) {
             let mode = match m {
                 "RBAC" => Mode::Rbac,
+                "Node" => Mode::Node,
                 "AlwaysAllow" => Mode::AlwaysAllow,
                 "AlwaysDeny" => Mode::AlwaysDeny,
-                "Node" | "ABAC" | "Webhook" => {
+                "ABAC" | "Webhook" => {
                     return Err(format!(
                         "authorization mode {m:?} is not supported by skiff yet"
                     ));
@@ -118,7 +125,7 @@ impl Authorizer for PrivilegedGroups {
         if attrs.user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
             Decision::Allow(String::new())
         } else {
-            Decision::NoOpinion
+            Decision::NoOpinion(String::new())
         }
     }
 }
@@ -143,11 +150,12 @@ impl Authorizer for AlwaysDeny {
 pub struct Chain(Vec<Arc<dyn Authorizer>>);
 
 impl Chain {
-    pub fn new(modes: &[Mode], rbac: Arc<dyn Authorizer>) -> Chain {
+    pub fn new(modes: &[Mode], rbac: Arc<dyn Authorizer>, node: Arc<dyn Authorizer>) -> Chain {
         let mut chain: Vec<Arc<dyn Authorizer>> = vec![Arc::new(PrivilegedGroups)];
         for m in modes {
             chain.push(match m {
                 Mode::Rbac => rbac.clone(),
+                Mode::Node => node.clone(),
                 Mode::AlwaysAllow => Arc::new(AlwaysAllow),
                 Mode::AlwaysDeny => Arc::new(AlwaysDeny),
             });
@@ -158,20 +166,25 @@ impl Chain {
 
 impl Authorizer for Chain {
     fn authorize(&self, attrs: &Attributes) -> Decision {
+        let mut reasons: Vec<String> = Vec::new();
         for a in &self.0 {
             match a.authorize(attrs) {
-                Decision::NoOpinion => continue,
+                Decision::NoOpinion(r) => {
+                    if !r.is_empty() {
+                        reasons.push(r);
+                    }
+                }
                 d => return d,
             }
         }
-        Decision::NoOpinion
+        Decision::NoOpinion(reasons.join(", "))
     }
 }
 
 /// kube-apiserver's 403 for a request the chain did not allow.
 pub fn forbidden(attrs: &Attributes, decision: &Decision) -> skiff_types::ApiError {
     let mut why = skiff_rbac::forbidden_message(&attrs.rbac_request());
-    if let Decision::Deny(reason) = decision
+    if let Decision::Deny(reason) | Decision::NoOpinion(reason) = decision
         && !reason.is_empty()
     {
         why = format!("{why}: {reason}");

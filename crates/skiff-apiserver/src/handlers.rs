@@ -118,8 +118,18 @@ pub(crate) fn request_attributes(
         namespace: t.namespace.clone().unwrap_or_default(),
         name: t.name.clone().unwrap_or_default(),
         path: None,
+        field_selector: fields_of(req),
     };
     (attrs, Some(info))
+}
+
+/// The `fieldSelector` of a request, if any.
+fn fields_of(req: &Request<Body>) -> Option<String> {
+    parse_query(req.uri().query())
+        .map
+        .get("fieldSelector")
+        .filter(|s| !s.is_empty())
+        .cloned()
 }
 
 /// The authorization decision of a request, carried on its response for the audit log.
@@ -137,8 +147,7 @@ fn with_outcome(mut resp: Response, allowed: bool, reason: String) -> Response {
 
 fn reason_of(d: &Decision) -> String {
     match d {
-        Decision::Allow(r) | Decision::Deny(r) => r.clone(),
-        Decision::NoOpinion => String::new(),
+        Decision::Allow(r) | Decision::Deny(r) | Decision::NoOpinion(r) => r.clone(),
     }
 }
 
@@ -268,24 +277,6 @@ async fn route_allowed(
         if let Some(r) = nr {
             return ("get", String::new(), r);
         }
-    }
-
-    if method == Method::POST && segs.as_slice() == ["skiff", "v1", "kubelet-serving-cert"] {
-        let body = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
-            Ok(b) => b,
-            Err(_) => {
-                return (
-                    "create",
-                    String::new(),
-                    error_response(&ApiError::bad_request("request body too large")),
-                );
-            }
-        };
-        let resp = match crate::nodeproxy::issue_serving_cert(api, &user, &body) {
-            Ok(v) => json_ok(&v),
-            Err(e) => error_response(&e),
-        };
-        return ("create", String::new(), resp);
     }
 
     let Some(info) = info else {
@@ -599,10 +590,22 @@ async fn serve_resource(
                     let mut dopts =
                         DeleteOptions::from_body(obj.get("deleteOptions").unwrap_or(&Value::Null))?;
                     dopts.dry_run |= opts.dry_run;
+                    dopts.user = Some(user.clone());
                     let pod_t = Target {
                         sub: None,
                         ..t.clone()
                     };
+                    let eviction = crate::nodeauth::Write {
+                        operation: skiff_nodeauth::Operation::Create,
+                        group: "",
+                        resource: "pods",
+                        subresource: "eviction",
+                        namespace: t.namespace.as_deref().unwrap_or(""),
+                        name: t.name(),
+                        object: Some(&obj),
+                        old: None,
+                    };
+                    crate::nodeauth::admit(api, user, &eviction)?;
                     let pod = api.get_object(&pod_t).await?;
                     crate::kinds::check_disruption_budgets(api, &pod).await?;
                     api.delete(&pod_t, &dopts).await?;
@@ -709,6 +712,7 @@ async fn serve_resource(
                 DeleteOptions::from_body(&decode::decode_object(&raw, BodyFormat::Json)?)?
             };
             apply_delete_query(&mut dopts, &q)?;
+            dopts.user = Some(user.clone());
             let res = api.delete(&storage_target(&t), &dopts).await?;
             Ok(write_response(&headers, &t, res, &[]))
         }
@@ -720,6 +724,7 @@ async fn serve_resource(
                 DeleteOptions::from_body(&decode::decode_object(&raw, BodyFormat::Json)?)?
             };
             apply_delete_query(&mut dopts, &q)?;
+            dopts.user = Some(user.clone());
             let (l, f) = watch::parse_selectors(&t, &q.map)?;
             api.sync_cache().await?;
             let filter = Filter {

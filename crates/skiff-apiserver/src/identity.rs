@@ -128,6 +128,7 @@ fn impersonate(
             namespace: namespace.into(),
             name: obj.into(),
             path: None,
+            field_selector: None,
         };
         match api.authorizer.authorize(&attrs) {
             Decision::Allow(_) => Ok(()),

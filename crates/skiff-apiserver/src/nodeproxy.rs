@@ -1,54 +1,14 @@
-//! The API server's side of node streaming: serving certificates for agents (signed by
-//! the cluster CA, requested with the join token, as k3s agents get theirs) and
-//! `pods/log` carried to the pod's node agent over mutual TLS.
+//! The API server's side of node streaming: `pods/log` carried to the pod's node agent
+//! over mutual TLS (agents serve with certificates from `kubernetes.io/kubelet-serving`
+//! CSRs).
 
 use crate::server::ApiServer;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_types::ApiError;
 use std::sync::Arc;
-
-/// `POST /skiff/v1/kubelet-serving-cert` `{"nodeName": …, "addresses": […]}` → the cert and
-/// key an agent serves its endpoint with. Only nodes (the join token) and admins may ask.
-pub fn issue_serving_cert(
-    api: &ApiServer,
-    user: &skiff_pki::UserInfo,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    if !user
-        .groups
-        .iter()
-        .any(|g| g == "system:nodes" || g == "system:masters")
-    {
-        return Err(ApiError::forbidden(
-            "",
-            "kubelet-serving-cert",
-            "",
-            &format!("user \"{}\" is not a node", user.username),
-        ));
-    }
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
-    let node = req["nodeName"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::bad_request("nodeName is required"))?;
-    let mut ips = Vec::new();
-    for a in req["addresses"].as_array().into_iter().flatten() {
-        let s = a.as_str().unwrap_or("");
-        ips.push(
-            s.parse()
-                .map_err(|_| ApiError::bad_request(format!("addresses: {s:?} is not an IP")))?,
-        );
-    }
-    let (cert, key) = api
-        .pki
-        .issue_serving_cert(&[node.to_string()], &ips)
-        .map_err(|e| ApiError::internal(format!("issuing a serving certificate: {e}")))?;
-    Ok(json!({"cert": cert, "key": key}))
-}
 
 /// Where the agent of `node` listens: its InternalIP and `daemonEndpoints` port.
 pub(crate) async fn agent_address(api: &ApiServer, node: &str) -> Result<(String, u16), ApiError> {
@@ -452,6 +412,7 @@ pub(crate) async fn relay<A, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(status: Value) -> Value {
         json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}, "status": {"containerStatuses": [status]}})

@@ -379,11 +379,28 @@ impl ApiServer {
             None
         };
         kinds::prepare_create(self, ri, &mut obj).await?;
-        let errs = skiff_validation::validate_create(ri.group, ri.plural, &obj);
+        let csr = crate::certificates::is_csr(ri.group, ri.plural);
+        if csr {
+            crate::certificates::prepare_create(&mut obj, &opts.user);
+        }
+        let mut errs = skiff_validation::validate_create(ri.group, ri.plural, &obj);
+        if csr {
+            errs.extend(crate::certificates::validate(&obj, None));
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
         }
         self.check_escalation(&t, &obj, None, &opts.user)?;
+        if csr {
+            crate::certificates::admit(self.authorizer.as_ref(), &opts.user, None, &obj, None)?;
+        }
+        self.admit_node(
+            &opts.user,
+            &t,
+            skiff_nodeauth::Operation::Create,
+            Some(&obj),
+            None,
+        )?;
         let warnings = self.admit_pod_security(&t, &obj, None, &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
@@ -554,7 +571,9 @@ impl ApiServer {
                 t.name()
             )));
         }
+        let csr = crate::certificates::is_csr(ri.group, ri.plural);
         let mut new = match t.sub {
+            _ if csr => crate::certificates::prepare_update(t.sub, current, &incoming),
             Some(Subresource::Status) => {
                 // Only status moves; everything else stays as stored.
                 let mut n = current.clone();
@@ -618,16 +637,25 @@ impl ApiServer {
             let g = meta::generation(current) + 1;
             meta::set(&mut new, "generation", json!(g));
         }
-        let errs = match t.sub {
+        let mut errs = match t.sub {
             Some(Subresource::Status) => {
                 skiff_validation::validate_status_update(ri.group, ri.plural, &new, current)
             }
             _ => skiff_validation::validate_update(ri.group, ri.plural, &new, current),
         };
+        if csr {
+            errs.extend(crate::certificates::validate(&new, Some(current)));
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
         }
         self.check_escalation(t, &new, Some(current), &opts.user)?;
+        if csr {
+            let authz = self.authorizer.as_ref();
+            crate::certificates::admit(authz, &opts.user, t.sub, &new, Some(current))?;
+        }
+        let op = skiff_nodeauth::Operation::Update;
+        self.admit_node(&opts.user, t, op, Some(&new), Some(current))?;
         let warnings = self.admit_pod_security(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
@@ -774,6 +802,15 @@ impl ApiServer {
                     ),
                 ));
             }
+            if let Some(user) = &opts.user {
+                self.admit_node(
+                    user,
+                    t,
+                    skiff_nodeauth::Operation::Delete,
+                    None,
+                    Some(&current),
+                )?;
+            }
             let plan = kinds::deletion_plan(ri, &current, opts);
             match plan {
                 kinds::DeletionPlan::Immediate => {
@@ -862,6 +899,28 @@ impl ApiServer {
     }
 
     /// Roles and bindings grant no more than their writer holds (or may escalate/bind).
+    /// NodeRestriction on a write by a node.
+    fn admit_node(
+        &self,
+        user: &UserInfo,
+        t: &Target,
+        operation: skiff_nodeauth::Operation,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let w = crate::nodeauth::Write {
+            operation,
+            group: t.ri.group,
+            resource: t.ri.plural,
+            subresource: t.sub.map(Subresource::name).unwrap_or(""),
+            namespace: t.namespace.as_deref().unwrap_or(""),
+            name: t.name(),
+            object,
+            old,
+        };
+        crate::nodeauth::admit(self, user, &w)
+    }
+
     fn check_escalation(
         &self,
         t: &Target,
@@ -941,6 +1000,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// Who deletes (admission checks it); None for the server's own deletions.
+    pub user: Option<UserInfo>,
 }
 
 impl DeleteOptions {

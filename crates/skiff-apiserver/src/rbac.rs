@@ -129,7 +129,7 @@ impl Authorizer for Rbac {
     fn authorize(&self, attrs: &Attributes) -> Decision {
         match self.policy.read().authorize(&attrs.rbac_request()) {
             policy::Decision::Allow(why) => Decision::Allow(why),
-            policy::Decision::NoOpinion => Decision::NoOpinion,
+            policy::Decision::NoOpinion => Decision::NoOpinion(String::new()),
         }
     }
 }
@@ -188,6 +188,7 @@ pub fn check_escalation(
             namespace: g.namespace.into(),
             name: name.into(),
             path: None,
+            field_selector: None,
         };
         matches!(authorizer.authorize(&attrs), Decision::Allow(_))
     };

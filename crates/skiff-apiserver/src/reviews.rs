@@ -34,6 +34,7 @@ fn decide(
                 .unwrap_or_else(|| s("namespace")),
             name: s("name"),
             path: None,
+            field_selector: None,
         }
     } else {
         let nr = spec
@@ -58,12 +59,14 @@ fn decide(
                     .unwrap_or("")
                     .to_string(),
             ),
+            field_selector: None,
         }
     };
     match api.authorizer.authorize(&attrs) {
         Decision::Allow(reason) => json!({"allowed": true, "reason": reason}),
         Decision::Deny(reason) => json!({"allowed": false, "denied": true, "reason": reason}),
-        Decision::NoOpinion => json!({"allowed": false}),
+        Decision::NoOpinion(r) if r.is_empty() => json!({"allowed": false}),
+        Decision::NoOpinion(reason) => json!({"allowed": false, "reason": reason}),
     }
 }
 

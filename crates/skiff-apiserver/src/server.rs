@@ -58,7 +58,7 @@ impl Config {
             advertise_address: None,
             watch_cache_events: 20_000,
             compaction_keep_revisions: 50_000,
-            authorization_modes: vec![Mode::Rbac],
+            authorization_modes: vec![Mode::Node, Mode::Rbac],
             anonymous_auth: true,
             audit: None,
             encryption: None,
@@ -190,11 +190,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     };
     let rbac = Arc::new(crate::rbac::Rbac::default());
     cache.add_observer(rbac.prefixes(), rbac.clone());
+    let nodes = Arc::new(crate::nodeauth::NodeAuthorizer::default());
+    cache.add_observer(nodes.prefixes(), nodes.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
     let api = Arc::new(ApiServer {
         store: store.clone(),
         cache: cache.clone(),
-        authorizer: Arc::new(Chain::new(&config.authorization_modes, rbac.clone())),
+        authorizer: Arc::new(Chain::new(&config.authorization_modes, rbac.clone(), nodes)),
         rbac,
         anonymous_auth: config.anonymous_auth,
         audit,

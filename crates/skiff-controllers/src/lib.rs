@@ -2,6 +2,7 @@
 //! node IPAM, node lifecycle, the garbage collector, the workload controllers and those that connect Services to Pods. Each keeps an in-memory view from reflectors
 //! (`skiff_kube::reflect`) and acts level-triggered on the whole of it, never listing per change.
 
+pub mod certificates;
 pub mod claim;
 pub mod clusterroleaggregation;
 pub mod control;

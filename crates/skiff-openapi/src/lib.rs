@@ -72,6 +72,7 @@ fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> Kind
         "rbac.authorization.k8s.io", "v1", "RoleBinding" => api::rbac::v1::RoleBinding;
         "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding" => api::rbac::v1::ClusterRoleBinding;
         "scheduling.k8s.io", "v1", "PriorityClass" => api::scheduling::v1::PriorityClass;
+        "certificates.k8s.io", "v1", "CertificateSigningRequest" => api::certificates::v1::CertificateSigningRequest;
         "coordination.k8s.io", "v1", "Lease" => api::coordination::v1::Lease;
         "discovery.k8s.io", "v1", "EndpointSlice" => api::discovery::v1::EndpointSlice;
         "events.k8s.io", "v1", "Event" => api::events::v1::Event;

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod csr;
 mod jwt;
 pub mod private;
 pub use jwt::ServiceAccountKey;
@@ -38,7 +39,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn cert_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn cert_err(e: impl std::fmt::Display) -> Error {
     Error::Cert(e.to_string())
 }
 
@@ -175,7 +176,7 @@ pub fn host_addresses() -> Vec<IpAddr> {
     out
 }
 
-fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+pub(crate) fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
     let mut rd = pem.as_bytes();
     match rustls_pemfile::certs(&mut rd).next() {
         Some(Ok(c)) => Ok(c.to_vec()),
@@ -229,7 +230,7 @@ fn validity(params: &mut CertificateParams, days: i64) {
     params.not_after = now + time::Duration::days(days);
 }
 
-fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+pub(crate) fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     for o in orgs {
         d.push(DnType::OrganizationName, *o);
@@ -340,7 +341,7 @@ impl ClusterPki {
         Ok(pki)
     }
 
-    fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+    pub(crate) fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
         let key = KeyPair::from_pem(&self.ca_key_pem).map_err(cert_err)?;
         Issuer::from_ca_cert_pem(&self.ca_cert_pem, key).map_err(cert_err)
     }
@@ -441,13 +442,53 @@ fn ca_roots(ca_pem: &str) -> Result<Arc<rustls::RootCertStore>> {
     Ok(Arc::new(roots))
 }
 
-/// TLS for a node agent's endpoint: its CA-signed serving cert, and a client certificate
-/// from the cluster CA required of every connection (checked for the API server's
-/// identity by the caller).
-pub fn agent_server_config(
+/// A serving certificate that can be replaced while serving (a node's, as it rotates):
+/// new handshakes get the newest.
+#[derive(Debug)]
+pub struct RotatingCert(parking_lot::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl RotatingCert {
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<RotatingCert>> {
+        Ok(Arc::new(RotatingCert(parking_lot::RwLock::new(
+            certified_key(ca_pem, cert_pem, key_pem)?,
+        ))))
+    }
+
+    pub fn set(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
+        *self.0.write() = certified_key(ca_pem, cert_pem, key_pem)?;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for RotatingCert {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().clone())
+    }
+}
+
+fn certified_key(
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let provider = rustls::crypto::ring::default_provider();
+    let chain = vec![pem_to_der(cert_pem)?.into(), pem_to_der(ca_pem)?.into()];
+    let key = provider
+        .key_provider
+        .load_private_key(private_key(key_pem)?)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, key)))
+}
+
+/// TLS for a node agent's endpoint: the serving certificate `cert` holds at each
+/// handshake, and a client certificate from the cluster CA required of every connection
+/// (checked for the API server's identity by the caller).
+pub fn agent_server_config_rotating(
+    ca_pem: &str,
+    cert: Arc<RotatingCert>,
 ) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -456,13 +497,11 @@ pub fn agent_server_config(
     )
     .build()
     .map_err(|e| Error::Tls(e.to_string()))?;
-    let chain = vec![pem_to_der(cert_pem)?.into(), pem_to_der(ca_pem)?.into()];
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, private_key(key_pem)?)
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -550,6 +589,19 @@ pub trait TokenAuthenticator: Send + Sync {
     fn authenticate(&self, token: &str) -> Option<UserInfo>;
 }
 
+/// The group a join (bootstrap) token authenticates into: it may only ask for a node
+/// certificate, as kubeadm's bootstrap tokens.
+pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+/// Bootstrap token users are `system:bootstrap:<token-id>`.
+pub const BOOTSTRAP_USER_PREFIX: &str = "system:bootstrap:";
+
+/// The public half of a join token, as a bootstrap token's id: six characters that name
+/// it in CSRs and audit logs without revealing it.
+pub fn token_id(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref()[..3].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The agents' join token.
 pub struct StaticTokenAuthenticator {
     token: String,
@@ -570,9 +622,9 @@ impl TokenAuthenticator for StaticTokenAuthenticator {
         let same =
             a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
         same.then(|| UserInfo {
-            username: "system:skiff:agent".into(),
+            username: format!("{BOOTSTRAP_USER_PREFIX}{}", token_id(&self.token)),
             uid: String::new(),
-            groups: vec!["system:nodes".into(), "system:authenticated".into()],
+            groups: vec![BOOTSTRAPPERS.into(), "system:authenticated".into()],
         })
     }
 }
@@ -582,7 +634,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn sans() -> ServingSans {
+    pub(crate) fn sans() -> ServingSans {
         ServingSans::default_for_host(&["skiff.test".into()])
     }
 

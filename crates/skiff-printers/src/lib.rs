@@ -710,6 +710,29 @@ pub fn columns(group: &str, resource: &str) -> Vec<Column> {
                 "PreemptionPolicy is the Policy for preempting pods with lower priority.",
             ),
         ],
+        ("certificates.k8s.io", "certificatesigningrequests") => vec![
+            NAME,
+            AGE,
+            col(
+                "SignerName",
+                "string",
+                0,
+                "Name of the signer that will issue the certificate",
+            ),
+            col(
+                "Requestor",
+                "string",
+                0,
+                "Name of the user who made the request",
+            ),
+            col(
+                "RequestedDuration",
+                "string",
+                0,
+                "Requested duration of the certificate",
+            ),
+            col("Condition", "string", 0, "Status of the request"),
+        ],
         ("coordination.k8s.io", "leases") => vec![
             NAME,
             col("Holder", "string", 0, "The holder of the lease"),
@@ -801,6 +824,32 @@ pub fn human_duration(d: chrono::Duration) -> String {
         };
     }
     format!("{}y", hours / 24 / 365)
+}
+
+/// kubectl's CSR condition: Denied, Approved or Pending, then Failed and Issued.
+fn csr_condition(o: &Value) -> String {
+    let has = |t: &str| {
+        o["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t))
+    };
+    let mut s = if has("Denied") {
+        "Denied".to_string()
+    } else if has("Approved") {
+        "Approved".to_string()
+    } else {
+        "Pending".to_string()
+    };
+    if has("Failed") {
+        s.push_str(",Failed");
+    }
+    if o["status"]["certificate"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+    {
+        s.push_str(",Issued");
+    }
+    s
 }
 
 fn since(ts: &str, now: DateTime<Utc>) -> String {
@@ -1761,6 +1810,21 @@ pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Va
         ],
         ("coordination.k8s.io", "leases") => {
             vec![name, json!(str_of(o, "/spec/holderIdentity")), age]
+        }
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            let duration = o["spec"]["expirationSeconds"]
+                .as_i64()
+                .map_or("<none>".to_string(), |s| {
+                    human_duration(chrono::Duration::seconds(s))
+                });
+            vec![
+                name,
+                age,
+                json!(str_of(o, "/spec/signerName")),
+                json!(str_of(o, "/spec/username")),
+                json!(duration),
+                json!(csr_condition(o)),
+            ]
         }
         ("discovery.k8s.io", "endpointslices") => {
             // kubectl's formatDiscoveryPorts and formatDiscoveryEndpoints.

@@ -17,14 +17,16 @@ pub const BOOTSTRAPPING_VALUE: &str = "rbac-defaults";
 pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
-/// The user the join token authenticates (skiff-pki's `StaticTokenAuthenticator`).
-pub const JOIN_TOKEN_USER: &str = "system:skiff:agent";
+/// The group of every node's own identity (`system:node:<name>`).
+pub const NODES: &str = "system:nodes";
+/// The group the join token authenticates into (skiff-pki's `StaticTokenAuthenticator`).
+pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 
-const AGENT_ROLE: &str = "skiff:agent";
 const AGENT_DNS_ENDPOINTS: &str = "skiff:agent:dns-endpoints";
 
 /// The controllers skiff runs, by their service account in kube-system.
 pub const CONTROLLERS: &[&str] = &[
+    "certificate-controller",
     "clusterrole-aggregation-controller",
     "cronjob-controller",
     "daemon-set-controller",
@@ -174,13 +176,6 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         aggregated("view", &[(&edit.0, &edit.1)]),
     ];
     roles.extend(system_roles());
-    // skiff's own: what an agent asks of the server outside the resource API (its
-    // serving certificate, until nodes use CertificateSigningRequests).
-    roles.push(cluster_role(
-        AGENT_ROLE,
-        &[],
-        vec![rule(&["post"]).urls(&["/skiff/v1/kubelet-serving-cert"])],
-    ));
     roles.extend(CONTROLLERS.iter().map(|c| controller_role(c)));
     roles.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     roles
@@ -745,6 +740,40 @@ fn controller_rules(name: &str) -> Vec<R> {
     let apps = &["apps", "extensions"][..];
     let pods_rw = &["create", "delete", "list", "patch", "watch"][..];
     let mut r: Vec<R> = match name {
+        "certificate-controller" => {
+            let csr = "certificates.k8s.io";
+            vec![
+                rule(&["delete", "get", "list", "watch"])
+                    .groups(&[csr])
+                    .resources(&["certificatesigningrequests"]),
+                rule(&["update"]).groups(&[csr]).resources(&[
+                    "certificatesigningrequests/approval",
+                    "certificatesigningrequests/status",
+                ]),
+                // kube approves node client certificates; skiff also a node's serving
+                // certificate for the addresses its Node reports.
+                rule(&["approve"])
+                    .groups(&[csr])
+                    .resources(&["signers"])
+                    .names(&[
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                    ]),
+                rule(&["sign"])
+                    .groups(&[csr])
+                    .resources(&["signers"])
+                    .names(&[
+                        "kubernetes.io/kube-apiserver-client",
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                        "kubernetes.io/legacy-unknown",
+                    ]),
+                rule(&["create"])
+                    .groups(&["authorization.k8s.io"])
+                    .resources(&["subjectaccessreviews"]),
+                rule(READ).groups(&[""]).resources(&["nodes"]),
+            ]
+        }
         "clusterrole-aggregation-controller" => vec![
             rule(&["escalate", "get", "list", "patch", "update", "watch"])
                 .groups(&["rbac.authorization.k8s.io"])
@@ -1051,20 +1080,30 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             vec![user("system:kube-scheduler")],
         ),
     ];
-    // skiff's own: node agents authenticate with the join token as one user until
-    // nodes get identities of their own; it holds what kubelet, kube-proxy and the
-    // cluster DNS each hold in Kubernetes.
-    for role in [
-        AGENT_ROLE,
-        "system:node",
-        "system:node-proxier",
-        "system:kube-dns",
+    // As kubeadm binds them: the join token may ask for a node client certificate
+    // (auto-approved), and a node may renew its own.
+    for (name, role, subject) in [
+        (
+            "skiff:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            BOOTSTRAPPERS,
+        ),
+        (
+            "skiff:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            BOOTSTRAPPERS,
+        ),
+        (
+            "skiff:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            NODES,
+        ),
+        // skiff's own: every node runs the service proxy and the cluster DNS beside
+        // its pods, so nodes hold what kube-proxy and kube-dns hold in Kubernetes.
+        ("skiff:node:node-proxier", "system:node-proxier", NODES),
+        ("skiff:node:kube-dns", "system:kube-dns", NODES),
     ] {
-        let name = match role.strip_prefix("system:") {
-            Some(r) => format!("{AGENT_ROLE}:{r}"),
-            None => role.to_string(),
-        };
-        let mut b = cluster_binding(&name, vec![user(JOIN_TOKEN_USER)]);
+        let mut b = cluster_binding(name, vec![group(subject)]);
         b.role_ref.name = role.into();
         out.push(b);
     }
@@ -1148,11 +1187,7 @@ pub fn role_bindings() -> Vec<RoleBinding> {
     let cm_lock = "system::leader-locking-kube-controller-manager";
     let sched_lock = "system::leader-locking-kube-scheduler";
     vec![
-        binding(
-            AGENT_DNS_ENDPOINTS,
-            AGENT_DNS_ENDPOINTS,
-            vec![user(JOIN_TOKEN_USER)],
-        ),
+        binding(AGENT_DNS_ENDPOINTS, AGENT_DNS_ENDPOINTS, vec![group(NODES)]),
         binding(
             "system::extension-apiserver-authentication-reader",
             "extension-apiserver-authentication-reader",

@@ -2,7 +2,7 @@
 //! roles and bindings (plus a few bindings of admin/edit/view), and the escalation
 //! rules as kube-apiserver's RBAC integration tests exercise them.
 
-use crate::bootstrap::{self, JOIN_TOKEN_USER};
+use crate::bootstrap;
 use crate::escalation::{compact_string, escalation_message, uncovered};
 use crate::tests::res as r;
 use crate::{Decision, Policy, Request, Target};
@@ -90,7 +90,12 @@ const EDITOR: Who = Who("editor", &["system:authenticated"]);
 const OWNER: Who = Who("owner", &["system:authenticated"]);
 const SCHED: Who = Who("system:kube-scheduler", &["system:authenticated"]);
 const KCM: Who = Who("system:kube-controller-manager", &["system:authenticated"]);
-const AGENT: Who = Who(JOIN_TOKEN_USER, &["system:nodes", "system:authenticated"]);
+// RBAC's share of a node (the Node authorizer decides the rest).
+const AGENT: Who = Who("system:node:n", &["system:nodes", "system:authenticated"]);
+const JOINER: Who = Who(
+    "system:bootstrap:abcdef",
+    &["system:bootstrappers", "system:authenticated"],
+);
 const SA_GROUPS: &[&str] = &[
     "system:serviceaccounts",
     "system:serviceaccounts:kube-system",
@@ -314,15 +319,16 @@ fn the_default_policy_decides_as_kubernetes() {
             r("rbac.authorization.k8s.io", "clusterroles", "", "", ""),
             false,
         ),
-        // Node agents (the join token's user until nodes have identities).
-        (&AGENT, "get", r("", "secrets", "", "a", "s"), true),
+        // Node agents: RBAC grants them the proxy's and the DNS's reads; the Node
+        // authorizer the kubelet's.
+        (&AGENT, "get", r("", "secrets", "", "a", "s"), false),
         (
             &AGENT,
             "list",
             r("discovery.k8s.io", "endpointslices", "", "", ""),
             true,
         ),
-        (&AGENT, "update", r("", "nodes", "status", "", "n"), true),
+        (&AGENT, "update", r("", "nodes", "status", "", "n"), false),
         (
             &AGENT,
             "patch",
@@ -341,8 +347,70 @@ fn the_default_policy_decides_as_kubernetes() {
             r("discovery.k8s.io", "endpointslices", "", "a", "x"),
             false,
         ),
-        (&AGENT, "post", path("/skiff/v1/kubelet-serving-cert"), true),
-        (&USER, "post", path("/skiff/v1/kubelet-serving-cert"), false),
+        (
+            &AGENT,
+            "create",
+            r(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "selfnodeclient",
+                "",
+                "",
+            ),
+            true,
+        ),
+        (
+            &AGENT,
+            "create",
+            r(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "nodeclient",
+                "",
+                "",
+            ),
+            false,
+        ),
+        // The join token: a CSR, and nothing else.
+        (
+            &JOINER,
+            "create",
+            r(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "",
+                "",
+                "",
+            ),
+            true,
+        ),
+        (
+            &JOINER,
+            "create",
+            r(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "nodeclient",
+                "",
+                "",
+            ),
+            true,
+        ),
+        (
+            &JOINER,
+            "watch",
+            r(
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                "",
+                "",
+                "",
+            ),
+            true,
+        ),
+        (&JOINER, "list", r("", "pods", "", "", ""), false),
+        (&JOINER, "get", r("", "nodes", "", "", "n"), false),
+        (&JOINER, "create", r("", "nodes", "", "", ""), false),
         (&AGENT, "create", r("", "pods", "binding", "a", "p"), false),
         (&AGENT, "delete", r("", "nodes", "", "", "n"), false),
         // A pod's token: issuer discovery, nothing of the cluster.

@@ -27,6 +27,9 @@ pub enum Subresource {
     PortForward,
     /// `serviceaccounts/token`: TokenRequest.
     Token,
+    /// `certificatesigningrequests/approval`: updates touch only the Approved/Denied
+    /// conditions.
+    Approval,
 }
 
 impl Subresource {
@@ -41,6 +44,7 @@ impl Subresource {
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
+            Subresource::Approval => "approval",
         }
     }
 
@@ -55,6 +59,7 @@ impl Subresource {
             "attach" => Subresource::Attach,
             "portforward" => Subresource::PortForward,
             "token" => Subresource::Token,
+            "approval" => Subresource::Approval,
             _ => return None,
         })
     }
@@ -63,7 +68,7 @@ impl Subresource {
     /// the parent kind itself.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Subresource::Status => None,
+            Subresource::Status | Subresource::Approval => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
@@ -77,7 +82,9 @@ impl Subresource {
     /// Verbs a subresource accepts, as discovery lists them.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Status | Subresource::Scale | Subresource::Approval => {
+                &["get", "patch", "update"]
+            }
             Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
@@ -207,6 +214,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", Cluster, short: &[], cat: &[], sub: &[], prefix: "/registry/clusterroles"),
     res!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", Namespaced, short: &[], cat: &[], sub: &[], prefix: "/registry/rolebindings"),
     res!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", Cluster, short: &[], cat: &[], sub: &[], prefix: "/registry/clusterrolebindings"),
+    // certificates.k8s.io/v1
+    res!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", Cluster, short: &["csr"], cat: &[], sub: &[S::Status, S::Approval], prefix: "/registry/certificatesigningrequests"),
     // scheduling.k8s.io/v1
     res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", Cluster, short: &["pc"], cat: &[], sub: &[], prefix: "/registry/priorityclasses"),
     // coordination.k8s.io/v1

@@ -156,7 +156,8 @@ fn bits(f: &str, min: u32, max: u32, names: &[&str]) -> Result<(u64, bool), Stri
     Ok((out, star))
 }
 
-fn go_duration(s: &str) -> Option<Duration> {
+/// A Go `time.Duration` string (`8760h`, `1h30m`, `90s`, `250ms`).
+pub fn go_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut num = String::new();
     let mut rest = s.trim();

@@ -459,17 +459,21 @@ fn service_spec(spec: &mut Map<String, Value>) {
 /// Admission defaults for pods: the `default` ServiceAccount and the not-ready /
 /// unreachable tolerations of 300 s (DefaultTolerationSeconds).
 pub fn admit_pod_defaults(pod: &mut Value) {
+    // The ServiceAccount plugin leaves mirror pods alone: static pods run without one.
+    let mirror = pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
     let Some(spec) = pod.get_mut("spec").and_then(obj) else {
         return;
     };
-    set_default(spec, "serviceAccountName", json!("default"));
-    set_default(
-        spec,
-        "serviceAccount",
-        spec.get("serviceAccountName")
-            .cloned()
-            .unwrap_or(json!("default")),
-    );
+    if !mirror {
+        set_default(spec, "serviceAccountName", json!("default"));
+        set_default(
+            spec,
+            "serviceAccount",
+            spec.get("serviceAccountName")
+                .cloned()
+                .unwrap_or(json!("default")),
+        );
+    }
     let tol = spec.entry("tolerations").or_insert_with(|| json!([]));
     if !tol.is_array() {
         *tol = json!([]);

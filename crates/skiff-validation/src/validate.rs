@@ -94,16 +94,10 @@ fn labels_map(errs: &mut Errs, field: &str, v: &Value) {
 }
 
 fn cluster_scoped(resource: &str) -> bool {
-    matches!(
-        resource,
-        "namespaces"
-            | "nodes"
-            | "persistentvolumes"
-            | "clusterroles"
-            | "clusterrolebindings"
-            | "priorityclasses"
-            | "ingressclasses"
-    )
+    use skiff_types::registry::{RESOURCES, Scope};
+    RESOURCES
+        .iter()
+        .any(|r| r.plural == resource && r.scope == Scope::Cluster)
 }
 
 pub fn validate_create(group: &str, resource: &str, obj: &Value) -> Errs {

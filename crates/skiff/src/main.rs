@@ -4,6 +4,7 @@ mod secrets_encrypt;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use skiff_agent::certificates::{self, Auth, Server};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -283,12 +284,12 @@ struct ServerArgs {
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
     /// `endpointslice`, `endpointslicemirroring`, `service-lb`,
-    /// `clusterrole-aggregation`; `all` for none.
+    /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`; `all` for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
-    /// Authorizers in order (kube-apiserver's `--authorization-mode`): `RBAC`,
+    /// Authorizers in order (kube-apiserver's `--authorization-mode`): `Node`, `RBAC`,
     /// `AlwaysAllow`, `AlwaysDeny`. Members of `system:masters` are always allowed.
-    #[arg(long, default_value = "RBAC", value_parser = parse_modes)]
+    #[arg(long, default_value = "Node,RBAC", value_parser = parse_modes)]
     authorization_mode: Modes,
     /// Requests without credentials reach `/healthz`, `/livez`, `/readyz` and
     /// `/version` as `system:anonymous`; false answers them 401 too.
@@ -322,6 +323,10 @@ struct ServerArgs {
     /// Seconds without a Lease renewal after which a node is unreachable.
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Longest life of a certificate the built-in signers issue (a Go duration, as
+    /// kube-controller-manager's flag); nodes renew theirs at 70–90 % of it.
+    #[arg(long, default_value = "8760h", value_parser = parse_go_duration)]
+    cluster_signing_duration: std::time::Duration,
     /// Terminated pods (Succeeded, Failed) kept before the oldest are deleted; 0 keeps
     /// them all.
     #[arg(long, default_value_t = 12500)]
@@ -746,6 +751,20 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         skiff_controllers::clusterroleaggregation::run,
         informers
     );
+    if enabled("csrapproving") || enabled("csrsigning") {
+        let c = loopback("system:serviceaccount:kube-system:certificate-controller");
+        let i = informers.clone();
+        let opts = skiff_controllers::certificates::Options {
+            pki: server.api.pki.clone(),
+            signing_duration: a.cluster_signing_duration,
+            approve: enabled("csrapproving"),
+            sign: enabled("csrsigning"),
+        };
+        manager.push(Box::new(move |stop| {
+            let opts = opts.clone();
+            tokio::spawn(skiff_controllers::certificates::run(c, i, opts, stop))
+        }));
+    }
     managed!(
         "horizontal-pod-autoscaler",
         "horizontal-pod-autoscaler",
@@ -788,35 +807,29 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         scheduling,
     ));
     let (sim, node) = up.unzip();
-    if let Some(node) = node.filter(|_| sim.as_ref().is_none_or(|s| s.simulate == 0)) {
-        // The node agent joins as a remote node would: HTTPS with the join token.
-        let pki_dir = data_dir.join("tls");
-        let ca =
-            std::fs::read_to_string(pki_dir.join("ca.crt")).context("reading the cluster CA")?;
+    if node.is_some() || sim.as_ref().is_some_and(|s| s.simulate > 0) {
+        // Nodes join as remote nodes would: HTTPS, bootstrapped with the join token.
+        let ca = std::fs::read_to_string(data_dir.join("tls").join("ca.crt"))
+            .context("reading the cluster CA")?;
         let token =
             std::fs::read_to_string(data_dir.join("token")).context("reading the join token")?;
-        let client = token_client(&server.api.local_url, &ca, token.trim()).await?;
-        let opts = agent_options(&node, &data_dir, &ca)?;
-        let stop = stop_rx.clone();
-        controllers.push(tokio::spawn(async move {
-            if let Err(e) = skiff_agent::kubelet::run(client, opts, stop).await {
-                tracing::error!(error = %e, "node agent stopped");
+        let api = Server {
+            url: server.api.local_url.clone(),
+            ca_pem: ca.clone(),
+        };
+        let bootstrap = certificates::client(&api, Auth::Token(token.trim())).await?;
+        match sim.filter(|s| s.simulate > 0) {
+            Some(sim) => {
+                let task = spawn_sims(api, bootstrap, sim_options(&sim)?, stop_rx.clone());
+                controllers.push(task);
             }
-        }));
-    }
-    if let Some(sim) = sim.filter(|s| s.simulate > 0) {
-        let opts = sim_options(&sim)?;
-        let stop = stop_rx.clone();
-        // As a joined agent: the join token's user.
-        let client = kube::Client::new(
-            server.loopback_in(skiff_rbac::bootstrap::JOIN_TOKEN_USER, &["system:nodes"]),
-            "default",
-        );
-        controllers.push(tokio::spawn(async move {
-            if let Err(e) = skiff_agent::sim::run(client, opts, stop).await {
-                tracing::error!(error = %e, "simulated nodes stopped");
+            None => {
+                let node = node.expect("a node when not simulating");
+                let opts = agent_options(&node, &data_dir, &ca)?;
+                let task = spawn_agent(api, bootstrap, opts, stop_rx.clone());
+                controllers.push(task);
             }
-        }));
+        }
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -859,6 +872,13 @@ fn pod_security_config(
 #[derive(Debug, Clone)]
 struct Modes(Vec<skiff_apiserver::auth::Mode>);
 
+fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    skiff_validation::cron::go_duration(s)
+        .and_then(|d| d.to_std().ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration such as 8760h or 90s"))
+}
+
 fn parse_modes(s: &str) -> Result<Modes, String> {
     skiff_apiserver::auth::Mode::parse_list(s).map(Modes)
 }
@@ -876,11 +896,14 @@ fn sim_options(sim: &SimArgs) -> anyhow::Result<skiff_agent::sim::SimOptions> {
 async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(&a.ca_file)
         .with_context(|| format!("reading {}", a.ca_file.display()))?;
-    let client = token_client(&a.server, &ca, &a.token).await?;
+    let api = Server {
+        url: a.server.clone(),
+        ca_pem: ca.clone(),
+    };
+    let bootstrap = certificates::client(&api, Auth::Token(&a.token)).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = if a.sim.simulate > 0 {
-        let opts = sim_options(&a.sim)?;
-        tokio::spawn(async move { skiff_agent::sim::run(client, opts, stop_rx).await })
+        spawn_sims(api, bootstrap, sim_options(&a.sim)?, stop_rx)
     } else {
         let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
         let agent_dir = data_dir.join("agent");
@@ -889,7 +912,7 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         }
         skiff_pki::private::create_private_dir(&agent_dir)?;
         let opts = agent_options(&a.node, &data_dir, &ca)?;
-        tokio::spawn(async move { skiff_agent::kubelet::run(client, opts, stop_rx).await })
+        spawn_agent(api, bootstrap, opts, stop_rx)
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -897,8 +920,43 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     let _ = stop_tx.send(true);
-    task.await??;
+    task.await?;
     Ok(())
+}
+
+/// The node agent, as `system:node:<name>` once bootstrapped (its certificate kept in
+/// `<agent dir>/pki`).
+fn spawn_agent(
+    api: Server,
+    bootstrap: kube::Client,
+    opts: skiff_agent::kubelet::AgentOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let store = opts.dir.join("pki").join("kubelet-client-current.pem");
+    let client =
+        certificates::node_client(api, bootstrap, &opts.node_name, Some(store), stop.clone());
+    tokio::spawn(async move {
+        if let Err(e) = skiff_agent::kubelet::run(client, opts, stop).await {
+            tracing::error!(error = %e, "node agent stopped");
+        }
+    })
+}
+
+/// Simulated nodes, each bootstrapping its own identity (kept in memory only).
+fn spawn_sims(
+    api: Server,
+    bootstrap: kube::Client,
+    opts: skiff_agent::sim::SimOptions,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let connect = |node: &str| {
+            certificates::node_client(api.clone(), bootstrap.clone(), node, None, stop.clone())
+        };
+        if let Err(e) = skiff_agent::sim::run(connect, opts, stop.clone()).await {
+            tracing::error!(error = %e, "simulated nodes stopped");
+        }
+    })
 }
 
 async fn run_image(a: ImageArgs) -> anyhow::Result<()> {
@@ -1005,23 +1063,4 @@ fn agent_options(
         backend: node.flannel_backend,
         resolv_conf: node.resolv_conf.clone(),
     })
-}
-
-/// A client that authenticates with the join token, as agents do.
-async fn token_client(server: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: agent\n  user:\n    token: {}\ncontexts:\n- name: skiff\n  context: {{cluster: skiff, user: agent}}\ncurrent-context: skiff\n",
-        server,
-        base64_encode(ca_pem.as_bytes()),
-        token
-    );
-    let kc: kube::config::Kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await?;
-    Ok(kube::Client::try_from(cfg)?)
-}
-
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(b)
 }

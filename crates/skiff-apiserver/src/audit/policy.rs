@@ -192,6 +192,7 @@ mod tests {
             namespace: ns.into(),
             name: "x".into(),
             path: None,
+            field_selector: None,
         }
     }
 

@@ -192,6 +192,19 @@ impl Cluster {
 
     /// kubectl with nothing but `token` for credentials.
     pub fn kubectl_token(&self, token: &str, args: &[&str]) -> Output {
+        self.kubectl_with(&[format!("--token={token}")], args)
+    }
+
+    /// kubectl with nothing but a client certificate and its key (files) for credentials.
+    pub fn kubectl_cert(&self, cert: &Path, key: &Path, args: &[&str]) -> Output {
+        let creds = [
+            format!("--client-certificate={}", cert.display()),
+            format!("--client-key={}", key.display()),
+        ];
+        self.kubectl_with(&creds, args)
+    }
+
+    fn kubectl_with(&self, creds: &[String], args: &[&str]) -> Output {
         let mut cmd = Command::new("kubectl");
         cmd.arg("--kubeconfig=/dev/null")
             .arg(format!("--server=https://127.0.0.1:{}", self.port))
@@ -199,7 +212,7 @@ impl Cluster {
                 "--certificate-authority={}",
                 self.data_dir().join("tls/ca.crt").display()
             ));
-        cmd.arg(format!("--token={token}"))
+        cmd.args(creds)
             .args(args)
             .env_remove("KUBECONFIG")
             .output()

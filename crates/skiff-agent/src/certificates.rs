@@ -1,0 +1,408 @@
+//! The node's identities, as kubelet's TLS bootstrapping and certificate manager keep
+//! them: with no valid client certificate the agent makes a key and asks for
+//! `CN=system:node:<name>, O=system:nodes` through a CertificateSigningRequest to
+//! `kubernetes.io/kube-apiserver-client-kubelet`, authenticated by the join token (the
+//! controller manager approves and signs it); from then on it is `system:node:<name>`,
+//! and at a random point between 70 % and 90 % of the certificate's life it asks again,
+//! as itself, for the next one. Its serving certificate (the endpoint the API server
+//! calls for logs and exec) comes the same way from `kubernetes.io/kubelet-serving`,
+//! for the node's name and InternalIP.
+//!
+//! The node's [`kube::Client`] is handed out at once: its requests wait until the first
+//! certificate is there, and go out with the newest one after each rotation.
+
+use crate::Result;
+use futures::future::BoxFuture;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use kube::api::{Api, PostParams};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// Where the API server is and how to trust it.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub url: String,
+    pub ca_pem: String,
+}
+
+/// How a client authenticates.
+pub enum Auth<'a> {
+    Token(&'a str),
+    Cert { cert_pem: &'a str, key_pem: &'a str },
+}
+
+/// A client of `server` with the given credentials.
+pub async fn client(server: &Server, auth: Auth<'_>) -> Result<kube::Client> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let user = match auth {
+        Auth::Token(t) => format!("token: {t}"),
+        Auth::Cert { cert_pem, key_pem } => format!(
+            "client-certificate-data: {}\n    client-key-data: {}",
+            b64(cert_pem),
+            b64(key_pem)
+        ),
+    };
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    {user}\ncontexts:\n- name: skiff\n  context: {{cluster: skiff, user: node}}\ncurrent-context: skiff\n",
+        server.url,
+        b64(&server.ca_pem),
+    );
+    let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig).map_err(other)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(other)?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+fn other(e: impl std::fmt::Display) -> crate::Error {
+    std::io::Error::other(e.to_string()).into()
+}
+
+/// A certificate and its key, as kubelet keeps them: one PEM file, certificate first.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pair {
+    fn load(path: &std::path::Path) -> Option<Pair> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let at = text.find("-----BEGIN PRIVATE KEY-----")?;
+        let pair = Pair {
+            cert_pem: text[..at].to_string(),
+            key_pem: text[at..].to_string(),
+        };
+        let (_, not_after) = skiff_pki::csr::validity_of(&pair.cert_pem)?;
+        (not_after > chrono::Utc::now().timestamp()).then_some(pair)
+    }
+
+    fn save(&self, path: &std::path::Path) {
+        let body = format!("{}{}", self.cert_pem, self.key_pem);
+        if let Err(e) = skiff_pki::write_private(path, body.as_bytes()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the node certificate");
+        }
+    }
+}
+
+/// What to ask a signer for.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    pub signer: &'static str,
+    pub node: String,
+    pub dns_names: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub usages: &'static [&'static str],
+}
+
+impl Ask {
+    pub fn client(node: &str) -> Ask {
+        Ask {
+            signer: CLIENT_SIGNER,
+            node: node.into(),
+            dns_names: Vec::new(),
+            ips: Vec::new(),
+            usages: &["digital signature", "client auth"],
+        }
+    }
+
+    pub fn serving(node: &str, ips: Vec<IpAddr>) -> Ask {
+        Ask {
+            signer: SERVING_SIGNER,
+            node: node.into(),
+            dns_names: vec![node.into()],
+            ips,
+            usages: &["digital signature", "server auth"],
+        }
+    }
+}
+
+/// Creates a CSR for `ask` and waits until it is issued, denied or failed.
+pub async fn request(client: &kube::Client, ask: &Ask) -> Result<Pair> {
+    let cn = format!("system:node:{}", ask.node);
+    let (key_pem, csr_pem) =
+        skiff_pki::csr::new_request(&cn, &["system:nodes"], &ask.dns_names, &ask.ips)
+            .map_err(other)?;
+    let csr = CertificateSigningRequest {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some("csr-".into()),
+            ..Default::default()
+        },
+        spec: CertificateSigningRequestSpec {
+            request: k8s_openapi::ByteString(csr_pem.into_bytes()),
+            signer_name: ask.signer.into(),
+            usages: Some(ask.usages.iter().map(|u| u.to_string()).collect()),
+            ..Default::default()
+        },
+        status: None,
+    };
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let made = api.create(&PostParams::default(), &csr).await?;
+    let name = made.metadata.name.unwrap_or_default();
+    tracing::info!(csr = %name, signer = ask.signer, "certificate requested");
+    let mut wait = Duration::from_millis(50);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
+        let c = api.get(&name).await?;
+        let status = c.status.unwrap_or_default();
+        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+            let cert_pem = String::from_utf8_lossy(&cert.0).to_string();
+            return Ok(Pair { cert_pem, key_pem });
+        }
+        if let Some(c) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Denied" || c.type_ == "Failed")
+        {
+            return Err(other(format!(
+                "certificate request {name} {}: {}",
+                c.type_.to_lowercase(),
+                c.message.clone().unwrap_or_default()
+            )));
+        }
+    }
+}
+
+/// When to renew: a random point between 70 % and 90 % of the certificate's life, as
+/// kubelet's certificate manager picks it (so a fleet does not renew at once).
+pub fn renewal_at(not_before: i64, not_after: i64, jitter: f64) -> i64 {
+    let life = (not_after - not_before) as f64;
+    not_before + (life * (0.7 + 0.2 * jitter.clamp(0.0, 1.0))).round() as i64
+}
+
+fn sleep_until(unix: i64) -> Duration {
+    let now = chrono::Utc::now().timestamp_millis();
+    Duration::from_millis((unix * 1000 - now).max(0) as u64)
+}
+
+type Installer = Box<dyn Fn(Pair) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Keeps a certificate: the stored one while valid, else a new one from `asker`, then
+/// a renewal at each deadline, handing each to `install`.
+async fn keep(
+    ask: Ask,
+    store: Option<PathBuf>,
+    asker: impl Fn() -> BoxFuture<'static, Option<kube::Client>> + Send,
+    install: Installer,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut current = store.as_deref().and_then(Pair::load);
+    loop {
+        let pair = match current.take() {
+            Some(p) => p,
+            None => match obtain(&ask, &asker, &mut shutdown).await {
+                Some(p) => {
+                    if let Some(path) = &store {
+                        p.save(path);
+                    }
+                    p
+                }
+                None => return,
+            },
+        };
+        let Some((nb, na)) = skiff_pki::csr::validity_of(&pair.cert_pem) else {
+            return;
+        };
+        install(pair).await;
+        let at = renewal_at(nb, na, rand_unit());
+        tracing::info!(
+            signer = ask.signer,
+            renew_in_s = sleep_until(at).as_secs(),
+            "certificate in use"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(sleep_until(at)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64);
+    (h.finish() % 10_000) as f64 / 10_000.0
+}
+
+/// Asks until issued (or shutdown), backing off between failures.
+async fn obtain(
+    ask: &Ask,
+    asker: &(impl Fn() -> BoxFuture<'static, Option<kube::Client>> + Send),
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Pair> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if let Some(client) = asker().await {
+            match request(&client, ask).await {
+                Ok(p) => return Some(p),
+                Err(e) => {
+                    tracing::warn!(signer = ask.signer, error = %e, "no certificate yet; retrying")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return None,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The node's client, authenticated as `system:node:<node>`: bootstrapped with
+/// `bootstrap` (the join token's client) unless `store` holds a valid certificate,
+/// and renewed as itself.
+pub fn node_client(
+    server: Server,
+    bootstrap: kube::Client,
+    node: &str,
+    store: Option<PathBuf>,
+    shutdown: watch::Receiver<bool>,
+) -> kube::Client {
+    let (tx, rx) = watch::channel::<Option<kube::Client>>(None);
+    let tx = Arc::new(tx);
+    let asker = {
+        let rx = rx.clone();
+        move || {
+            // The first certificate with the join token; renewals as the node.
+            let current = rx.borrow().clone();
+            let bootstrap = bootstrap.clone();
+            Box::pin(async move { Some(current.unwrap_or(bootstrap)) }) as BoxFuture<'static, _>
+        }
+    };
+    let install: Installer = Box::new(move |pair: Pair| {
+        let (server, tx) = (server.clone(), tx.clone());
+        Box::pin(async move {
+            let auth = Auth::Cert {
+                cert_pem: &pair.cert_pem,
+                key_pem: &pair.key_pem,
+            };
+            match client(&server, auth).await {
+                Ok(c) => {
+                    tx.send_replace(Some(c));
+                }
+                Err(e) => tracing::error!(error = %e, "the node certificate cannot be used"),
+            }
+        })
+    });
+    tokio::spawn(keep(Ask::client(node), store, asker, install, shutdown));
+    kube::Client::new(Current(rx), "default")
+}
+
+/// The node's serving certificate for its endpoint, once issued; renewed in place.
+pub async fn serving(
+    client: kube::Client,
+    ca_pem: String,
+    ask: Ask,
+    store: Option<PathBuf>,
+    shutdown: watch::Receiver<bool>,
+) -> Option<Arc<skiff_pki::RotatingCert>> {
+    let (tx, mut rx) = watch::channel::<Option<Arc<skiff_pki::RotatingCert>>>(None);
+    let asker = move || {
+        let c = client.clone();
+        Box::pin(async move { Some(c) }) as BoxFuture<'static, _>
+    };
+    let install: Installer = Box::new(move |pair: Pair| {
+        let current = tx.borrow().clone();
+        let installed = match current {
+            Some(rc) => rc.set(&ca_pem, &pair.cert_pem, &pair.key_pem).map(|()| rc),
+            None => skiff_pki::RotatingCert::new(&ca_pem, &pair.cert_pem, &pair.key_pem),
+        };
+        match installed {
+            Ok(rc) => {
+                tx.send_replace(Some(rc));
+            }
+            Err(e) => tracing::error!(error = %e, "the serving certificate cannot be used"),
+        }
+        Box::pin(async {})
+    });
+    tokio::spawn(keep(ask, store, asker, install, shutdown));
+    rx.wait_for(Option::is_some).await.ok()?.clone()
+}
+
+/// Sends each request with the newest node client, once there is one.
+#[derive(Clone)]
+struct Current(watch::Receiver<Option<kube::Client>>);
+
+impl tower::Service<http::Request<kube::client::Body>> for Current {
+    type Response = http::Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, kube::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), kube::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let mut rx = self.0.clone();
+        Box::pin(async move {
+            let client = match rx.wait_for(Option::is_some).await {
+                Ok(c) => c.clone().expect("waited for a client"),
+                Err(_) => {
+                    return Err(kube::Error::Service(
+                        "the node's credentials are gone".into(),
+                    ));
+                }
+            };
+            client.send(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_falls_between_seventy_and_ninety_percent() {
+        assert_eq!(renewal_at(0, 1000, 0.0), 700);
+        assert_eq!(renewal_at(0, 1000, 1.0), 900);
+        assert_eq!(renewal_at(100, 1100, 0.5), 900);
+    }
+
+    #[test]
+    fn a_stored_pair_is_used_only_while_valid() {
+        let d = tempfile::tempdir().unwrap();
+        let pki = skiff_pki::ClusterPki::load_or_create(
+            d.path(),
+            &skiff_pki::ServingSans::default_for_host(&[]),
+        )
+        .unwrap();
+        let (key, csr) =
+            skiff_pki::csr::new_request("system:node:n", &["system:nodes"], &[], &[]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let sign = |nb, na| {
+            pki.sign_request(&csr, &["client auth".into()], nb, na)
+                .unwrap()
+        };
+        let path = d.path().join("pki/kubelet-client-current.pem");
+        let valid = Pair {
+            cert_pem: sign(now, now + time::Duration::hours(1)),
+            key_pem: key.clone(),
+        };
+        valid.save(&path);
+        assert!(Pair::load(&path).is_some());
+        let expired = Pair {
+            cert_pem: sign(
+                now - time::Duration::hours(2),
+                now - time::Duration::hours(1),
+            ),
+            key_pem: key,
+        };
+        expired.save(&path);
+        assert!(Pair::load(&path).is_none());
+    }
+}

@@ -1,0 +1,158 @@
+//! Nodes in the API server: the `Node` authorization mode (a node reaches only what its
+//! pods use) on a `skiff_nodeauth::Graph` kept by a watch-cache observer, and the
+//! NodeRestriction admission plugin (a node writes only its own Node, Lease, pods'
+//! status and mirror pods).
+
+use crate::auth::{Attributes, Authorizer, Decision};
+use crate::cache::{EventType, Observer, Stored};
+use crate::server::ApiServer;
+use parking_lot::RwLock;
+use serde_json::Value;
+use skiff_types::ApiError;
+use skiff_types::registry::lookup;
+
+/// The graph of pods and volumes, and the authorizer that reads it.
+pub struct NodeAuthorizer {
+    graph: RwLock<skiff_nodeauth::Graph>,
+    pods: String,
+    pvs: String,
+}
+
+impl Default for NodeAuthorizer {
+    fn default() -> Self {
+        let prefix = |plural| {
+            lookup("", plural)
+                .expect("pods and persistentvolumes are served")
+                .prefix(None)
+        };
+        NodeAuthorizer {
+            graph: RwLock::new(skiff_nodeauth::Graph::new()),
+            pods: prefix("pods"),
+            pvs: prefix("persistentvolumes"),
+        }
+    }
+}
+
+impl NodeAuthorizer {
+    pub fn prefixes(&self) -> Vec<String> {
+        vec![self.pods.clone(), self.pvs.clone()]
+    }
+}
+
+impl Observer for NodeAuthorizer {
+    fn observe(&self, kind: EventType, obj: &Stored) {
+        let pod = obj.key.starts_with(&self.pods);
+        let rest = &obj.key[if pod { self.pods.len() } else { self.pvs.len() }..];
+        let mut g = self.graph.write();
+        match (kind, pod) {
+            (EventType::Deleted, true) => {
+                let (ns, name) = rest.split_once('/').unwrap_or(("", rest));
+                g.remove_pod(ns, name);
+            }
+            (EventType::Deleted, false) => g.remove_pv(rest),
+            (_, is_pod) => {
+                let Ok(v) = serde_json::from_slice::<Value>(&obj.value) else {
+                    return;
+                };
+                if is_pod {
+                    g.set_pod(&v);
+                } else {
+                    g.set_pv(&v);
+                }
+            }
+        }
+    }
+}
+
+impl Authorizer for NodeAuthorizer {
+    fn authorize(&self, a: &Attributes) -> Decision {
+        if a.path.is_some() {
+            return Decision::NoOpinion(String::new());
+        }
+        let req = skiff_nodeauth::Request {
+            user: &a.user.username,
+            groups: &a.user.groups,
+            verb: &a.verb,
+            api_group: &a.group,
+            resource: &a.resource,
+            subresource: &a.subresource,
+            namespace: &a.namespace,
+            name: &a.name,
+            field_selector: a.field_selector.as_deref(),
+        };
+        match self.graph.read().authorize(&req) {
+            skiff_nodeauth::Decision::Allow => Decision::Allow(String::new()),
+            // Kube's node authorizer never denies: it says why it did not allow, and
+            // the next authorizer (RBAC) may still allow.
+            skiff_nodeauth::Decision::Deny(why) => Decision::NoOpinion(why),
+            skiff_nodeauth::Decision::NoOpinion => Decision::NoOpinion(String::new()),
+        }
+    }
+}
+
+/// What NodeRestriction looks up: pods and Nodes, from the watch cache.
+struct CacheLookup<'a>(&'a ApiServer);
+
+impl CacheLookup<'_> {
+    fn read(&self, plural: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let ri = lookup("", plural)?;
+        let s = self.0.cache.get(&ri.key(ns, name))?;
+        serde_json::from_slice(&s.value).ok()
+    }
+}
+
+impl skiff_nodeauth::Cluster for CacheLookup<'_> {
+    fn pod(&self, ns: &str, name: &str) -> Option<skiff_nodeauth::PodBinding> {
+        let p = self.read("pods", Some(ns), name)?;
+        Some(skiff_nodeauth::PodBinding {
+            node_name: p["spec"]["nodeName"].as_str().unwrap_or("").into(),
+            uid: p["metadata"]["uid"].as_str().unwrap_or("").into(),
+        })
+    }
+
+    fn node_uid(&self, name: &str) -> Option<String> {
+        let n = self.read("nodes", None, name)?;
+        n["metadata"]["uid"].as_str().map(str::to_string)
+    }
+}
+
+/// The write a request makes, as admission sees it.
+pub struct Write<'a> {
+    pub operation: skiff_nodeauth::Operation,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub object: Option<&'a Value>,
+    pub old: Option<&'a Value>,
+}
+
+/// NodeRestriction: writes by nodes (`system:node:<name>` in `system:nodes`) are
+/// limited to what is theirs; others pass.
+pub fn admit(api: &ApiServer, user: &crate::auth::UserInfo, w: &Write<'_>) -> Result<(), ApiError> {
+    if skiff_nodeauth::node_name(&user.username, &user.groups).is_none() {
+        return Ok(());
+    }
+    let attrs = skiff_nodeauth::Attributes {
+        user: &user.username,
+        groups: &user.groups,
+        operation: w.operation,
+        api_group: w.group,
+        resource: w.resource,
+        subresource: w.subresource,
+        namespace: w.namespace,
+        name: w.name,
+        object: w.object,
+        old_object: w.old,
+    };
+    match skiff_nodeauth::admit(&attrs, &CacheLookup(api)) {
+        Ok(()) => Ok(()),
+        Err(skiff_nodeauth::Rejection::NotFound { kind, name }) => {
+            Err(ApiError::not_found(w.group, kind, &name))
+        }
+        Err(skiff_nodeauth::Rejection::Forbidden(why)) => {
+            Err(ApiError::forbidden(w.group, w.resource, w.name, &why))
+        }
+    }
+}
