@@ -75,7 +75,8 @@ pub struct Pair {
 }
 
 impl Pair {
-    fn load(path: &std::path::Path) -> Option<Pair> {
+    /// The stored pair, if still valid and issued by the cluster's CA.
+    fn load(path: &std::path::Path, ca_pem: &str) -> Option<Pair> {
         let text = std::fs::read_to_string(path).ok()?;
         let at = text.find("-----BEGIN PRIVATE KEY-----")?;
         let pair = Pair {
@@ -83,7 +84,9 @@ impl Pair {
             key_pem: text[at..].to_string(),
         };
         let (_, not_after) = skiff_pki::csr::validity_of(&pair.cert_pem)?;
-        (not_after > chrono::Utc::now().timestamp()).then_some(pair)
+        let valid = not_after > chrono::Utc::now().timestamp()
+            && skiff_pki::csr::signed_by(&pair.cert_pem, ca_pem);
+        valid.then_some(pair)
     }
 
     fn save(&self, path: &std::path::Path) {
@@ -192,12 +195,13 @@ type Installer = Box<dyn Fn(Pair) -> BoxFuture<'static, ()> + Send + Sync>;
 /// a renewal at each deadline, handing each to `install`.
 async fn keep(
     ask: Ask,
+    ca_pem: String,
     store: Option<PathBuf>,
     asker: impl Fn() -> BoxFuture<'static, Option<kube::Client>> + Send,
     install: Installer,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut current = store.as_deref().and_then(Pair::load);
+    let mut current = store.as_deref().and_then(|p| Pair::load(p, &ca_pem));
     loop {
         let pair = match current.take() {
             Some(p) => p,
@@ -280,6 +284,7 @@ pub fn node_client(
             Box::pin(async move { Some(current.unwrap_or(bootstrap)) }) as BoxFuture<'static, _>
         }
     };
+    let ca_pem = server.ca_pem.clone();
     let install: Installer = Box::new(move |pair: Pair| {
         let (server, tx) = (server.clone(), tx.clone());
         Box::pin(async move {
@@ -295,7 +300,14 @@ pub fn node_client(
             }
         })
     });
-    tokio::spawn(keep(Ask::client(node), store, asker, install, shutdown));
+    tokio::spawn(keep(
+        Ask::client(node),
+        ca_pem,
+        store,
+        asker,
+        install,
+        shutdown,
+    ));
     kube::Client::new(Current(rx), "default")
 }
 
@@ -312,6 +324,7 @@ pub async fn serving(
         let c = client.clone();
         Box::pin(async move { Some(c) }) as BoxFuture<'static, _>
     };
+    let ca = ca_pem.clone();
     let install: Installer = Box::new(move |pair: Pair| {
         let current = tx.borrow().clone();
         let installed = match current {
@@ -326,7 +339,7 @@ pub async fn serving(
         }
         Box::pin(async {})
     });
-    tokio::spawn(keep(ask, store, asker, install, shutdown));
+    tokio::spawn(keep(ask, ca, store, asker, install, shutdown));
     rx.wait_for(Option::is_some).await.ok()?.clone()
 }
 
@@ -394,7 +407,17 @@ mod tests {
             key_pem: key.clone(),
         };
         valid.save(&path);
-        assert!(Pair::load(&path).is_some());
+        assert!(Pair::load(&path, &pki.ca_cert_pem).is_some());
+        let other = tempfile::tempdir().unwrap();
+        let other = skiff_pki::ClusterPki::load_or_create(
+            other.path(),
+            &skiff_pki::ServingSans::default_for_host(&[]),
+        )
+        .unwrap();
+        assert!(
+            Pair::load(&path, &other.ca_cert_pem).is_none(),
+            "another cluster's CA"
+        );
         let expired = Pair {
             cert_pem: sign(
                 now - time::Duration::hours(2),
@@ -403,6 +426,6 @@ mod tests {
             key_pem: key,
         };
         expired.save(&path);
-        assert!(Pair::load(&path).is_none());
+        assert!(Pair::load(&path, &pki.ca_cert_pem).is_none());
     }
 }

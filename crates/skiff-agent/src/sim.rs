@@ -117,36 +117,37 @@ fn runtime() -> &'static crate::fake::FakeRuntime {
 type Clients = Arc<HashMap<String, kube::Client>>;
 
 /// Runs the fleet until `shutdown`. `connect` gives each node its client: as a real
-/// node, each acts as `system:node:<name>` (with its own certificate, or, in process,
-/// its own loopback identity), so the Node authorizer and NodeRestriction see each.
+/// node, each acts as `system:node:<name>` with its own certificate (bootstrapped when
+/// its first request waits for it), so the Node authorizer and NodeRestriction see each.
 pub async fn run(
     connect: impl Fn(&str) -> kube::Client,
     opts: SimOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let specs = fleet(&opts);
-    let clients: Clients = Arc::new(
-        specs
-            .iter()
-            .map(|s| (s.name.clone(), connect(&s.name)))
-            .collect(),
-    );
-    let Some(first) = specs.first() else {
+    let Some(first) = specs.first().map(|s| s.name.clone()) else {
         return Ok(());
     };
-    // The fleet's shared view of pods and nodes goes through one of its nodes.
-    let client = clients[&first.name].clone();
-    futures::stream::iter(specs.clone())
-        .for_each_concurrent(16, |s| {
-            let client = clients[&s.name].clone();
-            async move {
-                if let Err(e) = node::register(&client, &s, true).await {
-                    tracing::warn!(node = %s.name, error = %e, "registration failed");
+    // Sixteen nodes join at a time (bootstrap, registration, first Lease), so a large
+    // fleet does not open thousands of bootstrap connections at once.
+    let clients: Clients = Arc::new(
+        futures::stream::iter(specs.clone())
+            .map(|s| {
+                let client = connect(&s.name);
+                async move {
+                    if let Err(e) = node::register(&client, &s, true).await {
+                        tracing::warn!(node = %s.name, error = %e, "registration failed");
+                    }
+                    let _ = node::renew_lease(&client, &s.name).await;
+                    (s.name, client)
                 }
-                let _ = node::renew_lease(&client, &s.name).await;
-            }
-        })
-        .await;
+            })
+            .buffer_unordered(16)
+            .collect::<HashMap<_, _>>()
+            .await,
+    );
+    // The fleet's shared view of pods and nodes goes through one of its nodes.
+    let client = clients[&first].clone();
     tracing::info!(nodes = specs.len(), "simulated nodes registered");
     let state = Arc::new(Mutex::new(State {
         nodes: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(),

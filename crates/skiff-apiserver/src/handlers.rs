@@ -595,16 +595,7 @@ async fn serve_resource(
                         sub: None,
                         ..t.clone()
                     };
-                    let eviction = crate::nodeauth::Write {
-                        operation: skiff_nodeauth::Operation::Create,
-                        group: "",
-                        resource: "pods",
-                        subresource: "eviction",
-                        namespace: t.namespace.as_deref().unwrap_or(""),
-                        name: t.name(),
-                        object: Some(&obj),
-                        old: None,
-                    };
+                    let eviction = crate::nodeauth::Write::create_sub(&t, "eviction", &obj);
                     crate::nodeauth::admit(api, user, &eviction)?;
                     let pod = api.get_object(&pod_t).await?;
                     crate::kinds::check_disruption_budgets(api, &pod).await?;
@@ -616,12 +607,13 @@ async fn serve_resource(
                         &[],
                     ))
                 }
-                Some(Subresource::Token) => Ok(respond(
-                    &headers,
-                    201,
-                    &crate::serviceaccount::token_request(api, &t, obj, &opts).await?,
-                    &[],
-                )),
+                Some(Subresource::Token) => {
+                    // NodeRestriction: a node's tokens are bound to its own pods.
+                    let token = crate::nodeauth::Write::create_sub(&t, "token", &obj);
+                    crate::nodeauth::admit(api, user, &token)?;
+                    let tr = crate::serviceaccount::token_request(api, &t, obj, &opts).await?;
+                    Ok(respond(&headers, 201, &tr, &[]))
+                }
                 Some(_) => Err(ApiError::method_not_supported(
                     t.ri.group,
                     t.ri.plural,

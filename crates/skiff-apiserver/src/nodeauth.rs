@@ -128,6 +128,22 @@ pub struct Write<'a> {
     pub old: Option<&'a Value>,
 }
 
+impl<'a> Write<'a> {
+    /// A create of subresource `sub` (`pods/eviction`, `serviceaccounts/token`).
+    pub fn create_sub(t: &'a crate::object::Target, sub: &'a str, body: &'a Value) -> Self {
+        Write {
+            operation: skiff_nodeauth::Operation::Create,
+            group: t.ri.group,
+            resource: t.ri.plural,
+            subresource: sub,
+            namespace: t.namespace.as_deref().unwrap_or(""),
+            name: t.name(),
+            object: Some(body),
+            old: None,
+        }
+    }
+}
+
 /// NodeRestriction: writes by nodes (`system:node:<name>` in `system:nodes`) are
 /// limited to what is theirs; others pass.
 pub fn admit(api: &ApiServer, user: &crate::auth::UserInfo, w: &Write<'_>) -> Result<(), ApiError> {

@@ -4,7 +4,9 @@
 //! may create `certificatesigningrequests/nodeclient` or `/selfnodeclient`) and
 //! `csrsigning` (approved requests to `kubernetes.io/kube-apiserver-client`,
 //! `-client-kubelet` and `kubelet-serving` are checked against the signer's rules and
-//! signed by the cluster CA, or marked Failed). skiff also approves a node's
+//! signed by the cluster CA, or marked Failed) and `csrcleaner` (requests are deleted
+//! an hour after they were approved, denied or failed, a day after creation when still
+//! pending, or once their certificate has expired). skiff also approves a node's
 //! `kubelet-serving` request when it names only addresses its Node reports (Kubernetes
 //! leaves those to the operator, k3s signs them itself), so `kubectl logs` and `exec`
 //! reach agents without a manual step.
@@ -211,9 +213,39 @@ pub struct Options {
     pub pki: Arc<skiff_pki::ClusterPki>,
     /// `--cluster-signing-duration`.
     pub signing_duration: Duration,
-    /// Which of the two controllers run (`csrapproving`, `csrsigning`).
+    /// Which of the controllers run (`csrapproving`, `csrsigning`, `csrcleaner`).
     pub approve: bool,
     pub sign: bool,
+    pub clean: bool,
+}
+
+/// kube's csrcleaner deadlines: whether `csr` is due for deletion at `now`.
+pub fn expired(csr: &CertificateSigningRequest, now: k8s_openapi::jiff::Timestamp) -> bool {
+    use k8s_openapi::jiff::SignedDuration;
+    let hour = SignedDuration::from_hours(1);
+    let since = |t: Option<&Time>, d: SignedDuration| t.is_some_and(|t| t.0 + d < now);
+    let cond = |ty: &str| {
+        csr.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == ty))
+    };
+    let cert_gone = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .and_then(|c| skiff_pki::csr::validity_of(&String::from_utf8_lossy(&c.0)))
+        .is_some_and(|(_, not_after)| not_after < now.as_second());
+    cert_gone
+        || ["Approved", "Denied", "Failed"]
+            .iter()
+            .any(|t| cond(t).is_some_and(|c| since(c.last_update_time.as_ref(), hour)))
+        || (cond("Approved").is_none()
+            && cond("Denied").is_none()
+            && since(
+                csr.metadata.creation_timestamp.as_ref(),
+                SignedDuration::from_hours(24),
+            ))
 }
 
 /// Runs both controllers until `shutdown`.
@@ -228,6 +260,7 @@ pub async fn run(
     let mut csrs: HashMap<String, Value> = HashMap::new();
     let mut nodes: HashMap<String, Value> = HashMap::new();
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let mut cleaning = tokio::time::interval(Duration::from_secs(600));
     loop {
         // Only requests that changed are looked at again (a fleet bootstrapping sends
         // thousands); a node change may make a pending serving request approvable.
@@ -249,6 +282,12 @@ pub async fn run(
                 Some(c) => { reflect::apply_to(&mut nodes, c); nodes_changed = true; }
                 None => return,
             },
+            _ = cleaning.tick() => {
+                if opts.clean {
+                    clean(&api, &csrs).await;
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
         while let Ok(c) = csrs_rx.try_recv() {
@@ -286,6 +325,19 @@ pub async fn run(
             if let Err(e) = act(&client, &api, &opts, &csr, action).await {
                 tracing::warn!(csr = %key, error = %e, "certificate request not handled");
             }
+        }
+    }
+}
+
+async fn clean(api: &Api<CertificateSigningRequest>, csrs: &HashMap<String, Value>) {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for (name, v) in csrs {
+        let Ok(csr) = serde_json::from_value::<CertificateSigningRequest>(v.clone()) else {
+            continue;
+        };
+        if expired(&csr, now) {
+            tracing::info!(csr = %name, "deleting an expired certificate request");
+            let _ = api.delete(name, &Default::default()).await;
         }
     }
 }
@@ -532,6 +584,26 @@ mod tests {
             &["n1"],
         );
         assert_eq!(decide(&c, &i, &addrs), Action::Nothing);
+    }
+
+    #[test]
+    fn the_cleaner_keeps_requests_an_hour_after_a_decision_and_a_day_pending() {
+        use k8s_openapi::jiff::{SignedDuration, Timestamp};
+        let (c, _) = csr(KUBELET_CLIENT, "u", "system:node:n", &["client auth"], &[]);
+        let now = Timestamp::now();
+        let ago = |h: i64| Some(Time(now - SignedDuration::from_mins(h)));
+        let mut pending = c.clone();
+        pending.metadata.creation_timestamp = ago(23 * 60);
+        assert!(!expired(&pending, now));
+        pending.metadata.creation_timestamp = ago(25 * 60);
+        assert!(expired(&pending, now));
+        let mut done = approved(c);
+        let cond = &mut done.status.as_mut().unwrap().conditions.as_mut().unwrap()[0];
+        cond.last_update_time = ago(30);
+        assert!(!expired(&done, now));
+        let cond = &mut done.status.as_mut().unwrap().conditions.as_mut().unwrap()[0];
+        cond.last_update_time = ago(61);
+        assert!(expired(&done, now));
     }
 
     #[test]

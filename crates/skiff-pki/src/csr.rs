@@ -185,6 +185,21 @@ impl ClusterPki {
     }
 }
 
+/// Whether a PEM certificate was signed by the CA `ca_pem` (a node's stored
+/// certificate is worthless once the cluster has a new CA).
+pub fn signed_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let (Ok(der), Ok(ca_der)) = (crate::pem_to_der(cert_pem), crate::pem_to_der(ca_pem)) else {
+        return false;
+    };
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::parse_x509_certificate(&der),
+        x509_parser::parse_x509_certificate(&ca_der),
+    ) else {
+        return false;
+    };
+    cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
 /// Validity of a PEM certificate (the first in the bundle) as unix seconds.
 pub fn validity_of(cert_pem: &str) -> Option<(i64, i64)> {
     let der = crate::pem_to_der(cert_pem).ok()?;
@@ -227,6 +242,10 @@ mod tests {
         assert!(user.groups.contains(&"system:nodes".to_string()));
         let (nb, na) = validity_of(&cert).unwrap();
         assert_eq!(na - nb, 3600);
+        assert!(signed_by(&cert, &pki.ca_cert_pem));
+        let other = tempfile::tempdir().unwrap();
+        let other = ClusterPki::load_or_create(other.path(), &crate::tests::sans()).unwrap();
+        assert!(!signed_by(&cert, &other.ca_cert_pem));
     }
 
     #[test]

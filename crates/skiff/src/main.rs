@@ -284,7 +284,8 @@ struct ServerArgs {
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
     /// `endpointslice`, `endpointslicemirroring`, `service-lb`,
-    /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`; `all` for none.
+    /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`, `csrcleaner`; `all`
+    /// for none.
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Authorizers in order (kube-apiserver's `--authorization-mode`): `Node`, `RBAC`,
@@ -751,7 +752,10 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         skiff_controllers::clusterroleaggregation::run,
         informers
     );
-    if enabled("csrapproving") || enabled("csrsigning") {
+    if ["csrapproving", "csrsigning", "csrcleaner"]
+        .iter()
+        .any(|c| enabled(c))
+    {
         let c = loopback("system:serviceaccount:kube-system:certificate-controller");
         let i = informers.clone();
         let opts = skiff_controllers::certificates::Options {
@@ -759,6 +763,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             signing_duration: a.cluster_signing_duration,
             approve: enabled("csrapproving"),
             sign: enabled("csrsigning"),
+            clean: enabled("csrcleaner"),
         };
         manager.push(Box::new(move |stop| {
             let opts = opts.clone();
