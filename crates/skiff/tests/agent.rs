@@ -178,6 +178,30 @@ fn pods_run_on_containerd() {
     ]);
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     assert_eq!(boot_id, host_boot_id.trim());
+    // The node's identities: a client certificate asked for with the join token, and
+    // its serving certificate asked for as the node; both approved and issued, and kept
+    // privately in the agent's directory.
+    let name = c.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let csrs = c.ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        csrs.lines().any(|l| l.starts_with("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:") && l.ends_with(" Approved")),
+        "{csrs}"
+    );
+    assert!(
+        csrs.contains(&format!("kubernetes.io/kubelet-serving system:node:{name} Approved")),
+        "{csrs}"
+    );
+    for f in ["kubelet-client-current.pem", "kubelet-server-current.pem"] {
+        let path = c.data_dir().join("agent/pki").join(f);
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600, "{}", path.display());
+    }
 
     // skiff image: the airgap archives are there; import, list and remove one more.
     let skiff_image = |args: &[&str]| {
