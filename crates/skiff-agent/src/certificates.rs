@@ -135,9 +135,16 @@ pub async fn request(client: &kube::Client, ask: &Ask) -> Result<Pair> {
     let (key_pem, csr_pem) =
         skiff_pki::csr::new_request(&cn, &["system:nodes"], &ask.dns_names, &ask.ips)
             .map_err(other)?;
+    // Named after the request, as kubelet names its bootstrap CSR: thousands of nodes
+    // asking at once never collide, as five random characters of `csr-` might.
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(csr_pem.as_bytes());
+        d[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
     let csr = CertificateSigningRequest {
         metadata: kube::api::ObjectMeta {
-            generate_name: Some("csr-".into()),
+            name: Some(format!("csr-{digest}")),
             ..Default::default()
         },
         spec: CertificateSigningRequestSpec {
@@ -149,8 +156,8 @@ pub async fn request(client: &kube::Client, ask: &Ask) -> Result<Pair> {
         status: None,
     };
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let made = api.create(&PostParams::default(), &csr).await?;
-    let name = made.metadata.name.unwrap_or_default();
+    api.create(&PostParams::default(), &csr).await?;
+    let name = format!("csr-{digest}");
     tracing::info!(csr = %name, signer = ask.signer, "certificate requested");
     let mut wait = Duration::from_millis(50);
     loop {

@@ -147,6 +147,12 @@ fn signer_name(errs: &mut Vec<FieldError>, name: Option<&str>) {
             json!(name),
             "must be a fully qualified domain and path of the form 'example.com/signer-name'",
         ));
+    } else if name == "kubernetes.io/legacy-unknown" {
+        errs.push(FieldError::invalid(
+            "spec.signerName",
+            json!(name),
+            "the legacy signerName is not allowed via this API version",
+        ));
     }
 }
 
@@ -344,6 +350,13 @@ mod tests {
             "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 600 seconds (10 minutes)",
         ] {
             assert!(all.contains(want), "{want} not in\n{all}");
+        }
+        o["spec"]["signerName"] = json!("kubernetes.io/legacy-unknown");
+        let all: Vec<String> = validate(&o, None).iter().map(|e| e.to_string()).collect();
+        for want in [
+            "spec.signerName: Invalid value: \"kubernetes.io/legacy-unknown\": the legacy signerName is not allowed via this API version",
+        ] {
+            assert!(all.join("\n").contains(want), "{want} not in\n{all:?}");
         }
     }
 
