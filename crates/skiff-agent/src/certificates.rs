@@ -140,7 +140,10 @@ pub async fn request(client: &kube::Client, ask: &Ask) -> Result<Pair> {
     let digest = {
         use sha2::Digest;
         let d = sha2::Sha256::digest(csr_pem.as_bytes());
-        d[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        d[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     let csr = CertificateSigningRequest {
         metadata: kube::api::ObjectMeta {
@@ -198,21 +201,25 @@ fn sleep_until(unix: i64) -> Duration {
 
 type Installer = Box<dyn Fn(Pair) -> BoxFuture<'static, ()> + Send + Sync>;
 
-/// Keeps a certificate: the stored one while valid, else a new one from `asker`, then
-/// a renewal at each deadline, handing each to `install`.
+/// Which client asks for a certificate, told whether the one in use is still valid.
+type Asker = Box<dyn Fn(bool) -> kube::Client + Send + Sync>;
+
+/// Keeps a certificate: the stored one while valid, else a new one asked for through
+/// `asker`, then a renewal at each deadline, handing each to `install`.
 async fn keep(
     ask: Ask,
     ca_pem: String,
     store: Option<PathBuf>,
-    asker: impl Fn() -> BoxFuture<'static, Option<kube::Client>> + Send,
+    asker: Asker,
     install: Installer,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut current = store.as_deref().and_then(|p| Pair::load(p, &ca_pem));
+    let mut valid_until = None;
     loop {
         let pair = match current.take() {
             Some(p) => p,
-            None => match obtain(&ask, &asker, &mut shutdown).await {
+            None => match obtain(&ask, &asker, valid_until, &mut shutdown).await {
                 Some(p) => {
                     if let Some(path) = &store {
                         p.save(path);
@@ -225,6 +232,7 @@ async fn keep(
         let Some((nb, na)) = skiff_pki::csr::validity_of(&pair.cert_pem) else {
             return;
         };
+        valid_until = Some(na);
         install(pair).await;
         let at = renewal_at(nb, na, rand_unit());
         tracing::info!(
@@ -246,20 +254,21 @@ fn rand_unit() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
-/// Asks until issued (or shutdown), backing off between failures.
+/// Asks until issued (or shutdown), backing off between failures; `valid_until` is
+/// when the certificate in use (if any) ends.
 async fn obtain(
     ask: &Ask,
-    asker: &(impl Fn() -> BoxFuture<'static, Option<kube::Client>> + Send),
+    asker: &Asker,
+    valid_until: Option<i64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<Pair> {
     let mut backoff = Duration::from_millis(500);
     loop {
-        if let Some(client) = asker().await {
-            match request(&client, ask).await {
-                Ok(p) => return Some(p),
-                Err(e) => {
-                    tracing::warn!(signer = ask.signer, error = %e, "no certificate yet; retrying")
-                }
+        let valid = valid_until.is_some_and(|na| na > chrono::Utc::now().timestamp());
+        match request(&asker(valid), ask).await {
+            Ok(p) => return Some(p),
+            Err(e) => {
+                tracing::warn!(signer = ask.signer, error = %e, "no certificate yet; retrying")
             }
         }
         tokio::select! {
@@ -282,14 +291,15 @@ pub fn node_client(
 ) -> kube::Client {
     let (tx, rx) = watch::channel::<Option<kube::Client>>(None);
     let tx = Arc::new(tx);
-    let asker = {
+    // Renewals as the node; the first certificate, or one after the node's has
+    // expired (an agent long offline), with the join token, as kubelet falls back to
+    // its bootstrap kubeconfig.
+    let asker: Asker = {
         let rx = rx.clone();
-        move || {
-            // The first certificate with the join token; renewals as the node.
-            let current = rx.borrow().clone();
-            let bootstrap = bootstrap.clone();
-            Box::pin(async move { Some(current.unwrap_or(bootstrap)) }) as BoxFuture<'static, _>
-        }
+        Box::new(move |valid| match rx.borrow().clone() {
+            Some(node) if valid => node,
+            _ => bootstrap.clone(),
+        })
     };
     let ca_pem = server.ca_pem.clone();
     let install: Installer = Box::new(move |pair: Pair| {
@@ -327,10 +337,7 @@ pub async fn serving(
     shutdown: watch::Receiver<bool>,
 ) -> Option<Arc<skiff_pki::RotatingCert>> {
     let (tx, mut rx) = watch::channel::<Option<Arc<skiff_pki::RotatingCert>>>(None);
-    let asker = move || {
-        let c = client.clone();
-        Box::pin(async move { Some(c) }) as BoxFuture<'static, _>
-    };
+    let asker: Asker = Box::new(move |_| client.clone());
     let ca = ca_pem.clone();
     let install: Installer = Box::new(move |pair: Pair| {
         let current = tx.borrow().clone();

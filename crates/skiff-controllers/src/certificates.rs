@@ -261,23 +261,16 @@ pub async fn run(
     let mut nodes: HashMap<String, Value> = HashMap::new();
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let mut cleaning = tokio::time::interval(Duration::from_secs(600));
+    // Requests whose write failed, tried again a second later.
+    let mut retry: BTreeSet<String> = BTreeSet::new();
+    let mut retry_tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         // Only requests that changed are looked at again (a fleet bootstrapping sends
         // thousands); a node change may make a pending serving request approvable.
         let mut dirty: BTreeSet<String> = BTreeSet::new();
-        let mut note = |csrs: &mut HashMap<String, Value>, c: reflect::Change| {
-            match &c {
-                reflect::Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
-                reflect::Change::Apply(o) => {
-                    dirty.insert(reflect::key(o));
-                }
-                reflect::Change::Delete(_) => {}
-            }
-            reflect::apply_to(csrs, c);
-        };
         let mut nodes_changed = false;
         tokio::select! {
-            c = csrs_rx.recv() => match c { Some(c) => note(&mut csrs, c), None => return },
+            c = csrs_rx.recv() => match c { Some(c) => note(&mut dirty, &mut csrs, c), None => return },
             c = nodes_rx.recv() => match c {
                 Some(c) => { reflect::apply_to(&mut nodes, c); nodes_changed = true; }
                 None => return,
@@ -288,10 +281,11 @@ pub async fn run(
                 }
                 continue;
             }
+            _ = retry_tick.tick(), if !retry.is_empty() => dirty.append(&mut retry),
             _ = shutdown.changed() => return,
         }
         while let Ok(c) = csrs_rx.try_recv() {
-            note(&mut csrs, c);
+            note(&mut dirty, &mut csrs, c);
         }
         while let Ok(c) = nodes_rx.try_recv() {
             reflect::apply_to(&mut nodes, c);
@@ -323,10 +317,23 @@ pub async fn run(
             };
             let action = decide(&csr, &info, &addresses);
             if let Err(e) = act(&client, &api, &opts, &csr, action).await {
-                tracing::warn!(csr = %key, error = %e, "certificate request not handled");
+                tracing::warn!(csr = %key, error = %e, "certificate request not handled; retrying");
+                retry.insert(key);
             }
         }
     }
+}
+
+/// Applies a change, marking the requests it brings as to be looked at.
+fn note(dirty: &mut BTreeSet<String>, csrs: &mut HashMap<String, Value>, c: reflect::Change) {
+    match &c {
+        reflect::Change::Reset(items) => dirty.extend(items.iter().map(reflect::key)),
+        reflect::Change::Apply(o) => {
+            dirty.insert(reflect::key(o));
+        }
+        reflect::Change::Delete(_) => {}
+    }
+    reflect::apply_to(csrs, c);
 }
 
 async fn clean(api: &Api<CertificateSigningRequest>, csrs: &HashMap<String, Value>) {

@@ -189,11 +189,15 @@ fn pods_run_on_containerd() {
         "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
     ]);
     assert!(
-        csrs.lines().any(|l| l.starts_with("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:") && l.ends_with(" Approved")),
+        csrs.lines().any(|l| l
+            .starts_with("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:")
+            && l.ends_with(" Approved")),
         "{csrs}"
     );
     assert!(
-        csrs.contains(&format!("kubernetes.io/kubelet-serving system:node:{name} Approved")),
+        csrs.contains(&format!(
+            "kubernetes.io/kubelet-serving system:node:{name} Approved"
+        )),
         "{csrs}"
     );
     for f in ["kubelet-client-current.pem", "kubelet-server-current.pem"] {
