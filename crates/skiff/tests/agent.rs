@@ -628,7 +628,10 @@ spec:
         "touch",
         "/var/log/app/x",
     ]);
+    // Refused by the mount, not failing for another reason (busybox's words).
+    let why = String::from_utf8_lossy(&ro.stderr);
     assert!(!ro.status.success(), "a readOnly mount was writable");
+    assert!(why.contains("Read-only file system"), "{why}");
     c.ok(&[
         "patch",
         "configmap",

@@ -236,7 +236,7 @@ fn apply_every_guide_manifest_twice_then_configure() {
         manifest("webserver-pod.yaml").to_str().unwrap(),
     ]);
     assert_eq!(out.trim(), "pod \"webserver-pod\" deleted");
-    c.fails(&["get", "pod", "webserver-pod"]);
+    c.gone(&["get", "pod", "webserver-pod"]);
 }
 
 #[test]
@@ -466,10 +466,9 @@ fn imperative_creates_scale_expose() {
         );
         c.ok(&["get", "namespace", ns]);
     }
-    let gone = common::eventually(Duration::from_secs(15), || {
-        (!c.kubectl(&["get", "ns", "team"]).status.success()).then_some(true)
+    common::eventually(Duration::from_secs(15), || {
+        c.absent(&["get", "ns", "team"]).then_some(())
     });
-    assert!(gone);
 }
 
 #[test]
@@ -882,7 +881,7 @@ fn simulated_nodes_run_pods_and_finish_jobs() {
         c.ok(&["delete", "pod", "web", "--timeout=30s"]).trim(),
         "pod \"web\" deleted"
     );
-    c.fails(&["get", "pod", "web"]);
+    c.gone(&["get", "pod", "web"]);
 }
 
 /// A `skiff agent --simulate` process joined to the cluster with the join token.
@@ -992,7 +991,7 @@ fn node_death_taints_and_evicts_then_recovers() {
     });
     assert_eq!(row(&c.ok(&["get", "nodes"]), "remote-0")[1], "Ready");
     common::eventually(Duration::from_secs(20), || {
-        (!c.kubectl(&["get", "pod", "short"]).status.success()).then_some(())
+        c.absent(&["get", "pod", "short"]).then_some(())
     });
     let _ = agent.kill();
     let _ = agent.wait();
@@ -1073,7 +1072,7 @@ fn drain_honours_disruption_budgets() {
     ]);
     let out = c.ok(&["drain", "sim-0", "--force", "--timeout=30s"]);
     assert!(out.contains("node/sim-0 drained"), "{out}");
-    c.fails(&["get", "pod", "web-a"]);
+    c.gone(&["get", "pod", "web-a"]);
     assert_eq!(row(&c.ok(&["get", "pods"]), "web-b")[2], "Running");
 }
 
@@ -1144,7 +1143,7 @@ fn preemption_makes_room_for_higher_priority() {
         (!n.is_empty()).then_some(n)
     });
     assert_eq!(node, "sim-0");
-    c.fails(&["get", "pod", "batch"]);
+    c.gone(&["get", "pod", "batch"]);
     let ev = c.ok(&[
         "get",
         "events",
@@ -1360,7 +1359,7 @@ fn garbage_collector_follows_owner_references() {
     };
     let gone = |name: &str| {
         common::eventually(Duration::from_secs(20), || {
-            (!c.kubectl(&["get", "configmap", name]).status.success()).then_some(())
+            c.absent(&["get", "configmap", name]).then_some(())
         })
     };
     for n in ["bg", "or", "fg", "live"] {
@@ -1864,7 +1863,7 @@ fn jobs_complete_fail_and_expire() {
     });
     assert_eq!(reason, "DeadlineExceeded");
     common::eventually(Duration::from_secs(30), || {
-        let gone = !c.kubectl(&["get", "job", "slow"]).status.success();
+        let gone = c.absent(&["get", "job", "slow"]);
         let pods = c.ok(&["get", "pods", "-l", "job-name=slow", "-o", "name"]);
         (gone && pods.is_empty()).then_some(())
     });
@@ -2913,11 +2912,8 @@ subsets:
         slices_of(&c, "backend-service").is_empty().then_some(())
     });
     common::eventually(Duration::from_secs(30), || {
-        let gone = !c
-            .kubectl(&["get", "endpoints", "backend-service"])
-            .status
-            .success();
-        gone.then_some(())
+        c.absent(&["get", "endpoints", "backend-service"])
+            .then_some(())
     });
 }
 
@@ -3001,7 +2997,7 @@ fn writes_that_would_not_decode_are_refused() {
             || err.contains(r#"Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32"#),
         "{err}"
     );
-    c.fails(&["get", "pod", "typed"]);
+    c.gone(&["get", "pod", "typed"]);
     std::fs::write(&body, pod("80")).unwrap();
     c.ok(&raw);
     c.ok(&["get", "pod", "typed"]);

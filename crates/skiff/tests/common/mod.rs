@@ -289,6 +289,19 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Whether kubectl says the object is not there: NotFound, not just any failure
+    /// (an unreachable or refusing server fails too).
+    pub fn absent(&self, args: &[&str]) -> bool {
+        let out = self.kubectl(args);
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("(NotFound)")
+    }
+
+    /// Asserts that `kubectl get …` answers NotFound.
+    pub fn gone(&self, args: &[&str]) {
+        let err = self.fails(args);
+        assert!(err.contains("(NotFound)"), "kubectl {args:?}: {err}");
+    }
+
     /// Runs kubectl, asserts failure, returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
