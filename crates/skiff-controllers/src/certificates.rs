@@ -65,6 +65,21 @@ fn finished(csr: &CertificateSigningRequest) -> bool {
     has(csr, "Denied") || has(csr, "Failed") || issued(csr)
 }
 
+/// [`finished`] on the JSON (the informer's filter).
+fn finished_json(v: &Value) -> bool {
+    let status = &v["status"];
+    let cond = |t: &str| {
+        status["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == t))
+    };
+    cond("Denied")
+        || cond("Failed")
+        || status["certificate"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+}
+
 /// Usages allowed for a signer, and the one that must be present.
 fn usages_ok(usages: &[String], allowed: &[&str], required: &str) -> Result<(), String> {
     for u in usages {
@@ -255,9 +270,18 @@ pub async fn run(
     opts: Options,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut csrs_rx = informers.watch("/apis/certificates.k8s.io/v1/certificatesigningrequests");
-    let mut nodes_rx = informers.watch("/api/v1/nodes");
+    use skiff_kube::informer::View;
+    // Whole objects only of requests still to act on; of the rest, what the cleaner
+    // reads; of nodes, their addresses. A fleet's issued requests and Nodes are not
+    // held whole.
+    let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let mut csrs_rx = informers.watch_view(path, View::only(|v| !finished_json(v)));
+    let cleaner_fields = &["metadata.creationTimestamp", "status.conditions"];
+    let mut all_rx = informers.watch_view(path, View::fields(cleaner_fields));
+    let node_fields = &["status.addresses"];
+    let mut nodes_rx = informers.watch_view("/api/v1/nodes", View::fields(node_fields));
     let mut csrs: HashMap<String, Value> = HashMap::new();
+    let mut all: HashMap<String, Value> = HashMap::new();
     let mut nodes: HashMap<String, Value> = HashMap::new();
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let mut cleaning = tokio::time::interval(Duration::from_secs(600));
@@ -275,9 +299,10 @@ pub async fn run(
                 Some(c) => { reflect::apply_to(&mut nodes, c); nodes_changed = true; }
                 None => return,
             },
+            c = all_rx.recv() => match c { Some(c) => { reflect::apply_to(&mut all, c); continue; } None => return },
             _ = cleaning.tick() => {
                 if opts.clean {
-                    clean(&api, &csrs).await;
+                    clean(&api, &all).await;
                 }
                 continue;
             }
@@ -292,6 +317,7 @@ pub async fn run(
             nodes_changed = true;
         }
         if nodes_changed {
+            // Every request still held is pending: serving ones may now be approvable.
             dirty.extend(
                 csrs.iter()
                     .filter(|(_, v)| {
@@ -336,13 +362,19 @@ fn note(dirty: &mut BTreeSet<String>, csrs: &mut HashMap<String, Value>, c: refl
     reflect::apply_to(csrs, c);
 }
 
+/// A request as the cleaner's view holds it (metadata and conditions only).
+fn cleaner_view(v: &Value) -> CertificateSigningRequest {
+    CertificateSigningRequest {
+        metadata: serde_json::from_value(v["metadata"].clone()).unwrap_or_default(),
+        status: serde_json::from_value(v["status"].clone()).ok(),
+        ..Default::default()
+    }
+}
+
 async fn clean(api: &Api<CertificateSigningRequest>, csrs: &HashMap<String, Value>) {
     let now = k8s_openapi::jiff::Timestamp::now();
     for (name, v) in csrs {
-        let Ok(csr) = serde_json::from_value::<CertificateSigningRequest>(v.clone()) else {
-            continue;
-        };
-        if expired(&csr, now) {
+        if expired(&cleaner_view(v), now) {
             tracing::info!(csr = %name, "deleting an expired certificate request");
             let _ = api.delete(name, &Default::default()).await;
         }
@@ -611,6 +643,29 @@ mod tests {
         let cond = &mut done.status.as_mut().unwrap().conditions.as_mut().unwrap()[0];
         cond.last_update_time = ago(61);
         assert!(expired(&done, now));
+    }
+
+    #[test]
+    fn the_views_agree_with_the_typed_checks() {
+        let (c, _) = csr(KUBELET_CLIENT, "u", "system:node:n", &["client auth"], &[]);
+        let mut done = approved(c.clone());
+        let json = |c: &CertificateSigningRequest| serde_json::to_value(c).unwrap();
+        assert!(!finished_json(&json(&c)) && !finished_json(&json(&done)));
+        done.status.as_mut().unwrap().certificate = Some(ByteString(b"x".to_vec()));
+        assert!(finished_json(&json(&done)));
+        // Projected to what the cleaner keeps, an old approval still expires.
+        let cond = &mut done.status.as_mut().unwrap().conditions.as_mut().unwrap()[0];
+        let old =
+            k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+        cond.last_update_time = Some(Time(old));
+        let projected = skiff_kube::reflect::project(
+            &json(&done),
+            &["metadata.creationTimestamp", "status.conditions"],
+        );
+        assert!(expired(
+            &cleaner_view(&projected),
+            k8s_openapi::jiff::Timestamp::now()
+        ));
     }
 
     #[test]
