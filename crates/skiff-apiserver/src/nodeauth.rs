@@ -75,7 +75,10 @@ fn mentions(haystack: &[u8], needle: &[u8]) -> bool {
 
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, a: &Attributes) -> Decision {
-        if a.path.is_some() {
+        // Every request passes here: users that are not nodes never touch the lock the
+        // cache takes for each pod event.
+        let not_node = skiff_nodeauth::node_name(&a.user.username, &a.user.groups).is_none();
+        if a.path.is_some() || not_node {
             return Decision::NoOpinion(String::new());
         }
         let req = skiff_nodeauth::Request {
@@ -189,9 +192,13 @@ mod tests {
     use serde_json::json;
 
     fn node_reads_secret(a: &NodeAuthorizer, secret: &str) -> Decision {
+        reads_secret(a, "system:node:n1", secret)
+    }
+
+    fn reads_secret(a: &NodeAuthorizer, user: &str, secret: &str) -> Decision {
         let attrs = Attributes {
             user: UserInfo {
-                username: "system:node:n1".into(),
+                username: user.into(),
                 uid: String::new(),
                 groups: vec!["system:nodes".into(), "system:authenticated".into()],
             },
@@ -225,6 +232,9 @@ mod tests {
         );
         a.observe(EventType::Modified, &pod(Some("n1")));
         assert_eq!(node_reads_secret(&a, "s"), Decision::Allow(String::new()));
+        // Not a node (no `system:node:` name): no opinion, no reason; RBAC decides.
+        let other = reads_secret(&a, "jane", "s");
+        assert_eq!(other, Decision::NoOpinion(String::new()));
         a.observe(EventType::Deleted, &pod(Some("n1")));
         assert!(matches!(node_reads_secret(&a, "s"), Decision::NoOpinion(_)));
     }
