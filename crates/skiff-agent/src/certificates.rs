@@ -234,7 +234,7 @@ async fn keep(
         };
         valid_until = Some(na);
         install(pair).await;
-        let at = renewal_at(nb, na, rand_unit());
+        let at = renewal_at(nb, na, rand::random::<f64>());
         tracing::info!(
             signer = ask.signer,
             renew_in_s = sleep_until(at).as_secs(),
@@ -245,13 +245,6 @@ async fn keep(
             _ = shutdown.changed() => return,
         }
     }
-}
-
-fn rand_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64);
-    (h.finish() % 10_000) as f64 / 10_000.0
 }
 
 /// Asks until issued (or shutdown), backing off between failures; `valid_until` is
