@@ -34,7 +34,7 @@ pub struct AgentOptions {
     pub cri_endpoint: Option<String>,
     /// `Always` pulls fall back to a present image (no registry reachable).
     pub offline: bool,
-    /// Leave pods (and containerd) running on exit.
+    /// Leave pods running on exit (containerd stops; containers live on in their shims).
     pub leave_running: bool,
     pub busybox: PathBuf,
     /// The cluster CA (PEM): agents' serving certificates chain to it and the API
@@ -104,13 +104,16 @@ pub async fn run(
     let (ctd_stop_tx, ctd_stop_rx) = watch::channel(false);
     let (endpoint, supervisor) = match &opts.cri_endpoint {
         Some(e) => (e.clone(), None),
-        None => (
-            ccfg.socket().display().to_string(),
-            Some(tokio::spawn(containerd::supervise(
-                ccfg.clone(),
-                ctd_stop_rx,
-            ))),
-        ),
+        None => {
+            containerd::stop_leftovers(&ccfg).await;
+            (
+                ccfg.socket().display().to_string(),
+                Some(tokio::spawn(containerd::supervise(
+                    ccfg.clone(),
+                    ctd_stop_rx,
+                ))),
+            )
+        }
     };
     let cri = Cri::wait_ready(&endpoint, Duration::from_secs(60)).await?;
     let runtime: Arc<dyn Runtime> = Arc::new(CriRuntime::new(cri));

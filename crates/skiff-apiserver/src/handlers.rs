@@ -166,6 +166,25 @@ fn verb_of(info: &PathInfo, req: &Request<Body>) -> &'static str {
 
 async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Routed {
     let (attrs, info) = request_attributes(user.clone(), &req);
+    let kind = crate::flowcontrol::kind_of(
+        &attrs.verb,
+        &attrs.subresource,
+        req.uri().path(),
+        req.uri().query(),
+    );
+    // Held until the response is built (a list's body is complete by then).
+    let _seat = match api
+        .flow
+        .admit(crate::flowcontrol::lane_of(&user), kind)
+        .await
+    {
+        Ok(seat) => seat,
+        Err(e) => {
+            let label = info.as_ref().map(|i| i.target.ri.plural.to_string());
+            let verb = info.as_ref().map(|i| verb_of(i, &req)).unwrap_or("");
+            return (verb, label.unwrap_or_default(), error_response(&e));
+        }
+    };
     let reason = match &info {
         None => match api.authorizer.authorize(&attrs) {
             Decision::Allow(why) => why,
@@ -227,7 +246,7 @@ async fn route_allowed(
             | ["readyz", _] => Some(health(api, segs[0])),
             ["metrics"] => Some(text(
                 StatusCode::OK,
-                api.metrics.render(),
+                api.metrics.render() + &api.flow.render(),
                 "text/plain; version=0.0.4",
             )),
             ["api"] => Some(match discovery::aggregated_version(&accept) {

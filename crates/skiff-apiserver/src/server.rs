@@ -45,6 +45,8 @@ pub struct Config {
     pub encryption: Option<Arc<crate::secrets_encryption::Control>>,
     /// Pod Security defaults and exemptions (`--admission-control-config-file`).
     pub pod_security: skiff_podsecurity::config::Config,
+    /// `--max-requests-inflight` / `--max-mutating-requests-inflight`, per lane.
+    pub inflight: crate::flowcontrol::Limits,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
             audit: None,
             encryption: None,
             pod_security: Default::default(),
+            inflight: Default::default(),
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct ApiServer {
     pub pod_security: skiff_podsecurity::config::Config,
     pub token_authenticators: Vec<Arc<dyn TokenAuthenticator>>,
     pub metrics: Metrics,
+    /// Seats for requests in flight, by lane (overload protection).
+    pub flow: crate::flowcontrol::FlowControl,
     /// Serialises allocations of cluster IPs and node ports.
     pub alloc_lock: tokio::sync::Mutex<()>,
     /// What each Service holds of the cluster IPs and node ports, by stored version.
@@ -213,6 +218,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
             ),
         ],
         metrics: Metrics::default(),
+        flow: crate::flowcontrol::FlowControl::new(config.inflight),
         alloc_lock: tokio::sync::Mutex::new(()),
         service_allocations: Default::default(),
         started: Instant::now(),
@@ -271,26 +277,43 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = crate::handlers::router(api.clone());
+    let builder = Arc::new(http_builder());
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
-                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                Err(e) => {
+                    // Out of descriptors, most likely: give connections time to end.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             _ = shutdown.changed() => break,
+        };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in progress; connection dropped");
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let builder = builder.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
+            drop(handshake);
             let cert_user = tls
                 .get_ref()
                 .1
@@ -303,7 +326,6 @@ async fn accept_loop(
                 req.extensions_mut().insert(Peer(peer));
                 router.clone().oneshot(req.map(axum::body::Body::new))
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -315,6 +337,32 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// A client that opens a connection and never finishes its handshake holds a task and
+/// a descriptor this long at most, and only this many such connections exist at once
+/// (further ones are closed at once until handshakes finish).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_HANDSHAKES: usize = 1024;
+
+/// HTTP/1.1 and HTTP/2 with kube-apiserver's bounds: request headers at most 1 MiB
+/// (Go's `MaxHeaderBytes`) and read within 32 s (its `ReadHeaderTimeout`), 250 streams
+/// per HTTP/2 connection, and HTTP/2 connections that stop answering pings closed.
+fn http_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    use hyper_util::rt::TokioTimer;
+    const MAX_HEADER_BYTES: usize = 1 << 20;
+    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(32))
+        .max_buf_size(MAX_HEADER_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(250)
+        .keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
+    b
 }
 
 /// A `tower::Service` that hands requests straight to the router: no TCP, TLS or HTTP

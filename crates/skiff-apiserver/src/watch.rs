@@ -122,6 +122,23 @@ fn expired_event(e: &TooOld) -> Bytes {
     line("ERROR", &st)
 }
 
+/// A watcher whose client has taken nothing for this long (its buffer full all that
+/// time) is cut off: the stream ends, the client watches again from its last
+/// resourceVersion, or relists if that has left the cache, and meanwhile nothing of the
+/// cache is held for it (kube's cacher likewise closes unresponsive watchers).
+const SLOW_WATCHER: Duration = Duration::from_secs(10);
+
+/// Queues a line for the client; false once the watch is over (client gone or cut off).
+async fn send(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, line: Bytes) -> bool {
+    match tokio::time::timeout(SLOW_WATCHER, tx.send(Ok(line))).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::info!("watcher took nothing for {SLOW_WATCHER:?}; cut off");
+            false
+        }
+    }
+}
+
 /// Starts a watch and returns its streaming body.
 pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, ApiError> {
     // A single-object watch (`fieldSelector=metadata.name=x` or /watch/.../name) is still
@@ -180,15 +197,13 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                             && filter.is_everything()
                             && let Some(b) = crate::object::stamp_stored(&s.value, s.rev)
                         {
-                            if tx.send(Ok(line_raw("ADDED", &b))).await.is_err() {
+                            if !send(&tx, line_raw("ADDED", &b)).await {
                                 return;
                             }
                             continue;
                         }
                         let Ok(obj) = from_stored(&s) else { continue };
-                        if filter.matches(&obj)
-                            && tx.send(Ok(emit(EventType::Added, obj))).await.is_err()
-                        {
+                        if filter.matches(&obj) && !send(&tx, emit(EventType::Added, obj)).await {
                             return;
                         }
                     }
@@ -196,7 +211,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                         let mut bm = bookmark(&t, w.initial_rev);
                         bm["metadata"]["annotations"] =
                             json!({"k8s.io/initial-events-end": "true"});
-                        if tx.send(Ok(line("BOOKMARK", &bm))).await.is_err() {
+                        if !send(&tx, line("BOOKMARK", &bm)).await {
                             return;
                         }
                     }
@@ -208,10 +223,10 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                         _ = &mut deadline => return,
                         _ = tx.closed() => return,
                         _ = bookmark_tick.tick(), if p.bookmarks => {
-                            if tx.send(Ok(line("BOOKMARK", &bookmark(&t, w.last_revision())))).await.is_err() { return; }
+                            if !send(&tx, line("BOOKMARK", &bookmark(&t, w.last_revision()))).await { return; }
                         }
                         batch = w.next_batch() => match batch {
-                            Err(too_old) => { let _ = tx.send(Ok(expired_event(&too_old))).await; return; }
+                            Err(too_old) => { send(&tx, expired_event(&too_old)).await; return; }
                             Ok(events) if events.is_empty() => return,
                             Ok(events) => for ev in events {
                                 let Some((kind, which)) = transition(&filter, &ev) else { continue };
@@ -229,7 +244,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                                         Err(_) => continue,
                                     },
                                 };
-                                if tx.send(Ok(line)).await.is_err() {
+                                if !send(&tx, line).await {
                                     return;
                                 }
                             }

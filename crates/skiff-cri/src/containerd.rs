@@ -1,6 +1,11 @@
 //! containerd as a supervised child: a config generated under the agent's data dir (CRI
 //! plugin, `restrict_oom_score_adj`, CNI dirs, overlayfs, runc plus crun as a second
 //! handler), restarted with back-off when it dies, stopped with SIGTERM on shutdown.
+//!
+//! A containerd left running by an agent that was killed (or that left pods running) is
+//! stopped before ours starts, never adopted: two containerds must not share a root, and
+//! only a child of ours runs our current config, logs where we look and can be waited
+//! for. Its containers live on in their shims, and the new containerd picks them up.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,8 +78,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 }
 
-/// Runs containerd until `shutdown` turns true, restarting it when it exits (1 s
-/// doubling to 30 s, reset after a minute up). Returns once containerd has stopped.
+/// Runs containerd until `shutdown` turns true, restarting it when it exits (1 s doubling
+/// to 30 s, reset after a minute up). Returns once containerd has stopped. Callers await
+/// [`stop_leftovers`] first, before they connect, or they may reach a leftover as it goes.
 pub async fn supervise(cfg: Config, mut shutdown: watch::Receiver<bool>) -> crate::Result<()> {
     std::fs::create_dir_all(&cfg.dir)?;
     std::fs::create_dir_all(&cfg.cni_conf_dir)?;
@@ -122,5 +128,87 @@ pub async fn supervise(cfg: Config, mut shutdown: watch::Receiver<bool>) -> crat
                 return Ok(());
             }
         }
+    }
+}
+
+/// Stops every containerd running with `cfg`'s config file (SIGTERM, then SIGKILL after
+/// 15 s) and returns once they are gone.
+pub async fn stop_leftovers(cfg: &Config) {
+    for pid in running_with_config(&cfg.config_path()) {
+        tracing::warn!(
+            pid,
+            "containerd left running by an earlier agent; stopping it (its containers keep running)"
+        );
+        let target = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while alive(pid) {
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(pid, "containerd ignored SIGTERM; killing it");
+                let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Processes whose command line is `containerd … --config <config> …`.
+fn running_with_config(config: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let config = config.as_os_str().as_encoded_bytes();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| is_containerd_with(&c, config))
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
+}
+
+fn is_containerd_with(cmdline: &[u8], config: &[u8]) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let is_containerd = args
+        .first()
+        .is_some_and(|a| a.rsplit(|&b| b == b'/').next() == Some(b"containerd"));
+    is_containerd
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--config" && w[1] == config)
+}
+
+/// Running, not a zombie (an orphan's new parent may never reap it).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_our_containerd_only() {
+        let cfg = b"/d/agent/containerd/config.toml";
+        let ours = b"/usr/bin/containerd\0--config\0/d/agent/containerd/config.toml\0";
+        assert!(is_containerd_with(ours, cfg));
+        let other = b"containerd\0--config\0/e/agent/containerd/config.toml\0";
+        assert!(!is_containerd_with(other, cfg));
+        let shim = b"/usr/bin/containerd-shim-runc-v2\0--config\0/d/agent/containerd/config.toml\0";
+        assert!(!is_containerd_with(shim, cfg));
+        let editor = b"vi\0/d/agent/containerd/config.toml\0";
+        assert!(!is_containerd_with(editor, cfg));
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        assert!(alive(std::process::id() as i32));
+        assert!(!running_with_config(Path::new("/nonexistent/config.toml")).contains(&1));
     }
 }

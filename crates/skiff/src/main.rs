@@ -186,7 +186,7 @@ struct NodeArgs {
     /// an image already present, with an event saying so.
     #[arg(long)]
     offline: bool,
-    /// On exit, leave pods and containerd running.
+    /// On exit, leave pods running (their containers outlive containerd in their shims).
     #[arg(long)]
     leave_pods_running: bool,
     /// A static busybox (Debian's busybox-static) for the sandbox image built at start.
@@ -292,6 +292,13 @@ struct ServerArgs {
     /// `AlwaysAllow`, `AlwaysDeny`. Members of `system:masters` are always allowed.
     #[arg(long, default_value = "Node,RBAC", value_parser = parse_modes)]
     authorization_mode: Modes,
+    /// Read-only requests in flight at once, per lane (users; nodes and controllers
+    /// have a lane of their own); past it users get 429 with `Retry-After`. 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at once, per lane, as `--max-requests-inflight`.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Requests without credentials reach `/healthz`, `/livez`, `/readyz` and
     /// `/version` as `system:anonymous`; false answers them 401 too.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -362,11 +369,20 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
     // Transparent huge pages make every page the allocator gives back and takes again
     // cost a 2 MiB clear: a fifth of the server's CPU under a create burst. Small pages
     // suit a server whose heap churns.
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         eprintln!("warning: could not disable transparent huge pages: {e}");
+    }
+    // A server holds a descriptor per client and watch: take the hard limit, as Go
+    // programs such as kube-apiserver do at start.
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("warning: could not raise the open-files limit to {hard}: {e}");
     }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -575,6 +591,10 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.advertise_address = a.advertise_address;
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;
+    config.inflight = skiff_apiserver::flowcontrol::Limits {
+        readonly: a.max_requests_inflight,
+        mutating: a.max_mutating_requests_inflight,
+    };
     if let Some(f) = &a.admission_control_config_file {
         config.pod_security = pod_security_config(f)?;
     }

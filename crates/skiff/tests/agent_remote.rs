@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::node::{pod_json, wait_phase, write_test_images};
+use common::node::{containerds, pod_json, wait_phase, write_test_images};
 use common::{Cluster, eventually, free_port, tail};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ struct AgentProc(Child);
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return; // reaped: its PID may be another process's by now
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -44,27 +47,37 @@ fn pods_outlive_the_api_server() {
     )
     .unwrap();
     let agent_log = c.dir.path().join("agent.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "agent",
-            "--offline",
-            "--kubelet-port",
-            &free_port().to_string(),
-            "--server",
-            &format!("https://127.0.0.1:{}", c.port),
-            "--token",
-            token.trim(),
-            "--ca-file",
-        ])
-        .arg(c.data_dir().join("tls/ca.crt"))
-        .arg("--data-dir")
-        .arg(&node_dir)
-        .env("SKIFF_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&agent_log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut agent = AgentProc(child);
+    let port = c.port;
+    let ca = c.data_dir().join("tls/ca.crt");
+    let spawn_agent = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&agent_log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "agent",
+                "--offline",
+                "--kubelet-port",
+                &free_port().to_string(),
+                "--server",
+                &format!("https://127.0.0.1:{port}"),
+                "--token",
+                token.trim(),
+                "--ca-file",
+            ])
+            .arg(&ca)
+            .arg("--data-dir")
+            .arg(&node_dir)
+            .env("SKIFF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        AgentProc(child)
+    };
+    let mut agent = spawn_agent();
     let agent_tail = || tail(&std::fs::read_to_string(&agent_log).unwrap_or_default(), 40);
     let socket = node_dir.join("agent/containerd/containerd.sock");
     let tasks = || {
@@ -197,6 +210,40 @@ spec:
         let out = c.ok(&["get", "nodes", "--no-headers"]);
         (out.split_whitespace().nth(1) == Some("Ready")).then_some(())
     });
+
+    // The agent is killed with -9: its containerd and pods run on; the next agent stops
+    // that containerd before starting its own, and no container restarts.
+    let agent_dir = node_dir.join("agent");
+    let first = containerds(&agent_dir);
+    assert_eq!(first.len(), 1, "containerds: {first:?}");
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    assert_eq!(
+        containerds(&agent_dir),
+        first,
+        "containerd died with the agent"
+    );
+    assert!(running(&tasks(), &cid), "the steady container stopped");
+    let agent = spawn_agent();
+    eventually(Duration::from_secs(60), || {
+        let now = containerds(&agent_dir);
+        (now.len() == 1 && now != first).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        containerds(&agent_dir).len(),
+        1,
+        "two containerds on one root"
+    );
+    let steady = wait_phase(&c, "steady", "Running");
+    let cs = &steady["status"]["containerStatuses"][0];
+    assert_eq!(cs["restartCount"], 0, "{steady}\nagent:\n{}", agent_tail());
+    assert_eq!(
+        cs["containerID"].as_str().unwrap(),
+        format!("containerd://{cid}")
+    );
+    assert!(running(&tasks(), &cid), "the steady container stopped");
+
     c.ok(&["delete", "pod", "steady", "waiter", "--grace-period=1"]);
     drop(agent);
     c.stop();

@@ -105,3 +105,40 @@ pub fn wait_phase(c: &Cluster, name: &str, phase: &str) -> Value {
         )
     })
 }
+
+/// PIDs of the containerds running with the config under `agent_dir` (not zombies).
+pub fn containerds(agent_dir: &std::path::Path) -> Vec<u32> {
+    let config = agent_dir.join("containerd/config.toml");
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            args.first()
+                .is_some_and(|a| a.ends_with(b"/containerd") || *a == b"containerd")
+                && args.contains(&config.as_os_str().as_encoded_bytes())
+                && !stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, s)| s.starts_with('Z'))
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// The PID of a CRI container's main process, from its shim's state.
+pub fn container_pid(agent_dir: &std::path::Path, container_id: &str) -> u32 {
+    let id = container_id.trim_start_matches("containerd://");
+    let path = agent_dir
+        .join("containerd/state/io.containerd.runtime.v2.task/k8s.io")
+        .join(id)
+        .join("init.pid");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
