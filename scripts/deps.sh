@@ -27,8 +27,10 @@ command -v file >/dev/null || need+=(file)
 # Image pulls are tested against a local registry with htpasswd auth.
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
-# The official Python client's end-to-end test runs in a venv of its own.
+# The official Python client's end-to-end test runs in a venv of its own; the overload
+# test's stalled watchers are curl reading 1 KB/s.
 if $tests; then
+  command -v curl >/dev/null || need+=(curl)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
 fi
 if ((${#need[@]})); then

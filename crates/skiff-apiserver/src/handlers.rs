@@ -952,78 +952,124 @@ async fn serve_list(
             .len();
         metadata["remainingItemCount"] = json!(remaining);
     }
-    if wanted == Wanted::Object && !t.ri.is_storage_alias() && !decode::wants_yaml(headers) {
-        // Fast path: splice the stored bytes into the list, stamping each resourceVersion,
-        // without building a JSON tree per object (lists of 30,000 pods stay cheap).
-        let mut body =
-            Vec::with_capacity(objs.iter().map(|s| s.value.len() + 32).sum::<usize>() + 256);
-        body.extend_from_slice(
-            format!(
-                "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
-                json!(t.ri.list_kind()),
-                json!(t.ri.api_version()),
-                metadata
-            )
-            .as_bytes(),
-        );
-        for (i, s) in objs.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            match crate::object::stamp_stored(&s.value, s.rev) {
-                Some(b) => body.extend_from_slice(&b),
-                None => body.extend_from_slice(
-                    &serde_json::to_vec(&from_stored(s)?).expect("serializable"),
-                ),
-            }
-        }
-        body.extend_from_slice(b"]}");
-        let mut r = Response::new(Body::from(body));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return Ok(r);
-    }
-    let mut items = Vec::with_capacity(objs.len());
-    for s in &objs {
-        items.push(watch::present(
-            t,
-            from_stored(s)?,
-            if wanted == Wanted::Table {
-                Wanted::Object
-            } else {
-                wanted
-            },
-        ));
-    }
-    if wanted == Wanted::Table {
-        let include = q
-            .map
-            .get("includeObject")
-            .map(String::as_str)
-            .unwrap_or("Metadata");
-        return Ok(json_ok(&skiff_printers::table(
-            t.ri.group,
-            t.ri.plural,
-            &items,
-            include,
-            &list_rev.to_string(),
-            cont.as_deref(),
-            chrono::Utc::now(),
-        )));
-    }
-    let (kind, api_version) = if wanted == Wanted::PartialObjectMetadata {
-        (
-            "PartialObjectMetadataList".to_string(),
-            "meta.k8s.io/v1".to_string(),
-        )
-    } else {
-        (t.ri.list_kind(), t.ri.api_version())
+    let list = ListOut {
+        t: t.clone(),
+        objs,
+        metadata,
+        list_rev,
+        cont,
+        wanted,
+        yaml: decode::wants_yaml(headers),
+        include: q.map.get("includeObject").cloned(),
     };
-    let list =
-        json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
-    Ok(respond(headers, 200, &list, &[]))
+    if list.objs.len() < BLOCKING_LIST_ITEMS {
+        return list.render();
+    }
+    tokio::task::spawn_blocking(move || list.render())
+        .await
+        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))?
+}
+
+/// Lists of at least this many objects are rendered on a blocking thread: a Table of
+/// thousands of pods is tens of milliseconds of CPU, and the async workers must stay
+/// free for TLS handshakes, Lease renewals and the requests of the other lanes.
+const BLOCKING_LIST_ITEMS: usize = 200;
+
+/// A list's objects, read from the cache, and how to write them out.
+struct ListOut {
+    t: Target,
+    objs: Vec<Arc<crate::cache::Stored>>,
+    metadata: Value,
+    list_rev: skiff_store::Revision,
+    cont: Option<String>,
+    wanted: Wanted,
+    yaml: bool,
+    /// `includeObject` of a Table.
+    include: Option<String>,
+}
+
+impl ListOut {
+    fn render(self) -> Result<Response, ApiError> {
+        let ListOut {
+            t,
+            objs,
+            metadata,
+            list_rev,
+            cont,
+            wanted,
+            yaml,
+            include,
+        } = self;
+        let t = &t;
+        if wanted == Wanted::Object && !t.ri.is_storage_alias() && !yaml {
+            // Fast path: splice the stored bytes into the list, stamping each resourceVersion,
+            // without building a JSON tree per object (lists of 30,000 pods stay cheap).
+            let mut body =
+                Vec::with_capacity(objs.iter().map(|s| s.value.len() + 32).sum::<usize>() + 256);
+            body.extend_from_slice(
+                format!(
+                    "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+                    json!(t.ri.list_kind()),
+                    json!(t.ri.api_version()),
+                    metadata
+                )
+                .as_bytes(),
+            );
+            for (i, s) in objs.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                match crate::object::stamp_stored(&s.value, s.rev) {
+                    Some(b) => body.extend_from_slice(&b),
+                    None => body.extend_from_slice(
+                        &serde_json::to_vec(&from_stored(s)?).expect("serializable"),
+                    ),
+                }
+            }
+            body.extend_from_slice(b"]}");
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
+        }
+        let mut items = Vec::with_capacity(objs.len());
+        for s in &objs {
+            items.push(watch::present(
+                t,
+                from_stored(s)?,
+                if wanted == Wanted::Table {
+                    Wanted::Object
+                } else {
+                    wanted
+                },
+            ));
+        }
+        if wanted == Wanted::Table {
+            let include = include.as_deref().unwrap_or("Metadata");
+            return Ok(json_ok(&skiff_printers::table(
+                t.ri.group,
+                t.ri.plural,
+                &items,
+                include,
+                &list_rev.to_string(),
+                cont.as_deref(),
+                chrono::Utc::now(),
+            )));
+        }
+        let (kind, api_version) = if wanted == Wanted::PartialObjectMetadata {
+            (
+                "PartialObjectMetadataList".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            )
+        } else {
+            (t.ri.list_kind(), t.ri.api_version())
+        };
+        let list =
+            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
+        Ok(respond_as(yaml, 200, &list, &[]))
+    }
 }
 
 fn write_response(
@@ -1057,7 +1103,11 @@ fn write_response(
 }
 
 fn respond(headers: &HeaderMap, code: u16, v: &Value, warnings: &[String]) -> Response {
-    let (body, ct) = if decode::wants_yaml(headers) {
+    respond_as(decode::wants_yaml(headers), code, v, warnings)
+}
+
+fn respond_as(yaml: bool, code: u16, v: &Value, warnings: &[String]) -> Response {
+    let (body, ct) = if yaml {
         (
             serde_yaml_ng::to_string(v).unwrap_or_default().into_bytes(),
             "application/yaml",

@@ -21,6 +21,8 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     durations: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// Watchers cut off for taking nothing, by resource.
+    terminated_watchers: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -48,8 +50,24 @@ impl Metrics {
         h.count += 1;
     }
 
+    pub fn watcher_terminated(&self, resource: &str) {
+        *self
+            .terminated_watchers
+            .lock()
+            .entry(resource.to_string())
+            .or_default() += 1;
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
+        out.push_str("# HELP apiserver_terminated_watchers_total Counter of watchers closed due to unresponsiveness broken by resource type.\n");
+        out.push_str("# TYPE apiserver_terminated_watchers_total counter\n");
+        for (res, n) in self.terminated_watchers.lock().iter() {
+            let _ = writeln!(
+                out,
+                "apiserver_terminated_watchers_total{{resource=\"{res}\"}} {n}"
+            );
+        }
         out.push_str("# HELP apiserver_request_total Counter of apiserver requests broken out by verb, resource and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
         for ((verb, res, code), n) in self.requests.lock().iter() {

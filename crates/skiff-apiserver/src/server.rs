@@ -345,20 +345,20 @@ async fn accept_loop(
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 1024;
 
-/// HTTP/1.1 and HTTP/2 with kube-apiserver's bounds: request headers at most 1 MiB
-/// (Go's `MaxHeaderBytes`) and read within 32 s (its `ReadHeaderTimeout`), 250 streams
-/// per HTTP/2 connection, and HTTP/2 connections that stop answering pings closed.
+/// HTTP/1.1 and HTTP/2 with bounds like kube-apiserver's: request headers read within
+/// 32 s (its `ReadHeaderTimeout`) and at most hyper's ~400 KiB buffer on HTTP/1.1 (which
+/// also bounds what a connection queues for a slow reader) or 256 KiB on HTTP/2 (Go's
+/// `MaxHeaderBytes` is 1 MiB), 250 streams per HTTP/2 connection, and HTTP/2
+/// connections that stop answering pings closed.
 fn http_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
     use hyper_util::rt::TokioTimer;
-    const MAX_HEADER_BYTES: usize = 1 << 20;
     let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(32))
-        .max_buf_size(MAX_HEADER_BYTES);
+        .header_read_timeout(std::time::Duration::from_secs(32));
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(256 << 10)
         .max_concurrent_streams(250)
         .keep_alive_interval(std::time::Duration::from_secs(30))
         .keep_alive_timeout(std::time::Duration::from_secs(20));

@@ -128,15 +128,40 @@ fn expired_event(e: &TooOld) -> Bytes {
 /// cache is held for it (kube's cacher likewise closes unresponsive watchers).
 const SLOW_WATCHER: Duration = Duration::from_secs(10);
 
+/// Bytes of events a watch may have queued that its connection has not taken yet (one
+/// line larger than this still goes, alone): with hyper's own write buffer, what a
+/// stalled client can make the server hold, whatever the size of the objects.
+const WATCH_BUFFER_BYTES: usize = 1 << 20;
+
+type Line = (Bytes, tokio::sync::OwnedSemaphorePermit);
+
 /// Queues a line for the client; false once the watch is over (client gone or cut off).
-async fn send(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, line: Bytes) -> bool {
-    match tokio::time::timeout(SLOW_WATCHER, tx.send(Ok(line))).await {
-        Ok(sent) => sent.is_ok(),
+async fn send(out: &Out, line: Bytes) -> bool {
+    let queued = async {
+        let cost = line.len().clamp(1, WATCH_BUFFER_BYTES) as u32;
+        let permit = out.budget.clone().acquire_many_owned(cost).await.ok()?;
+        out.tx.send((line, permit)).await.ok()
+    };
+    match tokio::time::timeout(SLOW_WATCHER, queued).await {
+        Ok(sent) => sent.is_some(),
         Err(_) => {
-            tracing::info!("watcher took nothing for {SLOW_WATCHER:?}; cut off");
+            let resource = out.resource;
+            tracing::info!(
+                resource,
+                "watcher took nothing for {SLOW_WATCHER:?}; cut off"
+            );
+            out.api.metrics.watcher_terminated(resource);
             false
         }
     }
+}
+
+/// Where a watch's lines go.
+struct Out {
+    tx: mpsc::Sender<Line>,
+    budget: Arc<tokio::sync::Semaphore>,
+    api: Arc<ApiServer>,
+    resource: &'static str,
 }
 
 /// Starts a watch and returns its streaming body.
@@ -153,13 +178,21 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
             p.from
         },
     );
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let (tx, rx) = mpsc::channel::<Line>(256);
+    let budget = Arc::new(tokio::sync::Semaphore::new(WATCH_BUFFER_BYTES));
     match watcher {
         Err(too_old) => {
-            let _ = tx.try_send(Ok(expired_event(&too_old)));
+            let permit = budget.clone().try_acquire_owned().expect("fresh budget");
+            let _ = tx.try_send((expired_event(&too_old), permit));
         }
         Ok(mut w) => {
             tokio::spawn(async move {
+                let out = Out {
+                    tx,
+                    budget,
+                    api,
+                    resource: t.ri.plural,
+                };
                 let filter = Filter {
                     t: &t,
                     labels: &p.labels,
@@ -197,13 +230,13 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                             && filter.is_everything()
                             && let Some(b) = crate::object::stamp_stored(&s.value, s.rev)
                         {
-                            if !send(&tx, line_raw("ADDED", &b)).await {
+                            if !send(&out, line_raw("ADDED", &b)).await {
                                 return;
                             }
                             continue;
                         }
                         let Ok(obj) = from_stored(&s) else { continue };
-                        if filter.matches(&obj) && !send(&tx, emit(EventType::Added, obj)).await {
+                        if filter.matches(&obj) && !send(&out, emit(EventType::Added, obj)).await {
                             return;
                         }
                     }
@@ -211,7 +244,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                         let mut bm = bookmark(&t, w.initial_rev);
                         bm["metadata"]["annotations"] =
                             json!({"k8s.io/initial-events-end": "true"});
-                        if !send(&tx, line("BOOKMARK", &bm)).await {
+                        if !send(&out, line("BOOKMARK", &bm)).await {
                             return;
                         }
                     }
@@ -221,12 +254,12 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                 loop {
                     tokio::select! {
                         _ = &mut deadline => return,
-                        _ = tx.closed() => return,
+                        _ = out.tx.closed() => return,
                         _ = bookmark_tick.tick(), if p.bookmarks => {
-                            if !send(&tx, line("BOOKMARK", &bookmark(&t, w.last_revision()))).await { return; }
+                            if !send(&out, line("BOOKMARK", &bookmark(&t, w.last_revision()))).await { return; }
                         }
                         batch = w.next_batch() => match batch {
-                            Err(too_old) => { send(&tx, expired_event(&too_old)).await; return; }
+                            Err(too_old) => { send(&out, expired_event(&too_old)).await; return; }
                             Ok(events) if events.is_empty() => return,
                             Ok(events) => for ev in events {
                                 let Some((kind, which)) = transition(&filter, &ev) else { continue };
@@ -244,7 +277,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                                         Err(_) => continue,
                                     },
                                 };
-                                if !send(&tx, line).await {
+                                if !send(&out, line).await {
                                     return;
                                 }
                             }
@@ -254,9 +287,12 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
             });
         }
     }
-    Ok(Body::from_stream(
+    // A line's bytes leave the budget when hyper takes them.
+    let lines = tokio_stream::StreamExt::map(
         tokio_stream::wrappers::ReceiverStream::new(rx),
-    ))
+        |(line, _permit)| Ok::<_, std::io::Error>(line),
+    );
+    Ok(Body::from_stream(lines))
 }
 
 fn bookmark(t: &Target, rev: Revision) -> Value {
