@@ -31,6 +31,8 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 # test's stalled watchers are curl reading 1 KB/s.
 if $tests; then
   command -v curl >/dev/null || need+=(curl)
+  # The storage-fault test makes a small ext4 filesystem on a loop device.
+  command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
 fi
 if ((${#need[@]})); then

@@ -1164,16 +1164,27 @@ fn text(code: StatusCode, body: String, ct: &'static str) -> Response {
     r
 }
 
+/// `/livez` says the process serves; `/readyz` also that bootstrap is done and the
+/// store takes writes (a full or read-only disk makes it fail, with the reason, until
+/// a write succeeds again).
 fn health(api: &ApiServer, which: &str) -> Response {
-    let ready = *api.ready.borrow();
-    if which == "readyz" && !ready {
-        return text(
+    let failed = if which != "readyz" {
+        None
+    } else if !*api.ready.borrow() {
+        Some("[-]bootstrap not finished".to_string())
+    } else {
+        api.store
+            .write_failure()
+            .map(|why| format!("[-]storage failed: {why}"))
+    };
+    match failed {
+        Some(check) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "[-]bootstrap not finished\nreadyz check failed\n".into(),
+            format!("{check}\nreadyz check failed\n"),
             "text/plain; charset=utf-8",
-        );
+        ),
+        None => text(StatusCode::OK, "ok".into(), "text/plain; charset=utf-8"),
     }
-    text(StatusCode::OK, "ok".into(), "text/plain; charset=utf-8")
 }
 
 pub fn error_response(e: &ApiError) -> Response {

@@ -143,6 +143,11 @@ pub fn store_error(e: StoreError, t: &Target) -> ApiError {
         StoreError::Compacted { compact_revision } => ApiError::expired(format!(
             "required revision has been compacted (compacted at {compact_revision})"
         )),
+        // No Retry-After: a full or read-only disk is for an operator to fix, and
+        // client-go would spend ten retries on it before saying so.
+        StoreError::Unavailable(why) => ApiError::service_unavailable(format!(
+            "storage is not taking writes, reads still work: {why}"
+        )),
         other => ApiError::internal(format!("storage error: {other}")),
     }
 }

@@ -296,4 +296,8 @@ impl Store for EncryptingStore {
     async fn compacted_revision(&self) -> Result<Revision> {
         self.inner.compacted_revision().await
     }
+
+    fn write_failure(&self) -> Option<String> {
+        self.inner.write_failure()
+    }
 }

@@ -77,6 +77,10 @@ pub enum Error {
     /// The storage engine failed; not retryable by the caller.
     #[error("storage engine: {0}")]
     Engine(String),
+    /// The storage cannot take writes now (its disk is full or read-only); reads still
+    /// work, and writes will again once the cause is gone.
+    #[error("storage cannot take writes: {0}")]
+    Unavailable(String),
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
@@ -84,7 +88,24 @@ pub enum Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Engine(e.to_string())
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        match e.sqlite_error_code() {
+            Some(DiskFull | ReadOnly | SystemIoFailure | CannotOpen) => {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::Engine(e.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The same failure again, for each caller of a failed batch.
+    pub fn again(&self) -> Error {
+        match self {
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::Closed => Error::Closed,
+            other => Error::Engine(other.to_string()),
+        }
     }
 }
 
@@ -127,6 +148,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history at or below `revision` (current values stay).
     async fn compact(&self, revision: Revision) -> Result<()>;
     async fn compacted_revision(&self) -> Result<Revision>;
+    /// Why writes are failing, if the last one failed for want of storage (cleared by
+    /// the next write that succeeds).
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The smallest key greater than every key starting with `prefix`.

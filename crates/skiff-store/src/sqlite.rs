@@ -64,6 +64,8 @@ struct Shared {
     revision: AtomicI64,
     compacted: AtomicI64,
     events: broadcast::Sender<Arc<Event>>,
+    /// Why the last write failed for want of storage; None once one succeeds.
+    write_failure: Mutex<Option<String>>,
 }
 
 pub struct SqliteStore {
@@ -117,6 +119,7 @@ impl SqliteStore {
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             events,
+            write_failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel::<Req>();
         let s2 = shared.clone();
@@ -187,6 +190,12 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for req in &batch {
                 let r = apply(&tx, &mut rev, &req.op, &mut events);
+                // A disk or engine failure may have rolled the whole transaction back
+                // (SQLite does on SQLITE_FULL or IOERR as it sees fit), and what
+                // followed would run outside it: the batch ends here, unwritten.
+                if let Err(e @ (Error::Unavailable(_) | Error::Engine(_))) = r {
+                    return Err(e);
+                }
                 if let (Ok(_), Op::Compact { revision }) = (&r, &req.op) {
                     compacted_to = Some(*revision);
                 }
@@ -195,6 +204,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
             tx.commit()?;
             Ok(())
         })();
+        match &outcome {
+            Err(e @ Error::Unavailable(_)) => *shared.write_failure.lock() = Some(e.to_string()),
+            Ok(()) => *shared.write_failure.lock() = None,
+            Err(_) => {}
+        }
         match outcome {
             Ok(()) => {
                 shared.revision.store(rev, Ordering::SeqCst);
@@ -212,7 +226,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
             Err(e) => {
                 tracing::error!(error = %e, "store batch failed; nothing in it was written");
                 for req in batch {
-                    let _ = req.resp.send(Err(Error::Engine(e.to_string())));
+                    let _ = req.resp.send(Err(e.again()));
                 }
             }
         }
@@ -516,6 +530,10 @@ impl Store for SqliteStore {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         Ok(self.shared.compacted.load(Ordering::SeqCst))
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.shared.write_failure.lock().clone()
     }
 }
 

@@ -505,12 +505,14 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Starts one controller given the shutdown signal.
+/// Starts one controller given its stop signal (once per term of leadership).
 type Start =
-    Box<dyn FnOnce(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
+    Box<dyn Fn(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
 
-/// Runs `starts` once this server leads through `lease`; losing the lease ends the
-/// process, as kube-controller-manager and kube-scheduler do, so two leaders never act.
+/// Runs `starts` while this server leads through `lease`. Losing the lease (renewals
+/// failing for 10 s, e.g. while the disk is full) stops them all before anyone else may
+/// take it over (15 s), so two leaders never act; then this server campaigns again.
+/// kube-controller-manager exits instead and leaves the restart to its supervisor.
 fn spawn_led(
     lease: &'static str,
     client: kube::Client,
@@ -522,26 +524,31 @@ fn spawn_led(
         if starts.is_empty() {
             return;
         }
-        let Some(mut leading) =
-            skiff_controllers::leader::lead(client, lease, "kube-system", &identity, stop.clone())
-                .await
-        else {
-            return;
-        };
-        let handles: Vec<_> = starts.into_iter().map(|s| s(stop.clone())).collect();
-        let mut stopping = stop.clone();
-        let lost = tokio::select! {
-            l = async { leading.wait_for(|l| !*l).await.is_ok() } => l,
-            _ = async { stopping.wait_for(|s| *s).await.is_ok() } => false,
-        };
-        // A renewer that ended with the shutdown (its channel closed) is no loss.
-        if lost {
-            tracing::error!(lease, "leader election lost; exiting");
-            std::process::exit(1);
-        }
-        let _ = stopping.wait_for(|s| *s).await.is_ok();
-        for h in handles {
-            let _ = h.await;
+        while let Some(mut leading) = skiff_controllers::leader::lead(
+            client.clone(),
+            lease,
+            "kube-system",
+            &identity,
+            stop.clone(),
+        )
+        .await
+        {
+            let (term_tx, term_rx) = tokio::sync::watch::channel(false);
+            let handles: Vec<_> = starts.iter().map(|s| s(term_rx.clone())).collect();
+            let mut stopping = stop.clone();
+            let lost = tokio::select! {
+                l = async { leading.wait_for(|l| !*l).await.is_ok() } => l,
+                _ = async { stopping.wait_for(|s| *s).await.is_ok() } => false,
+            };
+            let _ = term_tx.send(true);
+            for h in handles {
+                let _ = h.await;
+            }
+            // A renewer that ended with the shutdown (its channel closed) is no loss.
+            if !lost {
+                return;
+            }
+            tracing::error!(lease, "leader election lost; controllers stopped, campaigning again");
         }
     })
 }
@@ -659,19 +666,19 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let c = node_controller.clone();
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::ipam::run(c, i, stop))
+            tokio::spawn(skiff_controllers::ipam::run(c.clone(), i.clone(), stop))
         }));
     }
     if enabled("scheduler") {
         let c = loopback("system:kube-scheduler");
         scheduling.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::scheduler::run(c, stop))
+            tokio::spawn(skiff_controllers::scheduler::run(c.clone(), stop))
         }));
     }
     if a.bench_direct_binder {
         let c = loopback("system:kube-scheduler");
         scheduling.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::directbind::run(c, stop))
+            tokio::spawn(skiff_controllers::directbind::run(c.clone(), stop))
         }));
     }
     let grace = std::time::Duration::from_secs(a.node_monitor_grace_period);
@@ -679,7 +686,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let c = node_controller.clone();
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::nodelifecycle::run(c, i, grace, stop))
+            tokio::spawn(skiff_controllers::nodelifecycle::run(
+                c.clone(),
+                i.clone(),
+                grace,
+                stop,
+            ))
         }));
     }
     // `$run(client, [informers,] stop)`, as its own service account.
@@ -687,14 +699,16 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         ($name:literal, $user:literal, $run:path) => {
             if enabled($name) {
                 let c = loopback(concat!("system:serviceaccount:kube-system:", $user));
-                manager.push(Box::new(move |stop| tokio::spawn($run(c, stop))));
+                manager.push(Box::new(move |stop| tokio::spawn($run(c.clone(), stop))));
             }
         };
         ($name:literal, $user:literal, $run:path, informers) => {
             if enabled($name) {
                 let c = loopback(concat!("system:serviceaccount:kube-system:", $user));
                 let i = informers.clone();
-                manager.push(Box::new(move |stop| tokio::spawn($run(c, i, stop))));
+                manager.push(Box::new(move |stop| {
+                    tokio::spawn($run(c.clone(), i.clone(), stop))
+                }));
             }
         };
     }
@@ -716,7 +730,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let ttl = loopback("system:serviceaccount:kube-system:ttl-after-finished-controller");
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::job::run(c, ttl, i, stop))
+            tokio::spawn(skiff_controllers::job::run(
+                c.clone(),
+                ttl.clone(),
+                i.clone(),
+                stop,
+            ))
         }));
     }
     managed!(
@@ -787,7 +806,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         };
         manager.push(Box::new(move |stop| {
             let opts = opts.clone();
-            tokio::spawn(skiff_controllers::certificates::run(c, i, opts, stop))
+            tokio::spawn(skiff_controllers::certificates::run(
+                c.clone(),
+                i.clone(),
+                opts,
+                stop,
+            ))
         }));
     }
     managed!(
@@ -805,7 +829,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         };
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::podgc::run(c, i, config, stop))
+            tokio::spawn(skiff_controllers::podgc::run(
+                c.clone(),
+                i.clone(),
+                config,
+                stop,
+            ))
         }));
     }
     if enabled("cronjob") {
@@ -813,7 +842,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let clock = skiff_controllers::cronjob::Clock::with_rate(a.cronjob_clock_rate);
         let i = informers.clone();
         manager.push(Box::new(move |stop| {
-            tokio::spawn(skiff_controllers::cronjob::run(c, i, clock, stop))
+            tokio::spawn(skiff_controllers::cronjob::run(
+                c.clone(),
+                i.clone(),
+                clock.clone(),
+                stop,
+            ))
         }));
     }
     let identity = server_identity(&data_dir)?;
