@@ -415,12 +415,13 @@ mod tests {
         // A different object of the same name (recreated) may not adopt either.
         let mut other = owner(false);
         other["metadata"]["uid"] = json!("u9");
-        let (client, _) = api(other);
+        let (client, writes) = api(other);
         assert!(
             settle(&client, ("v1", "pods"), &c, &seen, &KIND)
                 .await
                 .is_none()
         );
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
         // As the watch shows it: the orphan is adopted.
         let (client, writes) = api(owner(false));
         let updated = settle(&client, ("v1", "pods"), &c, &seen, &KIND).await;

@@ -130,6 +130,29 @@ fn push(registry: &str, repo: &str, tag: &str, spec: &image::ImageSpec, basic: &
     assert_eq!(code, 201, "{}", String::from_utf8_lossy(&body));
 }
 
+/// While the node runs, the pod network is there: the bridge and the egress table (so
+/// that [`nothing_left_of_the_network`] after a stop shows they were removed).
+fn the_network_is_up() {
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "skiff0"])
+        .output()
+        .unwrap();
+    assert!(
+        link.status.success(),
+        "no bridge skiff0 while the node runs: {}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        tables.contains("table ip skiff-egress"),
+        "no egress table while the node runs: {tables}"
+    );
+}
+
 /// A clean stop removed the bridge and every nftables table of the node's.
 fn nothing_left_of_the_network() {
     let link = std::process::Command::new("ip")
@@ -1167,6 +1190,7 @@ spec:
     );
 
     // Stopping the cluster stops its pods and containerd and removes the pod network.
+    the_network_is_up();
     c.stop();
     let ps = std::process::Command::new("pgrep")
         .args(["-f", &c.data_dir().display().to_string()])

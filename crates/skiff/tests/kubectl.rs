@@ -469,6 +469,8 @@ fn imperative_creates_scale_expose() {
     common::eventually(Duration::from_secs(15), || {
         c.absent(&["get", "ns", "team"]).then_some(())
     });
+    // Its objects went first (the namespace is finalized only once it is empty).
+    assert_eq!(c.ok(&["get", "configmaps", "-n", "team", "-o", "name"]), "");
 }
 
 #[test]
@@ -529,44 +531,117 @@ fn bad_manifests_get_kubernetes_errors() {
     );
 }
 
+/// A running `kubectl get -w`, its output read line by line on a thread of its own.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far, in order.
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn start(c: &Cluster, args: &[&str]) -> Watch {
+        let mut child = c
+            .kubectl_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until a line satisfies `hit` (true) or `timeout` passes (false).
+    fn until(&mut self, timeout: Duration, hit: impl Fn(&str) -> bool) -> bool {
+        use std::sync::mpsc::RecvTimeoutError;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let found = hit(&l);
+                    self.seen.push(l);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Stops kubectl and gives every line it printed.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader ends at the closed pipe, so this ends too.
+        self.seen.extend(self.lines.iter());
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn get_watch_shows_changes() {
     let c = Cluster::start();
-    let mut w = c
-        .kubectl_cmd(&["get", "pods", "-w", "--request-timeout=30s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = w.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    c.ok(&["run", "watched", "--image=nginx"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    let found = loop {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => {
-                let hit = l.split_whitespace().next() == Some("watched");
-                seen.push(l);
-                if hit {
-                    break true;
-                }
-            }
-            Err(_) if std::time::Instant::now() > deadline => break false,
-            Err(_) => {}
-        }
+    c.ok(&["run", "before", "--image=nginx"]);
+    let mut w = Watch::start(
+        &c,
+        &[
+            "get",
+            "pods",
+            "-w",
+            "--output-watch-events",
+            "-L",
+            "seen",
+            "--request-timeout=30s",
+        ],
+    );
+    // The initial list is printed once kubectl has it; whatever is created after that
+    // reaches kubectl only as a watch event (from the list's resourceVersion on).
+    let named = |event: &'static str, name: &'static str| {
+        move |l: &str| words(l).starts_with(&[event, name])
     };
-    let _ = w.kill();
-    let _ = w.wait();
-    assert!(found, "watch never showed the new pod; saw {seen:?}");
+    assert!(
+        w.until(Duration::from_secs(20), named("ADDED", "before")),
+        "the initial list never showed; saw {:?}",
+        w.seen
+    );
+    c.ok(&["run", "watched", "--image=nginx"]);
+    assert!(
+        w.until(Duration::from_secs(20), named("ADDED", "watched")),
+        "watch never showed the new pod; saw {:?}",
+        w.seen
+    );
+    // A change to it comes as MODIFIED, with the change in it.
+    c.ok(&["label", "pod", "watched", "seen=yes"]);
+    assert!(
+        w.until(Duration::from_secs(20), |l| {
+            let cols = words(l);
+            cols.starts_with(&["MODIFIED", "watched"]) && cols.last() == Some(&"yes")
+        }),
+        "watch never showed the label; saw {:?}",
+        w.seen
+    );
+    w.stop();
 }
 
 #[test]
@@ -949,18 +1024,43 @@ fn node_death_taints_and_evicts_then_recovers() {
     let _ = agent.kill();
     let _ = agent.wait();
     let taints = common::eventually(Duration::from_secs(40), || {
-        let t = c.ok(&[
-            "get",
-            "node",
-            "remote-0",
-            "-o",
-            "jsonpath={.spec.taints[*].key}",
-        ]);
-        t.contains("node.kubernetes.io/unreachable").then_some(t)
+        let node: Value =
+            serde_json::from_str(&c.ok(&["get", "node", "remote-0", "-o", "json"])).unwrap();
+        let t = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        t.iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable")
+            .then_some(t)
     });
+    // Both of Kubernetes' unreachable taints: NoSchedule keeps new pods off, NoExecute
+    // evicts, counting tolerationSeconds from its timeAdded.
+    let mut effects: Vec<String> = taints
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap_or(""),
+                t["effect"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    effects.sort();
+    assert_eq!(
+        effects,
+        [
+            "node.kubernetes.io/unreachable:NoExecute",
+            "node.kubernetes.io/unreachable:NoSchedule"
+        ],
+        "{taints:?}"
+    );
+    let no_execute = taints.iter().find(|t| t["effect"] == "NoExecute").unwrap();
     assert!(
-        taints.contains("node.kubernetes.io/unreachable"),
-        "{taints}"
+        no_execute["timeAdded"]
+            .as_str()
+            .is_some_and(|t| t.parse::<k8s_openapi::jiff::Timestamp>().is_ok()),
+        "{taints:?}"
     );
     assert_eq!(row(&c.ok(&["get", "nodes"]), "remote-0")[1], "NotReady");
     assert_eq!(
@@ -1725,27 +1825,48 @@ fn jobs_complete_fail_and_expire() {
             (status(name) == want).then_some(())
         })
     };
-    // completions 5, parallelism 2: never more than two at once.
+    // completions 5, parallelism 2: two at once, never more. Each pod's run is the span
+    // from its start (the earlier of status.startTime and its container's startedAt) to
+    // its container's end (terminated.finishedAt), in whole seconds: 2 s runs keep each
+    // span at least a second long, and a pod started the second another ended did not
+    // run with it (the job replaces a pod only once it has ended).
     c.apply(&job(
         "five",
         "  completions: 5\n  parallelism: 2\n",
-        "skiff.io/simulate-run-seconds: '0.5'",
+        "skiff.io/simulate-run-seconds: '2'",
     ));
-    let mut most = 0;
-    common::eventually(Duration::from_secs(60), || {
-        let running = c.ok(&[
-            "get",
-            "pods",
-            "-l",
-            "job-name=five",
-            "--field-selector=status.phase=Running",
-            "-o",
-            "name",
-        ]);
-        most = most.max(running.lines().count());
-        (status("five") == "Complete").then_some(())
-    });
-    assert!(most <= 2, "{most} pods ran at once");
+    wait_status("five", "Complete");
+    let list: Value =
+        serde_json::from_str(&c.ok(&["get", "pods", "-l", "job-name=five", "-o", "json"])).unwrap();
+    let time = |v: &Value| -> k8s_openapi::jiff::Timestamp {
+        v.as_str()
+            .unwrap_or_else(|| panic!("no time: {v}"))
+            .parse()
+            .unwrap()
+    };
+    let mut spans = Vec::new();
+    for p in list["items"].as_array().unwrap() {
+        let ended = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+        let (start, started, end) = (
+            time(&p["status"]["startTime"]),
+            time(&ended["startedAt"]),
+            time(&ended["finishedAt"]),
+        );
+        assert!(started < end, "{p}");
+        spans.push((start.min(started), end));
+    }
+    // Ends before starts at the same second: the spans are half-open.
+    let mut changes: Vec<(k8s_openapi::jiff::Timestamp, i32)> = spans
+        .iter()
+        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
+        .collect();
+    changes.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, d) in changes {
+        running += d;
+        most = most.max(running);
+    }
+    assert_eq!(most, 2, "pods ran at once at most {most} (spans {spans:?})");
     let out = c.ok(&["get", "job", "five"]);
     let r = row(&out, "five");
     assert_eq!(&r[1..3], ["Complete", "5/5"], "{out}");
@@ -2251,21 +2372,16 @@ fn daemonsets_follow_nodes_and_roll() {
 fn statefulsets_keep_names_order_and_claims() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
     let sts = "apiVersion: v1\nkind: Service\nmetadata: {name: nginx}\nspec:\n  clusterIP: None\n  selector: {app: nginx}\n  ports: [{port: 80}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  serviceName: nginx\n  replicas: 3\n  selector: {matchLabels: {app: nginx}}\n  template:\n    metadata: {labels: {app: nginx}}\n    spec:\n      containers: [{name: nginx, image: nginx:1}]\n  volumeClaimTemplates:\n  - metadata: {name: www}\n    spec:\n      accessModes: [ReadWriteOnce]\n      resources: {requests: {storage: 1Gi}}\n";
-    let mut watcher = c
-        .kubectl_cmd(&[
-            "get",
-            "pods",
-            "-l",
-            "app=nginx",
-            "--watch-only",
-            "-o",
-            "name",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Creation and readiness in the order a watch sees them (the store's one revision
+    // order). A pod of another app is listed first, so the watch is known to be running
+    // before the set exists and every change of the set's pods comes as an event.
+    c.ok(&["run", "marker", "--image=nginx", "--labels=role=marker"]);
+    let mut watcher = Watch::start(&c, &["get", "pods", "-w", "-o", "json"]);
+    assert!(
+        watcher.until(Duration::from_secs(20), |l| l.contains("\"marker\"")),
+        "the initial list never showed; saw {:?}",
+        watcher.seen
+    );
     c.apply(sts);
     assert!(
         c.ok(&["rollout", "status", "sts/web", "--timeout=60s"])
@@ -2280,22 +2396,60 @@ fn statefulsets_keep_names_order_and_claims() {
     common::eventually(Duration::from_secs(30), || {
         (pods() == ["pod/web-0", "pod/web-1", "pod/web-2"]).then_some(())
     });
-    // Created in order, each after the one before it changed (became ready).
-    let _ = watcher.kill();
-    let out = watcher.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout).into_owned();
-    // One line per event: web-1 appears only after web-0 was added and changed.
-    let lines: Vec<&str> = seen.lines().collect();
-    let nth = |p: &str, n: usize| {
-        lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| **l == p)
-            .nth(n)
-            .map_or(usize::MAX, |(i, _)| i)
+    let text = watcher.stop().join("\n");
+    let seen: Vec<Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map_while(Result::ok)
+        .collect();
+    let named = |e: &Value, name: &str| e["metadata"]["name"] == name;
+    let ready_since = |e: &Value| {
+        e["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready" && c["status"] == "True")
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .map(|t| t.parse::<k8s_openapi::jiff::Timestamp>().unwrap())
     };
-    assert!(nth("pod/web-0", 1) < nth("pod/web-1", 0), "{seen}");
-    assert!(nth("pod/web-1", 1) < nth("pod/web-2", 0), "{seen}");
+    let states = || -> Vec<String> {
+        seen.iter()
+            .map(|e| {
+                format!(
+                    "{} ready={}",
+                    e["metadata"]["name"].as_str().unwrap_or("?"),
+                    ready_since(e).is_some()
+                )
+            })
+            .collect()
+    };
+    // Each pod is created only after the one before it became Ready (OrderedReady):
+    // in the watch, and by the clocks (to the second they are kept in).
+    for (before, after) in [("web-0", "web-1"), ("web-1", "web-2")] {
+        let ready_at = seen
+            .iter()
+            .position(|e| named(e, before) && ready_since(e).is_some())
+            .unwrap_or_else(|| panic!("{before} never seen Ready: {:?}", states()));
+        let created_at = seen
+            .iter()
+            .position(|e| named(e, after))
+            .unwrap_or_else(|| panic!("{after} never seen: {:?}", states()));
+        assert!(
+            ready_at < created_at,
+            "{after} created before {before} was Ready: {:?}",
+            states()
+        );
+        let ready = ready_since(&seen[ready_at]).unwrap();
+        let created: k8s_openapi::jiff::Timestamp =
+            seen[created_at]["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        assert!(
+            created >= ready,
+            "{after} created at {created}, {before} Ready at {ready}"
+        );
+    }
     assert_eq!(
         c.ok(&[
             "get",
@@ -2551,17 +2705,22 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
         "{events}"
     );
     // Inside the bounds the CPU metric decides, and there is no metrics API to ask.
-    let reason = common::eventually(Duration::from_secs(40), || {
-        let r = c.ok(&[
-            "get",
-            "hpa",
-            "web",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"ScalingActive\")].reason}",
-        ]);
-        (r == "FailedGetResourceMetric").then_some(r)
+    let active = common::eventually(Duration::from_secs(40), || {
+        let hpa: Value = serde_json::from_str(&c.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
+        hpa["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "ScalingActive" && c["reason"] == "FailedGetResourceMetric")
+            .cloned()
     });
-    assert_eq!(reason, "FailedGetResourceMetric");
+    assert_eq!(active["status"], "False", "{active}");
+    assert!(
+        active["message"].as_str().is_some_and(|m| m.contains(
+            "failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API"
+        )),
+        "{active}"
+    );
     // kubectl's columns; REPLICAS catches up at the next 15 s sync.
     common::eventually(Duration::from_secs(40), || {
         let out = c.ok(&["get", "hpa", "web", "--no-headers"]);
