@@ -314,6 +314,18 @@ fn remove_at(v: &mut Value, path: &[String]) {
     }
 }
 
+/// Whether a path is the merge key field of a list item (`k:{"name":"web"}` then
+/// `f:name`): it goes with its item, never alone, or the item could not be found again.
+fn is_item_key(path: &[String]) -> bool {
+    let [.., item, field] = path else {
+        return false;
+    };
+    let (Some(keys), Some(field)) = (item.strip_prefix("k:"), field.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|keys| keys.contains_key(field))
+}
+
 /// `.spec.containers[name="web"].image`, as Kubernetes prints conflicting fields.
 pub fn path_string(path: &[String]) -> String {
     let mut s = String::new();
@@ -367,6 +379,10 @@ fn render(list: Vec<Entry>) -> Vec<Value> {
 }
 
 fn set_managed(obj: &mut Value, mf: &[Value]) {
+    // Only an object has metadata to keep them in.
+    if !obj.is_object() {
+        return;
+    }
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -447,7 +463,7 @@ pub fn server_side_apply(
             .set
             .members()
             .into_iter()
-            .filter(|p| !new_set.contains(p))
+            .filter(|p| !new_set.contains(p) && !is_item_key(p))
             .collect();
         // Deepest first, so list items go after their fields.
         gone.sort_by_key(|p| std::cmp::Reverse(p.len()));

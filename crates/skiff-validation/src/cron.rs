@@ -263,8 +263,10 @@ impl Schedule {
             Schedule::Every(d) => {
                 // robfig rounds the interval to whole seconds and fires from `after`.
                 let secs = d.num_seconds().max(1);
-                let base = after.with_nanosecond(0)?;
-                return Some(base + Duration::seconds(secs));
+                // An interval past the calendar's end (`@every 3000000000h`) never fires.
+                return after
+                    .with_nanosecond(0)?
+                    .checked_add_signed(Duration::seconds(secs));
             }
             Schedule::Fields { minute, hour, .. } => (*minute, *hour),
         };

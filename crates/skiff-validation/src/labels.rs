@@ -236,14 +236,12 @@ fn parse_requirement(p: &str) -> Result<Requirement, String> {
             .and_then(|l| l.strip_suffix(')'))
             .ok_or_else(|| format!("found '{list}', expected: '('"))?;
         check_key(key)?;
-        let values: Vec<String> = inner
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect();
-        if values.is_empty() {
+        // `()` is an empty set; otherwise every item counts, empty ones too: Kubernetes
+        // reads `(,web)` as the empty value and `web`.
+        if inner.trim().is_empty() {
             return Err("for 'in', 'notin' operators, values set can't be empty".into());
         }
+        let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
         for v in &values {
             check_value(v)?;
         }

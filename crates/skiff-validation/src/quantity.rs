@@ -11,13 +11,18 @@ pub struct Quantity {
 impl Quantity {
     /// Milli-units rounded up, as Kubernetes' `MilliValue` does (CPU).
     pub fn millis(&self) -> i128 {
-        (self.nanos + 999_999).div_euclid(1_000_000)
+        ceil_div(self.nanos, 1_000_000)
     }
 
     /// Whole units rounded up, as Kubernetes' `Value` does (memory bytes).
     pub fn value(&self) -> i128 {
-        (self.nanos + 999_999_999).div_euclid(1_000_000_000)
+        ceil_div(self.nanos, 1_000_000_000)
     }
+}
+
+/// ⌈n / d⌉ for d > 0, without the overflow of `(n + d - 1) / d` near i128::MAX.
+fn ceil_div(n: i128, d: i128) -> i128 {
+    n.div_euclid(d) + i128::from(n.rem_euclid(d) != 0)
 }
 
 const MSG: &str =
@@ -98,7 +103,7 @@ pub fn parse(s: &str) -> Result<Quantity, String> {
         let d = 10i128
             .checked_pow((-exp10) as u32)
             .ok_or("quantity too small")?;
-        v = (v + d - 1) / d;
+        v = ceil_div(v, d);
     }
     Ok(Quantity {
         nanos: if neg { -v } else { v },
