@@ -138,6 +138,41 @@ pub struct WatchCache {
     capacity: usize,
 }
 
+/// Objects (count, bytes) by storage prefix, and the ring's own share.
+#[derive(Debug, Default)]
+pub struct Footprint {
+    pub objects: BTreeMap<String, (usize, usize)>,
+    pub ring_events: usize,
+    pub ring_only_bytes: usize,
+}
+
+impl Footprint {
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::from(
+            "# HELP skiff_watch_cache_objects Objects held by the watch cache, by storage prefix.\n# TYPE skiff_watch_cache_objects gauge\n",
+        );
+        for (p, (n, _)) in &self.objects {
+            let _ = writeln!(out, "skiff_watch_cache_objects{{prefix=\"{p}\"}} {n}");
+        }
+        out.push_str("# HELP skiff_watch_cache_object_bytes Bytes of the objects held (JSON and key), by storage prefix.\n# TYPE skiff_watch_cache_object_bytes gauge\n");
+        for (p, (_, b)) in &self.objects {
+            let _ = writeln!(out, "skiff_watch_cache_object_bytes{{prefix=\"{p}\"}} {b}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP skiff_watch_cache_history_events Events in the watch cache's ring.\n# TYPE skiff_watch_cache_history_events gauge\nskiff_watch_cache_history_events {}",
+            self.ring_events
+        );
+        let _ = writeln!(
+            out,
+            "# HELP skiff_watch_cache_history_bytes Bytes of past versions only the ring holds.\n# TYPE skiff_watch_cache_history_bytes gauge\nskiff_watch_cache_history_bytes {}",
+            self.ring_only_bytes
+        );
+        out
+    }
+}
+
 /// Returned when a watch or a list asks for history the cache no longer holds.
 #[derive(Debug)]
 pub struct TooOld {
@@ -318,6 +353,36 @@ impl WatchCache {
             out.push(v.clone());
         }
         (out, inner.revision, more)
+    }
+
+    /// What the cache holds, for `/metrics`: objects and their bytes by storage prefix,
+    /// and the versions only the event ring keeps alive.
+    pub fn footprint(&self) -> Footprint {
+        let inner = self.inner.read();
+        let mut f = Footprint {
+            ring_events: inner.events.len(),
+            ..Default::default()
+        };
+        for (key, s) in &inner.objects {
+            let prefix = key
+                .strip_prefix("/registry/")
+                .and_then(|k| k.split('/').next())
+                .unwrap_or("other");
+            let e = f.objects.entry(prefix.to_string()).or_default();
+            e.0 += 1;
+            e.1 += s.value.len() + key.len();
+        }
+        let current =
+            |s: &Arc<Stored>| inner.objects.get(&s.key).is_some_and(|c| Arc::ptr_eq(c, s));
+        let mut seen = std::collections::HashSet::new();
+        for ev in &inner.events {
+            for s in std::iter::once(&ev.obj).chain(ev.prev.as_ref()) {
+                if !current(s) && seen.insert(Arc::as_ptr(s)) {
+                    f.ring_only_bytes += s.value.len() + s.key.len();
+                }
+            }
+        }
+        f
     }
 
     pub fn count(&self, prefix: &str) -> usize {

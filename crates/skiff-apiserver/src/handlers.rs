@@ -246,7 +246,7 @@ async fn route_allowed(
             | ["readyz", _] => Some(health(api, segs[0])),
             ["metrics"] => Some(text(
                 StatusCode::OK,
-                api.metrics.render() + &api.flow.render(),
+                api.metrics.render() + &api.flow.render() + &api.cache.footprint().render(),
                 "text/plain; version=0.0.4",
             )),
             ["api"] => Some(match discovery::aggregated_version(&accept) {

@@ -23,6 +23,10 @@ pub struct Metrics {
     durations: Mutex<BTreeMap<(String, String), Histogram>>,
     /// Watchers cut off for taking nothing, by resource.
     terminated_watchers: Mutex<BTreeMap<String, u64>>,
+    /// Client connections open now (TLS, past the handshake).
+    pub connections: std::sync::atomic::AtomicI64,
+    /// Watch streams open now.
+    pub watches: std::sync::atomic::AtomicI64,
 }
 
 impl Metrics {
@@ -59,7 +63,12 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = format!(
+            "# HELP skiff_open_connections Client connections open now.\n# TYPE skiff_open_connections gauge\nskiff_open_connections {}\n# HELP apiserver_longrunning_requests Gauge of all active long-running apiserver requests.\n# TYPE apiserver_longrunning_requests gauge\napiserver_longrunning_requests{{verb=\"WATCH\"}} {}\n",
+            self.connections.load(Relaxed),
+            self.watches.load(Relaxed)
+        );
         out.push_str("# HELP apiserver_terminated_watchers_total Counter of watchers closed due to unresponsiveness broken by resource type.\n");
         out.push_str("# TYPE apiserver_terminated_watchers_total counter\n");
         for (res, n) in self.terminated_watchers.lock().iter() {

@@ -300,6 +300,7 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let builder = builder.clone();
+        let api = api.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -314,6 +315,7 @@ async fn accept_loop(
                 }
             };
             drop(handshake);
+            let _open = Open::new(&api);
             let cert_user = tls
                 .get_ref()
                 .1
@@ -336,6 +338,27 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// Counts a connection open in `skiff_open_connections` while it lives.
+struct Open(Arc<ApiServer>);
+
+impl Open {
+    fn new(api: &Arc<ApiServer>) -> Open {
+        api.metrics
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Open(api.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

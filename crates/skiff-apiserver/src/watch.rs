@@ -156,6 +156,15 @@ async fn send(out: &Out, line: Bytes) -> bool {
     }
 }
 
+impl Drop for Out {
+    fn drop(&mut self) {
+        self.api
+            .metrics
+            .watches
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Where a watch's lines go.
 struct Out {
     tx: mpsc::Sender<Line>,
@@ -187,6 +196,9 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
         }
         Ok(mut w) => {
             tokio::spawn(async move {
+                api.metrics
+                    .watches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let out = Out {
                     tx,
                     budget,

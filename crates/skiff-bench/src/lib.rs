@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 mod authz;
 mod dns;
+mod footprint;
 mod netlab;
 mod optioncost;
 mod pods;
@@ -785,6 +786,7 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss = rss_kib(server.child.id()) as f64 / 1024.0;
+        let footprint = footprint::report(&client, rss).await?;
         drop(_agent);
         drop(server);
 
@@ -825,6 +827,9 @@ pub async fn scheduler(opts: SchedulerBenchOptions) -> anyhow::Result<()> {
             opts.pods,
             events_lag.map_or("not yet".to_string(), ms)
         );
+        for line in footprint {
+            println!("         {line}");
+        }
     }
     println!("(server RSS read holding {held} bound pods, after the timed run)");
     println!("targets: >= 1,000 pods/s at 5,000 nodes; >= 70% of the direct-binding ceiling");
