@@ -23,3 +23,5 @@ if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
   echo "TESTS FAILED" >&2
   exit 1
 fi
+echo "== skiff bench soak (1 minute: memory and descriptors flat under a mixed workload)"
+cargo run -q -p skiff -- bench soak --minutes 1 --nodes 20

@@ -21,10 +21,12 @@ mod netlab;
 mod optioncost;
 mod pods;
 mod proxy;
+mod soak;
 mod workloads;
 pub use dns::{DnsBenchOptions, dns};
 pub use pods::{PodsBenchOptions, pods};
 pub use proxy::{ProxyBenchOptions, proxy};
+pub use soak::{SoakBenchOptions, soak};
 pub use workloads::{WorkloadsBenchOptions, workloads};
 
 #[derive(Debug, Clone)]

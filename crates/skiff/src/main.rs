@@ -105,6 +105,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// A mixed workload (Deployments scaled, rolled, deleted; Jobs; ConfigMap churn;
+    /// watches opened and dropped) on simulated nodes for N minutes, with the server's
+    /// and agent's RSS, descriptors, threads and CPU every minute; fails if memory or
+    /// descriptors grow after warm-up.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        #[arg(long, default_value_t = 50)]
+        nodes: usize,
+    },
     /// Service proxy on a real node in a network namespace of its own: Service create →
     /// first packet through its ClusterIP at each size, ClusterIP against pod IP request
     /// latency, agent RSS with and without the Services (root; containerd).
@@ -438,6 +448,15 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
+            Command::Bench(BenchCommand::Soak { minutes, nodes }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::soak(skiff_bench::SoakBenchOptions {
+                    skiff,
+                    minutes,
+                    nodes,
+                })
+                .await
+            }
             Command::Bench(BenchCommand::Pods { rounds, concurrent }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::pods(skiff_bench::PodsBenchOptions {
@@ -506,8 +525,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Starts one controller given its stop signal (once per term of leadership).
-type Start =
-    Box<dyn Fn(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
+type Start = Box<dyn Fn(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
 
 /// Runs `starts` while this server leads through `lease`. Losing the lease (renewals
 /// failing for 10 s, e.g. while the disk is full) stops them all before anyone else may
@@ -548,7 +566,10 @@ fn spawn_led(
             if !lost {
                 return;
             }
-            tracing::error!(lease, "leader election lost; controllers stopped, campaigning again");
+            tracing::error!(
+                lease,
+                "leader election lost; controllers stopped, campaigning again"
+            );
         }
     })
 }

@@ -150,7 +150,10 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     // Past the leader's renew deadline: its controllers stop, the server stays up.
     std::thread::sleep(Duration::from_secs(15));
     assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
-    assert!(c.log().contains("campaigning again"), "the leases were kept");
+    assert!(
+        c.log().contains("campaigning again"),
+        "the leases were kept"
+    );
 
     // Space is back: writes, readiness and the controllers come back on their own.
     std::fs::remove_file(&filler).unwrap();
