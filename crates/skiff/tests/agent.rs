@@ -5,24 +5,11 @@
 
 mod common;
 
-use common::node::{pod_json, wait_phase, write_test_images};
+use common::node::{http_get, pod_json, wait_phase, write_test_images};
 use common::{Cluster, eventually, free_port, tail};
 use skiff_cri::image;
 use std::io::{Read, Write};
 use std::time::Duration;
-
-fn http_get(ip: &str, port: u16) -> String {
-    let mut s = std::net::TcpStream::connect_timeout(
-        &format!("{ip}:{port}").parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
 
 /// `kubectl port-forward TARGET LOCAL:REMOTE`, once it says it is forwarding.
 fn port_forward(c: &Cluster, target: &str, remote: u16) -> (KillOnDrop, u16) {

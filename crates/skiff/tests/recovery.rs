@@ -6,24 +6,10 @@
 
 mod common;
 
-use common::node::{container_pid, containerds, wait_phase, write_test_images};
+use common::node::{container_pid, containerds, http_get, wait_phase, write_test_images};
 use common::{Cluster, eventually};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::time::Duration;
-
-fn http_get(ip: &str) -> String {
-    let mut s = std::net::TcpStream::connect_timeout(
-        &format!("{ip}:80").parse().unwrap(),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
 
 fn container(p: &Value) -> (String, i64) {
     let cs = &p["status"]["containerStatuses"][0];
@@ -57,7 +43,7 @@ fn node_outlives_its_processes() {
     // skiff dies without a word: containerd and the pod run on.
     c.kill9();
     assert_eq!(containerds(&agent_dir), first, "containerd died with skiff");
-    assert!(http_get(&ip).contains("hello from skiff"));
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
 
     // The next start stops the old containerd first: one containerd, same container.
     c.spawn();
@@ -77,7 +63,7 @@ fn node_outlives_its_processes() {
         container(&before),
         "the container was replaced"
     );
-    assert!(http_get(&ip).contains("hello from skiff"));
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
 
     // containerd dies under a running agent, and the pod's process with it while it is
     // away: containerd comes back, and the agent restarts the container as kubelet
@@ -96,7 +82,7 @@ fn node_outlives_its_processes() {
     });
     assert_ne!(container(&restarted).0, id);
     assert_eq!(restarted["status"]["podIP"], before["status"]["podIP"]);
-    assert!(http_get(&ip).contains("hello from skiff"));
+    assert!(http_get(&ip, 80).contains("hello from skiff"));
     // New pods run on the new containerd.
     c.ok(&["run", "fresh", "--image=nginx"]);
     wait_phase(&c, "fresh", "Running");

@@ -142,3 +142,18 @@ pub fn container_pid(agent_dir: &std::path::Path, container_id: &str) -> u32 {
         .parse()
         .unwrap()
 }
+
+/// `GET /` over HTTP/1.0 to `ip:port`: the whole response, headers and body.
+pub fn http_get(ip: &str, port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
