@@ -13,14 +13,6 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-async fn client(c: &Cluster) -> Client {
-    let kc = Kubeconfig::read_from(c.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
-}
-
 fn cm(name: &str, v: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": v}})).unwrap()
 }
@@ -28,7 +20,7 @@ fn cm(name: &str, v: &str) -> ConfigMap {
 #[tokio::test]
 async fn list_watch_create_patch() {
     let c = Cluster::start();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let created = cms
         .create(&PostParams::default(), &cm("a", "1"))
@@ -115,7 +107,7 @@ async fn list_watch_create_patch() {
 #[tokio::test]
 async fn watch_sees_every_write_once_in_order() {
     let c = Cluster::start();
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let start = cms
         .create(&PostParams::default(), &cm("start", "0"))
@@ -190,7 +182,7 @@ async fn watch_sees_every_write_once_in_order() {
 #[tokio::test]
 async fn acknowledged_creates_survive_kill_9() {
     let mut c = Cluster::start();
-    let cl = client(&c).await;
+    let cl = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(cl.clone(), "default");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut tasks = Vec::new();
@@ -225,7 +217,7 @@ async fn acknowledged_creates_survive_kill_9() {
         let _ = t.await;
     }
     c.spawn();
-    let cl = client(&c).await;
+    let cl = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(cl, "default");
     let present: HashSet<String> = cms
         .list(&ListParams::default())
@@ -287,7 +279,7 @@ async fn http_body_util_collect(resp: http::Response<kube::client::Body>) -> Vec
 #[tokio::test]
 async fn bad_input_gets_status_errors() {
     let c = Cluster::start();
-    let cl = client(&c).await;
+    let cl = c.kube_client().await;
     let pods = "/api/v1/namespaces/default/pods";
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
         ("POST", "application/json", b"{not json".to_vec(), 400, "BadRequest"),
@@ -391,7 +383,7 @@ async fn bad_input_gets_status_errors() {
 #[tokio::test]
 async fn selector_watches_see_objects_enter_and_leave() {
     let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rv = pods
         .list_metadata(&ListParams::default().limit(1))
@@ -491,7 +483,7 @@ async fn selector_watches_see_objects_enter_and_leave() {
 #[tokio::test]
 async fn no_op_updates_keep_the_resource_version() {
     let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
-    let client = client(&c).await;
+    let client = c.kube_client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let created = cms
         .create(&PostParams::default(), &cm("same", "1"))
@@ -542,7 +534,7 @@ async fn no_op_updates_keep_the_resource_version() {
 #[tokio::test]
 async fn duplicate_json_keys_are_named() {
     let c = Cluster::start_with(&["server", "--disable", "scheduler"]);
-    let cl = client(&c).await;
+    let cl = c.kube_client().await;
     let cms = "/api/v1/namespaces/default/configmaps";
     let body = |v: &str| {
         format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"dup"}},"data":{{"v":"1","w":"x","v":"{v}"}}}}"#)

@@ -250,7 +250,7 @@ async fn floods_are_refused_while_nodes_stay_ready() {
     c.ok(&["get", "--raw", "/readyz"]);
 
     // Request headers: a quarter of a MiB is served, two MiB are refused.
-    let admin = admin_client(&c).await;
+    let admin = c.kube_client().await;
     assert_eq!(with_header(&admin, 256 << 10).await, 200);
     assert_eq!(with_header(&admin, 2 << 20).await, 431);
     c.ok(&["get", "--raw", "/readyz"]);
@@ -344,14 +344,6 @@ fn utc_now() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-async fn admin_client(c: &Cluster) -> Client {
-    let kc = Kubeconfig::read_from(c.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
-}
-
 /// The status of a GET carrying one header of `bytes` bytes.
 async fn with_header(client: &Client, bytes: usize) -> u16 {
     let req = http::Request::get("/api/v1/namespaces/default")
@@ -370,7 +362,7 @@ async fn with_header(client: &Client, bytes: usize) -> u16 {
 async fn stalled_watchers_are_cut_off() {
     let _one = SERIAL.lock().await;
     let c = Cluster::start();
-    let admin = admin_client(&c).await;
+    let admin = c.kube_client().await;
     c.ok(&["create", "serviceaccount", "watcher"]);
     c.ok(&[
         "create",

@@ -90,6 +90,16 @@ impl Cluster {
         self.data_dir().join("kubeconfig.yaml")
     }
 
+    /// A kube-rs client as the admin of the kubeconfig the server wrote.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        let opts = kube::config::KubeConfigOptions::default();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
