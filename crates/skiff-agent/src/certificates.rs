@@ -39,7 +39,7 @@ pub enum Auth<'a> {
     Cert { cert_pem: &'a str, key_pem: &'a str },
 }
 
-/// A client of `server` with the given credentials.
+/// A client of `server` with the given credentials, over one HTTP/2 connection.
 pub async fn client(server: &Server, auth: Auth<'_>) -> Result<kube::Client> {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -60,7 +60,7 @@ pub async fn client(server: &Server, auth: Auth<'_>) -> Result<kube::Client> {
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(other)?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(skiff_kube::h2::client(cfg)?)
 }
 
 fn other(e: impl std::fmt::Display) -> crate::Error {

@@ -1,6 +1,7 @@
 //! API-client helpers shared by the controllers and the agent: a reflector over JSON
-//! objects and Kubernetes-style event recording.
+//! objects, Kubernetes-style event recording, and an HTTP/2 client.
 
 pub mod events;
+pub mod h2;
 pub mod informer;
 pub mod reflect;
