@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 // mimalloc: the API server's work is allocation-heavy (JSON trees per request); glibc's
 // malloc spent a fifth of the server's CPU in a create benchmark, and its per-thread
-// arenas inflated RSS.
+// arenas inflated RSS. Built without the `mimalloc` feature, the system allocator serves
+// (for heap profilers that hook malloc, such as heaptrack).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
