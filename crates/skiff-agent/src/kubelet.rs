@@ -237,8 +237,10 @@ pub async fn run(
         };
         match change {
             Change::Reset(items) => {
+                // The agent's one copy of each pod is its own to change.
+                let items = items.into_iter().map(std::sync::Arc::unwrap_or_clone);
                 let (mirrors, items): (Vec<Value>, Vec<Value>) =
-                    items.into_iter().partition(staticpods::is_mirror);
+                    items.partition(staticpods::is_mirror);
                 statics.mirrors = mirrors
                     .into_iter()
                     .map(|m| (staticpods::full_name(&m), m))
@@ -285,14 +287,19 @@ pub async fn run(
                     sp["status"] = p["status"].clone();
                     dispatch(&ctx, &mut workers, &mut tasks, sp);
                 }
-                statics.mirrors.insert(key, p);
+                statics
+                    .mirrors
+                    .insert(key, std::sync::Arc::unwrap_or_clone(p));
                 statics.reconcile_mirrors(&ctx, &mut tasks);
             }
             Change::Delete(p) if staticpods::is_mirror(&p) => {
                 statics.mirrors.remove(&staticpods::full_name(&p));
                 statics.reconcile_mirrors(&ctx, &mut tasks);
             }
-            Change::Apply(p) => dispatch(&ctx, &mut workers, &mut tasks, p),
+            Change::Apply(p) => {
+                let p = std::sync::Arc::unwrap_or_clone(p);
+                dispatch(&ctx, &mut workers, &mut tasks, p)
+            }
             Change::Delete(p) => {
                 if let Some(tx) = workers.remove(&key_of(&p)) {
                     let _ = tx.send(None);

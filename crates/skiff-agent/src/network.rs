@@ -6,6 +6,7 @@
 use crate::iproute;
 use crate::podnet::{self, Backend, Cidr, Peer, Plan};
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::serde::Deserialize;
 use kube::api::{Api, Patch, PatchParams};
 use skiff_kube::reflect::{self, Change};
 use std::collections::HashMap;
@@ -93,8 +94,8 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 fn absorb(peers: &mut HashMap<String, Peer>, change: Change) {
-    let peer = |v: serde_json::Value| {
-        serde_json::from_value::<Node>(v)
+    let peer = |v: std::sync::Arc<serde_json::Value>| {
+        Node::deserialize(&*v)
             .ok()
             .and_then(|n| Peer::from_node(&n))
     };

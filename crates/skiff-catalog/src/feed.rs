@@ -5,6 +5,7 @@ use crate::model::{Service, ServiceKey, Slice};
 use crate::{Catalog, Update};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::serde::Deserialize;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde_json::Value;
 use skiff_kube::reflect::{self, Change};
@@ -98,8 +99,8 @@ fn key_of(v: &Value) -> Option<(String, String)> {
     }
 }
 
-fn service(v: Value) -> Option<Service> {
-    match serde_json::from_value::<core::Service>(v) {
+fn service(v: Arc<Value>) -> Option<Service> {
+    match core::Service::deserialize(&*v) {
         Ok(s) => Service::from_api(s),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable Service skipped");
@@ -108,8 +109,8 @@ fn service(v: Value) -> Option<Service> {
     }
 }
 
-fn slice(v: Value) -> Option<Slice> {
-    match serde_json::from_value::<discovery::EndpointSlice>(v) {
+fn slice(v: Arc<Value>) -> Option<Slice> {
+    match discovery::EndpointSlice::deserialize(&*v) {
         Ok(s) => Slice::from_api(s),
         Err(e) => {
             tracing::warn!(error = %e, "undecodable EndpointSlice skipped");
@@ -154,26 +155,26 @@ mod tests {
         let mut rx = shared.subscribe();
         let svc = json!({"metadata": {"name": "web", "namespace": "d"},
                          "spec": {"clusterIP": "10.43.0.5", "ports": [{"port": 80}]}});
-        shared.apply_services(Change::Reset(vec![svc.clone()]));
+        shared.apply_services(Change::reset(vec![svc.clone()]));
         assert!(rx.try_recv().is_err(), "slices not listed yet");
-        shared.apply_slices(Change::Reset(vec![]));
+        shared.apply_slices(Change::reset(vec![]));
         assert_eq!(rx.try_recv().unwrap(), Update::Reset);
-        shared.apply_services(Change::Apply(svc.clone()));
+        shared.apply_services(Change::apply(svc.clone()));
         assert!(rx.try_recv().is_err(), "an unchanged Service is no change");
         let slice = json!({"metadata": {"name": "web-x", "namespace": "d",
                                         "labels": {"kubernetes.io/service-name": "web"}},
                            "addressType": "IPv4", "endpoints": [{"addresses": ["10.42.0.9"]}],
                            "ports": [{"port": 8080}]});
-        shared.apply_slices(Change::Apply(slice.clone()));
+        shared.apply_slices(Change::apply(slice.clone()));
         let web = ServiceKey::new("d", "web");
         assert_eq!(rx.try_recv().unwrap(), Update::Changed(vec![web.clone()]));
         // Its label removed: the slice leaves the Service.
         let mut unlabelled = slice.clone();
         unlabelled["metadata"]["labels"] = json!({});
-        shared.apply_slices(Change::Apply(unlabelled));
+        shared.apply_slices(Change::apply(unlabelled));
         assert_eq!(rx.try_recv().unwrap(), Update::Changed(vec![web.clone()]));
         assert_eq!(shared.read().slices_of(&web).count(), 0);
-        shared.apply_services(Change::Delete(svc));
+        shared.apply_services(Change::delete(svc));
         assert_eq!(rx.try_recv().unwrap(), Update::Changed(vec![web]));
         // A late subscriber starts with a Reset.
         assert_eq!(shared.subscribe().try_recv().unwrap(), Update::Reset);

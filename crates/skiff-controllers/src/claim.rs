@@ -13,6 +13,7 @@ use serde_json::Value;
 use skiff_kube::reflect::Change;
 use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// An owner's pods after one claim.
 #[derive(Debug, Default)]
@@ -150,7 +151,7 @@ pub fn owned_by_or_orphan(pod: &Value, kind: &str) -> bool {
 /// The pods a controller kind may claim, by namespace and name.
 #[derive(Default)]
 pub struct Pods {
-    by_ns: HashMap<String, HashMap<String, Value>>,
+    by_ns: HashMap<String, HashMap<String, Arc<Value>>>,
 }
 
 fn ns_name(p: &Value) -> (String, String) {
@@ -165,16 +166,16 @@ impl Pods {
     pub fn in_namespace(&self, ns: &str) -> Vec<&Value> {
         self.by_ns
             .get(ns)
-            .map(|m| m.values().collect())
+            .map(|m| m.values().map(|p| &**p).collect())
             .unwrap_or_default()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Value> {
-        self.by_ns.values().flat_map(|m| m.values())
+        self.by_ns.values().flat_map(|m| m.values().map(|p| &**p))
     }
 
     pub fn get(&self, ns: &str, name: &str) -> Option<&Value> {
-        self.by_ns.get(ns)?.get(name)
+        self.by_ns.get(ns)?.get(name).map(|p| &**p)
     }
 
     /// Claims the pods of `owner`'s namespace as `claims` says, carries out the
@@ -201,7 +202,7 @@ impl Pods {
         &mut self,
         c: Change,
         kind: &str,
-        owners: &HashMap<String, Value>,
+        owners: &HashMap<String, Arc<Value>>,
         claims: impl Fn(&Value, &Value) -> bool,
         dirty: &mut Dirty,
         mut exp: Option<&mut Expectations>,
@@ -325,9 +326,9 @@ mod tests {
 
     #[test]
     fn a_change_concerns_the_owners_of_the_pod_as_it_was_and_is() {
-        let owners: HashMap<String, Value> = [
-            ("n/ds".to_string(), owner(false)),
-            ("other/ds".to_string(), owner(false)),
+        let owners: HashMap<String, Arc<Value>> = [
+            ("n/ds".to_string(), Arc::new(owner(false))),
+            ("other/ds".to_string(), Arc::new(owner(false))),
         ]
         .into();
         let mut pods = Pods::default();
@@ -341,7 +342,7 @@ mod tests {
             d
         };
         pods.apply(
-            Change::Reset(vec![]),
+            Change::reset(vec![]),
             "DaemonSet",
             &owners,
             selects,
@@ -352,23 +353,23 @@ mod tests {
         exp.expect_creates("n/ds", 1);
         let own = pod("p", "a", Some(("DaemonSet", "u1")));
         assert_eq!(
-            apply(&mut pods, &mut exp, Change::Apply(own.clone())),
+            apply(&mut pods, &mut exp, Change::apply(own.clone())),
             ["n/ds"]
         );
         assert!(exp.satisfied("n/ds"), "the creation was seen");
         // The reference removed by hand: still the set's business (to adopt again).
         let orphan = pod("p", "a", None);
-        assert_eq!(apply(&mut pods, &mut exp, Change::Apply(orphan)), ["n/ds"]);
+        assert_eq!(apply(&mut pods, &mut exp, Change::apply(orphan)), ["n/ds"]);
         // Taken by another kind's controller: leaves the view, the set looks again.
         let foreign = pod("p", "a", Some(("ReplicaSet", "u2")));
         assert_eq!(
-            apply(&mut pods, &mut exp, Change::Delete(foreign)),
+            apply(&mut pods, &mut exp, Change::delete(foreign)),
             ["n/ds"]
         );
         assert!(pods.in_namespace("n").is_empty());
         // An orphan no owner selects concerns nobody.
         let stray = pod("s", "z", None);
-        assert!(apply(&mut pods, &mut exp, Change::Apply(stray)).is_empty());
+        assert!(apply(&mut pods, &mut exp, Change::apply(stray)).is_empty());
         assert_eq!(pods.get("n", "s").map(|_| ()), Some(()));
     }
 

@@ -4,11 +4,13 @@
 //! kube-controller-manager's `clusterrole-aggregation` controller keeps them.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use k8s_openapi::serde::Deserialize;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use skiff_kube::reflect;
 use skiff_validation::labels::Selector;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 fn labels(r: &ClusterRole) -> BTreeMap<String, String> {
@@ -55,7 +57,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rx = informers.watch("/apis/rbac.authorization.k8s.io/v1/clusterroles");
-    let mut roles: HashMap<String, Value> = HashMap::new();
+    let mut roles: HashMap<String, Arc<Value>> = HashMap::new();
     let api: Api<ClusterRole> = Api::all(client);
     loop {
         tokio::select! {
@@ -72,10 +74,10 @@ pub async fn run(
     }
 }
 
-async fn sync(api: &Api<ClusterRole>, roles: &HashMap<String, Value>) {
+async fn sync(api: &Api<ClusterRole>, roles: &HashMap<String, Arc<Value>>) {
     let typed: BTreeMap<String, ClusterRole> = roles
         .values()
-        .filter_map(|v| serde_json::from_value::<ClusterRole>(v.clone()).ok())
+        .filter_map(|v| ClusterRole::deserialize(&**v).ok())
         .filter_map(|r| Some((r.metadata.name.clone()?, r)))
         .collect();
     for (name, role) in &typed {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use skiff_kube::informer::Changes;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -18,7 +19,7 @@ pub type Dirty = HashSet<String>;
 /// the ReplicaSet controller): the loop keeps it in [`Reconcile::owners`] and marks an
 /// owner dirty when it changes. Every other source goes to [`Reconcile::observe`].
 pub(crate) trait Reconcile {
-    fn owners(&mut self) -> &mut HashMap<String, Value>;
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>>;
 
     /// A change from `sources[source]` (1 and up): update the view, mark owners dirty.
     fn observe(&mut self, source: usize, change: Change, dirty: &mut Dirty);
@@ -37,7 +38,7 @@ pub(crate) trait Reconcile {
 
     /// Syncs the owner at `key` (None: it is gone), once its expectations are met.
     /// Some(d): look again after `d`.
-    async fn sync(&mut self, key: &str, owner: Option<Value>) -> Option<Duration>;
+    async fn sync(&mut self, key: &str, owner: Option<Arc<Value>>) -> Option<Duration>;
 }
 
 /// How often every owner is synced again, changed or not.
@@ -228,13 +229,13 @@ mod tests {
 
     #[derive(Default)]
     struct Counting {
-        owners: HashMap<String, Value>,
+        owners: HashMap<String, Arc<Value>>,
         exp: Expectations,
         synced: Arc<Mutex<Vec<(String, bool)>>>,
     }
 
     impl Reconcile for Counting {
-        fn owners(&mut self) -> &mut HashMap<String, Value> {
+        fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
             &mut self.owners
         }
         fn expectations(&mut self) -> Option<&mut Expectations> {
@@ -245,7 +246,7 @@ mod tests {
                 dirty.insert(o["owner"].as_str().unwrap().to_string());
             }
         }
-        async fn sync(&mut self, key: &str, owner: Option<Value>) -> Option<Duration> {
+        async fn sync(&mut self, key: &str, owner: Option<Arc<Value>>) -> Option<Duration> {
             self.synced
                 .lock()
                 .unwrap()
@@ -280,25 +281,25 @@ mod tests {
         let c = Counting::default();
         let synced = c.synced.clone();
         let (stop_tx, stop) = watch::channel(false);
-        owners_tx.send(Change::Reset(vec![owner("a")])).unwrap();
+        owners_tx.send(Change::reset(vec![owner("a")])).unwrap();
         let task = tokio::spawn(run(c, vec![owners, pods], stop));
         settle(&synced, 1).await;
         assert_eq!(*synced.lock().unwrap(), [("ns/a".to_string(), true)]);
         // A burst of changes to `a` waits on its expectation; `b` is synced once.
         for _ in 0..3 {
             pods_tx
-                .send(Change::Apply(json!({"owner": "ns/a"})))
+                .send(Change::apply(json!({"owner": "ns/a"})))
                 .unwrap();
         }
-        owners_tx.send(Change::Apply(owner("b"))).unwrap();
+        owners_tx.send(Change::apply(owner("b"))).unwrap();
         pods_tx
-            .send(Change::Apply(json!({"owner": "ns/b"})))
+            .send(Change::apply(json!({"owner": "ns/b"})))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(synced.lock().unwrap().len(), 2);
         assert_eq!(synced.lock().unwrap()[1], ("ns/b".to_string(), true));
         // A deleted owner forgets its expectations without a sync.
-        owners_tx.send(Change::Delete(owner("a"))).unwrap();
+        owners_tx.send(Change::delete(owner("a"))).unwrap();
         settle(&synced, 2).await;
         assert_eq!(synced.lock().unwrap().len(), 2);
         stop_tx.send(true).unwrap();
@@ -345,16 +346,16 @@ mod keyed_tests {
         let (synced, listed) = (r.synced.clone(), r.listed.clone());
         let (stop_tx, stop) = watch::channel(false);
         let task = tokio::spawn(run_keyed(r, vec![a, b], stop));
-        a_tx.send(Change::Reset(vec![])).unwrap();
-        a_tx.send(Change::Apply(json!({"k": "x"}))).unwrap();
+        a_tx.send(Change::reset(vec![])).unwrap();
+        a_tx.send(Change::apply(json!({"k": "x"}))).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(synced.lock().unwrap().is_empty());
-        b_tx.send(Change::Reset(vec![])).unwrap();
+        b_tx.send(Change::reset(vec![])).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut got = synced.lock().unwrap().clone();
         got.sort();
         assert_eq!(got, ["0:x", "leftover"]);
-        b_tx.send(Change::Apply(json!({"k": "y"}))).unwrap();
+        b_tx.send(Change::apply(json!({"k": "y"}))).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             synced.lock().unwrap().last().map(String::as_str),

@@ -15,6 +15,7 @@ use skiff_kube::events::Recorder;
 use skiff_kube::reflect::Change;
 use skiff_validation::cron::{Schedule, time_zone};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -268,9 +269,9 @@ pub fn reconcile(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Plan {
 }
 
 struct State {
-    cronjobs: HashMap<String, Value>,
+    cronjobs: HashMap<String, Arc<Value>>,
     /// Jobs with a CronJob controller, by the CronJob's uid, then name.
-    jobs: HashMap<String, HashMap<String, Value>>,
+    jobs: HashMap<String, HashMap<String, Arc<Value>>>,
 }
 
 fn owner_uid(j: &Value) -> Option<String> {
@@ -310,7 +311,7 @@ struct Controller {
 }
 
 impl control::Reconcile for Controller {
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.cronjobs
     }
 
@@ -318,9 +319,9 @@ impl control::Reconcile for Controller {
         job_change(&mut self.st, dirty, c);
     }
 
-    async fn sync(&mut self, _key: &str, cj: Option<Value>) -> Option<Duration> {
+    async fn sync(&mut self, _key: &str, cj: Option<Arc<Value>>) -> Option<Duration> {
         let now = self.clock.now();
-        let next = sync(&self.client, &self.recorder, &mut self.st, &cj?, now).await?;
+        let next = sync(&self.client, &self.recorder, &mut self.st, &*cj?, now).await?;
         Some(self.clock.real_wait(next - now))
     }
 }
@@ -379,12 +380,12 @@ async fn sync(
         .unwrap_or("")
         .to_string();
     let uid = cj["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let jobs: Vec<Value> = st
+    let jobs: Vec<Arc<Value>> = st
         .jobs
         .get(&uid)
         .map(|m| m.values().cloned().collect())
         .unwrap_or_default();
-    let refs: Vec<&Value> = jobs.iter().collect();
+    let refs: Vec<&Value> = jobs.iter().map(|j| &**j).collect();
     let mut plan = reconcile(cj, &refs, now);
     for n in &plan.delete {
         let body =
@@ -422,7 +423,7 @@ async fn sync(
                     st.jobs
                         .entry(u)
                         .or_default()
-                        .insert(name(&created).to_string(), created);
+                        .insert(name(&created).to_string(), Arc::new(created));
                 }
             }
             // Made already (a restart between creating and recording): fine.

@@ -18,6 +18,7 @@ use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use skiff_scheduler::{NodeInfo, term_matches, tolerated};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -283,27 +284,12 @@ pub fn pod_for(ds: &Value, hash: &str, node: &str) -> Value {
 }
 
 struct State {
-    sets: HashMap<String, Value>,
-    nodes: HashMap<String, Value>,
+    sets: HashMap<String, Arc<Value>>,
+    nodes: HashMap<String, Arc<Value>>,
     /// Pods with a DaemonSet controller, and orphans (to adopt).
     pods: claim::Pods,
-    revisions: HashMap<String, Value>,
+    revisions: HashMap<String, Arc<Value>>,
 }
-
-/// What the controller reads of a pod (orphans are in the view too, to adopt; the
-/// resourceVersion guards adoption).
-const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.ownerReferences",
-    "metadata.resourceVersion",
-    "metadata.creationTimestamp",
-    "metadata.deletionTimestamp",
-    "spec.nodeName",
-    "spec.affinity.nodeAffinity",
-    "status.phase",
-    "status.conditions",
-];
 
 const KIND: claim::OwnerKind = claim::OwnerKind {
     api_version: "apps/v1",
@@ -324,7 +310,6 @@ pub async fn run(
             "/api/v1/pods",
             View {
                 only: Some(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
-                keep: Some(POD_FIELDS),
             },
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
@@ -355,7 +340,7 @@ impl control::Reconcile for Controller {
         Some(&mut self.expectations)
     }
 
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.sets
     }
 
@@ -378,7 +363,7 @@ impl control::Reconcile for Controller {
         }
     }
 
-    async fn sync(&mut self, key: &str, ds: Option<Value>) -> Option<Duration> {
+    async fn sync(&mut self, key: &str, ds: Option<Arc<Value>>) -> Option<Duration> {
         let ds = ds?;
         sync(
             &self.client,
@@ -420,9 +405,9 @@ async fn sync(
         let in_use: HashSet<String> = pods.iter().map(|p| pod_hash(p).to_string()).collect();
         crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;
     }
-    let nodes: Vec<Value> = st.nodes.values().cloned().collect();
+    let nodes: Vec<Arc<Value>> = st.nodes.values().cloned().collect();
     let (nrefs, prefs): (Vec<&Value>, Vec<&Value>) =
-        (nodes.iter().collect(), pods.iter().collect());
+        (nodes.iter().map(|n| &**n).collect(), pods.iter().collect());
     let mut plan = reconcile(ds, &hash, &nrefs, &prefs, chrono::Utc::now());
     if !ds["metadata"]["deletionTimestamp"].is_null() {
         plan.create.clear();

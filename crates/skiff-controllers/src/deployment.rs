@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -616,8 +617,8 @@ struct Writes {
 }
 
 struct State {
-    deployments: HashMap<String, Value>,
-    sets: HashMap<String, Value>,
+    deployments: HashMap<String, Arc<Value>>,
+    sets: HashMap<String, Arc<Value>>,
 }
 
 impl State {
@@ -630,6 +631,7 @@ impl State {
                 rs["metadata"]["namespace"] == ns
                     && owner::controller_of(rs).is_some_and(|c| c.uid == uid)
             })
+            .map(|v| &**v)
             .collect()
     }
 
@@ -781,7 +783,7 @@ struct Controller {
 }
 
 impl control::Reconcile for Controller {
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.deployments
     }
 
@@ -789,8 +791,8 @@ impl control::Reconcile for Controller {
         set_change(&mut self.st, dirty, c);
     }
 
-    async fn sync(&mut self, _key: &str, d: Option<Value>) -> Option<Duration> {
-        sync(&self.client, &self.recorder, &mut self.st, &d?).await
+    async fn sync(&mut self, _key: &str, d: Option<Arc<Value>>) -> Option<Duration> {
+        sync(&self.client, &self.recorder, &mut self.st, &*d?).await
     }
 }
 
@@ -871,6 +873,7 @@ async fn sync(
         .sets
         .values()
         .filter(|rs| rs["metadata"]["namespace"] == ns.as_str())
+        .map(|v| &**v)
         .collect();
     let claimed = claim::claim(d, &in_ns, |rs| selector.selects(rs));
     let Some(updated) = claim::settle(client, ("apps/v1", "replicasets"), &claimed, d, &KIND).await
@@ -878,7 +881,7 @@ async fn sync(
         return Some(claim::ADOPTION_RETRY);
     };
     for rs in updated {
-        st.sets.insert(reflect::key(&rs), rs);
+        st.sets.insert(reflect::key(&rs), Arc::new(rs));
     }
     let sets: Vec<Value> = st.sets_of(d).into_iter().cloned().collect();
     let refs: Vec<&Value> = sets.iter().collect();
@@ -910,7 +913,7 @@ async fn sync(
                     "NewReplicaSetCreated",
                     format!("Created new replica set \"{}\"", name(&created)),
                 ));
-                st.sets.insert(reflect::key(&created), created);
+                st.sets.insert(reflect::key(&created), Arc::new(created));
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // A ReplicaSet by that name with another template: count the collision,
@@ -942,11 +945,14 @@ async fn sync(
         )
         .await
         {
-            st.sets.insert(reflect::key(&updated), updated);
+            st.sets.insert(reflect::key(&updated), Arc::new(updated));
         }
     }
     for (rs_name, (size, annotations)) in &w.scale {
-        let before = st.sets.get(&format!("{ns}/{rs_name}")).map_or(0, replicas);
+        let before = st
+            .sets
+            .get(&format!("{ns}/{rs_name}"))
+            .map_or(0, |rs| replicas(rs));
         let mut body = json!({"spec": {"replicas": size}});
         if !annotations.is_empty() {
             body["metadata"] = json!({"annotations": annotations});
@@ -968,7 +974,7 @@ async fn sync(
                     "ScalingReplicaSet",
                     format!("Scaled {verb} replica set {rs_name} from {before} to {size}"),
                 );
-                st.sets.insert(reflect::key(&updated), updated);
+                st.sets.insert(reflect::key(&updated), Arc::new(updated));
             }
             Err(e) => tracing::debug!(error = %e, rs = %rs_name, "scaling failed"),
         }

@@ -17,7 +17,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut queued: HashSet<String> = HashSet::new();
     let mut next = 0usize;
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    let mut pending: Vec<Value> = Vec::new();
+    let mut pending: Vec<std::sync::Arc<Value>> = Vec::new();
     loop {
         tokio::select! {
             c = nodes_rx.recv() => match c {

@@ -4,15 +4,15 @@
 
 use crate::owner;
 use serde_json::{Value, json};
-use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use skiff_validation::disruption::budget;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// The status a budget should show over `pods` (its namespace's).
-pub fn status(pdb: &Value, pods: &[Value], now: &str) -> Value {
+pub fn status(pdb: &Value, pods: &[&Value], now: &str) -> Value {
     let b = budget(pdb, pods);
     let (cond, reason) = if b.allowed > 0 {
         ("True", "SufficientPods")
@@ -51,21 +51,15 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pdb_rx = informers.watch("/apis/policy/v1/poddisruptionbudgets");
-    // What a budget reads of a pod (a view of every pod is held).
-    const POD_FIELDS: &[&str] = &[
-        "metadata.labels",
-        "metadata.deletionTimestamp",
-        "status.conditions",
-    ];
-    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
-    let mut pdbs: HashMap<String, Value> = HashMap::new();
-    let mut pods: HashMap<String, Value> = HashMap::new();
+    let mut pods_rx = informers.watch("/api/v1/pods");
+    let mut pdbs: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut pods: HashMap<String, Arc<Value>> = HashMap::new();
     // Namespaces whose budgets need a look.
     let mut dirty: HashSet<String> = HashSet::new();
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     loop {
         let touch = |dirty: &mut HashSet<String>, c: &Change| match c {
-            Change::Reset(items) => dirty.extend(items.iter().map(namespace)),
+            Change::Reset(items) => dirty.extend(items.iter().map(|o| namespace(o))),
             Change::Apply(o) | Change::Delete(o) => {
                 dirty.insert(namespace(o));
             }
@@ -81,7 +75,7 @@ pub async fn run(
                 touch(&mut dirty, &c);
                 reflect::apply_to(&mut pods, c);
             }
-            _ = resync.tick() => dirty.extend(pdbs.values().map(namespace)),
+            _ = resync.tick() => dirty.extend(pdbs.values().map(|p| namespace(p))),
             _ = shutdown.changed() => return,
         }
         while let Ok(c) = pods_rx.try_recv() {
@@ -94,10 +88,10 @@ pub async fn run(
         }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         for ns in std::mem::take(&mut dirty) {
-            let in_ns: Vec<Value> = pods
+            let in_ns: Vec<&Value> = pods
                 .values()
                 .filter(|p| namespace(p) == ns)
-                .cloned()
+                .map(|p| &**p)
                 .collect();
             for pdb in pdbs.values().filter(|p| namespace(p) == ns) {
                 let s = status(pdb, &in_ns, &now);
@@ -115,7 +109,7 @@ mod tests {
     fn status_from_pods() {
         let pdb = json!({"metadata": {"generation": 2}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
         let ready = json!({"metadata": {"labels": {"app": "web"}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let s = status(&pdb, &[ready.clone(), ready], "2026-01-01T00:00:00Z");
+        let s = status(&pdb, &[&ready, &ready], "2026-01-01T00:00:00Z");
         assert_eq!(s["disruptionsAllowed"], 1);
         assert_eq!(s["expectedPods"], 2);
         assert_eq!(s["conditions"][0]["reason"], "SufficientPods");

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
-use skiff_kube::informer::{Informers, View};
+use skiff_kube::informer::Informers;
 use skiff_kube::reflect::Change;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -419,7 +419,7 @@ impl Keyed for Controller {
 pub async fn run(client: kube::Client, informers: Informers, shutdown: watch::Receiver<bool>) {
     let sources = vec![
         informers.watch("/api/v1/services"),
-        informers.watch_view("/api/v1/pods", View::fields(eu::POD_FIELDS)),
+        informers.watch("/api/v1/pods"),
         informers.watch("/api/v1/endpoints"),
     ];
     let c = Controller {

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use skiff_kube::informer::{Informers, View};
+use skiff_kube::informer::Informers;
 use skiff_kube::reflect::Change;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -604,8 +604,8 @@ impl Keyed for Controller {
 pub async fn run(client: kube::Client, informers: Informers, shutdown: watch::Receiver<bool>) {
     let sources = vec![
         informers.watch("/api/v1/services"),
-        informers.watch_view("/api/v1/pods", View::fields(eu::POD_FIELDS)),
-        informers.watch_view("/api/v1/nodes", View::fields(&["metadata.labels"])),
+        informers.watch("/api/v1/pods"),
+        informers.watch("/api/v1/nodes"),
         informers.watch("/apis/discovery.k8s.io/v1/endpointslices"),
     ];
     let c = Controller {

@@ -16,7 +16,7 @@ use crate::endpointutil::{self as eu, Plan, SliceStore};
 use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use skiff_kube::informer::{Informers, View};
+use skiff_kube::informer::Informers;
 use skiff_kube::reflect::Change;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -368,7 +368,7 @@ impl Keyed for Controller {
 pub async fn run(client: kube::Client, informers: Informers, shutdown: watch::Receiver<bool>) {
     let sources = vec![
         informers.watch("/api/v1/endpoints"),
-        informers.watch_view("/api/v1/services", View::fields(&["spec.selector"])),
+        informers.watch("/api/v1/services"),
         informers.watch("/apis/discovery.k8s.io/v1/endpointslices"),
     ];
     let c = Controller {

@@ -440,8 +440,10 @@ impl TriggerTimes {
 }
 
 /// Decodes an informer's object into its type (None, logged, if it does not fit).
-pub fn decode<T: k8s_openapi::serde::de::DeserializeOwned>(v: Value) -> Option<T> {
-    serde_json::from_value(v)
+pub fn decode<T: k8s_openapi::serde::de::DeserializeOwned>(
+    v: impl std::ops::Deref<Target = Value>,
+) -> Option<T> {
+    T::deserialize(&*v)
         .inspect_err(|e| tracing::debug!(error = %e, "undecodable object skipped"))
         .ok()
 }
@@ -934,7 +936,7 @@ mod tests {
             svc("api", &[("app", "api")]),
             svc("none", &[]),
         ] {
-            m.observe_service(Change::Apply(serde_json::to_value(&s).unwrap()), &mut d);
+            m.observe_service(Change::apply(serde_json::to_value(&s).unwrap()), &mut d);
         }
         let a = pod("a", "web");
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
@@ -1008,32 +1010,32 @@ mod tests {
     fn slice_store_ignores_echoes_and_stale_events() {
         let mut st = SliceStore::new("me");
         let mut d = Dirty::new();
-        st.observe(Change::Reset(vec![slice("web-1", "web", "5")]), &mut d);
+        st.observe(Change::reset(vec![slice("web-1", "web", "5")]), &mut d);
         assert_eq!(d, ["ns/web".to_string()].into());
         d.clear();
         // Our own update, then its echo and an older event: nothing to look at.
         st.wrote(serde_json::from_value(slice("web-1", "web", "7")).unwrap());
-        st.observe(Change::Apply(slice("web-1", "web", "6")), &mut d);
-        st.observe(Change::Apply(slice("web-1", "web", "7")), &mut d);
+        st.observe(Change::apply(slice("web-1", "web", "6")), &mut d);
+        st.observe(Change::apply(slice("web-1", "web", "7")), &mut d);
         assert!(d.is_empty());
         assert_eq!(
             st.of("ns/web")[0].metadata.resource_version.as_deref(),
             Some("7")
         );
         // Someone else's change: the Service is looked at again.
-        st.observe(Change::Apply(slice("web-1", "web", "8")), &mut d);
+        st.observe(Change::apply(slice("web-1", "web", "8")), &mut d);
         assert_eq!(d, ["ns/web".to_string()].into());
         d.clear();
         // Our delete: a late update and the deletion itself change nothing.
         let held = st.of("ns/web")[0].clone();
         st.deleted(&held);
-        st.observe(Change::Apply(slice("web-1", "web", "9")), &mut d);
-        st.observe(Change::Delete(slice("web-1", "web", "9")), &mut d);
+        st.observe(Change::apply(slice("web-1", "web", "9")), &mut d);
+        st.observe(Change::delete(slice("web-1", "web", "9")), &mut d);
         assert!(d.is_empty() && st.of("ns/web").is_empty());
         // Not ours: never held.
         let mut other = slice("x", "web", "10");
         other["metadata"]["labels"][LABEL_MANAGED_BY] = json!("someone-else");
-        st.observe(Change::Apply(other), &mut d);
+        st.observe(Change::apply(other), &mut d);
         assert!(st.of("ns/web").is_empty());
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::{self, Change};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -156,7 +157,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         None,
     );
     let recorder = Recorder::new(client.clone(), "horizontal-pod-autoscaler");
-    let mut hpas: HashMap<String, Value> = HashMap::new();
+    let mut hpas: HashMap<String, Arc<Value>> = HashMap::new();
     let mut tick = tokio::time::interval(SYNC_PERIOD);
     loop {
         let changed: Vec<String> = tokio::select! {

@@ -148,26 +148,26 @@ mod tests {
     fn ranges_follow_the_nodes() {
         let node = |name: &str, cidr: Option<&str>| json!({"metadata": {"name": name}, "spec": cidr.map(|c| json!({"podCIDR": c})).unwrap_or(json!({}))});
         let mut r = Ranges::default();
-        r.apply(Change::Reset(vec![
+        r.apply(Change::reset(vec![
             node("a", Some("10.42.0.0/24")),
             node("b", None),
         ]));
         assert_eq!(r.next(), Some(("b".into(), "10.42.1.0/24".into())));
         r.given("b", "10.42.1.0/24");
         // The stale event from before the patch does not make b needy again.
-        r.apply(Change::Apply(node("b", None)));
+        r.apply(Change::apply(node("b", None)));
         assert_eq!(r.next(), None);
-        r.apply(Change::Delete(node("a", Some("10.42.0.0/24"))));
-        r.apply(Change::Apply(node("c", None)));
+        r.apply(Change::delete(node("a", Some("10.42.0.0/24"))));
+        r.apply(Change::apply(node("c", None)));
         assert_eq!(r.next(), Some(("c".into(), "10.42.0.0/24".into())));
         // With every range taken, nodes wait.
         let mut full = Ranges::default();
-        full.apply(Change::Reset(
+        full.apply(Change::reset(
             (0..256)
                 .map(|i| node(&format!("n{i}"), Some(&format!("10.42.{i}.0/24"))))
                 .collect(),
         ));
-        full.apply(Change::Apply(node("late", None)));
+        full.apply(Change::apply(node("late", None)));
         assert_eq!(full.next(), None);
     }
 }

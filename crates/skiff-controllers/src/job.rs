@@ -19,6 +19,7 @@ use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
 use skiff_kube::reflect::Change;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -613,28 +614,11 @@ pub fn pod_from_template(job: &Value, index: Option<i64>) -> Value {
 }
 
 struct State {
-    jobs: HashMap<String, Value>,
+    jobs: HashMap<String, Arc<Value>>,
     /// Pods with a Job controller, and orphans (to adopt, or to free of the finalizer).
     pods: claim::Pods,
     jobs_listed: bool,
 }
-
-/// What the controller reads of a pod (results, index, tracking finalizer; the
-/// resourceVersion guards the finalizer's removal).
-const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.annotations",
-    "metadata.finalizers",
-    "metadata.ownerReferences",
-    "metadata.resourceVersion",
-    "metadata.creationTimestamp",
-    "metadata.deletionTimestamp",
-    "status.phase",
-    "status.conditions",
-    "status.containerStatuses",
-    "status.startTime",
-];
 
 const KIND: claim::OwnerKind = claim::OwnerKind {
     api_version: "batch/v1",
@@ -657,7 +641,6 @@ pub async fn run(
             "/api/v1/pods",
             View {
                 only: Some(|p| claim::owned_by_or_orphan(p, "Job")),
-                keep: Some(POD_FIELDS),
             },
         ),
     ];
@@ -688,7 +671,7 @@ impl control::Reconcile for Controller {
         Some(&mut self.expectations)
     }
 
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.jobs
     }
 
@@ -711,7 +694,7 @@ impl control::Reconcile for Controller {
         release_orphans(&self.client, &self.st).await;
     }
 
-    async fn sync(&mut self, key: &str, job: Option<Value>) -> Option<Duration> {
+    async fn sync(&mut self, key: &str, job: Option<Arc<Value>>) -> Option<Duration> {
         let job = job?;
         sync(
             (&self.client, &self.ttl),

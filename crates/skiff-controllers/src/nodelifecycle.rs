@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use skiff_kube::reflect::{self, Change};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -118,7 +119,7 @@ pub async fn run(
     // Kubernetes: the node controller's role does not read Leases.
     let mut leases_rx =
         informers.watch("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases");
-    let mut nodes: HashMap<String, Value> = HashMap::new();
+    let mut nodes: HashMap<String, Arc<Value>> = HashMap::new();
     // Parsed once per change, not once per node per second.
     let mut renewed: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
     let (mut nodes_synced, mut leases_synced) = (false, false);
@@ -207,7 +208,7 @@ fn lease_renewed(lease: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
 async fn round(
     client: &kube::Client,
     grace: Duration,
-    nodes: &HashMap<String, Value>,
+    nodes: &HashMap<String, Arc<Value>>,
     renewed: &HashMap<String, chrono::DateTime<chrono::Utc>>,
 ) -> Result<()> {
     let now = chrono::Utc::now();

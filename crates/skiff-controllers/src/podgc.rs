@@ -12,9 +12,9 @@
 use crate::owner;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -226,17 +226,6 @@ async fn collect(client: &kube::Client, p: &Value, why: Why) {
     }
 }
 
-/// What the decisions read of pods and nodes (a view of every pod is held).
-const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.creationTimestamp",
-    "metadata.deletionTimestamp",
-    "spec.nodeName",
-    "status.phase",
-    "status.reason",
-];
-const NODE_FIELDS: &[&str] = &["spec.taints", "status.conditions"];
-
 /// Runs the controller until `shutdown`.
 pub async fn run(
     client: kube::Client,
@@ -244,10 +233,10 @@ pub async fn run(
     config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut pods_rx = informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS));
-    let mut nodes_rx = informers.watch_view("/api/v1/nodes", View::fields(NODE_FIELDS));
-    let mut pods: HashMap<String, Value> = HashMap::new();
-    let mut nodes: HashMap<String, Value> = HashMap::new();
+    let mut pods_rx = informers.watch("/api/v1/pods");
+    let mut nodes_rx = informers.watch("/api/v1/nodes");
+    let mut pods: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut nodes: HashMap<String, Arc<Value>> = HashMap::new();
     let (mut pods_synced, mut nodes_synced) = (false, false);
     let mut quarantine = Quarantine::default();
     let mut tick = tokio::time::interval(config.period);
@@ -274,11 +263,11 @@ pub async fn run(
         }
         let by_name: HashMap<&str, &Value> = nodes
             .values()
-            .map(|n| (n["metadata"]["name"].as_str().unwrap_or(""), n))
+            .map(|n| (n["metadata"]["name"].as_str().unwrap_or(""), &**n))
             .collect();
         let missing: HashSet<String> = pods
             .values()
-            .map(node_of)
+            .map(|p| node_of(p))
             .filter(|n| !n.is_empty() && !by_name.contains_key(*n))
             .map(str::to_string)
             .collect();
@@ -288,7 +277,7 @@ pub async fn run(
                 deleted.insert(n);
             }
         }
-        let all: Vec<&Value> = pods.values().collect();
+        let all: Vec<&Value> = pods.values().map(|v| &**v).collect();
         // A few at a time, as Kubernetes' PodGC runs its deletions in parallel.
         let doomed = plan(&all, &by_name, &deleted, config.terminated_threshold);
         futures::stream::iter(doomed)

@@ -12,9 +12,9 @@ use crate::control;
 use crate::owner::{self, Expectations};
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
-use skiff_kube::informer::View;
 use skiff_kube::reflect::Change;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -183,27 +183,11 @@ pub fn pod_from_template(rs: &Value) -> Value {
 }
 
 struct State {
-    sets: HashMap<String, Value>,
+    sets: HashMap<String, Arc<Value>>,
     /// Every pod (its own, orphans to adopt, and the others as they may become either).
     pods: claim::Pods,
     expectations: Expectations,
 }
-
-/// What the controller reads of a pod (ownership, readiness, deletion order; the
-/// resourceVersion guards adoption). A view of every pod is held, for adoption.
-const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.annotations",
-    "metadata.ownerReferences",
-    "metadata.resourceVersion",
-    "metadata.creationTimestamp",
-    "metadata.deletionTimestamp",
-    "spec.nodeName",
-    "status.phase",
-    "status.conditions",
-    "status.containerStatuses",
-];
 
 const KIND: claim::OwnerKind = claim::OwnerKind {
     api_version: "apps/v1",
@@ -219,7 +203,7 @@ pub async fn run(
 ) {
     let sources = vec![
         informers.watch("/apis/apps/v1/replicasets"),
-        informers.watch_view("/api/v1/pods", View::fields(POD_FIELDS)),
+        informers.watch("/api/v1/pods"),
     ];
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "replicaset-controller"),
@@ -244,7 +228,7 @@ impl control::Reconcile for Controller {
         Some(&mut self.st.expectations)
     }
 
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.sets
     }
 
@@ -252,7 +236,7 @@ impl control::Reconcile for Controller {
         pod_change(&mut self.st, dirty, c);
     }
 
-    async fn sync(&mut self, key: &str, rs: Option<Value>) -> Option<Duration> {
+    async fn sync(&mut self, key: &str, rs: Option<Arc<Value>>) -> Option<Duration> {
         let rs = rs?;
         sync(&self.client, &self.recorder, &mut self.st, key, &rs).await
     }

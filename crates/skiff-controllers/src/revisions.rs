@@ -6,6 +6,7 @@ use crate::owner;
 use serde_json::{Value, json};
 use skiff_kube::reflect;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 fn name(o: &Value) -> String {
     o["metadata"]["name"].as_str().unwrap_or("").to_string()
@@ -34,7 +35,7 @@ pub fn revision_for(owner: &Value, kind: &str, hash: &str, revision: i64) -> Val
 /// `revisions` is the caller's reflected view of ControllerRevisions.
 pub async fn ensure(
     client: &kube::Client,
-    revisions: &mut HashMap<String, Value>,
+    revisions: &mut HashMap<String, Arc<Value>>,
     owner: &Value,
     kind: &str,
     hash: &str,
@@ -45,7 +46,7 @@ pub async fn ensure(
         .unwrap_or("")
         .to_string();
     let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
-    let mut mine: Vec<Value> = revisions
+    let mut mine: Vec<Arc<Value>> = revisions
         .values()
         .filter(|r| owner::controller_of(r).is_some_and(|c| c.kind == kind && c.uid == uid))
         .cloned()
@@ -70,7 +71,7 @@ pub async fn ensure(
             )
             .await
             {
-                revisions.insert(reflect::key(&u), u);
+                revisions.insert(reflect::key(&u), Arc::new(u));
             }
         }
         None => {
@@ -84,6 +85,7 @@ pub async fn ensure(
             )
             .await
             {
+                let c = Arc::new(c);
                 revisions.insert(reflect::key(&c), c.clone());
                 mine.push(c);
             }
@@ -98,6 +100,7 @@ pub async fn ensure(
         .filter(|r| {
             name(r) != cr_name && !in_use.iter().any(|h| name(r).ends_with(&format!("-{h}")))
         })
+        .map(|v| &**v)
         .collect();
     if old.len() > limit {
         old.sort_by_key(|r| r["revision"].as_i64().unwrap_or(0));

@@ -205,7 +205,7 @@ impl State {
         }
     }
 
-    fn apply_pod(&mut self, p: Value) {
+    fn apply_pod(&mut self, p: Arc<Value>) {
         let k = reflect::key(&p);
         if is_bound(&p) {
             let was_placed = self.snap.is_placed_key(&k) && !self.assumed.contains(&k);
@@ -234,7 +234,7 @@ impl State {
             Some(e) => {
                 let spec_changed = e.pod["metadata"]["generation"] != p["metadata"]["generation"]
                     || e.pod["metadata"]["labels"] != p["metadata"]["labels"];
-                e.pod = Arc::new(p);
+                e.pod = p;
                 if spec_changed && self.unschedulable.remove(&k) {
                     self.activate_after_backoff(&k);
                 }
@@ -244,7 +244,7 @@ impl State {
                 self.pending.insert(
                     k.clone(),
                     Entry {
-                        pod: Arc::new(p),
+                        pod: p,
                         seq: self.seq,
                         attempts: 0,
                         failed_at: None,
@@ -605,8 +605,8 @@ mod tests {
 
     fn synced(nodes: Vec<Value>, pods: Vec<Value>) -> State {
         let mut s = State::default();
-        s.on_node(Change::Reset(nodes));
-        s.on_pod(Change::Reset(pods));
+        s.on_node(Change::reset(nodes));
+        s.on_pod(Change::reset(pods));
         s
     }
 
@@ -636,13 +636,13 @@ mod tests {
         assert_eq!(message, "0/1 nodes are available: 1 Insufficient cpu.");
         assert!(s.next_decision().is_none());
         // A stale pending version of the assumed pod changes nothing.
-        s.on_pod(Change::Apply(pod("high", "600m", 100)));
+        s.on_pod(Change::apply(pod("high", "600m", 100)));
         assert!(s.next_decision().is_none());
         // Its bound version replaces the assumption.
-        s.on_pod(Change::Apply(bound_to(pod("high", "600m", 100), "a")));
+        s.on_pod(Change::apply(bound_to(pod("high", "600m", 100), "a")));
         assert_eq!(s.snap.node("a").unwrap().pod_count, 1);
         // Deleting it frees the node: the waiting pod is retried after its back-off.
-        s.on_pod(Change::Delete(bound_to(pod("high", "600m", 100), "a")));
+        s.on_pod(Change::delete(bound_to(pod("high", "600m", 100), "a")));
         assert!(s.next_decision().is_none(), "back-off still running");
         s.tick(Instant::now() + Duration::from_secs(2));
         assert!(matches!(s.next_decision(), Some(Decision::Bind { .. })));
@@ -658,11 +658,11 @@ mod tests {
         // Node heartbeats that change nothing the scheduler reads do not requeue.
         let mut hb = node("a", "1");
         hb["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
-        s.on_node(Change::Apply(hb));
+        s.on_node(Change::apply(hb));
         s.tick(Instant::now() + Duration::from_secs(60));
         assert!(s.next_decision().is_none());
         // A bigger node does, once the back-off has passed.
-        s.on_node(Change::Apply(node("b", "4")));
+        s.on_node(Change::apply(node("b", "4")));
         s.tick(Instant::now() + Duration::from_secs(60));
         let Some(Decision::Bind { node: chosen, .. }) = s.next_decision() else {
             panic!("fits on b")
@@ -695,7 +695,7 @@ mod tests {
             vec![bound_to(pod("q", "100m", 0), "a")],
         );
         assert_eq!(s.snap.node("a").unwrap().pod_count, 1);
-        s.on_pod(Change::Reset(vec![]));
+        s.on_pod(Change::reset(vec![]));
         assert_eq!(s.snap.node("a").unwrap().pod_count, 0);
     }
 }

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use skiff_kube::informer::{Informers, View};
+use skiff_kube::informer::Informers;
 use skiff_kube::reflect::Change;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -286,10 +286,9 @@ impl Keyed for Controller {
 
 /// Runs the controller until `shutdown`.
 pub async fn run(client: kube::Client, informers: Informers, shutdown: watch::Receiver<bool>) {
-    const NODE_FIELDS: &[&str] = &["metadata.labels", "status.addresses", "status.conditions"];
     let sources = vec![
         informers.watch("/api/v1/services"),
-        informers.watch_view("/api/v1/nodes", View::fields(NODE_FIELDS)),
+        informers.watch("/api/v1/nodes"),
         informers.watch("/apis/discovery.k8s.io/v1/endpointslices"),
     ];
     let c = Controller {

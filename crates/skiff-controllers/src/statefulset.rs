@@ -18,6 +18,7 @@ use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -259,10 +260,10 @@ pub fn claim_for(set: &Value, claim: &str, template: &Value) -> Value {
 }
 
 struct State {
-    sets: HashMap<String, Value>,
+    sets: HashMap<String, Arc<Value>>,
     /// Pods with a StatefulSet controller, and orphans (to adopt).
     pods: claim::Pods,
-    revisions: HashMap<String, Value>,
+    revisions: HashMap<String, Arc<Value>>,
 }
 
 /// A set claims the pods its selector matches that are named as its members
@@ -270,18 +271,6 @@ struct State {
 fn is_member(set: &Value, pod: &Value) -> bool {
     ordinal(set, pod).is_some() && claim::selects(set, pod)
 }
-
-/// What the controller reads of a pod (orphans are in the view too, to adopt; the
-/// resourceVersion guards adoption).
-const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.ownerReferences",
-    "metadata.resourceVersion",
-    "metadata.deletionTimestamp",
-    "status.phase",
-    "status.conditions",
-];
 
 const KIND: claim::OwnerKind = claim::OwnerKind {
     api_version: "apps/v1",
@@ -301,7 +290,6 @@ pub async fn run(
             "/api/v1/pods",
             View {
                 only: Some(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
-                keep: Some(POD_FIELDS),
             },
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
@@ -325,7 +313,7 @@ struct Controller {
 }
 
 impl control::Reconcile for Controller {
-    fn owners(&mut self) -> &mut HashMap<String, Value> {
+    fn owners(&mut self) -> &mut HashMap<String, Arc<Value>> {
         &mut self.st.sets
     }
 
@@ -339,8 +327,8 @@ impl control::Reconcile for Controller {
         }
     }
 
-    async fn sync(&mut self, _key: &str, set: Option<Value>) -> Option<Duration> {
-        sync(&self.client, &self.recorder, &mut self.st, &set?).await
+    async fn sync(&mut self, _key: &str, set: Option<Arc<Value>>) -> Option<Duration> {
+        sync(&self.client, &self.recorder, &mut self.st, &*set?).await
     }
 }
 

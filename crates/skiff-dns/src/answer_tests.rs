@@ -21,7 +21,7 @@ fn slice(ns: &str, service: &str, name: &str, family: &str, ports: Value, eps: V
 /// The cluster every case asks about.
 fn catalog() -> Shared {
     let shared = Shared::default();
-    shared.apply_services(Change::Reset(vec![
+    shared.apply_services(Change::reset(vec![
         svc(
             "kube-system",
             "kube-dns",
@@ -80,7 +80,7 @@ fn catalog() -> Shared {
             json!({"clusterIP": "10.43.1.11", "ports": [{"name": "http", "port": 80}]}),
         ),
     ]));
-    shared.apply_slices(Change::Reset(vec![
+    shared.apply_slices(Change::reset(vec![
         slice(
             "default",
             "db",

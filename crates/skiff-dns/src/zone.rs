@@ -315,11 +315,11 @@ mod tests {
     fn changes_touch_only_their_service_and_keep_ptrs_exact() {
         let shared = Shared::default();
         let mut rx = shared.subscribe();
-        shared.apply_services(Change::Reset(vec![
+        shared.apply_services(Change::reset(vec![
             svc("a", "web", "10.43.0.10"),
             svc("b", "db", "None"),
         ]));
-        shared.apply_slices(Change::Reset(vec![headless_slice(
+        shared.apply_slices(Change::reset(vec![headless_slice(
             "b",
             "db",
             &[
@@ -348,8 +348,8 @@ mod tests {
         );
 
         // The cluster IP moves and the namespace empties: old PTRs go, the new one comes.
-        shared.apply_services(Change::Delete(svc("a", "web", "10.43.0.10")));
-        shared.apply_services(Change::Apply(svc("c", "web", "10.43.0.11")));
+        shared.apply_services(Change::delete(svc("a", "web", "10.43.0.10")));
+        shared.apply_services(Change::apply(svc("c", "web", "10.43.0.11")));
         let mut keys = Vec::new();
         while let Ok(skiff_catalog::Update::Changed(k)) = rx.try_recv() {
             keys.extend(k);
@@ -363,7 +363,7 @@ mod tests {
         );
 
         // The endpoint turns ready: its PTR appears; the slice goes: both go.
-        shared.apply_slices(Change::Apply(headless_slice(
+        shared.apply_slices(Change::apply(headless_slice(
             "b",
             "db",
             &[
@@ -374,7 +374,7 @@ mod tests {
         index.apply(&shared.read(), std::slice::from_ref(&db), 9);
         assert_eq!(index.ptr("10.42.0.6".parse().unwrap()).len(), 1);
         assert_eq!(index.service("b", "db").unwrap().ready().count(), 2);
-        shared.apply_slices(Change::Delete(headless_slice("b", "db", &[])));
+        shared.apply_slices(Change::delete(headless_slice("b", "db", &[])));
         index.apply(&shared.read(), std::slice::from_ref(&db), 10);
         assert!(index.ptr("10.42.0.5".parse().unwrap()).is_empty());
         assert_eq!(index.ptr.len(), 1, "only the cluster IP is left");

@@ -29,8 +29,8 @@ fn cluster(n: usize) -> Shared {
                                  {"addresses": [format!("10.42.{}.{}", 100 + i / 250, i % 250 + 1)]}]})
         })
         .collect();
-    shared.apply_services(Change::Reset(services));
-    shared.apply_slices(Change::Reset(slices));
+    shared.apply_services(Change::reset(services));
+    shared.apply_slices(Change::reset(slices));
     shared
 }
 

@@ -23,7 +23,7 @@ impl Rng {
 
 fn index() -> Index {
     let shared = Shared::default();
-    shared.apply_services(Change::Reset(vec![
+    shared.apply_services(Change::reset(vec![
         json!({"metadata": {"name": "web", "namespace": "d"},
                "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "http", "port": 80}]}}),
         json!({"metadata": {"name": "db", "namespace": "d"},
@@ -31,7 +31,7 @@ fn index() -> Index {
         json!({"metadata": {"name": "ext", "namespace": "d"},
                "spec": {"type": "ExternalName", "externalName": "web.d.svc.cluster.local"}}),
     ]));
-    shared.apply_slices(Change::Reset(vec![json!({
+    shared.apply_slices(Change::reset(vec![json!({
         "metadata": {"name": "db-a", "namespace": "d", "labels": {"kubernetes.io/service-name": "db"}},
         "addressType": "IPv4", "ports": [{"name": "pg", "port": 5432}],
         "endpoints": [{"addresses": ["10.42.0.5"], "hostname": "db-0"}]})]));

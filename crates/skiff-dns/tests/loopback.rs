@@ -25,7 +25,7 @@ fn catalog() -> Arc<Shared> {
     let endpoints: Vec<Value> = (1..=60)
         .map(|i| json!({"addresses": [format!("10.42.0.{i}")], "hostname": format!("big-{i}")}))
         .collect();
-    shared.apply_services(Change::Reset(vec![
+    shared.apply_services(Change::reset(vec![
         json!({"metadata": {"name": "web", "namespace": "default"},
                "spec": {"clusterIP": "10.43.0.11", "ports": [{"name": "http", "port": 80}]}}),
         json!({"metadata": {"name": "big", "namespace": "default"},
@@ -33,7 +33,7 @@ fn catalog() -> Arc<Shared> {
         json!({"metadata": {"name": "ext", "namespace": "default"},
                "spec": {"type": "ExternalName", "externalName": "www.example.com"}}),
     ]));
-    shared.apply_slices(Change::Reset(vec![json!({
+    shared.apply_slices(Change::reset(vec![json!({
         "metadata": {"name": "big-a", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "big"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 80}], "endpoints": endpoints})]));
@@ -286,7 +286,7 @@ async fn serves_the_cluster_and_forwards_the_rest_over_real_sockets() {
         let m = udp(dns, &q).await;
         assert_eq!((m.id, m.response_code), (id, ResponseCode::NXDomain));
     }
-    shared.apply_services(Change::Apply(
+    shared.apply_services(Change::apply(
         json!({"metadata": {"name": "new", "namespace": "fresh"},
         "spec": {"clusterIP": "10.43.0.99", "ports": [{"port": 80}]}}),
     ));
@@ -296,7 +296,7 @@ async fn serves_the_cluster_and_forwards_the_rest_over_real_sockets() {
     );
     // A Service changed after its reply was kept is answered as it is now.
     assert_eq!(ips(&udp(dns, &fresh).await), ["10.43.0.99"]);
-    shared.apply_services(Change::Apply(
+    shared.apply_services(Change::apply(
         json!({"metadata": {"name": "new", "namespace": "fresh"},
         "spec": {"clusterIP": "10.43.0.98", "ports": [{"port": 80}]}}),
     ));

@@ -1,8 +1,8 @@
 //! Shared reflectors: one list-watch per collection for every control loop of a process
 //! that subscribes to it, as client-go's shared informers serve kube-controller-manager.
-//! Each object is decoded once; each subscriber gets its own view of it (only the
-//! objects it wants, only the fields it reads), on its own unbounded queue, so a busy
-//! loop never holds the others back.
+//! Each object is decoded once and shared (an `Arc`) by every subscriber that is shown
+//! it, on its own unbounded queue, so a busy loop never holds the others back, and a
+//! backlog costs a pointer per change, not a copy of the object.
 //!
 //! Subscribers that arrive once the first list has been handed out get a reflector of
 //! their own (a late start costs one more list-watch, never a missed object).
@@ -14,52 +14,29 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// What a subscriber sees of each object.
+/// Which objects a subscriber sees.
 #[derive(Clone, Copy, Default)]
 pub struct View {
     /// Only objects for which this holds (others are not sent at all).
     pub only: Option<fn(&Value) -> bool>,
-    /// Only these fields (dotted paths, see [`reflect::project`]); None: the whole object.
-    pub keep: Option<&'static [&'static str]>,
 }
 
 impl View {
-    pub fn fields(keep: &'static [&'static str]) -> View {
-        View {
-            only: None,
-            keep: Some(keep),
-        }
-    }
-
     pub fn only(only: fn(&Value) -> bool) -> View {
-        View {
-            only: Some(only),
-            keep: None,
-        }
+        View { only: Some(only) }
     }
 
     fn wants(&self, o: &Value) -> bool {
         self.only.is_none_or(|f| f(o))
     }
 
-    fn shape(&self, o: &Value) -> Value {
-        match self.keep {
-            Some(k) => reflect::project(o, k),
-            None => o.clone(),
-        }
-    }
-
     fn apply(&self, c: &Change) -> Option<Change> {
         Some(match c {
-            Change::Reset(items) => Change::Reset(
-                items
-                    .iter()
-                    .filter(|o| self.wants(o))
-                    .map(|o| self.shape(o))
-                    .collect(),
-            ),
-            Change::Apply(o) if self.wants(o) => Change::Apply(self.shape(o)),
-            Change::Delete(o) if self.wants(o) => Change::Delete(self.shape(o)),
+            Change::Reset(items) => {
+                Change::Reset(items.iter().filter(|o| self.wants(o)).cloned().collect())
+            }
+            Change::Apply(o) if self.wants(o) => Change::Apply(o.clone()),
+            Change::Delete(o) if self.wants(o) => Change::Delete(o.clone()),
             _ => return None,
         })
     }
@@ -107,7 +84,7 @@ impl Sub {
         let Some(held) = &mut self.held else {
             return mine;
         };
-        let uid = |o: &Value| o["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let uid = |o: &Arc<Value>| o["metadata"]["uid"].as_str().unwrap_or("").to_string();
         match (c, &mine) {
             (_, Some(Change::Reset(items))) => *held = items.iter().map(uid).collect(),
             (_, Some(Change::Apply(o))) => {
@@ -117,7 +94,7 @@ impl Sub {
                 held.remove(&uid(o));
             }
             (Change::Apply(o) | Change::Delete(o), None) if held.remove(&uid(o)) => {
-                return Some(Change::Delete(self.view.shape(o)));
+                return Some(Change::Delete(o.clone()));
             }
             _ => {}
         }
@@ -205,34 +182,31 @@ mod tests {
     }
 
     #[test]
-    fn views_filter_and_shape() {
-        let mine = json!({"metadata": {"name": "a", "namespace": "n", "ownerReferences": [{}], "uid": "1"}, "spec": {"x": 1}});
-        let other = json!({"metadata": {"name": "b", "namespace": "n"}, "spec": {"x": 2}});
+    fn views_filter_and_share() {
+        let mine = Arc::new(
+            json!({"metadata": {"name": "a", "namespace": "n", "ownerReferences": [{}], "uid": "1"}}),
+        );
+        let other = Arc::new(json!({"metadata": {"name": "b", "namespace": "n"}}));
         let only = View::only(owned);
         match only.apply(&Change::Reset(vec![mine.clone(), other.clone()])) {
-            Some(Change::Reset(items)) => assert_eq!(items, std::slice::from_ref(&mine)),
+            Some(Change::Reset(items)) => {
+                assert_eq!(items.len(), 1);
+                assert!(Arc::ptr_eq(&items[0], &mine), "shown, not copied");
+            }
             c => panic!("{c:?}"),
         }
         assert!(only.apply(&Change::Apply(other.clone())).is_none());
         assert!(only.apply(&Change::Delete(other)).is_none());
-        match View::fields(&["metadata.uid"]).apply(&Change::Apply(mine.clone())) {
-            Some(Change::Apply(o)) => {
-                assert_eq!(
-                    o,
-                    json!({"metadata": {"name": "a", "namespace": "n", "uid": "1"}})
-                )
-            }
-            c => panic!("{c:?}"),
-        }
     }
 
     #[test]
     fn an_object_that_stops_passing_the_filter_leaves_the_view() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut sub = Sub::new(View::only(owned), tx);
-        let mine = json!({"metadata": {"name": "a", "uid": "1", "ownerReferences": [{}]}});
-        let released = json!({"metadata": {"name": "a", "uid": "1"}});
-        let never = json!({"metadata": {"name": "b", "uid": "2"}});
+        let mine =
+            Arc::new(json!({"metadata": {"name": "a", "uid": "1", "ownerReferences": [{}]}}));
+        let released = Arc::new(json!({"metadata": {"name": "a", "uid": "1"}}));
+        let never = Arc::new(json!({"metadata": {"name": "b", "uid": "2"}}));
         for c in [
             Change::Reset(vec![mine.clone()]),
             Change::Apply(never.clone()),

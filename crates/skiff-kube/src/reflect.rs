@@ -9,16 +9,34 @@
 use futures::{StreamExt, TryStreamExt};
 use kube::core::WatchEvent;
 use serde_json::Value;
+use std::borrow::Borrow;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// A change seen by a reflector.
+/// A change seen by a reflector. Objects are shared, never copied: every control loop
+/// that holds a pod holds the same one, as client-go's shared informer cache does.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// The complete current set (first list, or a relist): replace what you hold.
-    Reset(Vec<Value>),
-    Apply(Value),
-    Delete(Value),
+    Reset(Vec<Arc<Value>>),
+    Apply(Arc<Value>),
+    Delete(Arc<Value>),
+}
+
+impl Change {
+    /// The changes of objects built by hand (tests drive loops with these).
+    pub fn reset(items: Vec<Value>) -> Change {
+        Change::Reset(items.into_iter().map(Arc::new).collect())
+    }
+
+    pub fn apply(o: Value) -> Change {
+        Change::Apply(Arc::new(o))
+    }
+
+    pub fn delete(o: Value) -> Change {
+        Change::Delete(Arc::new(o))
+    }
 }
 
 /// Lists and watches `path` (a collection URL such as `/api/v1/pods`) with an optional
@@ -97,7 +115,7 @@ async fn list(
     path: &str,
     fs: Option<&str>,
     accept: Option<&str>,
-) -> kube::Result<(Vec<Value>, String)> {
+) -> kube::Result<(Vec<Arc<Value>>, String)> {
     let mut items = Vec::new();
     let mut cont = String::new();
     loop {
@@ -113,7 +131,7 @@ async fn list(
         let req = get(url, accept);
         let mut page: Value = client.request(req).await?;
         if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
-            items.extend(a.into_iter().map(slim));
+            items.extend(a.into_iter().map(slim).map(Arc::new));
         }
         let meta = &page["metadata"];
         match meta["continue"].as_str().filter(|c| !c.is_empty()) {
@@ -150,11 +168,11 @@ async fn watch(
             let change = match ev {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Apply(slim(o))
+                    Change::Apply(Arc::new(slim(o)))
                 }
                 WatchEvent::Deleted(o) => {
                     remember_rv(&o, &mut rv);
-                    Change::Delete(slim(o))
+                    Change::Delete(Arc::new(slim(o)))
                 }
                 WatchEvent::Bookmark(b) => {
                     rv = b.metadata.resource_version;
@@ -191,34 +209,6 @@ fn slim(mut o: Value) -> Value {
     o
 }
 
-/// Only the fields at `keep` (dotted paths) of `o`, copied. The keys reflectors use
-/// (`metadata.name`, `metadata.namespace`) are always kept.
-pub fn project(o: &Value, keep: &[&str]) -> Value {
-    let mut out = Value::Object(Default::default());
-    for path in ["metadata.name", "metadata.namespace"].iter().chain(keep) {
-        let parts: Vec<&str> = path.split('.').collect();
-        let Some(v) = parts.iter().try_fold(o, |v, p| v.get(*p)) else {
-            continue;
-        };
-        if v.is_null() {
-            continue;
-        }
-        let (last, parents) = parts.split_last().expect("non-empty path");
-        let mut at = &mut out;
-        for p in parents {
-            at = at
-                .as_object_mut()
-                .expect("projection parents are objects")
-                .entry(p.to_string())
-                .or_insert_with(|| Value::Object(Default::default()));
-        }
-        if let Some(m) = at.as_object_mut() {
-            m.insert(last.to_string(), v.clone());
-        }
-    }
-    out
-}
-
 fn remember_rv(o: &Value, rv: &mut String) {
     if let Some(r) = o["metadata"]["resourceVersion"].as_str() {
         *rv = r.to_string();
@@ -226,7 +216,7 @@ fn remember_rv(o: &Value, rv: &mut String) {
 }
 
 /// `namespace/name` (or `name` for cluster-scoped objects): the key reflectors use.
-pub fn key(o: &Value) -> String {
+pub fn key<V: Borrow<Value> + ?Sized>(o: &V) -> String {
     match names(o) {
         (Some(ns), name) if !ns.is_empty() => format!("{ns}/{name}"),
         (_, name) => name.to_string(),
@@ -234,13 +224,13 @@ pub fn key(o: &Value) -> String {
 }
 
 /// An object's namespace (none when cluster-scoped) and name (empty when missing).
-pub fn names(o: &Value) -> (Option<&str>, &str) {
-    let m = &o["metadata"];
+pub fn names<V: Borrow<Value> + ?Sized>(o: &V) -> (Option<&str>, &str) {
+    let m = &o.borrow()["metadata"];
     (m["namespace"].as_str(), m["name"].as_str().unwrap_or(""))
 }
 
 /// Applies a change to a map of objects by key.
-pub fn apply_to(map: &mut std::collections::HashMap<String, Value>, change: Change) {
+pub fn apply_to(map: &mut std::collections::HashMap<String, Arc<Value>>, change: Change) {
     match change {
         Change::Reset(items) => {
             map.clear();
@@ -263,23 +253,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn projection_keeps_the_named_fields() {
-        let pod = json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u", "managedFields": [1], "labels": {"x": "y"}},
-                         "spec": {"nodeName": "n", "containers": [{}]}, "status": {"phase": "Running", "podIP": "1"}});
-        assert_eq!(
-            project(
-                &pod,
-                &[
-                    "metadata.uid",
-                    "metadata.labels",
-                    "spec.nodeName",
-                    "status.phase",
-                    "status.reason"
-                ]
-            ),
-            json!({"metadata": {"name": "a", "namespace": "ns", "uid": "u", "labels": {"x": "y"}},
-                   "spec": {"nodeName": "n"}, "status": {"phase": "Running"}})
-        );
+    fn slim_drops_managed_fields() {
         assert_eq!(
             slim(json!({"metadata": {"name": "a", "managedFields": [1]}})),
             json!({"metadata": {"name": "a"}})
@@ -288,8 +262,8 @@ mod tests {
 
     #[test]
     fn keys_and_map_updates() {
-        let a = json!({"metadata": {"name": "a", "namespace": "ns"}});
-        let n = json!({"metadata": {"name": "n1"}});
+        let a = Arc::new(json!({"metadata": {"name": "a", "namespace": "ns"}}));
+        let n = Arc::new(json!({"metadata": {"name": "n1"}}));
         assert_eq!(key(&a), "ns/a");
         assert_eq!(key(&n), "n1");
         let mut m = std::collections::HashMap::new();

@@ -45,10 +45,12 @@ pub struct Budget {
     pub allowed: i64,
 }
 
-pub fn budget(pdb: &Value, pods: &[Value]) -> Budget {
+/// `pods` are the budget's namespace's, owned or borrowed.
+pub fn budget<P: std::borrow::Borrow<Value>>(pdb: &Value, pods: &[P]) -> Budget {
     let sel = Selector::from_label_selector(&pdb["spec"]["selector"]).unwrap_or_default();
     let matching: Vec<&Value> = pods
         .iter()
+        .map(|p| p.borrow())
         .filter(|p| !sel.is_empty() && sel.matches(&labels(p)))
         .collect();
     let expected = matching.len() as i64;
