@@ -173,6 +173,30 @@ impl Drop for SqliteStore {
     }
 }
 
+/// SQLite reports a read-only filesystem as a bare "disk I/O error": say so when the
+/// database's directory no longer takes a new file.
+fn with_cause(e: Error, db: Option<&str>) -> Error {
+    let Error::Unavailable(msg) = e else {
+        return e;
+    };
+    let dir = db.and_then(|p| std::path::Path::new(p).parent());
+    let read_only = dir.is_some_and(|d| {
+        let probe = d.join(".write-probe");
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                false
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::ReadOnlyFilesystem,
+        }
+    });
+    Error::Unavailable(if read_only {
+        format!("{msg} (the data directory's filesystem is read-only)")
+    } else {
+        msg
+    })
+}
+
 fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -204,6 +228,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
             tx.commit()?;
             Ok(())
         })();
+        let outcome = outcome.map_err(|e| with_cause(e, conn.path()));
         match &outcome {
             Err(e @ Error::Unavailable(_)) => *shared.write_failure.lock() = Some(e.to_string()),
             Ok(()) => *shared.write_failure.lock() = None,

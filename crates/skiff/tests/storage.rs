@@ -1,7 +1,10 @@
 //! Storage faults (root: a loop-mounted filesystem the test makes): with the data dir's
 //! disk full, writes fail with a Kubernetes Status and `/readyz` says why, reads keep
 //! working, the server stays up; once space is back everything recovers on its own, and
-//! no acknowledged write is lost, across kill -9 too.
+//! no acknowledged write is lost, across kill -9 too. A disk that turns read-only (ext4
+//! remounts itself so on an error) is the same for writes and reads; it stays read-only
+//! until it is repaired and mounted again, and then the server starts with everything
+//! it acknowledged.
 
 mod common;
 
@@ -16,20 +19,64 @@ struct LoopFs {
     image: PathBuf,
 }
 
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+}
+
 impl LoopFs {
     fn new(image: PathBuf, at: PathBuf) -> LoopFs {
-        let run = |cmd: &mut Command| {
-            let out = cmd.output().unwrap();
-            assert!(out.status.success(), "{cmd:?}: {out:?}");
-        };
         run(Command::new("truncate").args(["-s", "96M"]).arg(&image));
         run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
         std::fs::create_dir_all(&at).unwrap();
+        let fs = LoopFs { at, image };
+        fs.mount();
+        fs
+    }
+
+    /// As a disk in service is: remounted read-only by the kernel on an error.
+    fn mount(&self) {
         run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&at));
-        LoopFs { at, image }
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&self.image)
+            .arg(&self.at));
+    }
+
+    /// The loop device backing the mount.
+    fn device(&self) -> String {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let at = self.at.to_str().unwrap();
+        mounts
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (dev, mnt) = (f.next()?, f.next()?);
+                (mnt == at).then(|| dev.trim_start_matches("/dev/").to_string())
+            })
+            .expect("mounted")
+    }
+
+    /// An ext4 error (what a failing disk raises): the kernel aborts the journal and
+    /// turns the filesystem read-only under the running server.
+    fn fail(&self) {
+        let trigger = format!("/sys/fs/ext4/{}/trigger_fs_error", self.device());
+        std::fs::write(&trigger, "skiff storage test").unwrap();
+        let probe = self.at.join("probe");
+        let err = std::fs::write(&probe, "x").expect_err("still writable");
+        assert_eq!(err.kind(), std::io::ErrorKind::ReadOnlyFilesystem, "{err}");
+    }
+
+    /// What an operator does: unmount, check and repair, mount again.
+    fn repair(&self) {
+        run(Command::new("umount").arg(&self.at));
+        // e2fsck exits 1 when it fixed something, as it does after an error.
+        let out = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+        self.mount();
     }
 
     /// Fills the filesystem up with one file; returns its path.
@@ -176,4 +223,69 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     assert_eq!(listed, acked);
     c.stop();
     drop(fs); // unmounted before the cluster's directory goes
+}
+
+#[test]
+fn read_only_disk_fails_writes_keeps_reads_and_restarts_whole() {
+    let images = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fs = LoopFs::new(images.path().join("disk.img"), dir.path().join("data"));
+    let mut c = Cluster::start_in(dir, &["server"]);
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let name = format!("cm-{i}");
+        create_configmap(&c, &name).unwrap();
+        acked.push(name);
+    }
+    assert!(readyz(&c).0);
+
+    fs.fail();
+    let mut refused = None;
+    for i in 20..200 {
+        let name = format!("cm-{i}");
+        match create_configmap(&c, &name) {
+            Ok(()) => acked.push(name),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("every write succeeded on a read-only disk");
+    assert!(
+        refused.contains("storage is not taking writes")
+            && refused.contains("the data directory's filesystem is read-only"),
+        "{refused}"
+    );
+    let status = c.kubectl_stdin(
+        &["create", "-f", "-", "-o", "name"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-status}\n",
+    );
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        said.contains("Error from server (ServiceUnavailable)"),
+        "{said}"
+    );
+    let (ready, why) = readyz(&c);
+    assert!(!ready && why.contains("[-]storage failed"), "{why}");
+    let mut listed = names(&c);
+    listed.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    c.ok(&["get", "configmap", "cm-0"]);
+    assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
+
+    // Repaired and mounted again, the server starts with all it acknowledged.
+    c.kill9();
+    fs.repair();
+    c.spawn();
+    let mut listed = names(&c);
+    listed.sort();
+    acked.sort();
+    assert_eq!(listed, acked);
+    create_configmap(&c, "cm-after").unwrap();
+    assert!(readyz(&c).0);
+    c.stop();
+    drop(fs);
 }
