@@ -11,6 +11,7 @@ pub mod cache;
 pub mod certificates;
 pub mod decode;
 pub mod discovery;
+pub mod eventttl;
 pub mod flowcontrol;
 pub mod handlers;
 pub mod identity;

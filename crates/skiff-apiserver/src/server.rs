@@ -47,6 +47,8 @@ pub struct Config {
     pub pod_security: skiff_podsecurity::config::Config,
     /// `--max-requests-inflight` / `--max-mutating-requests-inflight`, per lane.
     pub inflight: crate::flowcontrol::Limits,
+    /// `--event-ttl`: how long an Event lives after it was last written.
+    pub event_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -66,6 +68,7 @@ impl Config {
             encryption: None,
             pod_security: Default::default(),
             inflight: Default::default(),
+            event_ttl: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -268,6 +271,7 @@ fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
     });
     crate::kinds::spawn_namespace_finalizer(api.clone());
     crate::serviceaccount::spawn_namespace_defaults(api.clone());
+    crate::eventttl::spawn(api.clone(), config.event_ttl);
 }
 
 async fn accept_loop(

@@ -9,8 +9,8 @@
 //! - the watch cache's ring of the last 20,000 events fills in minutes at this pace; it
 //!   is turned over once before the clock starts, with ConfigMap writes about the size
 //!   of the workload's objects as stored (the cache's bytes on `/metrics` stay level);
-//! - skiff has no event TTL (kube-apiserver expires Events after `--event-ttl`, 1 h),
-//!   so Events older than `EVENT_TTL` are deleted by the workload, as that would.
+//! - Events live for `--event-ttl` (1 h by default, as kube-apiserver's): the soak's
+//!   server is started with `EVENT_TTL`, so they level off within the warm-up.
 //!
 //! Verdict: the value at the end of warm-up (the first 20 % of the run) against the
 //! lowest value of the last minute after it. The floor is taken because single samples
@@ -27,7 +27,6 @@ use k8s_openapi::api::autoscaling::v1::{Scale, ScaleSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Event, Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -56,7 +55,7 @@ const CONFIGMAPS: usize = 10;
 /// How long a Deployment or Job may take to converge before it counts as a stall.
 const SETTLE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
-/// Events older than this are deleted, as kube-apiserver's `--event-ttl` (1 h) would.
+/// The server's `--event-ttl` in the soak.
 const EVENT_TTL: Duration = Duration::from_secs(60);
 /// The server's watch-cache ring (skiff-apiserver's default `watch_cache_events`).
 const RING_EVENTS: u64 = 20_000;
@@ -404,38 +403,6 @@ async fn watch_loop(cx: Ctx, lane: usize) {
     }
 }
 
-/// Deletes the Events created more than `EVENT_TTL` ago, as kube-apiserver's
-/// `--event-ttl` would expire them (skiff keeps Events until they are deleted).
-async fn expire_events(cx: &Ctx, api: &Api<Event>) -> anyhow::Result<()> {
-    let cutoff = Timestamp::now().checked_sub(SignedDuration::try_from(EVENT_TTL)?)?;
-    let list = api.list_metadata(&ListParams::default()).await?;
-    let old = list.items.into_iter().filter(|e| {
-        let created = e.metadata.creation_timestamp.as_ref();
-        created.is_some_and(|t| t.0 < cutoff)
-    });
-    futures::stream::iter(old)
-        .map(|e| async move {
-            match api.delete(&e.name_any(), &DeleteParams::default()).await {
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                r => r.map(|_| cx.c.op()),
-            }
-        })
-        .buffer_unordered(4)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    Ok(())
-}
-
-async fn event_expiry_loop(cx: Ctx) {
-    let api: Api<Event> = cx.api();
-    while cx.running() {
-        cx.pause(EVENT_TTL / 4).await;
-        if let Err(e) = expire_events(&cx, &api).await {
-            cx.c.failed("expiring Events", &e);
-        }
-    }
-}
-
 fn spawn_workload(cx: &Ctx) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for i in 0..DEPLOYMENTS {
@@ -448,7 +415,6 @@ fn spawn_workload(cx: &Ctx) -> JoinSet<()> {
         set.spawn(watch_loop(cx.clone(), lane));
     }
     set.spawn(configmap_loop(cx.clone()));
-    set.spawn(event_expiry_loop(cx.clone()));
     set
 }
 
@@ -759,7 +725,7 @@ async fn stop(mut workers: JoinSet<()>) {
 
 fn print_plan(opts: &SoakBenchOptions) {
     println!(
-        "skiff bench soak: {} minute(s) on {} simulated nodes: {DEPLOYMENTS} Deployments created, scaled 2 -> 5, rolled, scaled to 1 and deleted, over and over; {JOB_LOOPS} lanes of Jobs ({JOB_COMPLETIONS} completions of 2 s runs); {CONFIGMAPS} ConfigMaps created, updated and deleted each second; {WATCH_LOOPS} watches opened, read 2-8 s and dropped; Events older than {} s deleted (skiff has no event TTL)",
+        "skiff bench soak: {} minute(s) on {} simulated nodes: {DEPLOYMENTS} Deployments created, scaled 2 -> 5, rolled, scaled to 1 and deleted, over and over; {JOB_LOOPS} lanes of Jobs ({JOB_COMPLETIONS} completions of 2 s runs); {CONFIGMAPS} ConfigMaps created, updated and deleted each second; {WATCH_LOOPS} watches opened, read 2-8 s and dropped; Events expire {} s after they were last written (--event-ttl)",
         opts.minutes,
         opts.nodes,
         EVENT_TTL.as_secs()
@@ -772,8 +738,12 @@ fn print_plan(opts: &SoakBenchOptions) {
 pub async fn soak(opts: SoakBenchOptions) -> anyhow::Result<()> {
     anyhow::ensure!(opts.minutes > 0, "--minutes must be at least 1");
     print_plan(&opts);
-    let (server, _) =
-        start_server_with(&opts.skiff, &["--node-monitor-grace-period", "3600"]).await?;
+    let ttl = format!("{}s", EVENT_TTL.as_secs());
+    let (server, _) = start_server_with(
+        &opts.skiff,
+        &["--node-monitor-grace-period", "3600", "--event-ttl", &ttl],
+    )
+    .await?;
     let agent = start_agent(&opts.skiff, &server, opts.nodes)?;
     let client = client_for(&server.kubeconfig).await?;
     wait_nodes(&client, opts.nodes).await?;

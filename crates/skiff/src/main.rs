@@ -311,6 +311,10 @@ struct ServerArgs {
     /// Mutating requests in flight at once, per lane, as `--max-requests-inflight`.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// How long an Event is kept after it was last written (kube-apiserver's
+    /// `--event-ttl`), e.g. `1h` or `90s`.
+    #[arg(long, default_value = "1h", value_parser = parse_go_duration)]
+    event_ttl: std::time::Duration,
     /// Requests without credentials reach `/healthz`, `/livez`, `/readyz` and
     /// `/version` as `system:anonymous`; false answers them 401 too.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -621,6 +625,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.advertise_address = a.advertise_address;
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;
+    config.event_ttl = a.event_ttl;
     config.inflight = skiff_apiserver::flowcontrol::Limits {
         readonly: a.max_requests_inflight,
         mutating: a.max_mutating_requests_inflight,

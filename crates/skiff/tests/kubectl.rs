@@ -3253,3 +3253,49 @@ fn the_data_dir_is_private_and_repaired_at_start() {
     let k = c.ok(&["get", "secret", "s", "-o", "jsonpath={.data.k}"]);
     assert_eq!(k, "dg==");
 }
+
+/// `--event-ttl`: an Event lives that long after it was last written, then it is gone,
+/// as kube-apiserver's etcd lease expires it; one written again lives on.
+#[test]
+fn events_expire_after_the_event_ttl() {
+    let c = Cluster::start_with(&["server", "--event-ttl", "8s"]);
+    let event = |name: &str| {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!(
+            "apiVersion: v1\nkind: Event\nmetadata: {{name: {name}}}\n\
+             involvedObject: {{kind: Pod, name: p, namespace: default}}\n\
+             reason: Tested\nmessage: hello\ntype: Normal\n\
+             firstTimestamp: {now}\nlastTimestamp: {now}\n"
+        )
+    };
+    let create = |name: &str| {
+        let out = c.kubectl_stdin(&["create", "-f", "-"], &event(name));
+        assert!(out.status.success(), "{out:?}");
+    };
+    create("old");
+    create("renewed");
+    assert!(
+        c.ok(&["get", "event", "old", "-o", "name"])
+            .contains("event/old")
+    );
+    // Written again before its TTL ran out, "renewed" outlives "old".
+    std::thread::sleep(Duration::from_secs(4));
+    let out = c.kubectl_stdin(&["replace", "-f", "-"], &event("renewed"));
+    assert!(out.status.success(), "{out:?}");
+    common::eventually(Duration::from_secs(15), || {
+        let out = c.kubectl(&["get", "event", "old"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("(NotFound)")
+            .then_some(())
+    });
+    assert!(
+        c.ok(&["get", "event", "renewed", "-o", "name"])
+            .contains("event/renewed")
+    );
+    common::eventually(Duration::from_secs(15), || {
+        let out = c.kubectl(&["get", "event", "renewed"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("(NotFound)")
+            .then_some(())
+    });
+}
