@@ -138,6 +138,46 @@ fn free_bytes(p: &Path) -> u64 {
         .unwrap()
 }
 
+/// Writes until the store refuses one (a failing disk may take a few more first, into
+/// space SQLite already holds), every acknowledged one counted in `acked`; the refusal
+/// names `cause` and is a 503 Status; `/readyz` says why; reads still work.
+fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str) {
+    let mut refused = None;
+    for i in acked.len()..3000 {
+        let name = format!("cm-{i}");
+        match create_configmap(c, &name) {
+            Ok(()) => acked.push(name),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("every write succeeded");
+    assert!(
+        refused.contains("storage is not taking writes") && refused.contains(cause),
+        "{refused}"
+    );
+    let status = c.kubectl_stdin(
+        &["create", "-f", "-", "-o", "name"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-status}\n",
+    );
+    let said = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        said.contains("Error from server (ServiceUnavailable)"),
+        "{said}"
+    );
+    let (ready, why) = readyz(c);
+    assert!(!ready && why.contains("[-]storage failed"), "{why}");
+    // Lists from the cache, a GET from the store.
+    let mut listed = names(c);
+    listed.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    c.ok(&["get", "configmap", "cm-0"]);
+}
+
 #[test]
 fn full_disk_fails_writes_keeps_reads_and_recovers() {
     let images = tempfile::tempdir().unwrap();
@@ -159,41 +199,7 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     // counts.
     let filler = fs.fill();
     assert!(free_bytes(&fs.at) < 1 << 20, "the disk is not full");
-    let mut refused = None;
-    for i in 20..3000 {
-        let name = format!("cm-{i}");
-        match create_configmap(&c, &name) {
-            Ok(()) => acked.push(name),
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
-    let refused = refused.expect("every write succeeded on a full disk");
-    assert!(
-        refused.contains("storage is not taking writes") && refused.contains("disk is full"),
-        "{refused}"
-    );
-    // As a Status: 503 ServiceUnavailable.
-    let status = c.kubectl_stdin(
-        &["create", "-f", "-", "-o", "name"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-status}\n",
-    );
-    let said = String::from_utf8_lossy(&status.stderr);
-    assert!(
-        said.contains("Error from server (ServiceUnavailable)"),
-        "{said}"
-    );
-    let (ready, why) = readyz(&c);
-    assert!(!ready && why.contains("[-]storage failed"), "{why}");
-    // Reads work: lists from the cache, a GET from the store.
-    let mut listed = names(&c);
-    listed.sort();
-    let mut expected = acked.clone();
-    expected.sort();
-    assert_eq!(listed, expected);
-    c.ok(&["get", "configmap", "cm-0"]);
+    writes_refused_reads_served(&c, &mut acked, "disk is full");
     // Past the leader's renew deadline: its controllers stop, the server stays up.
     std::thread::sleep(Duration::from_secs(15));
     assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
@@ -240,40 +246,11 @@ fn read_only_disk_fails_writes_keeps_reads_and_restarts_whole() {
     assert!(readyz(&c).0);
 
     fs.fail();
-    let mut refused = None;
-    for i in 20..200 {
-        let name = format!("cm-{i}");
-        match create_configmap(&c, &name) {
-            Ok(()) => acked.push(name),
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
-    let refused = refused.expect("every write succeeded on a read-only disk");
-    assert!(
-        refused.contains("storage is not taking writes")
-            && refused.contains("the data directory's filesystem is read-only"),
-        "{refused}"
+    writes_refused_reads_served(
+        &c,
+        &mut acked,
+        "the data directory's filesystem is read-only",
     );
-    let status = c.kubectl_stdin(
-        &["create", "-f", "-", "-o", "name"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-status}\n",
-    );
-    let said = String::from_utf8_lossy(&status.stderr);
-    assert!(
-        said.contains("Error from server (ServiceUnavailable)"),
-        "{said}"
-    );
-    let (ready, why) = readyz(&c);
-    assert!(!ready && why.contains("[-]storage failed"), "{why}");
-    let mut listed = names(&c);
-    listed.sort();
-    let mut expected = acked.clone();
-    expected.sort();
-    assert_eq!(listed, expected);
-    c.ok(&["get", "configmap", "cm-0"]);
     assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
 
     // Repaired and mounted again, the server starts with all it acknowledged.
