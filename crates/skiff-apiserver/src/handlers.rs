@@ -277,6 +277,14 @@ async fn route_allowed(
                 "id_token_signing_alg_values_supported": ["ES256"],
             }))),
             ["openid", "v1", "jwks"] => Some(json_ok(&api.pki.service_account_key.jwks())),
+            // kubectl's client-side validation (always used for a v1/List) reads v2.
+            ["openapi", "v2"] => {
+                let (ct, doc) = skiff_openapi::v2_document(&accept);
+                let mut r = Response::new(Body::from(doc));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                Some(r)
+            }
             ["openapi", "v3"] => Some(json_ok(&skiff_openapi::v3_index())),
             ["openapi", "v3", rest @ ..] => {
                 Some(match skiff_openapi::v3_document(&rest.join("/")) {

@@ -7,6 +7,8 @@
 //! fields (`fieldValidation` on the patch operation), and for strategic-merge-patch
 //! metadata (`x-kubernetes-patch-merge-key`/`-strategy`) when it computes apply patches.
 //! Documents are built on first request and cached serialized, so idle memory stays low.
+//! `v2` republishes the same schemas as the one `/openapi/v2` document (protobuf), which
+//! kubectl's client-side validation reads (always, for a `v1/List`).
 
 use bytes::Bytes;
 use k8s_openapi::api;
@@ -20,8 +22,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 mod shape;
 mod strict;
+pub mod v2;
 pub use shape::{Mismatch, go_format, type_mismatch};
 pub use strict::{duplicate_fields, from_slice_noting_duplicates};
+pub use v2::v2_document;
 
 /// Schema name of each served kind, by (group, version, kind).
 fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> KindList {
