@@ -138,6 +138,23 @@ fn free_bytes(p: &Path) -> u64 {
         .unwrap()
 }
 
+/// A server whose data dir is a fresh loop-mounted disk, with the ConfigMaps it
+/// acknowledged while the disk was healthy (the first value holds the disk's image).
+fn server_on_loop_disk() -> (tempfile::TempDir, LoopFs, Cluster, Vec<String>) {
+    let images = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fs = LoopFs::new(images.path().join("disk.img"), dir.path().join("data"));
+    let c = Cluster::start_in(dir, &["server"]);
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let name = format!("cm-{i}");
+        create_configmap(&c, &name).unwrap();
+        acked.push(name);
+    }
+    assert!(readyz(&c).0);
+    (images, fs, c, acked)
+}
+
 /// Writes until the store refuses one (a failing disk may take a few more first, into
 /// space SQLite already holds), every acknowledged one counted in `acked`; the refusal
 /// names `cause` and is a 503 Status; `/readyz` says why; reads still work.
@@ -180,19 +197,7 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
 
 #[test]
 fn full_disk_fails_writes_keeps_reads_and_recovers() {
-    let images = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fs = LoopFs::new(images.path().join("disk.img"), dir.path().join("data"));
-    let mut c = Cluster::start_in(dir, &["server"]);
-
-    // Writes are acknowledged while there is room.
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let name = format!("cm-{i}");
-        create_configmap(&c, &name).unwrap();
-        acked.push(name);
-    }
-    assert!(readyz(&c).0);
+    let (_images, fs, mut c, mut acked) = server_on_loop_disk();
 
     // The disk fills up: writes keep being tried until the store refuses one (SQLite
     // reuses the space its log already holds first), and every one acknowledged
@@ -233,17 +238,7 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
 
 #[test]
 fn read_only_disk_fails_writes_keeps_reads_and_restarts_whole() {
-    let images = tempfile::tempdir().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fs = LoopFs::new(images.path().join("disk.img"), dir.path().join("data"));
-    let mut c = Cluster::start_in(dir, &["server"]);
-    let mut acked = Vec::new();
-    for i in 0..20 {
-        let name = format!("cm-{i}");
-        create_configmap(&c, &name).unwrap();
-        acked.push(name);
-    }
-    assert!(readyz(&c).0);
+    let (_images, fs, mut c, mut acked) = server_on_loop_disk();
 
     fs.fail();
     writes_refused_reads_served(
