@@ -58,6 +58,7 @@ pub(crate) async fn run<R: Reconcile>(
     );
     let mut dirty = Dirty::new();
     let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
+    let requeue = crate::owner::Requeue::new(requeue_tx);
     let mut resync = tokio::time::interval(RESYNC);
     let observe = |r: &mut R, dirty: &mut Dirty, (i, c): (usize, Change)| {
         if i > 0 {
@@ -105,7 +106,7 @@ pub(crate) async fn run<R: Reconcile>(
                 }
             }
             if let Some(after) = r.sync(&key, owner).await {
-                crate::owner::requeue(&requeue_tx, key, after);
+                requeue.after(key, after);
             }
         }
     }
@@ -145,6 +146,7 @@ pub(crate) async fn run_keyed<K: Keyed>(
     let mut ready = false;
     let mut dirty = Dirty::new();
     let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<String>();
+    let requeue = crate::owner::Requeue::new(requeue_tx);
     let mut resync = tokio::time::interval(RESYNC);
     let mut observe = |k: &mut K, dirty: &mut Dirty, (i, c): (usize, Change)| {
         if matches!(c, Change::Reset(_)) {
@@ -178,7 +180,7 @@ pub(crate) async fn run_keyed<K: Keyed>(
         }
         for key in std::mem::take(&mut dirty) {
             if let Some(after) = k.sync(&key).await {
-                crate::owner::requeue(&requeue_tx, key, after);
+                requeue.after(key, after);
             }
         }
     }

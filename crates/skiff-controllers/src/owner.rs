@@ -5,6 +5,7 @@
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// An object's managing controller (the ownerReference with `controller: true`).
@@ -127,14 +128,56 @@ pub fn object_path(api_version: &str, plural: &str, obj: &Value) -> String {
     }
 }
 
-/// Sends `key` back to a controller's queue after `after` (minReadySeconds, deadlines,
-/// back-off, the next schedule).
-pub fn requeue(tx: &tokio::sync::mpsc::UnboundedSender<String>, key: String, after: Duration) {
-    let tx = tx.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let _ = tx.send(key);
-    });
+/// Sends keys back to a controller's queue after a delay (minReadySeconds, deadlines,
+/// back-off, the next schedule), at most one wait per key: asked again for a key already
+/// due as soon, it changes nothing, as client-go's delaying queue keeps an item's
+/// earliest ready time. Every sync of a Deployment in progress asks again, and one
+/// sleeping task per ask piled up by the thousand in the soak.
+#[derive(Clone)]
+pub struct Requeue {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    due: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+}
+
+impl Requeue {
+    pub fn new(tx: tokio::sync::mpsc::UnboundedSender<String>) -> Requeue {
+        Requeue {
+            tx,
+            due: Default::default(),
+        }
+    }
+
+    pub fn after(&self, key: String, after: Duration) {
+        let at = tokio::time::Instant::now() + after;
+        {
+            let mut due = self.due.lock().expect("not poisoned");
+            if due.get(&key).is_some_and(|d| *d <= at) {
+                return;
+            }
+            due.insert(key.clone(), at);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            // A sooner wait for the key may have fired (and removed it) meanwhile.
+            let mine = {
+                let mut due = this.due.lock().expect("not poisoned");
+                let mine = due.get(&key) == Some(&at);
+                if mine {
+                    due.remove(&key);
+                }
+                mine
+            };
+            if mine {
+                let _ = this.tx.send(key);
+            }
+        });
+    }
+
+    /// Keys waiting (for tests).
+    pub fn waiting(&self) -> usize {
+        self.due.lock().expect("not poisoned").len()
+    }
 }
 
 /// The pods among `pods` named in `names`, in that order.
@@ -356,6 +399,27 @@ pub async fn put_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_key_waits_once_until_its_earliest_time() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let q = Requeue::new(tx);
+        let ms = Duration::from_millis;
+        q.after("k".into(), ms(300));
+        q.after("k".into(), ms(600)); // later: nothing changes
+        q.after("k".into(), ms(100)); // sooner: this one counts
+        q.after("other".into(), ms(100));
+        assert_eq!(q.waiting(), 2);
+        let t0 = tokio::time::Instant::now();
+        let mut got = Vec::new();
+        while let Ok(Some(k)) = tokio::time::timeout(ms(900), rx.recv()).await {
+            got.push(k);
+        }
+        got.sort();
+        assert_eq!(got, ["k", "other"], "each key once");
+        assert!(t0.elapsed() >= ms(900), "listened past every wait");
+        assert_eq!(q.waiting(), 0);
+    }
 
     #[test]
     fn expectations_hold_a_sync_until_seen() {
