@@ -308,9 +308,7 @@ pub async fn run(
         informers.watch("/api/v1/nodes"),
         informers.watch_view(
             "/api/v1/pods",
-            View {
-                only: Some(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
-            },
+            View::only(|p| claim::owned_by_or_orphan(p, "DaemonSet")),
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];

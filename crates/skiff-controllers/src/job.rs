@@ -639,9 +639,7 @@ pub async fn run(
         informers.watch("/apis/batch/v1/jobs"),
         informers.watch_view(
             "/api/v1/pods",
-            View {
-                only: Some(|p| claim::owned_by_or_orphan(p, "Job")),
-            },
+            View::only(|p| claim::owned_by_or_orphan(p, "Job")),
         ),
     ];
     let controller = Controller {

@@ -174,8 +174,8 @@ impl Requeue {
         });
     }
 
-    /// Keys waiting (for tests).
-    pub fn waiting(&self) -> usize {
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.due.lock().expect("not poisoned").len()
     }
 }

@@ -288,9 +288,7 @@ pub async fn run(
         informers.watch("/apis/apps/v1/statefulsets"),
         informers.watch_view(
             "/api/v1/pods",
-            View {
-                only: Some(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
-            },
+            View::only(|p| claim::owned_by_or_orphan(p, "StatefulSet")),
         ),
         informers.watch("/apis/apps/v1/controllerrevisions"),
     ];
