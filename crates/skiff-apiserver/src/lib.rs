@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod eventttl;
 pub mod flowcontrol;
 pub mod handlers;
+pub mod httpconn;
 pub mod identity;
 pub mod kinds;
 pub mod metrics;

@@ -5,7 +5,6 @@ use crate::cache::WatchCache;
 use crate::metrics::Metrics;
 use anyhow::Context;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use skiff_pki::{ClusterPki, TokenAuthenticator};
 use skiff_store::Store;
 use std::net::{IpAddr, SocketAddr};
@@ -281,7 +280,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = crate::handlers::router(api.clone());
-    let builder = Arc::new(http_builder());
+    let protocols = Arc::new(crate::httpconn::Protocols::new());
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (tcp, peer) = tokio::select! {
@@ -303,9 +302,9 @@ async fn accept_loop(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
-        let builder = builder.clone();
+        let protocols = protocols.clone();
         let api = api.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
@@ -332,15 +331,7 @@ async fn accept_loop(
                 req.extensions_mut().insert(Peer(peer));
                 router.clone().oneshot(req.map(axum::body::Body::new))
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended with error") },
-                _ = shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), conn).await;
-                }
-            }
+            protocols.serve(tls, svc, shutdown).await;
         });
     }
 }
@@ -371,26 +362,6 @@ impl Drop for Open {
 /// (further ones are closed at once until handshakes finish).
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 1024;
-
-/// HTTP/1.1 and HTTP/2 with bounds like kube-apiserver's: request headers read within
-/// 32 s (its `ReadHeaderTimeout`) and at most hyper's ~400 KiB buffer on HTTP/1.1 (which
-/// also bounds what a connection queues for a slow reader) or 256 KiB on HTTP/2 (Go's
-/// `MaxHeaderBytes` is 1 MiB), 250 streams per HTTP/2 connection, and HTTP/2
-/// connections that stop answering pings closed.
-fn http_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    use hyper_util::rt::TokioTimer;
-    let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(32));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(256 << 10)
-        .max_concurrent_streams(250)
-        .keep_alive_interval(std::time::Duration::from_secs(30))
-        .keep_alive_timeout(std::time::Duration::from_secs(20));
-    b
-}
 
 /// A `tower::Service` that hands requests straight to the router: no TCP, TLS or HTTP
 /// framing, which at thousands of binds a second is a third of a request's CPU. Every

@@ -26,22 +26,6 @@ pub const ANNOTATION_LEADER: &str = "control-plane.alpha.kubernetes.io/leader";
 pub const IPV4: &str = "IPv4";
 pub const IPV6: &str = "IPv6";
 
-/// The pod fields the endpoint controllers' informer views keep.
-pub const POD_FIELDS: &[&str] = &[
-    "metadata.uid",
-    "metadata.labels",
-    "metadata.deletionTimestamp",
-    "spec.nodeName",
-    "spec.hostname",
-    "spec.subdomain",
-    "spec.containers",
-    "spec.initContainers",
-    "status.phase",
-    "status.podIP",
-    "status.podIPs",
-    "status.conditions",
-];
-
 /// A container port a Service's named `targetPort` may refer to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NamedPort {

@@ -28,6 +28,7 @@ pub mod revisions;
 pub mod scheduler;
 pub mod servicelb;
 pub mod statefulset;
+pub mod trim;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {

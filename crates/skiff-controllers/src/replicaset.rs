@@ -74,6 +74,9 @@ fn restarts(p: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// Pods with a lower cost go first when a set scales down.
+pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
 /// Sorts `pods` most deletable first, as Kubernetes' `ActivePodsWithRanks`; `rank` is
 /// how many of the set share each pod's node.
 pub fn sort_for_deletion(pods: &mut [&Value]) {
@@ -90,7 +93,7 @@ pub fn sort_for_deletion(pods: &mut [&Value]) {
             Some("Running") => 2,
             _ => 1,
         };
-        let cost: i64 = p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
+        let cost: i64 = p["metadata"]["annotations"][POD_DELETION_COST]
             .as_str()
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);

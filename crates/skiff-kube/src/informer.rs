@@ -6,6 +6,10 @@
 //!
 //! Subscribers that arrive once the first list has been handed out get a reflector of
 //! their own (a late start costs one more list-watch, never a missed object).
+//!
+//! A collection may have a [`Transform`], applied to each object once before it is
+//! shared, as client-go's `SetTransform`: the controller manager drops the pod and node
+//! fields none of its loops read, which is most of a pod.
 
 use crate::reflect::{self, Change};
 use parking_lot::Mutex;
@@ -109,11 +113,15 @@ struct Hub {
     listed: bool,
 }
 
+/// Rewrites an object in place before any subscriber sees it.
+pub type Transform = fn(&mut Value);
+
 /// The shared reflectors of one client, by collection path.
 #[derive(Clone)]
 pub struct Informers {
     client: kube::Client,
     hubs: Arc<Mutex<HashMap<String, Arc<Mutex<Hub>>>>>,
+    transforms: HashMap<String, Transform>,
 }
 
 impl Informers {
@@ -121,7 +129,15 @@ impl Informers {
         Informers {
             client,
             hubs: Default::default(),
+            transforms: HashMap::new(),
         }
+    }
+
+    /// Every object at `path` passes through `t` before it is shared (set before the
+    /// first subscriber).
+    pub fn with_transform(mut self, path: &str, t: Transform) -> Informers {
+        self.transforms.insert(path.to_string(), t);
+        self
     }
 
     /// Every object at `path` (a collection URL such as `/api/v1/pods`), whole.
@@ -133,10 +149,11 @@ impl Informers {
     pub fn watch_view(&self, path: &str, view: View) -> Changes {
         let (tx, rx) = mpsc::unbounded_channel();
         let sub = Sub::new(view, tx);
+        let transform = self.transforms.get(path).copied();
         let mut hubs = self.hubs.lock();
         let hub = hubs.entry(path.to_string()).or_insert_with(|| {
             let hub = Arc::new(Mutex::new(Hub::default()));
-            spawn_hub(self.client.clone(), path, hub.clone());
+            spawn_hub(self.client.clone(), path, hub.clone(), transform);
             hub
         });
         let mut h = hub.lock();
@@ -146,7 +163,7 @@ impl Informers {
                 subs: vec![sub],
                 listed: false,
             }));
-            spawn_hub(self.client.clone(), path, own);
+            spawn_hub(self.client.clone(), path, own, transform);
         } else {
             h.subs.push(sub);
         }
@@ -154,10 +171,28 @@ impl Informers {
     }
 }
 
-fn spawn_hub(client: kube::Client, path: &str, hub: Arc<Mutex<Hub>>) {
+/// `c` with `t` applied to its objects; they come straight from the decoder, so this
+/// rewrites them in place rather than copying.
+fn transformed(c: Change, t: Transform) -> Change {
+    let one = |mut o: Arc<Value>| {
+        t(Arc::make_mut(&mut o));
+        o
+    };
+    match c {
+        Change::Reset(items) => Change::Reset(items.into_iter().map(one).collect()),
+        Change::Apply(o) => Change::Apply(one(o)),
+        Change::Delete(o) => Change::Delete(one(o)),
+    }
+}
+
+fn spawn_hub(client: kube::Client, path: &str, hub: Arc<Mutex<Hub>>, t: Option<Transform>) {
     let mut upstream = reflect::watch_values(client, path, None);
     tokio::spawn(async move {
         while let Some(c) = upstream.recv().await {
+            let c = match t {
+                Some(t) => transformed(c, t),
+                None => c,
+            };
             let mut h = hub.lock();
             h.listed = true;
             h.subs.retain_mut(|s| match s.shown(&c) {
@@ -197,6 +232,35 @@ mod tests {
         }
         assert!(only.apply(&Change::Apply(other.clone())).is_none());
         assert!(only.apply(&Change::Delete(other)).is_none());
+    }
+
+    #[test]
+    fn a_transform_rewrites_every_object_without_copying_it() {
+        fn drop_status(o: &mut Value) {
+            o.as_object_mut().map(|m| m.remove("status"));
+        }
+        let a = Arc::new(json!({"metadata": {"name": "a"}, "status": {"x": 1}}));
+        let at = Arc::as_ptr(&a);
+        let want = json!({"metadata": {"name": "a"}});
+        match transformed(Change::Reset(vec![a]), drop_status) {
+            Change::Reset(items) => {
+                assert_eq!(*items[0], want);
+                assert!(
+                    std::ptr::eq(Arc::as_ptr(&items[0]), at),
+                    "rewritten in place"
+                );
+            }
+            c => panic!("{c:?}"),
+        }
+        for c in [
+            Change::apply(json!({"metadata": {"name": "a"}, "status": {}})),
+            Change::delete(json!({"metadata": {"name": "a"}, "status": {}})),
+        ] {
+            match transformed(c, drop_status) {
+                Change::Apply(o) | Change::Delete(o) => assert_eq!(*o, want),
+                c => panic!("{c:?}"),
+            }
+        }
     }
 
     #[test]

@@ -4,4 +4,5 @@
 pub mod events;
 pub mod h2;
 pub mod informer;
+pub mod keep;
 pub mod reflect;

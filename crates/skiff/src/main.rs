@@ -683,7 +683,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     let controller_manager = loopback("system:kube-controller-manager");
     let enabled = |c: &str| !a.disable.iter().any(|d| d == c || d == "all");
     // One list-watch per collection for all of the controller manager's loops.
-    let informers = skiff_controllers::Informers::new(controller_manager.clone());
+    let informers = skiff_controllers::trim::informers(controller_manager.clone());
     // Each runs only while this server holds its Lease (kube-controller-manager,
     // kube-scheduler in kube-system), so several servers can share a store.
     let mut manager: Vec<Start> = Vec::new();
