@@ -60,6 +60,8 @@ pub struct AgentOptions {
     pub backend: crate::podnet::Backend,
     /// The node's resolver config (pods with `dnsPolicy: Default`).
     pub resolv_conf: PathBuf,
+    /// Enforce NetworkPolicies (off: `--disable network-policy`, and no table is left).
+    pub network_policy: bool,
 }
 
 struct Ctx {
@@ -72,6 +74,8 @@ struct Ctx {
     tokens: crate::tokens::TokenManager,
     /// The CNI config is written (pods off the host network can get a sandbox).
     network_ready: watch::Receiver<bool>,
+    /// NetworkPolicy enforcement, when on.
+    netpol: Option<crate::netpol::Enforcer>,
 }
 
 fn key_of(p: &Value) -> String {
@@ -200,7 +204,20 @@ pub async fn run(
         shutdown.clone(),
     );
 
+    let netpol = if opts.network_policy {
+        let cleanup = !opts.leave_running;
+        Some(crate::netpol::spawn(
+            client.clone(),
+            spec.name.clone(),
+            cleanup,
+            shutdown.clone(),
+        ))
+    } else {
+        crate::netpol::remove().await;
+        None
+    };
     let ctx = Arc::new(Ctx {
+        netpol,
         recorder: Recorder::new(client.clone(), "kubelet"),
         client: client.clone(),
         runtime,
@@ -1029,6 +1046,9 @@ async fn sync(
                         );
                         continue;
                     }
+                    if !isolated(ctx, pod, &sb.ip).await {
+                        continue;
+                    }
                     if *attempt > 0 {
                         backoff.restarted(name);
                     }
@@ -1273,6 +1293,20 @@ fn waiting_reasons(
 
 /// Image policy, env, create and start; a failure comes back as the container's waiting
 /// reason, with kubelet's events on the way.
+/// Whether the pod's NetworkPolicy rules are in place (always, for host-network pods
+/// and with enforcement off): no container starts before they are.
+async fn isolated(ctx: &Ctx, pod: &Value, sandbox_ip: &str) -> bool {
+    let Some(np) = &ctx.netpol else { return true };
+    if criconv::host_network(pod) {
+        return true;
+    }
+    let ips: Vec<std::net::IpAddr> = sandbox_ip.parse().into_iter().collect();
+    match crate::netpol::view(pod, &ips) {
+        Some(view) => np.admit(view).await,
+        None => false,
+    }
+}
+
 async fn start_container(
     ctx: &Ctx,
     pod: &Value,

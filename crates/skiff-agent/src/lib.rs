@@ -13,6 +13,7 @@ pub mod host;
 pub mod iproute;
 pub mod kubelet;
 pub mod logs;
+pub mod netpol;
 pub mod network;
 pub mod node;
 pub mod pod;

@@ -23,6 +23,9 @@ pub const NODES: &str = "system:nodes";
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 
 const AGENT_DNS_ENDPOINTS: &str = "skiff:agent:dns-endpoints";
+/// What a node enforcing NetworkPolicies reads (k3s grants its embedded policy
+/// controller the same through `system:k3s-controller`).
+const NETWORK_POLICY: &str = "skiff:network-policy";
 
 /// The controllers skiff runs, by their service account in kube-system.
 pub const CONTROLLERS: &[&str] = &[
@@ -508,6 +511,16 @@ fn system_roles() -> Vec<ClusterRole> {
             ])],
         ),
         cluster_role("system:node", &[], node()),
+        cluster_role(
+            NETWORK_POLICY,
+            &[],
+            vec![
+                rule(READ).groups(&[""]).resources(&["pods", "namespaces"]),
+                rule(READ)
+                    .groups(&["networking.k8s.io"])
+                    .resources(&["networkpolicies"]),
+            ],
+        ),
         cluster_role(
             "system:node-bootstrapper",
             &[],
@@ -1102,6 +1115,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         // its pods, so nodes hold what kube-proxy and kube-dns hold in Kubernetes.
         ("skiff:node:node-proxier", "system:node-proxier", NODES),
         ("skiff:node:kube-dns", "system:kube-dns", NODES),
+        ("skiff:node:network-policy", NETWORK_POLICY, NODES),
     ] {
         let mut b = cluster_binding(name, vec![group(subject)]);
         b.role_ref.name = role.into();

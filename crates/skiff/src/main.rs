@@ -265,6 +265,10 @@ struct AgentArgs {
     /// (`<data-dir>/agent`).
     #[arg(long, env = "SKIFF_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Parts of the node not to run: `network-policy` (NetworkPolicies are then not
+    /// enforced, and a table an earlier run left is removed).
+    #[arg(long = "disable", value_delimiter = ',')]
+    disable: Vec<String>,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -297,7 +301,7 @@ struct ServerArgs {
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
     /// `endpointslice`, `endpointslicemirroring`, `service-lb`,
     /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`, `csrcleaner`; `all`
-    /// for none.
+    /// for none. With `skiff up`, also `network-policy` (the node's enforcement).
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Authorizers in order (kube-apiserver's `--authorization-mode`): `Node`, `RBAC`,
@@ -912,7 +916,8 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             }
             None => {
                 let node = node.expect("a node when not simulating");
-                let opts = agent_options(&node, &data_dir, &ca)?;
+                let mut opts = agent_options(&node, &data_dir, &ca)?;
+                opts.network_policy = enabled("network-policy");
                 let task = spawn_agent(api, bootstrap, opts, stop_rx.clone());
                 controllers.push(task);
             }
@@ -998,7 +1003,8 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
             tracing::warn!(path = %agent_dir.display(), "was readable by other users; now by its owner only");
         }
         skiff_pki::private::create_private_dir(&agent_dir)?;
-        let opts = agent_options(&a.node, &data_dir, &ca)?;
+        let mut opts = agent_options(&a.node, &data_dir, &ca)?;
+        opts.network_policy = !a.disable.iter().any(|d| d == "network-policy");
         spawn_agent(api, bootstrap, opts, stop_rx)
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -1149,5 +1155,6 @@ fn agent_options(
         cgroup_root: node.cgroup_root.clone(),
         backend: node.flannel_backend,
         resolv_conf: node.resolv_conf.clone(),
+        network_policy: true,
     })
 }
