@@ -104,73 +104,62 @@ fn key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-impl State {
-    fn apply<T: k8s_openapi::serde::de::DeserializeOwned>(
-        c: Change,
-        map: &mut BTreeMap<String, T>,
-    ) {
-        let decode = |o: &Value| T::deserialize(o).ok().map(|t| (reflect::key(o), t));
-        match c {
-            Change::Reset(items) => *map = items.iter().filter_map(|o| decode(o)).collect(),
-            Change::Apply(o) => map.extend(decode(&o)),
-            Change::Delete(o) => {
-                map.remove(&reflect::key(&*o));
-            }
+/// Applies `c` to `map`, each object decoded as `T` and kept as `keep` makes it; the
+/// keys deleted (one, or with a reset every key no longer there) are returned.
+fn absorb<T: k8s_openapi::serde::de::DeserializeOwned, V>(
+    c: Change,
+    map: &mut BTreeMap<String, V>,
+    keep: impl Fn(&str, T) -> V,
+) -> Vec<String> {
+    let decode = |o: &Value| {
+        let k = reflect::key(o);
+        T::deserialize(o).ok().map(|t| {
+            let v = keep(&k, t);
+            (k, v)
+        })
+    };
+    match c {
+        Change::Reset(items) => {
+            let new: BTreeMap<String, V> = items.iter().filter_map(|o| decode(o)).collect();
+            let gone = map
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            *map = new;
+            gone
+        }
+        Change::Apply(o) => {
+            map.extend(decode(&o));
+            Vec::new()
+        }
+        Change::Delete(o) => {
+            let k = reflect::key(&*o);
+            map.remove(&k);
+            vec![k]
         }
     }
+}
 
+impl State {
     fn pods_change(&mut self, c: Change) {
-        let mut typed = BTreeMap::new();
-        let reset = matches!(c, Change::Reset(_));
-        let deleted = match &c {
-            Change::Delete(o) => Some(reflect::key(&**o)),
-            _ => None,
-        };
-        State::apply::<Pod>(c, &mut typed);
-        if reset {
-            self.pods.clear();
-        }
-        if let Some(k) = deleted {
-            self.pods.remove(&k);
-            self.admitted.remove(&k);
-        }
-        for (k, p) in typed {
-            let node = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default();
-            let v = view_of(&p);
-            if !v.ips.is_empty() {
-                self.admitted.remove(&k);
-            }
-            self.pods.insert(k, (node, v));
-        }
+        let gone = absorb(c, &mut self.pods, |_, p: Pod| {
+            let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+            (node.unwrap_or_default(), view_of(&p))
+        });
+        // An admitted pod is dropped once the API shows it with its address, or gone.
+        let pods = &self.pods;
+        self.admitted
+            .retain(|k, _| !gone.contains(k) && pods.get(k).is_none_or(|(_, p)| p.ips.is_empty()));
     }
 
     fn namespaces_change(&mut self, c: Change) {
-        let mut typed = BTreeMap::new();
-        let reset = matches!(c, Change::Reset(_));
-        let deleted = match &c {
-            Change::Delete(o) => Some(reflect::key(&**o)),
-            _ => None,
-        };
-        State::apply::<Namespace>(c, &mut typed);
-        if reset {
-            self.namespaces.clear();
-        }
-        if let Some(k) = deleted {
-            self.namespaces.remove(&k);
-        }
-        for (k, n) in typed {
-            self.namespaces.insert(
-                k.clone(),
-                skiff_netpol::Namespace {
-                    name: k,
-                    labels: n.metadata.labels.unwrap_or_default(),
-                },
-            );
-        }
+        absorb(c, &mut self.namespaces, |name, n: Namespace| {
+            skiff_netpol::Namespace {
+                name: name.to_string(),
+                labels: n.metadata.labels.unwrap_or_default(),
+            }
+        });
     }
 
     /// The table for `node`'s pods.
@@ -250,7 +239,7 @@ async fn run(
         tokio::select! {
             Some(c) = policies.recv() => {
                 st.listed[0] |= matches!(c, Change::Reset(_));
-                State::apply(c, &mut st.policies);
+                absorb(c, &mut st.policies, |_, p: NetworkPolicy| p);
             }
             Some(c) = pods.recv() => {
                 st.listed[1] |= matches!(c, Change::Reset(_));
@@ -287,5 +276,66 @@ async fn run(
     }
     if cleanup {
         remove().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, ip: Option<&str>) -> Value {
+        let mut p = json!({"metadata": {"name": name, "namespace": "ns", "labels": {"app": name}},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {}});
+        if let Some(ip) = ip {
+            p["status"]["podIP"] = json!(ip);
+        }
+        p
+    }
+
+    fn listed() -> State {
+        let mut st = State::default();
+        let deny =
+            json!({"metadata": {"name": "deny", "namespace": "ns"}, "spec": {"podSelector": {}}});
+        absorb(
+            Change::reset(vec![deny]),
+            &mut st.policies,
+            |_, p: NetworkPolicy| p,
+        );
+        st.namespaces_change(Change::reset(vec![json!({"metadata": {"name": "ns"}})]));
+        st.pods_change(Change::reset(vec![pod(
+            "elsewhere",
+            "n2",
+            Some("10.42.1.5"),
+        )]));
+        st
+    }
+
+    #[test]
+    fn an_admitted_pod_is_isolated_before_the_api_has_its_address() {
+        let mut st = listed();
+        assert!(!st.ruleset("n1").contains("in-10.42.0.9"));
+        // Each node's table holds its own pods only.
+        assert!(st.ruleset("n2").contains("in-10.42.1.5"));
+        assert!(!st.ruleset("n1").contains("in-10.42.1.5"));
+        // The API knows the pod, not yet its address: the sandbox's is handed over.
+        st.pods_change(Change::apply(pod("new", "n1", None)));
+        let view = view(&pod("new", "n1", None), &["10.42.0.9".parse().unwrap()]).unwrap();
+        st.admitted.insert(key("ns", "new"), view);
+        assert!(st.ruleset("n1").contains("in-10.42.0.9"));
+        // Once the API shows the address, the API's copy is what counts.
+        st.pods_change(Change::apply(pod("new", "n1", Some("10.42.0.9"))));
+        assert!(st.admitted.is_empty());
+        assert!(st.ruleset("n1").contains("in-10.42.0.9"));
+        // Deleted, it is gone from the table.
+        st.pods_change(Change::delete(pod("new", "n1", Some("10.42.0.9"))));
+        assert!(!st.ruleset("n1").contains("10.42.0.9"));
+        // An admitted pod deleted before the API showed its address goes too.
+        st.admitted.insert(
+            key("ns", "gone"),
+            view_of(&Pod::deserialize(&pod("gone", "n1", Some("10.42.0.7"))).unwrap()),
+        );
+        st.pods_change(Change::delete(pod("gone", "n1", None)));
+        assert!(st.admitted.is_empty());
     }
 }
