@@ -1291,8 +1291,6 @@ fn waiting_reasons(
     out
 }
 
-/// Image policy, env, create and start; a failure comes back as the container's waiting
-/// reason, with kubelet's events on the way.
 /// Whether the pod's NetworkPolicy rules are in place (always, for host-network pods
 /// and with enforcement off): no container starts before they are.
 async fn isolated(ctx: &Ctx, pod: &Value, sandbox_ip: &str) -> bool {
@@ -1307,6 +1305,8 @@ async fn isolated(ctx: &Ctx, pod: &Value, sandbox_ip: &str) -> bool {
     }
 }
 
+/// Image policy, env, create and start; a failure comes back as the container's waiting
+/// reason, with kubelet's events on the way.
 async fn start_container(
     ctx: &Ctx,
     pod: &Value,
