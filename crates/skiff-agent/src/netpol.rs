@@ -91,6 +91,8 @@ fn view_of(p: &Pod) -> skiff_netpol::Pod {
 #[derive(Default)]
 struct State {
     policies: BTreeMap<String, NetworkPolicy>,
+    /// `policies` read once per change of theirs, not per pod event.
+    compiled: Policies,
     /// Every pod, with the node it is on.
     pods: BTreeMap<String, (String, skiff_netpol::Pod)>,
     namespaces: BTreeMap<String, skiff_netpol::Namespace>,
@@ -142,6 +144,11 @@ fn absorb<T: k8s_openapi::serde::de::DeserializeOwned, V>(
 }
 
 impl State {
+    fn policies_change(&mut self, c: Change) {
+        absorb(c, &mut self.policies, |_, p: NetworkPolicy| p);
+        self.compiled = Policies::new(self.policies.values());
+    }
+
     fn pods_change(&mut self, c: Change) {
         let gone = absorb(c, &mut self.pods, |_, p: Pod| {
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
@@ -174,7 +181,6 @@ impl State {
         }
         let pods: Vec<skiff_netpol::Pod> = all.values().map(|p| (*p).clone()).collect();
         let namespaces: Vec<_> = self.namespaces.values().cloned().collect();
-        let compiled = Policies::new(self.policies.values());
         let mine = self
             .pods
             .iter()
@@ -187,7 +193,7 @@ impl State {
             .values()
             .filter(|p| !p.host_network)
             .flat_map(|p| {
-                let iso = skiff_netpol::evaluate(&compiled, p, &pods, &namespaces);
+                let iso = skiff_netpol::evaluate(&self.compiled, p, &pods, &namespaces);
                 p.ips.iter().map(move |ip| (*ip, iso.clone()))
             })
             .filter(|(_, iso)| iso.ingress.is_some() || iso.egress.is_some())
@@ -239,7 +245,7 @@ async fn run(
         tokio::select! {
             Some(c) = policies.recv() => {
                 st.listed[0] |= matches!(c, Change::Reset(_));
-                absorb(c, &mut st.policies, |_, p: NetworkPolicy| p);
+                st.policies_change(c);
             }
             Some(c) = pods.recv() => {
                 st.listed[1] |= matches!(c, Change::Reset(_));
@@ -297,11 +303,7 @@ mod tests {
         let mut st = State::default();
         let deny =
             json!({"metadata": {"name": "deny", "namespace": "ns"}, "spec": {"podSelector": {}}});
-        absorb(
-            Change::reset(vec![deny]),
-            &mut st.policies,
-            |_, p: NetworkPolicy| p,
-        );
+        st.policies_change(Change::reset(vec![deny]));
         st.namespaces_change(Change::reset(vec![json!({"metadata": {"name": "ns"}})]));
         st.pods_change(Change::reset(vec![pod(
             "elsewhere",

@@ -224,18 +224,21 @@ fn resolve(ports: &Option<Vec<Port>>, on: Option<&Pod>) -> Option<Vec<PortRange>
             .iter()
             .filter_map(|p| match p {
                 Port::Numbers(r) => Some(*r),
-                Port::Named(protocol, name) => {
-                    let port = on?.named_port(name, *protocol)?;
-                    Some(PortRange {
-                        protocol: *protocol,
-                        first: port,
-                        last: port,
-                    })
-                }
+                Port::Named(protocol, name) => named(*protocol, name, on?),
                 Port::Nothing => None,
             })
             .collect(),
     )
+}
+
+/// A named port as `on` has it, if it does.
+fn named(protocol: Protocol, name: &str, on: &Pod) -> Option<PortRange> {
+    let port = on.named_port(name, protocol)?;
+    Some(PortRange {
+        protocol,
+        first: port,
+        last: port,
+    })
 }
 
 /// The named ports of `ports` as `on` has them.
@@ -243,11 +246,7 @@ fn named_on(ports: &[Port], on: &Pod) -> Vec<PortRange> {
     ports
         .iter()
         .filter_map(|p| match p {
-            Port::Named(protocol, name) => Some(PortRange {
-                protocol: *protocol,
-                first: on.named_port(name, *protocol)?,
-                last: on.named_port(name, *protocol)?,
-            }),
+            Port::Named(protocol, name) => named(*protocol, name, on),
             _ => None,
         })
         .collect()
