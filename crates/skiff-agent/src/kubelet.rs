@@ -62,6 +62,8 @@ pub struct AgentOptions {
     pub resolv_conf: PathBuf,
     /// Enforce NetworkPolicies (off: `--disable network-policy`, and no table is left).
     pub network_policy: bool,
+    /// The built-in Ingress controller's listeners (both 0: not run).
+    pub ingress: skiff_ingress::server::Ports,
 }
 
 struct Ctx {
@@ -204,6 +206,7 @@ pub async fn run(
         shutdown.clone(),
     );
 
+    let ingress = crate::ingress::start(&client, &catalog, &spec.name, opts.ingress, &shutdown);
     let netpol = if opts.network_policy {
         let cleanup = !opts.leave_running;
         Some(crate::netpol::spawn(
@@ -346,6 +349,7 @@ pub async fn run(
         let _ = s.await;
     }
     let _ = proxy.await;
+    ingress.stopped().await;
     // The host network is set up by the join task: it must be done before it is
     // removed, or a table it adds afterwards outlives the agent.
     if tokio::time::timeout(Duration::from_secs(10), join)

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod fake;
 pub mod hooks;
 pub mod host;
+pub mod ingress;
 pub mod iproute;
 pub mod kubelet;
 pub mod logs;

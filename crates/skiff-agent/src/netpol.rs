@@ -106,51 +106,14 @@ fn key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// Applies `c` to `map`, each object decoded as `T` and kept as `keep` makes it; the
-/// keys deleted (one, or with a reset every key no longer there) are returned.
-fn absorb<T: k8s_openapi::serde::de::DeserializeOwned, V>(
-    c: Change,
-    map: &mut BTreeMap<String, V>,
-    keep: impl Fn(&str, T) -> V,
-) -> Vec<String> {
-    let decode = |o: &Value| {
-        let k = reflect::key(o);
-        T::deserialize(o).ok().map(|t| {
-            let v = keep(&k, t);
-            (k, v)
-        })
-    };
-    match c {
-        Change::Reset(items) => {
-            let new: BTreeMap<String, V> = items.iter().filter_map(|o| decode(o)).collect();
-            let gone = map
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect();
-            *map = new;
-            gone
-        }
-        Change::Apply(o) => {
-            map.extend(decode(&o));
-            Vec::new()
-        }
-        Change::Delete(o) => {
-            let k = reflect::key(&*o);
-            map.remove(&k);
-            vec![k]
-        }
-    }
-}
-
 impl State {
     fn policies_change(&mut self, c: Change) {
-        absorb(c, &mut self.policies, |_, p: NetworkPolicy| p);
+        reflect::absorb(c, &mut self.policies, |_, p: NetworkPolicy| p);
         self.compiled = Policies::new(self.policies.values());
     }
 
     fn pods_change(&mut self, c: Change) {
-        let gone = absorb(c, &mut self.pods, |_, p: Pod| {
+        let gone = reflect::absorb(c, &mut self.pods, |_, p: Pod| {
             let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
             (node.unwrap_or_default(), view_of(&p))
         });
@@ -161,7 +124,7 @@ impl State {
     }
 
     fn namespaces_change(&mut self, c: Change) {
-        absorb(c, &mut self.namespaces, |name, n: Namespace| {
+        reflect::absorb(c, &mut self.namespaces, |name, n: Namespace| {
             skiff_netpol::Namespace {
                 name: name.to_string(),
                 labels: n.metadata.labels.unwrap_or_default(),
@@ -241,47 +204,74 @@ async fn run(
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut applied: Option<String> = None;
     let mut retry = tokio::time::interval(Duration::from_secs(5));
+    let mut dirty = false;
     loop {
+        // Biased: a burst of changes is taken whole before the one recompute it needs
+        // (with a thousand policies a recompute is milliseconds, a change microseconds).
         tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
             Some(c) = policies.recv() => {
                 st.listed[0] |= matches!(c, Change::Reset(_));
                 st.policies_change(c);
+                dirty = true;
             }
             Some(c) = pods.recv() => {
                 st.listed[1] |= matches!(c, Change::Reset(_));
                 st.pods_change(c);
+                dirty = true;
             }
             Some(c) = namespaces.recv() => {
                 st.listed[2] |= matches!(c, Change::Reset(_));
                 st.namespaces_change(c);
+                dirty = true;
             }
             Some((pod, done)) = admits.recv() => {
                 st.admitted.insert(key(&pod.namespace, &pod.name), pod);
                 waiting.push(done);
+                dirty = true;
             }
             // An apply that failed is tried again.
-            _ = retry.tick(), if applied.is_none() => {}
-            _ = shutdown.changed() => break,
-        }
-        if !st.listed.iter().all(|l| *l) {
-            continue;
-        }
-        let want = st.ruleset(&node);
-        if applied.as_ref() != Some(&want) {
-            match crate::iproute::nft(&want).await {
-                Ok(()) => applied = Some(want),
-                Err(e) => {
-                    tracing::warn!(error = %e, "network policy rules not applied; retrying");
-                    continue;
+            _ = retry.tick(), if applied.is_none() => dirty = true,
+            _ = std::future::ready(()), if dirty && st.listed.iter().all(|l| *l) => {
+                dirty = false;
+                if sync(&st, &node, &mut applied).await {
+                    for w in waiting.drain(..) {
+                        let _ = w.send(());
+                    }
                 }
             }
-        }
-        for w in waiting.drain(..) {
-            let _ = w.send(());
         }
     }
     if cleanup {
         remove().await;
+    }
+}
+
+/// Brings the node's table to what `st` says; whether it now is.
+async fn sync(st: &State, node: &str, applied: &mut Option<String>) -> bool {
+    let t = std::time::Instant::now();
+    let want = st.ruleset(node);
+    if applied.as_ref() == Some(&want) {
+        return true;
+    }
+    let computed = t.elapsed();
+    match crate::iproute::nft(&want).await {
+        Ok(()) => {
+            tracing::info!(
+                bytes = want.len(),
+                compute_ms = computed.as_secs_f64() * 1e3,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "network policies applied"
+            );
+            *applied = Some(want);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "network policy rules not applied; retrying");
+            *applied = None;
+            false
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Objects every cluster has from its first start: the four system namespaces, their
 //! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints and
-//! EndpointSlice (kept at this server's address), the `kube-dns` Service, and the two
-//! system PriorityClasses. Created only when absent, so restarts keep user edits.
+//! EndpointSlice (kept at this server's address), the `kube-dns` Service, the two
+//! system PriorityClasses, and the IngressClass `skiff` of the built-in Ingress
+//! controller (the default class). Created only when absent, so restarts keep user edits.
 
 use crate::kinds::{
     KUBE_DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, ensure_default_service_account,
@@ -95,6 +96,18 @@ async fn ensure_kube_dns(api: &ApiServer) -> Result<(), ApiError> {
     ensure_one(api, "", "services", Some("kube-system"), svc).await
 }
 
+/// The built-in Ingress controller's IngressClass, the cluster's default (as k3s ships
+/// Traefik's).
+async fn ensure_ingress_class(api: &ApiServer) -> Result<(), ApiError> {
+    use skiff_ingress::class::{CLASS_NAME, CONTROLLER, DEFAULT_CLASS_ANNOTATION};
+    let class = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": CLASS_NAME, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "spec": {"controller": CONTROLLER},
+    });
+    ensure_one(api, "networking.k8s.io", "ingressclasses", None, class).await
+}
+
 async fn ensure_one(
     api: &ApiServer,
     group: &str,
@@ -142,6 +155,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     ensure_one(api, "", "services", Some("default"), svc).await?;
     crate::rbac_bootstrap::ensure(api).await?;
     ensure_kube_dns(api).await?;
+    ensure_ingress_class(api).await?;
     reconcile_kubernetes_endpoints(api).await?;
     for (name, value, desc) in [
         (

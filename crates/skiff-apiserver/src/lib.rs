@@ -16,6 +16,7 @@ pub mod flowcontrol;
 pub mod handlers;
 pub mod httpconn;
 pub mod identity;
+pub mod ingressclass;
 pub mod kinds;
 pub mod metrics;
 pub mod nodeauth;

@@ -1,5 +1,6 @@
 //! Nodes in the API server: the `Node` authorization mode (a node reaches only what its
-//! pods use) on a `skiff_nodeauth::Graph` kept by a watch-cache observer, and the
+//! pods use, and the TLS Secrets Ingresses name) on a `skiff_nodeauth::Graph` kept by a
+//! watch-cache observer of pods, PersistentVolumes and Ingresses, and the
 //! NodeRestriction admission plugin (a node writes only its own Node, Lease, pods'
 //! status and mirror pods).
 
@@ -11,60 +12,81 @@ use serde_json::Value;
 use skiff_types::ApiError;
 use skiff_types::registry::lookup;
 
-/// The graph of pods and volumes, and the authorizer that reads it.
+/// The graph of pods, volumes and Ingresses, and the authorizer that reads it.
 pub struct NodeAuthorizer {
     graph: RwLock<skiff_nodeauth::Graph>,
     pods: String,
     pvs: String,
+    ingresses: String,
 }
 
 impl Default for NodeAuthorizer {
     fn default() -> Self {
-        let prefix = |plural| {
-            lookup("", plural)
-                .expect("pods and persistentvolumes are served")
+        let prefix = |group, plural| {
+            lookup(group, plural)
+                .expect("pods, persistentvolumes and ingresses are served")
                 .prefix(None)
         };
         NodeAuthorizer {
             graph: RwLock::new(skiff_nodeauth::Graph::new()),
-            pods: prefix("pods"),
-            pvs: prefix("persistentvolumes"),
+            pods: prefix("", "pods"),
+            pvs: prefix("", "persistentvolumes"),
+            ingresses: prefix("networking.k8s.io", "ingresses"),
         }
     }
 }
 
 impl NodeAuthorizer {
     pub fn prefixes(&self) -> Vec<String> {
-        vec![self.pods.clone(), self.pvs.clone()]
+        vec![self.pods.clone(), self.pvs.clone(), self.ingresses.clone()]
     }
+}
+
+/// The kinds the observer feeds the graph.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fed {
+    Pod,
+    Pv,
+    Ingress,
 }
 
 impl Observer for NodeAuthorizer {
     fn observe(&self, kind: EventType, obj: &Stored) {
-        let pod = obj.key.starts_with(&self.pods);
+        let (fed, prefix) = if obj.key.starts_with(&self.pods) {
+            (Fed::Pod, &self.pods)
+        } else if obj.key.starts_with(&self.pvs) {
+            (Fed::Pv, &self.pvs)
+        } else if obj.key.starts_with(&self.ingresses) {
+            (Fed::Ingress, &self.ingresses)
+        } else {
+            return;
+        };
         // A pod not bound yet reaches nothing and was never in the graph (binding is
         // for good): most creates cost a scan of their bytes, not a parse.
-        if pod && kind != EventType::Deleted && !mentions(&obj.value, b"\"nodeName\":") {
+        if fed == Fed::Pod && kind != EventType::Deleted && !mentions(&obj.value, b"\"nodeName\":")
+        {
             return;
         }
-        let rest = &obj.key[if pod { self.pods.len() } else { self.pvs.len() }..];
+        let rest = &obj.key[prefix.len()..];
+        if kind == EventType::Deleted {
+            let (ns, name) = rest.split_once('/').unwrap_or(("", rest));
+            let mut g = self.graph.write();
+            match fed {
+                Fed::Pod => g.remove_pod(ns, name),
+                Fed::Pv => g.remove_pv(rest),
+                Fed::Ingress => g.remove_ingress(ns, name),
+            }
+            return;
+        }
+        // Parsed before the lock: node requests wait on it.
+        let Ok(v) = serde_json::from_slice::<Value>(&obj.value) else {
+            return;
+        };
         let mut g = self.graph.write();
-        match (kind, pod) {
-            (EventType::Deleted, true) => {
-                let (ns, name) = rest.split_once('/').unwrap_or(("", rest));
-                g.remove_pod(ns, name);
-            }
-            (EventType::Deleted, false) => g.remove_pv(rest),
-            (_, is_pod) => {
-                let Ok(v) = serde_json::from_slice::<Value>(&obj.value) else {
-                    return;
-                };
-                if is_pod {
-                    g.set_pod(&v);
-                } else {
-                    g.set_pv(&v);
-                }
-            }
+        match fed {
+            Fed::Pod => g.set_pod(&v),
+            Fed::Pv => g.set_pv(&v),
+            Fed::Ingress => g.set_ingress(&v),
         }
     }
 }
@@ -237,5 +259,36 @@ mod tests {
         assert_eq!(other, Decision::NoOpinion(String::new()));
         a.observe(EventType::Deleted, &pod(Some("n1")));
         assert!(matches!(node_reads_secret(&a, "s"), Decision::NoOpinion(_)));
+    }
+
+    #[test]
+    fn tls_secrets_follow_ingresses_as_the_cache_applies_them() {
+        let a = NodeAuthorizer::default();
+        assert!(a.prefixes().contains(&"/registry/ingress/".to_string()));
+        let ingress = |secret: Option<&str>| {
+            let mut i = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"namespace": "default", "name": "web"}, "spec": {}});
+            if let Some(s) = secret {
+                i["spec"]["tls"] = json!([{"hosts": ["a.example"], "secretName": s}]);
+            }
+            let key = format!("{}default/web", a.ingresses);
+            Stored::new(key, serde_json::to_vec(&i).unwrap().into(), 1)
+        };
+        let no_rel =
+            |d: Decision| matches!(d, Decision::NoOpinion(r) if r.contains("no relationship"));
+        assert!(no_rel(node_reads_secret(&a, "tls")));
+        a.observe(EventType::Added, &ingress(Some("tls")));
+        assert_eq!(node_reads_secret(&a, "tls"), Decision::Allow(String::new()));
+        assert_eq!(
+            reads_secret(&a, "system:node:n2", "tls"),
+            Decision::Allow(String::new()),
+            "every node"
+        );
+        a.observe(EventType::Modified, &ingress(None));
+        assert!(no_rel(node_reads_secret(&a, "tls")), "no longer named");
+        a.observe(EventType::Modified, &ingress(Some("tls")));
+        assert_eq!(node_reads_secret(&a, "tls"), Decision::Allow(String::new()));
+        a.observe(EventType::Deleted, &ingress(Some("tls")));
+        assert!(no_rel(node_reads_secret(&a, "tls")), "deleted");
     }
 }

@@ -148,12 +148,18 @@ pub(crate) struct Lab {
     agent: Option<Child>,
     /// Other processes of ours in the namespace (dnsmasq), stopped first.
     extra: Vec<Child>,
+    server_args: Vec<String>,
 }
 
 impl Lab {
     /// The namespaces, the images and the server (not yet the agent: [`Lab::start_agent`]
     /// once the server answers).
     pub fn create(skiff: &Path) -> anyhow::Result<Lab> {
+        Lab::create_with(skiff, &[])
+    }
+
+    /// As [`Lab::create`], the server given `server_args` too.
+    pub fn create_with(skiff: &Path, server_args: &[&str]) -> anyhow::Result<Lab> {
         let prefix = format!("skb{}", std::process::id());
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
@@ -167,6 +173,7 @@ impl Lab {
             server: None,
             agent: None,
             extra: Vec::new(),
+            server_args: server_args.iter().map(|a| a.to_string()).collect(),
         };
         let (node, peer) = (lab.node_ns(), format!("{prefix}-peer"));
         for ns in [&node, &peer] {
@@ -209,6 +216,11 @@ impl Lab {
 
     pub fn node_ns(&self) -> String {
         format!("{}-node", self.prefix)
+    }
+
+    /// The namespace at the other end of the node's veth: a client outside the cluster.
+    pub fn peer_ns(&self) -> String {
+        format!("{}-peer", self.prefix)
     }
 
     pub fn dir(&self) -> &Path {
@@ -263,6 +275,7 @@ impl Lab {
                 "--data-dir",
             ])
             .arg(self.server_data())
+            .args(&self.server_args)
             .env("SKIFF_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(self.log_file("server.log")?)

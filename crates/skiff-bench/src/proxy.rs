@@ -129,9 +129,9 @@ struct SizeResult {
     nft_tx_ms: Vec<f64>,
 }
 
-struct PathStats {
-    lat: Vec<Duration>,
-    failures: usize,
+pub(crate) struct PathStats {
+    pub(crate) lat: Vec<Duration>,
+    pub(crate) failures: usize,
 }
 
 struct PerPacket {
@@ -424,7 +424,7 @@ fn has_ready_endpoint(s: &EndpointSlice) -> bool {
 /// The instant the first response arrives through `addr`, polling with a new
 /// connection every millisecond (attempts overlap, each given up after
 /// `ATTEMPT_TIMEOUT`); `None` if none within `deadline`.
-async fn first_response(addr: SocketAddr, deadline: Duration) -> Option<Instant> {
+pub(crate) async fn first_response(addr: SocketAddr, deadline: Duration) -> Option<Instant> {
     let end = Instant::now() + deadline;
     let mut attempts = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -451,7 +451,7 @@ async fn first_response(addr: SocketAddr, deadline: Duration) -> Option<Instant>
 }
 
 /// `GET /` over a new connection; the instant the response's first bytes arrived.
-async fn get_once(addr: SocketAddr) -> anyhow::Result<Instant> {
+pub(crate) async fn get_once(addr: SocketAddr) -> anyhow::Result<Instant> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
         .await?;
@@ -493,7 +493,7 @@ fn http_get(addr: SocketAddr) -> anyhow::Result<Duration> {
 
 /// `n` sequential requests to each target, interleaved in rounds of 100 (the order
 /// alternating), after 50 unrecorded ones each.
-fn compare(targets: [SocketAddr; 2], n: usize) -> anyhow::Result<[PathStats; 2]> {
+pub(crate) fn compare(targets: [SocketAddr; 2], n: usize) -> anyhow::Result<[PathStats; 2]> {
     const ROUND: usize = 100;
     for t in targets {
         for _ in 0..50 {

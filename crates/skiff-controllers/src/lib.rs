@@ -17,6 +17,7 @@ pub mod endpointslicemirroring;
 pub mod endpointutil;
 pub mod gc;
 pub mod hpa;
+pub mod ingressstatus;
 pub mod ipam;
 pub mod job;
 pub mod leader;

@@ -5,7 +5,7 @@
 //!
 //! The lists are exactly what the loops subscribed to these collections read (replicaset,
 //! daemonset, statefulset, job, disruption, endpoints, endpointslice, podgc; ipam,
-//! nodelifecycle, certificates, servicelb), including everything they send back: pod
+//! nodelifecycle, certificates, servicelb, ingressstatus), including everything they send back: pod
 //! `ownerReferences` and `finalizers` whole, and `resourceVersion` as their precondition;
 //! node taints and conditions whole. A loop that starts reading another field adds it
 //! here; the test below runs the loops on whole and trimmed objects and compares.
@@ -108,6 +108,10 @@ static NODE: Keep = Fields(&[
             ("resourceVersion", All),
             ("creationTimestamp", All),
             ("labels", All),
+            (
+                "annotations",
+                Fields(&[(skiff_ingress::class::NODE_ANNOTATION, All)]),
+            ),
         ]),
     ),
     (
@@ -266,7 +270,8 @@ mod tests {
         json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "7",
-                         "creationTimestamp": T0, "annotations": {"a": "b"},
+                         "creationTimestamp": T0,
+                         "annotations": {"a": "b", skiff_ingress::class::NODE_ANNOTATION: "80,443"},
                          "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "z1",
                                     "svccontroller.k3s.cattle.io/enablelb": "true"}},
             "spec": {"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24"],
@@ -361,6 +366,8 @@ mod tests {
             out.push(format!("{:?}", skiff_scheduler::NodeInfo::from_json(n)));
             let typed = decode::<Node>(n).unwrap();
             out.push(format!("{:?}", crate::servicelb::LbNode::from_node(&typed)));
+            let serving = crate::ingressstatus::IngressNode::from_node(&typed);
+            out.push(format!("{serving:?}"));
             out.push(format!("{:?}", n["spec"]["taints"]));
         }
         out
@@ -411,6 +418,10 @@ mod tests {
         let mut n = full_node("n1", "True");
         node(&mut n);
         assert!(n["status"].get("nodeInfo").is_none() && n["status"].get("images").is_none());
+        assert_eq!(
+            n["metadata"]["annotations"],
+            json!({skiff_ingress::class::NODE_ANNOTATION: "80,443"})
+        );
         assert_eq!(
             n["spec"]["taints"][0]["timeAdded"], T0,
             "taints are written back whole"

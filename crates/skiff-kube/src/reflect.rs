@@ -247,6 +247,44 @@ pub fn apply_to(map: &mut std::collections::HashMap<String, Arc<Value>>, change:
     }
 }
 
+/// Applies `c` to `map`, each object decoded as `T` and kept as `keep` makes it; the
+/// keys deleted (one, or with a reset every key no longer there) are returned.
+pub fn absorb<T: serde::de::DeserializeOwned, V>(
+    c: Change,
+    map: &mut std::collections::BTreeMap<String, V>,
+    keep: impl Fn(&str, T) -> V,
+) -> Vec<String> {
+    let decode = |o: &Value| {
+        let k = key(o);
+        T::deserialize(o).ok().map(|t| {
+            let v = keep(&k, t);
+            (k, v)
+        })
+    };
+    match c {
+        Change::Reset(items) => {
+            let new: std::collections::BTreeMap<String, V> =
+                items.iter().filter_map(|o| decode(o)).collect();
+            let gone = map
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .cloned()
+                .collect();
+            *map = new;
+            gone
+        }
+        Change::Apply(o) => {
+            map.extend(decode(&o));
+            Vec::new()
+        }
+        Change::Delete(o) => {
+            let k = key(&*o);
+            map.remove(&k);
+            vec![k]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,15 @@
 //!   selected pod for ingress, each peer pod for egress. It matches nothing on an
 //!   `ipBlock` peer, and nothing on a pod that has no such port.
 //! - host-network pods are neither selected nor peers: their address is the node's.
+//!
+//! [`upstream`] is Kubernetes' e2e model of all this as data (three namespaces of three
+//! pods, 81-cell tables of who reaches whom per case), which `tests/model.rs` evaluates
+//! and `skiff`'s `tests/netpol_model.rs` measures on real pods.
 
 mod evaluate;
 mod model;
 pub mod nft;
+pub mod upstream;
 
 pub use evaluate::{Policies, evaluate};
 pub use model::{Allow, Isolation, NamedPort, Namespace, Peers, Pod, PortRange, Protocol};

@@ -10,13 +10,18 @@
 //!   `spec.volumeName` is written by its user, so it grants nothing);
 //! - PV secret (kubelet-visible ones) → PV;
 //! - VolumeAttachment → node (`spec.nodeName`).
+//!
+//! And one kube has not: a Secret an Ingress names in `spec.tls[].secretName` reaches
+//! every node, for the Ingress controller each node agent runs (any node may serve any
+//! Ingress). Only that Secret: it is still read by name, as the others.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
 use crate::refs::{
-    is_mirror_pod, pod_claim_names, pod_configmap_names, pod_secret_names, pv_kubelet_secrets, text,
+    is_mirror_pod, list, pod_claim_names, pod_configmap_names, pod_secret_names,
+    pv_kubelet_secrets, text,
 };
 
 /// namespace → name → value; looked up with borrowed strs.
@@ -64,6 +69,12 @@ impl<V> NsMap<V> {
         }
         names.get_mut(name).expect("just inserted")
     }
+
+    /// Number of entries, all namespaces together.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.values().map(HashMap::len).sum()
+    }
 }
 
 /// What a pod may reach besides itself, all in the pod's namespace.
@@ -96,8 +107,9 @@ struct PvEntry {
 }
 
 /// What every node may reach through the pods bound to it, the PersistentVolumes bound
-/// to their claims and the VolumeAttachments naming it. Fed one object at a time from
-/// the watch cache; [`Graph::authorize`] decides from it.
+/// to their claims and the VolumeAttachments naming it, and what all nodes reach through
+/// Ingresses. Fed one object at a time from the watch cache; [`Graph::authorize`]
+/// decides from it.
 #[derive(Debug, Default)]
 pub struct Graph {
     pods: NsMap<PodEntry>,
@@ -107,6 +119,11 @@ pub struct Graph {
     pv_secrets: NsMap<HashSet<String>>,
     /// VolumeAttachment → node.
     attachments: HashMap<String, String>,
+    /// Ingress → the TLS secrets it names (its namespace), sorted, without duplicates;
+    /// only Ingresses naming some.
+    ingresses: NsMap<Vec<String>>,
+    /// TLS secret → number of Ingresses naming it.
+    ingress_secrets: NsMap<u32>,
 }
 
 fn pod_entry(pod: &Value, node: &str) -> PodEntry {
@@ -134,6 +151,20 @@ fn pod_entry(pod: &Value, node: &str) -> PodEntry {
         node: node.to_string(),
         refs,
     }
+}
+
+/// The Secrets an Ingress (networking.k8s.io/v1) names in `spec.tls[].secretName`,
+/// sorted, without duplicates or empty names.
+fn ingress_tls_secrets(ingress: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list(&ingress["spec"]["tls"])
+        .iter()
+        .map(|tls| text(&tls["secretName"]))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 fn namespace_name(obj: &Value) -> (&str, &str) {
@@ -255,6 +286,39 @@ impl Graph {
         self.attachments.remove(name);
     }
 
+    /// Adds or replaces an Ingress: the Secrets its `spec.tls[].secretName` name (in its
+    /// namespace) become readable by every node, until no Ingress names them.
+    pub fn set_ingress(&mut self, ingress: &Value) {
+        let (ns, name) = namespace_name(ingress);
+        let secrets = ingress_tls_secrets(ingress);
+        if self.ingresses.get(ns, name) == Some(&secrets) {
+            return;
+        }
+        self.remove_ingress(ns, name);
+        if secrets.is_empty() {
+            return;
+        }
+        for secret in &secrets {
+            *self.ingress_secrets.get_or_insert_default(ns, secret) += 1;
+        }
+        self.ingresses.insert(ns, name, secrets);
+    }
+
+    pub fn remove_ingress(&mut self, namespace: &str, name: &str) {
+        let Some(secrets) = self.ingresses.remove(namespace, name) else {
+            return;
+        };
+        for secret in &secrets {
+            let Some(n) = self.ingress_secrets.get_mut(namespace, secret) else {
+                continue;
+            };
+            *n -= 1;
+            if *n == 0 {
+                self.ingress_secrets.remove(namespace, secret);
+            }
+        }
+    }
+
     pub(crate) fn pod_on(&self, node: &str, ns: &str, name: &str) -> bool {
         self.pods.get(ns, name).is_some_and(|p| p.node == node)
     }
@@ -272,9 +336,11 @@ impl Graph {
             .is_some_and(|pv| self.named_on(node, RefKind::Claim, &pv.claim_namespace, &pv.claim))
     }
 
-    /// A secret a pod on `node` names, or that a PV reachable from `node` names.
+    /// A secret a pod on `node` names, that a PV reachable from `node` names, or that an
+    /// Ingress names (any node).
     pub(crate) fn secret_on(&self, node: &str, ns: &str, name: &str) -> bool {
         self.named_on(node, RefKind::Secret, ns, name)
+            || self.ingress_secrets.get(ns, name).is_some()
             || self
                 .pv_secrets
                 .get(ns, name)
@@ -286,19 +352,20 @@ impl Graph {
     }
 
     /// Number of objects indexed, for tests: bound pods, referenced objects per kind,
-    /// PVs, PV secrets, VolumeAttachments.
+    /// PVs, PV secrets, VolumeAttachments, Ingresses naming secrets, their secrets.
     #[cfg(test)]
-    pub(crate) fn sizes(&self) -> [usize; 8] {
-        let count = |m: &NsMap<NodeCounts>| m.0.values().map(HashMap::len).sum::<usize>();
+    pub(crate) fn sizes(&self) -> [usize; 10] {
         [
-            self.pods.0.values().map(HashMap::len).sum(),
-            count(&self.refs[0]),
-            count(&self.refs[1]),
-            count(&self.refs[2]),
-            count(&self.refs[3]),
+            self.pods.len(),
+            self.refs[0].len(),
+            self.refs[1].len(),
+            self.refs[2].len(),
+            self.refs[3].len(),
             self.pvs.len(),
-            self.pv_secrets.0.values().map(HashMap::len).sum(),
+            self.pv_secrets.len(),
             self.attachments.len(),
+            self.ingresses.len(),
+            self.ingress_secrets.len(),
         ]
     }
 }

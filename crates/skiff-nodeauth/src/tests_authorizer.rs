@@ -403,3 +403,70 @@ fn access_goes_when_the_pod_goes() {
         deny(NO_REL)
     );
 }
+
+fn tls_ingress(name: &str, secrets: &[&str]) -> Value {
+    let tls: Vec<Value> = secrets.iter().map(|s| json!({"secretName": s})).collect();
+    json!({"metadata": {"namespace": "ns", "name": name}, "spec": {"tls": tls}})
+}
+
+#[test]
+fn a_secret_an_ingress_names_is_readable_by_name_by_every_node_while_named() {
+    let mut g = cluster();
+    let gs = groups();
+    let get = req(&gs, "get", "secrets", "ns", "tls-a");
+    let mut list = req(&gs, "list", "secrets", "ns", "");
+    list.field_selector = Some("metadata.name=tls-a");
+    let mut watch = list;
+    watch.verb = "watch";
+    assert_eq!(
+        g.authorize(&get),
+        deny(NO_REL),
+        "before any Ingress names it"
+    );
+    assert_eq!(g.authorize(&list), deny(NO_REL));
+
+    g.set_ingress(&tls_ingress("web", &["tls-a"]));
+    for r in [get, list, watch] {
+        assert_eq!(g.authorize(&r), Decision::Allow, "{}", r.verb);
+    }
+    let mut n2 = get;
+    n2.user = "system:node:n2";
+    assert_eq!(g.authorize(&n2), Decision::Allow, "every node");
+    // That Secret only, read only, in the Ingress' namespace only.
+    assert_eq!(
+        g.authorize(&req(&gs, "list", "secrets", "ns", "")),
+        deny("No Object name found")
+    );
+    assert_eq!(
+        g.authorize(&req(&gs, "get", "secrets", "ns", "other-secret")),
+        deny(NO_REL)
+    );
+    assert_eq!(
+        g.authorize(&req(&gs, "get", "secrets", "other-ns", "tls-a")),
+        deny(NO_REL)
+    );
+    assert_eq!(
+        g.authorize(&req(&gs, "update", "secrets", "ns", "tls-a")),
+        deny("can only read resources of this type")
+    );
+
+    g.set_ingress(&tls_ingress("web", &["tls-b"]));
+    assert_eq!(g.authorize(&get), deny(NO_REL), "no longer named");
+    g.set_ingress(&tls_ingress("web", &["tls-a"]));
+    g.remove_ingress("ns", "web");
+    assert_eq!(g.authorize(&get), deny(NO_REL), "Ingress deleted");
+    assert_eq!(g.authorize(&list), deny(NO_REL));
+}
+
+#[test]
+fn a_secret_two_ingresses_name_stays_readable_until_both_are_gone() {
+    let mut g = cluster();
+    let gs = groups();
+    let get = req(&gs, "get", "secrets", "ns", "shared-tls");
+    g.set_ingress(&tls_ingress("a", &["shared-tls"]));
+    g.set_ingress(&tls_ingress("b", &["shared-tls"]));
+    g.remove_ingress("ns", "a");
+    assert_eq!(g.authorize(&get), Decision::Allow, "b still names it");
+    g.remove_ingress("ns", "b");
+    assert_eq!(g.authorize(&get), deny(NO_REL));
+}

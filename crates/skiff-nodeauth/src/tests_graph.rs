@@ -180,7 +180,7 @@ fn shared_secret_stays_reachable_until_the_last_pod_goes() {
     assert!(g.secret_on("n1", "ns", "shared"));
     g.remove_pod("ns", "b");
     assert!(!g.secret_on("n1", "ns", "shared"));
-    assert_eq!(g.sizes(), [0; 8], "nothing left behind");
+    assert_eq!(g.sizes(), [0; 10], "nothing left behind");
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn a_pod_naming_a_secret_twice_counts_once() {
     g.set_pod(&p);
     assert_eq!(g.sizes()[1], 1);
     g.remove_pod("ns", "a");
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
 }
 
 #[test]
@@ -209,19 +209,19 @@ fn setting_a_pod_again_replaces_its_references() {
     assert!(!g.secret_on("n1", "ns", "old"));
     assert!(g.secret_on("n1", "ns", "new"));
     g.remove_pod("ns", "a");
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
 }
 
 #[test]
 fn unbound_pods_do_not_count_and_unbinding_removes() {
     let mut g = Graph::new();
     g.set_pod(&one_secret_pod("a", "", "s"));
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
     g.set_pod(&one_secret_pod("a", "n1", "s"));
     assert!(g.pod_on("n1", "ns", "a"));
     g.set_pod(&one_secret_pod("a", "", "s"));
     assert!(!g.pod_on("n1", "ns", "a"));
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn mirror_pods_reach_their_node_only() {
     g.set_pod(&p);
     assert!(g.pod_on("n1", "ns", "m"));
     assert!(!g.secret_on("n1", "ns", "s"));
-    assert_eq!(g.sizes(), [1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(g.sizes(), [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn pv_reaches_nodes_through_its_claim_ref_and_so_do_its_secrets() {
     g.remove_pv("pv1");
     assert!(!g.secret_on("n1", "sys", "stage"));
     g.remove_pod("ns", "db");
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn volume_attachments_follow_their_node() {
     g.set_volume_attachment(&json!({"metadata": {"name": "va"}, "spec": {"nodeName": "n2"}}));
     assert!(!g.attachment_on("n1", "va"));
     g.remove_volume_attachment("va");
-    assert_eq!(g.sizes(), [0; 8]);
+    assert_eq!(g.sizes(), [0; 10]);
 }
 
 #[test]
@@ -335,4 +335,55 @@ fn field_selectors_parse_as_apimachinery() {
         selector::exact_match("metadata.name=s1", "metadata.name").unwrap(),
         "s1"
     );
+}
+
+fn ingress(ns: &str, name: &str, tls_secrets: &[&str]) -> Value {
+    let tls: Vec<Value> = tls_secrets
+        .iter()
+        .map(|s| json!({"hosts": ["a.example"], "secretName": s}))
+        .collect();
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"tls": tls, "rules": [{"host": "a.example"}]}})
+}
+
+#[test]
+fn a_secret_an_ingress_names_reaches_every_node_until_it_stops_naming_it() {
+    let mut g = Graph::new();
+    assert!(!g.secret_on("n1", "ns", "tls"));
+    g.set_ingress(&ingress("ns", "web", &["tls", "tls", ""]));
+    assert!(g.secret_on("n1", "ns", "tls"));
+    assert!(g.secret_on("n2", "ns", "tls"), "every node");
+    assert!(!g.secret_on("n1", "other", "tls"), "the Ingress' namespace");
+    assert!(!g.secret_on("n1", "ns", "web"));
+    assert_eq!(g.sizes(), [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    g.set_ingress(&ingress("ns", "web", &["tls"])); // unchanged: no double count
+    g.set_ingress(&ingress("ns", "web", &["tls2"]));
+    assert!(!g.secret_on("n1", "ns", "tls"), "no longer named");
+    assert!(g.secret_on("n1", "ns", "tls2"));
+    g.set_ingress(&ingress("ns", "web", &[]));
+    assert!(!g.secret_on("n1", "ns", "tls2"));
+    assert_eq!(g.sizes(), [0; 10]);
+    g.set_ingress(&ingress("ns", "web", &["tls"]));
+    g.remove_ingress("ns", "web");
+    assert!(!g.secret_on("n1", "ns", "tls"), "deleted");
+    g.remove_ingress("ns", "web"); // twice: nothing to release
+    assert_eq!(g.sizes(), [0; 10]);
+}
+
+#[test]
+fn a_secret_two_ingresses_name_stays_reachable_until_both_are_gone() {
+    let mut g = Graph::new();
+    g.set_ingress(&ingress("ns", "a", &["shared", "a-only"]));
+    g.set_ingress(&ingress("ns", "b", &["shared"]));
+    g.remove_ingress("ns", "a");
+    assert!(g.secret_on("n1", "ns", "shared"));
+    assert!(!g.secret_on("n1", "ns", "a-only"));
+    g.set_ingress(&ingress("ns", "b", &[]));
+    assert!(!g.secret_on("n1", "ns", "shared"));
+    assert_eq!(g.sizes(), [0; 10], "nothing left behind");
+    // An Ingress without `spec.tls`, or without a spec, names nothing.
+    g.set_ingress(&json!({"metadata": {"namespace": "ns", "name": "c"}, "spec": {}}));
+    g.set_ingress(&json!({"metadata": {"namespace": "ns", "name": "d"}}));
+    assert_eq!(g.sizes(), [0; 10]);
 }

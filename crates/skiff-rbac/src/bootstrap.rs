@@ -26,6 +26,10 @@ const AGENT_DNS_ENDPOINTS: &str = "skiff:agent:dns-endpoints";
 /// What a node enforcing NetworkPolicies reads (k3s grants its embedded policy
 /// controller the same through `system:k3s-controller`).
 const NETWORK_POLICY: &str = "skiff:network-policy";
+/// What a node's Ingress proxy reads: Ingresses and IngressClasses (Services and
+/// EndpointSlices nodes read already as the service proxy). Not Secrets: the Node
+/// authorizer lets every node read, by name, only the TLS Secrets Ingresses name.
+const INGRESS: &str = "skiff:ingress";
 
 /// The controllers skiff runs, by their service account in kube-system.
 pub const CONTROLLERS: &[&str] = &[
@@ -40,6 +44,7 @@ pub const CONTROLLERS: &[&str] = &[
     "endpointslicemirroring-controller",
     "generic-garbage-collector",
     "horizontal-pod-autoscaler",
+    "ingress-status-controller",
     "job-controller",
     "node-controller",
     "pod-garbage-collector",
@@ -522,6 +527,15 @@ fn system_roles() -> Vec<ClusterRole> {
             ],
         ),
         cluster_role(
+            INGRESS,
+            &[],
+            vec![
+                rule(READ)
+                    .groups(&["networking.k8s.io"])
+                    .resources(&["ingresses", "ingressclasses"]),
+            ],
+        ),
+        cluster_role(
             "system:node-bootstrapper",
             &[],
             vec![
@@ -918,6 +932,17 @@ fn controller_rules(name: &str) -> Vec<R> {
                 .groups(&["external.metrics.k8s.io"])
                 .resources(&["*"]),
         ],
+        // skiff's own: the addresses of the nodes serving Ingresses in the status of
+        // the Ingresses of skiff's class.
+        "ingress-status-controller" => vec![
+            rule(&["list", "watch"])
+                .groups(&["networking.k8s.io"])
+                .resources(&["ingresses", "ingressclasses"]),
+            rule(&["patch", "update"])
+                .groups(&["networking.k8s.io"])
+                .resources(&["ingresses/status"]),
+            rule(&["list", "watch"]).groups(&[""]).resources(&["nodes"]),
+        ],
         "job-controller" => {
             let mut r: Vec<R> = owns(
                 &["batch"],
@@ -1116,6 +1141,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ("skiff:node:node-proxier", "system:node-proxier", NODES),
         ("skiff:node:kube-dns", "system:kube-dns", NODES),
         ("skiff:node:network-policy", NETWORK_POLICY, NODES),
+        ("skiff:node:ingress", INGRESS, NODES),
     ] {
         let mut b = cluster_binding(name, vec![group(subject)]);
         b.role_ref.name = role.into();

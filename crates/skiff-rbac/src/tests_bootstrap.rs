@@ -113,6 +113,10 @@ const AGG: Who = Who(
     "system:serviceaccount:kube-system:clusterrole-aggregation-controller",
     SA_GROUPS,
 );
+const INGRESS_STATUS: Who = Who(
+    "system:serviceaccount:kube-system:ingress-status-controller",
+    SA_GROUPS,
+);
 const POD_SA: Who = Who(
     "system:serviceaccount:default:default",
     &[
@@ -319,9 +323,43 @@ fn the_default_policy_decides_as_kubernetes() {
             r("rbac.authorization.k8s.io", "clusterroles", "", "", ""),
             false,
         ),
-        // Node agents: RBAC grants them the proxy's and the DNS's reads; the Node
-        // authorizer the kubelet's.
+        // Node agents: RBAC grants them the proxy's, the DNS's and the Ingress
+        // proxy's reads; the Node authorizer the kubelet's and the TLS Secrets
+        // Ingresses name.
         (&AGENT, "get", r("", "secrets", "", "a", "s"), false),
+        (&AGENT, "watch", r("", "secrets", "", "", ""), false),
+        (&AGENT, "update", r("", "secrets", "", "a", "s"), false),
+        (
+            &AGENT,
+            "list",
+            r("networking.k8s.io", "ingresses", "", "", ""),
+            true,
+        ),
+        (
+            &AGENT,
+            "watch",
+            r("networking.k8s.io", "ingressclasses", "", "", ""),
+            true,
+        ),
+        (
+            &AGENT,
+            "update",
+            r("networking.k8s.io", "ingresses", "status", "a", "i"),
+            false,
+        ),
+        (
+            &INGRESS_STATUS,
+            "patch",
+            r("networking.k8s.io", "ingresses", "status", "a", "i"),
+            true,
+        ),
+        (
+            &INGRESS_STATUS,
+            "update",
+            r("networking.k8s.io", "ingresses", "", "a", "i"),
+            false,
+        ),
+        (&INGRESS_STATUS, "watch", r("", "nodes", "", "", ""), true),
         (
             &AGENT,
             "list",

@@ -107,6 +107,32 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// NetworkPolicy enforcement on a real node with many policies and pods: policy
+    /// created/deleted → enforced on the wire, and per-request cost against a pod no
+    /// policy selects (root; containerd).
+    Netpol {
+        #[arg(long, default_value_t = 1000)]
+        policies: usize,
+        #[arg(long, default_value_t = 1000)]
+        pods: usize,
+        #[arg(long, default_value_t = 30)]
+        samples: usize,
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
+    /// The built-in Ingress controller's proxy against nginx in front of the same
+    /// backends, same load generator, in one run (needs Debian's nginx).
+    Ingress {
+        /// Keep-alive client connections, one request in flight on each.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Length of one timed turn.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Turns per proxy, alternating.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
     /// A mixed workload (Deployments scaled, rolled, deleted; Jobs; ConfigMap churn;
     /// watches opened and dropped) on simulated nodes for N minutes, with the server's
     /// and agent's RSS, descriptors, threads and CPU every minute; fails if memory or
@@ -238,6 +264,12 @@ struct NodeArgs {
     /// forwards other names to.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// The built-in Ingress controller's HTTP port on this node (0: no HTTP listener).
+    #[arg(long, default_value_t = 80)]
+    ingress_http_port: u16,
+    /// Its HTTPS port (0: no HTTPS listener).
+    #[arg(long, default_value_t = 443)]
+    ingress_https_port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -266,7 +298,8 @@ struct AgentArgs {
     #[arg(long, env = "SKIFF_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Parts of the node not to run: `network-policy` (NetworkPolicies are then not
-    /// enforced, and a table an earlier run left is removed).
+    /// enforced, and a table an earlier run left is removed), `ingress` (the built-in
+    /// Ingress controller, as both its ports 0).
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     #[command(flatten)]
@@ -299,9 +332,10 @@ struct ServerArgs {
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
-    /// `endpointslice`, `endpointslicemirroring`, `service-lb`,
+    /// `endpointslice`, `endpointslicemirroring`, `service-lb`, `ingress-status`,
     /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`, `csrcleaner`; `all`
-    /// for none. With `skiff up`, also `network-policy` (the node's enforcement).
+    /// for none. With `skiff up`, also `network-policy` (the node's enforcement) and
+    /// `ingress` (the node's Ingress controller).
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
     /// Authorizers in order (kube-apiserver's `--authorization-mode`): `Node`, `RBAC`,
@@ -473,6 +507,34 @@ fn main() -> anyhow::Result<()> {
                     skiff,
                     rounds,
                     concurrent,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Netpol {
+                policies,
+                pods,
+                samples,
+                requests,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::netpol(skiff_bench::NetpolBenchOptions {
+                    skiff,
+                    policies,
+                    pods,
+                    samples,
+                    requests,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Ingress {
+                connections,
+                seconds,
+                rounds,
+            }) => {
+                skiff_bench::ingress(skiff_bench::IngressBenchOptions {
+                    connections,
+                    seconds,
+                    rounds,
                 })
                 .await
             }
@@ -818,6 +880,12 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         informers
     );
     managed!(
+        "ingress-status",
+        "ingress-status-controller",
+        skiff_controllers::ingressstatus::run,
+        informers
+    );
+    managed!(
         "clusterrole-aggregation",
         "clusterrole-aggregation-controller",
         skiff_controllers::clusterroleaggregation::run,
@@ -918,6 +986,9 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
                 let node = node.expect("a node when not simulating");
                 let mut opts = agent_options(&node, &data_dir, &ca)?;
                 opts.network_policy = enabled("network-policy");
+                if !enabled("ingress") {
+                    opts.ingress = skiff_ingress::server::Ports { http: 0, https: 0 };
+                }
                 let task = spawn_agent(api, bootstrap, opts, stop_rx.clone());
                 controllers.push(task);
             }
@@ -1005,6 +1076,9 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         skiff_pki::private::create_private_dir(&agent_dir)?;
         let mut opts = agent_options(&a.node, &data_dir, &ca)?;
         opts.network_policy = !a.disable.iter().any(|d| d == "network-policy");
+        if a.disable.iter().any(|d| d == "ingress") {
+            opts.ingress = skiff_ingress::server::Ports { http: 0, https: 0 };
+        }
         spawn_agent(api, bootstrap, opts, stop_rx)
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -1156,5 +1230,9 @@ fn agent_options(
         backend: node.flannel_backend,
         resolv_conf: node.resolv_conf.clone(),
         network_policy: true,
+        ingress: skiff_ingress::server::Ports {
+            http: node.ingress_http_port,
+            https: node.ingress_https_port,
+        },
     })
 }

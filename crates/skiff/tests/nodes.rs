@@ -2,7 +2,8 @@
 //! with the join token (CertificateSigningRequests auto-approved and signed, renewed by
 //! the node itself before they expire), `kubectl certificate approve/deny` and the
 //! signer permission behind them, the Node authorizer (a node reads only what its pods
-//! use) and NodeRestriction (a node writes only what is its own).
+//! use, and the TLS Secrets Ingresses name) and NodeRestriction (a node writes only what
+//! is its own).
 
 mod common;
 
@@ -259,6 +260,109 @@ fn a_node_reads_only_what_its_pods_use_and_writes_only_its_own() {
     );
     let out = n9(&["delete", "pod", "uses", "--wait=false"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A node identity for `node` made as an agent makes it (a CSR sent with the join
+/// token, signed for the kubelet client signer): its certificate and key paths.
+fn node_identity(c: &Cluster, node: &str) -> (PathBuf, PathBuf) {
+    let csr = format!("node-{node}");
+    let (yaml, key) = csr_manifest(
+        &csr,
+        &format!("system:node:{node}"),
+        &["system:nodes"],
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "digital signature, client auth",
+    );
+    let file = c.dir.path().join(format!("{csr}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    let out = c.kubectl_token(&join_token(c), &["create", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    issued(c, &csr, &key)
+}
+
+#[test]
+fn every_node_reads_the_tls_secrets_ingresses_name_and_only_while_they_do() {
+    let c = Cluster::start();
+    let (cert, key) = node_identity(&c, "n7");
+    let n7 = |args: &[&str]| c.kubectl_cert(&cert, &key, args);
+    // A real key pair for the TLS Secrets: the node's own.
+    let (cert_arg, key_arg) = (
+        format!("--cert={}", cert.display()),
+        format!("--key={}", key.display()),
+    );
+    c.ok(&["create", "secret", "tls", "tls-a", &cert_arg, &key_arg]);
+    c.ok(&["create", "secret", "tls", "tls-b", &cert_arg, &key_arg]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "unrelated",
+        "--from-literal=a=1",
+    ]);
+    assert_eq!(
+        c.ok(&["get", "secret", "tls-a", "-o", "jsonpath={.type}"]),
+        "kubernetes.io/tls"
+    );
+    let no_relationship = |out: &Output, name: &str| {
+        let err = stderr(out);
+        assert!(
+            err.contains(&format!(
+                "secrets \"{name}\" is forbidden: User \"system:node:n7\" cannot get resource \"secrets\" in API group \"\" in the namespace \"default\": no relationship found between node 'n7' and this object"
+            )),
+            "{err}"
+        );
+    };
+    // No pod on n7 uses it and no Ingress names it: refused.
+    no_relationship(&n7(&["get", "secret", "tls-a"]), "tls-a");
+
+    c.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec:\n  tls:\n  - hosts: [a.example]\n    secretName: tls-a\n  rules:\n  - host: a.example\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service: {name: web, port: {number: 80}}\n",
+    );
+    // Named by an Ingress: every node may read it, by name.
+    common::eventually(Duration::from_secs(5), || {
+        n7(&["get", "secret", "tls-a"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let out = n7(&["get", "secret", "tls-a", "-o", "jsonpath={.type}"]);
+    assert_eq!(stdout(&out), "kubernetes.io/tls", "{}", stderr(&out));
+    let out = n7(&[
+        "get",
+        "secrets",
+        "--field-selector",
+        "metadata.name=tls-a",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(stdout(&out), "tls-a", "{}", stderr(&out));
+    // Only that one: not an unrelated Secret, another TLS one, nor the whole namespace.
+    no_relationship(&n7(&["get", "secret", "unrelated"]), "unrelated");
+    no_relationship(&n7(&["get", "secret", "tls-b"]), "tls-b");
+    let out = n7(&["get", "secrets"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "secrets is forbidden: User \"system:node:n7\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = n7(&["label", "secret", "tls-a", "team=blue"]);
+    assert!(
+        stderr(&out).contains("cannot patch resource \"secrets\""),
+        "read only: {}",
+        stderr(&out)
+    );
+
+    // The Ingress gone, so is the access.
+    c.ok(&["delete", "ingress", "web"]);
+    common::eventually(Duration::from_secs(5), || {
+        (!n7(&["get", "secret", "tls-a"]).status.success()).then_some(())
+    });
+    no_relationship(&n7(&["get", "secret", "tls-a"]), "tls-a");
+    let out = n7(&["get", "secrets", "--field-selector", "metadata.name=tls-a"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
 }
 
 #[test]

@@ -128,6 +128,11 @@ impl Lab {
         String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
     }
 
+    /// `program` run by a client outside the cluster (the lan namespace).
+    pub fn outside(&self, program: &str) -> Command {
+        in_netns(&self.lan(), program)
+    }
+
     /// `program` inside node `i`'s namespace.
     pub fn exec(&self, i: usize, program: &str) -> Command {
         in_netns(&self.ns(i), program)

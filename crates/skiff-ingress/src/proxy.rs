@@ -1,0 +1,412 @@
+//! One request through the controller: routed by the current [`Table`], forwarded over
+//! HTTP/1.1 to an endpoint of its Service on a pooled connection (round robin; the next
+//! endpoint when one refuses or does not answer the connection, or a pooled connection
+//! turns out closed, the request not yet sent), with
+//! `X-Forwarded-*` added and hop-by-hop headers dropped; a WebSocket (or any) upgrade
+//! becomes a byte pipe between the two sides. No rule: 404; nowhere to send it: 503;
+//! every endpoint failing: 502, each with a line saying why.
+
+use crate::pool::{Pool, Returning};
+use crate::table::{Route, Table};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use parking_lot::{Mutex, RwLock};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// How the client reached us.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The listener's port, for `X-Forwarded-Port`.
+    pub port: u16,
+}
+
+/// Routes and forwards; shared by every connection of both listeners.
+pub struct Proxy {
+    table: RwLock<Arc<Table>>,
+    /// Bumped with each new table: workers keep theirs until it moves, rather than
+    /// touching the shared lock (and its cache line) on every request.
+    version: AtomicU64,
+    /// Every worker's pool of endpoint connections.
+    pools: Mutex<Vec<Weak<Pool>>>,
+    /// One `skiff_ingress::access` line per request.
+    access_log: bool,
+}
+
+/// At most this many endpoints are tried for one request.
+const ATTEMPTS: usize = 3;
+
+impl Proxy {
+    /// A proxy that logs every request.
+    pub fn new() -> Arc<Proxy> {
+        Proxy::with_access_log(true)
+    }
+
+    pub fn with_access_log(access_log: bool) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            table: RwLock::new(Arc::new(Table::default())),
+            version: AtomicU64::new(0),
+            pools: Mutex::default(),
+            access_log,
+        })
+    }
+
+    /// New requests route by `table`; requests and connections in flight are untouched,
+    /// idle connections to endpoints no longer in it close.
+    pub fn set_table(&self, table: Table) {
+        let live: std::collections::HashSet<SocketAddr> = table
+            .upstreams()
+            .flat_map(|u| u.addrs.iter().copied())
+            .collect();
+        *self.table.write() = Arc::new(table);
+        self.version.fetch_add(1, Ordering::Release);
+        let mut pools = self.pools.lock();
+        pools.retain(|p| p.strong_count() > 0);
+        for p in pools.iter().filter_map(Weak::upgrade) {
+            p.retain(|a| live.contains(a));
+        }
+    }
+
+    /// The table, as the worker owning `pool` last took it, refreshed if it moved.
+    fn current(&self, pool: &Pool) -> Arc<Table> {
+        let version = self.version.load(Ordering::Acquire);
+        let mut mine = pool.table.lock();
+        match &*mine {
+            Some((v, t)) if *v == version => t.clone(),
+            _ => {
+                let t = self.table.read().clone();
+                *mine = Some((version, t.clone()));
+                t
+            }
+        }
+    }
+
+    /// A pool of endpoint connections for one worker's requests.
+    pub fn new_pool(&self) -> Arc<Pool> {
+        let pool = Arc::new(Pool::default());
+        self.pools.lock().push(Arc::downgrade(&pool));
+        pool
+    }
+
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: Peer,
+        pool: &Arc<Pool>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let table = self.current(pool);
+        let host = request_host(&req).unwrap_or_default();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (resp, upstream) = match table.lookup(&host, &path) {
+            None => (
+                answer(
+                    StatusCode::NOT_FOUND,
+                    &format!("no Ingress rule for host \"{host}\" and path \"{path}\""),
+                ),
+                None,
+            ),
+            Some(route) => Proxy::forward(route, req, &host, peer, pool).await,
+        };
+        if !self.access_log {
+            return resp;
+        }
+        tracing::info!(
+            target: "skiff_ingress::access",
+            client = %peer.addr.ip(), %method, %host, %path,
+            status = resp.status().as_u16(),
+            upstream = upstream.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        resp
+    }
+
+    async fn forward(
+        route: &Route,
+        mut req: Request<Incoming>,
+        host: &str,
+        peer: Peer,
+        pool: &Arc<Pool>,
+    ) -> (Response<ProxyBody>, Option<SocketAddr>) {
+        let up = &route.upstream;
+        if let Some(problem) = &up.problem {
+            let why = format!("{problem} (Ingress {})", route.ingress);
+            return (answer(StatusCode::SERVICE_UNAVAILABLE, &why), None);
+        }
+        let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        upstream_headers(&mut parts.headers, host, peer, upgrade.is_some());
+        let uri = parts.uri.clone();
+        parts.version = Version::HTTP_11;
+        let mut req = Request::from_parts(parts, body);
+        let mut last_error = String::new();
+        for addr in up.rotation().take(ATTEMPTS) {
+            let Ok(u) = upstream_uri(addr, &uri) else {
+                return (
+                    answer(StatusCode::BAD_REQUEST, "the request's path is not valid"),
+                    None,
+                );
+            };
+            *req.uri_mut() = u;
+            let mut sender = match pool.checkout(addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(upstream = %up.name, error = %e, "endpoint refused; trying the next");
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => return (Proxy::finish(resp, addr, sender, upgrade, pool), Some(addr)),
+                Err(mut e) => {
+                    last_error = error_chain(e.error());
+                    // Not sent (the connection closed under it): another may take it.
+                    match e.take_message() {
+                        Some(r) => req = r,
+                        None => break,
+                    }
+                }
+            }
+        }
+        let why = format!("{}: {last_error} (Ingress {})", up.name, route.ingress);
+        (answer(StatusCode::BAD_GATEWAY, &why), None)
+    }
+
+    /// The upstream's response on its way back; a `101` joins the two upgraded
+    /// connections, anything else returns its connection to the pool once read.
+    fn finish(
+        resp: Response<Incoming>,
+        addr: SocketAddr,
+        sender: crate::pool::Sender,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        pool: &Arc<Pool>,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = resp.into_parts();
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let mut upstream = Response::from_parts(parts.clone(), body);
+                let upstream_upgrade = hyper::upgrade::on(&mut upstream);
+                tokio::spawn(async move {
+                    // Its connection task hands the socket over; the sender goes last.
+                    pipe(client_upgrade, upstream_upgrade).await;
+                    drop(sender);
+                });
+                return Response::from_parts(parts, empty());
+            }
+            return answer(
+                StatusCode::BAD_GATEWAY,
+                "the endpoint switched protocols unasked",
+            );
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        let body = Returning::new(body, pool.clone(), addr, sender);
+        Response::from_parts(parts, body.boxed())
+    }
+}
+
+async fn pipe(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+        return;
+    };
+    let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+/// `Host` as the client sent it (HTTP/2: the `:authority`).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let by_uri = req.uri().authority().map(|a| a.as_str().to_string());
+    let by_header = || {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    };
+    by_uri.or_else(by_header)
+}
+
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(h)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        h.remove(name);
+    }
+}
+
+/// The client's headers made the endpoint's.
+fn upstream_headers(h: &mut HeaderMap, host: &str, peer: Peer, upgrade: bool) {
+    let upgrade_to = h.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(h);
+    if let (true, Some(to)) = (upgrade, upgrade_to) {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, to);
+    }
+    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    if !host.is_empty() {
+        set(h, "host", host);
+    }
+    let client_ip = peer.addr.ip().to_string();
+    let forwarded_for = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client_ip}"),
+        None => client_ip.clone(),
+    };
+    set(h, "x-forwarded-for", &forwarded_for);
+    set(
+        h,
+        "x-forwarded-proto",
+        if peer.tls { "https" } else { "http" },
+    );
+    set(h, "x-forwarded-host", host);
+    set(h, "x-forwarded-port", &peer.port.to_string());
+    set(h, "x-real-ip", &client_ip);
+}
+
+fn upstream_uri(addr: SocketAddr, client: &Uri) -> Result<Uri, http::Error> {
+    let pq = client.path_and_query().map_or("/", |pq| pq.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(pq)
+        .build()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An answer of the controller's own: status line and the reason, as text.
+pub fn answer(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {}: {why}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut r = Response::new(Full::new(Bytes::from(text)).map_err(|n| match n {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer {
+            addr: "192.0.2.7:5555".parse().unwrap(),
+            tls: true,
+            port: 443,
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_are_added_and_hop_by_hop_ones_dropped() {
+        let mut client = HeaderMap::new();
+        client.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        client.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        client.insert("x-secret", "1".parse().unwrap());
+        client.insert("keep-alive", "timeout=5".parse().unwrap());
+        client.insert(header::ACCEPT, "*/*".parse().unwrap());
+        let mut h = client.clone();
+        upstream_headers(&mut h, "a.example", peer(), false);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.example");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["host"], "a.example");
+        assert_eq!(h[header::ACCEPT], "*/*");
+        for gone in ["connection", "x-secret", "keep-alive"] {
+            assert!(!h.contains_key(gone), "{gone} forwarded");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_headers() {
+        let mut client = HeaderMap::new();
+        client.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        client.insert(header::UPGRADE, "websocket".parse().unwrap());
+        let mut h = client.clone();
+        upstream_headers(&mut h, "a", peer(), true);
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        let mut h = client.clone();
+        upstream_headers(&mut h, "a", peer(), false);
+        assert!(!h.contains_key(header::UPGRADE));
+    }
+
+    #[test]
+    fn the_upstream_uri_keeps_path_and_query() {
+        let u = upstream_uri(
+            "10.42.0.5:8080".parse().unwrap(),
+            &"/a/b?c=d".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(u.to_string(), "http://10.42.0.5:8080/a/b?c=d");
+        let u = upstream_uri(
+            "[fd00::1]:80".parse().unwrap(),
+            &"http://h/x".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(u.to_string(), "http://[fd00::1]:80/x");
+    }
+}

@@ -1,0 +1,196 @@
+//! The proxy on loopback, against live and dead endpoints: a refused connection moves
+//! on to the next endpoint with the request's body intact; no rule is a 404, no
+//! endpoint a 503, every endpoint dead a 502.
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use k8s_openapi::api::networking::v1::Ingress;
+use serde_json::json;
+use skiff_catalog::{Catalog, Service, Slice};
+use skiff_ingress::proxy::Proxy;
+use skiff_ingress::server::{self, Ports};
+use skiff_ingress::table::Table;
+use skiff_ingress::tls::{self, CertResolver, Certs};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An endpoint that answers every request with its method and body.
+fn live_endpoint() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 4096];
+                let mut got = Vec::new();
+                // Headers, then the Content-Length worth of body.
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let method = head.split(' ').next().unwrap().to_string();
+                            let reply = format!("{method} {body}");
+                            let _ = write!(
+                                s,
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                                reply.len()
+                            );
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Service `d/web` with one endpoint on each of `ports` (127.0.0.1), and `d/empty`.
+fn catalog(ports: &[u16]) -> Catalog {
+    let mut c = Catalog::default();
+    let svc = |name: &str| {
+        let s: core::Service = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "d"},
+            "spec": {"clusterIP": "10.43.0.9", "ports": [{"port": 80}]},
+        }))
+        .unwrap();
+        Service::from_api(s).unwrap()
+    };
+    c.reset_services(vec![svc("web"), svc("empty")]);
+    let slices = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let s: discovery::EndpointSlice = serde_json::from_value(json!({
+                "metadata": {"name": format!("web-{i}"), "namespace": "d",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "", "port": p, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+            }))
+            .unwrap();
+            Slice::from_api(s).unwrap()
+        })
+        .collect();
+    c.reset_slices(slices);
+    c
+}
+
+fn ingress() -> Ingress {
+    let backend = |svc: &str| json!({"service": {"name": svc, "port": {"number": 80}}});
+    serde_json::from_value(json!({
+        "metadata": {"name": "i", "namespace": "d"},
+        "spec": {"rules": [{"host": "h", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": backend("web")},
+            {"path": "/empty", "pathType": "Prefix", "backend": backend("empty")},
+        ]}}]},
+    }))
+    .unwrap()
+}
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Serves `table` on a fresh port until the runtime ends; its port.
+fn serve(rt: &tokio::runtime::Runtime, table: Table) -> u16 {
+    let proxy = Proxy::new();
+    proxy.set_table(table);
+    let certs = CertResolver::new(Certs::only(tls::default_certificate()));
+    let port = free_port();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(tx);
+    rt.spawn(server::serve(
+        proxy,
+        certs,
+        Ports {
+            http: port,
+            https: 0,
+        },
+        rx,
+    ));
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the proxy never listened");
+}
+
+#[test]
+fn a_refused_endpoint_passes_the_request_on_with_its_body() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (dead, live) = (free_port(), live_endpoint());
+    let c = catalog(&[dead, live]);
+    let port = serve(&rt, Table::build(&[&ingress()], &c));
+    // Round robin starts half the requests at the dead endpoint.
+    for i in 0..6 {
+        let out = request(port, "POST", "/", &format!("body-{i}"));
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with(&format!("POST body-{i}")), "{out}");
+    }
+    let out = request(port, "GET", "/empty", "");
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(
+        out.contains("no ready endpoints for service \"d/empty\" (Ingress d/i)"),
+        "{out}"
+    );
+    let out = request(port, "GET", "/", "").replace("Host: h", "");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[test]
+fn every_endpoint_dead_is_a_502_and_no_rule_a_404() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = catalog(&[free_port(), free_port()]);
+    let port = serve(&rt, Table::build(&[&ingress()], &c));
+    let out = request(port, "GET", "/", "");
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    assert!(out.contains("d/web:80"), "{out}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /x HTTP/1.1\r\nHost: nobody\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert!(
+        out.contains("no Ingress rule for host \"nobody\" and path \"/x\""),
+        "{out}"
+    );
+}
