@@ -12,10 +12,9 @@
 
 use crate::control::{self, Backoff, Dirty, Keyed};
 use crate::endpointutil::{decode, key_of, not_older};
+use crate::servicelb::{LbNode, patch_load_balancer};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
 use skiff_ingress::class::{NODE_ANNOTATION, ours};
 use skiff_kube::informer::Informers;
 use skiff_kube::reflect::Change;
@@ -23,43 +22,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// What the status reads of a node.
+/// What the status reads of a node: what a load balancer reads, and whether its agent
+/// serves Ingresses (the node carries [`NODE_ANNOTATION`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngressNode {
-    pub ready: bool,
-    /// Its agent serves Ingresses (the node carries [`NODE_ANNOTATION`]).
+    pub node: LbNode,
     pub serving: bool,
-    pub external: Vec<String>,
-    pub internal: Vec<String>,
 }
 
 impl IngressNode {
     pub fn from_node(n: &Node) -> IngressNode {
-        let status = n.status.as_ref();
-        let addresses = |kind: &str| -> Vec<String> {
-            status
-                .and_then(|s| s.addresses.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|a| a.type_ == kind)
-                .map(|a| a.address.clone())
-                .collect()
-        };
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
         let serving = n
             .metadata
             .annotations
             .as_ref()
             .is_some_and(|a| a.contains_key(NODE_ANNOTATION));
         IngressNode {
-            ready,
+            node: LbNode::from_node(n),
             serving,
-            external: addresses("ExternalIP"),
-            internal: addresses("InternalIP"),
         }
     }
 }
@@ -68,14 +48,8 @@ impl IngressNode {
 pub fn addresses(nodes: &BTreeMap<String, IngressNode>) -> Vec<IngressLoadBalancerIngress> {
     let ips: BTreeSet<&String> = nodes
         .values()
-        .filter(|n| n.ready && n.serving)
-        .flat_map(|n| {
-            if n.external.is_empty() {
-                &n.internal
-            } else {
-                &n.external
-            }
-        })
+        .filter(|n| n.node.ready && n.serving)
+        .flat_map(|n| n.node.public())
         .collect();
     ips.into_iter()
         .map(|ip| IngressLoadBalancerIngress {
@@ -221,20 +195,9 @@ impl Controller {
         key: &str,
         want: Vec<IngressLoadBalancerIngress>,
     ) -> crate::Result<()> {
-        let Some((ns, name)) = key.split_once('/') else {
-            return Ok(());
-        };
-        let api: Api<Ingress> = Api::namespaced(self.client.clone(), ns);
-        let ingress = if want.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::to_value(&want)?
-        };
-        let body = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-        let written = api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-            .await?;
-        self.view.wrote(written);
+        if let Some(written) = patch_load_balancer::<Ingress, _>(&self.client, key, &want).await? {
+            self.view.wrote(written);
+        }
         Ok(())
     }
 }
@@ -284,6 +247,7 @@ pub async fn run(client: kube::Client, informers: Informers, shutdown: watch::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use skiff_ingress::class::{CONTROLLER, DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
     use std::sync::Arc;
 
@@ -319,10 +283,13 @@ mod tests {
 
     fn node(ready: bool, serving: bool, internal: &str, external: Option<&str>) -> IngressNode {
         IngressNode {
-            ready,
+            node: LbNode {
+                ready,
+                internal: vec![internal.into()],
+                external: external.into_iter().map(Into::into).collect(),
+                ..LbNode::default()
+            },
             serving,
-            internal: vec![internal.into()],
-            external: external.into_iter().map(Into::into).collect(),
         }
     }
 
@@ -391,9 +358,9 @@ mod tests {
         }))
         .unwrap();
         let i = IngressNode::from_node(&n);
-        assert!(i.ready && i.serving);
-        assert_eq!(i.internal, ["10.0.0.2"]);
-        assert_eq!(i.external, ["203.0.113.9"]);
+        assert!(i.node.ready && i.serving);
+        assert_eq!(i.node.internal, ["10.0.0.2"]);
+        assert_eq!(i.node.public(), ["203.0.113.9"]);
         let bare: Node = serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap();
         assert_eq!(IngressNode::from_node(&bare), IngressNode::default());
     }

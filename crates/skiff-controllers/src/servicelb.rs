@@ -66,6 +66,48 @@ impl LbNode {
     }
 }
 
+impl LbNode {
+    /// The addresses a load balancer publishes for the node: its ExternalIPs if it has
+    /// any, else its InternalIPs.
+    pub fn public(&self) -> &[String] {
+        if self.external.is_empty() {
+            &self.internal
+        } else {
+            &self.external
+        }
+    }
+}
+
+/// Writes `status.loadBalancer.ingress` of the namespaced object at `key` (removed when
+/// `want` is empty) with a merge patch of its status; the object as written.
+pub(crate) async fn patch_load_balancer<K, T>(
+    client: &kube::Client,
+    key: &str,
+    want: &[T],
+) -> crate::Result<Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned,
+    T: k8s_openapi::serde::Serialize,
+{
+    let Some((ns, name)) = key.split_once('/') else {
+        return Ok(None);
+    };
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let ingress = if want.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::to_value(want)?
+    };
+    let body = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+    let written = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(Some(written))
+}
+
 fn spec_str(
     svc: &Service,
     f: impl Fn(&k8s_openapi::api::core::v1::ServiceSpec) -> Option<&String>,
@@ -95,13 +137,7 @@ pub fn ingress(
         .filter(|(_, n)| n.ready && !n.excluded)
         .filter(|(_, n)| !labelled || n.enable.as_deref() == Some("true"))
         .filter(|(name, _)| !only_local || local.contains(*name))
-        .flat_map(|(_, n)| {
-            if n.external.is_empty() {
-                &n.internal
-            } else {
-                &n.external
-            }
-        })
+        .flat_map(|(_, n)| n.public())
         .filter(|ip| eu::family(ip).is_some_and(|f| families.iter().any(|x| x == f)))
         .collect();
     let out = ips
@@ -240,20 +276,9 @@ impl Controller {
     }
 
     async fn write(&mut self, key: &str, want: Vec<LoadBalancerIngress>) -> crate::Result<()> {
-        let Some((ns, name)) = key.split_once('/') else {
-            return Ok(());
-        };
-        let api: Api<Service> = Api::namespaced(self.client.clone(), ns);
-        let ingress = if want.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::to_value(&want)?
-        };
-        let body = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-        let svc = api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-            .await?;
-        self.members.wrote_service(svc);
+        if let Some(svc) = patch_load_balancer::<Service, _>(&self.client, key, &want).await? {
+            self.members.wrote_service(svc);
+        }
         Ok(())
     }
 }

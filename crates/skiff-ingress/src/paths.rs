@@ -78,7 +78,11 @@ mod tests {
     use PathType::{Exact, ImplementationSpecific, Prefix};
 
     /// One case: the rules, a request, the rule that wins (or none).
-    type Case = (&'static [(PathType, &'static str)], &'static str, Option<usize>);
+    type Case = (
+        &'static [(PathType, &'static str)],
+        &'static str,
+        Option<usize>,
+    );
 
     /// The Ingress docs' examples.
     #[test]
