@@ -148,18 +148,11 @@ impl Proxy {
         let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         upstream_headers(&mut parts.headers, host, peer, upgrade.is_some());
-        let uri = parts.uri.clone();
+        parts.uri = origin_form(&parts.uri);
         parts.version = Version::HTTP_11;
         let mut req = Request::from_parts(parts, body);
         let mut last_error = String::new();
         for addr in up.rotation().take(ATTEMPTS) {
-            let Ok(u) = upstream_uri(addr, &uri) else {
-                return (
-                    answer(StatusCode::BAD_REQUEST, "the request's path is not valid"),
-                    None,
-                );
-            };
-            *req.uri_mut() = u;
             let mut sender = match pool.checkout(addr).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -305,13 +298,17 @@ fn upstream_headers(h: &mut HeaderMap, host: &str, peer: Peer, upgrade: bool) {
     set(h, "x-real-ip", &client_ip);
 }
 
-fn upstream_uri(addr: SocketAddr, client: &Uri) -> Result<Uri, http::Error> {
-    let pq = client.path_and_query().map_or("/", |pq| pq.as_str());
-    Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(pq)
-        .build()
+/// The request target as an origin server expects it (`/path?query`; an HTTP/2 or
+/// absolute-form request carries scheme and authority, which `Host` now says).
+fn origin_form(client: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(
+        client
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -395,18 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn the_upstream_uri_keeps_path_and_query() {
-        let u = upstream_uri(
-            "10.42.0.5:8080".parse().unwrap(),
-            &"/a/b?c=d".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(u.to_string(), "http://10.42.0.5:8080/a/b?c=d");
-        let u = upstream_uri(
-            "[fd00::1]:80".parse().unwrap(),
-            &"http://h/x".parse().unwrap(),
-        )
-        .unwrap();
-        assert_eq!(u.to_string(), "http://[fd00::1]:80/x");
+    fn the_endpoint_gets_path_and_query_in_origin_form() {
+        let u = origin_form(&"/a/b?c=d".parse().unwrap());
+        assert_eq!(u.to_string(), "/a/b?c=d");
+        let u = origin_form(&"https://h:8443/x?y".parse().unwrap());
+        assert_eq!(u.to_string(), "/x?y");
+        assert_eq!(u.authority(), None);
     }
 }

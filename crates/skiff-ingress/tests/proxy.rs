@@ -50,11 +50,18 @@ fn live_endpoint() -> u16 {
                             })
                             .unwrap_or(0);
                         if body.len() >= len {
-                            let method = head.split(' ').next().unwrap().to_string();
+                            let mut line = head.split(' ');
+                            let method = line.next().unwrap().to_string();
+                            // An origin server takes `/path`, not a proxy's absolute form.
+                            let status = if line.next().unwrap_or("").starts_with('/') {
+                                "200 OK"
+                            } else {
+                                "400 Bad Request"
+                            };
                             let reply = format!("{method} {body}");
                             let _ = write!(
                                 s,
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                                 reply.len()
                             );
                             break;

@@ -175,9 +175,14 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
         refused.contains("storage is not taking writes") && refused.contains(cause),
         "{refused}"
     );
+    // Larger than the pages a rolled-back transaction may leave free, which a small
+    // write can still fill.
+    let big = "x".repeat(256 << 10);
     let status = c.kubectl_stdin(
         &["create", "-f", "-", "-o", "name"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-status}\n",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-status}}\ndata: {{big: {big}}}\n"
+        ),
     );
     let said = String::from_utf8_lossy(&status.stderr);
     assert!(
