@@ -24,12 +24,28 @@ use std::time::Instant;
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// How the client reached us.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     pub tls: bool,
     /// The listener's port, for `X-Forwarded-Port`.
     pub port: u16,
+    /// `addr`'s IP and `port` as header values, made once per connection.
+    ip_value: HeaderValue,
+    port_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool, port: u16) -> Peer {
+        let value = |s: String| HeaderValue::from_str(&s).expect("digits, dots and colons");
+        Peer {
+            addr,
+            tls,
+            port,
+            ip_value: value(addr.ip().to_string()),
+            port_value: HeaderValue::from(port),
+        }
+    }
 }
 
 /// Routes and forwards; shared by every connection of both listeners.
@@ -108,21 +124,23 @@ impl Proxy {
         let started = Instant::now();
         let table = self.current(pool);
         let host = request_host(&req).unwrap_or_default();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let (resp, upstream) = match table.lookup(&host, &path) {
-            None => (
-                answer(
-                    StatusCode::NOT_FOUND,
-                    &format!("no Ingress rule for host \"{host}\" and path \"{path}\""),
-                ),
-                None,
-            ),
-            Some(route) => Proxy::forward(route, req, &host, peer, pool).await,
+        // What the access log says of the request, kept only when there is one.
+        let logged = self
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
+        let (resp, upstream) = match table.lookup(&host, req.uri().path()) {
+            None => {
+                let why = format!(
+                    "no Ingress rule for host \"{host}\" and path \"{}\"",
+                    req.uri().path()
+                );
+                (answer(StatusCode::NOT_FOUND, &why), None)
+            }
+            Some(route) => Proxy::forward(route, req, &host, &peer, pool).await,
         };
-        if !self.access_log {
+        let Some((method, path)) = logged else {
             return resp;
-        }
+        };
         tracing::info!(
             target: "skiff_ingress::access",
             client = %peer.addr.ip(), %method, %host, %path,
@@ -137,7 +155,7 @@ impl Proxy {
         route: &Route,
         mut req: Request<Incoming>,
         host: &str,
-        peer: Peer,
+        peer: &Peer,
         pool: &Arc<Pool>,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
         let up = &route.upstream;
@@ -267,36 +285,40 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// The client's headers made the endpoint's.
-fn upstream_headers(h: &mut HeaderMap, host: &str, peer: Peer, upgrade: bool) {
+fn upstream_headers(h: &mut HeaderMap, host: &str, peer: &Peer, upgrade: bool) {
     let upgrade_to = h.get(header::UPGRADE).cloned();
     strip_hop_by_hop(h);
     if let (true, Some(to)) = (upgrade, upgrade_to) {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, to);
     }
-    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(HeaderName::from_static(name), v);
-        }
+    // HTTP/1.1 brought `Host` along; HTTP/2's `:authority` becomes it.
+    let host_value = match h.get(header::HOST) {
+        Some(v) => Some(v.clone()),
+        None => HeaderValue::from_str(host).ok(),
     };
-    if !host.is_empty() {
-        set(h, "host", host);
+    if let Some(v) = &host_value {
+        h.insert(header::HOST, v.clone());
+        h.insert(X_FORWARDED_HOST, v.clone());
     }
-    let client_ip = peer.addr.ip().to_string();
-    let forwarded_for = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client_ip}"),
-        None => client_ip.clone(),
+    let forwarded_for = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", peer.addr.ip())).ok(),
+        None => Some(peer.ip_value.clone()),
     };
-    set(h, "x-forwarded-for", &forwarded_for);
-    set(
-        h,
-        "x-forwarded-proto",
-        if peer.tls { "https" } else { "http" },
-    );
-    set(h, "x-forwarded-host", host);
-    set(h, "x-forwarded-port", &peer.port.to_string());
-    set(h, "x-real-ip", &client_ip);
+    if let Some(v) = forwarded_for {
+        h.insert(X_FORWARDED_FOR, v);
+    }
+    let proto = if peer.tls { "https" } else { "http" };
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    h.insert(X_FORWARDED_PORT, peer.port_value.clone());
+    h.insert(X_REAL_IP, peer.ip_value.clone());
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The request target as an origin server expects it (`/path?query`; an HTTP/2 or
 /// absolute-form request carries scheme and authority, which `Host` now says).
@@ -349,11 +371,7 @@ mod tests {
     use super::*;
 
     fn peer() -> Peer {
-        Peer {
-            addr: "192.0.2.7:5555".parse().unwrap(),
-            tls: true,
-            port: 443,
-        }
+        Peer::new("192.0.2.7:5555".parse().unwrap(), true, 443)
     }
 
     #[test]
@@ -365,7 +383,7 @@ mod tests {
         client.insert("keep-alive", "timeout=5".parse().unwrap());
         client.insert(header::ACCEPT, "*/*".parse().unwrap());
         let mut h = client.clone();
-        upstream_headers(&mut h, "a.example", peer(), false);
+        upstream_headers(&mut h, "a.example", &peer(), false);
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example");
@@ -383,11 +401,11 @@ mod tests {
         client.insert(header::CONNECTION, "Upgrade".parse().unwrap());
         client.insert(header::UPGRADE, "websocket".parse().unwrap());
         let mut h = client.clone();
-        upstream_headers(&mut h, "a", peer(), true);
+        upstream_headers(&mut h, "a", &peer(), true);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
         let mut h = client.clone();
-        upstream_headers(&mut h, "a", peer(), false);
+        upstream_headers(&mut h, "a", &peer(), false);
         assert!(!h.contains_key(header::UPGRADE));
     }
 
