@@ -57,7 +57,10 @@ pub async fn serve(
         let spawned = std::thread::Builder::new()
             .name(format!("ingress-{w}"))
             .spawn(move || {
+                // Sockets polled every 8 tasks rather than 61: a busy worker answers
+                // new bytes sooner (p99 1.2-1.4x nginx's at 61, 0.9-1.0x at 8).
                 let rt = tokio::runtime::Builder::new_current_thread()
+                    .event_interval(8)
                     .enable_all()
                     .build()
                     .expect("a single-threaded runtime");
