@@ -9,8 +9,10 @@
 //!   `metadata.name=` field selector), claims and PersistentVolumes (`get`), claim
 //!   `status` (`update`/`patch`), VolumeAttachments (`get`), ServiceAccount `token`
 //!   (`create`): only objects the node reaches in the graph (node ← pod ← secret,
-//!   ConfigMap, claim, ServiceAccount; claim ← PV ← PV secret). Otherwise `Deny` with
-//!   kube's reason, e.g. `no relationship found between node 'n1' and this object`.
+//!   ConfigMap, claim, ServiceAccount; claim ← PV ← PV secret), and, for every node (each
+//!   runs skiff's Ingress controller), the Secrets Ingresses name in `spec.tls`.
+//!   Otherwise `Deny` with kube's reason, e.g. `no relationship found between node 'n1'
+//!   and this object`.
 //! - Pods: `get` of a pod bound to the node; `list`/`watch` of any (as before 1.32's
 //!   AuthorizeNodeWithSelectors, which allows only `spec.nodeName=<node>`: see
 //!   `authorizer::pod` for why); create, delete, `status` and `eviction` allowed, left
