@@ -118,6 +118,8 @@ fn tls_config(certs: Arc<CertResolver>) -> Arc<rustls::ServerConfig> {
 }
 
 async fn bind(port: u16, shutdown: &mut watch::Receiver<bool>) -> Option<TcpListener> {
+    // Said once: a port another server keeps would otherwise fill the log.
+    let mut said = false;
     loop {
         // Dual-stack where the node has IPv6, else IPv4 only.
         let any6 = SocketAddr::from(([0u16; 8], port));
@@ -128,7 +130,11 @@ async fn bind(port: u16, shutdown: &mut watch::Receiver<bool>) -> Option<TcpList
                 tracing::debug!(port, "ingress worker listening");
                 return Some(l);
             }
-            Err(e) => tracing::warn!(port, error = %e, "ingress port not free; retrying"),
+            Err(e) if !said => {
+                tracing::warn!(port, error = %e, "ingress port not free; retrying every 5 s");
+                said = true;
+            }
+            Err(e) => tracing::debug!(port, error = %e, "ingress port still not free"),
         }
         tokio::select! {
             _ = tokio::time::sleep(REBIND) => {}
