@@ -9,7 +9,7 @@
 //! skiff one on its own threads, as on a node). Access logs are off in both. Figures are
 //! printed side by side; nothing is asserted.
 
-use super::{ms, percentile};
+use super::{ms, percentile, stat_cpu_seconds, stat_fields};
 use anyhow::{Context, anyhow, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -65,12 +65,15 @@ pub async fn ingress(opts: IngressBenchOptions) -> anyhow::Result<()> {
         // Turns alternate which goes first, so drift in the machine hits both.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
-            let r = load(
+            let cpu = || proxy_cpu_seconds(i == 0, nginx.child.id());
+            let before = cpu();
+            let mut r = load(
                 targets[i].1,
                 opts.connections,
                 Duration::from_secs(opts.seconds),
             )
             .await?;
+            r.cpu = cpu() - before;
             results[i].absorb(r);
         }
     }
@@ -248,6 +251,39 @@ impl Drop for Nginx {
     }
 }
 
+/// CPU seconds the proxy has used so far: nginx's master and its workers, or this
+/// process' `ingress-*` worker threads. The same work per request at a lower cost is
+/// what leaves the cores to everything else on a node.
+fn proxy_cpu_seconds(nginx: bool, master: u32) -> f64 {
+    if nginx {
+        let master = master.to_string();
+        // The master, and the processes whose parent (the field after the state) it is.
+        cpu_of("/proc", |f, pid| pid == master || f.get(1) == Some(&master))
+    } else {
+        cpu_of("/proc/self/task", |_, tid| {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                .is_ok_and(|c| c.starts_with("ingress-"))
+        })
+    }
+}
+
+/// The summed CPU seconds of the processes or threads under `dir` that `wanted` picks
+/// by their stat fields and id.
+fn cpu_of(dir: &str, wanted: impl Fn(&[String], &str) -> bool) -> f64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0.0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| id.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|id| {
+            let f = stat_fields(&format!("{dir}/{id}/stat"))?;
+            wanted(&f, &id).then(|| stat_cpu_seconds(&f))
+        })
+        .sum()
+}
+
 /// Both backends answer through `addr`.
 async fn check_routes(addr: SocketAddr) -> anyhow::Result<()> {
     let mut sender = connect(addr).await?;
@@ -285,6 +321,8 @@ struct Run {
     latencies: Vec<Duration>,
     errors: usize,
     elapsed: Duration,
+    /// The proxy's CPU seconds.
+    cpu: f64,
 }
 
 impl Run {
@@ -292,6 +330,12 @@ impl Run {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+    }
+
+    /// The proxy's CPU time per request, in microseconds.
+    fn cpu_per_request(&self) -> f64 {
+        self.cpu * 1e6 / (self.latencies.len() as f64).max(1.0)
     }
 
     fn per_sec(&self) -> f64 {
@@ -340,30 +384,32 @@ fn print(results: &[Run; 2], opts: &IngressBenchOptions) {
         .collect();
     println!();
     println!(
-        "{:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "proxy", "requests/s", "p50", "p99", "p99.9", "max", "errors"
+        "{:<8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "proxy", "requests/s", "p50", "p99", "p99.9", "max", "errors", "cpu/req"
     );
     for (name, (r, l)) in ["nginx", "skiff"]
         .iter()
         .zip(results.iter().zip(&mut sorted))
     {
         println!(
-            "{:<8} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{:<8} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7.1} µs",
             name,
             r.per_sec(),
             ms(percentile(l, 0.5)),
             ms(percentile(l, 0.99)),
             ms(percentile(l, 0.999)),
             ms(l.last().copied().unwrap_or_default()),
-            r.errors
+            r.errors,
+            r.cpu_per_request()
         );
     }
     let rps = results[1].per_sec() / results[0].per_sec().max(1e-9);
     let p99 = percentile(&sorted[1], 0.99).as_secs_f64()
         / percentile(&sorted[0], 0.99).as_secs_f64().max(1e-9);
+    let cpu = results[1].cpu_per_request() / results[0].cpu_per_request().max(1e-9);
     println!();
     println!(
-        "skiff/nginx: requests/s {rps:.2}x (goal >= 1.00), p99 {p99:.2}x (goal <= 1.00); {} connections, {} s x {} rounds each",
+        "skiff/nginx: requests/s {rps:.2}x (goal >= 1.00), p99 {p99:.2}x (goal <= 1.00), proxy CPU per request {cpu:.2}x; {} connections, {} s x {} rounds each",
         opts.connections, opts.seconds, opts.rounds
     );
 }

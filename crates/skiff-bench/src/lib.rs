@@ -82,12 +82,20 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// CPU seconds (user + system) a process has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    stat_fields(&format!("/proc/{pid}/stat")).map_or(0.0, |f| stat_cpu_seconds(&f))
+}
+
+/// The fields of a `/proc/…/stat` file after the parenthesised command name (the
+/// state first).
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// utime + stime (the 12th and 13th fields after the name), in USER_HZ ticks: 100 a
+/// second in Linux's ABI.
+fn stat_cpu_seconds(f: &[String]) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
 }

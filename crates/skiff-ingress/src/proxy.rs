@@ -6,7 +6,7 @@
 //! becomes a byte pipe between the two sides. No rule: 404; nowhere to send it: 503;
 //! every endpoint failing: 502, each with a line saying why.
 
-use crate::pool::{Pool, Returning};
+use crate::pool::{Pool, Returning, Upstream};
 use crate::table::{Route, Table};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -118,17 +118,21 @@ impl Proxy {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
         pool: &Arc<Pool>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let table = self.current(pool);
-        let host = request_host(&req).unwrap_or_default();
+        let host_value = request_host(&req);
+        let host = host_value
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         // What the access log says of the request, kept only when there is one.
         let logged = self
             .access_log
             .then(|| (req.method().clone(), req.uri().path().to_string()));
-        let (resp, upstream) = match table.lookup(&host, req.uri().path()) {
+        let (resp, upstream) = match table.lookup(host, req.uri().path()) {
             None => {
                 let why = format!(
                     "no Ingress rule for host \"{host}\" and path \"{}\"",
@@ -136,7 +140,7 @@ impl Proxy {
                 );
                 (answer(StatusCode::NOT_FOUND, &why), None)
             }
-            Some(route) => Proxy::forward(route, req, &host, &peer, pool).await,
+            Some(route) => Proxy::forward(route, req, host_value.as_ref(), peer, pool).await,
         };
         let Some((method, path)) = logged else {
             return resp;
@@ -154,7 +158,7 @@ impl Proxy {
     async fn forward(
         route: &Route,
         mut req: Request<Incoming>,
-        host: &str,
+        host: Option<&HeaderValue>,
         peer: &Peer,
         pool: &Arc<Pool>,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
@@ -166,21 +170,23 @@ impl Proxy {
         let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         upstream_headers(&mut parts.headers, host, peer, upgrade.is_some());
-        parts.uri = origin_form(&parts.uri);
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            parts.uri = origin_form(&parts.uri);
+        }
         parts.version = Version::HTTP_11;
         let mut req = Request::from_parts(parts, body);
         let mut last_error = String::new();
         for addr in up.rotation().take(ATTEMPTS) {
-            let mut sender = match pool.checkout(addr).await {
-                Ok(s) => s,
+            let mut up = match pool.checkout(addr).await {
+                Ok(up) => up,
                 Err(e) => {
                     tracing::debug!(upstream = %up.name, error = %e, "endpoint refused; trying the next");
                     last_error = e.to_string();
                     continue;
                 }
             };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return (Proxy::finish(resp, addr, sender, upgrade, pool), Some(addr)),
+            match up.send(req).await {
+                Ok(resp) => return (Proxy::finish(resp, addr, up, upgrade, pool), Some(addr)),
                 Err(mut e) => {
                     last_error = error_chain(e.error());
                     // Not sent (the connection closed under it): another may take it.
@@ -200,7 +206,7 @@ impl Proxy {
     fn finish(
         resp: Response<Incoming>,
         addr: SocketAddr,
-        sender: crate::pool::Sender,
+        up: Upstream,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         pool: &Arc<Pool>,
     ) -> Response<ProxyBody> {
@@ -209,11 +215,9 @@ impl Proxy {
             if let Some(client_upgrade) = client_upgrade {
                 let mut upstream = Response::from_parts(parts.clone(), body);
                 let upstream_upgrade = hyper::upgrade::on(&mut upstream);
-                tokio::spawn(async move {
-                    // Its connection task hands the socket over; the sender goes last.
-                    pipe(client_upgrade, upstream_upgrade).await;
-                    drop(sender);
-                });
+                // Its connection, ending, hands the socket over.
+                up.spawn();
+                tokio::spawn(pipe(client_upgrade, upstream_upgrade));
                 return Response::from_parts(parts, empty());
             }
             return answer(
@@ -222,7 +226,7 @@ impl Proxy {
             );
         }
         strip_hop_by_hop(&mut parts.headers);
-        let body = Returning::new(body, pool.clone(), addr, sender);
+        let body = Returning::new(body, pool.clone(), addr, up);
         Response::from_parts(parts, body.boxed())
     }
 }
@@ -237,16 +241,13 @@ async fn pipe(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpg
     }
 }
 
-/// `Host` as the client sent it (HTTP/2: the `:authority`).
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let by_uri = req.uri().authority().map(|a| a.as_str().to_string());
-    let by_header = || {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    };
-    by_uri.or_else(by_header)
+/// `Host` as the client sent it (HTTP/2: the `:authority`). A header's value is a
+/// shared slice of what was read, so taking it costs no copy.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
 }
 
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
@@ -276,6 +277,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: a look at each of their few names beats a removal
+    // (a hash) per listed name.
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(h)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -285,20 +291,19 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// The client's headers made the endpoint's.
-fn upstream_headers(h: &mut HeaderMap, host: &str, peer: &Peer, upgrade: bool) {
+fn upstream_headers(h: &mut HeaderMap, host: Option<&HeaderValue>, peer: &Peer, upgrade: bool) {
     let upgrade_to = h.get(header::UPGRADE).cloned();
     strip_hop_by_hop(h);
+    h.reserve(6);
     if let (true, Some(to)) = (upgrade, upgrade_to) {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         h.insert(header::UPGRADE, to);
     }
     // HTTP/1.1 brought `Host` along; HTTP/2's `:authority` becomes it.
-    let host_value = match h.get(header::HOST) {
-        Some(v) => Some(v.clone()),
-        None => HeaderValue::from_str(host).ok(),
-    };
-    if let Some(v) = &host_value {
-        h.insert(header::HOST, v.clone());
+    if let Some(v) = host {
+        if !h.contains_key(header::HOST) {
+            h.insert(header::HOST, v.clone());
+        }
         h.insert(X_FORWARDED_HOST, v.clone());
     }
     let forwarded_for = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -383,7 +388,12 @@ mod tests {
         client.insert("keep-alive", "timeout=5".parse().unwrap());
         client.insert(header::ACCEPT, "*/*".parse().unwrap());
         let mut h = client.clone();
-        upstream_headers(&mut h, "a.example", &peer(), false);
+        upstream_headers(
+            &mut h,
+            Some(&HeaderValue::from_static("a.example")),
+            &peer(),
+            false,
+        );
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "a.example");
@@ -401,11 +411,11 @@ mod tests {
         client.insert(header::CONNECTION, "Upgrade".parse().unwrap());
         client.insert(header::UPGRADE, "websocket".parse().unwrap());
         let mut h = client.clone();
-        upstream_headers(&mut h, "a", &peer(), true);
+        upstream_headers(&mut h, Some(&HeaderValue::from_static("a")), &peer(), true);
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert_eq!(h[header::UPGRADE], "websocket");
         let mut h = client.clone();
-        upstream_headers(&mut h, "a", &peer(), false);
+        upstream_headers(&mut h, Some(&HeaderValue::from_static("a")), &peer(), false);
         assert!(!h.contains_key(header::UPGRADE));
     }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 /// The listeners' ports; 0 turns one off.
@@ -176,13 +176,15 @@ impl Worker {
             return;
         };
         let mut conns = tokio::task::JoinSet::new();
+        let mut stops = Stops::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, addr)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let peer = Peer::new(canonical(addr), tls.is_some(), port);
-                    let (proxy, pool, tls, stop) = (proxy.clone(), pool.clone(), tls.clone(), shutdown.clone());
+                    let stop = stops.add();
+                    let (proxy, pool, tls) = (proxy.clone(), pool.clone(), tls.clone());
                     conns.spawn(async move {
                         match tls {
                             None => connection(stream, proxy, pool, peer, stop).await,
@@ -200,11 +202,34 @@ impl Worker {
             }
         }
         drop(listener);
+        drop(stops);
         let drained =
             tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} });
         if drained.await.is_err() {
             conns.shutdown().await;
         }
+    }
+}
+
+/// A stop signal per open connection, given by dropping its sender. Not one shared
+/// `watch`: every poll of a connection would poll that too, taking the lock its
+/// waiters share with every other connection.
+#[derive(Default)]
+struct Stops {
+    senders: Vec<oneshot::Sender<()>>,
+    /// Length after the last sweep of closed connections' senders.
+    swept: usize,
+}
+
+impl Stops {
+    fn add(&mut self) -> oneshot::Receiver<()> {
+        if self.senders.len() >= 2 * self.swept.max(32) {
+            self.senders.retain(|s| !s.is_closed());
+            self.swept = self.senders.len();
+        }
+        let (tx, rx) = oneshot::channel();
+        self.senders.push(tx);
+        rx
     }
 }
 
@@ -224,13 +249,18 @@ async fn connection<I>(
     proxy: Arc<Proxy>,
     pool: Arc<Pool>,
     peer: Peer,
-    mut shutdown: watch::Receiver<bool>,
+    stop: oneshot::Receiver<()>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // One reference count per request rather than three.
+    let ctx = Arc::new((proxy, pool, peer));
     let svc = service_fn(move |req| {
-        let (proxy, pool, peer) = (proxy.clone(), pool.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer, &pool).await) }
+        let ctx = ctx.clone();
+        async move {
+            let (proxy, pool, peer) = &*ctx;
+            Ok::<_, Infallible>(proxy.handle(req, peer, pool).await)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -241,13 +271,14 @@ async fn connection<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
+        biased;
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "ingress connection ended with an error");
             }
             return;
         }
-        _ = shutdown.changed() => {}
+        _ = stop => {}
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(DRAIN, conn).await;

@@ -10,6 +10,7 @@
 use crate::paths::{PathMatch, PathType};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use skiff_catalog::{Catalog, Protocol, ServiceKey, ServiceType};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,7 +73,7 @@ pub struct Table {
 }
 
 /// `Host` as routed: lowercase, without port or trailing dot.
-pub fn normalize_host(host: &str) -> String {
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal: `[::1]:80`.
         rest.split(']').next().unwrap_or(rest)
@@ -85,7 +86,13 @@ pub fn normalize_host(host: &str) -> String {
             }
         })
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    // Hosts come lowercase nearly always; only the others are copied.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 impl Table {
@@ -95,7 +102,7 @@ impl Table {
         let wildcard = host
             .split_once('.')
             .and_then(|(_, domain)| self.wildcard.get(domain));
-        [self.exact.get(&host), wildcard, Some(&self.any)]
+        [self.exact.get(host.as_ref()), wildcard, Some(&self.any)]
             .into_iter()
             .flatten()
             .find_map(|routes| routes.iter().find(|r| r.path.matches(path)))

@@ -94,7 +94,7 @@ impl Certs {
                 .and_then(|(_, domain)| self.wildcard.get(domain))
         };
         self.exact
-            .get(&name)
+            .get(name.as_ref())
             .or_else(wildcard)
             .unwrap_or(&self.default)
             .clone()

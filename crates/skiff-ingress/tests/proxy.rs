@@ -1,6 +1,7 @@
 //! The proxy on loopback, against live and dead endpoints: a refused connection moves
 //! on to the next endpoint with the request's body intact; no rule is a 404, no
-//! endpoint a 503, every endpoint dead a 502.
+//! endpoint a 503, every endpoint dead a 502; endpoint connections are kept and reused,
+//! and one the endpoint closed meanwhile is replaced.
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -13,6 +14,8 @@ use skiff_ingress::table::Table;
 use skiff_ingress::tls::{self, CertResolver, Certs};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -200,4 +203,104 @@ fn every_endpoint_dead_is_a_502_and_no_rule_a_404() {
         out.contains("no Ingress rule for host \"nobody\" and path \"/x\""),
         "{out}"
     );
+}
+
+/// An endpoint answering `GET`s on kept-alive connections (no `Connection: close`),
+/// hanging up after the first answer on each when `hang_up`; with the count of
+/// connections it accepted.
+fn keepalive_endpoint(hang_up: bool) -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        if hang_up {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// `n` requests one after another on one kept-alive client connection, `pause` apart;
+/// each answer's status line and body.
+fn requests_on_one_connection(port: u16, n: usize, pause: Duration) -> Vec<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        write!(s, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let mut buf = [0; 4096];
+        // Whole once the head and its Content-Length of body are in.
+        let whole = |t: &str| {
+            let (head, body) = t.split_once("\r\n\r\n")?;
+            let len = head.lines().find_map(|l| {
+                let l = l.to_ascii_lowercase();
+                l.strip_prefix("content-length: ")?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            })?;
+            (body.len() >= len).then(|| format!("{} {body}", head.lines().next().unwrap()))
+        };
+        let answer = loop {
+            if let Some(a) = whole(&text) {
+                break a;
+            }
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        };
+        answers.push(answer);
+        std::thread::sleep(pause);
+    }
+    answers
+}
+
+#[test]
+fn endpoint_connections_are_reused_and_one_the_endpoint_closed_is_replaced() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (port_a, accepted_a) = keepalive_endpoint(false);
+    let proxy = serve(&rt, Table::build(&[&ingress()], &catalog(&[port_a])));
+    let answers = requests_on_one_connection(proxy, 20, Duration::ZERO);
+    assert!(
+        answers.iter().all(|a| a == "HTTP/1.1 200 OK ok"),
+        "{answers:?}"
+    );
+    // One connection per proxy worker at most, however many requests.
+    let workers = std::thread::available_parallelism().unwrap().get();
+    let opened = accepted_a.load(Ordering::SeqCst);
+    assert!(
+        (1..=workers).contains(&opened),
+        "{opened} connections for 20 requests"
+    );
+
+    // An endpoint that closes each connection after one answer: the pooled connection
+    // is found closed when taken, and a new one carries the request.
+    let (port_b, accepted_b) = keepalive_endpoint(true);
+    let proxy = serve(&rt, Table::build(&[&ingress()], &catalog(&[port_b])));
+    let answers = requests_on_one_connection(proxy, 5, Duration::from_millis(100));
+    assert!(
+        answers.iter().all(|a| a == "HTTP/1.1 200 OK ok"),
+        "{answers:?}"
+    );
+    assert_eq!(accepted_b.load(Ordering::SeqCst), 5);
 }
