@@ -162,4 +162,31 @@ mod tests {
                 .starts_with("data[bad/key]: Invalid value")
         );
     }
+
+    #[test]
+    fn statefulset_containers_mount_their_claim_templates() {
+        let set = |mount: &str| {
+            json!({"metadata": {"name": "web", "namespace": "d"}, "spec": {
+                "selector": {"matchLabels": {"app": "w"}}, "serviceName": "web",
+                "template": {"metadata": {"labels": {"app": "w"}}, "spec": {"containers": [
+                    {"name": "c", "image": "i", "volumeMounts": [{"name": mount, "mountPath": "/data"}]}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})
+        };
+        assert_eq!(
+            fields_of(&validate_create("apps", "statefulsets", &set("data"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            fields_of(&validate_create("apps", "statefulsets", &set("other"))),
+            ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"other\""]
+        );
+        // A Deployment has no claim templates to lend names.
+        let mut d = set("data");
+        d["spec"].as_object_mut().unwrap().remove("volumeClaimTemplates");
+        assert_eq!(
+            fields_of(&validate_create("apps", "deployments", &d)),
+            ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"data\""]
+        );
+    }
 }

@@ -341,7 +341,16 @@ fn workload(errs: &mut Errs, resource: &str, o: &Value) {
             "spec.template.metadata.labels",
             &spec["template"]["metadata"]["labels"],
         );
-        pod_spec(errs, "spec.template.spec", &spec["template"]["spec"], false);
+        // A StatefulSet's containers may mount its claim templates by name: each pod
+        // gets a volume of that name for its claim (upstream leaves this pod spec
+        // unchecked for want of exactly this union).
+        let claims: Vec<&str> = spec["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["metadata"]["name"].as_str())
+            .collect();
+        pod_spec_with(errs, "spec.template.spec", &spec["template"]["spec"], &claims);
         if matches!(
             resource,
             "deployments" | "replicasets" | "daemonsets" | "statefulsets"
@@ -768,6 +777,11 @@ fn containers(
 }
 
 fn pod_spec(errs: &mut Errs, path: &str, spec: &Value, _in_job: bool) {
+    pod_spec_with(errs, path, spec, &[]);
+}
+
+/// A pod spec whose containers may also mount `more_volumes` by name.
+fn pod_spec_with(errs: &mut Errs, path: &str, spec: &Value, more_volumes: &[&str]) {
     if !spec.is_object() {
         errs.push(FieldError::required(path, ""));
         return;
@@ -804,6 +818,7 @@ fn pod_spec(errs: &mut Errs, path: &str, spec: &Value, _in_job: bool) {
             ));
         }
     }
+    volumes.extend(more_volumes.iter().map(|v| v.to_string()));
     let mut seen = HashSet::new();
     if spec["containers"].as_array().is_none_or(Vec::is_empty) {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
