@@ -114,6 +114,10 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn usage(&self) -> RtResult<crate::runtime::Usage> {
+        Ok(crate::runtime::Usage::default())
+    }
+
     async fn image_user(&self, _image: &str) -> RtResult<(Option<i64>, String)> {
         Ok((None, String::new()))
     }

@@ -193,6 +193,7 @@ pub async fn run(
             spec: spec.clone(),
             ca_pem: opts.ca_pem.clone(),
             cert_dir: dir.join("pki"),
+            data_dir: dir.clone(),
             runtime: runtime.clone(),
             listener,
             cni_conf_dir: cni_conf_dir.clone(),
@@ -450,6 +451,8 @@ struct Join {
     ca_pem: String,
     /// Where the node's certificates are kept.
     cert_dir: PathBuf,
+    /// The agent's data directory, whose filesystem the node's statistics report.
+    data_dir: PathBuf,
     runtime: Arc<dyn Runtime>,
     listener: tokio::net::TcpListener,
     cni_conf_dir: PathBuf,
@@ -468,6 +471,7 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) -> tokio::task::Join
         spec,
         ca_pem,
         cert_dir,
+        data_dir,
         runtime,
         listener,
         cni_conf_dir,
@@ -498,10 +502,12 @@ fn spawn_join(j: Join, mut shutdown: watch::Receiver<bool>) -> tokio::task::Join
         let Some(cert) = serving.await else { return };
         match skiff_pki::agent_server_config_rotating(&ca_pem, cert) {
             Ok(tls) => {
+                let stats = crate::stats::Stats::new(&spec.name, data_dir, runtime.clone());
                 tokio::spawn(crate::server::serve(
                     listener,
                     tls,
                     runtime,
+                    stats,
                     shutdown.clone(),
                 ));
             }

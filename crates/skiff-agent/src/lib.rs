@@ -25,6 +25,7 @@ pub mod server;
 pub mod sim;
 pub mod spdyexec;
 pub mod staticpods;
+pub mod stats;
 pub mod tokens;
 pub mod volumes;
 

@@ -89,6 +89,19 @@ pub trait Runtime: Send + Sync + 'static {
     async fn running_logs(&self) -> RtResult<Vec<(String, std::path::PathBuf)>>;
     /// Makes the runtime write a container's log to a fresh file at its path.
     async fn reopen_log(&self, container_id: &str) -> RtResult<()>;
+    /// What the pods use of the node, as the runtime measures it.
+    async fn usage(&self) -> RtResult<Usage>;
+}
+
+/// The runtime's pods and their measured use, for the statistics endpoints: its
+/// sandboxes and containers (identity, start time, state) and their stats.
+#[derive(Debug, Default, Clone)]
+pub struct Usage {
+    pub sandboxes: Vec<cri::PodSandbox>,
+    pub containers: Vec<cri::Container>,
+    pub container_stats: Vec<cri::ContainerStats>,
+    /// Empty where the runtime does not implement `ListPodSandboxStats`.
+    pub sandbox_stats: Vec<cri::PodSandboxStats>,
 }
 
 #[derive(Debug, Clone)]
@@ -647,6 +660,37 @@ impl Runtime for CriRuntime {
             }
         }
         Ok(out)
+    }
+
+    async fn usage(&self) -> RtResult<Usage> {
+        let listing = self.listing().await?;
+        let (mut rt1, mut rt2) = (self.cri.runtime.clone(), self.cri.runtime.clone());
+        let (containers, sandboxes) = futures::join!(
+            rpc(
+                "ListContainerStats",
+                rt1.list_container_stats(cri::ListContainerStatsRequest::default())
+            ),
+            rpc(
+                "ListPodSandboxStats",
+                rt2.list_pod_sandbox_stats(cri::ListPodSandboxStatsRequest::default())
+            ),
+        );
+        let sandbox_stats = match sandboxes {
+            Ok(r) => r.stats,
+            // containerd before 1.7 has only per-container stats; pods are their sum.
+            Err(skiff_cri::Error::Rpc { status, .. })
+                if status.code() == tonic::Code::Unimplemented =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Usage {
+            sandboxes: listing.sandboxes.clone(),
+            containers: listing.containers.clone(),
+            container_stats: containers?.stats,
+            sandbox_stats,
+        })
     }
 
     async fn reopen_log(&self, container_id: &str) -> RtResult<()> {

@@ -1,9 +1,11 @@
 //! The agent's HTTPS endpoint (port 10250): a serving certificate from the cluster CA,
 //! and only the API server's kubelet-client identity may connect. Serves
-//! `/containerLogs/<ns>/<pod>/<container>` from CRI log files.
+//! `/containerLogs/<ns>/<pod>/<container>` from CRI log files, exec, attach and
+//! port-forward, and the statistics (`/stats/summary`, `/metrics/resource`, `/metrics`).
 
 use crate::logs::{self, LogOptions};
 use crate::runtime::Runtime;
+use crate::stats::Stats;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -29,6 +31,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     runtime: Arc<dyn Runtime>,
+    stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -41,7 +44,7 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let acceptor = acceptor.clone();
-        let runtime = runtime.clone();
+        let (runtime, stats) = (runtime.clone(), stats.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
@@ -57,7 +60,7 @@ pub async fn serve(
                 .as_ref()
                 .is_some_and(|u| u.username == skiff_pki::KUBELET_CLIENT_CN);
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let runtime = runtime.clone();
+                let (runtime, stats) = (runtime.clone(), stats.clone());
                 async move {
                     if !allowed {
                         return Ok::<_, std::convert::Infallible>(text(
@@ -65,7 +68,7 @@ pub async fn serve(
                             "only the API server may use this endpoint".into(),
                         ));
                     }
-                    Ok(route(runtime, req).await)
+                    Ok(route(runtime, &stats, req).await)
                 }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -79,7 +82,7 @@ pub async fn serve(
     }
 }
 
-async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Body> {
+async fn route(runtime: Arc<dyn Runtime>, stats: &Stats, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (req.method().as_str(), segs.as_slice()) {
@@ -99,6 +102,13 @@ async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Bo
             crate::exec::serve_port_forward(runtime, &ns, &pod, req).await
         }
         ("GET", ["healthz"]) => text(StatusCode::OK, "ok".into()),
+        ("GET", ["stats", "summary"]) => {
+            let only = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .any(|(k, v)| k == "only_cpu_and_memory" && v == "true");
+            crate::stats::serve::summary(stats, only).await
+        }
+        ("GET", ["metrics", "resource"]) => crate::stats::serve::resource(stats).await,
+        ("GET", ["metrics"]) => crate::stats::serve::agent(stats).await,
         _ => text(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
     }
 }

@@ -362,6 +362,8 @@ fn path_or_root(trimmed: &str) -> String {
 pub(crate) struct PathInfo {
     pub(crate) target: Target,
     verb: &'static str,
+    /// For `nodes/<name>/proxy/<path>`: `/<path>`.
+    proxy_path: String,
 }
 
 /// Maps `/api/v1/...` and `/apis/<g>/<v>/...` onto a target and a Kubernetes verb.
@@ -393,9 +395,14 @@ fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
             },
             [res] => (None, *res, None, None),
             [res, n] => (None, *res, Some(*n), None),
+            [res, n, "proxy", ..] => (None, *res, Some(*n), Some("proxy")),
             [res, n, s] => (None, *res, Some(*n), Some(*s)),
             _ => return None,
         };
+    let proxy_path = match rest {
+        [_, _, "proxy", tail @ ..] => format!("/{}", tail.join("/")),
+        _ => String::new(),
+    };
     let ri: &'static ResourceInfo = if resource == "namespaces" && group.is_empty() {
         ns_ri
     } else {
@@ -437,6 +444,7 @@ fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
             sub,
         },
         verb,
+        proxy_path,
     })
 }
 
@@ -498,6 +506,12 @@ async fn serve_resource(
     let q = parse_query(parts.uri.query());
     let headers = std::mem::take(&mut parts.headers);
     let t = info.target;
+    if t.sub == Some(Subresource::Proxy) {
+        let node = t.name.clone().unwrap_or_default();
+        parts.headers = headers;
+        let req = Request::from_parts(parts, body);
+        return crate::agentproxy::proxy(api, &node, &info.proxy_path, req).await;
+    }
     let wanted = decode::wanted(&headers);
     let watch_requested = info.verb == "watch"
         || (info.verb == "list"

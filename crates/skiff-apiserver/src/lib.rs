@@ -4,6 +4,7 @@
 //! kind-specific parts (defaulting, validation, printing, patch metadata) live in pure
 //! crates and are looked up by (group, resource).
 
+pub mod agentproxy;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

@@ -187,7 +187,7 @@ pub async fn logs(
     Ok(Response::from_parts(parts, Body::new(body)))
 }
 
-async fn agent_tls_stream(
+pub(crate) async fn agent_tls_stream(
     api: &ApiServer,
     ip: &str,
     port: u16,

@@ -30,6 +30,8 @@ pub enum Subresource {
     /// `certificatesigningrequests/approval`: updates touch only the Approved/Denied
     /// conditions.
     Approval,
+    /// `nodes/proxy`: HTTP requests carried to the node's agent (its statistics).
+    Proxy,
 }
 
 impl Subresource {
@@ -45,6 +47,7 @@ impl Subresource {
             Subresource::PortForward => "portforward",
             Subresource::Token => "token",
             Subresource::Approval => "approval",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -60,6 +63,7 @@ impl Subresource {
             "portforward" => Subresource::PortForward,
             "token" => Subresource::Token,
             "approval" => Subresource::Approval,
+            "proxy" => Subresource::Proxy,
             _ => return None,
         })
     }
@@ -76,6 +80,7 @@ impl Subresource {
             Subresource::Exec | Subresource::Attach => Some(("", "v1", "PodExecOptions")),
             Subresource::PortForward => Some(("", "v1", "PodPortForwardOptions")),
             Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
+            Subresource::Proxy => Some(("", "v1", "NodeProxyOptions")),
         }
     }
 
@@ -90,6 +95,7 @@ impl Subresource {
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
                 &["create", "get"]
             }
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         }
     }
 }
@@ -179,7 +185,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("", "v1", "Pod", "pods", "pod", Namespaced, short: &["po"], cat: ALL,
          sub: &[S::Status, S::Binding, S::Eviction, S::Log, S::Exec, S::Attach, S::PortForward],
          prefix: "/registry/pods"),
-    res!("", "v1", "Node", "nodes", "node", Cluster, short: &["no"], cat: &[], sub: &[S::Status], prefix: "/registry/minions"),
+    res!("", "v1", "Node", "nodes", "node", Cluster, short: &["no"], cat: &[], sub: &[S::Proxy, S::Status], prefix: "/registry/minions"),
     res!("", "v1", "Service", "services", "service", Namespaced, short: &["svc"], cat: ALL, sub: &[S::Status], prefix: "/registry/services/specs"),
     res!("", "v1", "Endpoints", "endpoints", "endpoints", Namespaced, short: &["ep"], cat: &[], sub: &[], prefix: "/registry/services/endpoints"),
     res!("", "v1", "ConfigMap", "configmaps", "configmap", Namespaced, short: &["cm"], cat: &[], sub: &[], prefix: "/registry/configmaps"),

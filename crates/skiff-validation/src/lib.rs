@@ -183,7 +183,10 @@ mod tests {
         );
         // A Deployment has no claim templates to lend names.
         let mut d = set("data");
-        d["spec"].as_object_mut().unwrap().remove("volumeClaimTemplates");
+        d["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("volumeClaimTemplates");
         assert_eq!(
             fields_of(&validate_create("apps", "deployments", &d)),
             ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"data\""]

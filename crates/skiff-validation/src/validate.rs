@@ -350,7 +350,12 @@ fn workload(errs: &mut Errs, resource: &str, o: &Value) {
             .flatten()
             .filter_map(|t| t["metadata"]["name"].as_str())
             .collect();
-        pod_spec_with(errs, "spec.template.spec", &spec["template"]["spec"], &claims);
+        pod_spec_with(
+            errs,
+            "spec.template.spec",
+            &spec["template"]["spec"],
+            &claims,
+        );
         if matches!(
             resource,
             "deployments" | "replicasets" | "daemonsets" | "statefulsets"

@@ -1,0 +1,157 @@
+//! A real node's statistics as kubelet serves them, reached through the API server's
+//! node proxy with kubectl (root; containerd, CNI plugins, busybox-static):
+//! `/stats/summary` lists a running pod and its containers with CPU and memory, and the
+//! CPU of a container that burns it moves while an idle one's does not;
+//! `/metrics/resource` and `/metrics` answer in Prometheus text; `nodes/proxy` is what
+//! RBAC must grant.
+
+mod common;
+
+use common::Cluster;
+use common::eventually;
+use common::lab::Lab;
+use serde_json::Value;
+use std::time::Duration;
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: burner\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: idle\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n  - name: burn\n    image: busybox\n    imagePullPolicy: IfNotPresent\n    command: [sh, -c, 'while :; do :; done']\n";
+
+fn raw(c: &Cluster, node: &str, path: &str) -> String {
+    c.ok(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy{path}")])
+}
+
+/// The summary's entry for the pod `burner`, once both its containers report CPU.
+fn burner(c: &Cluster, node: &str) -> (Value, Value) {
+    eventually(Duration::from_secs(60), || {
+        let s: Value = serde_json::from_str(&raw(c, node, "/stats/summary")).ok()?;
+        let pod = s["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["name"] == "burner" && p["podRef"]["namespace"] == "default")?
+            .clone();
+        let both = pod["containers"].as_array()?.len() == 2
+            && pod["containers"]
+                .as_array()?
+                .iter()
+                .all(|c| c["cpu"]["usageCoreNanoSeconds"].as_u64().is_some());
+        both.then_some((s, pod))
+    })
+}
+
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no container {name} in {pod}"))
+}
+
+fn cpu_ns(pod: &Value, name: &str) -> u64 {
+    container(pod, name)["cpu"]["usageCoreNanoSeconds"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn node_statistics_through_the_node_proxy() {
+    let lab = Lab::new(1);
+    let c = lab.start_server(&[]);
+    lab.wait_ready(&c);
+    let node = lab.node_name(0);
+    c.apply(POD);
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/burner",
+        "--timeout=120s",
+    ]);
+
+    let (summary, before) = burner(&c, &node);
+    let n = &summary["node"];
+    assert_eq!(n["nodeName"], node.as_str(), "{n}");
+    for (what, v) in [
+        ("node cpu", &n["cpu"]["usageCoreNanoSeconds"]),
+        ("node working set", &n["memory"]["workingSetBytes"]),
+        ("node fs capacity", &n["fs"]["capacityBytes"]),
+        ("pod working set", &before["memory"]["workingSetBytes"]),
+        (
+            "idle working set",
+            &container(&before, "idle")["memory"]["workingSetBytes"],
+        ),
+    ] {
+        assert!(
+            v.as_u64().is_some_and(|v| v > 0),
+            "{what}: {v} in {summary}"
+        );
+    }
+    let uid = c.ok(&["get", "pod", "burner", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(before["podRef"]["uid"], uid.as_str());
+
+    // Three seconds on: the burner has used CPU time and has a rate; the idle one hardly.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, after) = burner(&c, &node);
+    let burned = cpu_ns(&after, "burn") - cpu_ns(&before, "burn");
+    let idled = cpu_ns(&after, "idle") - cpu_ns(&before, "idle");
+    assert!(burned > 300_000_000, "burn used {burned} ns in 3 s");
+    assert!(
+        idled < burned / 10,
+        "idle used {idled} ns, burn {burned} ns"
+    );
+    let rate = container(&after, "burn")["cpu"]["usageNanoCores"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(rate > 100_000_000, "burn's rate {rate} nano-cores");
+    let pod_cpu = after["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap();
+    assert!(pod_cpu >= cpu_ns(&after, "burn"), "{after}");
+
+    let resource = raw(&c, &node, "/metrics/resource");
+    for want in [
+        "container_cpu_usage_seconds_total{container=\"burn\",namespace=\"default\",pod=\"burner\"} ",
+        "container_memory_working_set_bytes{container=\"idle\",namespace=\"default\",pod=\"burner\"} ",
+        "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"burner\"} ",
+        "node_cpu_usage_seconds_total ",
+        "resource_scrape_error 0",
+    ] {
+        assert!(
+            resource.lines().any(|l| l.starts_with(want)),
+            "no {want:?} in\n{resource}"
+        );
+    }
+    let own = raw(&c, &node, "/metrics");
+    assert!(own.contains("kubelet_running_pods "), "{own}");
+    let only = raw(&c, &node, "/stats/summary?only_cpu_and_memory=true");
+    let only: Value = serde_json::from_str(&only).unwrap();
+    assert!(
+        only["node"]["fs"].is_null() && only["node"]["cpu"].is_object(),
+        "{only}"
+    );
+
+    // The admin reads it; a user without `nodes/proxy` may not, until a role grants it.
+    let path = format!("/api/v1/nodes/{node}/proxy/stats/summary");
+    let denied = c.fails(&["get", "--raw", &path, "--as=carol"]);
+    assert!(
+        denied.contains("cannot get resource \"nodes/proxy\""),
+        "{denied}"
+    );
+    c.ok(&[
+        "create",
+        "clusterrole",
+        "node-stats",
+        "--verb=get",
+        "--resource=nodes/proxy",
+    ]);
+    c.ok(&[
+        "create",
+        "clusterrolebinding",
+        "carol-stats",
+        "--clusterrole=node-stats",
+        "--user=carol",
+    ]);
+    eventually(Duration::from_secs(10), || {
+        let out = c.kubectl(&["get", "--raw", &path, "--as=carol"]);
+        out.status.success().then_some(())
+    });
+    // A node that does not exist is a 404 from the API, not a proxy error.
+    let missing = c.fails(&["get", "--raw", "/api/v1/nodes/nowhere/proxy/stats/summary"]);
+    assert!(missing.contains("nodes \"nowhere\" not found"), "{missing}");
+}
