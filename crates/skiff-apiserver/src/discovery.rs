@@ -86,6 +86,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
         .into_iter()
         .filter(|(g, _)| g.is_empty() == core)
         .map(|(g, v)| group_discovery(g, v))
+        .chain((!core).then(crate::metricsapi::aggregated_group))
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"), "metadata": {}, "items": items})
 }
@@ -108,12 +109,19 @@ pub fn api_group_list() -> Value {
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, v)| api_group(g, v))
+        .chain([crate::metricsapi::api_group()])
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/<group>`: one APIGroup, or None if unknown.
 pub fn api_group_doc(group: &str) -> Option<Value> {
+    if group == crate::metricsapi::GROUP {
+        let mut doc = crate::metricsapi::api_group();
+        doc["kind"] = json!("APIGroup");
+        doc["apiVersion"] = json!("v1");
+        return Some(doc);
+    }
     groups()
         .into_iter()
         .find(|(g, _)| *g == group && !g.is_empty())

@@ -101,6 +101,21 @@ pub(crate) fn request_attributes(
     let path = req.uri().path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method();
+    if let Some(t) = crate::metricsapi::target(&segs) {
+        // Served here, not by the registry's kinds, but authorized as resources.
+        let attrs = Attributes {
+            user,
+            verb: t.verb().to_string(),
+            group: crate::metricsapi::GROUP.to_string(),
+            resource: t.resource.to_string(),
+            subresource: String::new(),
+            namespace: t.namespace.unwrap_or_default(),
+            name: t.name.unwrap_or_default(),
+            path: None,
+            field_selector: fields_of(req),
+        };
+        return (attrs, None);
+    }
     let Some(info) = parse_resource_path(&segs, method) else {
         let verb = method.as_str().to_lowercase();
         return (
@@ -258,6 +273,18 @@ async fn route_allowed(
                 None => json_ok(&discovery::api_group_list()),
             }),
             ["api", "v1"] => discovery::resource_list("", "v1").map(|d| json_ok(&d)),
+            ["apis", crate::metricsapi::GROUP, crate::metricsapi::VERSION] => {
+                Some(json_ok(&crate::metricsapi::resource_list()))
+            }
+            [
+                "apis",
+                crate::metricsapi::GROUP,
+                crate::metricsapi::VERSION,
+                ..,
+            ] => Some(match crate::metricsapi::target(&segs) {
+                Some(t) => crate::metricsapi::serve(api, &t, req.uri().query()),
+                None => error_response(&ApiError::path_not_found()),
+            }),
             ["apis", g] => Some(
                 discovery::api_group_doc(g)
                     .map(|d| json_ok(&d))

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod ingressclass;
 pub mod kinds;
 pub mod metrics;
+pub mod metricsapi;
 pub mod nodeauth;
 pub mod nodeproxy;
 pub mod object;

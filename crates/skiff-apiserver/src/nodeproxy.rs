@@ -208,7 +208,7 @@ pub(crate) async fn agent_tls_stream(
         .map_err(|e| e.to_string())
 }
 
-async fn agent_get(
+pub(crate) async fn agent_get(
     api: &ApiServer,
     ip: &str,
     port: u16,

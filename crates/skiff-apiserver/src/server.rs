@@ -48,6 +48,8 @@ pub struct Config {
     pub inflight: crate::flowcontrol::Limits,
     /// `--event-ttl`: how long an Event lives after it was last written.
     pub event_ttl: std::time::Duration,
+    /// `--metric-resolution`: how often nodes' resource metrics are scraped.
+    pub metric_resolution: std::time::Duration,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ impl Config {
             pod_security: Default::default(),
             inflight: Default::default(),
             event_ttl: std::time::Duration::from_secs(3600),
+            metric_resolution: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -102,6 +105,8 @@ pub struct ApiServer {
     pub pki: Arc<ClusterPki>,
     /// mTLS towards node agents (logs, exec, port-forward).
     pub agent_tls: Arc<rustls::ClientConfig>,
+    /// The last scrapes of nodes' resource metrics (`metrics.k8s.io`).
+    pub resource_metrics: parking_lot::RwLock<skiff_metrics::Store>,
 }
 
 /// A started server.
@@ -229,6 +234,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         ready: ready_rx,
         agent_tls,
         pki: Arc::new(pki),
+        resource_metrics: Default::default(),
     });
     crate::bootstrap::ensure(&api)
         .await
@@ -271,6 +277,7 @@ fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
     crate::kinds::spawn_namespace_finalizer(api.clone());
     crate::serviceaccount::spawn_namespace_defaults(api.clone());
     crate::eventttl::spawn(api.clone(), config.event_ttl);
+    crate::metricsapi::spawn_scraper(api.clone(), config.metric_resolution);
 }
 
 async fn accept_loop(

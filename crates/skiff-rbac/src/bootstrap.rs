@@ -182,6 +182,16 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             aggregate_to_view(),
         ),
         aggregated("view", &[(&edit.0, &edit.1)]),
+        // What metrics-server ships: whoever may view may read the metrics API.
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            &[(&admin.0, &admin.1), (&edit.0, &edit.1), (&view.0, &view.1)],
+            vec![
+                rule(READ)
+                    .groups(&["metrics.k8s.io"])
+                    .resources(&["nodes", "pods"]),
+            ],
+        ),
     ];
     roles.extend(system_roles());
     roles.extend(CONTROLLERS.iter().map(|c| controller_role(c)));

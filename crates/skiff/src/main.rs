@@ -353,6 +353,10 @@ struct ServerArgs {
     /// `--event-ttl`), e.g. `1h` or `90s`.
     #[arg(long, default_value = "1h", value_parser = parse_go_duration)]
     event_ttl: std::time::Duration,
+    /// How often nodes' resource metrics are scraped for `metrics.k8s.io` (`kubectl
+    /// top`), as metrics-server's `--metric-resolution`, e.g. `15s`.
+    #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+    metric_resolution: std::time::Duration,
     /// Requests without credentials reach `/healthz`, `/livez`, `/readyz` and
     /// `/version` as `system:anonymous`; false answers them 401 too.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -692,6 +696,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;
     config.event_ttl = a.event_ttl;
+    config.metric_resolution = a.metric_resolution;
     config.inflight = skiff_apiserver::flowcontrol::Limits {
         readonly: a.max_requests_inflight,
         mutating: a.max_mutating_requests_inflight,

@@ -3,7 +3,8 @@
 //! `/stats/summary` lists a running pod and its containers with CPU and memory, and the
 //! CPU of a container that burns it moves while an idle one's does not;
 //! `/metrics/resource` and `/metrics` answer in Prometheus text; `nodes/proxy` is what
-//! RBAC must grant.
+//! RBAC must grant. The built-in `metrics.k8s.io` scrapes that for `kubectl top nodes`
+//! and `kubectl top pods [-A] [--containers]`, readable by whoever may view.
 
 mod common;
 
@@ -55,7 +56,7 @@ fn cpu_ns(pod: &Value, name: &str) -> u64 {
 #[test]
 fn node_statistics_through_the_node_proxy() {
     let lab = Lab::new(1);
-    let c = lab.start_server(&[]);
+    let c = lab.start_server(&["--metric-resolution=2s"]);
     lab.wait_ready(&c);
     let node = lab.node_name(0);
     c.apply(POD);
@@ -151,7 +152,76 @@ fn node_statistics_through_the_node_proxy() {
         let out = c.kubectl(&["get", "--raw", &path, "--as=carol"]);
         out.status.success().then_some(())
     });
+    kubectl_top(&c, &node);
+
     // A node that does not exist is a 404 from the API, not a proxy error.
     let missing = c.fails(&["get", "--raw", "/api/v1/nodes/nowhere/proxy/stats/summary"]);
     assert!(missing.contains("nodes \"nowhere\" not found"), "{missing}");
+}
+
+/// A row of kubectl's table whose first columns are `key`.
+fn row(table: &str, key: &[&str]) -> Vec<String> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|cols| cols.len() > key.len() && cols.iter().zip(key).all(|(a, b)| a == b))
+        .unwrap_or_else(|| panic!("no row {key:?} in\n{table}"))
+}
+
+/// Millicores from kubectl's CPU column (`250m`, `1`).
+fn millis(q: &str) -> u64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => q.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+fn kubectl_top(c: &Cluster, node: &str) {
+    // Two scrapes make a rate: until then kubectl says metrics are not available.
+    let nodes = eventually(Duration::from_secs(30), || {
+        let out = c.kubectl(&["top", "nodes"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    let header = nodes.lines().next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("CPU(cores)") && header.contains("MEMORY(%)"),
+        "{nodes}"
+    );
+    let r = row(&nodes, &[node]);
+    assert!(
+        millis(&r[1]) > 0 && r[2].ends_with('%') && r[3].ends_with("Mi"),
+        "{nodes}"
+    );
+
+    let pods = eventually(Duration::from_secs(30), || {
+        let out = c.kubectl(&["top", "pods", "-A", "--containers"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("burner")).then_some(text)
+    });
+    // NAMESPACE POD NAME CPU(cores) MEMORY(bytes)
+    let burn = row(&pods, &["default", "burner", "burn"]);
+    let idle = row(&pods, &["default", "burner", "idle"]);
+    assert!(millis(&burn[3]) >= 100, "{pods}");
+    assert!(millis(&idle[3]) < millis(&burn[3]) / 5, "{pods}");
+    let one = c.ok(&["top", "pod", "burner"]);
+    assert!(millis(&row(&one, &["burner"])[1]) >= 100, "{one}");
+
+    // A viewer may read the metrics API; a stranger may not.
+    let denied = c.fails(&["top", "pods", "--as=dave"]);
+    assert!(denied.contains("forbidden"), "{denied}");
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "dave-view",
+        "--clusterrole=view",
+        "--user=dave",
+    ]);
+    eventually(Duration::from_secs(10), || {
+        c.kubectl(&["top", "pods", "--as=dave"])
+            .status
+            .success()
+            .then_some(())
+    });
 }

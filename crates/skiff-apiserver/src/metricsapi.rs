@@ -1,0 +1,260 @@
+//! `metrics.k8s.io/v1beta1`, built in as metrics-server would serve it through the
+//! aggregation layer: every node with an agent endpoint is scraped at
+//! `/metrics/resource` each `--metric-resolution` (the API server's own kubelet-client
+//! identity, as for logs), the readings kept in a [`skiff_metrics::Store`], and
+//! NodeMetrics and PodMetrics served with discovery, so `kubectl top` works. Requests
+//! are authorized as the resources `nodes` and `pods` of the group `metrics.k8s.io`.
+//!
+//! When the aggregation layer exists this becomes the local APIService
+//! `v1beta1.metrics.k8s.io`, replaceable by a real metrics-server.
+
+use crate::handlers::{error_response, json_ok};
+use crate::server::ApiServer;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use skiff_metrics::api;
+use skiff_types::ApiError;
+use skiff_types::registry::lookup;
+use skiff_validation::labels;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const GROUP: &str = "metrics.k8s.io";
+pub const VERSION: &str = "v1beta1";
+/// One scrape may take this long before the node is skipped this round.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a request under `/apis/metrics.k8s.io/v1beta1` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// `nodes` or `pods`.
+    pub resource: &'static str,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Target {
+    pub fn verb(&self) -> &'static str {
+        if self.name.is_some() { "get" } else { "list" }
+    }
+}
+
+pub fn target(segs: &[&str]) -> Option<Target> {
+    let t = |resource, namespace: Option<&&str>, name: Option<&&str>| Target {
+        resource,
+        namespace: namespace.map(|s| s.to_string()),
+        name: name.map(|s| s.to_string()),
+    };
+    match segs {
+        ["apis", GROUP, VERSION, rest @ ..] => match rest {
+            ["nodes"] => Some(t("nodes", None, None)),
+            ["nodes", n] => Some(t("nodes", None, Some(n))),
+            ["pods"] => Some(t("pods", None, None)),
+            ["namespaces", ns, "pods"] => Some(t("pods", Some(ns), None)),
+            ["namespaces", ns, "pods", n] => Some(t("pods", Some(ns), Some(n))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The group in discovery: legacy (`APIGroup` entry, `APIResourceList`) and aggregated.
+pub fn api_group() -> Value {
+    let gv = format!("{GROUP}/{VERSION}");
+    json!({"name": GROUP, "versions": [{"groupVersion": gv, "version": VERSION}],
+           "preferredVersion": {"groupVersion": gv, "version": VERSION}})
+}
+
+pub fn resource_list() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/{VERSION}"),
+    "resources": [
+        {"name": "nodes", "singularName": "", "namespaced": false, "kind": "NodeMetrics", "verbs": ["get", "list"]},
+        {"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]},
+    ]})
+}
+
+pub fn aggregated_group() -> Value {
+    let res = |name: &str, kind: &str, scope: &str| {
+        json!({"resource": name, "responseKind": {"group": GROUP, "version": VERSION, "kind": kind},
+               "scope": scope, "singularResource": "", "verbs": ["get", "list"]})
+    };
+    json!({"metadata": {"name": GROUP, "creationTimestamp": null},
+           "versions": [{"version": VERSION, "freshness": "Current", "resources": [
+               res("nodes", "NodeMetrics", "Cluster"), res("pods", "PodMetrics", "Namespaced")]}]})
+}
+
+/// Just what is read of a Node or Pod here.
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(default)]
+    metadata: ObjectMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct ObjectMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn labels_json(l: &BTreeMap<String, String>) -> Map<String, Value> {
+    l.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
+}
+
+/// The objects of `resource` (core group) in `namespace`, from the watch cache.
+fn objects(api: &ApiServer, resource: &str, namespace: Option<&str>) -> Vec<ObjectMeta> {
+    let ri = lookup("", resource).expect("served");
+    let (all, _, _) = api.cache.list(&ri.prefix(namespace), None, None, &|_| true);
+    all.iter()
+        .filter_map(|s| serde_json::from_slice::<Meta>(&s.value).ok())
+        .map(|m| m.metadata)
+        .collect()
+}
+
+/// Answers a GET the authorizer allowed.
+pub fn serve(api: &ApiServer, t: &Target, query: Option<&str>) -> Response {
+    match answer(api, t, query) {
+        Ok(v) => json_ok(&v),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, ApiError> {
+    let selector = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "labelSelector")
+        .map(|(_, v)| v.into_owned());
+    let selector = match selector {
+        Some(s) => labels::Selector::parse(&s)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        None => labels::Selector::everything(),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let store = api.resource_metrics.read();
+    let wanted = |m: &ObjectMeta| {
+        t.name.as_ref().is_none_or(|n| *n == m.name) && selector.matches(&m.labels)
+    };
+    if t.resource == "nodes" {
+        let items: Vec<Value> = objects(api, "nodes", None)
+            .iter()
+            .filter(|m| wanted(m))
+            .filter_map(|m| {
+                let u = store.node(&m.name)?;
+                Some(api::node_metrics(&m.name, &labels_json(&m.labels), &u, now))
+            })
+            .collect();
+        return single_or_list(t, "NodeMetricsList", items);
+    }
+    let pods: BTreeMap<(String, String), ObjectMeta> = objects(api, "pods", t.namespace.as_deref())
+        .into_iter()
+        .filter(|m| wanted(m))
+        .map(|m| ((m.namespace.clone(), m.name.clone()), m))
+        .collect();
+    let items: Vec<Value> = store
+        .pods()
+        .iter()
+        .filter_map(|p| {
+            let m = pods.get(&(p.namespace.clone(), p.name.clone()))?;
+            Some(api::pod_metrics(p, &labels_json(&m.labels), now))
+        })
+        .collect();
+    single_or_list(t, "PodMetricsList", items)
+}
+
+fn single_or_list(t: &Target, list_kind: &str, mut items: Vec<Value>) -> Result<Value, ApiError> {
+    match &t.name {
+        None => Ok(api::list(list_kind, items)),
+        Some(name) => items
+            .pop()
+            .ok_or_else(|| ApiError::not_found(GROUP, t.resource, name)),
+    }
+}
+
+/// Scrapes every node with an agent endpoint each `resolution`, for as long as the
+/// server runs.
+pub fn spawn_scraper(api: Arc<ApiServer>, resolution: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(resolution);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            scrape_all(&api).await;
+        }
+    });
+}
+
+async fn scrape_all(api: &Arc<ApiServer>) {
+    let nodes: Vec<String> = objects(api, "nodes", None)
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    let scrapes = nodes.iter().map(|n| async move {
+        let got = tokio::time::timeout(SCRAPE_TIMEOUT, scrape(api, n)).await;
+        (n, got)
+    });
+    let results = futures::future::join_all(scrapes).await;
+    let mut store = api.resource_metrics.write();
+    for (node, got) in results {
+        match got {
+            Ok(Ok(Some(text))) => {
+                let at = chrono::Utc::now().timestamp_millis();
+                store.absorb(node, &skiff_metrics::prom::parse(&text), at);
+            }
+            // A simulated node has no endpoint to scrape.
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::debug!(%node, error = %e, "scraping resource metrics failed"),
+            Err(_) => tracing::debug!(%node, "scraping resource metrics timed out"),
+        }
+    }
+    let live: HashSet<String> = nodes.into_iter().collect();
+    store.retain_nodes(&live);
+}
+
+/// The node's `/metrics/resource`, or None when it has no agent endpoint.
+async fn scrape(api: &ApiServer, node: &str) -> Result<Option<String>, String> {
+    let Ok((ip, port)) = crate::nodeproxy::agent_address(api, node).await else {
+        return Ok(None);
+    };
+    let resp = crate::nodeproxy::agent_get(api, &ip, port, "/metrics/resource").await?;
+    if !resp.status().is_success() {
+        return Err(format!("{} from {ip}:{port}", resp.status()));
+    }
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Some(String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_targets() {
+        let t = |p: &str| target(&p.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>());
+        assert_eq!(
+            t("/apis/metrics.k8s.io/v1beta1/nodes").unwrap().verb(),
+            "list"
+        );
+        let one = t("/apis/metrics.k8s.io/v1beta1/namespaces/d/pods/p").unwrap();
+        assert_eq!(
+            (
+                one.resource,
+                one.namespace.as_deref(),
+                one.name.as_deref(),
+                one.verb()
+            ),
+            ("pods", Some("d"), Some("p"), "get")
+        );
+        assert_eq!(
+            t("/apis/metrics.k8s.io/v1beta1/namespaces/d/services"),
+            None
+        );
+        assert_eq!(t("/apis/metrics.k8s.io/v1/nodes"), None);
+    }
+}
