@@ -4,6 +4,8 @@
 //! metrics API yet (`metrics.k8s.io`), so metric-driven scaling reports why it cannot
 //! compute, in Kubernetes' own conditions and words.
 
+pub mod replicas;
+
 use crate::gc::{object_path, resource_of};
 use crate::owner;
 use serde_json::{Value, json};
