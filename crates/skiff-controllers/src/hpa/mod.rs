@@ -4,6 +4,7 @@
 //! metrics API yet (`metrics.k8s.io`), so metric-driven scaling reports why it cannot
 //! compute, in Kubernetes' own conditions and words.
 
+pub mod behavior;
 pub mod replicas;
 
 use crate::gc::{object_path, resource_of};
