@@ -2704,7 +2704,7 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
         events.contains("New size: 3; reason: Current number of replicas below Spec.MinReplicas"),
         "{events}"
     );
-    // Inside the bounds the CPU metric decides, and there is no metrics API to ask.
+    // Inside the bounds the CPU metric decides, and simulated pods report no usage yet.
     let active = common::eventually(Duration::from_secs(40), || {
         let hpa: Value = serde_json::from_str(&c.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
         hpa["status"]["conditions"]
@@ -2717,7 +2717,7 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
     assert_eq!(active["status"], "False", "{active}");
     assert!(
         active["message"].as_str().is_some_and(|m| m.contains(
-            "failed to get cpu utilization: unable to get metrics for resource cpu: unable to fetch metrics from resource metrics API"
+            "failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API"
         )),
         "{active}"
     );

@@ -4,7 +4,9 @@
 //! CPU of a container that burns it moves while an idle one's does not;
 //! `/metrics/resource` and `/metrics` answer in Prometheus text; `nodes/proxy` is what
 //! RBAC must grant. The built-in `metrics.k8s.io` scrapes that for `kubectl top nodes`
-//! and `kubectl top pods [-A] [--containers]`, readable by whoever may view.
+//! and `kubectl top pods [-A] [--containers]`, readable by whoever may view; and a
+//! HorizontalPodAutoscaler made by `kubectl autoscale` scales a CPU burner up on it,
+//! then back down once it idles (a short scale-down window in its `behavior`).
 
 mod common;
 
@@ -153,6 +155,7 @@ fn node_statistics_through_the_node_proxy() {
         out.status.success().then_some(())
     });
     kubectl_top(&c, &node);
+    autoscaling(&c);
 
     // A node that does not exist is a 404 from the API, not a proxy error.
     let missing = c.fails(&["get", "--raw", "/api/v1/nodes/nowhere/proxy/stats/summary"]);
@@ -224,4 +227,84 @@ fn kubectl_top(c: &Cluster, node: &str) {
             .success()
             .then_some(())
     });
+}
+
+const BURN: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: burn\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: burn\n  template:\n    metadata:\n      labels:\n        app: burn\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, 'while :; do :; done']\n        resources:\n          requests:\n            cpu: 100m\n";
+
+fn replicas(c: &Cluster) -> i64 {
+    c.ok(&[
+        "get",
+        "deployment",
+        "burn",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ])
+    .parse()
+    .unwrap_or(0)
+}
+
+fn autoscaling(c: &Cluster) {
+    c.apply(BURN);
+    c.ok(&["rollout", "status", "deployment/burn", "--timeout=120s"]);
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "burn",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    // Scale down after 5 s of lower recommendations rather than five minutes.
+    c.ok(&[
+        "patch",
+        "hpa",
+        "burn",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":5}}}}"#,
+    ]);
+    assert_eq!(replicas(c), 1);
+    // A core against a tenth requested: far above 50 %, up to the maximum.
+    eventually(Duration::from_secs(120), || {
+        (replicas(c) == 3).then_some(())
+    });
+    let hpa: Value = serde_json::from_str(&c.ok(&["get", "hpa", "burn", "-o", "json"])).unwrap();
+    let cur = &hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"];
+    assert!(cur.as_i64().is_some_and(|u| u > 100), "{hpa}");
+    let table = c.ok(&["get", "hpa", "burn", "--no-headers"]);
+    let cols: Vec<&str> = table.split_whitespace().collect();
+    assert!(
+        cols[2] == "cpu:" && cols[3].ends_with("%/50%") && !cols[3].starts_with("<unknown>"),
+        "{table}"
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=burn,involvedObject.kind=HorizontalPodAutoscaler",
+    ]);
+    assert!(
+        events.contains("cpu resource utilization (percentage of request) above target"),
+        "{events}"
+    );
+
+    // Idle now: all metrics below target, and down it goes after the short window.
+    c.ok(&[
+        "patch",
+        "deployment",
+        "burn",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/command","value":["sleep","3600"]}]"#,
+    ]);
+    eventually(Duration::from_secs(150), || {
+        (replicas(c) == 1).then_some(())
+    });
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=burn,involvedObject.kind=HorizontalPodAutoscaler",
+    ]);
+    assert!(events.contains("All metrics below target"), "{events}");
 }

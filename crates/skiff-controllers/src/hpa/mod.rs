@@ -1,14 +1,22 @@
 //! The HorizontalPodAutoscaler controller (autoscaling/v2), as Kubernetes' every 15 s:
 //! the target's `scale` subresource is read, a size outside minReplicas/maxReplicas is
-//! brought inside them, and otherwise the metrics decide. This cluster serves no
-//! metrics API yet (`metrics.k8s.io`), so metric-driven scaling reports why it cannot
-//! compute, in Kubernetes' own conditions and words.
+//! brought inside them, and otherwise the metrics decide: Resource and
+//! ContainerResource metrics from `metrics.k8s.io` for the pods of the Scale's selector
+//! ([`metrics`]), each metric's proposal by upstream's calculation ([`replicas`]), the
+//! largest normalized by the HPA's behavior or the defaults ([`behavior`]). Pods, Object
+//! and External metrics are reported unavailable (no custom or external metrics API),
+//! in Kubernetes' own conditions and words.
 
 pub mod behavior;
+pub mod metrics;
 pub mod replicas;
 
 use crate::gc::{object_path, resource_of};
 use crate::owner;
+use k8s_openapi::api::autoscaling::v2::{
+    HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
+};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::{self, Change};
@@ -24,7 +32,7 @@ const SYNC_PERIOD: Duration = Duration::from_secs(15);
 pub struct Decision {
     pub desired: i64,
     /// Why it is rescaled, in the event's words.
-    pub rescale_reason: Option<&'static str>,
+    pub rescale_reason: Option<String>,
     /// (status, reason, message) of ScalingActive.
     pub active: (&'static str, &'static str, String),
     /// (status, reason, message) of ScalingLimited.
@@ -76,7 +84,7 @@ pub fn decide(hpa: &Value, current: i64) -> Decision {
     if current > max {
         return Decision {
             desired: max,
-            rescale_reason: Some("Current number of replicas above Spec.MaxReplicas"),
+            rescale_reason: Some("Current number of replicas above Spec.MaxReplicas".into()),
             active: (
                 "True",
                 "ValidMetricFound",
@@ -92,7 +100,7 @@ pub fn decide(hpa: &Value, current: i64) -> Decision {
     if current < min {
         return Decision {
             desired: min,
-            rescale_reason: Some("Current number of replicas below Spec.MinReplicas"),
+            rescale_reason: Some("Current number of replicas below Spec.MinReplicas".into()),
             active: (
                 "True",
                 "ValidMetricFound",
@@ -161,6 +169,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     );
     let recorder = Recorder::new(client.clone(), "horizontal-pod-autoscaler");
     let mut hpas: HashMap<String, Arc<Value>> = HashMap::new();
+    let mut histories: HashMap<String, behavior::History> = HashMap::new();
     let mut tick = tokio::time::interval(SYNC_PERIOD);
     loop {
         let changed: Vec<String> = tokio::select! {
@@ -172,6 +181,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                     Change::Delete(_) => Vec::new(),
                 };
                 reflect::apply_to(&mut hpas, c);
+                histories.retain(|k, _| hpas.contains_key(k));
                 keys
             }
             _ = tick.tick() => hpas.keys().cloned().collect(),
@@ -179,14 +189,21 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         };
         for key in changed {
             if let Some(h) = hpas.get(&key).cloned() {
-                sync(&client, &recorder, &h).await;
+                let history = histories.entry(key).or_default();
+                sync(&client, &recorder, &h, history).await;
             }
         }
     }
 }
 
-async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    hpa: &Value,
+    history: &mut behavior::History,
+) {
+    let at = chrono::Utc::now();
+    let now = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ns = hpa["metadata"]["namespace"].as_str().unwrap_or("");
     let target = &hpa["spec"]["scaleTargetRef"];
     let mut conds: Vec<Value> = hpa["status"]["conditions"]
@@ -233,7 +250,16 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
         }
         Ok(scale) => {
             let current = scale["spec"]["replicas"].as_i64().unwrap_or(0);
-            let d = decide(hpa, current);
+            let mut d = decide(hpa, current);
+            let mut stabilized = None;
+            if d.rescale_reason.is_none() && d.active.1 != "ScalingDisabled" {
+                let by = by_metrics(client, hpa, ns, &scale, current, history, at).await;
+                if let Some(m) = by.current_metrics {
+                    status["currentMetrics"] = json!(m);
+                }
+                stabilized = by.stabilized;
+                d = by.decision;
+            }
             status["currentReplicas"] =
                 json!(scale["status"]["replicas"].as_i64().unwrap_or(current));
             status["desiredReplicas"] = json!(d.desired);
@@ -242,7 +268,10 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
                 "ReadyForNewScale",
                 "recommended size matches current size".to_string(),
             );
-            if let (Some(reason), Some(path)) = (d.rescale_reason, &scale_path)
+            if let Some((reason, msg)) = stabilized {
+                able = ("True", reason, msg.to_string());
+            }
+            if let (Some(reason), Some(path)) = (d.rescale_reason.as_deref(), &scale_path)
                 && d.desired != current
             {
                 // An update of the Scale read above, as Kubernetes' HPA writes it (its
@@ -260,6 +289,7 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
                 .await
                 {
                     Ok(_) => {
+                        history.rescaled(current, d.desired, at);
                         recorder.record(
                             hpa,
                             "Normal",
@@ -339,6 +369,213 @@ async fn sync(client: &kube::Client, recorder: &Recorder, hpa: &Value) {
     .await;
 }
 
+/// What the metrics decided, with what the status shows of them.
+struct ByMetrics {
+    decision: Decision,
+    current_metrics: Option<Vec<Value>>,
+    /// AbleToScale's reason and message when stabilization held the size.
+    stabilized: Option<(&'static str, &'static str)>,
+}
+
+const UNLIMITED: (&str, &str, &str) = (
+    "False",
+    "DesiredWithinRange",
+    "the desired count is within the acceptable range",
+);
+
+/// The replicas the HPA's metrics ask for at `current`, normalized, or why none.
+async fn by_metrics(
+    client: &kube::Client,
+    hpa: &Value,
+    ns: &str,
+    scale: &Value,
+    current: i64,
+    history: &mut behavior::History,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ByMetrics {
+    let unable = |(reason, message): metrics::Unavailable| ByMetrics {
+        decision: Decision {
+            desired: current,
+            rescale_reason: None,
+            active: ("False", reason, message),
+            limited: UNLIMITED,
+        },
+        current_metrics: None,
+        stabilized: None,
+    };
+    let typed: HorizontalPodAutoscaler = match serde_json::from_value(hpa.clone()) {
+        Ok(h) => h,
+        Err(e) => return unable(("InvalidMetricSourceType", e.to_string())),
+    };
+    let Some(selector) = scale["status"]["selector"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    else {
+        return unable((
+            "InvalidSelector",
+            "the HPA target's scale is missing a selector".into(),
+        ));
+    };
+    let all = metrics::metrics(&typed);
+    let computable: Vec<&metrics::Metric> = all.iter().filter_map(|m| m.as_ref().ok()).collect();
+    if computable.is_empty() {
+        return unable(metrics::first_error(&all).expect("a metric or its error"));
+    }
+    let (pods, usage) = match inputs(client, ns, selector).await {
+        Ok(x) => x,
+        Err(e) => {
+            let name = &computable[0].resource;
+            return unable((
+                "FailedGetResourceMetric",
+                format!(
+                    "the HPA was unable to compute the replica count: failed to get {name} utilization: unable to get metrics for resource {name}: unable to fetch metrics from resource metrics API: {e}"
+                ),
+            ));
+        }
+    };
+    if usage.is_empty() {
+        let name = &computable[0].resource;
+        return unable((
+            "FailedGetResourceMetric",
+            format!(
+                "the HPA was unable to compute the replica count: failed to get {name} utilization: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
+            ),
+        ));
+    }
+    let mut proposals = Vec::new();
+    let mut failed = metrics::first_error(&all);
+    for m in computable {
+        let rows = metrics::rows(m, &pods, &usage);
+        match replicas::replicas(
+            current,
+            m.target,
+            &m.resource,
+            &rows,
+            &Default::default(),
+            now,
+        ) {
+            Ok(p) => proposals.push((m, p)),
+            Err(e) => {
+                let why = format!(
+                    "the HPA was unable to compute the replica count: failed to get {} utilization: {e}",
+                    m.resource
+                );
+                failed.get_or_insert(("FailedGetResourceMetric", why));
+            }
+        }
+    }
+    let Some((best, top)) = proposals.iter().max_by_key(|(_, p)| p.replicas) else {
+        return unable(failed.expect("an error for each metric"));
+    };
+    // With a metric missing, never scale down on the others alone.
+    let proposed = if failed.is_some() {
+        top.replicas.max(current)
+    } else {
+        top.replicas
+    };
+    let min = hpa["spec"]["minReplicas"].as_i64().unwrap_or(1);
+    let max = hpa["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+    let rules = typed
+        .spec
+        .as_ref()
+        .and_then(|s| s.behavior.as_ref())
+        .map(behavior_of);
+    let out = history.normalize(rules.as_ref(), current, proposed, (min, max), now);
+    let described = metrics::describe(best);
+    let rescale_reason = match out.desired.cmp(&current) {
+        std::cmp::Ordering::Greater => Some(format!("{described} above target")),
+        std::cmp::Ordering::Less => Some("All metrics below target".to_string()),
+        std::cmp::Ordering::Equal => None,
+    };
+    ByMetrics {
+        decision: Decision {
+            desired: out.desired,
+            rescale_reason,
+            active: (
+                "True",
+                "ValidMetricFound",
+                format!(
+                    "the HPA was able to successfully calculate a replica count from {described}"
+                ),
+            ),
+            limited: out.limited,
+        },
+        current_metrics: Some(
+            proposals
+                .iter()
+                .map(|(m, p)| metrics::current(m, p))
+                .collect(),
+        ),
+        stabilized: out.stabilized,
+    }
+}
+
+/// The target's pods and their PodMetrics.
+async fn inputs(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+) -> Result<(Vec<Pod>, Vec<metrics::PodMetrics>), String> {
+    let lp = kube::api::ListParams::default().labels(selector);
+    let pods = kube::Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("labelSelector", selector)
+        .finish();
+    let req = http::Request::get(format!(
+        "/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?{q}"
+    ))
+    .body(Vec::new())
+    .map_err(|e| e.to_string())?;
+    let usage = client
+        .request::<metrics::PodMetricsList>(req)
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) => s.message,
+            e => e.to_string(),
+        })?;
+    Ok((pods, usage.items))
+}
+
+/// The HPA's behavior, each field the API left out at Kubernetes' default.
+fn behavior_of(b: &HorizontalPodAutoscalerBehavior) -> behavior::Behavior {
+    let rules = |r: Option<&HPAScalingRules>, d: behavior::Rules| {
+        let Some(r) = r else { return d };
+        behavior::Rules {
+            window_seconds: r
+                .stabilization_window_seconds
+                .map_or(d.window_seconds, i64::from),
+            select: match r.select_policy.as_deref() {
+                Some("Min") => behavior::Select::Min,
+                Some("Disabled") => behavior::Select::Disabled,
+                _ => behavior::Select::Max,
+            },
+            policies: match &r.policies {
+                Some(ps) => ps
+                    .iter()
+                    .map(|p| behavior::Policy {
+                        kind: if p.type_ == "Pods" {
+                            behavior::PolicyKind::Pods
+                        } else {
+                            behavior::PolicyKind::Percent
+                        },
+                        value: i64::from(p.value),
+                        period_seconds: i64::from(p.period_seconds),
+                    })
+                    .collect(),
+                None => d.policies,
+            },
+        }
+    };
+    behavior::Behavior {
+        up: rules(b.scale_up.as_ref(), behavior::Rules::default_up()),
+        down: rules(b.scale_down.as_ref(), behavior::Rules::default_down()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +590,7 @@ mod tests {
         assert_eq!((d.desired, d.limited.1), (3, "TooFewReplicas"));
         assert_eq!(
             d.rescale_reason,
-            Some("Current number of replicas below Spec.MinReplicas")
+            Some("Current number of replicas below Spec.MinReplicas".into())
         );
         let d = decide(&hpa(3, 5), 9);
         assert_eq!((d.desired, d.limited.1), (5, "TooManyReplicas"));
