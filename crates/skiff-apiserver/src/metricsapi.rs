@@ -4,6 +4,8 @@
 //! identity, as for logs), the readings kept in a [`skiff_metrics::Store`], and
 //! NodeMetrics and PodMetrics served with discovery, so `kubectl top` works. Requests
 //! are authorized as the resources `nodes` and `pods` of the group `metrics.k8s.io`.
+//! Simulated nodes have nothing to scrape: their pods' usage comes from
+//! [`skiff_metrics::simulated`] (annotations, else half the requests).
 //!
 //! When the aggregation layer exists this becomes the local APIService
 //! `v1beta1.metrics.k8s.io`, replaceable by a real metrics-server.
@@ -197,21 +199,144 @@ async fn scrape_all(api: &Arc<ApiServer>) {
         (n, got)
     });
     let results = futures::future::join_all(scrapes).await;
+    let simulated: HashSet<&str> = results
+        .iter()
+        .filter(|(_, got)| matches!(got, Ok(Ok(None))))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut sim_pods = simulated_pods(api, &simulated);
+    let at = chrono::Utc::now().timestamp_millis();
     let mut store = api.resource_metrics.write();
     for (node, got) in results {
         match got {
-            Ok(Ok(Some(text))) => {
-                let at = chrono::Utc::now().timestamp_millis();
-                store.absorb(node, &skiff_metrics::prom::parse(&text), at);
+            Ok(Ok(Some(text))) => store.absorb(node, &skiff_metrics::prom::parse(&text), at),
+            // A simulated node has no endpoint to scrape: its pods say what they use.
+            Ok(Ok(None)) => {
+                let pods = sim_pods.remove(node.as_str()).unwrap_or_default();
+                store.absorb(node, &skiff_metrics::simulated::samples(&pods, at), at);
             }
-            // A simulated node has no endpoint to scrape.
-            Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::debug!(%node, error = %e, "scraping resource metrics failed"),
             Err(_) => tracing::debug!(%node, "scraping resource metrics timed out"),
         }
     }
     let live: HashSet<String> = nodes.into_iter().collect();
     store.retain_nodes(&live);
+}
+
+/// The fields of a Pod read for a simulated node's usage.
+#[derive(Deserialize, Default)]
+struct SimPodObject {
+    #[serde(default)]
+    metadata: SimMeta,
+    #[serde(default)]
+    spec: SimSpec,
+    #[serde(default)]
+    status: SimStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct SimMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SimSpec {
+    #[serde(default)]
+    node_name: String,
+    #[serde(default)]
+    containers: Vec<SimContainer>,
+}
+
+#[derive(Deserialize, Default)]
+struct SimContainer {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    resources: SimResources,
+}
+
+#[derive(Deserialize, Default)]
+struct SimResources {
+    #[serde(default)]
+    requests: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SimStatus {
+    #[serde(default)]
+    phase: String,
+    start_time: Option<String>,
+}
+
+/// Millicores (`cpu`) or bytes of a quantity; 0 when absent or malformed.
+fn amount(q: Option<&String>, cpu: bool) -> i64 {
+    let Some(q) = q.and_then(|q| skiff_validation::quantity::parse(q).ok()) else {
+        return 0;
+    };
+    (if cpu { q.millis() } else { q.value() }) as i64
+}
+
+/// The running pods of each simulated node, from the watch cache.
+fn simulated_pods(
+    api: &ApiServer,
+    nodes: &HashSet<&str>,
+) -> std::collections::HashMap<String, Vec<skiff_metrics::simulated::SimPod>> {
+    use skiff_metrics::simulated::{CPU_ANNOTATION, MEMORY_ANNOTATION, SimPod};
+    let mut out: std::collections::HashMap<String, Vec<SimPod>> = Default::default();
+    if nodes.is_empty() {
+        return out;
+    }
+    let ri = lookup("", "pods").expect("served");
+    let (all, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
+    for p in all
+        .iter()
+        .filter_map(|s| serde_json::from_slice::<SimPodObject>(&s.value).ok())
+    {
+        if p.status.phase != "Running" || !nodes.contains(p.spec.node_name.as_str()) {
+            continue;
+        }
+        let started_ms = p
+            .status
+            .start_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or(0, |t| t.timestamp_millis());
+        let annotated = |key: &str, cpu: bool| {
+            p.metadata
+                .annotations
+                .get(key)
+                .map(|q| amount(Some(q), cpu))
+        };
+        let sim = SimPod {
+            namespace: p.metadata.namespace.clone(),
+            name: p.metadata.name.clone(),
+            started_ms,
+            cpu: annotated(CPU_ANNOTATION, true),
+            memory: annotated(MEMORY_ANNOTATION, false),
+            containers: p
+                .spec
+                .containers
+                .iter()
+                .map(|c| {
+                    let r = &c.resources.requests;
+                    (
+                        c.name.clone(),
+                        amount(r.get("cpu"), true),
+                        amount(r.get("memory"), false),
+                    )
+                })
+                .collect(),
+        };
+        out.entry(p.spec.node_name.clone()).or_default().push(sim);
+    }
+    out
 }
 
 /// The node's `/metrics/resource`, or None when it has no agent endpoint.

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod prom;
+pub mod simulated;
 pub mod store;
 
 pub use store::{Store, Usage};

@@ -2704,20 +2704,28 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
         events.contains("New size: 3; reason: Current number of replicas below Spec.MinReplicas"),
         "{events}"
     );
-    // Inside the bounds the CPU metric decides, and simulated pods report no usage yet.
-    let active = common::eventually(Duration::from_secs(40), || {
+    // Inside the bounds the CPU metric decides, and these pods request no CPU to
+    // measure it against.
+    // (Until two scrapes of the metrics, it says none were returned.)
+    let active = common::eventually(Duration::from_secs(70), || {
         let hpa: Value = serde_json::from_str(&c.ok(&["get", "hpa", "web", "-o", "json"])).unwrap();
         hpa["status"]["conditions"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|c| c["type"] == "ScalingActive" && c["reason"] == "FailedGetResourceMetric")
+            .find(|c| {
+                c["type"] == "ScalingActive"
+                    && c["reason"] == "FailedGetResourceMetric"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("missing request"))
+            })
             .cloned()
     });
     assert_eq!(active["status"], "False", "{active}");
     assert!(
         active["message"].as_str().is_some_and(|m| m.contains(
-            "failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API"
+            "failed to get cpu utilization: missing request for cpu in container nginx of Pod web-"
         )),
         "{active}"
     );
@@ -2726,6 +2734,49 @@ fn autoscalers_keep_bounds_and_say_why_metrics_fail() {
         let out = c.ok(&["get", "hpa", "web", "--no-headers"]);
         let w = words(&out);
         (w[1..7] == ["Deployment/web", "cpu:", "<unknown>/50%", "3", "5", "3"][..]).then_some(())
+    });
+}
+
+#[test]
+fn simulated_pods_report_usage_and_autoscale() {
+    let c = Cluster::start_with(&["up", "--simulate", "1", "--metric-resolution=2s"]);
+    // Each pod says it uses 400m against 100m requested.
+    c.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: busy\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: busy\n  template:\n    metadata:\n      labels:\n        app: busy\n      annotations:\n        skiff.io/simulate-cpu: 400m\n        skiff.io/simulate-memory: 64Mi\n    spec:\n      containers:\n      - name: c\n        image: nginx\n        resources:\n          requests:\n            cpu: 100m\n            memory: 32Mi\n");
+    let top = common::eventually(Duration::from_secs(60), || {
+        let out = c.kubectl(&["top", "pods", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("busy-")).then_some(text)
+    });
+    let w = words(&top);
+    assert_eq!(&w[1..3], ["400m", "64Mi"], "{top}");
+    let nodes = c.ok(&["top", "nodes", "--no-headers"]);
+    let node_cpu = words(&nodes)[1]
+        .trim_end_matches('m')
+        .parse::<u64>()
+        .unwrap_or(0);
+    assert!(node_cpu >= 400, "{nodes}");
+    // 400 % of the request against 50 %: up, by at most max(2 × 1, 4) at once.
+    c.ok(&[
+        "autoscale",
+        "deployment",
+        "busy",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=4",
+    ]);
+    common::eventually(Duration::from_secs(60), || {
+        let r = c.ok(&[
+            "get",
+            "deployment",
+            "busy",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        (r == "4").then_some(())
+    });
+    common::eventually(Duration::from_secs(40), || {
+        let out = c.ok(&["get", "hpa", "busy", "--no-headers"]);
+        (words(&out)[2..4] == ["cpu:", "400%/50%"]).then_some(())
     });
 }
 

@@ -231,6 +231,18 @@ pub fn rows(m: &Metric, pods: &[Pod], usage: &[PodMetrics]) -> Vec<replicas::Pod
                     })
                     .sum::<Option<i64>>()
             });
+            let unrequested = pod.spec.as_ref().and_then(|s| {
+                s.containers
+                    .iter()
+                    .filter(|c| counts(&c.name))
+                    .find(|c| {
+                        c.resources
+                            .as_ref()
+                            .and_then(|r| r.requests.as_ref())
+                            .is_none_or(|r| !r.contains_key(&m.resource))
+                    })
+                    .map(|c| c.name.clone())
+            });
             let metric = by_name.get(name.as_str()).and_then(|u| {
                 let value: i64 = u
                     .containers
@@ -251,6 +263,7 @@ pub fn rows(m: &Metric, pods: &[Pod], usage: &[PodMetrics]) -> Vec<replicas::Pod
                 start_time: status.start_time.as_ref().map(|t| utc(&t.0)),
                 ready,
                 request: request.flatten(),
+                unrequested,
                 metric,
             }
         })

@@ -20,6 +20,8 @@ pub struct Pod {
     pub ready: Option<(bool, DateTime<Utc>)>,
     /// The sum of its containers' requests for the resource; `None` when one has none.
     pub request: Option<i64>,
+    /// The first container without a request, for the error.
+    pub unrequested: Option<String>,
     pub metric: Option<Metric>,
 }
 
@@ -153,8 +155,9 @@ pub fn replicas(
     if let Target::Utilization(_) = target
         && let Some(pod) = pods.iter().find(|p| p.request.is_none())
     {
+        let container = pod.unrequested.as_deref().unwrap_or("");
         return Err(format!(
-            "missing request for {resource} in pod {}",
+            "missing request for {resource} in container {container} of Pod {}",
             pod.name
         ));
     }
@@ -219,6 +222,7 @@ mod tests {
             start_time: Some(hour_ago),
             ready: Some((true, hour_ago)),
             request: Some(request),
+            unrequested: None,
             metric: usage.map(|value| Metric {
                 value,
                 timestamp: now() - Duration::seconds(10),
@@ -351,9 +355,10 @@ mod tests {
         assert_eq!(calc(1, Target::Utilization(50), &pods).unwrap().replicas, 1);
         let mut no_request = pod("n", 1000, Some(10));
         no_request.request = None;
+        no_request.unrequested = Some("app".into());
         assert_eq!(
             calc(1, Target::Utilization(50), &[no_request]).unwrap_err(),
-            "missing request for cpu in pod n"
+            "missing request for cpu in container app of Pod n"
         );
         assert!(
             calc(1, Target::Utilization(50), &[])
