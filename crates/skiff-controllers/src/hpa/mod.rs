@@ -175,10 +175,18 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         let changed: Vec<String> = tokio::select! {
             c = rx.recv() => {
                 let Some(c) = c else { return };
+                // A new or respecified HPA is acted on at once; its status writes (ours)
+                // wait for the period, as upstream's queue makes every HPA wait: acting
+                // again before new metrics would scale twice on one reading.
+                let respecified = |o: &Value| {
+                    let generation = o["metadata"]["generation"].as_i64();
+                    hpas.get(&reflect::key(o))
+                        .is_none_or(|old| old["metadata"]["generation"].as_i64() != generation)
+                };
                 let keys = match &c {
                     Change::Reset(items) => items.iter().map(reflect::key).collect(),
-                    Change::Apply(o) => vec![reflect::key(o)],
-                    Change::Delete(_) => Vec::new(),
+                    Change::Apply(o) if respecified(o) => vec![reflect::key(o)],
+                    Change::Apply(_) | Change::Delete(_) => Vec::new(),
                 };
                 reflect::apply_to(&mut hpas, c);
                 histories.retain(|k, _| hpas.contains_key(k));
