@@ -84,42 +84,20 @@ fn metric(m: &MetricSpec) -> Result<Metric, Unavailable> {
             (r.name.clone(), Some(r.container.clone()), &r.target)
         }
         "Pods" => {
-            let name = m
-                .pods
-                .as_ref()
-                .map(|p| p.metric.name.clone())
-                .unwrap_or_default();
-            return Err((
-                "FailedGetPodsMetric",
-                format!(
-                    "the HPA was unable to compute the replica count: unable to get metric {name}: no custom metrics API is served"
-                ),
-            ));
+            let name = m.pods.as_ref().map(|p| p.metric.name.as_str());
+            return Err(no_api("FailedGetPodsMetric", "metric", name, "custom"));
         }
         "Object" => {
-            let name = m
-                .object
-                .as_ref()
-                .map(|p| p.metric.name.clone())
-                .unwrap_or_default();
-            return Err((
-                "FailedGetObjectMetric",
-                format!(
-                    "the HPA was unable to compute the replica count: unable to get metric {name}: no custom metrics API is served"
-                ),
-            ));
+            let name = m.object.as_ref().map(|p| p.metric.name.as_str());
+            return Err(no_api("FailedGetObjectMetric", "metric", name, "custom"));
         }
         _ => {
-            let name = m
-                .external
-                .as_ref()
-                .map(|p| p.metric.name.clone())
-                .unwrap_or_default();
-            return Err((
+            let name = m.external.as_ref().map(|p| p.metric.name.as_str());
+            return Err(no_api(
                 "FailedGetExternalMetric",
-                format!(
-                    "the HPA was unable to compute the replica count: unable to get external metric {name}: no external metrics API is served"
-                ),
+                "external metric",
+                name,
+                "external",
             ));
         }
     };
@@ -128,6 +106,17 @@ fn metric(m: &MetricSpec) -> Result<Metric, Unavailable> {
         resource,
         container,
     })
+}
+
+/// A metric of an API this cluster does not serve.
+fn no_api(reason: &'static str, what: &str, name: Option<&str>, api: &str) -> Unavailable {
+    let name = name.unwrap_or_default();
+    (
+        reason,
+        format!(
+            "the HPA was unable to compute the replica count: unable to get {what} {name}: no {api} metrics API is served"
+        ),
+    )
 }
 
 fn target_of(t: &MetricTarget, resource: &str) -> Result<Target, Unavailable> {
