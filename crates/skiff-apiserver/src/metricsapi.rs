@@ -136,7 +136,7 @@ fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, Api
         None => labels::Selector::everything(),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let store = api.resource_metrics.read();
+    // The store's lock is taken only to read it: the scraper writes it every round.
     let wanted = |m: &ObjectMeta| {
         t.name.as_ref().is_none_or(|n| *n == m.name) && selector.matches(&m.labels)
     };
@@ -145,7 +145,7 @@ fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, Api
             .iter()
             .filter(|m| wanted(m))
             .filter_map(|m| {
-                let u = store.node(&m.name)?;
+                let u = api.resource_metrics.read().node(&m.name)?;
                 Some(api::node_metrics(&m.name, &labels_json(&m.labels), &u, now))
             })
             .collect();
@@ -156,8 +156,8 @@ fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, Api
         .filter(|m| wanted(m))
         .map(|m| ((m.namespace.clone(), m.name.clone()), m))
         .collect();
-    let items: Vec<Value> = store
-        .pods()
+    let usage = api.resource_metrics.read().pods();
+    let items: Vec<Value> = usage
         .iter()
         .filter_map(|p| {
             let m = pods.get(&(p.namespace.clone(), p.name.clone()))?;

@@ -148,7 +148,8 @@ impl Pool {
     }
 
     fn put(&self, addr: SocketAddr, s: Upstream) {
-        if s.conn.is_none() || s.sender.is_closed() {
+        // The sender closes only with its connection, which `drive` drops when it ends.
+        if s.conn.is_none() {
             return;
         }
         let mut idle = self.idle.lock();

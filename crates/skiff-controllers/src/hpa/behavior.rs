@@ -96,17 +96,17 @@ pub struct Outcome {
     pub limited: (&'static str, &'static str, &'static str),
 }
 
-const WITHIN: (&str, &str, &str) = (
+pub(crate) const WITHIN: (&str, &str, &str) = (
     "False",
     "DesiredWithinRange",
     "the desired count is within the acceptable range",
 );
-const TOO_MANY: (&str, &str, &str) = (
+pub(crate) const TOO_MANY: (&str, &str, &str) = (
     "True",
     "TooManyReplicas",
     "the desired replica count is more than the maximum replica count",
 );
-const TOO_FEW: (&str, &str, &str) = (
+pub(crate) const TOO_FEW: (&str, &str, &str) = (
     "True",
     "TooFewReplicas",
     "the desired replica count is less than the minimum replica count",

@@ -53,42 +53,34 @@ pub fn decide(hpa: &Value, current: i64) -> Option<Decision> {
                 "ScalingDisabled",
                 "scaling is disabled since the replica count of the target is zero".into(),
             ),
-            limited: UNLIMITED,
+            limited: behavior::WITHIN,
         });
     }
-    if current > max {
-        return Some(Decision {
-            desired: max,
-            rescale_reason: Some("Current number of replicas above Spec.MaxReplicas".into()),
-            active: (
-                "True",
-                "ValidMetricFound",
-                "the HPA was able to successfully calculate a replica count".into(),
-            ),
-            limited: (
-                "True",
-                "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count",
-            ),
-        });
-    }
-    if current < min {
-        return Some(Decision {
-            desired: min,
-            rescale_reason: Some("Current number of replicas below Spec.MinReplicas".into()),
-            active: (
-                "True",
-                "ValidMetricFound",
-                "the HPA was able to successfully calculate a replica count".into(),
-            ),
-            limited: (
-                "True",
-                "TooFewReplicas",
-                "the desired replica count is less than the minimum replica count",
-            ),
-        });
-    }
-    None
+    let (desired, reason, limited) = if current > max {
+        (
+            max,
+            "Current number of replicas above Spec.MaxReplicas",
+            behavior::TOO_MANY,
+        )
+    } else if current < min {
+        (
+            min,
+            "Current number of replicas below Spec.MinReplicas",
+            behavior::TOO_FEW,
+        )
+    } else {
+        return None;
+    };
+    Some(Decision {
+        desired,
+        rescale_reason: Some(reason.into()),
+        active: (
+            "True",
+            "ValidMetricFound",
+            "the HPA was able to successfully calculate a replica count".into(),
+        ),
+        limited,
+    })
 }
 
 fn set(conds: &mut Vec<Value>, ty: &str, status: &str, reason: &str, message: &str, now: &str) {
@@ -332,12 +324,6 @@ struct ByMetrics {
     stabilized: Option<(&'static str, &'static str)>,
 }
 
-const UNLIMITED: (&str, &str, &str) = (
-    "False",
-    "DesiredWithinRange",
-    "the desired count is within the acceptable range",
-);
-
 /// The replicas the HPA's metrics ask for at `current`, normalized, or why none.
 async fn by_metrics(
     client: &kube::Client,
@@ -353,7 +339,7 @@ async fn by_metrics(
             desired: current,
             rescale_reason: None,
             active: ("False", reason, message),
-            limited: UNLIMITED,
+            limited: behavior::WITHIN,
         },
         current_metrics: None,
         stabilized: None,
