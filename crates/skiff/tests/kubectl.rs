@@ -2780,6 +2780,150 @@ fn simulated_pods_report_usage_and_autoscale() {
     });
 }
 
+/// skiff's HPA sync period (upstream's `--horizontal-pod-autoscaler-sync-period`
+/// default; skiff has no flag for it).
+const HPA_SYNC_PERIOD: Duration = Duration::from_secs(15);
+
+/// HPA `i` of `hundred_hpas_over_a_thousand_pods_act_within_one_sync_period`: (the
+/// replicas it is driven to from 10, each pod's simulated CPU in millicores against a
+/// 100m request and a 50 % target, minReplicas, maxReplicas). `ceil(10 × u / 50)` is
+/// the answer with a margin of a millicore either way; 11 is missing because 10 % more
+/// is within the tolerance. The bound on the far side keeps the answer where it is at
+/// the next syncs, when each pod still uses as much as before.
+fn hpa_case(i: usize) -> (i64, i64, i64, i64) {
+    let sizes: Vec<i64> = (2..=20).filter(|&d| d != 11).collect();
+    let d = sizes[i % sizes.len()];
+    match d.cmp(&10) {
+        std::cmp::Ordering::Less => (d, 5 * d - 2, d, 20),
+        std::cmp::Ordering::Equal => (d, 50, 1, 20),
+        std::cmp::Ordering::Greater => (d, 5 * d - 2, 1, d),
+    }
+}
+
+fn hpa_manifests(n: usize) -> (String, String) {
+    let (mut deployments, mut hpas) = (String::new(), String::new());
+    for i in 0..n {
+        let (_, milli, min, max) = hpa_case(i);
+        deployments.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: load-{i}\nspec:\n  replicas: 10\n  selector:\n    matchLabels:\n      app: load-{i}\n  template:\n    metadata:\n      labels:\n        app: load-{i}\n      annotations:\n        skiff.io/simulate-cpu: {milli}m\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: c\n        image: nginx\n        resources:\n          requests:\n            cpu: 100m\n            memory: 16Mi\n"
+        ));
+        hpas.push_str(&format!(
+            "---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: load-{i}\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: load-{i}\n  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: 50\n"
+        ));
+    }
+    (deployments, hpas)
+}
+
+/// `kubectl get <kind> -o json`'s items by name.
+fn items_by_name(c: &Cluster, kind: &str) -> std::collections::HashMap<String, Value> {
+    let v: Value = serde_json::from_str(&c.ok(&["get", kind, "-o", "json"])).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                o.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Whether HPA `i` has acted on its metrics: its answer, the utilization it read, and
+/// a scale time when it had to rescale.
+fn hpa_acted(i: usize, hpa: &Value) -> bool {
+    let (d, milli, _, _) = hpa_case(i);
+    let s = &hpa["status"];
+    let read = s["currentMetrics"][0]["resource"]["current"]["averageUtilization"].as_i64();
+    s["desiredReplicas"].as_i64() == Some(d)
+        && read.is_some_and(|u| (u - milli).abs() <= 1)
+        && (d == 10 || s["lastScaleTime"].is_string())
+}
+
+/// Polls every second until `f` holds, for at most `limit`.
+fn poll(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn hundred_hpas_over_a_thousand_pods_act_within_one_sync_period() {
+    const N: usize = 100;
+    let c = Cluster::start_with(&[
+        "up",
+        "--simulate",
+        "10",
+        "--simulate-capacity",
+        "cpu=64,pods=250",
+        "--metric-resolution=2s",
+    ]);
+    let (deployments, hpas) = hpa_manifests(N);
+    c.apply(&deployments);
+    let count = |args: &[&str]| c.ok(args).lines().count();
+    poll(Duration::from_secs(120), "1,000 pods running", || {
+        count(&[
+            "get",
+            "pods",
+            "--no-headers",
+            "--field-selector=status.phase=Running",
+        ]) >= N * 10
+    });
+    poll(Duration::from_secs(30), "metrics of every pod", || {
+        count(&["top", "pods", "--no-headers"]) >= N * 10
+    });
+    // One more window, so that every reading began after its pod was ready (the HPA
+    // counts a CPU reading from before readiness as the pod's start-up, not its load).
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Metrics and targets are there: every HPA must act within one sync period of
+    // being created, however many there are.
+    let t0 = std::time::Instant::now();
+    c.apply(&hpas);
+    let applied = t0.elapsed();
+    let mut acted_at: std::collections::HashMap<usize, Duration> = Default::default();
+    poll(HPA_SYNC_PERIOD * 3, "every HPA acted", || {
+        for (name, h) in items_by_name(&c, "hpa") {
+            let i: usize = name.trim_start_matches("load-").parse().unwrap();
+            if hpa_acted(i, &h) {
+                acted_at.entry(i).or_insert_with(|| t0.elapsed());
+            }
+        }
+        acted_at.len() == N
+    });
+    let last = acted_at.values().max().copied().unwrap_or_default();
+    let scale_times: Vec<String> = items_by_name(&c, "hpa")
+        .values()
+        .filter_map(|h| h["status"]["lastScaleTime"].as_str().map(str::to_string))
+        .collect();
+    let (first_scale, last_scale) = (scale_times.iter().min(), scale_times.iter().max());
+    eprintln!(
+        "{N} HPAs created in {applied:?}, all acted {last:?} after the first create; lastScaleTime from {first_scale:?} to {last_scale:?}"
+    );
+    assert!(
+        last <= HPA_SYNC_PERIOD,
+        "the last HPA acted {last:?} after creation, more than one sync period"
+    );
+
+    // The Deployments follow, and the HPAs see them there at the next sync and stay.
+    poll(HPA_SYNC_PERIOD * 3, "Deployments at their sizes", || {
+        let deps = items_by_name(&c, "deployments");
+        let hpas = items_by_name(&c, "hpa");
+        (0..N).all(|i| {
+            let (d, ..) = hpa_case(i);
+            let name = format!("load-{i}");
+            let (dep, hpa) = (&deps[&name], &hpas[&name]);
+            dep["spec"]["replicas"].as_i64() == Some(d)
+                && dep["status"]["replicas"].as_i64() == Some(d)
+                && hpa["status"]["currentReplicas"].as_i64() == Some(d)
+                && hpa_acted(i, hpa)
+        })
+    });
+}
+
 /// The ENDPOINTS column of `kubectl get endpoints <name>` (empty while there is none).
 fn endpoints_column(c: &Cluster, name: &str) -> String {
     let out = c.kubectl(&["get", "endpoints", name, "--no-headers"]);
