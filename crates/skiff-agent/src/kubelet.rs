@@ -8,6 +8,7 @@ use crate::hooks;
 use crate::host;
 use crate::node::{self, NodeSpec};
 use crate::pod::{self, Action, Observed, Waiting};
+use crate::podlogs::LogDirs;
 use crate::runtime::{CriRuntime, Runtime};
 use crate::staticpods;
 use crate::{Result, now};
@@ -28,8 +29,11 @@ pub const PAUSE_IMAGE: &str = "registry.skiff.local/pause:1";
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     pub node_name: String,
-    /// `<data-dir>/agent` holds containerd's state, logs, images to import, CNI config.
+    /// `<data-dir>/agent` holds containerd's state, images to import, CNI config.
     pub dir: PathBuf,
+    /// Container logs go in `<pod_log_dir>/pods`, linked from `<pod_log_dir>/containers`
+    /// (`podlogs`: kubelet's /var/log layout).
+    pub pod_log_dir: PathBuf,
     /// Use this CRI socket instead of starting containerd.
     pub cri_endpoint: Option<String>,
     /// `Always` pulls fall back to a present image (no registry reachable).
@@ -78,6 +82,7 @@ struct Ctx {
     network_ready: watch::Receiver<bool>,
     /// NetworkPolicy enforcement, when on.
     netpol: Option<crate::netpol::Enforcer>,
+    logs: LogDirs,
 }
 
 fn key_of(p: &Value) -> String {
@@ -220,8 +225,11 @@ pub async fn run(
         crate::netpol::remove().await;
         None
     };
+    let logs = LogDirs::new(&opts.pod_log_dir);
+    logs.prune_dangling();
     let ctx = Arc::new(Ctx {
         netpol,
+        logs,
         recorder: Recorder::new(client.clone(), "kubelet"),
         client: client.clone(),
         runtime,
@@ -288,9 +296,11 @@ pub async fn run(
                             let rt = ctx.runtime.clone();
                             let vol_root = ctx.opts.dir.join("volumes");
                             let cgroup_root = ctx.opts.cgroup_root.clone();
+                            let logs = ctx.logs.clone();
                             tasks.spawn(async move {
                                 if rt.remove_pod(&uid, 0).await.is_ok() {
                                     host::remove_pod_cgroups(&cgroup_root, &uid);
+                                    logs.remove_pod(&uid);
                                     crate::volumes::remove(&vol_root, &uid).await;
                                 }
                             });
@@ -339,8 +349,9 @@ pub async fn run(
         && let Ok(uids) = ctx.runtime.pod_uids().await
     {
         for uid in uids {
-            if let Err(e) = ctx.runtime.remove_pod(&uid, 2).await {
-                tracing::warn!(%uid, error = %e, "removing pod at shutdown");
+            match ctx.runtime.remove_pod(&uid, 2).await {
+                Ok(()) => ctx.logs.remove_pod(&uid),
+                Err(e) => tracing::warn!(%uid, error = %e, "removing pod at shutdown"),
             }
             crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
         }
@@ -362,6 +373,7 @@ pub async fn run(
     if !opts.leave_running {
         crate::iproute::remove_all().await;
         host::remove_network().await;
+        ctx.logs.remove_if_empty();
         host::remove_kubepods_cgroups(&opts.cgroup_root);
     }
     Ok(())
@@ -823,6 +835,7 @@ async fn pod_worker(ctx: Arc<Ctx>, uid: String, mut rx: watch::Receiver<Option<V
             match ctx.runtime.remove_pod(&uid, 0).await {
                 Ok(()) => {
                     host::remove_pod_cgroups(&ctx.opts.cgroup_root, &uid);
+                    ctx.logs.remove_pod(&uid);
                     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &uid).await;
                     ctx.tokens.forget(&uid);
                 }
@@ -923,6 +936,7 @@ async fn terminate(ctx: &Ctx, pod: &Value) -> bool {
         return false;
     }
     host::remove_pod_cgroups(&ctx.opts.cgroup_root, &key_of(pod));
+    ctx.logs.remove_pod(&key_of(pod));
     crate::volumes::remove(&ctx.opts.dir.join("volumes"), &key_of(pod)).await;
     ctx.tokens.forget(&key_of(pod));
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
@@ -1094,6 +1108,9 @@ async fn sync(
     }
     for id in pod::garbage(&obs) {
         if ctx.runtime.remove_container(&id).await.is_ok() {
+            if let Some(c) = obs.containers.iter().find(|c| c.id == id) {
+                unlink_log(ctx, pod, &c.name, &id);
+            }
             obs.containers.retain(|c| c.id != id);
         }
     }
@@ -1400,12 +1417,14 @@ async fn start_container(
     let mut cfg = criconv::container_config(pod, spec, image, attempt, &env);
     cfg.mounts =
         crate::volumes::mounts(&ctx.opts.dir.join("volumes"), pod, spec).map_err(config_error)?;
+    let log_file = std::path::Path::new(&sandbox_cfg.log_directory).join(&cfg.log_path);
     match ctx
         .runtime
         .create_and_start(sandbox_id, sandbox_cfg, cfg)
         .await
     {
         Ok(id) => {
+            link_log(ctx, pod, name, &id, &log_file);
             ctx.recorder.record(
                 pod,
                 "Normal",
@@ -1469,6 +1488,32 @@ async fn start_container(
     }
 }
 
+/// The started container's `containers/` link, for log collectors. As kubelet, none
+/// when the runtime wrote no file: it would only dangle.
+fn link_log(ctx: &Ctx, pod: &Value, container: &str, id: &str, file: &std::path::Path) {
+    if !file.exists() {
+        return;
+    }
+    let m = &pod["metadata"];
+    let (ns, name) = (
+        m["namespace"].as_str().unwrap_or(""),
+        m["name"].as_str().unwrap_or(""),
+    );
+    if let Err(e) = ctx.logs.link(ns, name, container, id, file) {
+        tracing::warn!(pod = %pod_ref(pod), container, error = %e, "linking a container's log");
+    }
+}
+
+fn unlink_log(ctx: &Ctx, pod: &Value, container: &str, id: &str) {
+    let m = &pod["metadata"];
+    ctx.logs.unlink(
+        m["namespace"].as_str().unwrap_or(""),
+        m["name"].as_str().unwrap_or(""),
+        container,
+        id,
+    );
+}
+
 /// The sandbox config with the pod's DNS; `creating` reports a missing cluster DNS once,
 /// when the sandbox is made, as kubelet does.
 fn sandbox_config(
@@ -1477,7 +1522,7 @@ fn sandbox_config(
     attempt: u32,
     creating: bool,
 ) -> skiff_cri::cri::PodSandboxConfig {
-    let mut cfg = criconv::sandbox_config(pod, attempt, &ctx.opts.dir.join("pods"));
+    let mut cfg = criconv::sandbox_config(pod, attempt, &ctx.logs.pods());
     if let Some(linux) = cfg.linux.as_mut() {
         linux.cgroup_parent = host::under_cgroup_root(&ctx.opts.cgroup_root, &linux.cgroup_parent);
     }

@@ -18,6 +18,7 @@ pub mod netpol;
 pub mod network;
 pub mod node;
 pub mod pod;
+pub mod podlogs;
 pub mod podnet;
 pub mod probe;
 pub mod runtime;

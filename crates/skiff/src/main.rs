@@ -249,6 +249,11 @@ struct NodeArgs {
     /// Log files kept per container, the live one included (containerLogMaxFiles).
     #[arg(long, default_value_t = 5)]
     container_log_max_files: usize,
+    /// Container logs go in `<dir>/pods/<ns>_<pod>_<uid>/<container>/<n>.log`, linked
+    /// from `<dir>/containers/<pod>_<ns>_<container>-<id>.log`, kubelet's layout that
+    /// log collectors read (default: /var/log as root, else `<data-dir>/agent`).
+    #[arg(long)]
+    pod_log_dir: Option<PathBuf>,
     /// The node's address (default: its first non-loopback IPv4 address).
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
@@ -293,8 +298,8 @@ struct AgentArgs {
     /// The cluster CA certificate (`<data-dir>/tls/ca.crt` on the server).
     #[arg(long)]
     ca_file: std::path::PathBuf,
-    /// Where the agent keeps containerd's state, pod logs and images to import
-    /// (`<data-dir>/agent`).
+    /// Where the agent keeps containerd's state and images to import
+    /// (`<data-dir>/agent`; pod logs too when not root, see `--pod-log-dir`).
     #[arg(long, env = "SKIFF_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Parts of the node not to run: `network-policy` (NetworkPolicies are then not
@@ -1194,6 +1199,17 @@ async fn run_image(a: ImageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Absolute, as CRI wants its log directories (and the links' targets must be).
+fn pod_log_dir(node: &NodeArgs, data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let dir = node.pod_log_dir.clone().unwrap_or_else(|| {
+        skiff_agent::podlogs::default_root(
+            &data_dir.join("agent"),
+            nix::unistd::geteuid().is_root(),
+        )
+    });
+    std::path::absolute(&dir).with_context(|| format!("--pod-log-dir {}", dir.display()))
+}
+
 fn agent_options(
     node: &NodeArgs,
     data_dir: &std::path::Path,
@@ -1209,6 +1225,7 @@ fn agent_options(
     Ok(skiff_agent::kubelet::AgentOptions {
         node_name,
         dir: data_dir.join("agent"),
+        pod_log_dir: pod_log_dir(node, data_dir)?,
         cri_endpoint: node.container_runtime_endpoint.clone(),
         offline: node.offline,
         leave_running: node.leave_pods_running,

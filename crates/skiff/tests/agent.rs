@@ -1003,21 +1003,21 @@ spec:
         "-c",
         "i=0; while true; do echo \"line $i of a chatty container\"; i=$((i+1)); usleep 2000; done",
     ]);
-    wait_phase(&c, "chatty", "Running");
-    let pods_dir = c.data_dir().join("agent/pods");
+    let chatty = wait_phase(&c, "chatty", "Running");
+    // As root, logs go where collectors look: kubelet's /var/log layout.
+    let pod_dir = std::path::Path::new("/var/log/pods").join(format!(
+        "default_chatty_{}",
+        chatty["metadata"]["uid"].as_str().unwrap()
+    ));
+    let link = format!(
+        "/var/log/containers/chatty_default_chatty-{}.log",
+        chatty["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("containerd://")
+    );
     let rotated = || -> Vec<String> {
-        let dir = std::fs::read_dir(&pods_dir)
-            .unwrap()
-            .flatten()
-            .find(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with("default_chatty_")
-            })
-            .unwrap()
-            .path()
-            .join("chatty");
-        std::fs::read_dir(dir)
+        std::fs::read_dir(pod_dir.join("chatty"))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -1033,7 +1033,15 @@ spec:
         c.ok(&["logs", "chatty", "--tail=1"])
             .contains("of a chatty container")
     );
+    // Rotation leaves the link on the live file; the pod takes both with it.
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        pod_dir.join("chatty/0.log")
+    );
     c.ok(&["delete", "pod", "chatty", "--grace-period=1"]);
+    eventually(Duration::from_secs(30), || {
+        (!pod_dir.exists() && std::fs::symlink_metadata(&link).is_err()).then_some(())
+    });
 
     // containerd dies: the agent restarts it, running pods are untouched and new ones run.
     let ctd = |c: &Cluster| -> Option<u32> {
