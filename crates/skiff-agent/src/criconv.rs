@@ -428,6 +428,15 @@ pub fn container_config(
                 readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
                 run_as_user: run_as_user.map(|v| cri::Int64Value { value: v }),
                 run_as_group: run_as_group.map(|v| cri::Int64Value { value: v }),
+                // As kubelet: the pod's supplementalGroups, and its fsGroup, which owns
+                // its volumes.
+                supplemental_groups: psc["supplementalGroups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(psc.get("fsGroup"))
+                    .filter_map(Value::as_i64)
+                    .collect(),
                 no_new_privs: sc["allowPrivilegeEscalation"] == false,
                 capabilities: Some(cri::Capability {
                     add_capabilities: strings(&caps["add"]),

@@ -213,6 +213,14 @@ pub async fn run(
     );
 
     let ingress = crate::ingress::start(&client, &catalog, &spec.name, opts.ingress, &shutdown);
+    tokio::spawn(crate::localpath::run(
+        client.clone(),
+        crate::localpath::Options {
+            nodes: [spec.name.clone()].into(),
+            base: Some(dir.join("storage")),
+        },
+        shutdown.clone(),
+    ));
     let netpol = if opts.network_policy {
         let cleanup = !opts.leave_running;
         Some(crate::netpol::spawn(

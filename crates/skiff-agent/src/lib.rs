@@ -3,6 +3,7 @@
 //! without containers, in the manner of kwok, for scale tests and node-failure tests.
 
 pub mod certificates;
+pub mod claims;
 pub mod credentials;
 pub mod criconv;
 pub mod dnsendpoint;
@@ -13,6 +14,7 @@ pub mod host;
 pub mod ingress;
 pub mod iproute;
 pub mod kubelet;
+pub mod localpath;
 pub mod logs;
 pub mod netpol;
 pub mod network;

@@ -184,6 +184,15 @@ pub async fn run(
         },
     );
 
+    // One local-path provisioner for the whole fleet: volumes without directories.
+    tokio::spawn(crate::localpath::run(
+        client.clone(),
+        crate::localpath::Options {
+            nodes: specs.iter().map(|s| s.name.clone()).collect(),
+            base: None,
+        },
+        shutdown.clone(),
+    ));
     let mut pods_rx =
         reflect::watch_values(client.clone(), "/api/v1/pods", Some("spec.nodeName!="));
     let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
@@ -369,6 +378,11 @@ async fn handle(client: &kube::Client, state: &Arc<Mutex<State>>, pod: &Value) -
             .insert(ip.to_string());
     }
     if phase == "Pending" {
+        // "Mounting": the pod's claims must be bound, as kubelet waits for them.
+        if let Err(e) = crate::claims::all_bound(client, pod).await {
+            tracing::debug!(pod = %name, error = %e, "simulated pod waits for its volumes");
+            return Ok(());
+        }
         let known = state.lock().cidrs.get(&node).cloned();
         let cidr = match known {
             Some(c) => c,

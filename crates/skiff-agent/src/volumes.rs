@@ -53,7 +53,8 @@ pub fn mounts(root: &Path, pod: &Value, c: &Value) -> Result<Vec<cri::Mount>, St
         // configMap, secret and downwardAPI volumes are read-only, as in Kubernetes.
         let forced_ro = ["configMap", "secret", "downwardAPI", "projected"]
             .iter()
-            .any(|k| vol[*k].is_object());
+            .any(|k| vol[*k].is_object())
+            || vol["persistentVolumeClaim"]["readOnly"] == true;
         out.push(cri::Mount {
             container_path: m["mountPath"].as_str().unwrap_or("").to_string(),
             host_path: host.display().to_string(),
@@ -355,7 +356,16 @@ pub async fn ensure(
         let Some(dir) = host_path(root, uid, vol) else {
             continue;
         };
-        if vol["hostPath"].is_object() {
+        if let Some(claim) = vol["persistentVolumeClaim"]["claimName"].as_str() {
+            let target = crate::claims::volume_dir(client, ns, claim)
+                .await
+                .map_err(fail)?;
+            crate::claims::link(&dir, &target).map_err(|e| fail(e.to_string()))?;
+            if let Some((gid, on_mismatch)) = crate::claims::fs_group(pod) {
+                crate::claims::set_ownership(&target, gid, on_mismatch)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+        } else if vol["hostPath"].is_object() {
             match vol["hostPath"]["type"].as_str().unwrap_or("") {
                 "DirectoryOrCreate" => {
                     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?

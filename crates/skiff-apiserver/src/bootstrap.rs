@@ -1,7 +1,7 @@
 //! Objects every cluster has from its first start: the four system namespaces, their
 //! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints and
 //! EndpointSlice (kept at this server's address), the `kube-dns` Service, the two
-//! system PriorityClasses, and the IngressClass `skiff` of the built-in Ingress
+//! system PriorityClasses, the default StorageClass `local-path`, and the IngressClass `skiff` of the built-in Ingress
 //! controller (the default class). Created only when absent, so restarts keep user edits.
 
 use crate::kinds::{
@@ -108,6 +108,22 @@ async fn ensure_ingress_class(api: &ApiServer) -> Result<(), ApiError> {
     ensure_one(api, "networking.k8s.io", "ingressclasses", None, class).await
 }
 
+/// The built-in local-path provisioner's StorageClass, the cluster's default (as k3s
+/// ships rancher's local-path).
+async fn ensure_storage_class(api: &ApiServer) -> Result<(), ApiError> {
+    use skiff_types::volumes::{
+        DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER,
+    };
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": LOCAL_PATH_CLASS, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+    });
+    ensure_one(api, "storage.k8s.io", "storageclasses", None, class).await
+}
+
 async fn ensure_one(
     api: &ApiServer,
     group: &str,
@@ -156,6 +172,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     crate::rbac_bootstrap::ensure(api).await?;
     ensure_kube_dns(api).await?;
     ensure_ingress_class(api).await?;
+    ensure_storage_class(api).await?;
     reconcile_kubernetes_endpoints(api).await?;
     for (name, value, desc) in [
         (

@@ -55,6 +55,9 @@ pub async fn prepare_create(
         ("", "services") => allocate_service(api, obj, None).await?,
         ("batch", "jobs") => skiff_validation::job_generate_selector(obj),
         ("networking.k8s.io", "ingresses") => crate::ingressclass::admit_default(api, obj),
+        ("", "persistentvolumeclaims" | "persistentvolumes") => {
+            crate::storage::admit_create(api, ri, obj)
+        }
         _ => {}
     }
     Ok(())

@@ -33,6 +33,7 @@ pub mod reviews;
 pub mod secrets_encryption;
 pub mod server;
 pub mod serviceaccount;
+pub mod storage;
 pub mod watch;
 
 pub use server::{ApiServer, Config, RunningServer};

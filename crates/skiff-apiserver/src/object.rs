@@ -661,6 +661,7 @@ impl ApiServer {
         }
         let op = skiff_nodeauth::Operation::Update;
         self.admit_node(&opts.user, t, op, Some(&new), Some(current))?;
+        crate::storage::admit_update(self, t, &new, current)?;
         let warnings = self.admit_pod_security(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(

@@ -23,6 +23,7 @@ pub mod job;
 pub mod leader;
 pub mod nodelifecycle;
 pub mod owner;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod replicaset;
 pub mod revisions;
@@ -30,6 +31,7 @@ pub mod scheduler;
 pub mod servicelb;
 pub mod statefulset;
 pub mod trim;
+pub mod volumebind;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {

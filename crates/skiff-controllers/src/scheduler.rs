@@ -11,6 +11,7 @@ use crate::Result;
 use serde_json::{Value, json};
 use skiff_kube::events;
 use skiff_kube::reflect::{self, Change};
+use skiff_scheduler::volumes::Prebind;
 use skiff_scheduler::{NodeInfo, PodInfo, Snapshot, schedule_info};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -106,6 +107,8 @@ pub enum Decision {
     Bind {
         pod: Arc<Value>,
         node: String,
+        /// What the pod's waiting claims need before the pod is bound.
+        prebind: Vec<Prebind>,
     },
     Unschedulable {
         pod: Arc<Value>,
@@ -293,6 +296,35 @@ impl State {
         }
     }
 
+    /// A change of claims, volumes or classes: pods with claims may fit now.
+    pub fn on_storage(&mut self, what: Storage, c: Change) {
+        let v = &mut self.snap.volumes;
+        match what {
+            Storage::Claims => {
+                reflect::absorb(c, &mut v.claims, |_, t| Arc::new(t));
+            }
+            Storage::Volumes => {
+                reflect::absorb(c, &mut v.volumes, |_, t| Arc::new(t));
+                // A promise is kept (or broken) once the volume's new state is seen.
+                let volumes = &v.volumes;
+                v.assumed.retain(|name, _| {
+                    volumes
+                        .get(name)
+                        .is_some_and(|pv| skiff_scheduler::volumes::claim_ref(pv).is_none())
+                });
+            }
+            Storage::Classes => {
+                reflect::absorb(c, &mut v.classes, |_, t| Arc::new(t));
+            }
+        }
+        self.requeue_unschedulable(|p| {
+            p["spec"]["volumes"].as_array().is_some_and(|v| {
+                v.iter()
+                    .any(|v| v["persistentVolumeClaim"].is_object() || v["ephemeral"].is_object())
+            })
+        });
+    }
+
     /// Moves pods whose back-off ran out, and pods unschedulable for too long, to the
     /// active queue; returns when this should be called again at the latest.
     pub fn tick(&mut self, now: Instant) -> Option<Instant> {
@@ -363,9 +395,16 @@ impl State {
             match schedule_info(&info, &self.snap, self.start % total) {
                 Ok((node, examined)) => {
                     self.start = (self.start + examined) % total;
+                    let prebind = match self.snap.node(&node) {
+                        Some(n) if !info.claims.is_empty() => {
+                            let n = n.clone();
+                            self.snap.volumes.assume(&info.namespace, &info.claims, &n)
+                        }
+                        _ => Vec::new(),
+                    };
                     self.snap.assume(&node, &info);
                     self.assumed.insert(r.key.clone());
-                    return Some(Decision::Bind { pod, node });
+                    return Some(Decision::Bind { pod, node, prebind });
                 }
                 Err(fit) => {
                     let preemption = skiff_scheduler::preempt(&pod, &self.snap);
@@ -411,10 +450,19 @@ impl State {
     }
 }
 
+/// The storage kinds the VolumeBinding plugin reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Storage {
+    Claims,
+    Volumes,
+    Classes,
+}
+
 /// Runs until `shutdown` turns true.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let mut pods_rx = reflect::watch_values(client.clone(), "/api/v1/pods", None);
     let mut nodes_rx = reflect::watch_values(client.clone(), "/api/v1/nodes", None);
+    let mut storage_rx = storage_changes(&client);
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<(String, bool)>();
     let permits = Arc::new(Semaphore::new(BIND_CONCURRENCY));
     let recorder = events::Recorder::new(client.clone(), SCHEDULER_NAME);
@@ -427,6 +475,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             Some(c) = pods_rx.recv() => state.on_pod(c),
             Some(c) = nodes_rx.recv() => state.on_node(c),
+            Some((what, c)) = storage_rx.recv() => state.on_storage(what, c),
             Some((k, gone)) = failed_rx.recv() => state.bind_failed(&k, gone),
             _ = tokio::time::sleep(sleep_for) => {}
             _ = shutdown.changed() => return,
@@ -440,6 +489,10 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             }
             while let Ok(c) = pods_rx.try_recv() {
                 state.on_pod(c);
+                any = true;
+            }
+            while let Ok((what, c)) = storage_rx.try_recv() {
+                state.on_storage(what, c);
                 any = true;
             }
             while let Ok((k, gone)) = failed_rx.try_recv() {
@@ -466,8 +519,17 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 match d {
-                    Decision::Bind { pod, node } => {
-                        if let Err(gone) = bind_and_record(&client, &recorder, &pod, &node).await {
+                    Decision::Bind { pod, node, prebind } => {
+                        let ready =
+                            crate::volumebind::prebind(&client, &pod, &node, &prebind).await;
+                        let bound = match ready {
+                            Ok(()) => bind_and_record(&client, &recorder, &pod, &node).await,
+                            Err(msg) => {
+                                record_unschedulable(&client, &recorder, &pod, &msg).await;
+                                Err(false)
+                            }
+                        };
+                        if let Err(gone) = bound {
                             let _ = failed_tx.send((reflect::key(&pod), gone));
                         }
                     }
@@ -490,6 +552,27 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             wake = Some(Instant::now());
         }
     }
+}
+
+/// One channel of claim, volume and class changes, so the loop waits on one more branch.
+fn storage_changes(client: &kube::Client) -> mpsc::UnboundedReceiver<(Storage, Change)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (what, path) in [
+        (Storage::Claims, "/api/v1/persistentvolumeclaims"),
+        (Storage::Volumes, "/api/v1/persistentvolumes"),
+        (Storage::Classes, "/apis/storage.k8s.io/v1/storageclasses"),
+    ] {
+        let mut rx = reflect::watch_values(client.clone(), path, None);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                if tx.send((what, c)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// Binds; on failure says whether the pod is gone (no retry).
@@ -622,7 +705,7 @@ mod tests {
             vec![pod("low", "600m", 0), pod("high", "600m", 100)],
         );
         assert!(s.synced());
-        let Some(Decision::Bind { pod: p, node }) = s.next_decision() else {
+        let Some(Decision::Bind { pod: p, node, .. }) = s.next_decision() else {
             panic!("high first")
         };
         assert_eq!(

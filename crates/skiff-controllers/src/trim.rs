@@ -4,7 +4,7 @@
 //! a `serde_json::Value` and ~10 KB trimmed; at 10,000 pods that is 130 MB.
 //!
 //! The lists are exactly what the loops subscribed to these collections read (replicaset,
-//! daemonset, statefulset, job, disruption, endpoints, endpointslice, podgc; ipam,
+//! daemonset, statefulset, job, disruption, endpoints, endpointslice, podgc, persistentvolume; ipam,
 //! nodelifecycle, certificates, servicelb, ingressstatus), including everything they send back: pod
 //! `ownerReferences` and `finalizers` whole, and `resourceVersion` as their precondition;
 //! node taints and conditions whole. A loop that starts reading another field adds it
@@ -54,6 +54,11 @@ static POD: Keep = Fields(&[
                     "nodeAffinity",
                     Fields(&[("requiredDuringSchedulingIgnoredDuringExecution", All)]),
                 )]),
+            ),
+            // The claims pods use, which the PVC protection keeps.
+            (
+                "volumes",
+                Each(&Fields(&[("name", All), ("persistentVolumeClaim", All)])),
             ),
             // Named target ports, and sidecars among the init containers.
             (
@@ -403,7 +408,12 @@ mod tests {
         let before = serde_json::to_vec(&p).unwrap().len();
         pod(&mut p);
         let after = serde_json::to_vec(&p).unwrap().len();
-        assert!(p["spec"].get("volumes").is_none() && p["spec"].get("tolerations").is_none());
+        assert!(p["spec"].get("tolerations").is_none());
+        // Of volumes, only what the PVC protection reads: names and claims.
+        for v in p["spec"]["volumes"].as_array().into_iter().flatten() {
+            let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+            assert!(keys.iter().all(|k| *k == "name" || *k == "persistentVolumeClaim"), "{v}");
+        }
         assert!(
             p["metadata"]["annotations"]
                 .get("kubectl.kubernetes.io/last-applied-configuration")

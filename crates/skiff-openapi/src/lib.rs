@@ -76,6 +76,10 @@ fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> Kind
         "rbac.authorization.k8s.io", "v1", "RoleBinding" => api::rbac::v1::RoleBinding;
         "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding" => api::rbac::v1::ClusterRoleBinding;
         "scheduling.k8s.io", "v1", "PriorityClass" => api::scheduling::v1::PriorityClass;
+        "storage.k8s.io", "v1", "StorageClass" => api::storage::v1::StorageClass;
+        "storage.k8s.io", "v1", "CSIDriver" => api::storage::v1::CSIDriver;
+        "storage.k8s.io", "v1", "CSINode" => api::storage::v1::CSINode;
+        "storage.k8s.io", "v1", "VolumeAttachment" => api::storage::v1::VolumeAttachment;
         "certificates.k8s.io", "v1", "CertificateSigningRequest" => api::certificates::v1::CertificateSigningRequest;
         "coordination.k8s.io", "v1", "Lease" => api::coordination::v1::Lease;
         "discovery.k8s.io", "v1", "EndpointSlice" => api::discovery::v1::EndpointSlice;

@@ -5,6 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+mod storage;
+pub use storage::is_default_class;
+
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: &'static str,
@@ -58,6 +61,11 @@ const SELECTOR: Column = col("Selector", "string", 1, "Label selector for pods."
 
 /// Columns for a resource; kinds without a printer get Kubernetes' default (Name, Created At).
 pub fn columns(group: &str, resource: &str) -> Vec<Column> {
+    if group == "storage.k8s.io"
+        && let Some(c) = storage::columns(resource)
+    {
+        return c;
+    }
     match (group, resource) {
         ("", "pods") => vec![
             NAME,
@@ -1488,6 +1496,11 @@ fn access_modes(v: &Value) -> String {
 
 /// One row of cells for an object.
 pub fn row(group: &str, resource: &str, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if group == "storage.k8s.io"
+        && let Some(r) = storage::row(resource, o, now)
+    {
+        return r;
+    }
     let name = json!(str_of(o, "/metadata/name"));
     let created = str_of(o, "/metadata/creationTimestamp");
     let age = json!(since(created, now));

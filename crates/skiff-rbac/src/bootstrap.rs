@@ -30,6 +30,9 @@ const NETWORK_POLICY: &str = "skiff:network-policy";
 /// EndpointSlices nodes read already as the service proxy). Not Secrets: the Node
 /// authorizer lets every node read, by name, only the TLS Secrets Ingresses name.
 const INGRESS: &str = "skiff:ingress";
+/// What a node's local-path provisioner does: it makes the volumes of claims whose pods
+/// were scheduled to it (and grows them), and deletes the released ones it made.
+const LOCAL_PATH: &str = "skiff:local-path-provisioner";
 
 /// The controllers skiff runs, by their service account in kube-system.
 pub const CONTROLLERS: &[&str] = &[
@@ -47,7 +50,10 @@ pub const CONTROLLERS: &[&str] = &[
     "ingress-status-controller",
     "job-controller",
     "node-controller",
+    "persistent-volume-binder",
     "pod-garbage-collector",
+    "pv-protection-controller",
+    "pvc-protection-controller",
     "replicaset-controller",
     "root-ca-cert-publisher",
     "service-account-controller",
@@ -546,6 +552,24 @@ fn system_roles() -> Vec<ClusterRole> {
             ],
         ),
         cluster_role(
+            LOCAL_PATH,
+            &[],
+            vec![
+                rule(&["create", "delete", "get", "list", "update", "watch"])
+                    .groups(&[""])
+                    .resources(&["persistentvolumes"]),
+                rule(READ)
+                    .groups(&[""])
+                    .resources(&["persistentvolumeclaims"]),
+                rule(&["patch", "update"])
+                    .groups(&[""])
+                    .resources(&["persistentvolumeclaims/status"]),
+                rule(READ)
+                    .groups(&["storage.k8s.io"])
+                    .resources(&["storageclasses"]),
+            ],
+        ),
+        cluster_role(
             "system:node-bootstrapper",
             &[],
             vec![
@@ -977,6 +1001,40 @@ fn controller_rules(name: &str) -> Vec<R> {
                 .groups(&[""])
                 .resources(&["pods"]),
         ],
+        "persistent-volume-binder" => vec![
+            rule(&["create", "delete", "get", "list", "update", "watch"])
+                .groups(&[""])
+                .resources(&["persistentvolumes"]),
+            rule(&["patch", "update"])
+                .groups(&[""])
+                .resources(&["persistentvolumes/status"]),
+            rule(&["get", "list", "update", "watch"])
+                .groups(&[""])
+                .resources(&["persistentvolumeclaims"]),
+            rule(&["patch", "update"])
+                .groups(&[""])
+                .resources(&["persistentvolumeclaims/status"]),
+            rule(&["create", "delete", "get", "list", "watch"])
+                .groups(&[""])
+                .resources(&["pods"]),
+            rule(&["get", "list"]).groups(&[""]).resources(&["nodes"]),
+            rule(READ)
+                .groups(&["storage.k8s.io"])
+                .resources(&["storageclasses"]),
+        ],
+        "pv-protection-controller" => vec![
+            rule(&["get", "list", "update", "watch"])
+                .groups(&[""])
+                .resources(&["persistentvolumes"]),
+        ],
+        "pvc-protection-controller" => vec![
+            rule(&["get", "list", "update", "watch"])
+                .groups(&[""])
+                .resources(&["persistentvolumeclaims"]),
+            rule(&["get", "list", "watch"])
+                .groups(&[""])
+                .resources(&["pods"]),
+        ],
         "pod-garbage-collector" => {
             return vec![
                 rule(&["delete", "list", "watch"])
@@ -1152,6 +1210,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         ("skiff:node:kube-dns", "system:kube-dns", NODES),
         ("skiff:node:network-policy", NETWORK_POLICY, NODES),
         ("skiff:node:ingress", INGRESS, NODES),
+        ("skiff:node:local-path-provisioner", LOCAL_PATH, NODES),
     ] {
         let mut b = cluster_binding(name, vec![group(subject)]);
         b.role_ref.name = role.into();

@@ -15,6 +15,7 @@ pub enum Filter {
     NodePorts,
     InterPodAffinity,
     PodTopologySpread,
+    VolumeBinding,
 }
 
 /// Kubernetes' default filter order; a node reports the reasons of the first filter it
@@ -26,6 +27,7 @@ pub const ALL: &[Filter] = &[
     Filter::NodeAffinity,
     Filter::NodePorts,
     Filter::NodeResourcesFit,
+    Filter::VolumeBinding,
     Filter::PodTopologySpread,
     Filter::InterPodAffinity,
 ];
@@ -185,6 +187,7 @@ impl Filter {
                 || !p.affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
                     .is_null(),
             Filter::PodTopologySpread => !p.spread.is_empty(),
+            Filter::VolumeBinding => !p.claims.is_empty(),
             Filter::NodeUnschedulable | Filter::NodeResourcesFit | Filter::TaintToleration => true,
         }
     }
@@ -192,6 +195,7 @@ impl Filter {
     /// Reasons the node fails this filter for the pod (empty: it passes).
     pub fn check(&self, p: &PodInfo, n: &NodeInfo, snap: &Snapshot) -> Vec<String> {
         match self {
+            Filter::VolumeBinding => snap.volumes.check(&p.namespace, &p.claims, n),
             Filter::NodeName => match &p.node_name {
                 Some(want) if *want != n.name => {
                     vec!["node(s) didn't match the requested node name".into()]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 mod filters;
 mod scores;
+pub mod volumes;
 
 pub use filters::{Filter, term_matches, tolerated, tolerates};
 
@@ -136,6 +137,26 @@ pub struct PodInfo {
     /// (hostIP, protocol, hostPort)
     pub host_ports: Vec<(String, String, i64)>,
     pub priority: i64,
+    /// Names of the PersistentVolumeClaims its volumes use.
+    pub claims: Vec<String>,
+}
+
+/// The claims a pod's volumes use: `persistentVolumeClaim` volumes, and generic
+/// ephemeral volumes' claims (named `<pod>-<volume>`).
+fn pod_claims(p: &Value) -> Vec<String> {
+    let pod = p["metadata"]["name"].as_str().unwrap_or("");
+    p["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match v["persistentVolumeClaim"]["claimName"].as_str() {
+            Some(c) => Some(c.to_string()),
+            None if v["ephemeral"].is_object() => {
+                Some(format!("{pod}-{}", v["name"].as_str().unwrap_or("")))
+            }
+            None => None,
+        })
+        .collect()
 }
 
 impl PodInfo {
@@ -216,6 +237,7 @@ impl PodInfo {
             tolerations: spec["tolerations"].as_array().cloned().unwrap_or_default(),
             host_ports,
             priority: spec["priority"].as_i64().unwrap_or(0),
+            claims: pod_claims(p),
         }
     }
 }
@@ -320,6 +342,8 @@ pub struct Snapshot {
     /// Whether any placed pod has required anti-affinity (checked for every candidate
     /// otherwise, which would make a round quadratic in nodes).
     pub any_anti_affinity: bool,
+    /// Claims, volumes and classes, for pods with claims.
+    pub volumes: volumes::VolumeView,
     index: HashMap<String, usize>,
     /// `ns/name` -> the node a pod is counted on (or waits for, see `waiting`).
     placed: HashMap<String, String>,
@@ -470,6 +494,8 @@ pub struct FitError {
     pub num_nodes: usize,
     /// Reason -> number of nodes that failed with it.
     pub reasons: BTreeMap<String, usize>,
+    /// Why no node was even tried (a PreFilter's verdict), if so.
+    pub pre_filter: Option<String>,
 }
 
 impl std::fmt::Display for FitError {
@@ -480,7 +506,9 @@ impl std::fmt::Display for FitError {
             .map(|(r, n)| format!("{n} {r}"))
             .collect();
         parts.sort();
-        if self.num_nodes == 0 {
+        if let Some(why) = &self.pre_filter {
+            write!(f, "0/{} nodes are available: {why}.", self.num_nodes)
+        } else if self.num_nodes == 0 {
             // Kubernetes' ErrNoNodesAvailable.
             write!(f, "no nodes available to schedule pods")
         } else if parts.is_empty() {
@@ -537,6 +565,15 @@ pub fn schedule_info(
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut examined = 0;
+    if !p.claims.is_empty()
+        && let Some(why) = snap.volumes.pre_filter(&p.namespace, &p.claims)
+    {
+        return Err(FitError {
+            num_nodes: all,
+            reasons,
+            pre_filter: Some(why),
+        });
+    }
     let active: Vec<filters::Filter> = filters::ALL
         .iter()
         .copied()
@@ -565,6 +602,7 @@ pub fn schedule_info(
         return Err(FitError {
             num_nodes: all,
             reasons,
+            pre_filter: None,
         });
     }
     let scores = scores::totals(p, &feasible, snap);

@@ -6,6 +6,7 @@
 pub mod meta;
 pub mod registry;
 pub mod status;
+pub mod volumes;
 
 pub use registry::{RESOURCES, ResourceInfo, Scope, Subresource};
 pub use status::{ApiError, FieldError, FieldErrorType, StatusReason};

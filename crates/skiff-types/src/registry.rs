@@ -222,6 +222,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", Cluster, short: &[], cat: &[], sub: &[], prefix: "/registry/clusterrolebindings"),
     // certificates.k8s.io/v1
     res!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", Cluster, short: &["csr"], cat: &[], sub: &[S::Status, S::Approval], prefix: "/registry/certificatesigningrequests"),
+    // storage.k8s.io/v1
+    res!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", Cluster, short: &["sc"], cat: &[], sub: &[], prefix: "/registry/storageclasses"),
+    res!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", Cluster, short: &[], cat: &[], sub: &[], prefix: "/registry/csidrivers"),
+    res!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", Cluster, short: &[], cat: &[], sub: &[], prefix: "/registry/csinodes"),
+    res!("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", "volumeattachment", Cluster, short: &[], cat: &[], sub: &[S::Status], prefix: "/registry/volumeattachments"),
     // scheduling.k8s.io/v1
     res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", Cluster, short: &["pc"], cat: &[], sub: &[], prefix: "/registry/priorityclasses"),
     // coordination.k8s.io/v1

@@ -199,6 +199,12 @@ pub fn default_object(group: &str, resource: &str, o: &mut Value) {
                 set_default(spec, "volumeMode", json!("Filesystem"));
             }
         }
+        ("storage.k8s.io", "storageclasses") => {
+            if let Some(m) = obj(o) {
+                set_default(m, "reclaimPolicy", json!("Delete"));
+                set_default(m, "volumeBindingMode", json!("Immediate"));
+            }
+        }
         ("autoscaling", "horizontalpodautoscalers") => {
             if let Some(spec) = o.get_mut("spec").and_then(obj) {
                 set_default(spec, "minReplicas", json!(1));

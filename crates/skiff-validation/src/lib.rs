@@ -9,6 +9,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod quantity;
+mod storage;
 mod validate;
 
 pub use defaults::{admit_pod_defaults, default_object, initial_status, job_generate_selector};

@@ -178,6 +178,9 @@ fn kind_rules(errs: &mut Errs, group: &str, resource: &str, o: &Value) {
             );
         }
         ("", "services") => service(errs, &o["spec"]),
+        ("", "persistentvolumeclaims") => crate::storage::claim(errs, "spec", &o["spec"]),
+        ("", "persistentvolumes") => crate::storage::volume(errs, o),
+        ("storage.k8s.io", "storageclasses") => crate::storage::storage_class(errs, o),
         ("", "configmaps") => {
             let mut size = 0;
             for f in ["data", "binaryData"] {
@@ -967,6 +970,11 @@ fn immutable(errs: &mut Errs, group: &str, resource: &str, new: &Value, old: &Va
         }
     };
     match (group, resource) {
+        ("", "persistentvolumeclaims") => crate::storage::claim_update(errs, new, old),
+        ("", "persistentvolumes") => crate::storage::volume_update(errs, new, old),
+        ("storage.k8s.io", "storageclasses") => {
+            crate::storage::storage_class_update(errs, new, old)
+        }
         ("", "pods") => {
             // Only images, activeDeadlineSeconds, tolerations (additions) and the grace
             // period may change in a pod's spec.
@@ -1086,7 +1094,7 @@ fn immutable(errs: &mut Errs, group: &str, resource: &str, new: &Value, old: &Va
 }
 
 /// A short description of what differs, like the diff Kubernetes appends.
-fn spec_diff(old: &Value, new: &Value) -> String {
+pub(crate) fn spec_diff(old: &Value, new: &Value) -> String {
     let mut lines = Vec::new();
     diff_walk("spec", old, new, &mut lines);
     lines.truncate(10);

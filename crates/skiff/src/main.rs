@@ -924,6 +924,22 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
             ))
         }));
     }
+    if enabled("persistentvolume-binder") {
+        let sa = |n: &str| loopback(&format!("system:serviceaccount:kube-system:{n}"));
+        let clients = skiff_controllers::persistentvolume::Clients {
+            binder: sa("persistent-volume-binder"),
+            pvc_protection: sa("pvc-protection-controller"),
+            pv_protection: sa("pv-protection-controller"),
+        };
+        let i = informers.clone();
+        manager.push(Box::new(move |stop| {
+            tokio::spawn(skiff_controllers::persistentvolume::run(
+                clients.clone(),
+                i.clone(),
+                stop,
+            ))
+        }));
+    }
     managed!(
         "horizontal-pod-autoscaler",
         "horizontal-pod-autoscaler",
