@@ -511,8 +511,17 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
             let Some(d) = state.next_decision() else {
                 break;
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            // A pod waiting for its volumes may wait minutes: it takes no seat, so it
+            // never holds up the binding of others (upstream's binding cycles are
+            // unbounded goroutines).
+            let waits = matches!(&d, Decision::Bind { prebind, .. } if !prebind.is_empty());
+            let permit = if waits {
+                None
+            } else {
+                let Ok(p) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                Some(p)
             };
             let client = client.clone();
             let failed_tx = failed_tx.clone();
@@ -684,6 +693,67 @@ mod tests {
 
     fn pod(name: &str, cpu: &str, priority: i64) -> Value {
         json!({"metadata": {"name": name, "namespace": "default", "generation": 1}, "spec": {"priority": priority, "containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": cpu}}}]}})
+    }
+
+    fn with_claim(mut p: Value, claim: &str) -> Value {
+        p["spec"]["volumes"] =
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+        p
+    }
+
+    #[test]
+    fn claims_decide_where_a_pod_may_go_and_what_happens_before_it_is_bound() {
+        let mut s = synced(vec![node("a", "4"), node("b", "4")], vec![]);
+        let class = |n: &str, mode: &str| json!({"metadata": {"name": n}, "provisioner": "skiff.io/local-path", "volumeBindingMode": mode});
+        s.on_storage(
+            Storage::Classes,
+            Change::reset(vec![
+                class("local-path", "WaitForFirstConsumer"),
+                class("now", "Immediate"),
+            ]),
+        );
+        let claim = |n: &str, class: &str, volume: Option<&str>| {
+            json!({"metadata": {"name": n, "namespace": "default", "uid": n},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": class, "volumeName": volume}})
+        };
+        s.on_storage(
+            Storage::Claims,
+            Change::reset(vec![
+                claim("wait", "local-path", None),
+                claim("now", "now", None),
+                claim("bound", "local-path", Some("on-b")),
+            ]),
+        );
+        let on_b = json!({"metadata": {"name": "on-b"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
+            "claimRef": {"namespace": "default", "name": "bound", "uid": "bound"}, "hostPath": {"path": "/x"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["b"]}]}]}}}});
+        s.on_storage(Storage::Volumes, Change::reset(vec![on_b]));
+
+        s.on_pod(Change::apply(with_claim(pod("p1", "1", 0), "bound")));
+        let Some(Decision::Bind { node, prebind, .. }) = s.next_decision() else {
+            panic!()
+        };
+        assert_eq!((node.as_str(), prebind.len()), ("b", 0));
+
+        s.on_pod(Change::apply(with_claim(pod("p2", "1", 0), "wait")));
+        let Some(Decision::Bind { prebind, .. }) = s.next_decision() else {
+            panic!()
+        };
+        assert_eq!(
+            prebind,
+            [Prebind::Provision {
+                claim: "default/wait".into()
+            }]
+        );
+
+        s.on_pod(Change::apply(with_claim(pod("p3", "1", 0), "now")));
+        let Some(Decision::Unschedulable { message, .. }) = s.next_decision() else {
+            panic!()
+        };
+        assert_eq!(
+            message,
+            "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        );
     }
 
     fn synced(nodes: Vec<Value>, pods: Vec<Value>) -> State {
