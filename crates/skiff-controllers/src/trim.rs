@@ -412,7 +412,11 @@ mod tests {
         // Of volumes, only what the PVC protection reads: names and claims.
         for v in p["spec"]["volumes"].as_array().into_iter().flatten() {
             let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-            assert!(keys.iter().all(|k| *k == "name" || *k == "persistentVolumeClaim"), "{v}");
+            assert!(
+                keys.iter()
+                    .all(|k| *k == "name" || *k == "persistentVolumeClaim"),
+                "{v}"
+            );
         }
         assert!(
             p["metadata"]["annotations"]

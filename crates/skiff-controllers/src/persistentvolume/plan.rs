@@ -475,7 +475,11 @@ mod tests {
             "2Gi",
             json!({"spec": {"claimRef": {"namespace": "default", "name": "c", "uid": "u-c"}}}),
         );
-        let a = run(std::slice::from_ref(&c), std::slice::from_ref(&claimed), &[]);
+        let a = run(
+            std::slice::from_ref(&c),
+            std::slice::from_ref(&claimed),
+            &[],
+        );
         assert_eq!(
             a,
             [Action::NameVolume {
