@@ -152,6 +152,10 @@ pub async fn run(
             actions = actions.len(),
             "volume sync"
         );
+        // What was said about objects now gone is forgotten.
+        let (claims, volumes) = (&s.claims, &s.volumes);
+        s.said
+            .retain(|(o, _), _| claims.contains_key(o) || volumes.contains_key(o));
         let mut writes = Vec::new();
         for a in actions {
             match a {
