@@ -34,6 +34,9 @@ if $tests; then
   # The storage-fault test makes a small ext4 filesystem on a loop device.
   command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
   python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
+  # The etcd datastore is tested against real etcd members (and etcdctl).
+  command -v etcd >/dev/null || need+=(etcd-server)
+  command -v etcdctl >/dev/null || need+=(etcd-client)
 fi
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"

@@ -12,8 +12,11 @@
 //!   and repair a cluster's state, and it is the store k3s users already know (kine).
 //!   The numbers behind the choice are printed by `cargo run -p skiff-store --release
 //!   --example bench` and recorded in the issue notes.
+//! - [`EtcdStore`]: etcd v3, for clusters that outgrow one machine (several servers
+//!   sharing an etcd cluster, or an etcd the user already runs).
 //! - [`MemoryStore`]: the same semantics in memory, for unit tests of other crates.
 
+mod etcd;
 mod memory;
 mod sqlite;
 pub mod testing;
@@ -23,6 +26,7 @@ use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 

@@ -1,5 +1,5 @@
-//! Conformance checks every backend must pass (used by this crate's tests and available
-//! to future backends such as etcd).
+//! Conformance checks every backend must pass, and a real etcd member for tests that
+//! need one (Debian's `etcd-server`).
 
 use crate::{Error, EventKind, Store};
 use bytes::Bytes;
@@ -136,4 +136,77 @@ pub async fn conformance(s: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(ev.kv.key, "/after");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// One etcd member on loopback ports of its own, its data under `dir`; killed (by its
+/// PID) when dropped.
+pub struct Etcd {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    client: u16,
+    peer: u16,
+}
+
+impl Etcd {
+    pub fn start(dir: std::path::PathBuf) -> Etcd {
+        let mut e = Etcd {
+            child: None,
+            dir,
+            client: free_port(),
+            peer: free_port(),
+        };
+        e.spawn();
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    /// Starts the member (again, on the same ports and data) and waits for its port.
+    pub fn spawn(&mut self) {
+        let (c, p) = (self.client, self.peer);
+        let log = std::fs::File::create(self.dir.join("etcd.log")).expect("etcd log");
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args([
+                &format!("--listen-client-urls=http://127.0.0.1:{c}"),
+                &format!("--advertise-client-urls=http://127.0.0.1:{c}"),
+                &format!("--listen-peer-urls=http://127.0.0.1:{p}"),
+                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{p}"),
+                &format!("--initial-cluster=test=http://127.0.0.1:{p}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server) runs; scripts/deps.sh --tests installs it");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

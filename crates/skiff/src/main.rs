@@ -313,11 +313,31 @@ struct AgentArgs {
     node: NodeArgs,
 }
 
+/// Where the API server keeps its objects.
+#[derive(Args, Clone)]
+struct DatastoreArgs {
+    /// The datastore (k3s' flag): `sqlite://PATH` (default `<data-dir>/db/state.db`),
+    /// or etcd: `https://host:2379,…` (with the three files below) or `http://…`.
+    #[arg(long, env = "SKIFF_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<String>,
+    /// CA bundle (PEM) that etcd's serving certificate chains to.
+    #[arg(long)]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) to present to etcd.
+    #[arg(long)]
+    datastore_certfile: Option<PathBuf>,
+    /// Key (PEM) of the client certificate.
+    #[arg(long)]
+    datastore_keyfile: Option<PathBuf>,
+}
+
 #[derive(Args, Clone)]
 struct ServerArgs {
     /// Where the store, certificates and kubeconfig live.
     #[arg(long, env = "SKIFF_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    datastore: DatastoreArgs,
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
     #[arg(long, default_value_t = 6443)]
@@ -337,7 +357,7 @@ struct ServerArgs {
     /// `node-ipam`, `node-lifecycle`, `garbage-collector`, `replicaset`, `deployment`,
     /// `job`, `cronjob`, `daemonset`, `statefulset`, `disruption`,
     /// `horizontal-pod-autoscaler`, `pod-garbage-collector`, `endpoint`,
-    /// `endpointslice`, `endpointslicemirroring`, `service-lb`, `ingress-status`,
+    /// `endpointslice`, `endpointslicemirroring`, `persistentvolume-binder`, `service-lb`, `ingress-status`,
     /// `clusterrole-aggregation`, `csrapproving`, `csrsigning`, `csrcleaner`; `all`
     /// for none. With `skiff up`, also `network-policy` (the node's enforcement) and
     /// `ingress` (the node's Ingress controller).
@@ -690,6 +710,61 @@ fn close_private_state(data_dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf
     Ok(opened)
 }
 
+/// The store `--datastore-endpoint` names: SQLite by default, or etcd, waited for (with
+/// a clear message every few seconds) when it is not up yet.
+async fn open_store(
+    a: &DatastoreArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
+    let endpoint = a.datastore_endpoint.as_deref().unwrap_or("");
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        let path = match endpoint.strip_prefix("sqlite://") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ if endpoint.is_empty() || endpoint.starts_with("sqlite://") => {
+                data_dir.join("db").join("state.db")
+            }
+            _ => anyhow::bail!(
+                "--datastore-endpoint {endpoint:?}: expected sqlite://PATH, https://HOST:PORT[,…] or http://HOST:PORT[,…]"
+            ),
+        };
+        let store = skiff_store::SqliteStore::open(&path)
+            .with_context(|| format!("opening store {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+        p.as_ref()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .transpose()
+    };
+    let cfg = skiff_store::EtcdConfig {
+        endpoints: endpoint.split(',').map(str::to_string).collect(),
+        ca: read(&a.datastore_cafile)?,
+        cert: read(&a.datastore_certfile)?,
+        key: read(&a.datastore_keyfile)?,
+    };
+    if endpoint.starts_with("https://") && cfg.ca.is_none() {
+        anyhow::bail!("--datastore-cafile is needed to trust etcd at {endpoint}");
+    }
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let ready = match skiff_store::EtcdStore::connect(&cfg).await {
+            Ok(s) => skiff_store::Store::current_revision(&s).await.map(|_| s),
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(s) => {
+                tracing::info!(endpoint, "datastore: etcd");
+                return Ok(Arc::new(s));
+            }
+            Err(e) => {
+                tracing::warn!(endpoint, error = %e, "etcd is not reachable yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
@@ -728,13 +803,11 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     for p in close_private_state(&data_dir)? {
         tracing::warn!(path = %p.display(), "was readable by other users; now by its owner only");
     }
-    let store_path = data_dir.join("db").join("state.db");
     skiff_pki::private::create_private_dir(&data_dir.join("db"))
         .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
-    let store = skiff_store::SqliteStore::open(&store_path)
-        .with_context(|| format!("opening store {}", store_path.display()))?;
+    let store = open_store(&a.datastore, &data_dir).await?;
     let (store, encryption) = secrets_encrypt::wrap_store(
-        Arc::new(store),
+        store,
         &data_dir,
         a.secrets_encryption,
         a.encryption_provider_config.clone(),
