@@ -10,11 +10,14 @@
 //! When the aggregation layer exists this becomes the local APIService
 //! `v1beta1.metrics.k8s.io`, replaceable by a real metrics-server.
 
-use crate::handlers::{error_response, json_ok};
+use crate::cache::{Attrs, Stored};
+use crate::handlers::error_response;
 use crate::server::ApiServer;
+use axum::body::Body;
 use axum::response::Response;
+use http::{HeaderValue, header};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use skiff_metrics::api;
 use skiff_types::ApiError;
 use skiff_types::registry::lookup;
@@ -87,46 +90,51 @@ pub fn aggregated_group() -> Value {
                res("nodes", "NodeMetrics", "Cluster"), res("pods", "PodMetrics", "Namespaced")]}]})
 }
 
-/// Just what is read of a Node or Pod here.
-#[derive(Deserialize, Default)]
-struct Meta {
-    #[serde(default)]
-    metadata: ObjectMeta,
+/// A field of the object's selector attributes, "" when it has none.
+fn field<'a>(a: &'a Attrs, name: &str) -> &'a str {
+    a.fields
+        .iter()
+        .find(|(f, _)| *f == name)
+        .and_then(|(_, v)| v.as_deref())
+        .unwrap_or("")
 }
 
-#[derive(Deserialize, Default)]
-struct ObjectMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-fn labels_json(l: &BTreeMap<String, String>) -> Map<String, Value> {
-    l.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
-}
-
-/// The objects of `resource` (core group) in `namespace`, from the watch cache.
-fn objects(api: &ApiServer, resource: &str, namespace: Option<&str>) -> Vec<ObjectMeta> {
+/// The objects of `resource` (core group) in `namespace`, from the watch cache. What is
+/// read of them here (names, labels, node, phase) is their selector attributes, parsed
+/// once per stored version and shared with selector lists and watches, so a request
+/// costs no parsing of tens of thousands of pods.
+fn objects(api: &ApiServer, resource: &str, namespace: Option<&str>) -> Vec<Arc<Stored>> {
     let ri = lookup("", resource).expect("served");
-    let (all, _, _) = api.cache.list(&ri.prefix(namespace), None, None, &|_| true);
-    all.iter()
-        .filter_map(|s| serde_json::from_slice::<Meta>(&s.value).ok())
-        .map(|m| m.metadata)
-        .collect()
+    api.cache
+        .list(&ri.prefix(namespace), None, None, &|_| true)
+        .0
 }
 
 /// Answers a GET the authorizer allowed.
 pub fn serve(api: &ApiServer, t: &Target, query: Option<&str>) -> Response {
-    match answer(api, t, query) {
-        Ok(v) => json_ok(&v),
+    let run = || match answer(api, t, query) {
+        Ok(body) => {
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         Err(e) => error_response(&e),
+    };
+    // A list of tens of thousands of PodMetrics takes tens of milliseconds to write:
+    // off the async worker, as big lists are, so handshakes and Leases go on.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if t.name.is_none() && multi_thread {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
     }
 }
 
-fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, ApiError> {
+fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Vec<u8>, ApiError> {
     let selector = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .find(|(k, _)| k == "labelSelector")
         .map(|(_, v)| v.into_owned());
@@ -135,44 +143,79 @@ fn answer(api: &ApiServer, t: &Target, query: Option<&str>) -> Result<Value, Api
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
         None => labels::Selector::everything(),
     };
-    let now = chrono::Utc::now().timestamp_millis();
-    // The store's lock is taken only to read it: the scraper writes it every round.
-    let wanted = |m: &ObjectMeta| {
-        t.name.as_ref().is_none_or(|n| *n == m.name) && selector.matches(&m.labels)
-    };
-    if t.resource == "nodes" {
-        let items: Vec<Value> = objects(api, "nodes", None)
-            .iter()
-            .filter(|m| wanted(m))
-            .filter_map(|m| {
-                let u = api.resource_metrics.read().node(&m.name)?;
-                Some(api::node_metrics(&m.name, &labels_json(&m.labels), &u, now))
-            })
-            .collect();
-        return single_or_list(t, "NodeMetricsList", items);
-    }
-    let pods: BTreeMap<(String, String), ObjectMeta> = objects(api, "pods", t.namespace.as_deref())
-        .into_iter()
-        .filter(|m| wanted(m))
-        .map(|m| ((m.namespace.clone(), m.name.clone()), m))
-        .collect();
-    let usage = api.resource_metrics.read().pods();
-    let items: Vec<Value> = usage
+    let now = api::time(chrono::Utc::now().timestamp_millis());
+    let objects = objects(api, t.resource, t.namespace.as_deref());
+    let wanted: Vec<&Attrs> = objects
         .iter()
-        .filter_map(|p| {
-            let m = pods.get(&(p.namespace.clone(), p.name.clone()))?;
-            Some(api::pod_metrics(p, &labels_json(&m.labels), now))
+        .filter_map(|s| s.attrs("", t.resource))
+        .filter(|a| {
+            t.name
+                .as_ref()
+                .is_none_or(|n| n == field(a, "metadata.name"))
+                && selector.matches(&a.labels)
         })
         .collect();
-    single_or_list(t, "PodMetricsList", items)
+    if t.resource == "nodes" {
+        nodes_body(api, t, &wanted, &now)
+    } else {
+        pods_body(api, t, &wanted, &now)
+    }
 }
 
-fn single_or_list(t: &Target, list_kind: &str, mut items: Vec<Value>) -> Result<Value, ApiError> {
+// The store's read lock is held while the answer is written, item by item: readers
+// share it, and the scraper's write waits a few milliseconds per thousand items.
+
+fn nodes_body(
+    api: &ApiServer,
+    t: &Target,
+    wanted: &[&Attrs],
+    now: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let store = api.resource_metrics.read();
+    let mut list = api::ListWriter::new("NodeMetricsList", wanted.len());
+    for a in wanted {
+        let name = field(a, "metadata.name");
+        let Some(u) = store.node(name) else { continue };
+        let item = api::node_metrics(name, &a.labels, &u, now);
+        if t.name.is_some() {
+            return Ok(serde_json::to_vec(&item).expect("serializable"));
+        }
+        list.push(&item);
+    }
+    finish(t, list)
+}
+
+fn pods_body(
+    api: &ApiServer,
+    t: &Target,
+    wanted: &[&Attrs],
+    now: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let store = api.resource_metrics.read();
+    let mut list = api::ListWriter::new("PodMetricsList", wanted.len());
+    for a in wanted {
+        let (node, ns, name) = (
+            field(a, "spec.nodeName"),
+            field(a, "metadata.namespace"),
+            field(a, "metadata.name"),
+        );
+        let Some(u) = store.pod(node, ns, name) else {
+            continue;
+        };
+        let item = api::pod_metrics(&u, &a.labels, now);
+        if t.name.is_some() {
+            return Ok(serde_json::to_vec(&item).expect("serializable"));
+        }
+        list.push(&item);
+    }
+    finish(t, list)
+}
+
+/// The list, or NotFound for a named GET that found nothing.
+fn finish(t: &Target, list: api::ListWriter) -> Result<Vec<u8>, ApiError> {
     match &t.name {
-        None => Ok(api::list(list_kind, items)),
-        Some(name) => items
-            .pop()
-            .ok_or_else(|| ApiError::not_found(GROUP, t.resource, name)),
+        Some(name) => Err(ApiError::not_found(GROUP, t.resource, name)),
+        None => Ok(list.finish()),
     }
 }
 
@@ -191,8 +234,9 @@ pub fn spawn_scraper(api: Arc<ApiServer>, resolution: Duration) {
 
 async fn scrape_all(api: &Arc<ApiServer>) {
     let nodes: Vec<String> = objects(api, "nodes", None)
-        .into_iter()
-        .map(|m| m.name)
+        .iter()
+        .filter_map(|s| s.attrs("", "nodes"))
+        .map(|a| field(a, "metadata.name").to_string())
         .collect();
     let scrapes = nodes.iter().map(|n| async move {
         let got = tokio::time::timeout(SCRAPE_TIMEOUT, scrape(api, n)).await;
@@ -213,7 +257,7 @@ async fn scrape_all(api: &Arc<ApiServer>) {
             // A simulated node has no endpoint to scrape: its pods say what they use.
             Ok(Ok(None)) => {
                 let pods = sim_pods.remove(node.as_str()).unwrap_or_default();
-                store.absorb(node, &skiff_metrics::simulated::samples(&pods, at), at);
+                skiff_metrics::simulated::absorb(&mut store, node, &pods, at);
             }
             Ok(Err(e)) => tracing::debug!(%node, error = %e, "scraping resource metrics failed"),
             Err(_) => tracing::debug!(%node, "scraping resource metrics timed out"),
@@ -270,8 +314,6 @@ struct SimResources {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct SimStatus {
-    #[serde(default)]
-    phase: String,
     start_time: Option<String>,
 }
 
@@ -293,15 +335,17 @@ fn simulated_pods(
     if nodes.is_empty() {
         return out;
     }
-    let ri = lookup("", "pods").expect("served");
-    let (all, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
-    for p in all
+    // Only the running pods of simulated nodes are parsed, found by their attributes.
+    let candidate = |s: &Stored| {
+        s.attrs("", "pods").is_some_and(|a| {
+            field(a, "status.phase") == "Running" && nodes.contains(field(a, "spec.nodeName"))
+        })
+    };
+    for p in objects(api, "pods", None)
         .iter()
+        .filter(|s| candidate(s))
         .filter_map(|s| serde_json::from_slice::<SimPodObject>(&s.value).ok())
     {
-        if p.status.phase != "Running" || !nodes.contains(p.spec.node_name.as_str()) {
-            continue;
-        }
         let started_ms = p
             .status
             .start_time

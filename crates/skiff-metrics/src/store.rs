@@ -4,7 +4,7 @@
 //! restarted) starts over; what a scrape no longer lists is forgotten.
 
 use crate::prom::Sample;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// What the API reports of one node or container.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,16 +62,30 @@ impl Series {
     }
 }
 
+/// One container's series, and the last round that listed it.
+#[derive(Debug)]
+struct Container {
+    name: String,
+    series: Series,
+    seen: u64,
+}
+
+/// A pod's containers, sorted by name: pods have one or two, so a vector (a B-tree
+/// allocates room for eleven at its first entry, a kilobyte a pod at 30,000 pods).
+type Containers = Vec<Container>;
+
 #[derive(Debug, Default)]
 struct NodeEntry {
     node: Series,
-    /// (namespace, pod) → container → its series.
-    pods: HashMap<(String, String), BTreeMap<String, Series>>,
+    /// namespace → pod → containers, looked up by `&str` without building keys.
+    pods: HashMap<String, HashMap<String, Containers>>,
 }
 
 #[derive(Debug, Default)]
 pub struct Store {
     nodes: HashMap<String, NodeEntry>,
+    /// Counts scrapes, so each container remembers the last one that listed it.
+    rounds: u64,
 }
 
 /// A pod's usage: each container's, all at one time and window.
@@ -84,50 +98,119 @@ pub struct PodUsage {
     pub containers: Vec<(String, Usage)>,
 }
 
+/// The value `key` holds in `map`, inserted empty when missing; the key is copied only
+/// then.
+fn slot<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
+
+/// One scrape of one node being written into the store: readings go in one by one,
+/// and [`Round::end`] forgets the containers the scrape did not list.
+pub struct Round<'s> {
+    entry: &'s mut NodeEntry,
+    round: u64,
+}
+
+impl Round<'_> {
+    pub fn node_cpu(&mut self, cpu_seconds: f64, at_ms: i64) {
+        self.entry.node.push(Reading { cpu_seconds, at_ms });
+    }
+
+    pub fn node_memory(&mut self, bytes: u64) {
+        self.entry.node.memory = Some(bytes);
+    }
+
+    fn container(&mut self, namespace: &str, pod: &str, name: &str) -> &mut Series {
+        let containers = slot(slot(&mut self.entry.pods, namespace), pod);
+        let i = match containers.binary_search_by(|c| c.name.as_str().cmp(name)) {
+            Ok(i) => i,
+            Err(i) => {
+                // Exactly: a vector's first growth makes room for four, 384 bytes where
+                // a pod of one container needs 96.
+                containers.reserve_exact(1);
+                let c = Container {
+                    name: name.to_string(),
+                    series: Series::default(),
+                    seen: self.round,
+                };
+                containers.insert(i, c);
+                i
+            }
+        };
+        containers[i].seen = self.round;
+        &mut containers[i].series
+    }
+
+    pub fn container_cpu(
+        &mut self,
+        (namespace, pod, name): (&str, &str, &str),
+        cpu_seconds: f64,
+        at_ms: i64,
+    ) {
+        self.container(namespace, pod, name)
+            .push(Reading { cpu_seconds, at_ms });
+    }
+
+    pub fn container_memory(&mut self, (namespace, pod, name): (&str, &str, &str), bytes: u64) {
+        self.container(namespace, pod, name).memory = Some(bytes);
+    }
+
+    /// Forgets what this scrape did not list.
+    pub fn end(self) {
+        let round = self.round;
+        for pods in self.entry.pods.values_mut() {
+            for containers in pods.values_mut() {
+                containers.retain(|c| c.seen == round);
+            }
+            pods.retain(|_, c| !c.is_empty());
+        }
+        self.entry.pods.retain(|_, p| !p.is_empty());
+    }
+}
+
 impl Store {
+    /// Starts writing a scrape of `node`.
+    pub fn round(&mut self, node: &str) -> Round<'_> {
+        self.rounds += 1;
+        Round {
+            entry: slot(&mut self.nodes, node),
+            round: self.rounds,
+        }
+    }
+
     /// A scrape of `node`'s `/metrics/resource` taken at `scraped_ms` (the time for
     /// samples without their own).
     pub fn absorb(&mut self, node: &str, samples: &[Sample], scraped_ms: i64) {
-        let entry = self.nodes.entry(node.to_string()).or_default();
-        let mut seen: HashSet<(String, String, String)> = HashSet::new();
+        let mut round = self.round(node);
         for s in samples {
             let at_ms = s.at_ms.unwrap_or(scraped_ms);
+            let container = || {
+                Some((
+                    s.label("namespace")?,
+                    s.label("pod")?,
+                    s.label("container")?,
+                ))
+            };
             match s.name.as_str() {
-                "node_cpu_usage_seconds_total" => entry.node.push(Reading {
-                    cpu_seconds: s.value,
-                    at_ms,
-                }),
-                "node_memory_working_set_bytes" => entry.node.memory = Some(s.value as u64),
-                "container_cpu_usage_seconds_total" | "container_memory_working_set_bytes" => {
-                    let (Some(ns), Some(pod), Some(c)) =
-                        (s.label("namespace"), s.label("pod"), s.label("container"))
-                    else {
-                        continue;
-                    };
-                    let key = (ns.to_string(), pod.to_string());
-                    seen.insert((key.0.clone(), key.1.clone(), c.to_string()));
-                    let series = entry
-                        .pods
-                        .entry(key)
-                        .or_default()
-                        .entry(c.to_string())
-                        .or_default();
-                    if s.name == "container_cpu_usage_seconds_total" {
-                        series.push(Reading {
-                            cpu_seconds: s.value,
-                            at_ms,
-                        });
-                    } else {
-                        series.memory = Some(s.value as u64);
+                "node_cpu_usage_seconds_total" => round.node_cpu(s.value, at_ms),
+                "node_memory_working_set_bytes" => round.node_memory(s.value as u64),
+                "container_cpu_usage_seconds_total" => {
+                    if let Some(c) = container() {
+                        round.container_cpu(c, s.value, at_ms);
+                    }
+                }
+                "container_memory_working_set_bytes" => {
+                    if let Some(c) = container() {
+                        round.container_memory(c, s.value as u64);
                     }
                 }
                 _ => {}
             }
         }
-        for ((ns, pod), containers) in entry.pods.iter_mut() {
-            containers.retain(|c, _| seen.contains(&(ns.clone(), pod.clone(), c.clone())));
-        }
-        entry.pods.retain(|_, c| !c.is_empty());
+        round.end();
     }
 
     /// Forgets the nodes not in `live`.
@@ -143,32 +226,40 @@ impl Store {
         self.nodes.keys().map(String::as_str)
     }
 
-    /// Every pod whose containers all have a usage, as metrics-server reports only
-    /// whole pods.
+    /// The usage of pod `namespace/name` as `node` reported it, when every container
+    /// has one (metrics-server reports only whole pods).
+    pub fn pod(&self, node: &str, namespace: &str, name: &str) -> Option<PodUsage> {
+        let containers = self.nodes.get(node)?.pods.get(namespace)?.get(name)?;
+        whole(namespace, name, containers)
+    }
+
+    /// Every whole pod, by namespace and name.
     pub fn pods(&self) -> Vec<PodUsage> {
-        let mut out = Vec::new();
-        for entry in self.nodes.values() {
-            for ((ns, name), containers) in &entry.pods {
-                let usages: Option<Vec<(String, Usage)>> = containers
-                    .iter()
-                    .map(|(c, s)| s.usage().map(|u| (c.clone(), u)))
-                    .collect();
-                let Some(usages) = usages else { continue };
-                let Some((_, first)) = usages.first() else {
-                    continue;
-                };
-                out.push(PodUsage {
-                    namespace: ns.clone(),
-                    name: name.clone(),
-                    at_ms: first.at_ms,
-                    window_ms: first.window_ms,
-                    containers: usages,
-                });
-            }
-        }
+        let mut out: Vec<PodUsage> = self
+            .nodes
+            .values()
+            .flat_map(|e| e.pods.iter())
+            .flat_map(|(ns, pods)| pods.iter().map(move |(name, c)| (ns, name, c)))
+            .filter_map(|(ns, name, c)| whole(ns, name, c))
+            .collect();
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         out
     }
+}
+
+fn whole(namespace: &str, name: &str, containers: &Containers) -> Option<PodUsage> {
+    let usages: Vec<(String, Usage)> = containers
+        .iter()
+        .map(|c| c.series.usage().map(|u| (c.name.clone(), u)))
+        .collect::<Option<_>>()?;
+    let first = usages.first()?.1;
+    Some(PodUsage {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        at_ms: first.at_ms,
+        window_ms: first.window_ms,
+        containers: usages,
+    })
 }
 
 #[cfg(test)]
