@@ -2882,7 +2882,9 @@ fn hundred_hpas_over_a_thousand_pods_act_within_one_sync_period() {
     // Metrics and targets are there: every HPA must act within one sync period of
     // being created, however many there are.
     let t0 = std::time::Instant::now();
-    c.apply(&hpas);
+    // `create`, not `apply`: one request per HPA, so they arrive close together.
+    let out = c.kubectl_stdin(&["create", "-f", "-"], &hpas);
+    assert!(out.status.success(), "{out:?}");
     let applied = t0.elapsed();
     let mut acted_at: std::collections::HashMap<usize, Duration> = Default::default();
     poll(HPA_SYNC_PERIOD * 3, "every HPA acted", || {
@@ -2895,17 +2897,25 @@ fn hundred_hpas_over_a_thousand_pods_act_within_one_sync_period() {
         acted_at.len() == N
     });
     let last = acted_at.values().max().copied().unwrap_or_default();
-    let scale_times: Vec<String> = items_by_name(&c, "hpa")
+    // Each rescaled HPA's own delay, from its creation to its scale, by the server's
+    // clock: how long kubectl took to create the others (longer on a busy machine)
+    // does not count, a backlog in the controller does.
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str()?).ok();
+    let delays: Vec<i64> = items_by_name(&c, "hpa")
         .values()
-        .filter_map(|h| h["status"]["lastScaleTime"].as_str().map(str::to_string))
+        .filter_map(|h| {
+            let scaled = time(&h["status"]["lastScaleTime"])?;
+            Some((scaled - time(&h["metadata"]["creationTimestamp"])?).num_seconds())
+        })
         .collect();
-    let (first_scale, last_scale) = (scale_times.iter().min(), scale_times.iter().max());
+    let slowest = delays.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "{N} HPAs created in {applied:?}, all acted {last:?} after the first create; lastScaleTime from {first_scale:?} to {last_scale:?}"
+        "{N} HPAs created in {applied:?}, all seen acted {last:?} after the first create; {} rescaled, the slowest {slowest} s after its creation",
+        delays.len()
     );
     assert!(
-        last <= HPA_SYNC_PERIOD,
-        "the last HPA acted {last:?} after creation, more than one sync period"
+        slowest <= HPA_SYNC_PERIOD.as_secs() as i64,
+        "an HPA rescaled {slowest} s after its creation, more than one sync period"
     );
 
     // The Deployments follow, and the HPAs see them there at the next sync and stay.
