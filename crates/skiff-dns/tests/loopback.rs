@@ -49,9 +49,14 @@ struct Upstream {
 }
 
 async fn upstream() -> Upstream {
-    let udp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    // One port for both: a UDP port whose TCP twin someone else holds is tried again.
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            break (Arc::new(udp), tcp);
+        }
+    };
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
     tokio::spawn(async move {
