@@ -229,9 +229,15 @@ impl WatchCache {
         if rev <= inner.revision {
             return;
         }
+        if ev.kind == EventKind::Progress {
+            inner.revision = rev;
+            self.rev_tx.send_replace(rev);
+            return;
+        }
         let key = ev.kv.key.clone();
         let stored = Arc::new(Stored::new(key.clone(), ev.kv.value.clone(), rev));
         let (kind, prev) = match ev.kind {
+            EventKind::Progress => unreachable!("handled above"),
             EventKind::Put => {
                 let prev = inner.objects.insert(key, stored.clone());
                 (

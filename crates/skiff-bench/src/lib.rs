@@ -44,6 +44,28 @@ pub struct ApiBenchOptions {
     pub watchers: usize,
     /// Pods held when measuring memory under load.
     pub hold_pods: usize,
+    /// Store the server on a real etcd member started for the run (else SQLite); the
+    /// raw column is then etcd puts from this process through `etcd-client`.
+    pub etcd: bool,
+}
+
+/// The engine under the server, and the same engine for the raw column.
+async fn bench_datastore(
+    etcd: bool,
+) -> anyhow::Result<(Vec<String>, Arc<dyn skiff_store::Store>, Box<dyn std::any::Any>)> {
+    if !etcd {
+        let dir = tempfile::tempdir()?;
+        let store = skiff_store::SqliteStore::open(&dir.path().join("raw.db"))?;
+        return Ok((Vec::new(), Arc::new(store), Box::new(dir)));
+    }
+    let member = skiff_store::testing::Etcd::start(tempfile::tempdir()?.keep());
+    let cfg = skiff_store::EtcdConfig {
+        endpoints: vec![member.endpoint()],
+        ..Default::default()
+    };
+    let store = skiff_store::EtcdStore::connect(&cfg).await?;
+    let args = vec!["--datastore-endpoint".to_string(), member.endpoint()];
+    Ok((args, Arc::new(store), Box::new(member)))
 }
 
 struct ServerProc {
@@ -363,12 +385,20 @@ fn ms(d: Duration) -> String {
 
 pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     println!(
-        "skiff bench api: {} creates, {} concurrent requests over {} HTTP/2 connection(s), {} watchers, memory at {} pods",
-        opts.creates, opts.concurrency, opts.connections, opts.watchers, opts.hold_pods
+        "skiff bench api: {} creates, {} concurrent requests over {} HTTP/2 connection(s), {} watchers, memory at {} pods, datastore {}",
+        opts.creates,
+        opts.concurrency,
+        opts.connections,
+        opts.watchers,
+        opts.hold_pods,
+        if opts.etcd { "etcd" } else { "sqlite" }
     );
+    let (datastore_args, raw_store, _keep) = bench_datastore(opts.etcd).await?;
     // Controllers off: these figures are the API server's own work per request, as
     // Kubernetes measures its apiserver (a scheduler would add writes of its own).
-    let (server, ready) = start_server_with(&opts.skiff, &["--disable", "all"]).await?;
+    let mut args = vec!["--disable", "all"];
+    args.extend(datastore_args.iter().map(String::as_str));
+    let (server, ready) = start_server_with(&opts.skiff, &args).await?;
     let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);

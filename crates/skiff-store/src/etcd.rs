@@ -30,6 +30,8 @@ pub struct EtcdConfig {
 
 pub struct EtcdStore {
     client: Client,
+    /// Bumped to have every watch ask etcd for a progress notification.
+    progress: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn engine(e: etcd_client::Error) -> Error {
@@ -99,7 +101,11 @@ impl EtcdStore {
         let client = Client::connect(&endpoints, Some(opts))
             .await
             .map_err(engine)?;
-        Ok(EtcdStore { client })
+        let (progress, _) = tokio::sync::watch::channel(0);
+        Ok(EtcdStore {
+            client,
+            progress: std::sync::Arc::new(progress),
+        })
     }
 
     async fn txn_get(
@@ -233,9 +239,14 @@ impl Store for EtcdStore {
             self.client.clone(),
             prefix.to_string(),
             after_revision,
+            self.progress.subscribe(),
         ))
     }
 
+    /// The revision, with every watch asked to report progress up to it: etcd's
+    /// revision also moves with writes outside a watched prefix, and a reader waiting
+    /// for it would otherwise wait for an event that never comes (kube-apiserver's
+    /// consistent reads from its cache do the same).
     async fn current_revision(&self) -> Result<Revision> {
         let opts = GetOptions::new().with_count_only();
         let r = self
@@ -244,6 +255,8 @@ impl Store for EtcdStore {
             .get(COMPACT_KEY, Some(opts))
             .await
             .map_err(engine)?;
+        // Asked after the read, so the progress each watch reports covers it.
+        self.progress.send_modify(|n| *n += 1);
         Ok(header_rev(r.header()))
     }
 
@@ -273,6 +286,20 @@ impl Store for EtcdStore {
             .first()
             .and_then(|k| std::str::from_utf8(k.value()).ok()?.parse().ok())
             .unwrap_or(0))
+    }
+}
+
+fn progress_event(rev: Revision) -> Event {
+    Event {
+        kind: EventKind::Progress,
+        kv: KeyValue {
+            key: String::new(),
+            value: Bytes::new(),
+            create_revision: 0,
+            mod_revision: rev,
+        },
+        prev: None,
+        revision: rev,
     }
 }
 
@@ -308,6 +335,7 @@ fn resuming_watch(
     client: Client,
     prefix: String,
     after: Revision,
+    mut progress: tokio::sync::watch::Receiver<u64>,
 ) -> BoxStream<'static, Result<Event>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event>>(1024);
     tokio::spawn(async move {
@@ -332,7 +360,20 @@ fn resuming_watch(
                     continue;
                 }
             };
-            while let Some(resp) = stream.next().await {
+            loop {
+                let resp = tokio::select! {
+                    r = stream.next() => r,
+                    changed = progress.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if let Err(e) = stream.request_progress().await {
+                            tracing::warn!(error = %e, "etcd progress request failed");
+                        }
+                        continue;
+                    }
+                };
+                let Some(resp) = resp else { break };
                 let resp = match resp {
                     Ok(r) => r,
                     Err(e) => {
@@ -352,6 +393,15 @@ fn resuming_watch(
                     break;
                 }
                 pause = Duration::from_millis(100);
+                let rev = header_rev(resp.header());
+                if resp.events().is_empty() && !resp.created() && rev > last {
+                    // A progress notification: nothing under the prefix up to `rev`.
+                    last = rev;
+                    if tx.send(Ok(progress_event(rev))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 for e in resp.events().iter().filter_map(event) {
                     last = e.revision;
                     if tx.send(Ok(e)).await.is_err() {

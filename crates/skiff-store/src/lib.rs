@@ -44,6 +44,11 @@ pub struct KeyValue {
 pub enum EventKind {
     Put,
     Delete,
+    /// No change: every change under the watched prefix up to `revision` has been
+    /// delivered (etcd's progress notification; `kv` is empty). A store whose revision
+    /// moves with writes outside the prefix sends these so a reader waiting for a
+    /// revision is not left waiting for an event that never comes.
+    Progress,
 }
 
 /// One change. For a delete, `kv` is the deleted key with its last value and

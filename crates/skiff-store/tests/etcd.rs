@@ -77,3 +77,69 @@ async fn a_watch_from_a_compacted_revision_is_refused() {
         b"2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_keeps_up_with_many_concurrent_writers() {
+    let e = Etcd::start(tempfile::tempdir().unwrap().keep());
+    let s = store(&e).await;
+    let from = s.current_revision().await.unwrap();
+    let mut w = s.watch("/registry/", from).await.unwrap();
+    let value = Bytes::from(vec![b'x'; 2000]);
+    let total = 3000;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (s, next, value) = (s.clone(), next.clone(), value.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    return last;
+                }
+                last = last.max(
+                    s.create(&format!("/registry/k/{i:06}"), value.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
+        }));
+    }
+    let mut top = 0;
+    for t in tasks {
+        top = top.max(t.await.unwrap());
+    }
+    let mut seen = 0;
+    let mut last = from;
+    while last < top {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .unwrap_or_else(|_| panic!("watch stalled at {last} of {top} after {seen} events"))
+            .unwrap()
+            .unwrap();
+        assert!(ev.revision > last);
+        last = ev.revision;
+        seen += 1;
+    }
+    assert_eq!(seen, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_reports_progress_past_writes_outside_its_prefix() {
+    let e = Etcd::start(tempfile::tempdir().unwrap().keep());
+    let s = store(&e).await;
+    let from = s.current_revision().await.unwrap();
+    let mut w = s.watch("/registry/", from).await.unwrap();
+    let outside = s.create("/elsewhere/x", Bytes::from("1")).await.unwrap();
+    // Reading the revision asks every watch to say how far it has come.
+    assert_eq!(s.current_revision().await.unwrap(), outside);
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("progress reported")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.kind, ev.revision),
+        (skiff_store::EventKind::Progress, outside)
+    );
+}

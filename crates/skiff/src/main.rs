@@ -196,6 +196,9 @@ enum BenchCommand {
         watchers: usize,
         #[arg(long, default_value_t = 30000)]
         hold_pods: usize,
+        /// `sqlite` (default) or `etcd` (a member started for the run).
+        #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "etcd"])]
+        datastore: String,
     },
 }
 
@@ -609,6 +612,7 @@ fn main() -> anyhow::Result<()> {
                 connections,
                 watchers,
                 hold_pods,
+                datastore,
             }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::api(skiff_bench::ApiBenchOptions {
@@ -618,6 +622,7 @@ fn main() -> anyhow::Result<()> {
                     connections,
                     watchers,
                     hold_pods,
+                    etcd: datastore == "etcd",
                 })
                 .await
             }
