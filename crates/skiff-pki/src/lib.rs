@@ -393,6 +393,37 @@ impl ClusterPki {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// A certificate for both ends of a mutual-TLS link (an etcd member's peer port):
+    /// server and client authentication, for these names and addresses.
+    pub fn issue_peer_cert(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(String, String)> {
+        let key = KeyPair::generate().map_err(cert_err)?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = dn(
+            dns_names.first().map(String::as_str).unwrap_or("skiff"),
+            &[],
+        );
+        p.subject_alt_names = dns_names
+            .iter()
+            .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
+            .chain(ips.iter().map(|i| SanType::IpAddress(*i)))
+            .collect();
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        validity(&mut p, 3650);
+        let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// TLS for the API: our chain, client certificates requested and verified against the
     /// CA when presented (anonymous TLS is allowed so bearer tokens work), h2 and http/1.1.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {

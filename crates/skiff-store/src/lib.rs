@@ -164,6 +164,28 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// Copies every object under `/registry/` from one store to another (keys already in
+/// `to` are kept); returns how many were copied. Revisions start afresh in `to`.
+pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<usize> {
+    let (mut after, mut n) = (None::<String>, 0);
+    loop {
+        let page = from
+            .range("/registry/", after.as_deref(), Some(500))
+            .await?;
+        for kv in &page.kvs {
+            match to.create(&kv.key, kv.value.clone()).await {
+                Ok(_) => n += 1,
+                Err(Error::AlreadyExists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !page.more {
+            return Ok(n);
+        }
+        after = page.kvs.last().map(|k| k.key.clone());
+    }
+}
+
 /// The smallest key greater than every key starting with `prefix`.
 pub(crate) fn prefix_end(prefix: &str) -> String {
     let mut b = prefix.as_bytes().to_vec();

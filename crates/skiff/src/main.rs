@@ -332,6 +332,16 @@ struct DatastoreArgs {
     /// Key (PEM) of the client certificate.
     #[arg(long)]
     datastore_keyfile: Option<PathBuf>,
+    /// Run an etcd member of our own and keep the state there (k3s' embedded HA); data
+    /// already in SQLite moves into it at the first such start.
+    #[arg(long)]
+    cluster_init: bool,
+    /// The embedded member's client port.
+    #[arg(long, default_value_t = 2379)]
+    etcd_client_port: u16,
+    /// The embedded member's peer port.
+    #[arg(long, default_value_t = 2380)]
+    etcd_peer_port: u16,
 }
 
 #[derive(Args, Clone)]
@@ -720,8 +730,16 @@ fn close_private_state(data_dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf
 async fn open_store(
     a: &DatastoreArgs,
     data_dir: &std::path::Path,
+    embedded: &EmbeddedEtcd,
 ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
     let endpoint = a.datastore_endpoint.as_deref().unwrap_or("");
+    if a.cluster_init {
+        anyhow::ensure!(
+            endpoint.is_empty(),
+            "--cluster-init runs its own etcd: drop --datastore-endpoint"
+        );
+        return embedded.open(data_dir).await;
+    }
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         let path = match endpoint.strip_prefix("sqlite://") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
@@ -750,9 +768,17 @@ async fn open_store(
     if endpoint.starts_with("https://") && cfg.ca.is_none() {
         anyhow::bail!("--datastore-cafile is needed to trust etcd at {endpoint}");
     }
+    connect_etcd(&cfg, endpoint).await
+}
+
+/// Connects, waiting (and saying so) while etcd does not answer.
+async fn connect_etcd(
+    cfg: &skiff_store::EtcdConfig,
+    endpoint: &str,
+) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
     let mut pause = std::time::Duration::from_secs(1);
     loop {
-        let ready = match skiff_store::EtcdStore::connect(&cfg).await {
+        let ready = match skiff_store::EtcdStore::connect(cfg).await {
             Ok(s) => skiff_store::Store::current_revision(&s).await.map(|_| s),
             Err(e) => Err(e),
         };
@@ -810,7 +836,8 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
     skiff_pki::private::create_private_dir(&data_dir.join("db"))
         .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
-    let store = open_store(&a.datastore, &data_dir).await?;
+    let embedded = EmbeddedEtcd::new(&a.datastore, &data_dir, a.advertise_address)?;
+    let store = open_store(&a.datastore, &data_dir, &embedded).await?;
     let (store, encryption) = secrets_encrypt::wrap_store(
         store,
         &data_dir,
@@ -1109,7 +1136,84 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let _ = c.await;
     }
     server.shutdown().await;
+    embedded.stop().await;
     Ok(())
+}
+
+/// The etcd member of `--cluster-init`, supervised beside the server.
+struct EmbeddedEtcd {
+    member: Option<skiff_etcd::Member>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl EmbeddedEtcd {
+    fn new(
+        a: &DatastoreArgs,
+        data_dir: &std::path::Path,
+        advertise: Option<IpAddr>,
+    ) -> anyhow::Result<EmbeddedEtcd> {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "skiff".into());
+        let member = a.cluster_init.then(|| skiff_etcd::Member {
+            // Unique per server on one machine, stable across restarts.
+            name: format!("{host}-{}", a.etcd_peer_port),
+            data_dir: data_dir.join("db").join("etcd"),
+            tls_dir: data_dir.join("tls").join("etcd"),
+            advertise: advertise.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            client_port: a.etcd_client_port,
+            peer_port: a.etcd_peer_port,
+            join: Vec::new(),
+        });
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Ok(EmbeddedEtcd {
+            member,
+            stop,
+            task: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Starts the member and returns the store on it, with SQLite's data moved in at
+    /// the first start.
+    async fn open(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
+        let member = self.member.clone().context("no embedded etcd configured")?;
+        let pki = skiff_pki::ClusterPki::load_or_create(
+            data_dir,
+            &skiff_pki::ServingSans::default_for_host(&[]),
+        )?;
+        member.ensure_certs(&pki)?;
+        let cfg = member.store_config()?;
+        let rx = self.stop.subscribe();
+        let m = member.clone();
+        *self.task.lock() = Some(tokio::spawn(async move {
+            if let Err(e) = skiff_etcd::supervise(m, rx).await {
+                tracing::error!(error = %e, "etcd member supervision failed");
+            }
+        }));
+        let store = connect_etcd(&cfg, &member.local_client_url()).await?;
+        let sqlite = data_dir.join("db").join("state.db");
+        if sqlite.exists() {
+            let from = skiff_store::SqliteStore::open(&sqlite)?;
+            let n = skiff_store::copy_all(&from, store.as_ref()).await?;
+            drop(from);
+            let moved = sqlite.with_extension("db.moved-to-etcd");
+            std::fs::rename(&sqlite, &moved)?;
+            tracing::info!(objects = n, kept = %moved.display(), "SQLite state moved into etcd");
+        }
+        Ok(store)
+    }
+
+    async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
 }
 
 /// The PodSecurity settings of an AdmissionConfiguration file.

@@ -1,0 +1,289 @@
+//! The etcd member a server runs with `--cluster-init`, as k3s embeds one: Debian's
+//! `etcd` binary supervised like the agent's containerd (generated flags, restarted with
+//! back-off, stopped with the server and killed if the server dies), its data under
+//! `<data-dir>/db/etcd`, client and peer ports of its own so several servers fit on one
+//! machine, and mutual TLS on both from certificates the cluster CA signs.
+//! (No `unsafe` here, so no parent-death signal: a member outlives a killed server and is
+//! stopped by the next start on the same data dir.)
+
+use skiff_pki::ClusterPki;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("certificates: {0}")]
+    Pki(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One member: who it is and where it listens.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    /// `<data-dir>/db/etcd`.
+    pub data_dir: PathBuf,
+    /// Certificates and keys, `<data-dir>/tls/etcd`.
+    pub tls_dir: PathBuf,
+    /// The address other members and servers reach this one on.
+    pub advertise: IpAddr,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// `(name, peer URL)` of the members of the cluster this one joins, itself included;
+    /// empty for the first member of a new cluster.
+    pub join: Vec<(String, String)>,
+}
+
+impl Member {
+    pub fn peer_url(&self) -> String {
+        format!("https://{}", sock(self.advertise, self.peer_port))
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("https://{}", sock(self.advertise, self.client_port))
+    }
+
+    /// Where this server's own API server talks to its member.
+    pub fn local_client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    fn tls(&self, f: &str) -> String {
+        self.tls_dir.join(f).display().to_string()
+    }
+
+    /// etcd's command line for this member.
+    pub fn args(&self) -> Vec<String> {
+        let mut listen_client = vec![self.local_client_url()];
+        if !self.advertise.is_loopback() {
+            listen_client.push(self.client_url());
+        }
+        let (cluster, state) = if self.join.is_empty() {
+            (format!("{}={}", self.name, self.peer_url()), "new")
+        } else {
+            let all: Vec<String> = self.join.iter().map(|(n, u)| format!("{n}={u}")).collect();
+            (all.join(","), "existing")
+        };
+        vec![
+            format!("--name={}", self.name),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={}", listen_client.join(",")),
+            format!("--advertise-client-urls={}", self.client_url()),
+            format!("--listen-peer-urls={}", self.peer_url()),
+            format!("--initial-advertise-peer-urls={}", self.peer_url()),
+            format!("--initial-cluster={cluster}"),
+            format!("--initial-cluster-state={state}"),
+            "--client-cert-auth".into(),
+            format!("--trusted-ca-file={}", self.tls("ca.crt")),
+            format!("--cert-file={}", self.tls("server.crt")),
+            format!("--key-file={}", self.tls("server.key")),
+            "--peer-client-cert-auth".into(),
+            format!("--peer-trusted-ca-file={}", self.tls("ca.crt")),
+            format!("--peer-cert-file={}", self.tls("peer.crt")),
+            format!("--peer-key-file={}", self.tls("peer.key")),
+            // Revisions are compacted by the API server, as with SQLite.
+            "--auto-compaction-retention=0".into(),
+            "--logger=zap".into(),
+        ]
+    }
+
+    /// The member's certificates, made once from the cluster CA: serving and peer
+    /// certificates for its addresses, and the client certificate the API server uses.
+    pub fn ensure_certs(&self, pki: &ClusterPki) -> Result<()> {
+        std::fs::create_dir_all(&self.tls_dir)?;
+        let dns = vec!["localhost".to_string(), self.name.clone()];
+        let mut ips: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1])];
+        if !ips.contains(&self.advertise) {
+            ips.push(self.advertise);
+        }
+        let pki_err = |e: skiff_pki::Error| Error::Pki(e.to_string());
+        write_once(&self.tls_dir, "ca.crt", None, || {
+            Ok((pki.ca_cert_pem.clone(), String::new()))
+        })?;
+        write_once(&self.tls_dir, "server.crt", Some("server.key"), || {
+            pki.issue_serving_cert(&dns, &ips).map_err(pki_err)
+        })?;
+        write_once(&self.tls_dir, "peer.crt", Some("peer.key"), || {
+            pki.issue_peer_cert(&dns, &ips).map_err(pki_err)
+        })?;
+        write_once(&self.tls_dir, "client.crt", Some("client.key"), || {
+            pki.issue_client_cert("skiff-etcd-client", &[], 3650)
+                .map_err(pki_err)
+        })
+    }
+
+    /// How the API server reaches its member.
+    pub fn store_config(&self) -> Result<skiff_store::EtcdConfig> {
+        let read = |f: &str| std::fs::read(self.tls_dir.join(f));
+        Ok(skiff_store::EtcdConfig {
+            endpoints: vec![self.local_client_url()],
+            ca: Some(read("ca.crt")?),
+            cert: Some(read("client.crt")?),
+            key: Some(read("client.key")?),
+        })
+    }
+}
+
+fn sock(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+    }
+}
+
+fn write_once(
+    dir: &Path,
+    cert: &str,
+    key: Option<&str>,
+    make: impl FnOnce() -> Result<(String, String)>,
+) -> Result<()> {
+    if dir.join(cert).exists() && key.is_none_or(|k| dir.join(k).exists()) {
+        return Ok(());
+    }
+    let (c, k) = make()?;
+    skiff_pki::write_private(&dir.join(cert), c.as_bytes())?;
+    if let Some(kf) = key {
+        skiff_pki::write_private(&dir.join(kf), k.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Runs the member until `shutdown`, restarting it when it exits (1 s doubling to 30 s).
+/// A member left by a server that died (kill -9) is stopped when the server starts again.
+pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    std::fs::create_dir_all(&member.data_dir)?;
+    stop_leftovers(&member.data_dir).await;
+    let log_path = member.data_dir.with_extension("log");
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut cmd = tokio::process::Command::new("etcd");
+        cmd.args(member.args())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        tracing::info!(pid = child.id(), client = %member.client_url(), "etcd member started");
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            status = child.wait() => {
+                tracing::warn!(?status, log = %log_path.display(), "etcd exited; restarting");
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            _ = shutdown.changed() => {
+                stop(&mut child).await;
+                tracing::info!("etcd member stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Stops an etcd an earlier run left on this data dir (SIGTERM, SIGKILL after 10 s).
+async fn stop_leftovers(data_dir: &Path) {
+    let want = format!("--data-dir={}", data_dir.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_etcd = args
+            .first()
+            .is_some_and(|a| a.rsplit(|b| *b == b'/').next() == Some(b"etcd"));
+        if !is_etcd || !args.contains(&want.as_bytes()) {
+            continue;
+        }
+        tracing::warn!(pid, "etcd left running by an earlier server; stopping it");
+        let target = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(join: Vec<(String, String)>) -> Member {
+        Member {
+            name: "s1".into(),
+            data_dir: "/d/db/etcd".into(),
+            tls_dir: "/d/tls/etcd".into(),
+            advertise: IpAddr::from([10, 0, 0, 5]),
+            client_port: 2379,
+            peer_port: 2380,
+            join,
+        }
+    }
+
+    #[test]
+    fn a_first_member_starts_a_cluster_of_its_own_with_tls_everywhere() {
+        let a = member(vec![]).args();
+        for want in [
+            "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.5:2379",
+            "--listen-peer-urls=https://10.0.0.5:2380",
+            "--initial-cluster=s1=https://10.0.0.5:2380",
+            "--initial-cluster-state=new",
+            "--client-cert-auth",
+            "--peer-client-cert-auth",
+            "--peer-cert-file=/d/tls/etcd/peer.crt",
+        ] {
+            assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
+        }
+    }
+
+    #[test]
+    fn a_joining_member_names_the_whole_cluster() {
+        let a = member(vec![
+            ("s0".into(), "https://10.0.0.4:2380".into()),
+            ("s1".into(), "https://10.0.0.5:2380".into()),
+        ])
+        .args();
+        assert!(a.contains(
+            &"--initial-cluster=s0=https://10.0.0.4:2380,s1=https://10.0.0.5:2380".to_string()
+        ));
+        assert!(a.contains(&"--initial-cluster-state=existing".to_string()));
+    }
+}
