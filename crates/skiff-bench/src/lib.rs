@@ -18,19 +18,23 @@ mod authz;
 mod dns;
 mod footprint;
 mod ingress;
+mod metrics;
 mod netlab;
 mod netpol;
 mod optioncost;
 mod pods;
 mod proxy;
 mod soak;
+mod stats;
 mod workloads;
 pub use dns::{DnsBenchOptions, dns};
 pub use ingress::{IngressBenchOptions, ingress};
+pub use metrics::{MetricsBenchOptions, metrics};
 pub use netpol::{NetpolBenchOptions, netpol};
 pub use pods::{PodsBenchOptions, pods};
 pub use proxy::{ProxyBenchOptions, proxy};
 pub use soak::{SoakBenchOptions, soak};
+pub use stats::{StatsBenchOptions, stats};
 pub use workloads::{WorkloadsBenchOptions, workloads};
 
 #[derive(Debug, Clone)]

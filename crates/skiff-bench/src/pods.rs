@@ -24,11 +24,11 @@ pub struct PodsBenchOptions {
     pub concurrent: usize,
 }
 
-const IMAGE: &str = "registry.skiff.local/pause:1";
+pub(crate) const IMAGE: &str = "registry.skiff.local/pause:1";
 
-struct Agent {
-    child: Child,
-    dir: tempfile::TempDir,
+pub(crate) struct Agent {
+    pub(crate) child: Child,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Drop for Agent {
@@ -37,7 +37,7 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(skiff: &Path, server: &ServerProc) -> anyhow::Result<Agent> {
+pub(crate) fn start_agent(skiff: &Path, server: &ServerProc) -> anyhow::Result<Agent> {
     let data = server.kubeconfig.parent().context("data dir")?;
     let token = std::fs::read_to_string(data.join("token"))?;
     let dir = tempfile::tempdir()?;
@@ -64,7 +64,7 @@ fn start_agent(skiff: &Path, server: &ServerProc) -> anyhow::Result<Agent> {
 }
 
 /// The pid of the containerd the agent supervises (its config lives in the agent dir).
-fn containerd_pid(agent_dir: &Path) -> Option<u32> {
+pub(crate) fn containerd_pid(agent_dir: &Path) -> Option<u32> {
     let needle = agent_dir.join("agent/containerd/config.toml");
     let needle = needle.to_string_lossy();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -75,7 +75,7 @@ fn containerd_pid(agent_dir: &Path) -> Option<u32> {
     })
 }
 
-async fn wait_node_ready(pods_client: &kube::Client) -> anyhow::Result<()> {
+pub(crate) async fn wait_node_ready(pods_client: &kube::Client) -> anyhow::Result<()> {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(pods_client.clone());
     let t0 = Instant::now();
     loop {

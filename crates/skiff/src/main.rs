@@ -97,6 +97,39 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50)]
         concurrent: usize,
     },
+    /// What statistics cost a real node's agent: RSS and CPU with 100 pods running,
+    /// never asked for statistics, then scraped through the API server (root;
+    /// containerd).
+    Stats {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// Length of each measured window.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// How often statistics are fetched while measured (over a second, so each
+        /// fetch measures anew rather than getting the agent's last reading).
+        #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+        interval: std::time::Duration,
+        /// The scrape interval the cost per scrape is given at.
+        #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+        resolution: std::time::Duration,
+    },
+    /// What the metrics API costs the server with many simulated nodes and pods
+    /// (metrics off and on, side by side) and how fast `kubectl top pods -A` answers.
+    Metrics {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 30000)]
+        pods: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// `--metric-resolution` of the server with metrics on.
+        #[arg(long, default_value = "15s", value_parser = parse_go_duration)]
+        resolution: std::time::Duration,
+        /// Timed runs of `kubectl top pods -A`.
+        #[arg(long, default_value_t = 5)]
+        top_runs: usize,
+    },
     /// A many-replica Deployment on simulated nodes (create, then a rolling update)
     /// against the same number of bare pods.
     Workloads {
@@ -531,6 +564,40 @@ fn main() -> anyhow::Result<()> {
                     nodes,
                     replicas,
                     concurrency,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Stats {
+                pods,
+                seconds,
+                interval,
+                resolution,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::stats(skiff_bench::StatsBenchOptions {
+                    skiff,
+                    pods,
+                    seconds,
+                    interval,
+                    resolution,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Metrics {
+                nodes,
+                pods,
+                concurrency,
+                resolution,
+                top_runs,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::metrics(skiff_bench::MetricsBenchOptions {
+                    skiff,
+                    nodes,
+                    pods,
+                    concurrency,
+                    resolution,
+                    top_runs,
                 })
                 .await
             }
