@@ -56,7 +56,11 @@ pub struct ApiBenchOptions {
 /// The engine under the server, and the same engine for the raw column.
 async fn bench_datastore(
     etcd: bool,
-) -> anyhow::Result<(Vec<String>, Arc<dyn skiff_store::Store>, Box<dyn std::any::Any>)> {
+) -> anyhow::Result<(
+    Vec<String>,
+    Arc<dyn skiff_store::Store>,
+    Box<dyn std::any::Any>,
+)> {
     if !etcd {
         let dir = tempfile::tempdir()?;
         let store = skiff_store::SqliteStore::open(&dir.path().join("raw.db"))?;
@@ -442,11 +446,8 @@ pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
 
     // The same write pattern straight against the engine.
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn skiff_store::Store> =
-        Arc::new(skiff_store::SqliteStore::open(&dir.path().join("raw.db"))?);
     let sample = serde_json::to_vec(&pod("raw-sample"))?.len() + 400;
-    let raw = skiff_store::bench_raw(store, opts.concurrency, opts.creates, sample).await;
+    let raw = skiff_store::bench_raw(raw_store, opts.concurrency, opts.creates, sample).await;
 
     // List fan-out: concurrent full lists, from the cache (rv=0) and consistent.
     let lists = 20usize;
