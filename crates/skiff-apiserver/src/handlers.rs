@@ -48,6 +48,19 @@ fn parse_query(q: Option<&str>) -> Query {
 }
 
 async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
+    // A joining server has no identity yet: its paths are answered before any.
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if req.method() == Method::GET
+        && let Some(r) = crate::serverjoin::serve(&api, req.uri().path(), authorization)
+    {
+        return match r {
+            Ok(v) => json_ok(&v),
+            Err(e) => error_response(&e),
+        };
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();

@@ -32,6 +32,7 @@ pub mod rbac_bootstrap;
 pub mod reviews;
 pub mod secrets_encryption;
 pub mod server;
+pub mod serverjoin;
 pub mod serviceaccount;
 pub mod storage;
 pub mod watch;

@@ -50,6 +50,8 @@ pub struct Config {
     pub event_ttl: std::time::Duration,
     /// `--metric-resolution`: how often nodes' resource metrics are scraped.
     pub metric_resolution: std::time::Duration,
+    /// Other servers may join this one's cluster (it runs an embedded etcd member).
+    pub joinable: Option<crate::serverjoin::Joinable>,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ impl Config {
             inflight: Default::default(),
             event_ttl: std::time::Duration::from_secs(3600),
             metric_resolution: std::time::Duration::from_secs(15),
+            joinable: None,
         }
     }
 }
@@ -79,6 +82,8 @@ impl Config {
 pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub cache: Arc<WatchCache>,
+    pub data_dir: std::path::PathBuf,
+    pub joinable: Option<crate::serverjoin::Joinable>,
     pub authorizer: Arc<dyn Authorizer>,
     /// The RBAC policy (kept whatever the modes: escalation checks read it).
     pub rbac: Arc<crate::rbac::Rbac>,
@@ -208,6 +213,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     let api = Arc::new(ApiServer {
         store: store.clone(),
         cache: cache.clone(),
+        data_dir: config.data_dir.clone(),
+        joinable: config.joinable.clone(),
         authorizer: Arc::new(Chain::new(&config.authorization_modes, rbac.clone(), nodes)),
         rbac,
         anonymous_auth: config.anonymous_auth,

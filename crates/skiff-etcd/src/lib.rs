@@ -18,6 +18,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("certificates: {0}")]
     Pki(String),
+    #[error("etcd: {0}")]
+    Etcd(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -127,6 +129,52 @@ impl Member {
             key: Some(read("client.key")?),
         })
     }
+}
+
+/// Adds `me` to the cluster whose member answers at `client_url` (as the member list's
+/// newest) and returns the `(name, peer URL)` of every member, `me` included, for its
+/// first start. The client certificate is `me`'s own, from the shared CA.
+pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, String)>> {
+    let cfg = me.store_config()?;
+    let tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(
+            cfg.ca.unwrap_or_default(),
+        ))
+        .identity(etcd_client::Identity::from_pem(
+            cfg.cert.unwrap_or_default(),
+            cfg.key.unwrap_or_default(),
+        ));
+    let opts = etcd_client::ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(Duration::from_secs(5));
+    let endpoint = client_url.trim_start_matches("https://");
+    let etcd = |e: etcd_client::Error| Error::Etcd(format!("{client_url}: {e}"));
+    let mut client = etcd_client::Client::connect([endpoint], Some(opts))
+        .await
+        .map_err(etcd)?;
+    let resp = client
+        .member_add([me.peer_url()], None)
+        .await
+        .map_err(etcd)?;
+    Ok(resp
+        .member_list()
+        .iter()
+        .map(|m| {
+            let peer = m.peer_urls().first().cloned().unwrap_or_default();
+            // The member just added has no name until it starts: it is `me`.
+            let name = if m.name().is_empty() {
+                me.name.clone()
+            } else {
+                m.name().to_string()
+            };
+            (name, peer)
+        })
+        .collect())
+}
+
+/// Whether the member's data dir already holds a member (joined or started before).
+pub fn has_data(me: &Member) -> bool {
+    me.data_dir.join("member").exists()
 }
 
 fn sock(ip: IpAddr, port: u16) -> String {

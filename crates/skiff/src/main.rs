@@ -1,6 +1,7 @@
 //! The skiff binary: reads flags, builds components, runs them, stops them cleanly.
 
 mod secrets_encrypt;
+mod serverjoin;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -375,6 +376,14 @@ struct DatastoreArgs {
     /// The embedded member's peer port.
     #[arg(long, default_value_t = 2380)]
     etcd_peer_port: u16,
+    /// Join the cluster of this server (`https://host:6443`), one started with
+    /// `--cluster-init`: this server runs an etcd member too, added to that cluster.
+    #[arg(long = "server")]
+    join_server: Option<String>,
+    /// The server token of the cluster to join (the first server's
+    /// `<data-dir>/server-token`).
+    #[arg(long = "token", env = "SKIFF_TOKEN")]
+    join_token: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -800,7 +809,7 @@ async fn open_store(
     embedded: &EmbeddedEtcd,
 ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
     let endpoint = a.datastore_endpoint.as_deref().unwrap_or("");
-    if a.cluster_init {
+    if a.cluster_init || a.join_server.is_some() {
         anyhow::ensure!(
             endpoint.is_empty(),
             "--cluster-init runs its own etcd: drop --datastore-endpoint"
@@ -905,6 +914,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
     let embedded = EmbeddedEtcd::new(&a.datastore, &data_dir, a.advertise_address)?;
     let store = open_store(&a.datastore, &data_dir, &embedded).await?;
+    config.joinable = embedded.joinable(&data_dir)?;
     let (store, encryption) = secrets_encrypt::wrap_store(
         store,
         &data_dir,
@@ -1210,6 +1220,8 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
 /// The etcd member of `--cluster-init`, supervised beside the server.
 struct EmbeddedEtcd {
     member: Option<skiff_etcd::Member>,
+    /// `--server` and `--token`: the cluster this server joins.
+    join: Option<(String, String)>,
     stop: tokio::sync::watch::Sender<bool>,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -1223,7 +1235,7 @@ impl EmbeddedEtcd {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "skiff".into());
-        let member = a.cluster_init.then(|| skiff_etcd::Member {
+        let member = (a.cluster_init || a.join_server.is_some()).then(|| skiff_etcd::Member {
             // Unique per server on one machine, stable across restarts.
             name: format!("{host}-{}", a.etcd_peer_port),
             data_dir: data_dir.join("db").join("etcd"),
@@ -1234,11 +1246,34 @@ impl EmbeddedEtcd {
             join: Vec::new(),
         });
         let (stop, _) = tokio::sync::watch::channel(false);
+        let join = match (&a.join_server, &a.join_token) {
+            (Some(s), Some(t)) => Some((s.clone(), t.clone())),
+            (Some(_), None) => {
+                anyhow::bail!("--server needs --token (the first server's server-token)")
+            }
+            _ => None,
+        };
         Ok(EmbeddedEtcd {
             member,
+            join,
             stop,
             task: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// What other servers need to join this one's cluster.
+    fn joinable(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Option<skiff_apiserver::serverjoin::Joinable>> {
+        let Some(m) = &self.member else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(data_dir.join("server-token"))?;
+        Ok(Some(skiff_apiserver::serverjoin::Joinable {
+            server_token: token.trim().to_string(),
+            etcd_client_url: m.client_url(),
+        }))
     }
 
     /// Starts the member and returns the store on it, with SQLite's data moved in at
@@ -1247,12 +1282,25 @@ impl EmbeddedEtcd {
         &self,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
-        let member = self.member.clone().context("no embedded etcd configured")?;
+        let mut member = self.member.clone().context("no embedded etcd configured")?;
+        let first_join = self
+            .join
+            .as_ref()
+            .filter(|_| !skiff_etcd::has_data(&member));
+        let etcd_url = match first_join {
+            Some((server, token)) => Some(serverjoin::fetch(server, token, data_dir).await?),
+            None => None,
+        };
         let pki = skiff_pki::ClusterPki::load_or_create(
             data_dir,
             &skiff_pki::ServingSans::default_for_host(&[]),
         )?;
         member.ensure_certs(&pki)?;
+        serverjoin::ensure_server_token(data_dir, &pki.ca_cert_pem, self.join.as_ref())?;
+        if let Some(url) = etcd_url {
+            member.join = skiff_etcd::add_member(&url, &member).await?;
+            tracing::info!(members = member.join.len(), "joined the etcd cluster");
+        }
         let cfg = member.store_config()?;
         let rx = self.stop.subscribe();
         let m = member.clone();
@@ -1263,7 +1311,7 @@ impl EmbeddedEtcd {
         }));
         let store = connect_etcd(&cfg, &member.local_client_url()).await?;
         let sqlite = data_dir.join("db").join("state.db");
-        if sqlite.exists() {
+        if sqlite.exists() && self.join.is_none() {
             let from = skiff_store::SqliteStore::open(&sqlite)?;
             let n = skiff_store::copy_all(&from, store.as_ref()).await?;
             drop(from);

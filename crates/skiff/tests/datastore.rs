@@ -152,3 +152,90 @@ fn cluster_init_runs_its_own_etcd_and_moves_sqlite_state_into_it() {
     let gone = std::net::TcpStream::connect(("127.0.0.1", client)).is_err();
     assert!(gone, "the member outlived its server's clean stop");
 }
+
+fn etcd_ports() -> [String; 4] {
+    [
+        "--etcd-client-port".into(),
+        common::free_port().to_string(),
+        "--etcd-peer-port".into(),
+        common::free_port().to_string(),
+    ]
+}
+
+#[test]
+fn a_second_server_joins_with_the_server_token_and_a_wrong_token_is_refused() {
+    let p1 = etcd_ports();
+    let mut args1 = vec!["server", "--cluster-init"];
+    args1.extend(p1.iter().map(String::as_str));
+    let c1 = Cluster::start_with(&args1);
+    let token = std::fs::read_to_string(c1.data_dir().join("server-token")).unwrap();
+    let url = format!("https://127.0.0.1:{}", c1.port);
+
+    // A wrong secret behind the right CA hash: refused, and said so.
+    let (hash, _) = token.split_once("::server:").unwrap();
+    let wrong = format!("{hash}::server:not-the-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let p = etcd_ports();
+    let mut bad = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--server",
+            &url,
+            "--token",
+            &wrong,
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--https-port",
+            &common::free_port().to_string(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .args(&p)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = common::eventually(Duration::from_secs(30), || bad.try_wait().unwrap());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bad.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success() && err.contains("server token rejected"),
+        "{status}: {err}"
+    );
+
+    let p2 = etcd_ports();
+    let mut args2 = vec!["server", "--server", &url, "--token", token.trim()];
+    args2.extend(p2.iter().map(String::as_str));
+    let c2 = Cluster::start_with(&args2);
+    c1.ok(&["create", "configmap", "from-one", "--from-literal=k=1"]);
+    assert_eq!(
+        c2.ok(&["get", "configmap", "from-one", "-o", "jsonpath={.data.k}"]),
+        "1"
+    );
+    c2.ok(&["create", "configmap", "from-two", "--from-literal=k=2"]);
+    common::eventually(Duration::from_secs(10), || {
+        let out = c1.kubectl(&["get", "configmap", "from-two", "-o", "jsonpath={.data.k}"]);
+        (String::from_utf8_lossy(&out.stdout) == "2").then_some(())
+    });
+    // One cluster: the same CA, two etcd members.
+    let ca = |c: &Cluster| std::fs::read(c.data_dir().join("tls/ca.crt")).unwrap();
+    assert_eq!(ca(&c1), ca(&c2));
+    let tls = c1.data_dir().join("tls/etcd");
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://127.0.0.1:{}", p1[1]))
+        .arg(format!("--cacert={}", tls.join("ca.crt").display()))
+        .arg(format!("--cert={}", tls.join("client.crt").display()))
+        .arg(format!("--key={}", tls.join("client.key").display()))
+        .args(["member", "list"])
+        .output()
+        .unwrap();
+    let members = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        members.lines().filter(|l| l.contains("started")).count(),
+        2,
+        "{members}"
+    );
+}
