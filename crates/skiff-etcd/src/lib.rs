@@ -6,6 +6,8 @@
 //! (No `unsafe` here, so no parent-death signal: a member outlives a killed server and is
 //! stopped by the next start on the same data dir.)
 
+pub mod snapshot;
+
 use skiff_pki::ClusterPki;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,32 @@ impl Member {
 /// newest) and returns the `(name, peer URL)` of every member, `me` included, for its
 /// first start. The client certificate is `me`'s own, from the shared CA.
 pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, String)>> {
+    let mut client = connect_to(client_url, me).await?;
+    let resp = client
+        .member_add([me.peer_url()], None)
+        .await
+        .map_err(|e| Error::Etcd(format!("{client_url}: {e}")))?;
+    Ok(resp
+        .member_list()
+        .iter()
+        .map(|m| {
+            let peer = m.peer_urls().first().cloned().unwrap_or_default();
+            // The member just added has no name until it starts: it is `me`.
+            let name = match m.name() {
+                "" => me.name.clone(),
+                n => n.to_string(),
+            };
+            (name, peer)
+        })
+        .collect())
+}
+
+/// A client of the member, with its own client certificate.
+pub(crate) async fn connect(me: &Member) -> Result<etcd_client::Client> {
+    connect_to(&me.local_client_url(), me).await
+}
+
+async fn connect_to(client_url: &str, me: &Member) -> Result<etcd_client::Client> {
     let cfg = me.store_config()?;
     let tls = etcd_client::TlsOptions::new()
         .ca_certificate(etcd_client::Certificate::from_pem(
@@ -148,28 +176,9 @@ pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, St
         .with_tls(tls)
         .with_connect_timeout(Duration::from_secs(5));
     let endpoint = client_url.trim_start_matches("https://");
-    let etcd = |e: etcd_client::Error| Error::Etcd(format!("{client_url}: {e}"));
-    let mut client = etcd_client::Client::connect([endpoint], Some(opts))
+    etcd_client::Client::connect([endpoint], Some(opts))
         .await
-        .map_err(etcd)?;
-    let resp = client
-        .member_add([me.peer_url()], None)
-        .await
-        .map_err(etcd)?;
-    Ok(resp
-        .member_list()
-        .iter()
-        .map(|m| {
-            let peer = m.peer_urls().first().cloned().unwrap_or_default();
-            // The member just added has no name until it starts: it is `me`.
-            let name = if m.name().is_empty() {
-                me.name.clone()
-            } else {
-                m.name().to_string()
-            };
-            (name, peer)
-        })
-        .collect())
+        .map_err(|e| Error::Etcd(format!("{client_url}: {e}")))
 }
 
 /// Whether the member's data dir already holds a member (joined or started before).
@@ -242,7 +251,7 @@ pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> R
     }
 }
 
-async fn stop(child: &mut tokio::process::Child) {
+pub(crate) async fn stop(child: &mut tokio::process::Child) {
     if let Some(pid) = child.id() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),

@@ -1,5 +1,6 @@
 //! The skiff binary: reads flags, builds components, runs them, stops them cleanly.
 
+mod etcd_snapshot;
 mod secrets_encrypt;
 mod serverjoin;
 
@@ -49,6 +50,8 @@ enum Command {
     Image(ImageArgs),
     /// Secrets encryption at rest: status, key rotation, re-encryption.
     SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
+    /// Snapshots of a `--cluster-init` server's etcd member: save, ls, delete.
+    EtcdSnapshot(etcd_snapshot::EtcdSnapshotArgs),
 }
 
 #[derive(Args)]
@@ -384,6 +387,23 @@ struct DatastoreArgs {
     /// `<data-dir>/server-token`).
     #[arg(long = "token", env = "SKIFF_TOKEN")]
     join_token: Option<String>,
+    /// Make the embedded member the only one of a new cluster, keeping its data (or,
+    /// with `--cluster-reset-restore-path`, the data of a snapshot), then exit.
+    #[arg(long)]
+    cluster_reset: bool,
+    #[arg(long)]
+    cluster_reset_restore_path: Option<PathBuf>,
+    /// When the embedded member is snapshotted (cron, as k3s: every 12 hours).
+    #[arg(long, default_value = "0 */12 * * *")]
+    etcd_snapshot_schedule_cron: String,
+    /// Scheduled snapshots kept.
+    #[arg(long, default_value_t = 5)]
+    etcd_snapshot_retention: usize,
+    /// Where snapshots go (default `<data-dir>/db/snapshots`).
+    #[arg(long)]
+    etcd_snapshot_dir: Option<PathBuf>,
+    #[arg(long)]
+    etcd_disable_snapshots: bool,
 }
 
 #[derive(Args, Clone)]
@@ -546,6 +566,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(a) => run_agent(*a).await,
             Command::Image(a) => run_image(a).await,
             Command::SecretsEncrypt(a) => secrets_encrypt::run(a, default_data_dir()).await,
+            Command::EtcdSnapshot(a) => etcd_snapshot::run(a, default_data_dir()).await,
             Command::Bench(BenchCommand::Scheduler {
                 nodes,
                 pods,
@@ -913,6 +934,14 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     skiff_pki::private::create_private_dir(&data_dir.join("db"))
         .with_context(|| format!("creating {}", data_dir.join("db").display()))?;
     let embedded = EmbeddedEtcd::new(&a.datastore, &data_dir, a.advertise_address)?;
+    if a.datastore.cluster_reset {
+        let restore = a.datastore.cluster_reset_restore_path.as_deref();
+        embedded.reset(&data_dir, restore).await?;
+        println!(
+            "Managed etcd cluster membership has been reset, restart without --cluster-reset flag now."
+        );
+        return Ok(());
+    }
     let store = open_store(&a.datastore, &data_dir, &embedded).await?;
     config.joinable = embedded.joinable(&data_dir)?;
     let (store, encryption) = secrets_encrypt::wrap_store(
@@ -1217,9 +1246,48 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     Ok(())
 }
 
+/// `--etcd-snapshot-*`.
+struct Snapshots {
+    schedule: Option<skiff_validation::cron::Schedule>,
+    retention: usize,
+    dir: PathBuf,
+}
+
+/// Takes a snapshot at every time of `schedule` (UTC), keeping the newest `keep`.
+async fn scheduled_snapshots(
+    member: skiff_etcd::Member,
+    schedule: skiff_validation::cron::Schedule,
+    dir: PathBuf,
+    keep: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const PREFIX: &str = "etcd-snapshot";
+    loop {
+        let now = chrono::Utc::now();
+        let Some(next) = schedule.next_after(now, chrono_tz::UTC) else {
+            return;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        match skiff_etcd::snapshot::save(&member, &dir, PREFIX).await {
+            Ok(s) => {
+                tracing::info!(snapshot = %s.path.display(), bytes = s.size, "etcd snapshot saved")
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduled etcd snapshot failed"),
+        }
+        if let Err(e) = skiff_etcd::snapshot::prune(&dir, &format!("{PREFIX}-"), keep) {
+            tracing::warn!(error = %e, "pruning etcd snapshots failed");
+        }
+    }
+}
+
 /// The etcd member of `--cluster-init`, supervised beside the server.
 struct EmbeddedEtcd {
     member: Option<skiff_etcd::Member>,
+    snapshots: Snapshots,
     /// `--server` and `--token`: the cluster this server joins.
     join: Option<(String, String)>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -1246,6 +1314,18 @@ impl EmbeddedEtcd {
             join: Vec::new(),
         });
         let (stop, _) = tokio::sync::watch::channel(false);
+        let schedule = (!a.etcd_disable_snapshots)
+            .then(|| skiff_validation::cron::Schedule::parse(&a.etcd_snapshot_schedule_cron))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--etcd-snapshot-schedule-cron: {e}"))?;
+        let snapshots = Snapshots {
+            schedule,
+            retention: a.etcd_snapshot_retention,
+            dir: a
+                .etcd_snapshot_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("db").join("snapshots")),
+        };
         let join = match (&a.join_server, &a.join_token) {
             (Some(s), Some(t)) => Some((s.clone(), t.clone())),
             (Some(_), None) => {
@@ -1255,6 +1335,7 @@ impl EmbeddedEtcd {
         };
         Ok(EmbeddedEtcd {
             member,
+            snapshots,
             join,
             stop,
             task: parking_lot::Mutex::new(None),
@@ -1310,6 +1391,16 @@ impl EmbeddedEtcd {
             }
         }));
         let store = connect_etcd(&cfg, &member.local_client_url()).await?;
+        if let Some(schedule) = self.snapshots.schedule.clone() {
+            let (dir, keep) = (self.snapshots.dir.clone(), self.snapshots.retention);
+            tokio::spawn(scheduled_snapshots(
+                member.clone(),
+                schedule,
+                dir,
+                keep,
+                self.stop.subscribe(),
+            ));
+        }
         let sqlite = data_dir.join("db").join("state.db");
         if sqlite.exists() && self.join.is_none() {
             let from = skiff_store::SqliteStore::open(&sqlite)?;
@@ -1320,6 +1411,32 @@ impl EmbeddedEtcd {
             tracing::info!(objects = n, kept = %moved.display(), "SQLite state moved into etcd");
         }
         Ok(store)
+    }
+
+    /// `--cluster-reset`: the member alone in a new cluster, from its own data or a
+    /// snapshot's.
+    async fn reset(
+        &self,
+        data_dir: &std::path::Path,
+        restore: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
+        let member = self
+            .member
+            .clone()
+            .context("--cluster-reset needs --cluster-init")?;
+        let pki = skiff_pki::ClusterPki::load_or_create(
+            data_dir,
+            &skiff_pki::ServingSans::default_for_host(&[]),
+        )?;
+        member.ensure_certs(&pki)?;
+        match restore {
+            Some(file) => {
+                let kept = skiff_etcd::snapshot::restore(&member, file).await?;
+                tracing::info!(snapshot = %file.display(), old = %kept.display(), "etcd restored from a snapshot");
+            }
+            None => skiff_etcd::snapshot::reset(&member).await?,
+        }
+        Ok(())
     }
 
     async fn stop(&self) {

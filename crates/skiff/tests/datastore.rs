@@ -239,3 +239,78 @@ fn a_second_server_joins_with_the_server_token_and_a_wrong_token_is_refused() {
         "{members}"
     );
 }
+
+#[test]
+fn snapshots_are_saved_listed_restored_and_deleted() {
+    let p = etcd_ports();
+    let mut args = vec!["server", "--cluster-init"];
+    args.extend(p.iter().map(String::as_str));
+    let mut c = Cluster::start_with(&args);
+    let data = c.data_dir();
+    let snapshot = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("etcd-snapshot")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--etcd-client-port", &p[1]])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    assert!(!snapshot(&["ls"]).contains("before-"));
+    c.ok(&["create", "configmap", "kept", "--from-literal=k=v"]);
+    let saved = snapshot(&["save", "--name", "before"]);
+    assert!(
+        saved.starts_with("Snapshot ") && saved.contains("/db/snapshots/before-"),
+        "{saved}"
+    );
+    let ls = snapshot(&["ls"]);
+    let name = ls
+        .split_whitespace()
+        .find(|w| w.starts_with("before-"))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .to_string();
+    c.ok(&["create", "configmap", "later", "--from-literal=k=v"]);
+    c.stop();
+
+    let file = data.join("db/snapshots").join(&name);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(&args)
+        .args(["--cluster-reset", "--cluster-reset-restore-path"])
+        .arg(&file)
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--https-port",
+            &c.port.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("restart without --cluster-reset"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.spawn();
+    assert_eq!(
+        c.ok(&["get", "configmap", "kept", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
+    assert!(
+        c.absent(&["get", "configmap", "later"]),
+        "the restore kept a write made after the snapshot"
+    );
+
+    snapshot(&["delete", &name]);
+    assert!(!snapshot(&["ls"]).contains(&name));
+}
