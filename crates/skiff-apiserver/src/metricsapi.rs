@@ -233,6 +233,7 @@ pub fn spawn_scraper(api: Arc<ApiServer>, resolution: Duration) {
 }
 
 async fn scrape_all(api: &Arc<ApiServer>) {
+    let t0 = std::time::Instant::now();
     let nodes: Vec<String> = objects(api, "nodes", None)
         .iter()
         .filter_map(|s| s.attrs("", "nodes"))
@@ -265,6 +266,8 @@ async fn scrape_all(api: &Arc<ApiServer>) {
     }
     let live: HashSet<String> = nodes.into_iter().collect();
     store.retain_nodes(&live);
+    let elapsed_ms = t0.elapsed().as_millis() as u64;
+    tracing::debug!(nodes = live.len(), elapsed_ms, "resource metrics scraped");
 }
 
 /// The fields of a Pod read for a simulated node's usage.
