@@ -16,7 +16,7 @@ use skiff_types::registry::lookup;
 
 /// Creates `obj`, or brings the existing one's `fields` (top-level) to `obj`'s: what
 /// the server owns is put right at every start, the rest is the user's.
-async fn reconcile_one(
+pub(crate) async fn reconcile_one(
     api: &ApiServer,
     group: &str,
     plural: &str,
@@ -43,39 +43,6 @@ async fn reconcile_one(
     })
     .await
     .map(drop)
-}
-
-/// The `kubernetes` Service's Endpoints and EndpointSlice: this server's advertised
-/// address and real port, set at every start (kube-apiserver's endpoint reconciler).
-async fn reconcile_kubernetes_endpoints(api: &ApiServer) -> Result<(), ApiError> {
-    let (ip, port) = (api.advertise.ip().to_string(), api.advertise.port());
-    let family = if api.advertise.is_ipv4() {
-        "IPv4"
-    } else {
-        "IPv6"
-    };
-    let ep = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    });
-    reconcile_one(api, "", "endpoints", "default", ep, &["subsets"]).await?;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": family,
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    });
-    reconcile_one(
-        api,
-        "discovery.k8s.io",
-        "endpointslices",
-        "default",
-        slice,
-        &["addressType", "endpoints", "ports"],
-    )
-    .await
 }
 
 /// The cluster DNS Service. Every real node answers it itself (node-local, no pods):
@@ -173,7 +140,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     ensure_kube_dns(api).await?;
     ensure_ingress_class(api).await?;
     ensure_storage_class(api).await?;
-    reconcile_kubernetes_endpoints(api).await?;
+    crate::apiservers::announce(api).await?;
     for (name, value, desc) in [
         (
             "system-cluster-critical",

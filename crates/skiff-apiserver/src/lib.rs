@@ -5,6 +5,7 @@
 //! crates and are looked up by (group, resource).
 
 pub mod agentproxy;
+pub mod apiservers;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

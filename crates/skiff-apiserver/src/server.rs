@@ -140,6 +140,7 @@ impl RunningServer {
 
     /// Stops accepting, lets in-flight requests finish briefly, returns.
     pub async fn shutdown(self) {
+        crate::apiservers::withdraw(&self.api).await;
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
     }
@@ -285,6 +286,7 @@ fn spawn_background(api: &Arc<ApiServer>, config: &Config) {
     crate::serviceaccount::spawn_namespace_defaults(api.clone());
     crate::eventttl::spawn(api.clone(), config.event_ttl);
     crate::metricsapi::spawn_scraper(api.clone(), config.metric_resolution);
+    crate::apiservers::spawn(api.clone());
 }
 
 async fn accept_loop(

@@ -238,6 +238,25 @@ fn a_second_server_joins_with_the_server_token_and_a_wrong_token_is_refused() {
         2,
         "{members}"
     );
+
+    // The `kubernetes` Service names both servers. (Stopping one would leave its etcd
+    // with one member of two: no quorum, by etcd's rule; three servers are the HA shape.)
+    let ports = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[*].ports[0].port}",
+        ])
+    };
+    let mut both = vec![c1.port.to_string(), c2.port.to_string()];
+    both.sort();
+    let both = both.join(" ");
+    common::eventually(Duration::from_secs(15), || {
+        (ports(&c1) == both).then_some(())
+    });
+    assert_eq!(ports(&c2), both);
 }
 
 #[test]
