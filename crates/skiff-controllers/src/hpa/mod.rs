@@ -13,6 +13,7 @@ pub mod replicas;
 
 use crate::gc::{object_path, resource_of};
 use crate::owner;
+use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::{
     HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
 };
@@ -26,6 +27,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
+/// HPAs synced at once (upstream's `--concurrent-horizontal-pod-autoscaler-syncs`): a
+/// sync is a few requests, each waited for, so one at a time would leave a pass over
+/// a hundred HPAs mostly waiting.
+const CONCURRENT_SYNCS: usize = 5;
 
 /// What one sync decides from the target's current size.
 #[derive(Debug, PartialEq)]
@@ -112,33 +117,61 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         let changed: Vec<String> = tokio::select! {
             c = rx.recv() => {
                 let Some(c) = c else { return };
-                // A new or respecified HPA is acted on at once; its status writes (ours)
-                // wait for the period, as upstream's queue makes every HPA wait: acting
-                // again before new metrics would scale twice on one reading.
-                let respecified = |o: &Value| {
-                    let generation = o["metadata"]["generation"].as_i64();
-                    hpas.get(&reflect::key(o))
-                        .is_none_or(|old| old["metadata"]["generation"].as_i64() != generation)
-                };
-                let keys = match &c {
-                    Change::Reset(items) => items.iter().map(reflect::key).collect(),
-                    Change::Apply(o) if respecified(o) => vec![reflect::key(o)],
-                    Change::Apply(_) | Change::Delete(_) => Vec::new(),
-                };
-                reflect::apply_to(&mut hpas, c);
-                histories.retain(|k, _| hpas.contains_key(k));
+                let mut keys = absorb(&mut hpas, &mut histories, c);
+                // What came meanwhile (a hundred HPAs created at once) is synced together,
+                // CONCURRENT_SYNCS at a time, not one change per turn.
+                while let Ok(c) = rx.try_recv() {
+                    keys.extend(absorb(&mut hpas, &mut histories, c));
+                }
+                keys.sort();
+                keys.dedup();
                 keys
             }
             _ = tick.tick() => hpas.keys().cloned().collect(),
             _ = shutdown.changed() => return,
         };
-        for key in changed {
-            if let Some(h) = hpas.get(&key).cloned() {
-                let history = histories.entry(key).or_default();
-                sync(&client, &recorder, &h, history).await;
-            }
-        }
+        let work = changed.into_iter().filter_map(|key| {
+            let hpa = hpas.get(&key)?.clone();
+            let history = histories.remove(&key).unwrap_or_default();
+            Some((key, hpa, history))
+        });
+        let synced: Vec<(String, behavior::History)> = futures::stream::iter(work)
+            .map(|(key, hpa, mut history)| {
+                let (client, recorder) = (&client, &recorder);
+                async move {
+                    sync(client, recorder, &hpa, &mut history).await;
+                    (key, history)
+                }
+            })
+            .buffer_unordered(CONCURRENT_SYNCS)
+            .collect()
+            .await;
+        histories.extend(synced);
     }
+}
+
+/// Takes in one change; the keys of the HPAs it asks to sync now. A new or respecified
+/// HPA is acted on at once; its status writes (ours) wait for the period, as upstream's
+/// queue makes every HPA wait: acting again before new metrics would scale twice on one
+/// reading.
+fn absorb(
+    hpas: &mut HashMap<String, Arc<Value>>,
+    histories: &mut HashMap<String, behavior::History>,
+    c: Change,
+) -> Vec<String> {
+    let respecified = |o: &Value| {
+        let generation = o["metadata"]["generation"].as_i64();
+        hpas.get(&reflect::key(o))
+            .is_none_or(|old| old["metadata"]["generation"].as_i64() != generation)
+    };
+    let keys = match &c {
+        Change::Reset(items) => items.iter().map(reflect::key).collect(),
+        Change::Apply(o) if respecified(o) => vec![reflect::key(o)],
+        Change::Apply(_) | Change::Delete(_) => Vec::new(),
+    };
+    reflect::apply_to(hpas, c);
+    histories.retain(|k, _| hpas.contains_key(k));
+    keys
 }
 
 async fn sync(
