@@ -2,6 +2,7 @@
 //! (`kubelet`) running pods on containerd over CRI; and simulated nodes that run pods
 //! without containers, in the manner of kwok, for scale tests and node-failure tests.
 
+pub mod apilb;
 pub mod certificates;
 pub mod claims;
 pub mod credentials;

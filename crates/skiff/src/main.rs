@@ -347,6 +347,10 @@ struct AgentArgs {
     /// Ingress controller, as both its ports 0).
     #[arg(long = "disable", value_delimiter = ',')]
     disable: Vec<String>,
+    /// The local port of the agent's API load balancer (k3s' `--lb-server-port`): the
+    /// agent's clients reach every server through 127.0.0.1 here.
+    #[arg(long, default_value_t = 6444)]
+    lb_server_port: u16,
     #[command(flatten)]
     sim: SimArgs,
     #[command(flatten)]
@@ -1216,7 +1220,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
         let bootstrap = certificates::client(&api, Auth::Token(token.trim())).await?;
         match sim.filter(|s| s.simulate > 0) {
             Some(sim) => {
-                let task = spawn_sims(api, bootstrap, sim_options(&sim)?, stop_rx.clone());
+                let task = spawn_sims(api, bootstrap, sim_options(&sim)?, stop_rx.clone(), None);
                 controllers.push(task);
             }
             None => {
@@ -1226,7 +1230,7 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
                 if !enabled("ingress") {
                     opts.ingress = skiff_ingress::server::Ports { http: 0, https: 0 };
                 }
-                let task = spawn_agent(api, bootstrap, opts, stop_rx.clone());
+                let task = spawn_agent(api, bootstrap, opts, stop_rx.clone(), None);
                 controllers.push(task);
             }
         }
@@ -1496,17 +1500,50 @@ fn sim_options(sim: &SimArgs) -> anyhow::Result<skiff_agent::sim::SimOptions> {
     })
 }
 
+/// The agent's load balancer in front of the servers, on `port` of 127.0.0.1 (another
+/// free port if that one is taken, as by a second agent on this machine).
+async fn start_balancer(
+    server: &str,
+    port: u16,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<skiff_agent::apilb::Balancer> {
+    let uri: http::Uri = server
+        .parse()
+        .with_context(|| format!("--server {server}"))?;
+    let host = uri.host().context("--server needs a host")?;
+    let target = format!(
+        "{}:{}",
+        host.trim_matches(['[', ']']),
+        uri.port_u16().unwrap_or(6443)
+    );
+    let first = tokio::net::lookup_host(&target)
+        .await?
+        .next()
+        .with_context(|| format!("{target} has no address"))?;
+    let at = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    match skiff_agent::apilb::Balancer::start(at(port), first, stop.clone()).await {
+        Ok(lb) => Ok(lb),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(port, "load balancer port taken; using another");
+            Ok(skiff_agent::apilb::Balancer::start(at(0), first, stop).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
     let ca = std::fs::read_to_string(&a.ca_file)
         .with_context(|| format!("reading {}", a.ca_file.display()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lb = start_balancer(&a.server, a.lb_server_port, stop_rx.clone()).await?;
     let api = Server {
-        url: a.server.clone(),
+        url: lb.url(),
         ca_pem: ca.clone(),
     };
     let bootstrap = certificates::client(&api, Auth::Token(&a.token)).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = if a.sim.simulate > 0 {
-        spawn_sims(api, bootstrap, sim_options(&a.sim)?, stop_rx)
+        let opts = sim_options(&a.sim)?;
+        spawn_sims(api, bootstrap, opts, stop_rx, Some(lb))
     } else {
         let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
         let agent_dir = data_dir.join("agent");
@@ -1519,7 +1556,7 @@ async fn run_agent(a: AgentArgs) -> anyhow::Result<()> {
         if a.disable.iter().any(|d| d == "ingress") {
             opts.ingress = skiff_ingress::server::Ports { http: 0, https: 0 };
         }
-        spawn_agent(api, bootstrap, opts, stop_rx)
+        spawn_agent(api, bootstrap, opts, stop_rx, Some(lb))
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -1538,10 +1575,14 @@ fn spawn_agent(
     bootstrap: kube::Client,
     opts: skiff_agent::kubelet::AgentOptions,
     stop: tokio::sync::watch::Receiver<bool>,
+    lb: Option<skiff_agent::apilb::Balancer>,
 ) -> tokio::task::JoinHandle<()> {
     let store = opts.dir.join("pki").join("kubelet-client-current.pem");
     let client =
         certificates::node_client(api, bootstrap, &opts.node_name, Some(store), stop.clone());
+    if let Some(lb) = lb {
+        tokio::spawn(lb.follow(client.clone(), stop.clone()));
+    }
     tokio::spawn(async move {
         if let Err(e) = skiff_agent::kubelet::run(client, opts, stop).await {
             tracing::error!(error = %e, "node agent stopped");
@@ -1555,10 +1596,20 @@ fn spawn_sims(
     bootstrap: kube::Client,
     opts: skiff_agent::sim::SimOptions,
     stop: tokio::sync::watch::Receiver<bool>,
+    lb: Option<skiff_agent::apilb::Balancer>,
 ) -> tokio::task::JoinHandle<()> {
+    let first = skiff_agent::sim::fleet(&opts)
+        .first()
+        .map(|n| n.name.clone());
     tokio::spawn(async move {
         let connect = |node: &str| {
-            certificates::node_client(api.clone(), bootstrap.clone(), node, None, stop.clone())
+            let c =
+                certificates::node_client(api.clone(), bootstrap.clone(), node, None, stop.clone());
+            // The fleet learns the servers through its first node.
+            if let Some(lb) = lb.as_ref().filter(|_| first.as_deref() == Some(node)) {
+                tokio::spawn(lb.clone().follow(c.clone(), stop.clone()));
+            }
+            c
         };
         if let Err(e) = skiff_agent::sim::run(connect, opts, stop.clone()).await {
             tracing::error!(error = %e, "simulated nodes stopped");

@@ -250,7 +250,7 @@ fn a_second_server_joins_with_the_server_token_and_a_wrong_token_is_refused() {
             "jsonpath={.subsets[*].ports[0].port}",
         ])
     };
-    let mut both = vec![c1.port.to_string(), c2.port.to_string()];
+    let mut both = [c1.port.to_string(), c2.port.to_string()];
     both.sort();
     let both = both.join(" ");
     common::eventually(Duration::from_secs(15), || {
