@@ -138,10 +138,19 @@ impl Member {
 /// first start. The client certificate is `me`'s own, from the shared CA.
 pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, String)>> {
     let mut client = connect_to(client_url, me).await?;
-    let resp = client
-        .member_add([me.peer_url()], None)
-        .await
-        .map_err(|e| Error::Etcd(format!("{client_url}: {e}")))?;
+    // etcd refuses a new member while one it has is not yet active (its strict
+    // reconfiguration check: "unhealthy cluster"), as right after another joined.
+    let mut tries = 0;
+    let resp = loop {
+        match client.member_add([me.peer_url()], None).await {
+            Ok(r) => break r,
+            Err(e) if tries < 30 && e.to_string().contains("unhealthy cluster") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(Error::Etcd(format!("{client_url}: {e}"))),
+        }
+    };
     Ok(resp
         .member_list()
         .iter()
