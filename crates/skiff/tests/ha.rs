@@ -73,8 +73,38 @@ async fn increment(api: &Api<ConfigMap>) -> Outcome {
     }
 }
 
+/// The agent process, killed (by its PID) when dropped.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Ends the etcd members of these data dirs when dropped: a server killed with -9 (or a
+/// failed assertion before its restart) leaves its member running.
+struct Reap(Vec<std::path::PathBuf>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            if let Some(pid) = etcd_pid_in(dir) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 fn etcd_pid_of(c: &Cluster) -> Option<i32> {
-    let want = format!("--data-dir={}", c.data_dir().join("db/etcd").display());
+    etcd_pid_in(&c.data_dir())
+}
+
+fn etcd_pid_in(data_dir: &std::path::Path) -> Option<i32> {
+    let want = format!("--data-dir={}", data_dir.join("db/etcd").display());
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -91,26 +121,30 @@ fn no_acknowledged_write_is_lost_when_a_server_and_the_etcd_leader_die() {
     let url = format!("https://127.0.0.1:{}", s1.port);
     let s2 = server(&["--server", &url, "--token", token.trim()]);
     let mut s3 = server(&["--server", &url, "--token", token.trim()]);
+    // Declared after the servers: dropped (and run) before they are.
+    let _reap = Reap(vec![s1.data_dir(), s2.data_dir(), s3.data_dir()]);
     s1.ok(&["create", "configmap", "counter", "--from-literal=n=0"]);
     let join = std::fs::read_to_string(s1.data_dir().join("token")).unwrap();
-    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args([
-            "agent",
-            "--simulate",
-            "1",
-            "--simulate-prefix",
-            "ha",
-            "--lb-server-port",
-            "0",
-        ])
-        .arg(format!("--server=https://127.0.0.1:{}", s3.port))
-        .arg(format!("--token={}", join.trim()))
-        .arg("--ca-file")
-        .arg(s1.data_dir().join("tls/ca.crt"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(s1.dir.path().join("agent.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let _agent = Agent(
+        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "agent",
+                "--simulate",
+                "1",
+                "--simulate-prefix",
+                "ha",
+                "--lb-server-port",
+                "0",
+            ])
+            .arg(format!("--server=https://127.0.0.1:{}", s3.port))
+            .arg(format!("--token={}", join.trim()))
+            .arg("--ca-file")
+            .arg(s1.data_dir().join("tls/ca.crt"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(s1.dir.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let renewed = |c: &Cluster| {
         let out = c.kubectl(&[
             "get",
@@ -260,8 +294,6 @@ fn no_acknowledged_write_is_lost_when_a_server_and_the_etcd_leader_die() {
     common::eventually(Duration::from_secs(30), || {
         (renewed(&s1) > before).then_some(())
     });
-    let _ = agent.kill();
-    let _ = agent.wait();
     eprintln!("{acked} acknowledged, {unknown} unknown, final {last}");
     s3.restart();
     s1.restart();
