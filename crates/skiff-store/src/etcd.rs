@@ -36,12 +36,13 @@ pub struct EtcdStore {
 
 fn engine(e: etcd_client::Error) -> Error {
     match &e {
-        // Unreachable or leaderless: writes fail now and work again once it is back.
+        // Unreachable, leaderless, or the connection lost mid-request (Cancelled):
+        // writes fail now and work again once it is back.
         etcd_client::Error::TransportError(_) => Error::Unavailable(format!("etcd: {e}")),
         etcd_client::Error::GRpcStatus(s)
             if matches!(
                 s.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
             ) =>
         {
             Error::Unavailable(format!("etcd: {}", s.message()))
