@@ -372,25 +372,7 @@ impl ClusterPki {
         dns_names: &[String],
         ips: &[IpAddr],
     ) -> Result<(String, String)> {
-        let key = KeyPair::generate().map_err(cert_err)?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn(
-            dns_names.first().map(String::as_str).unwrap_or("skiff"),
-            &[],
-        );
-        p.subject_alt_names = dns_names
-            .iter()
-            .filter_map(|d| d.clone().try_into().ok().map(SanType::DnsName))
-            .chain(ips.iter().map(|i| SanType::IpAddress(*i)))
-            .collect();
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        validity(&mut p, 825);
-        let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        self.issue_for_names(dns_names, ips, &[ExtendedKeyUsagePurpose::ServerAuth], 825)
     }
 
     /// A certificate for both ends of a mutual-TLS link (an etcd member's peer port):
@@ -399,6 +381,20 @@ impl ClusterPki {
         &self,
         dns_names: &[String],
         ips: &[IpAddr],
+    ) -> Result<(String, String)> {
+        let both = [
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue_for_names(dns_names, ips, &both, 3650)
+    }
+
+    fn issue_for_names(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        usages: &[ExtendedKeyUsagePurpose],
+        days: i64,
     ) -> Result<(String, String)> {
         let key = KeyPair::generate().map_err(cert_err)?;
         let mut p = CertificateParams::default();
@@ -415,11 +411,8 @@ impl ClusterPki {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        validity(&mut p, 3650);
+        p.extended_key_usages = usages.to_vec();
+        validity(&mut p, days);
         let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
