@@ -4,6 +4,7 @@
 //! `volume.kubernetes.io/selected-node` annotation (the class's provisioner on that node
 //! makes the volume); then the pod waits until every claim is bound.
 
+use crate::persistentvolume::claim_path;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use skiff_scheduler::volumes::Prebind;
 use skiff_types::volumes::{BIND_COMPLETED, BOUND_BY_CONTROLLER, SELECTED_NODE};
@@ -11,11 +12,6 @@ use std::time::{Duration, Instant};
 
 /// kube-scheduler's default `bindTimeoutSeconds`.
 const BIND_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn claim_path(key: &str) -> String {
-    let (ns, name) = key.split_once('/').unwrap_or(("", key));
-    format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}")
-}
 
 async fn get<T: serde::de::DeserializeOwned>(
     client: &kube::Client,

@@ -205,7 +205,8 @@ fn say(
     said.insert(key, e.message);
 }
 
-fn claim_path(key: &str) -> String {
+/// The API path of a claim from its `ns/name` key.
+pub(crate) fn claim_path(key: &str) -> String {
     let (ns, name) = key.split_once('/').unwrap_or(("", key));
     format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}")
 }
