@@ -173,6 +173,55 @@ impl Footprint {
     }
 }
 
+/// Feeds the cache from the store's watch; relists when the store says the watch's
+/// history is compacted, and watches again from there.
+async fn follow(
+    cache: std::sync::Weak<WatchCache>,
+    store: Arc<dyn Store>,
+    mut stream: futures::stream::BoxStream<'static, skiff_store::Result<skiff_store::Event>>,
+) {
+    loop {
+        while let Some(ev) = stream.next().await {
+            let Some(c) = cache.upgrade() else { return };
+            match ev {
+                Ok(ev) => c.apply(ev),
+                Err(skiff_store::Error::Compacted { compact_revision }) => {
+                    tracing::warn!(
+                        compact_revision,
+                        "the store compacted past the watch cache; relisting"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    // Shutdown, most likely: nothing sane to serve after that.
+                    tracing::error!(error = %e, "watch cache lost its store watch");
+                    return;
+                }
+            }
+        }
+        loop {
+            let Some(c) = cache.upgrade() else { return };
+            let relisted = async {
+                let snap = store.range("/registry/", None, None).await?;
+                let s = store.watch("/registry/", snap.revision).await?;
+                Ok::<_, skiff_store::Error>((snap, s))
+            };
+            match relisted.await {
+                Ok((snap, s)) => {
+                    c.replace_all(snap.kvs, snap.revision);
+                    stream = s;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch cache relist failed; retrying");
+                    drop(c);
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
 /// Returned when a watch or a list asks for history the cache no longer holds.
 #[derive(Debug)]
 pub struct TooOld {
@@ -204,23 +253,42 @@ impl WatchCache {
             capacity,
             observers: RwLock::new(Vec::new()),
         });
-        let mut stream = store.watch("/registry/", rev).await?;
-        let weak = Arc::downgrade(&cache);
-        tokio::spawn(async move {
-            while let Some(ev) = stream.next().await {
-                let Some(cache) = weak.upgrade() else { return };
-                match ev {
-                    Ok(ev) => cache.apply(ev),
-                    Err(e) => {
-                        // The store closed the watch (shutdown or compaction race): nothing
-                        // sane to serve after that, so stop the process loudly.
-                        tracing::error!(error = %e, "watch cache lost its store watch");
-                        return;
-                    }
-                }
-            }
-        });
+        let stream = store.watch("/registry/", rev).await?;
+        tokio::spawn(follow(Arc::downgrade(&cache), store, stream));
         Ok(cache)
+    }
+
+    /// After the store compacted past the cache's watch (etcd compacted by someone
+    /// else, say): the objects are listed afresh and replace the old ones, observers
+    /// are told what changed, and the event ring starts again at the new revision, so
+    /// a watcher that was behind gets "too old" and relists, as kube-apiserver's cacher
+    /// does after a relist.
+    fn replace_all(&self, kvs: Vec<skiff_store::KeyValue>, rev: Revision) {
+        let fresh: BTreeMap<String, Arc<Stored>> = kvs
+            .into_iter()
+            .map(|kv| {
+                let k = kv.key.clone();
+                (k, Arc::new(Stored::new(kv.key, kv.value, kv.mod_revision)))
+            })
+            .collect();
+        let mut inner = self.inner.write();
+        for (k, old) in &inner.objects {
+            if !fresh.contains_key(k) {
+                self.notify(EventType::Deleted, old);
+            }
+        }
+        for (k, new) in &fresh {
+            match inner.objects.get(k) {
+                None => self.notify(EventType::Added, new),
+                Some(old) if old.value != new.value => self.notify(EventType::Modified, new),
+                Some(_) => {}
+            }
+        }
+        inner.objects = fresh;
+        inner.events.clear();
+        inner.oldest = rev;
+        inner.revision = rev;
+        self.rev_tx.send_replace(rev);
     }
 
     fn apply(&self, ev: skiff_store::Event) {
