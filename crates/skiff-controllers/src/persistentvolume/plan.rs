@@ -212,6 +212,16 @@ fn sync_unbound_claim(w: &World, c: &PersistentVolumeClaim, key: String, out: &m
     }
 }
 
+/// A bound claim whose volume is gone or is another claim's: Lost, and why.
+fn lost(out: &mut Vec<Action>, key: String, reason: &'static str, message: &str) {
+    let event = claim_event(&key, "Warning", reason, message.into());
+    out.push(Action::ClaimPhase {
+        claim: key,
+        phase: "Lost",
+    });
+    out.push(event);
+}
+
 fn sync_bound_claim(
     w: &World,
     c: &PersistentVolumeClaim,
@@ -221,16 +231,12 @@ fn sync_bound_claim(
 ) {
     let Some(v) = w.volumes.get(vn) else {
         if claim_phase(c) == "Bound" {
-            out.push(Action::ClaimPhase {
-                claim: key.clone(),
-                phase: "Lost",
-            });
-            out.push(claim_event(
-                &key,
-                "Warning",
+            lost(
+                out,
+                key,
                 "ClaimLost",
-                "Bound claim has lost its PersistentVolume. Data on the volume is lost!".into(),
-            ));
+                "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+            );
         }
         return;
     };
@@ -260,16 +266,12 @@ fn sync_bound_claim(
             }
         }
         Some(_) if claim_phase(c) == "Bound" => {
-            out.push(Action::ClaimPhase {
-                claim: key.clone(),
-                phase: "Lost",
-            });
-            out.push(claim_event(
-                &key,
-                "Warning",
+            lost(
+                out,
+                key,
                 "ClaimMisbound",
-                "Two claims are bound to the same volume, this one is bound incorrectly".into(),
-            ));
+                "Two claims are bound to the same volume, this one is bound incorrectly",
+            );
         }
         Some(_) => out.push(claim_event(
             &key,
