@@ -24,6 +24,10 @@ pub struct Config {
     pub kubeconfig_path: Option<PathBuf>,
     /// Extra SANs for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// The kubeconfig's `server`, when clients reach the servers through a fixed
+    /// registration address (a load balancer or DNS name in front of them) rather than
+    /// this server on loopback.
+    pub kubeconfig_server: Option<String>,
     /// The address the `kubernetes` Service's endpoints name (kube-apiserver's
     /// `--advertise-address`); default the bind address unless it is a wildcard or
     /// loopback, else the machine's primary address. Never loopback: pods dial it.
@@ -62,6 +66,7 @@ impl Config {
             https_port: 6443,
             kubeconfig_path: None,
             tls_sans: Vec::new(),
+            kubeconfig_server: None,
             advertise_address: None,
             watch_cache_events: 20_000,
             compaction_keep_revisions: 50_000,
@@ -189,7 +194,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         .clone()
         .unwrap_or_else(|| config.data_dir.join("kubeconfig.yaml"));
     let kubeconfig = skiff_pki::kubeconfig(
-        &local_url,
+        config.kubeconfig_server.as_deref().unwrap_or(&local_url),
         &pki.ca_cert_pem,
         &pki.admin_cert_pem,
         &pki.admin_key_pem,

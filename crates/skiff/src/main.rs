@@ -427,6 +427,11 @@ struct ServerArgs {
     /// Extra subject alternative names for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// The `server` the written kubeconfig names, e.g. a fixed registration address in
+    /// front of several servers (`https://lb.example:6443`); its host is added to the
+    /// serving certificate. Default: this server on loopback.
+    #[arg(long, value_parser = parse_kubeconfig_server)]
+    kubeconfig_server: Option<KubeconfigServer>,
     /// The address pods reach the API server on (the `kubernetes` Service's endpoint);
     /// default the bind address, or the machine's primary address when that is a
     /// wildcard or loopback.
@@ -897,6 +902,30 @@ async fn connect_etcd(
     }
 }
 
+/// `--kubeconfig-server`: an `https://host[:port]` URL, and its host for the serving
+/// certificate.
+#[derive(Debug, Clone)]
+struct KubeconfigServer {
+    url: String,
+    host: String,
+}
+
+fn parse_kubeconfig_server(s: &str) -> Result<KubeconfigServer, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err("must be an https:// URL".into());
+    }
+    let host = uri.host().ok_or("names no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(KubeconfigServer {
+        url: s.trim_end_matches('/').to_string(),
+        host,
+    })
+}
+
 async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
@@ -904,6 +933,10 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     config.bind_address = a.bind_address;
     config.https_port = a.https_port;
     config.tls_sans = a.tls_san;
+    if let Some(k) = a.kubeconfig_server {
+        config.tls_sans.push(k.host);
+        config.kubeconfig_server = Some(k.url);
+    }
     config.advertise_address = a.advertise_address;
     config.authorization_modes = a.authorization_mode.0.clone();
     config.anonymous_auth = a.anonymous_auth;

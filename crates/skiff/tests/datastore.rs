@@ -333,3 +333,64 @@ fn snapshots_are_saved_listed_restored_and_deleted() {
     snapshot(&["delete", &name]);
     assert!(!snapshot(&["ls"]).contains(&name));
 }
+
+/// A TCP forwarder on `127.0.0.2`, standing in for a load balancer in front of the
+/// servers; its port. Its threads end with the test process.
+fn registration_address(to: u16) -> u16 {
+    use std::net::{TcpListener, TcpStream};
+    let l = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in l.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn the_kubeconfig_can_name_a_fixed_registration_address() {
+    let port = common::free_port();
+    let url = format!("https://127.0.0.2:{}", registration_address(port));
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_on(port, dir, &["server", "--kubeconfig-server", &url]);
+    // Ready means kubectl got through the kubeconfig, so through the forwarder, with
+    // the certificate naming 127.0.0.2; the name is what is checked.
+    let kubeconfig = std::fs::read_to_string(c.kubeconfig()).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("server: {url}\n")),
+        "{kubeconfig}"
+    );
+    c.ok(&["get", "--raw", "/readyz"]);
+    let out = c.kubectl(&[
+        "--tls-server-name=elsewhere.test",
+        "get",
+        "--raw",
+        "/readyz",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("x509"),
+        "a name the certificate lacks must be refused: {err}"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--kubeconfig-server", "http://lb.example:6443"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("must be an https:// URL"),
+        "{err}"
+    );
+}

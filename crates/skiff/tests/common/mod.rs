@@ -49,10 +49,15 @@ impl Cluster {
     /// As `start_with`, in a directory the caller has prepared (`<dir>/data` is the
     /// data dir).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Cluster {
+        Self::start_on(free_port(), dir, args)
+    }
+
+    /// As `start_in`, listening on `port`.
+    pub fn start_on(port: u16, dir: tempfile::TempDir, args: &[&str]) -> Cluster {
         let mut c = Cluster {
             child: None,
             dir,
-            port: free_port(),
+            port,
             args: args.iter().map(|s| s.to_string()).collect(),
             netns: None,
         };
@@ -122,7 +127,10 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(self.data_dir())
-            .env("SKIFF_LOG", "info,skiff_apiserver=debug")
+            .env(
+                "SKIFF_LOG",
+                "info,skiff_apiserver=debug,skiff_ingress=debug",
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
