@@ -121,37 +121,34 @@ impl Proxy {
         peer: &Peer,
         pool: &Arc<Pool>,
     ) -> Response<ProxyBody> {
-        let started = Instant::now();
         let table = self.current(pool);
         let host_value = request_host(&req);
         let host = host_value
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        // What the access log says of the request, kept only when there is one.
-        let logged = self
-            .access_log
-            .then(|| (req.method().clone(), req.uri().path().to_string()));
-        let (resp, upstream) = match table.lookup(host, req.uri().path()) {
+        let mut log = self.access_log.then(|| Access::new(&req, host, peer));
+        // The endpoint being tried, where the log line (written even if dropped) sees it.
+        let mut unlogged = None;
+        let trying = match &mut log {
+            Some(log) => &mut log.upstream,
+            None => &mut unlogged,
+        };
+        let resp = match table.lookup(host, req.uri().path()) {
             None => {
                 let why = format!(
                     "no Ingress rule for host \"{host}\" and path \"{}\"",
                     req.uri().path()
                 );
-                (answer(StatusCode::NOT_FOUND, &why), None)
+                answer(StatusCode::NOT_FOUND, &why)
             }
-            Some(route) => Proxy::forward(route, req, host_value.as_ref(), peer, pool).await,
+            Some(route) => {
+                Proxy::forward(route, req, host_value.as_ref(), peer, pool, trying).await
+            }
         };
-        let Some((method, path)) = logged else {
-            return resp;
-        };
-        tracing::info!(
-            target: "skiff_ingress::access",
-            client = %peer.addr.ip(), %method, %host, %path,
-            status = resp.status().as_u16(),
-            upstream = upstream.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-        );
+        if let Some(log) = &mut log {
+            log.write(resp.status().as_u16());
+        }
         resp
     }
 
@@ -161,11 +158,12 @@ impl Proxy {
         host: Option<&HeaderValue>,
         peer: &Peer,
         pool: &Arc<Pool>,
-    ) -> (Response<ProxyBody>, Option<SocketAddr>) {
+        trying: &mut Option<SocketAddr>,
+    ) -> Response<ProxyBody> {
         let up = &route.upstream;
         if let Some(problem) = &up.problem {
             let why = format!("{problem} (Ingress {})", route.ingress);
-            return (answer(StatusCode::SERVICE_UNAVAILABLE, &why), None);
+            return answer(StatusCode::SERVICE_UNAVAILABLE, &why);
         }
         let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -177,6 +175,7 @@ impl Proxy {
         let mut req = Request::from_parts(parts, body);
         let mut last_error = String::new();
         for addr in up.rotation().take(ATTEMPTS) {
+            *trying = Some(addr);
             let mut up = match pool.checkout(addr).await {
                 Ok(up) => up,
                 Err(e) => {
@@ -186,7 +185,7 @@ impl Proxy {
                 }
             };
             match up.send(req).await {
-                Ok(resp) => return (Proxy::finish(resp, addr, up, upgrade, pool), Some(addr)),
+                Ok(resp) => return Proxy::finish(resp, addr, up, upgrade, pool),
                 Err(mut e) => {
                     last_error = error_chain(e.error());
                     // Not sent (the connection closed under it): another may take it.
@@ -197,8 +196,9 @@ impl Proxy {
                 }
             }
         }
+        *trying = None;
         let why = format!("{}: {last_error} (Ingress {})", up.name, route.ingress);
-        (answer(StatusCode::BAD_GATEWAY, &why), None)
+        answer(StatusCode::BAD_GATEWAY, &why)
     }
 
     /// The upstream's response on its way back; a `101` joins the two upgraded
@@ -228,6 +228,53 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers);
         let body = Returning::new(body, pool.clone(), addr, up);
         Response::from_parts(parts, body.boxed())
+    }
+}
+
+/// One request's `skiff_ingress::access` line, written when its response is ready, or
+/// with nginx's 499 when the client goes first (the request dropped mid-way), naming
+/// the endpoint it was waiting on.
+struct Access {
+    method: http::Method,
+    host: String,
+    path: String,
+    client: std::net::IpAddr,
+    started: Instant,
+    /// Set once the line is written.
+    logged: bool,
+    upstream: Option<SocketAddr>,
+}
+
+impl Access {
+    fn new<B>(req: &Request<B>, host: &str, peer: &Peer) -> Access {
+        Access {
+            method: req.method().clone(),
+            host: host.to_string(),
+            path: req.uri().path().to_string(),
+            client: peer.addr.ip(),
+            started: Instant::now(),
+            logged: false,
+            upstream: None,
+        }
+    }
+
+    fn write(&mut self, status: u16) {
+        self.logged = true;
+        let upstream = self.upstream.map_or_else(|| "-".into(), |a| a.to_string());
+        tracing::info!(
+            target: "skiff_ingress::access",
+            client = %self.client, method = %self.method, host = %self.host,
+            path = %self.path, status, upstream,
+            ms = self.started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+}
+
+impl Drop for Access {
+    fn drop(&mut self) {
+        if !self.logged {
+            self.write(499);
+        }
     }
 }
 

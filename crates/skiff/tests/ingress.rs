@@ -8,8 +8,8 @@
 mod common;
 
 use common::Cluster;
+use common::eventually;
 use common::lab::Lab;
-use common::{eventually, tail};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -274,26 +274,27 @@ fn status_shows_the_node(lab: &Lab, c: &Cluster) {
 fn rolling_update_loses_no_request(lab: &Lab, c: &Cluster) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = AtomicBool::new(false);
-    let codes = std::thread::scope(|s| {
+    let (codes, errors) = std::thread::scope(|s| {
         let load = s.spawn(|| {
-            let mut codes = Vec::new();
+            let (mut codes, mut errors) = (Vec::new(), String::new());
             // Batches of 20 requests in one curl; bounded by the flag or 3 minutes.
             let started = Instant::now();
             while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(180) {
                 let mut cmd = lab.outside("curl");
-                cmd.args(["-s", "--max-time", "5", "-w", "%{http_code}\\n"])
+                cmd.args(["-sS", "--max-time", "5", "-w", "%{http_code}\\n"])
                     .args(["--resolve", &format!("secure.example:80:{}", lab.ip(0))]);
                 for _ in 0..20 {
                     cmd.args(["-o", "/dev/null", "http://secure.example/"]);
                 }
                 let out = cmd.output().unwrap();
+                errors.push_str(&String::from_utf8_lossy(&out.stderr));
                 codes.extend(
                     String::from_utf8_lossy(&out.stdout)
                         .lines()
                         .map(str::to_string),
                 );
             }
-            codes
+            (codes, errors)
         });
         std::thread::sleep(Duration::from_secs(1));
         c.ok(&["set", "env", "deployment/web", "ROLL=1"]);
@@ -305,12 +306,39 @@ fn rolling_update_loses_no_request(lab: &Lab, c: &Cluster) {
         load.join().unwrap()
     });
     let failed: Vec<_> = codes.iter().filter(|c| *c != "200").collect();
+    if !failed.is_empty() {
+        let _ = std::fs::write("/tmp/skiff-ingress-failure.log", c.log());
+    }
     assert!(
         failed.is_empty() && codes.len() >= 40,
-        "{} of {} requests failed: {failed:?}\n{}",
+        "{} of {} requests failed: {failed:?}\n{errors}\n{}",
         failed.len(),
         codes.len(),
-        tail(&c.log(), 30)
+        unusual_requests(&c.log())
     );
     eprintln!("rolling update: {} requests, none failed", codes.len());
+}
+
+/// Access log lines of requests that failed or were slow, with the proxy's notes on
+/// endpoints it skipped: what explains a request the client saw fail.
+fn unusual_requests(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            let access = l.contains("skiff_ingress::access");
+            let slow = l
+                .split(" ms=")
+                .nth(1)
+                .and_then(|ms| ms.trim().parse::<f64>().ok())
+                .is_some_and(|ms| ms > 500.0);
+            (access && (!l.contains("status=200") || slow))
+                || l.contains("endpoint refused")
+                || l.contains("endpoint connection ended")
+                || l.contains("ingress connection ended")
+                || l.contains(" WARN ")
+                || l.contains(" ERROR ")
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(40);
+    lines[skip..].join("\n")
 }
