@@ -17,6 +17,7 @@
 //! - [`MemoryStore`]: the same semantics in memory, for unit tests of other crates.
 
 mod etcd;
+pub mod history;
 mod memory;
 mod sqlite;
 pub mod testing;
