@@ -79,10 +79,16 @@ pub fn enable_forwarding() -> Result<()> {
 
 /// The pod bridge, up, with the node's gateway address, before the first pod: the
 /// node's DNS listens there. The CNI bridge plugin adopts it as it is.
+///
+/// Its MAC address is set, not left to the kernel: a bridge whose address was never set
+/// takes the lowest of its ports', so a pod's veth joining could change it, and pods
+/// that had the gateway's old address in their ARP caches would send their replies to
+/// the node into the void for seconds (an Ingress or Service request in flight hangs).
 pub async fn ensure_bridge(name: &str, cidr: Cidr, mtu: Option<u32>) -> Result<()> {
     if ip(&["link", "show", name]).await.is_err() {
         ip(&["link", "add", name, "type", "bridge"]).await?;
     }
+    ip(&["link", "set", name, "address", &gateway_mac(cidr.gateway())]).await?;
     let addr = format!("{}/{}", cidr.gateway(), cidr.len);
     ip(&["addr", "replace", &addr, "dev", name]).await?;
     if let Some(mtu) = mtu {
@@ -90,6 +96,13 @@ pub async fn ensure_bridge(name: &str, cidr: Cidr, mtu: Option<u32>) -> Result<(
     }
     ip(&["link", "set", name, "up"]).await?;
     Ok(())
+}
+
+/// A locally administered unicast MAC naming the gateway's address (`0a:58:` and its
+/// four bytes, as Kubernetes network plugins derive pod MACs from IPs).
+fn gateway_mac(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// `cidr` routed to the (local) bridge in place of its unreachable route.
@@ -280,4 +293,15 @@ pub async fn remove_all() {
     }
     let _ = ip(&["link", "del", VXLAN_DEVICE]).await;
     remove_egress().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bridge_mac_is_unicast_local_and_names_the_gateway() {
+        let mac = super::gateway_mac(std::net::Ipv4Addr::new(10, 42, 3, 1));
+        assert_eq!(mac, "0a:58:0a:2a:03:01");
+        let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+        assert_eq!(first & 0b11, 0b10, "locally administered, not multicast");
+    }
 }

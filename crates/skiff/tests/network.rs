@@ -198,6 +198,26 @@ fn vxlan_carries_pods_across_nodes() {
     get_eventually(&c, "client-a", "web-svc", 80, "web-b");
 }
 
+/// The pod bridge's MAC was set (the kernel's `NET_ADDR_SET`, 3), to one naming its
+/// gateway address: pods joining it cannot change it under the ARP caches of pods
+/// already there.
+fn the_bridge_keeps_its_address(c: &Cluster, lab: &Lab) {
+    let read = |f: &str| {
+        let out = lab
+            .exec(0, "cat")
+            .arg(format!("/sys/class/net/skiff0/{f}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(read("addr_assign_type"), "3");
+    let cidr = jsonpath(c, &["get", "node", &lab.node_name(0)], "{.spec.podCIDR}");
+    let base: std::net::Ipv4Addr = cidr.split('/').next().unwrap().parse().unwrap();
+    let [a, b, c3, d] = base.octets();
+    let want = format!("0a:58:{a:02x}:{b:02x}:{c3:02x}:{:02x}", d + 1);
+    assert_eq!(read("address"), want);
+}
+
 fn pods_reach_each_other_across_nodes(c: &Cluster, lab: &Lab) {
     let n1 = lab.node_name(1);
     // Node 0 routes node 1's pod CIDR via node 1's address (host-gw).
@@ -209,6 +229,7 @@ fn pods_reach_each_other_across_nodes(c: &Cluster, lab: &Lab) {
         .unwrap();
     let routes = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(routes.contains(&format!("via {}", lab.ip(1))), "{routes}");
+    the_bridge_keeps_its_address(c, lab);
 
     let ip_b = pod_ip(c, "web-b");
     let (ok, out) = get(c, "client-a", &ip_b, 8080);
