@@ -6,6 +6,7 @@
 //! (No `unsafe` here, so no parent-death signal: a member outlives a killed server and is
 //! stopped by the next start on the same data dir.)
 
+pub mod members;
 pub mod snapshot;
 
 use skiff_pki::ClusterPki;
@@ -22,6 +23,10 @@ pub enum Error {
     Pki(String),
     #[error("etcd: {0}")]
     Etcd(String),
+    #[error(
+        "this server's etcd member was removed from the cluster; to join again, delete {0} and start with --server and --token"
+    )]
+    Removed(PathBuf),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +49,23 @@ pub struct Member {
 }
 
 impl Member {
+    /// The member of the server whose data dir is `data_dir`, as a client on its
+    /// machine reaches it (commands run beside a server: snapshots, membership).
+    pub fn of_server(data_dir: &Path, client_port: u16) -> Member {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "skiff".into());
+        Member {
+            name: host,
+            data_dir: data_dir.join("db").join("etcd"),
+            tls_dir: data_dir.join("tls").join("etcd"),
+            advertise: IpAddr::from([127, 0, 0, 1]),
+            client_port,
+            peer_port: 0,
+            join: Vec::new(),
+        }
+    }
+
     pub fn peer_url(&self) -> String {
         format!("https://{}", sock(self.advertise, self.peer_port))
     }
@@ -144,7 +166,7 @@ pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, St
     let resp = loop {
         match client.member_add([me.peer_url()], None).await {
             Ok(r) => break r,
-            Err(e) if tries < 30 && e.to_string().contains("unhealthy cluster") => {
+            Err(e) if tries < RECONFIG_TRIES && refused_for_now(&e) => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -164,6 +186,15 @@ pub async fn add_member(client_url: &str, me: &Member) -> Result<Vec<(String, St
             (name, peer)
         })
         .collect())
+}
+
+/// Seconds a membership change is retried while etcd refuses it for now.
+pub(crate) const RECONFIG_TRIES: u32 = 30;
+
+/// etcd's strict reconfiguration check refuses a membership change until every member
+/// has been connected for a while ("unhealthy cluster"), as right after a join.
+pub(crate) fn refused_for_now(e: &etcd_client::Error) -> bool {
+    e.to_string().contains("unhealthy cluster")
 }
 
 /// A client of the member, with its own client certificate.
@@ -236,11 +267,16 @@ pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> R
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        // Where this run's output begins: only it says why this run ended.
+        let from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let mut child = cmd.spawn()?;
         tracing::info!(pid = child.id(), client = %member.client_url(), "etcd member started");
         let started = tokio::time::Instant::now();
         tokio::select! {
             status = child.wait() => {
+                if members::says_removed(&log_since(&log_path, from)) {
+                    return Err(Error::Removed(member.data_dir.clone()));
+                }
                 tracing::warn!(?status, log = %log_path.display(), "etcd exited; restarting");
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_secs(1);
@@ -258,6 +294,16 @@ pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> R
             }
         }
     }
+}
+
+fn log_since(path: &Path, from: u64) -> String {
+    use std::io::{Read, Seek};
+    let mut out = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.seek(std::io::SeekFrom::Start(from));
+        let _ = f.read_to_end(&mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub(crate) async fn stop(child: &mut tokio::process::Child) {

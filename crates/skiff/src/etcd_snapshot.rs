@@ -39,18 +39,7 @@ pub async fn run(a: EtcdSnapshotArgs, default_data_dir: PathBuf) -> anyhow::Resu
     let dir = a
         .dir
         .unwrap_or_else(|| data_dir.join("db").join("snapshots"));
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "skiff".into());
-    let member = skiff_etcd::Member {
-        name: host,
-        data_dir: data_dir.join("db").join("etcd"),
-        tls_dir: data_dir.join("tls").join("etcd"),
-        advertise: std::net::IpAddr::from([127, 0, 0, 1]),
-        client_port: a.etcd_client_port,
-        peer_port: 0,
-        join: Vec::new(),
-    };
+    let member = skiff_etcd::Member::of_server(&data_dir, a.etcd_client_port);
     match a.cmd {
         Cmd::Save { name } => {
             let s = skiff_etcd::snapshot::save(&member, &dir, &name).await?;

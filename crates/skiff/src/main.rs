@@ -1,5 +1,6 @@
 //! The skiff binary: reads flags, builds components, runs them, stops them cleanly.
 
+mod etcd_member;
 mod etcd_snapshot;
 mod secrets_encrypt;
 mod serverjoin;
@@ -52,6 +53,8 @@ enum Command {
     SecretsEncrypt(secrets_encrypt::SecretsEncryptArgs),
     /// Snapshots of a `--cluster-init` server's etcd member: save, ls, delete.
     EtcdSnapshot(etcd_snapshot::EtcdSnapshotArgs),
+    /// The etcd cluster's members: list them, remove the member of a server that leaves.
+    EtcdMember(etcd_member::EtcdMemberArgs),
 }
 
 #[derive(Args)]
@@ -576,6 +579,7 @@ fn main() -> anyhow::Result<()> {
             Command::Image(a) => run_image(a).await,
             Command::SecretsEncrypt(a) => secrets_encrypt::run(a, default_data_dir()).await,
             Command::EtcdSnapshot(a) => etcd_snapshot::run(a, default_data_dir()).await,
+            Command::EtcdMember(a) => etcd_member::run(a, default_data_dir()).await,
             Command::Bench(BenchCommand::Scheduler {
                 nodes,
                 pods,
@@ -1270,17 +1274,21 @@ async fn run_server(a: ServerArgs, up: Option<(SimArgs, NodeArgs)>) -> anyhow::R
     }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        why = embedded.failure() => { tracing::error!(%why, "shutting down"); Some(why) }
+    };
     let _ = stop_tx.send(true);
     for c in controllers {
         let _ = c.await;
     }
     server.shutdown().await;
     embedded.stop().await;
-    Ok(())
+    match failed {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// `--etcd-snapshot-*`.
@@ -1329,6 +1337,9 @@ struct EmbeddedEtcd {
     join: Option<(String, String)>,
     stop: tokio::sync::watch::Sender<bool>,
     task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Why the member can no longer run (it was removed from the cluster): the server
+    /// stops with it.
+    failed: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl EmbeddedEtcd {
@@ -1376,6 +1387,7 @@ impl EmbeddedEtcd {
             join,
             stop,
             task: parking_lot::Mutex::new(None),
+            failed: tokio::sync::watch::channel(None).0,
         })
     }
 
@@ -1421,13 +1433,18 @@ impl EmbeddedEtcd {
         }
         let cfg = member.store_config()?;
         let rx = self.stop.subscribe();
-        let m = member.clone();
+        let (m, failed) = (member.clone(), self.failed.clone());
         *self.task.lock() = Some(tokio::spawn(async move {
             if let Err(e) = skiff_etcd::supervise(m, rx).await {
                 tracing::error!(error = %e, "etcd member supervision failed");
+                failed.send_replace(Some(e.to_string()));
             }
         }));
-        let store = connect_etcd(&cfg, &member.local_client_url()).await?;
+        let local = member.local_client_url();
+        let store = tokio::select! {
+            store = connect_etcd(&cfg, &local) => store?,
+            why = self.failure() => anyhow::bail!(why),
+        };
         if let Some(schedule) = self.snapshots.schedule.clone() {
             let (dir, keep) = (self.snapshots.dir.clone(), self.snapshots.retention);
             tokio::spawn(scheduled_snapshots(
@@ -1448,6 +1465,18 @@ impl EmbeddedEtcd {
             tracing::info!(objects = n, kept = %moved.display(), "SQLite state moved into etcd");
         }
         Ok(store)
+    }
+
+    /// Waits until the member can no longer run; why. Never, without a member.
+    async fn failure(&self) -> String {
+        let mut rx = self.failed.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            // The sender lives in `self`: this only ever waits.
+            let _ = rx.changed().await;
+        }
     }
 
     /// `--cluster-reset`: the member alone in a new cluster, from its own data or a

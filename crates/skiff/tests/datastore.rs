@@ -3,7 +3,8 @@
 //! them and survive a `kill -9` of the server; a server whose etcd is down at start says
 //! so and waits for it instead of failing. `--cluster-init`: the server runs its own
 //! member (mutual TLS from the cluster CA), moves SQLite's state into it, and stops it
-//! with itself.
+//! with itself. `skiff etcd-member` lists the members and removes the one of a server
+//! that leaves, which then stops, saying so.
 
 mod common;
 
@@ -257,6 +258,91 @@ fn a_second_server_joins_with_the_server_token_and_a_wrong_token_is_refused() {
         (ports(&c1) == both).then_some(())
     });
     assert_eq!(ports(&c2), both);
+    the_second_server_leaves(c1, c2, &p1, &p2);
+}
+
+/// `skiff etcd-member` beside the first server.
+fn etcd_member(c: &Cluster, client_port: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("etcd-member")
+        .args(args)
+        .arg("--data-dir")
+        .arg(c.data_dir())
+        .args(["--etcd-client-port", client_port])
+        .output()
+        .unwrap()
+}
+
+/// Removing the second server's member: listed first, then gone; the running server
+/// stops and says why, and so does a new start on its data dir; the first goes on
+/// alone (a quorum of one) and the `kubernetes` Service names it alone.
+fn the_second_server_leaves(c1: Cluster, mut c2: Cluster, p1: &[String; 4], p2: &[String; 4]) {
+    let peer = format!("https://127.0.0.1:{}", p2[3]);
+    let ls = etcd_member(&c1, &p1[1], &["ls"]);
+    let listed = String::from_utf8_lossy(&ls.stdout).into_owned();
+    let line = listed.lines().find(|l| l.contains(&peer));
+    let name = line
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| {
+            panic!(
+                "{peer} not listed: {listed}{}",
+                String::from_utf8_lossy(&ls.stderr)
+            )
+        });
+    assert_eq!(
+        listed.lines().filter(|l| l.contains("leader")).count(),
+        1,
+        "{listed}"
+    );
+    let out = etcd_member(&c1, &p1[1], &["remove", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&etcd_member(&c1, &p1[1], &["ls"]).stdout).into_owned();
+    assert!(!listed.contains(&peer), "{listed}");
+
+    let child = c2.child.as_mut().unwrap();
+    let status = common::eventually(Duration::from_secs(60), || child.try_wait().unwrap());
+    assert!(!status.success(), "{status}");
+    assert!(
+        c2.log().contains("was removed from the cluster"),
+        "{}",
+        c2.log()
+    );
+    c1.ok(&["create", "configmap", "after-leaving", "--from-literal=k=1"]);
+    let port = c1.port.to_string();
+    common::eventually(Duration::from_secs(30), || {
+        let out = c1.kubectl(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[*].ports[0].port}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == port).then_some(())
+    });
+
+    // Its data dir no longer starts a member: said, not retried for ever.
+    c2.child = None;
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(&c2.args)
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--https-port",
+            &common::free_port().to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(c2.data_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("was removed from the cluster"),
+        "{err}"
+    );
 }
 
 #[test]
