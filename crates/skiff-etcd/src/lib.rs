@@ -3,8 +3,9 @@
 //! back-off, stopped with the server and killed if the server dies), its data under
 //! `<data-dir>/db/etcd`, client and peer ports of its own so several servers fit on one
 //! machine, and mutual TLS on both from certificates the cluster CA signs.
-//! (No `unsafe` here, so no parent-death signal: a member outlives a killed server and is
-//! stopped by the next start on the same data dir.)
+//! A member dies with its server, as k3s' in-process etcd does: it runs under util-linux'
+//! `setpriv --pdeathsig KILL` (a parent-death signal without `unsafe` here). One left
+//! anyway is stopped by the next start on the same data dir.
 
 pub mod members;
 pub mod snapshot;
@@ -262,7 +263,7 @@ pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> R
             .create(true)
             .append(true)
             .open(&log_path)?;
-        let mut cmd = tokio::process::Command::new("etcd");
+        let mut cmd = etcd_command();
         cmd.args(member.args())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -294,6 +295,18 @@ pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> R
             }
         }
     }
+}
+
+/// `etcd`, killed when the thread that starts it dies (a runtime worker, which lives as
+/// long as the server), under `setpriv` where util-linux has it.
+pub(crate) fn etcd_command() -> tokio::process::Command {
+    const SETPRIV: &str = "/usr/bin/setpriv";
+    if !Path::new(SETPRIV).exists() {
+        return tokio::process::Command::new("etcd");
+    }
+    let mut cmd = tokio::process::Command::new(SETPRIV);
+    cmd.args(["--pdeathsig", "KILL", "--", "etcd"]);
+    cmd
 }
 
 fn log_since(path: &Path, from: u64) -> String {

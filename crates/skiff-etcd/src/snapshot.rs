@@ -148,7 +148,7 @@ pub async fn reset(member: &Member) -> Result<()> {
     let mut args = member.args();
     args.push("--force-new-cluster".into());
     let log = std::fs::File::create(member.data_dir.with_extension("reset.log"))?;
-    let mut child = tokio::process::Command::new("etcd")
+    let mut child = crate::etcd_command()
         .args(args)
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -1,9 +1,12 @@
 //! Three servers on one machine sharing an embedded etcd cluster (`--cluster-init`, two
 //! joined), and a simulated-node agent behind its load balancer. Under a steady stream
-//! of compare-and-swap increments of one ConfigMap through all three servers, with a
-//! Deployment rolling out, `kill -9` of a server and then of the etcd leader:
+//! of compare-and-swap increments of one ConfigMap and of creates through all three
+//! servers, with a Deployment rolling out, `kill -9` of a server (its etcd member dies
+//! with it) and then of the etcd leader (the cluster is without a quorum until its
+//! server's supervisor restarts it):
 //! - the history of reads and swaps is linearizable (`skiff_store::history`, as Jepsen's
-//!   knossos checks): no acknowledged write lost, no stale read, no lost update;
+//!   knossos checks): no acknowledged write lost, no stale read, no lost update; every
+//!   acknowledged create is there;
 //! - a watch from the counter's creation, moved to another server whenever its own dies
 //!   or drops it, resumes from the last resourceVersion it saw with no gap and no
 //!   duplicate, and shows every acknowledged write at its resourceVersion;
@@ -147,6 +150,60 @@ fn spawn_workers(
             })
         })
         .collect()
+}
+
+/// Two clients creating ConfigMaps (labelled `ha=item`) through the servers in turn
+/// until `stop`; the names whose creation was acknowledged.
+fn spawn_creators(
+    rt: &tokio::runtime::Runtime,
+    apis: &[Api<ConfigMap>],
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+    (0..2)
+        .map(|w| {
+            let (apis, stop) = (apis.to_vec(), stop.clone());
+            rt.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..20_000usize {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("item-{w}-{i}");
+                    let mut cm = ConfigMap::default();
+                    cm.metadata.name = Some(name.clone());
+                    cm.metadata.labels = Some([("ha".to_string(), "item".to_string())].into());
+                    match apis[i % 3].create(&PostParams::default(), &cm).await {
+                        Ok(_) => acked.push(name),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged create is there.
+fn check_creates(api: &Api<ConfigMap>, rt: &tokio::runtime::Runtime, acked: &[String]) {
+    let lp = kube::api::ListParams::default().labels("ha=item");
+    let listed = rt.block_on(api.list(&lp)).unwrap();
+    let names: std::collections::BTreeSet<String> = listed
+        .items
+        .iter()
+        .filter_map(|cm| cm.metadata.name.clone())
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|n| !names.contains(*n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged creates lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    eprintln!(
+        "{} creates acknowledged, all there ({} listed)",
+        acked.len(),
+        names.len()
+    );
 }
 
 /// One connection of the watcher: to which server (index), from which
@@ -532,6 +589,7 @@ fn no_acknowledged_write_is_lost_when_a_server_and_the_etcd_leader_die() {
     let watch = rt.spawn(watcher.run([2, 0, 1]));
     let stop = Arc::new(AtomicBool::new(false));
     let workers = spawn_workers(&rt, &apis, t0, &stop);
+    let creators = spawn_creators(&rt, &apis, &stop);
     std::thread::sleep(Duration::from_secs(3));
     s1.ok(&["set", "env", "deployment/roll", "ROLL=1"]);
     let killed_at = micros(t0);
@@ -553,6 +611,10 @@ fn no_acknowledged_write_is_lost_when_a_server_and_the_etcd_leader_die() {
         rec.ops.extend(r.ops);
         rec.acked.extend(r.acked);
     }
+    let created: Vec<String> = creators
+        .into_iter()
+        .flat_map(|c| rt.block_on(c).unwrap())
+        .collect();
     let leader = leader.expect("no etcd leader found among the first two servers");
     eprintln!(
         "killed s3, then s{}'s etcd member (the leader); at the first kill: {rollout}",
@@ -592,6 +654,7 @@ fn no_acknowledged_write_is_lost_when_a_server_and_the_etcd_leader_die() {
         eprintln!("watch: {s:?}");
     }
     check_watch(&log, &rec.acked, last, 2, killed_at);
+    check_creates(&apis[steady_api], &rt, &created);
 
     // The node renewed its Lease after its server died (every 10 s, through another),
     // and was never taken for dead.
