@@ -22,13 +22,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// What goes to an endpoint: the client's body as it streams in, or nothing for a
+/// bodiless request sent again to another endpoint.
+pub type UpBody = http_body_util::Either<Incoming, http_body_util::Empty<Bytes>>;
+
 /// hyper's connection future (with upgrades; its type cannot be named).
 type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>;
 
 /// One connection to an endpoint: the handle requests are sent with, and the future
 /// that reads and writes its socket.
 pub struct Upstream {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<UpBody>,
     /// `None` once the connection has ended.
     conn: Option<Driver>,
 }
@@ -64,8 +68,8 @@ impl Upstream {
     /// the connection closed under before sending it comes back in the error.
     pub async fn send(
         &mut self,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+        req: Request<UpBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<UpBody>>> {
         let mut sent = std::pin::pin!(self.sender.try_send_request(req));
         poll_fn(|cx| {
             if let Poll::Ready(r) = sent.as_mut().poll(cx) {

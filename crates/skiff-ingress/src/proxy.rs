@@ -1,7 +1,8 @@
 //! One request through the controller: routed by the current [`Table`], forwarded over
 //! HTTP/1.1 to an endpoint of its Service on a pooled connection (round robin; the next
 //! endpoint when one refuses or does not answer the connection, or a pooled connection
-//! turns out closed, the request not yet sent), with
+//! turns out closed, the request not yet sent, or drops a bodiless idempotent request
+//! unanswered), with
 //! `X-Forwarded-*` added and hop-by-hop headers dropped; a WebSocket (or any) upgrade
 //! becomes a byte pipe between the two sides. No rule: 404; nowhere to send it: 503;
 //! every endpoint failing: 502, each with a line saying why.
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use parking_lot::{Mutex, RwLock};
@@ -172,7 +173,14 @@ impl Proxy {
             parts.uri = origin_form(&parts.uri);
         }
         parts.version = Version::HTTP_11;
-        let mut req = Request::from_parts(parts, body);
+        // A bodiless idempotent request is sent again to the next endpoint when one took
+        // it and failed without answering (an endpoint stopping as it arrived), as
+        // nginx's `proxy_next_upstream error` does.
+        let replay = (upgrade.is_none()
+            && idempotent(&parts.method)
+            && hyper::body::Body::is_end_stream(&body))
+        .then(|| parts.clone());
+        let mut req = Request::from_parts(parts, Either::Left(body));
         let mut last_error = String::new();
         for addr in up.rotation().take(ATTEMPTS) {
             *trying = Some(addr);
@@ -189,9 +197,12 @@ impl Proxy {
                 Err(mut e) => {
                     last_error = error_chain(e.error());
                     // Not sent (the connection closed under it): another may take it.
-                    match e.take_message() {
-                        Some(r) => req = r,
-                        None => break,
+                    match (e.take_message(), &replay) {
+                        (Some(r), _) => req = r,
+                        (None, Some(p)) => {
+                            req = Request::from_parts(p.clone(), Either::Right(Empty::new()))
+                        }
+                        (None, None) => break,
                     }
                 }
             }
@@ -290,6 +301,20 @@ async fn pipe(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpg
 
 /// `Host` as the client sent it (HTTP/2: the `:authority`). A header's value is a
 /// shared slice of what was read, so taking it costs no copy.
+/// RFC 9110's idempotent methods: sending one twice does what sending it once does.
+fn idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(m)
+}
+
 fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),

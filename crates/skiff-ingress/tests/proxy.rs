@@ -1,7 +1,8 @@
 //! The proxy on loopback, against live and dead endpoints: a refused connection moves
 //! on to the next endpoint with the request's body intact; no rule is a 404, no
 //! endpoint a 503, every endpoint dead a 502; endpoint connections are kept and reused,
-//! and one the endpoint closed meanwhile is replaced.
+//! and one the endpoint closed meanwhile is replaced; a bodiless GET an endpoint took and
+//! dropped goes to the next, a POST does not.
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
@@ -303,4 +304,38 @@ fn endpoint_connections_are_reused_and_one_the_endpoint_closed_is_replaced() {
         "{answers:?}"
     );
     assert_eq!(accepted_b.load(Ordering::SeqCst), 5);
+}
+
+/// An endpoint that takes each request and hangs up without an answer, as one stopping
+/// the moment a request reaches it.
+fn dying_endpoint() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = vec![0; 4096];
+            let _ = s.read(&mut buf);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_bodiless_idempotent_request_an_endpoint_dropped_goes_to_the_next() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = catalog(&[dying_endpoint(), live_endpoint()]);
+    let port = serve(&rt, Table::build(&[&ingress()], &c));
+    // Round robin sends every other request to the dying endpoint first: a POST is not
+    // sent twice (it may have done its work), a GET is.
+    let posts: Vec<String> = (0..4).map(|_| request(port, "POST", "/", "b")).collect();
+    assert!(
+        posts.iter().any(|o| o.starts_with("HTTP/1.1 502")),
+        "{posts:?}"
+    );
+    for _ in 0..4 {
+        let out = request(port, "GET", "/", "");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("GET "), "{out}");
+    }
 }

@@ -203,8 +203,9 @@ fn vxlan_carries_pods_across_nodes() {
 /// already there.
 fn the_bridge_keeps_its_address(c: &Cluster, lab: &Lab) {
     let read = |f: &str| {
-        let out = lab
-            .exec(0, "cat")
+        // `ip netns exec` mounts the namespace's own /sys.
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(0), "cat"])
             .arg(format!("/sys/class/net/skiff0/{f}"))
             .output()
             .unwrap();
