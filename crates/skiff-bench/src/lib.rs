@@ -14,8 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod apicluster;
 mod authz;
+mod cluster;
 mod dns;
+mod failover;
 mod footprint;
 mod ingress;
 mod metrics;
@@ -28,6 +31,7 @@ mod soak;
 mod stats;
 mod workloads;
 pub use dns::{DnsBenchOptions, dns};
+pub use failover::{FailoverBenchOptions, failover};
 pub use ingress::{IngressBenchOptions, ingress};
 pub use metrics::{MetricsBenchOptions, metrics};
 pub use netpol::{NetpolBenchOptions, netpol};
@@ -51,6 +55,9 @@ pub struct ApiBenchOptions {
     /// Store the server on a real etcd member started for the run (else SQLite); the
     /// raw column is then etcd puts from this process through `etcd-client`.
     pub etcd: bool,
+    /// Above 1 (with `etcd`): creates only, through the first server of an embedded
+    /// etcd cluster of one and then of this many members.
+    pub etcd_members: usize,
 }
 
 /// The engine under the server, and the same engine for the raw column.
@@ -392,6 +399,10 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
+    if opts.etcd_members > 1 {
+        anyhow::ensure!(opts.etcd, "--etcd-members needs --datastore etcd");
+        return apicluster::run(&opts).await;
+    }
     println!(
         "skiff bench api: {} creates, {} concurrent requests over {} HTTP/2 connection(s), {} watchers, memory at {} pods, datastore {}",
         opts.creates,

@@ -239,6 +239,20 @@ enum BenchCommand {
         /// `sqlite` (default) or `etcd` (a member started for the run).
         #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "etcd"])]
         datastore: String,
+        /// With `--datastore etcd`, above 1: creates only, through the first of that many
+        /// servers on their embedded etcd cluster (and of one such server first).
+        #[arg(long, default_value_t = 1)]
+        etcd_members: usize,
+    },
+    /// Three servers on embedded etcd and an agent's balancer: `kill -9` of the leading
+    /// server to the next write through the balancer and to the new leader's first
+    /// controller action; idle RSS with embedded etcd against SQLite.
+    Failover {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds servers sit idle before their memory is read.
+        #[arg(long, default_value_t = 20)]
+        idle_seconds: u64,
     },
 }
 
@@ -733,6 +747,7 @@ fn main() -> anyhow::Result<()> {
                 watchers,
                 hold_pods,
                 datastore,
+                etcd_members,
             }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::api(skiff_bench::ApiBenchOptions {
@@ -743,6 +758,19 @@ fn main() -> anyhow::Result<()> {
                     watchers,
                     hold_pods,
                     etcd: datastore == "etcd",
+                    etcd_members,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Failover {
+                rounds,
+                idle_seconds,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::failover(skiff_bench::FailoverBenchOptions {
+                    skiff,
+                    rounds,
+                    idle: std::time::Duration::from_secs(idle_seconds),
                 })
                 .await
             }
