@@ -1,7 +1,7 @@
 //! Leader election through a `coordination.k8s.io` Lease, as client-go's
 //! leaderelection: the holder renews every 2 s; another candidate takes the lease over
-//! once it has gone 15 s without renewal; a holder that cannot renew for 10 s stops
-//! leading. Several servers can then run the controllers with one of them active.
+//! once it has gone 15 s without renewal (trying every 2 s, and at the moment it runs
+//! out); a holder that cannot renew for 10 s stops leading. Several servers can then run the controllers with one of them active.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -51,6 +51,18 @@ pub fn decide(lease: Option<&Value>, me: &str, now: DateTime<Utc>) -> Decision {
     }
 }
 
+/// How long until another's lease expires, if it says.
+pub fn expires_in(lease: &Value, now: DateTime<Utc>) -> Option<Duration> {
+    let spec = &lease["spec"];
+    let renewed = DateTime::parse_from_rfc3339(spec["renewTime"].as_str()?).ok()?;
+    let duration = spec["leaseDurationSeconds"]
+        .as_i64()
+        .unwrap_or(LEASE_DURATION);
+    (renewed.with_timezone(&Utc) + chrono::Duration::seconds(duration) - now)
+        .to_std()
+        .ok()
+}
+
 /// The lease after `me` acted on it.
 pub fn held(lease: Option<&Value>, name: &str, ns: &str, me: &str, now: DateTime<Utc>) -> Value {
     let mut l = lease.cloned().unwrap_or_else(|| {
@@ -81,15 +93,20 @@ async fn get(client: &kube::Client, path: &str) -> Result<Option<Value>, kube::E
     }
 }
 
-/// One attempt to hold the lease; true when we hold it now.
-async fn try_hold(client: &kube::Client, name: &str, ns: &str, me: &str) -> bool {
+/// One attempt to hold the lease: held now, or when to try again (the lease's expiry
+/// when that comes before the next retry, so a dead leader is replaced as soon as its
+/// lease runs out rather than up to a retry period later).
+async fn try_hold(client: &kube::Client, name: &str, ns: &str, me: &str) -> Result<(), Duration> {
     let path = format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}");
     let Ok(current) = get(client, &path).await else {
-        return false;
+        return Err(RETRY);
     };
     let now = Utc::now();
     let (method, url) = match decide(current.as_ref(), me, now) {
-        Decision::Wait => return false,
+        Decision::Wait => {
+            let expiry = current.as_ref().and_then(|l| expires_in(l, now));
+            return Err(expiry.map_or(RETRY, |d| RETRY.min(d + Duration::from_millis(10))));
+        }
         Decision::Create => (
             http::Method::POST,
             format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"),
@@ -104,7 +121,11 @@ async fn try_hold(client: &kube::Client, name: &str, ns: &str, me: &str) -> bool
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(serde_json::to_vec(&body).expect("json"))
         .expect("valid request");
-    client.request::<Value>(req).await.is_ok()
+    client
+        .request::<Value>(req)
+        .await
+        .map(drop)
+        .map_err(|_| RETRY)
 }
 
 /// Waits until `me` leads through lease `ns/name`, then keeps it renewed. The returned
@@ -118,15 +139,16 @@ pub async fn lead(
 ) -> Option<watch::Receiver<bool>> {
     let mut announced = false;
     loop {
-        if try_hold(&client, name, ns, me).await {
-            break;
-        }
+        let again = match try_hold(&client, name, ns, me).await {
+            Ok(()) => break,
+            Err(again) => again,
+        };
         if !announced {
             tracing::info!(lease = %format!("{ns}/{name}"), "waiting to become leader");
             announced = true;
         }
         tokio::select! {
-            _ = tokio::time::sleep(RETRY) => {}
+            _ = tokio::time::sleep(again) => {}
             _ = shutdown.changed() => return None,
         }
     }
@@ -140,7 +162,7 @@ pub async fn lead(
                 _ = tokio::time::sleep(RETRY) => {}
                 _ = shutdown.changed() => return,
             }
-            if try_hold(&client, &name, &ns, &me).await {
+            if try_hold(&client, &name, &ns, &me).await.is_ok() {
                 last_ok = tokio::time::Instant::now();
             } else if last_ok.elapsed() > RENEW_DEADLINE {
                 tracing::error!(lease = %format!("{ns}/{name}"), "leader election lost");
@@ -175,5 +197,13 @@ mod tests {
         assert_eq!(taken["spec"]["leaseDurationSeconds"], LEASE_DURATION);
         let renewed = held(Some(&taken), "kcm", "kube-system", "a", now);
         assert_eq!(renewed["spec"]["leaseTransitions"], 1);
+    }
+
+    #[test]
+    fn a_waiting_candidate_knows_when_the_lease_runs_out() {
+        let lease = held(None, "kcm", "kube-system", "b", t("2026-01-01T00:00:20Z"));
+        let now = t("2026-01-01T00:00:34.5Z");
+        assert_eq!(expires_in(&lease, now), Some(Duration::from_millis(500)));
+        assert_eq!(expires_in(&lease, t("2026-01-01T00:00:40Z")), None);
     }
 }
