@@ -646,12 +646,8 @@ async fn serve_resource(
                 Some(Subresource::Binding) => {
                     let binding = obj;
                     let name = t.name().to_string();
-                    let pod_t = Target {
-                        sub: None,
-                        ..t.clone()
-                    };
                     api.write_existing(
-                        &pod_t,
+                        &t,
                         None,
                         &WriteOptions {
                             field_manager: None,

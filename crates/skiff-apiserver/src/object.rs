@@ -579,6 +579,8 @@ impl ApiServer {
         let csr = crate::certificates::is_csr(ri.group, ri.plural);
         let mut new = match t.sub {
             _ if csr => crate::certificates::prepare_update(t.sub, current, &incoming),
+            // The bound pod, node and PodScheduled condition both: spec and status move.
+            Some(Subresource::Binding) => incoming,
             Some(Subresource::Status) => {
                 // Only status moves; everything else stays as stored.
                 let mut n = current.clone();

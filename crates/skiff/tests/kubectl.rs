@@ -784,6 +784,15 @@ fn scheduler_places_pods_and_explains_failures() {
         (!n.is_empty()).then_some(n)
     });
     assert!(node.starts_with("gpu-"), "{node}");
+    // Bound: the binding set PodScheduled, and it stays (the node keeps it).
+    let scheduled = c.ok(&[
+        "get",
+        "pod",
+        "gpu-job",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].status}",
+    ]);
+    assert_eq!(scheduled, "True");
 
     // Cordon: new pods avoid the node.
     assert_eq!(c.ok(&["cordon", "small"]).trim(), "node/small cordoned");
