@@ -149,7 +149,15 @@ fn services_dns_and_pods_across_two_nodes() {
     for p in ["client-a", "client-b", "web-b"] {
         wait_phase(&c, p, "Running");
     }
-    c.ok(&["rollout", "status", "deployment/backend", "--timeout=60s"]);
+    let rollout = c.kubectl(&["rollout", "status", "deployment/backend", "--timeout=60s"]);
+    if !rollout.status.success() {
+        panic!(
+            "backend not available:\n{}\n{}\nagent 1:\n{}",
+            c.ok(&["get", "pods", "-o", "wide"]),
+            c.ok(&["describe", "pods", "-l", "app=backend"]),
+            b.log()
+        );
+    }
 
     pods_reach_each_other_across_nodes(&c, &lab);
     the_guides_service_is_reached_every_way(&c, &lab);
