@@ -47,6 +47,9 @@ pub struct Member {
     /// `(name, peer URL)` of the members of the cluster this one joins, itself included;
     /// empty for the first member of a new cluster.
     pub join: Vec<(String, String)>,
+    /// More of etcd's flags, `name=value` (k3s' `--etcd-arg`), after skiff's own: etcd
+    /// takes the last of a repeated flag, so these override.
+    pub extra: Vec<String>,
 }
 
 impl Member {
@@ -64,6 +67,7 @@ impl Member {
             client_port,
             peer_port: 0,
             join: Vec::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -96,7 +100,7 @@ impl Member {
             let all: Vec<String> = self.join.iter().map(|(n, u)| format!("{n}={u}")).collect();
             (all.join(","), "existing")
         };
-        vec![
+        let mut args = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir.display()),
             format!("--listen-client-urls={}", listen_client.join(",")),
@@ -116,7 +120,13 @@ impl Member {
             // Revisions are compacted by the API server, as with SQLite.
             "--auto-compaction-retention=0".into(),
             "--logger=zap".into(),
-        ]
+        ];
+        args.extend(
+            self.extra
+                .iter()
+                .map(|a| format!("--{}", a.trim_start_matches('-'))),
+        );
+        args
     }
 
     /// The member's certificates, made once from the cluster CA: serving and peer
@@ -380,6 +390,7 @@ mod tests {
             client_port: 2379,
             peer_port: 2380,
             join,
+            extra: vec!["election-timeout=600".into()],
         }
     }
 
@@ -391,6 +402,7 @@ mod tests {
             "--listen-peer-urls=https://10.0.0.5:2380",
             "--initial-cluster=s1=https://10.0.0.5:2380",
             "--initial-cluster-state=new",
+            "--election-timeout=600",
             "--client-cert-auth",
             "--peer-client-cert-auth",
             "--peer-cert-file=/d/tls/etcd/peer.crt",

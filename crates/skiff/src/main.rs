@@ -400,6 +400,10 @@ struct DatastoreArgs {
     /// The embedded member's peer port.
     #[arg(long, default_value_t = 2380)]
     etcd_peer_port: u16,
+    /// One more flag for the embedded etcd member, `name=value` (e.g.
+    /// `election-timeout=1000`); repeatable, overriding skiff's own.
+    #[arg(long = "etcd-arg")]
+    etcd_arg: Vec<String>,
     /// Join the cluster of this server (`https://host:6443`), one started with
     /// `--cluster-init`: this server runs an etcd member too, added to that cluster.
     #[arg(long = "server")]
@@ -1388,6 +1392,7 @@ impl EmbeddedEtcd {
             client_port: a.etcd_client_port,
             peer_port: a.etcd_peer_port,
             join: Vec::new(),
+            extra: a.etcd_arg.clone(),
         });
         let (stop, _) = tokio::sync::watch::channel(false);
         let schedule = (!a.etcd_disable_snapshots)
