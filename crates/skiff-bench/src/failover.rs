@@ -42,6 +42,9 @@ pub struct FailoverBenchOptions {
     pub rounds: usize,
     /// How long servers sit idle before their memory is read.
     pub idle: Duration,
+    /// `--etcd-arg`s for the servers of the failover rounds (e.g. a shorter
+    /// `election-timeout`).
+    pub etcd_args: Vec<String>,
 }
 
 /// One round's figures, from the kill.
@@ -63,7 +66,15 @@ pub async fn failover(opts: FailoverBenchOptions) -> anyhow::Result<()> {
         opts.rounds
     );
     idle_footprint(&opts).await?;
-    let mut cluster = Cluster::start(&opts.skiff, 3, &[]).await?;
+    let extra: Vec<&str> = opts
+        .etcd_args
+        .iter()
+        .flat_map(|a| ["--etcd-arg", a.as_str()])
+        .collect();
+    if !extra.is_empty() {
+        println!("servers run with {}", extra.join(" "));
+    }
+    let mut cluster = Cluster::start(&opts.skiff, 3, &extra).await?;
     let work = tempfile::tempdir()?;
     let s1 = client_for(&cluster.servers[0].kubeconfig()).await?;
     create_replicaset(&s1).await?;

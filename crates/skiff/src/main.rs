@@ -253,6 +253,9 @@ enum BenchCommand {
         /// Seconds servers sit idle before their memory is read.
         #[arg(long, default_value_t = 20)]
         idle_seconds: u64,
+        /// `--etcd-arg` for the servers of the rounds, `name=value`; repeatable.
+        #[arg(long = "etcd-arg")]
+        etcd_arg: Vec<String>,
     },
 }
 
@@ -769,12 +772,14 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(BenchCommand::Failover {
                 rounds,
                 idle_seconds,
+                etcd_arg,
             }) => {
                 let skiff = std::env::current_exe().context("locating the skiff binary")?;
                 skiff_bench::failover(skiff_bench::FailoverBenchOptions {
                     skiff,
                     rounds,
                     idle: std::time::Duration::from_secs(idle_seconds),
+                    etcd_args: etcd_arg,
                 })
                 .await
             }
