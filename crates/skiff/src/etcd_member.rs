@@ -10,12 +10,29 @@ use std::path::PathBuf;
 pub struct EtcdMemberArgs {
     #[command(subcommand)]
     cmd: Cmd,
+    #[command(flatten)]
+    beside: Beside,
+}
+
+/// Which server's member a command run beside it reaches: its data dir (the client
+/// certificate) and its member's client port.
+#[derive(Args)]
+pub struct Beside {
     /// The server's data dir.
     #[arg(long, env = "SKIFF_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// The member's client port (the server's `--etcd-client-port`).
     #[arg(long, default_value_t = 2379, global = true)]
     etcd_client_port: u16,
+}
+
+impl Beside {
+    /// The data dir, and the member as its clients reach it.
+    pub fn member(&self, default_data_dir: PathBuf) -> (PathBuf, skiff_etcd::Member) {
+        let data_dir = self.data_dir.clone().unwrap_or(default_data_dir);
+        let member = skiff_etcd::Member::of_server(&data_dir, self.etcd_client_port);
+        (data_dir, member)
+    }
 }
 
 #[derive(Subcommand)]
@@ -29,8 +46,7 @@ enum Cmd {
 }
 
 pub async fn run(a: EtcdMemberArgs, default_data_dir: PathBuf) -> anyhow::Result<()> {
-    let data_dir = a.data_dir.unwrap_or(default_data_dir);
-    let me = skiff_etcd::Member::of_server(&data_dir, a.etcd_client_port);
+    let (_, me) = a.beside.member(default_data_dir);
     match a.cmd {
         Cmd::Ls => {
             println!(

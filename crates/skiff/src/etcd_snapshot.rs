@@ -8,12 +8,8 @@ use std::path::PathBuf;
 pub struct EtcdSnapshotArgs {
     #[command(subcommand)]
     cmd: Cmd,
-    /// The server's data dir.
-    #[arg(long, env = "SKIFF_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// The member's client port (the server's `--etcd-client-port`).
-    #[arg(long, default_value_t = 2379, global = true)]
-    etcd_client_port: u16,
+    #[command(flatten)]
+    beside: crate::etcd_member::Beside,
     /// Where snapshots are (default `<data-dir>/db/snapshots`).
     #[arg(long, global = true)]
     dir: Option<PathBuf>,
@@ -35,11 +31,10 @@ enum Cmd {
 }
 
 pub async fn run(a: EtcdSnapshotArgs, default_data_dir: PathBuf) -> anyhow::Result<()> {
-    let data_dir = a.data_dir.unwrap_or(default_data_dir);
+    let (data_dir, member) = a.beside.member(default_data_dir);
     let dir = a
         .dir
         .unwrap_or_else(|| data_dir.join("db").join("snapshots"));
-    let member = skiff_etcd::Member::of_server(&data_dir, a.etcd_client_port);
     match a.cmd {
         Cmd::Save { name } => {
             let s = skiff_etcd::snapshot::save(&member, &dir, &name).await?;
