@@ -51,7 +51,7 @@ pub fn find<'a>(members: &'a [Info], which: &str) -> Option<&'a Info> {
     })
 }
 
-/// Removes the member `which` names; the removed one's name.
+/// Removes the member `which` names; which one that was.
 pub async fn remove(me: &Member, which: &str) -> Result<Info> {
     let members = list(me).await?;
     let Some(target) = find(&members, which).cloned() else {
