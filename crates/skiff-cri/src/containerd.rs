@@ -81,54 +81,19 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 /// Runs containerd until `shutdown` turns true, restarting it when it exits (1 s doubling
 /// to 30 s, reset after a minute up). Returns once containerd has stopped. Callers await
 /// [`stop_leftovers`] first, before they connect, or they may reach a leftover as it goes.
-pub async fn supervise(cfg: Config, mut shutdown: watch::Receiver<bool>) -> crate::Result<()> {
+pub async fn supervise(cfg: Config, shutdown: watch::Receiver<bool>) -> crate::Result<()> {
     std::fs::create_dir_all(&cfg.dir)?;
     std::fs::create_dir_all(&cfg.cni_conf_dir)?;
     std::fs::write(cfg.config_path(), cfg.render())?;
-    let log_path = cfg.dir.join("containerd.log");
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        let mut child = tokio::process::Command::new("containerd")
-            .arg("--config")
-            .arg(cfg.config_path())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id();
-        tracing::info!(pid, socket = %cfg.socket().display(), "containerd started");
-        let started = tokio::time::Instant::now();
-        tokio::select! {
-            status = child.wait() => {
-                tracing::warn!(?status, log = %log_path.display(), "containerd exited; restarting");
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            _ = shutdown.changed() => {
-                if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
-                    let _ = child.kill().await;
-                }
-                tracing::info!("containerd stopped");
-                return Ok(());
-            }
-        }
-    }
+    tracing::info!(socket = %cfg.socket().display(), "starting containerd");
+    let command = || {
+        let mut cmd = tokio::process::Command::new("containerd");
+        cmd.arg("--config").arg(cfg.config_path());
+        cmd
+    };
+    let log = cfg.dir.join("containerd.log");
+    let grace = Duration::from_secs(10);
+    skiff_supervise::supervise("containerd", &log, command, |_| Ok(()), grace, shutdown).await
 }
 
 /// Stops every containerd running with `cfg`'s config file (SIGTERM, then SIGKILL after
@@ -139,59 +104,29 @@ pub async fn stop_leftovers(cfg: &Config) {
             pid,
             "containerd left running by an earlier agent; stopping it (its containers keep running)"
         );
-        let target = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while alive(pid) {
-            if tokio::time::Instant::now() > deadline {
-                tracing::warn!(pid, "containerd ignored SIGTERM; killing it");
-                let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        skiff_supervise::stop_leftover("containerd", pid, Duration::from_secs(15)).await;
     }
 }
 
 /// Processes whose command line is `containerd … --config <config> …`.
 fn running_with_config(config: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let config = config.as_os_str().as_encoded_bytes();
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| is_containerd_with(&c, config))
-        })
-        .filter(|&pid| alive(pid))
-        .collect()
+    skiff_supervise::running("containerd", |args| with_config(args, config))
 }
 
-fn is_containerd_with(cmdline: &[u8], config: &[u8]) -> bool {
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    let is_containerd = args
-        .first()
-        .is_some_and(|a| a.rsplit(|&b| b == b'/').next() == Some(b"containerd"));
-    is_containerd
-        && args
-            .windows(2)
-            .any(|w| w[0] == b"--config" && w[1] == config)
-}
-
-/// Running, not a zombie (an orphan's new parent may never reap it).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
+fn with_config(args: &[&[u8]], config: &[u8]) -> bool {
+    args.windows(2)
+        .any(|w| w[0] == b"--config" && w[1] == config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `running_with_config` asks of each process's command line.
+    fn is_containerd_with(cmdline: &[u8], config: &[u8]) -> bool {
+        skiff_supervise::runs(cmdline, "containerd", |args| with_config(args, config))
+    }
 
     #[test]
     fn recognizes_our_containerd_only() {
@@ -207,8 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_alive() {
-        assert!(alive(std::process::id() as i32));
+    fn no_process_runs_with_a_config_that_is_not_there() {
         assert!(!running_with_config(Path::new("/nonexistent/config.toml")).contains(&1));
     }
 }

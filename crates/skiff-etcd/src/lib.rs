@@ -265,51 +265,28 @@ fn write_once(
     Ok(())
 }
 
-/// Runs the member until `shutdown`, restarting it when it exits (1 s doubling to 30 s).
-/// A member left by a server that died (kill -9) is stopped when the server starts again.
-pub async fn supervise(member: Member, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+/// Runs the member until `shutdown`, restarting it when it exits (1 s doubling to 30 s),
+/// unless it says it was removed from the cluster. A member left by a server that died
+/// is stopped first.
+pub async fn supervise(member: Member, shutdown: watch::Receiver<bool>) -> Result<()> {
     std::fs::create_dir_all(&member.data_dir)?;
     stop_leftovers(&member.data_dir).await;
-    let log_path = member.data_dir.with_extension("log");
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
+    tracing::info!(client = %member.client_url(), "starting the etcd member");
+    let removed = |out: &str| match members::says_removed(out) {
+        true => Err(Error::Removed(member.data_dir.clone())),
+        false => Ok(()),
+    };
+    let command = || {
         let mut cmd = etcd_command();
-        cmd.args(member.args())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true);
-        // Where this run's output begins: only it says why this run ended.
-        let from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
-        let mut child = cmd.spawn()?;
-        tracing::info!(pid = child.id(), client = %member.client_url(), "etcd member started");
-        let started = tokio::time::Instant::now();
-        tokio::select! {
-            status = child.wait() => {
-                if members::says_removed(&log_since(&log_path, from)) {
-                    return Err(Error::Removed(member.data_dir.clone()));
-                }
-                tracing::warn!(?status, log = %log_path.display(), "etcd exited; restarting");
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            _ = shutdown.changed() => {
-                stop(&mut child).await;
-                tracing::info!("etcd member stopped");
-                return Ok(());
-            }
-        }
-    }
+        cmd.args(member.args());
+        cmd
+    };
+    let log = member.data_dir.with_extension("log");
+    skiff_supervise::supervise("etcd", &log, command, removed, STOP_GRACE, shutdown).await
 }
+
+/// How long a member gets to stop after SIGTERM.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// `etcd`, killed when the thread that starts it dies (a runtime worker, which lives as
 /// long as the server), under `setpriv` where util-linux has it.
@@ -323,61 +300,12 @@ pub(crate) fn etcd_command() -> tokio::process::Command {
     cmd
 }
 
-fn log_since(path: &Path, from: u64) -> String {
-    use std::io::{Read, Seek};
-    let mut out = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.seek(std::io::SeekFrom::Start(from));
-        let _ = f.read_to_end(&mut out);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(crate) async fn stop(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
 /// Stops an etcd an earlier run left on this data dir (SIGTERM, SIGKILL after 10 s).
 async fn stop_leftovers(data_dir: &Path) {
     let want = format!("--data-dir={}", data_dir.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for pid in entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-    {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_etcd = args
-            .first()
-            .is_some_and(|a| a.rsplit(|b| *b == b'/').next() == Some(b"etcd"));
-        if !is_etcd || !args.contains(&want.as_bytes()) {
-            continue;
-        }
+    for pid in skiff_supervise::running("etcd", |args| args.contains(&want.as_bytes())) {
         tracing::warn!(pid, "etcd left running by an earlier server; stopping it");
-        let target = nix::unistd::Pid::from_raw(pid);
-        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
-        for _ in 0..100 {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+        skiff_supervise::stop_leftover("etcd", pid, STOP_GRACE).await;
     }
 }
 

@@ -164,7 +164,7 @@ pub async fn reset(member: &Member) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    crate::stop(&mut child).await;
+    skiff_supervise::stop(&mut child, crate::STOP_GRACE).await;
     if answered {
         Ok(())
     } else {
