@@ -1,0 +1,665 @@
+//! `x-kubernetes-validations`: rules read and compiled with the schema, evaluated with
+//! `self` (and `oldSelf` for transition rules) bound to the value at their node, errors
+//! worded as apiextensions' CEL validator words them.
+//!
+//! Kubernetes' CEL environment is approximated on cel-rust: the standard library with
+//! its macros (`has`, `all`, `exists`, `exists_one`, `map`, `filter`), `matches`,
+//! the strings and lists extensions (`lowerAscii`, `upperAscii`, `split`, `join`, `trim`,
+//! `replace`, `indexOf` on strings, `slice`, `flatten`, `sort` …) and kube's list
+//! additions `isSorted`, `sum`, `min`, `max`. Not provided: `url()`, `quantity()`,
+//! `ip()`, `cidr()`, `semver()`, list `indexOf`; strings with formats date-time,
+//! duration and byte stay strings. cel-rust does not type-check, so a rule naming a field
+//! the schema lacks compiles and fails when evaluated (kube rejects it at CRD creation),
+//! and no cost limits are estimated or enforced.
+
+use crate::node::Node;
+use crate::path::{child, index};
+use cel::extractors::This;
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, ExecutionError, Program, Value as Cel};
+use serde_json::{Value, json};
+use skiff_types::{FieldError, FieldErrorType};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// One rule of `x-kubernetes-validations`, compiled.
+pub(crate) struct Rule {
+    pub rule: String,
+    pub message: String,
+    pub message_expression: String,
+    pub reason: Option<String>,
+    pub field_path: String,
+    pub optional_old_self: Option<bool>,
+    /// The rule as kube shows it in errors about it.
+    pub raw: Value,
+    pub program: Option<Program>,
+    pub compile_error: Option<String>,
+    pub message_program: Option<Program>,
+    pub message_compile_error: Option<String>,
+    pub uses_old_self: bool,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule").field("rule", &self.rule).finish()
+    }
+}
+
+const REASONS: [&str; 4] = [
+    "FieldValueDuplicate",
+    "FieldValueForbidden",
+    "FieldValueInvalid",
+    "FieldValueRequired",
+];
+
+/// The shared CEL environment (compiling and evaluating).
+pub(crate) fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        // Both extensions only add overloads; failing to add one would be a bug here.
+        let _ = env.add_extension(cel::extensions::strings);
+        let _ = env.add_extension(cel::extensions::lists);
+        Arc::new(env)
+    })
+}
+
+fn text(m: &serde_json::Map<String, Value>, k: &str) -> String {
+    m.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Rule {
+    /// Reads (and compiles) a rule; shape problems go to `errs`.
+    pub(crate) fn read(v: &Value, path: &str, errs: &mut Vec<FieldError>) -> Rule {
+        let empty = serde_json::Map::new();
+        let m = v.as_object().unwrap_or_else(|| {
+            errs.push(FieldError::invalid(path, v.clone(), "must be an object"));
+            &empty
+        });
+        let rule = text(m, "rule");
+        let message_expression = text(m, "messageExpression");
+        let mut r = Rule {
+            message: text(m, "message"),
+            reason: m.get("reason").and_then(Value::as_str).map(str::to_string),
+            field_path: text(m, "fieldPath"),
+            optional_old_self: m.get("optionalOldSelf").and_then(Value::as_bool),
+            raw: json!({
+                "rule": rule,
+                "message": text(m, "message"),
+                "messageExpression": message_expression,
+                "reason": m.get("reason").cloned().unwrap_or(Value::Null),
+                "fieldPath": text(m, "fieldPath"),
+                "optionalOldSelf": m.get("optionalOldSelf").cloned().unwrap_or(Value::Null),
+            }),
+            program: None,
+            compile_error: None,
+            message_program: None,
+            message_compile_error: None,
+            uses_old_self: false,
+            rule,
+            message_expression,
+        };
+        r.compile();
+        r
+    }
+
+    fn compile(&mut self) {
+        if !self.rule.trim().is_empty() {
+            match env().compile(&self.rule) {
+                Ok(p) => {
+                    self.uses_old_self = p.references().has_variable("oldSelf");
+                    self.program = Some(p);
+                }
+                Err(e) => self.compile_error = Some(format!("compilation failed: {e}")),
+            }
+        }
+        if !self.message_expression.trim().is_empty() {
+            match env().compile(&self.message_expression) {
+                Ok(p) => self.message_program = Some(p),
+                Err(e) => {
+                    self.message_compile_error =
+                        Some(format!("messageExpression compilation failed: {e}"))
+                }
+            }
+        }
+    }
+
+    /// The CRD-level checks of the rule's fields (apiextensions' validation.go).
+    pub(crate) fn check(&self, path: &str, errs: &mut Vec<FieldError>) {
+        let msg = self.message.trim();
+        let has_nl = |s: &str| s.contains('\n');
+        if self.rule.trim().is_empty() {
+            errs.push(FieldError::required(
+                child(path, "rule"),
+                "rule is not specified",
+            ));
+        } else if !self.message.is_empty() && msg.is_empty() {
+            errs.push(FieldError::invalid(
+                child(path, "message"),
+                json!(self.message),
+                "must be non-empty if specified",
+            ));
+        } else if has_nl(msg) {
+            errs.push(FieldError::invalid(
+                child(path, "message"),
+                json!(self.message),
+                "must not contain line breaks",
+            ));
+        } else if has_nl(self.rule.trim()) && msg.is_empty() {
+            errs.push(FieldError::required(
+                child(path, "message"),
+                "message must be specified if rule contains line breaks",
+            ));
+        }
+        if !self.message_expression.is_empty() && self.message_expression.trim().is_empty() {
+            errs.push(FieldError::required(
+                child(path, "messageExpression"),
+                "messageExpression must be non-empty if specified",
+            ));
+        }
+        if let Some(reason) = self.reason.as_deref().filter(|r| !REASONS.contains(r)) {
+            errs.push(FieldError::not_supported(
+                child(path, "reason"),
+                json!(reason),
+                &REASONS,
+            ));
+        }
+        if !self.field_path.is_empty() && self.field_path.trim().is_empty() {
+            errs.push(FieldError::invalid(
+                child(path, "fieldPath"),
+                json!(self.field_path),
+                "must be non-empty if specified",
+            ));
+        }
+        if has_nl(&self.field_path) {
+            errs.push(FieldError::invalid(
+                child(path, "fieldPath"),
+                json!(self.field_path),
+                "must not contain line breaks",
+            ));
+        }
+    }
+
+    /// Compilation problems, and oldSelf where it cannot be correlated.
+    pub(crate) fn check_compiled(
+        &self,
+        path: &str,
+        uncorrelatable: Option<&str>,
+        errs: &mut Vec<FieldError>,
+    ) {
+        if let Some(e) = &self.compile_error {
+            errs.push(FieldError::invalid(
+                child(path, "rule"),
+                self.raw.clone(),
+                e.clone(),
+            ));
+        }
+        if let Some(e) = &self.message_compile_error {
+            errs.push(FieldError::invalid(
+                child(path, "messageExpression"),
+                self.raw.clone(),
+                e.clone(),
+            ));
+        }
+        if self.program.is_none() {
+            return;
+        }
+        if self.uses_old_self {
+            if let Some(p) = uncorrelatable {
+                errs.push(FieldError::invalid(
+                    child(path, "rule"),
+                    json!(self.rule),
+                    format!("oldSelf cannot be used on the uncorrelatable portion of the schema within {p}"),
+                ));
+            }
+        } else if let Some(o) = self.optional_old_self {
+            errs.push(FieldError::invalid(
+                child(path, "optionalOldSelf"),
+                json!(o),
+                "may not be set if oldSelf is not used in rule",
+            ));
+        }
+    }
+
+    /// `message` trimmed, or `failed rule: <rule>`.
+    fn message_or_default(&self) -> String {
+        if self.message.is_empty() {
+            format!("failed rule: {}", self.rule_error_string())
+        } else {
+            self.message.trim().to_string()
+        }
+    }
+
+    fn rule_error_string(&self) -> String {
+        if self.message.is_empty() {
+            self.rule.trim().to_string()
+        } else {
+            self.message.trim().to_string()
+        }
+    }
+}
+
+/// kube's `x-kubernetes-validations` property-name escaping: `None` when the name
+/// cannot be accessed from CEL at all.
+pub(crate) fn escape(name: &str) -> Option<String> {
+    const RESERVED: [&str; 22] = [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+        "__proto__",
+    ];
+    if RESERVED.contains(&name) {
+        return Some(format!("__{name}__"));
+    }
+    let ok_first = |c: char| c.is_ascii_alphabetic() || "_.-/".contains(c);
+    let ok_rest = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
+    let mut chars = name.chars();
+    if !chars.next().is_some_and(ok_first) || !chars.all(ok_rest) {
+        return None;
+    }
+    Some(
+        name.replace("__", "__underscores__")
+            .replace('.', "__dot__")
+            .replace('-', "__dash__")
+            .replace('/', "__slash__"),
+    )
+}
+
+fn map_of(entries: impl IntoIterator<Item = (String, Cel)>) -> Cel {
+    let map: HashMap<Key, Cel> = entries
+        .into_iter()
+        .map(|(k, v)| (Key::String(Arc::new(k)), v))
+        .collect();
+    Cel::Map(CelMap { map: Arc::new(map) })
+}
+
+/// A JSON value as CEL sees it under schema `n` (`root`: a resource root, whose
+/// metadata shows only name and generateName).
+pub(crate) fn to_cel(v: &Value, n: Option<&Node>, root: bool) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(x) => match (n.map(|n| n.ty.as_str()), x.as_i64()) {
+            (Some("number"), _) | (_, None) => Cel::Float(x.as_f64().unwrap_or(0.0)),
+            (_, Some(i)) => Cel::Int(i),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(a) => {
+            let items = n.and_then(|n| n.items.as_deref());
+            Cel::List(Arc::new(
+                a.iter().map(|x| to_cel(x, items, false)).collect(),
+            ))
+        }
+        Value::Object(m) => object_to_cel(m, n, root),
+    }
+}
+
+fn object_to_cel(m: &serde_json::Map<String, Value>, n: Option<&Node>, root: bool) -> Cel {
+    let Some(n) = n else {
+        return map_of(m.iter().map(|(k, v)| (k.clone(), to_cel(v, None, false))));
+    };
+    let resource = root || n.embedded;
+    let mut out = Vec::new();
+    if resource {
+        for k in ["apiVersion", "kind"] {
+            if let Some(v) = m.get(k) {
+                out.push((k.to_string(), to_cel(v, None, false)));
+            }
+        }
+        if let Some(Value::Object(meta)) = m.get("metadata") {
+            let names = ["name", "generateName"]
+                .into_iter()
+                .filter_map(|k| meta.get(k).map(|v| (k.to_string(), to_cel(v, None, false))));
+            out.push(("metadata".to_string(), map_of(names)));
+        }
+    }
+    if let Some(ap) = n.additional_schema() {
+        out.extend(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_cel(v, Some(ap), false))),
+        );
+    } else if n.properties.is_empty() && !resource {
+        out.extend(m.iter().map(|(k, v)| (k.clone(), to_cel(v, None, false))));
+    } else {
+        for (k, v) in m {
+            let Some(p) = n.properties.get(k) else {
+                continue;
+            };
+            if resource && ["apiVersion", "kind", "metadata"].contains(&k.as_str()) {
+                continue;
+            }
+            if let Some(name) = escape(k) {
+                out.push((name, to_cel(v, Some(p), false)));
+            }
+        }
+    }
+    map_of(out)
+}
+
+/// Kubernetes' list library functions cel-rust lacks.
+fn add_kube_functions(ctx: &mut Context) {
+    let _ = ctx.add_function(
+        "isSorted",
+        |This(l): This<Arc<Vec<Cel>>>| -> Result<bool, ExecutionError> {
+            for w in l.windows(2) {
+                match w[0].partial_cmp(&w[1]) {
+                    Some(std::cmp::Ordering::Greater) => return Ok(false),
+                    Some(_) => {}
+                    None => {
+                        return Err(ExecutionError::function_error(
+                            "isSorted",
+                            "values not comparable",
+                        ));
+                    }
+                }
+            }
+            Ok(true)
+        },
+    );
+    let _ = ctx.add_function(
+        "sum",
+        |This(l): This<Arc<Vec<Cel>>>| -> Result<Cel, ExecutionError> { sum(&l) },
+    );
+    let _ = ctx.add_function("min", |This(l): This<Arc<Vec<Cel>>>| {
+        extreme(&l, "min", std::cmp::Ordering::Less)
+    });
+    let _ = ctx.add_function("max", |This(l): This<Arc<Vec<Cel>>>| {
+        extreme(&l, "max", std::cmp::Ordering::Greater)
+    });
+}
+
+fn sum(l: &[Cel]) -> Result<Cel, ExecutionError> {
+    let (mut i, mut f, mut float) = (0i64, 0f64, false);
+    for v in l {
+        match v {
+            Cel::Int(x) => {
+                i = i
+                    .checked_add(*x)
+                    .ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?
+            }
+            Cel::UInt(x) => i += *x as i64,
+            Cel::Float(x) => {
+                float = true;
+                f += x
+            }
+            _ => return Err(ExecutionError::function_error("sum", "no such overload")),
+        }
+    }
+    Ok(if float {
+        Cel::Float(f + i as f64)
+    } else {
+        Cel::Int(i)
+    })
+}
+
+fn extreme(l: &[Cel], name: &str, want: std::cmp::Ordering) -> Result<Cel, ExecutionError> {
+    let mut best = l.first().ok_or_else(|| {
+        ExecutionError::function_error(name, format!("{name} called on empty list"))
+    })?;
+    for v in &l[1..] {
+        match v.partial_cmp(best) {
+            Some(o) if o == want => best = v,
+            Some(_) => {}
+            None => {
+                return Err(ExecutionError::function_error(
+                    name,
+                    "values not comparable",
+                ));
+            }
+        }
+    }
+    Ok(best.clone())
+}
+
+/// What evaluation needs besides the node: the base context and the values.
+pub(crate) struct Eval<'a> {
+    pub path: &'a str,
+    pub node: &'a Node,
+    pub value: &'a Value,
+    pub old: Option<&'a Value>,
+    pub root: bool,
+}
+
+/// Evaluates the rules of `e.node` on its value, appending failures to `errs`.
+pub(crate) fn evaluate(e: &Eval, errs: &mut Vec<FieldError>) {
+    if e.value.is_null() || e.node.rules.is_empty() {
+        return;
+    }
+    let mut base = Context::with_env(env().clone());
+    add_kube_functions(&mut base);
+    let this = to_cel(e.value, Some(e.node), e.root);
+    let old = e.old.map(|o| to_cel(o, Some(e.node), e.root));
+    for rule in &e.node.rules {
+        if let Some(err) = evaluate_rule(&base, rule, e, &this, old.as_ref()) {
+            errs.push(err);
+        }
+    }
+}
+
+fn evaluate_rule(
+    base: &Context,
+    rule: &Rule,
+    e: &Eval,
+    this: &Cel,
+    old: Option<&Cel>,
+) -> Option<FieldError> {
+    let value_shown = || match e.node.ty.as_str() {
+        "object" | "array" => None,
+        _ => Some(e.value.clone()),
+    };
+    if let Some(c) = &rule.compile_error {
+        return Some(FieldError::new(
+            FieldErrorType::Invalid,
+            e.path,
+            Some(json!(e.node.ty)),
+            format!("rule compile error: {c}"),
+        ));
+    }
+    let program = rule.program.as_ref()?;
+    let optional = rule.optional_old_self == Some(true);
+    if rule.uses_old_self && old.is_none() && !optional {
+        return None;
+    }
+    let mut ctx = base.new_inner_scope();
+    ctx.add_variable_from_value("self", this.clone());
+    bind_old_self(&mut ctx, old, optional);
+    let detail = match program.execute(&ctx) {
+        Ok(Cel::Bool(true)) => return None,
+        Ok(_) => None,
+        Err(err) => Some(runtime_error(&err, rule)),
+    };
+    let path = rule_path(e.path, &rule.field_path);
+    if let Some(d) = detail {
+        return Some(FieldError::new(
+            FieldErrorType::Invalid,
+            path,
+            Some(json!(e.node.ty)),
+            d,
+        ));
+    }
+    let mut msg_ctx = base.new_inner_scope();
+    msg_ctx.add_variable_from_value("self", this.clone());
+    bind_old_self(&mut msg_ctx, old, false);
+    let detail = rule
+        .message_program
+        .as_ref()
+        .and_then(|p| message(p, &msg_ctx))
+        .unwrap_or_else(|| rule.message_or_default());
+    Some(for_reason(
+        rule.reason.as_deref(),
+        path,
+        value_shown(),
+        detail,
+    ))
+}
+
+fn bind_old_self(ctx: &mut Context, old: Option<&Cel>, optional: bool) {
+    match (old, optional) {
+        (Some(o), false) => ctx.add_variable_from_value("oldSelf", o.clone()),
+        (None, false) => {}
+        (o, true) => {
+            let inner =
+                o.and_then(|o| Box::<dyn cel::common::value::Val>::try_from(o.clone()).ok());
+            let opt = match inner {
+                Some(v) => cel::common::types::CelOptional::of(v),
+                None => cel::common::types::CelOptional::none(),
+            };
+            ctx.add_variable_as_val("oldSelf", Box::new(opt));
+        }
+    }
+}
+
+/// A messageExpression's result, if it evaluates to a usable string.
+fn message(p: &Program, ctx: &Context) -> Option<String> {
+    match p.execute(ctx) {
+        Ok(Cel::String(s)) => {
+            let t = s.trim();
+            (!t.is_empty() && !t.contains('\n')).then(|| t.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn runtime_error(err: &ExecutionError, rule: &Rule) -> String {
+    let rule_s = rule.rule_error_string();
+    match err {
+        ExecutionError::NoSuchOverload(_) => format!(
+            "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {rule_s}"
+        ),
+        ExecutionError::NoSuchKey(k) => format!("no such key: {k} evaluating rule: {rule_s}"),
+        other => format!("{other} evaluating rule: {rule_s}"),
+    }
+}
+
+/// The node's path, with the rule's fieldPath (`.spec.x`, `['a.b']`) appended.
+fn rule_path(base: &str, field_path: &str) -> String {
+    let fp = field_path.trim();
+    if fp.is_empty() {
+        return base.to_string();
+    }
+    let normalized = fp
+        .trim_start_matches('.')
+        .replace("['", "[")
+        .replace("']", "]");
+    child(base, &normalized)
+}
+
+fn for_reason(
+    reason: Option<&str>,
+    path: String,
+    value: Option<Value>,
+    detail: String,
+) -> FieldError {
+    match reason {
+        Some("FieldValueForbidden") => FieldError::forbidden(path, detail),
+        Some("FieldValueRequired") => FieldError::required(path, detail),
+        Some("FieldValueDuplicate") => FieldError::new(FieldErrorType::Duplicate, path, value, ""),
+        _ => FieldError::new(FieldErrorType::Invalid, path, value, detail),
+    }
+}
+
+/// Walks `value` under `node` evaluating every rule, correlating `old` as kube does:
+/// object fields by name (unless the map type is uncorrelatable), list-type=map items
+/// by their keys, nothing for other lists.
+pub(crate) fn validate_tree(
+    node: &Node,
+    path: &str,
+    value: &Value,
+    old: Option<&Value>,
+    root: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    if value.is_null() {
+        return;
+    }
+    let old = old.filter(|o| !o.is_null());
+    evaluate(
+        &Eval {
+            path,
+            node,
+            value,
+            old,
+            root,
+        },
+        errs,
+    );
+    match value {
+        Value::Object(m) => {
+            let correlatable = matches!(
+                node.map_type.as_deref(),
+                None | Some("granular") | Some("atomic")
+            );
+            for (k, v) in m {
+                let (sub, p) = match (node.properties.get(k), node.additional_schema()) {
+                    (Some(s), _) => (s, child(path, k)),
+                    (None, Some(s)) => (s, crate::path::key(path, k)),
+                    _ => continue,
+                };
+                let o = old.and_then(|o| o.get(k)).filter(|_| correlatable);
+                validate_tree(sub, &p, v, o, false, errs);
+            }
+        }
+        Value::Array(items) => {
+            let Some(item_node) = node.items.as_deref() else {
+                return;
+            };
+            let olds = old.and_then(Value::as_array);
+            for (i, v) in items.iter().enumerate() {
+                let o = olds.and_then(|olds| correlate_item(node, v, olds));
+                validate_tree(item_node, &index(path, i), v, o, false, errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The old item with the same map keys, for list-type=map lists.
+fn correlate_item<'a>(node: &Node, item: &Value, olds: &'a [Value]) -> Option<&'a Value> {
+    if node.list_type.as_deref() != Some("map") || node.list_map_keys.is_empty() {
+        return None;
+    }
+    let keys = &node.list_map_keys;
+    let key_of = |v: &Value| keys.iter().map(|k| v.get(k).cloned()).collect::<Vec<_>>();
+    let want = key_of(item);
+    olds.iter().find(|o| o.is_object() && key_of(o) == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        for (name, want) in [
+            ("foo", Some("foo")),
+            ("a-b", Some("a__dash__b")),
+            ("a.b", Some("a__dot__b")),
+            ("a__b", Some("a__underscores__b")),
+            ("namespace", Some("__namespace__")),
+            ("1x", None),
+        ] {
+            assert_eq!(escape(name).as_deref(), want, "{name}");
+        }
+    }
+}

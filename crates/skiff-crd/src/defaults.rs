@@ -1,0 +1,73 @@
+//! Structural defaulting (apiextensions' `structuraldefaulting.Default` followed by
+//! `PruneNonNullableNullsWithoutDefaults`, as the custom resource decoder runs them).
+
+use crate::node::Node;
+use serde_json::Value;
+
+/// Applies defaults under `s`, then drops nulls the schema neither allows nor defaults.
+pub(crate) fn apply(x: &mut Value, s: &Node) {
+    default(x, s);
+    prune_nulls(x, Some(s));
+}
+
+fn non_nullable_null(x: &Value, s: Option<&Node>) -> bool {
+    x.is_null() && s.is_some_and(|s| !s.nullable)
+}
+
+fn default(x: &mut Value, s: &Node) {
+    match x {
+        Value::Object(m) => {
+            for (k, p) in &s.properties {
+                let Some(d) = &p.default else { continue };
+                let absent = m.get(k).is_none_or(|v| non_nullable_null(v, Some(p)));
+                if absent {
+                    m.insert(k.clone(), d.clone());
+                }
+            }
+            for (k, v) in m.iter_mut() {
+                if let Some(p) = s.properties.get(k) {
+                    default(v, p);
+                } else if let Some(ap) = s.additional_schema() {
+                    if non_nullable_null(v, Some(ap)) {
+                        *v = ap.default.clone().unwrap_or(Value::Null);
+                    }
+                    default(v, ap);
+                }
+            }
+        }
+        Value::Array(a) => {
+            let Some(items) = s.items.as_deref() else {
+                return;
+            };
+            for v in a.iter_mut() {
+                if non_nullable_null(v, Some(items)) {
+                    *v = items.default.clone().unwrap_or(Value::Null);
+                }
+                default(v, items);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn prune_nulls(x: &mut Value, s: Option<&Node>) {
+    match x {
+        Value::Object(m) => {
+            m.retain(|k, v| {
+                let sub = s.and_then(|s| s.field(k));
+                let drop = v.is_null() && sub.is_some_and(|n| !n.nullable && n.default.is_none());
+                if !drop {
+                    prune_nulls(v, sub);
+                }
+                !drop
+            });
+        }
+        Value::Array(a) => {
+            let items = s.and_then(|s| s.items.as_deref());
+            for v in a.iter_mut() {
+                prune_nulls(v, items);
+            }
+        }
+        _ => {}
+    }
+}

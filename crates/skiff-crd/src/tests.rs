@@ -1,0 +1,449 @@
+//! Behaviour of [`Schema`] end to end: each case is denied (or changed) with the
+//! offending part and allowed (or unchanged) without it.
+
+use crate::{ListType, Schema};
+use serde_json::{Value, json};
+
+fn schema(spec_props: Value) -> Schema {
+    let s = json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": spec_props}}
+    });
+    Schema::compile(&s, "spec.versions[0].schema.openAPIV3Schema").unwrap()
+}
+
+fn messages(s: &Schema, obj: Value, old: Option<Value>) -> Vec<String> {
+    s.validate(&obj, old.as_ref())
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn openapi_errors_are_worded_as_kube() {
+    let s = schema(json!({
+        "replicas": {"type": "integer", "minimum": 1, "maximum": 10},
+        "mode": {"type": "string", "enum": ["a", "b"]},
+        "name": {"type": "string", "maxLength": 3, "pattern": "^[a-z]+$"},
+        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+        "ratio": {"type": "number", "multipleOf": 0.5},
+        "when": {"type": "string", "format": "date-time"},
+    }));
+    let cases = [
+        (
+            json!({"replicas": "x"}),
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#,
+        ),
+        (
+            json!({"replicas": 11}),
+            "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10",
+        ),
+        (
+            json!({"replicas": 0}),
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ),
+        (
+            json!({"mode": "x"}),
+            r#"spec.mode: Unsupported value: "x": supported values: "a", "b""#,
+        ),
+        (
+            json!({"name": "abcd"}),
+            "spec.name: Too long: may not be more than 3 bytes",
+        ),
+        (
+            json!({"name": "AB"}),
+            r#"spec.name: Invalid value: "AB": spec.name in body should match '^[a-z]+$'"#,
+        ),
+        (
+            json!({"tags": ["a", "b", "c"]}),
+            "spec.tags: Too many: must have at most 2 items",
+        ),
+        (
+            json!({"ratio": 0.7}),
+            "spec.ratio: Invalid value: 0.7: spec.ratio in body should be a multiple of 0.5",
+        ),
+        (
+            json!({"when": "noon"}),
+            r#"spec.when: Invalid value: "noon": spec.when in body must be of type date-time: "noon""#,
+        ),
+    ];
+    for (spec, want) in cases {
+        let got = messages(&s, json!({"spec": spec.clone()}), None);
+        assert!(got.iter().any(|m| m == want), "{spec}: {got:?}");
+    }
+    let ok = json!({"spec": {"replicas": 3, "mode": "a", "name": "ab", "tags": ["a"], "ratio": 1.5, "when": "2024-01-02T03:04:05Z"}});
+    assert_eq!(messages(&s, ok, None), Vec::<String>::new());
+}
+
+#[test]
+fn required_and_nullable() {
+    let s = Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["size"],
+            "properties": {"size": {"type": "integer"}, "note": {"type": "string", "nullable": true}, "other": {"type": "string"}}}}}),
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        messages(&s, json!({"spec": {}}), None)[0],
+        "spec.size: Required value"
+    );
+    assert_eq!(
+        messages(&s, json!({"spec": {"size": 1, "note": null}}), None),
+        Vec::<String>::new()
+    );
+    let got = messages(&s, json!({"spec": {"size": 1, "other": null}}), None);
+    assert_eq!(
+        got[0],
+        r#"spec.other: Invalid value: "null": spec.other in body must be of type string: "null""#
+    );
+}
+
+#[test]
+fn int_or_string() {
+    let s = schema(json!({"port": {"x-kubernetes-int-or-string": true}}));
+    for ok in [json!(80), json!("http")] {
+        assert!(s.validate(&json!({"spec": {"port": ok}}), None).is_empty());
+    }
+    let got = messages(&s, json!({"spec": {"port": true}}), None);
+    assert_eq!(
+        got[0],
+        r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#
+    );
+    let any_of = schema(json!({"port": {"x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}]}}));
+    assert!(
+        any_of
+            .validate(&json!({"spec": {"port": "x"}}), None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn pruning_reports_paths() {
+    let s = schema(json!({
+        "known": {"type": "string"},
+        "items": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                 "properties": {"typed": {"type": "object", "properties": {"x": {"type": "string"}}}}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    }));
+    let mut obj = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "bogus": 1, "labels": {"a": "b"}},
+        "spec": {"known": "k", "extra": 1, "items": [{"a": "x", "b": "y"}],
+                 "free": {"anything": {"deep": 1}, "typed": {"x": "1", "y": 2}},
+                 "labels": {"any": "thing"}},
+        "status": {"x": 1}
+    });
+    let removed = s.prune(&mut obj);
+    assert_eq!(
+        removed,
+        vec![
+            "metadata.bogus",
+            "spec.extra",
+            "spec.free.typed.y",
+            "spec.items[0].b",
+            "status"
+        ]
+    );
+    assert_eq!(
+        obj,
+        json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "labels": {"a": "b"}},
+            "spec": {"known": "k", "items": [{"a": "x"}],
+                     "free": {"anything": {"deep": 1}, "typed": {"x": "1"}},
+                     "labels": {"any": "thing"}}
+        })
+    );
+    let mut clean = obj.clone();
+    assert!(s.prune(&mut clean).is_empty());
+    assert_eq!(clean, obj);
+}
+
+#[test]
+fn preserve_unknown_fields_nesting() {
+    let s = Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {"strict": {"type": "object", "properties": {"a": {"type": "string"}}}}}}}),
+        "",
+    )
+    .unwrap();
+    let mut obj = json!({"spec": {"loose": {"x": 1}, "strict": {"a": "1", "b": 2}}});
+    assert_eq!(s.prune(&mut obj), vec!["spec.strict.b"]);
+    assert_eq!(
+        obj,
+        json!({"spec": {"loose": {"x": 1}, "strict": {"a": "1"}}})
+    );
+}
+
+#[test]
+fn embedded_resource() {
+    let s = schema(
+        json!({"template": {"type": "object", "x-kubernetes-embedded-resource": true,
+        "x-kubernetes-preserve-unknown-fields": true}}),
+    );
+    let got = messages(&s, json!({"spec": {"template": {"kind": "Pod"}}}), None);
+    assert_eq!(got[0], "spec.template.apiVersion: Required value");
+    assert!(got[1].contains("some validation rules were not checked"));
+    let ok = json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}}});
+    assert!(s.validate(&ok, None).is_empty());
+    let mut pruned = json!({"spec": {"template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "junk": 1}}}});
+    assert_eq!(s.prune(&mut pruned), vec!["spec.template.metadata.junk"]);
+    assert_eq!(pruned["spec"]["template"]["metadata"], json!({"name": "p"}));
+}
+
+#[test]
+fn list_type_map_and_set_duplicates() {
+    let s = schema(json!({
+        "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port", "protocol"],
+            "items": {"type": "object", "required": ["port", "protocol"],
+                      "properties": {"port": {"type": "integer"}, "protocol": {"type": "string"}}}},
+        "names": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+    }));
+    let dup = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "TCP"}], "names": ["a", "a"]}});
+    let mut got = messages(&s, dup, None);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            r#"spec.names[1]: Duplicate value: "a""#,
+            r#"spec.ports[1]: Duplicate value: {"port":80,"protocol":"TCP"}"#,
+        ]
+    );
+    let ok = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "UDP"}], "names": ["a", "b"]}});
+    assert!(s.validate(&ok, None).is_empty());
+    assert_eq!(
+        s.list_type(&["spec", "ports"]),
+        Some(ListType::Map(vec!["port".into(), "protocol".into()]))
+    );
+    assert_eq!(s.list_type(&["spec", "names"]), Some(ListType::Set));
+    assert_eq!(s.list_type(&["spec", "ports", "*", "port"]), None);
+}
+
+#[test]
+fn defaults_nested_and_in_items() {
+    let s = schema(json!({
+        "replicas": {"type": "integer", "default": 1},
+        "config": {"type": "object", "default": {}, "properties": {
+            "mode": {"type": "string", "default": "auto"},
+            "level": {"type": "integer"}}},
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "weight": {"type": "integer", "default": 10}}}},
+        "byName": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "on": {"type": "boolean", "default": true}}}},
+        "gone": {"type": "string"},
+    }));
+    let mut obj = json!({"spec": {"items": [{}, {"weight": 3}], "byName": {"a": {}}, "config": null, "gone": null}});
+    s.apply_defaults(&mut obj);
+    assert_eq!(
+        obj["spec"],
+        json!({"items": [{"weight": 10}, {"weight": 3}], "byName": {"a": {"on": true}},
+               "config": {"mode": "auto"}, "replicas": 1})
+    );
+    let mut set = json!({"spec": {"replicas": 5, "config": {"mode": "manual"}}});
+    s.apply_defaults(&mut set);
+    assert_eq!(set["spec"]["replicas"], json!(5));
+    assert_eq!(set["spec"]["config"], json!({"mode": "manual"}));
+}
+
+fn cel_schema(rules: Value) -> Schema {
+    Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": rules,
+            "properties": {"replicas": {"type": "integer"}, "min": {"type": "integer"}, "name": {"type": "string",
+                "x-kubernetes-validations": [{"rule": "self.startsWith('a')", "message": "must start with a"}]}}}}}),
+        "",
+    )
+    .unwrap()
+}
+
+#[test]
+fn cel_rules_and_messages() {
+    let s = cel_schema(json!([
+        {"rule": "self.replicas >= self.min", "messageExpression": "'replicas ' + string(self.replicas) + ' below min'"},
+        {"rule": "!has(self.name) || self.name.size() < 5"},
+        {"rule": "self.replicas != 7", "reason": "FieldValueForbidden", "fieldPath": ".replicas", "message": "not seven"},
+    ]));
+    let got = messages(&s, json!({"spec": {"replicas": 1, "min": 2}}), None);
+    assert_eq!(got, vec!["spec: Invalid value: replicas 1 below min"]);
+    let got = messages(
+        &s,
+        json!({"spec": {"replicas": 3, "min": 2, "name": "bcdefg"}}),
+        None,
+    );
+    assert_eq!(
+        got,
+        vec![
+            "spec: Invalid value: failed rule: !has(self.name) || self.name.size() < 5",
+            r#"spec.name: Invalid value: "bcdefg": must start with a"#,
+        ]
+    );
+    let got = messages(&s, json!({"spec": {"replicas": 7, "min": 2}}), None);
+    assert_eq!(got, vec!["spec.replicas: Forbidden: not seven"]);
+    assert!(
+        s.validate(
+            &json!({"spec": {"replicas": 3, "min": 2, "name": "ab"}}),
+            None
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn transition_rule_with_message_expression() {
+    let s = cel_schema(json!([{
+        "rule": "self.replicas >= oldSelf.replicas",
+        "messageExpression": "'replicas may not decrease from ' + string(oldSelf.replicas)"
+    }]));
+    let new = json!({"spec": {"replicas": 2, "min": 0}});
+    assert!(
+        s.validate(&new, None).is_empty(),
+        "transition rules skip on create"
+    );
+    let old = json!({"spec": {"replicas": 3, "min": 0}});
+    assert_eq!(
+        messages(&s, new.clone(), Some(old)),
+        vec!["spec: Invalid value: replicas may not decrease from 3"]
+    );
+    let older = json!({"spec": {"replicas": 1, "min": 0}});
+    assert!(s.validate(&new, Some(&older)).is_empty());
+}
+
+#[test]
+fn optional_old_self_runs_on_create() {
+    let s = cel_schema(json!([{
+        "rule": "!oldSelf.hasValue() || self.replicas >= oldSelf.value().replicas",
+        "optionalOldSelf": true, "message": "no decrease"
+    }, {"rule": "oldSelf.hasValue() || self.replicas < 100", "optionalOldSelf": true, "message": "too big to start"}]));
+    assert_eq!(
+        messages(&s, json!({"spec": {"replicas": 200}}), None),
+        vec!["spec: Invalid value: too big to start"]
+    );
+    assert!(
+        s.validate(&json!({"spec": {"replicas": 5}}), None)
+            .is_empty()
+    );
+    let old = json!({"spec": {"replicas": 9}});
+    assert_eq!(
+        messages(&s, json!({"spec": {"replicas": 5}}), Some(old)),
+        vec!["spec: Invalid value: no decrease"]
+    );
+}
+
+#[test]
+fn cel_library_functions() {
+    let s = Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "xs": {"type": "array", "items": {"type": "integer"},
+                "x-kubernetes-validations": [
+                    {"rule": "self.isSorted()", "message": "sorted"},
+                    {"rule": "self.sum() < 10", "message": "sum"},
+                    {"rule": "self.size() == 0 || self.max() < 5", "message": "max"},
+                    {"rule": "self.all(x, x >= 0)", "message": "all"}]},
+            "s": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self.lowerAscii() == self && self.matches('^[a-z-]+$') && self.split('-').size() <= 2", "message": "str"}]}}}}}),
+        "",
+    )
+    .unwrap();
+    assert!(
+        s.validate(&json!({"spec": {"xs": [1, 2, 3], "s": "ab-cd"}}), None)
+            .is_empty()
+    );
+    let got = messages(&s, json!({"spec": {"xs": [3, 2, 7], "s": "Ab-cd-e"}}), None);
+    assert_eq!(
+        got,
+        vec![
+            "spec.xs: Invalid value: sorted",
+            "spec.xs: Invalid value: sum",
+            "spec.xs: Invalid value: max",
+            r#"spec.s: Invalid value: "Ab-cd-e": str"#,
+        ]
+    );
+}
+
+#[test]
+fn list_map_items_correlate_for_transition_rules() {
+    let s = Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "items": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "v": {"type": "integer"}},
+                    "x-kubernetes-validations": [{"rule": "self.v >= oldSelf.v", "message": "v decreased"}]}}}}}}),
+        "",
+    )
+    .unwrap();
+    let old = json!({"spec": {"items": [{"name": "a", "v": 5}, {"name": "b", "v": 1}]}});
+    let new = json!({"spec": {"items": [{"name": "b", "v": 2}, {"name": "a", "v": 4}, {"name": "c", "v": 0}]}});
+    assert_eq!(
+        messages(&s, new, Some(old.clone())),
+        vec!["spec.items[1]: Invalid value: v decreased"]
+    );
+    let fine = json!({"spec": {"items": [{"name": "b", "v": 2}, {"name": "a", "v": 5}]}});
+    assert!(s.validate(&fine, Some(&old)).is_empty());
+}
+
+#[test]
+fn blocking_errors_skip_rules() {
+    let s = cel_schema(json!([{"rule": "self.replicas > 100", "message": "big"}]));
+    let got = messages(&s, json!({"spec": {"replicas": "x"}}), None);
+    assert_eq!(got.len(), 2);
+    assert!(got[1].contains("some validation rules were not checked"));
+    assert_eq!(
+        messages(&s, json!({"spec": {"replicas": 1}}), None),
+        vec!["spec: Invalid value: big"]
+    );
+}
+
+#[test]
+fn compile_errors() {
+    let base = "spec.versions[0].schema.openAPIV3Schema";
+    let cases = [
+        (
+            json!({"type": "object", "properties": {"spec": {"properties": {}}}}),
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
+        ),
+        (
+            json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}}),
+            "spec.versions[0].schema.openAPIV3Schema.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "array"}}}),
+            "spec.versions[0].schema.openAPIV3Schema.properties[a].items: Required value: must be specified",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "string", "default": 5}}}),
+            r#"spec.versions[0].schema.openAPIV3Schema.properties[a].default: Invalid value: "integer":  in body must be of type string: "integer""#,
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "object", "properties": {"k": {"type": "string"}}}}}}),
+            "spec.versions[0].schema.openAPIV3Schema.properties[a].x-kubernetes-list-map-keys: Required value: must not be empty if x-kubernetes-list-type is map",
+        ),
+        (
+            json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.x >"}]}),
+            "spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule: Invalid value",
+        ),
+        (
+            json!({"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "self.a == oldSelf.a"}]}}}}),
+            "oldSelf cannot be used on the uncorrelatable portion of the schema within spec.versions[0].schema.openAPIV3Schema.properties[xs]",
+        ),
+    ];
+    for (bad, want) in cases {
+        let errs = Schema::compile(&bad, base).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(msgs.iter().any(|m| m.contains(want)), "{bad}: {msgs:?}");
+    }
+    let good = json!({"type": "object", "properties": {"a": {"type": "string", "default": "x"},
+        "xs": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k"],
+               "items": {"type": "object", "required": ["k"], "properties": {"k": {"type": "string"}}}}},
+        "x-kubernetes-validations": [{"rule": "has(self.a)"}]});
+    assert!(Schema::compile(&good, base).is_ok());
+}
+
+#[test]
+fn value_at_scale_paths() {
+    let obj = json!({"spec": {"replicas": 3}, "status": {}});
+    assert_eq!(Schema::value_at(&obj, ".spec.replicas"), Some(&json!(3)));
+    assert_eq!(Schema::value_at(&obj, ".status.replicas"), None);
+    assert_eq!(Schema::value_at(&obj, "spec"), None);
+}
