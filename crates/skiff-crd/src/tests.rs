@@ -447,3 +447,9 @@ fn value_at_scale_paths() {
     assert_eq!(Schema::value_at(&obj, ".status.replicas"), None);
     assert_eq!(Schema::value_at(&obj, "spec"), None);
 }
+
+#[test]
+fn schema_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Schema>();
+}
