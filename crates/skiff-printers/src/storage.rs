@@ -1,6 +1,7 @@
 //! Columns and rows of the storage.k8s.io kinds, as `printers.go` prints them.
 
-use crate::{AGE, Column, NAME, col, since, str_of};
+use crate::cells::{age, items, name, str_of};
+use crate::{AGE, NAME, Printer, col};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -10,196 +11,197 @@ const DEFAULT_CLASS: [&str; 2] = [
     "storageclass.beta.kubernetes.io/is-default-class",
 ];
 
-pub(crate) fn columns(resource: &str) -> Option<Vec<Column>> {
+pub(crate) fn printer(resource: &str) -> Option<&'static Printer> {
     Some(match resource {
-        "storageclasses" => vec![
-            NAME,
-            col(
-                "Provisioner",
-                "string",
-                0,
-                "Indicates the type of the provisioner.",
-            ),
-            col(
-                "ReclaimPolicy",
-                "string",
-                0,
-                "Indicates the type of the reclaim policy.",
-            ),
-            col(
-                "VolumeBindingMode",
-                "string",
-                0,
-                "Indicates how PersistentVolumeClaims should be provisioned and bound",
-            ),
-            col(
-                "AllowVolumeExpansion",
-                "string",
-                0,
-                "Indicates whether the storage class allow volume expand",
-            ),
-            AGE,
-        ],
-        "csidrivers" => vec![
-            NAME,
-            col(
-                "AttachRequired",
-                "boolean",
-                0,
-                "Indicates this CSI volume driver requires an attach operation",
-            ),
-            col(
-                "PodInfoOnMount",
-                "boolean",
-                0,
-                "Indicates this CSI volume driver requires additional pod information (like podName, podUID, etc.) during mount operations",
-            ),
-            col(
-                "StorageCapacity",
-                "boolean",
-                0,
-                "Indicates this CSI volume driver supports storage capacity tracking",
-            ),
-            col(
-                "TokenRequests",
-                "string",
-                0,
-                "Indicates the CSI volume driver requires tokens with audiences",
-            ),
-            col(
-                "RequiresRepublish",
-                "boolean",
-                0,
-                "Indicates the CSI volume driver requires periodic calls to NodePublishVolume",
-            ),
-            col(
-                "Modes",
-                "string",
-                0,
-                "Indicates the volume lifecycle modes supported by the CSI driver",
-            ),
-            AGE,
-        ],
-        "csinodes" => vec![
-            NAME,
-            col(
-                "Drivers",
-                "integer",
-                0,
-                "Drivers indicates the number of CSI drivers registered on the node",
-            ),
-            AGE,
-        ],
-        "volumeattachments" => vec![
-            NAME,
-            col(
-                "Attacher",
-                "string",
-                0,
-                "Attacher indicates the name of the volume driver that MUST handle this request.",
-            ),
-            col(
-                "PV",
-                "string",
-                0,
-                "Name of the persistent volume to attach.",
-            ),
-            col(
-                "Node",
-                "string",
-                0,
-                "The node that the volume should be attached to.",
-            ),
-            col(
-                "Attached",
-                "boolean",
-                0,
-                "Indicates the volume is successfully attached.",
-            ),
-            AGE,
-        ],
+        "storageclasses" => &STORAGECLASSES,
+        "csidrivers" => &CSIDRIVERS,
+        "csinodes" => &CSINODES,
+        "volumeattachments" => &VOLUMEATTACHMENTS,
         _ => return None,
     })
 }
 
-pub(crate) fn row(resource: &str, o: &Value, now: DateTime<Utc>) -> Option<Vec<Value>> {
-    let age = json!(since(str_of(o, "/metadata/creationTimestamp"), now));
-    Some(match resource {
-        "storageclasses" => {
-            let mut name = str_of(o, "/metadata/name").to_string();
-            if is_default_class(o) {
-                name.push_str(" (default)");
-            }
-            let or = |v: &str, d: &'static str| {
-                if v.is_empty() {
-                    d.to_string()
-                } else {
-                    v.to_string()
-                }
-            };
-            vec![
-                json!(name),
-                json!(str_of(o, "/provisioner")),
-                json!(or(str_of(o, "/reclaimPolicy"), "Delete")),
-                json!(or(str_of(o, "/volumeBindingMode"), "Immediate")),
-                json!(
-                    o["allowVolumeExpansion"]
-                        .as_bool()
-                        .unwrap_or(false)
-                        .to_string()
-                ),
-                age,
-            ]
-        }
-        "csidrivers" => {
-            let spec = &o["spec"];
-            let flag = |f: &str, d: bool| json!(spec[f].as_bool().unwrap_or(d));
-            let audiences: Vec<&str> = spec["tokenRequests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["audience"].as_str())
-                .collect();
-            let modes: Vec<&str> = spec["volumeLifecycleModes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let or_unset = |v: Vec<&str>| {
-                if v.is_empty() {
-                    "<unset>".to_string()
-                } else {
-                    v.join(",")
-                }
-            };
-            vec![
-                json!(str_of(o, "/metadata/name")),
-                flag("attachRequired", true),
-                flag("podInfoOnMount", false),
-                flag("storageCapacity", false),
-                json!(or_unset(audiences)),
-                flag("requiresRepublish", false),
-                json!(or_unset(modes)),
-                age,
-            ]
-        }
-        "csinodes" => vec![
-            json!(str_of(o, "/metadata/name")),
+static STORAGECLASSES: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Provisioner",
+            "string",
+            0,
+            "Indicates the type of the provisioner.",
+        ),
+        col(
+            "ReclaimPolicy",
+            "string",
+            0,
+            "Indicates the type of the reclaim policy.",
+        ),
+        col(
+            "VolumeBindingMode",
+            "string",
+            0,
+            "Indicates how PersistentVolumeClaims should be provisioned and bound",
+        ),
+        col(
+            "AllowVolumeExpansion",
+            "string",
+            0,
+            "Indicates whether the storage class allow volume expand",
+        ),
+        AGE,
+    ],
+    row: storageclass_row,
+};
+
+fn storageclass_row(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut name = str_of(o, "/metadata/name").to_string();
+    if is_default_class(o) {
+        name.push_str(" (default)");
+    }
+    let or = |ptr: &str, d: &'static str| match str_of(o, ptr) {
+        "" => d.to_string(),
+        v => v.to_string(),
+    };
+    let expansion = o["allowVolumeExpansion"].as_bool().unwrap_or(false);
+    vec![
+        json!(name),
+        json!(str_of(o, "/provisioner")),
+        json!(or("/reclaimPolicy", "Delete")),
+        json!(or("/volumeBindingMode", "Immediate")),
+        json!(expansion.to_string()),
+        age(o, now),
+    ]
+}
+
+static CSIDRIVERS: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "AttachRequired",
+            "boolean",
+            0,
+            "Indicates this CSI volume driver requires an attach operation",
+        ),
+        col(
+            "PodInfoOnMount",
+            "boolean",
+            0,
+            "Indicates this CSI volume driver requires additional pod information (like podName, podUID, etc.) during mount operations",
+        ),
+        col(
+            "StorageCapacity",
+            "boolean",
+            0,
+            "Indicates this CSI volume driver supports storage capacity tracking",
+        ),
+        col(
+            "TokenRequests",
+            "string",
+            0,
+            "Indicates the CSI volume driver requires tokens with audiences",
+        ),
+        col(
+            "RequiresRepublish",
+            "boolean",
+            0,
+            "Indicates the CSI volume driver requires periodic calls to NodePublishVolume",
+        ),
+        col(
+            "Modes",
+            "string",
+            0,
+            "Indicates the volume lifecycle modes supported by the CSI driver",
+        ),
+        AGE,
+    ],
+    row: csidriver_row,
+};
+
+fn csidriver_row(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let spec = &o["spec"];
+    let flag = |f: &str, d: bool| json!(spec[f].as_bool().unwrap_or(d));
+    let audiences = items(&spec["tokenRequests"]).filter_map(|t| t["audience"].as_str());
+    let modes = items(&spec["volumeLifecycleModes"]).filter_map(Value::as_str);
+    vec![
+        name(o),
+        flag("attachRequired", true),
+        flag("podInfoOnMount", false),
+        flag("storageCapacity", false),
+        json!(or_unset(audiences.collect())),
+        flag("requiresRepublish", false),
+        json!(or_unset(modes.collect())),
+        age(o, now),
+    ]
+}
+
+fn or_unset(v: Vec<&str>) -> String {
+    if v.is_empty() {
+        "<unset>".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+static CSINODES: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Drivers",
+            "integer",
+            0,
+            "Drivers indicates the number of CSI drivers registered on the node",
+        ),
+        AGE,
+    ],
+    row: |o, now| {
+        vec![
+            name(o),
             json!(o["spec"]["drivers"].as_array().map_or(0, Vec::len)),
-            age,
-        ],
-        "volumeattachments" => vec![
-            json!(str_of(o, "/metadata/name")),
+            age(o, now),
+        ]
+    },
+};
+
+static VOLUMEATTACHMENTS: Printer = Printer {
+    columns: &[
+        NAME,
+        col(
+            "Attacher",
+            "string",
+            0,
+            "Attacher indicates the name of the volume driver that MUST handle this request.",
+        ),
+        col(
+            "PV",
+            "string",
+            0,
+            "Name of the persistent volume to attach.",
+        ),
+        col(
+            "Node",
+            "string",
+            0,
+            "The node that the volume should be attached to.",
+        ),
+        col(
+            "Attached",
+            "boolean",
+            0,
+            "Indicates the volume is successfully attached.",
+        ),
+        AGE,
+    ],
+    row: |o, now| {
+        vec![
+            name(o),
             json!(str_of(o, "/spec/attacher")),
             json!(str_of(o, "/spec/source/persistentVolumeName")),
             json!(str_of(o, "/spec/nodeName")),
             json!(o["status"]["attached"].as_bool().unwrap_or(false)),
-            age,
-        ],
-        _ => return None,
-    })
-}
+            age(o, now),
+        ]
+    },
+};
 
 /// Whether a StorageClass is annotated as the cluster's default.
 pub fn is_default_class(o: &Value) -> bool {
