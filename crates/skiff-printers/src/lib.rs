@@ -16,6 +16,7 @@ mod cells;
 mod certificates;
 mod coordination;
 mod core;
+pub mod custom;
 mod discovery;
 mod events;
 mod networking;
