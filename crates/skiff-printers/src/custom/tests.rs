@@ -24,7 +24,7 @@ fn certificate_columns() -> Vec<CustomColumn> {
             "Ready",
             "string",
             0,
-            r#".status.conditions[?(@.type=="Ready")].status"#,
+            r#".status.conditions[?(@.type == "Ready")].status"#,
         ),
         column("Secret", "string", 0, ".spec.secretName"),
         column("Issuer", "string", 1, ".spec.issuerRef.name"),
@@ -32,7 +32,7 @@ fn certificate_columns() -> Vec<CustomColumn> {
             "Status",
             "string",
             1,
-            r#".status.conditions[?(@.type=="Ready")].message"#,
+            r#".status.conditions[?(@.type == "Ready")].message"#,
         ),
         CustomColumn {
             description: "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.".into(),
@@ -85,7 +85,7 @@ fn certificate_table() {
     assert_eq!(t["columnDefinitions"][5]["type"], "date");
     assert_eq!(
         t["columnDefinitions"][1]["description"],
-        r#"Custom resource definition column (in JSONPath format): .status.conditions[?(@.type=="Ready")].status"#
+        r#"Custom resource definition column (in JSONPath format): .status.conditions[?(@.type == "Ready")].status"#
     );
     assert_eq!(
         t["rows"][0]["cells"],
@@ -289,4 +289,39 @@ fn parses_like_client_go() {
     );
     assert_eq!(to_rfc9535(&nodes(".a[1:2:3]")), None);
     assert_eq!(to_rfc9535(&nodes(".a \"text\"")), None);
+}
+
+/// Prometheus' columns (example/prometheus-operator-crd/monitoring.coreos.com_prometheuses.yaml).
+#[test]
+fn prometheus_columns() {
+    let columns = [
+        column("Version", "string", 0, ".spec.version"),
+        column("Desired", "integer", 0, ".spec.replicas"),
+        column("Ready", "integer", 0, ".status.availableReplicas"),
+        column(
+            "Reconciled",
+            "string",
+            0,
+            ".status.conditions[?(@.type == 'Reconciled')].status",
+        ),
+        column(
+            "Available",
+            "string",
+            0,
+            ".status.conditions[?(@.type == 'Available')].status",
+        ),
+        column("Age", "date", 0, ".metadata.creationTimestamp"),
+        column("Paused", "boolean", 1, ".status.paused"),
+    ];
+    let p = json!({"metadata": {"name": "k8s", "creationTimestamp": "2024-12-01T12:00:00Z"},
+        "spec": {"version": "v3.5.0", "replicas": 2},
+        "status": {"availableReplicas": 1, "paused": false, "conditions": [
+            {"type": "Available", "status": "Degraded"}, {"type": "Reconciled", "status": "True"}]}});
+    assert_eq!(
+        cells(&columns, &p),
+        json!(["k8s", "v3.5.0", 2, 1, "True", "Degraded", "31d", false])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
 }
