@@ -1,0 +1,247 @@
+//! Calling a webhook: HTTPS (verified against its caBundle, or the system roots
+//! without one), HTTP/2 or HTTP/1.1 as ALPN settles, one connection per call. Errors
+//! are worded as Go's net/http and crypto/tls word them, since kube shows them.
+
+use crate::webhook::{ClientConfig, Webhook};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Where a Service-backed webhook is reached: the API server resolves the Service
+/// through its endpoints (kube's ServiceResolver).
+#[async_trait::async_trait]
+pub trait Resolver: Send + Sync {
+    async fn resolve(&self, namespace: &str, name: &str, port: u16) -> Result<SocketAddr, String>;
+}
+
+/// The most of a webhook's response read (kube reads up to 3 MiB more than a request).
+const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+
+/// Where one call goes.
+pub(crate) struct Target {
+    /// The URL as errors show it, `?timeout=` included.
+    pub url: String,
+    host: String,
+    port: u16,
+    /// Path and query sent.
+    path: String,
+    service: Option<(String, String)>,
+}
+
+impl Target {
+    pub(crate) fn new(hook: &Webhook) -> Result<Target, String> {
+        let timeout = format!("timeout={}s", hook.timeout_seconds);
+        let (host, port, path, service) = match &hook.client {
+            ClientConfig::Service {
+                namespace,
+                name,
+                path,
+                port,
+            } => (
+                format!("{name}.{namespace}.svc"),
+                *port,
+                path.clone(),
+                Some((namespace.clone(), name.clone())),
+            ),
+            ClientConfig::Url(u) => {
+                let (h, p, path) = split_url(u)?;
+                (h, p, path, None)
+            }
+        };
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
+        let path = format!("{path}?{timeout}");
+        let url = match &service {
+            Some(_) => format!("https://{host}:{port}{path}"),
+            None => url_for_display(&hook.client, &path),
+        };
+        Ok(Target {
+            url,
+            host,
+            port,
+            path,
+            service,
+        })
+    }
+}
+
+fn url_for_display(c: &ClientConfig, path: &str) -> String {
+    let ClientConfig::Url(u) = c else {
+        return String::new();
+    };
+    let rest = u.strip_prefix("https://").unwrap_or(u);
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!("https://{authority}{path}")
+}
+
+/// `https://host[:port][/path]` → host (brackets stripped), port, path.
+fn split_url(u: &str) -> Result<(String, u16, String), String> {
+    let uri: http::Uri = u.parse().map_err(|e| format!("invalid url {u:?}: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("unsupported protocol scheme in {u:?}"));
+    }
+    let host = uri.host().unwrap_or_default();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let path = uri.path().to_string();
+    Ok((host, uri.port_u16().unwrap_or(443), path))
+}
+
+/// POSTs `body` to the webhook; `Ok((status, body))` for any HTTP answer, `Err` with
+/// the transport error as Go words it (without the `Post "<url>": ` prefix).
+pub(crate) async fn post(
+    resolver: &dyn crate::Resolver,
+    hook: &Webhook,
+    target: &Target,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), String> {
+    let limit = Duration::from_secs(hook.timeout_seconds.into());
+    match tokio::time::timeout(limit, exchange(resolver, hook, target, body)).await {
+        Ok(r) => r,
+        Err(_) => Err("context deadline exceeded".into()),
+    }
+}
+
+async fn exchange(
+    resolver: &dyn crate::Resolver,
+    hook: &Webhook,
+    t: &Target,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), String> {
+    let addr = match &t.service {
+        Some((ns, name)) => resolver.resolve(ns, name, t.port).await?,
+        None => lookup(&t.host, t.port).await?,
+    };
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("dial tcp {addr}: {}", dial_error(&e)))?;
+    let config = tls_config(&hook.ca_bundle)?;
+    let name = ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_error(&e))?;
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let authority = format!("{}:{}", t.host, t.port);
+    let req = http::Request::post(format!("https://{authority}{}", t.path))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json, */*")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    send(TokioIo::new(tls), req, h2, &authority).await
+}
+
+async fn send<IO>(
+    io: IO,
+    mut req: http::Request<Full<Bytes>>,
+    h2: bool,
+    authority: &str,
+) -> Result<(u16, Bytes), String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let resp = if h2 {
+        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        s.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        *req.uri_mut() = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        let host = http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
+        req.headers_mut().insert(http::header::HOST, host);
+        let (mut s, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        s.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    let status = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+async fn lookup(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("dial tcp: lookup {host}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
+}
+
+fn dial_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
+        _ => format!("connect: {e}"),
+    }
+}
+
+/// Go's crypto/tls and crypto/x509 wording for the common failures.
+fn tls_error(e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Tls>());
+    let x509 = |m: &str| format!("tls: failed to verify certificate: x509: {m}");
+    match inner {
+        Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            x509("certificate signed by unknown authority")
+        }
+        Some(Tls::InvalidCertificate(
+            CertificateError::Expired | CertificateError::NotValidYet,
+        )) => x509("certificate has expired or is not yet valid"),
+        Some(Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => x509("certificate is not valid for the requested host name"),
+        Some(other) => format!("tls: {other}"),
+        None => e.to_string(),
+    }
+}
+
+/// Client TLS: the caBundle's certificates (or the system roots), ALPN h2 and http/1.1.
+fn tls_config(ca_bundle: &[u8]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_bundle.is_empty() {
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
+        }
+    } else {
+        for c in rustls_pemfile::certs(&mut &*ca_bundle) {
+            let c = c.map_err(|e| format!("unable to load root certificates: {e}"))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("unable to load root certificates: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("unable to load root certificates: no certificates found".into());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}

@@ -1,0 +1,264 @@
+//! Denials and failures, carrying the `Status` kube-apiserver answers with.
+
+use crate::attributes::Attributes;
+use serde_json::{Value, json};
+use skiff_types::{ApiError, StatusReason};
+
+/// Why admission refused a request. [`AdmissionError::status`] is the error the API
+/// server returns; [`AdmissionError::to_status`] its exact `Status` body.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdmissionError {
+    /// A webhook answered `allowed: false`.
+    #[error("{}", error.message)]
+    Denied {
+        webhook: String,
+        error: ApiError,
+        /// `status.reason` as the webhook wrote it, when it is not one
+        /// [`StatusReason`] knows (kube passes it through).
+        raw_reason: Option<String>,
+    },
+    /// A webhook could not be called (or answered nonsense) and its failurePolicy is
+    /// Fail: 500 InternalError.
+    #[error("{}", error.message)]
+    CallFailed { webhook: String, error: ApiError },
+    /// A ValidatingAdmissionPolicy binding with the Deny action refused.
+    #[error("{}", error.message)]
+    PolicyDenied {
+        policy: String,
+        binding: Option<String>,
+        error: ApiError,
+    },
+    /// Anything else worded as kube words it: dry run unsupported (400), a failing
+    /// matchCondition (403), a missing namespace (404), a patch that does not apply
+    /// (500).
+    #[error("{}", .0.message)]
+    Rejected(ApiError),
+}
+
+impl AdmissionError {
+    /// The error the API server returns.
+    pub fn status(&self) -> ApiError {
+        match self {
+            AdmissionError::Denied { error, .. }
+            | AdmissionError::CallFailed { error, .. }
+            | AdmissionError::PolicyDenied { error, .. }
+            | AdmissionError::Rejected(error) => error.clone(),
+        }
+    }
+
+    /// The `metav1.Status` body, with a webhook's own `reason` kept verbatim.
+    pub fn to_status(&self) -> Value {
+        let mut st = self.status().to_status();
+        if let AdmissionError::Denied {
+            raw_reason: Some(r),
+            ..
+        } = self
+        {
+            st["reason"] = json!(r);
+        }
+        st
+    }
+}
+
+/// apimachinery's `NewInternalError(err)`: the message, and the error as the one cause.
+pub(crate) fn internal(err: &str) -> ApiError {
+    let mut e = ApiError::internal(err);
+    e.causes = vec![json!({"message": err})];
+    e
+}
+
+/// The `StatusReason` for a reason string, if it is one of the known ones.
+pub(crate) fn reason_from_str(s: &str) -> Option<StatusReason> {
+    use StatusReason::*;
+    [
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        AlreadyExists,
+        Conflict,
+        Gone,
+        Expired,
+        Invalid,
+        MethodNotAllowed,
+        NotAcceptable,
+        RequestEntityTooLarge,
+        UnsupportedMediaType,
+        TooManyRequests,
+        Timeout,
+        InternalError,
+        ServiceUnavailable,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+}
+
+/// A reason for a code, for reasons [`StatusReason`] cannot carry.
+fn reason_for_code(code: u16) -> StatusReason {
+    match code {
+        400 => StatusReason::BadRequest,
+        401 => StatusReason::Unauthorized,
+        404 => StatusReason::NotFound,
+        409 => StatusReason::Conflict,
+        413 => StatusReason::RequestEntityTooLarge,
+        422 => StatusReason::Invalid,
+        429 => StatusReason::TooManyRequests,
+        500 => StatusReason::InternalError,
+        503 => StatusReason::ServiceUnavailable,
+        504 => StatusReason::Timeout,
+        _ => StatusReason::Forbidden,
+    }
+}
+
+/// The name errors show: the request's, or `Unknown`.
+fn name_or_unknown(a: &Attributes) -> &str {
+    if a.name.is_empty() {
+        "Unknown"
+    } else {
+        &a.name
+    }
+}
+
+/// kube's webhook `ToStatusErr`: a webhook's `response.status` turned into the
+/// request's error (code 0 → 403; `<resource> "<name>" is forbidden: admission webhook
+/// "<w>" denied the request: <message|reason>` or `... without explanation`; 500s as
+/// `Internal error occurred: ...`).
+pub(crate) fn webhook_denied(
+    a: &Attributes,
+    webhook: &str,
+    result: Option<&Value>,
+) -> AdmissionError {
+    let empty = json!({});
+    let r = result.unwrap_or(&empty);
+    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default();
+    let code = r
+        .get("code")
+        .and_then(Value::as_u64)
+        .filter(|c| *c != 0)
+        .map_or(403, |c| c.min(999) as u16);
+    let denied_by = format!("admission webhook {webhook:?} denied the request");
+    let msg = match (text("message"), text("reason")) {
+        (m, _) if !m.is_empty() => format!("{denied_by}: {m}"),
+        (_, r) if !r.is_empty() => format!("{denied_by}: {r}"),
+        _ => format!("{denied_by} without explanation"),
+    };
+    let prefix = if code == 500 {
+        "Internal error occurred".to_string()
+    } else {
+        format!(
+            "{} {:?} is forbidden",
+            a.resource.group_resource(),
+            name_or_unknown(a)
+        )
+    };
+    let raw = text("reason");
+    let reason = match raw {
+        "" if code == 500 => StatusReason::InternalError,
+        "" => StatusReason::Forbidden,
+        s => reason_from_str(s).unwrap_or_else(|| reason_for_code(code)),
+    };
+    let mut error = ApiError::new(code, reason, format!("{prefix}: {msg}"));
+    apply_details(&mut error, r.get("details"), a, code, &msg);
+    AdmissionError::Denied {
+        webhook: webhook.to_string(),
+        error,
+        raw_reason: (!raw.is_empty() && reason_from_str(raw).is_none()).then(|| raw.to_string()),
+    }
+}
+
+fn apply_details(e: &mut ApiError, details: Option<&Value>, a: &Attributes, code: u16, msg: &str) {
+    let Some(d) = details.filter(|d| d.is_object()) else {
+        if code == 500 {
+            e.causes = vec![json!({"message": msg})];
+        } else {
+            let group = &a.resource.group;
+            e.group = (!group.is_empty()).then(|| group.clone());
+            e.kind = Some(a.resource.resource.clone());
+            e.name = Some(name_or_unknown(a).to_string());
+        }
+        return;
+    };
+    let s = |k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
+    e.name = s("name");
+    e.group = s("group");
+    e.kind = s("kind");
+    e.causes = d
+        .get("causes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    e.retry_after_seconds = d
+        .get("retryAfterSeconds")
+        .and_then(Value::as_u64)
+        .map(|v| v as u32);
+}
+
+/// A webhook call that failed with failurePolicy Fail:
+/// `Internal error occurred: failed calling webhook "<w>": <reason>`.
+pub(crate) fn call_failed(webhook: &str, reason: &str) -> AdmissionError {
+    AdmissionError::CallFailed {
+        webhook: webhook.to_string(),
+        error: internal(&format!("failed calling webhook {webhook:?}: {reason}")),
+    }
+}
+
+/// `admission webhook "<w>" does not support dry run` (400).
+pub(crate) fn dry_run_unsupported(webhook: &str) -> AdmissionError {
+    AdmissionError::Rejected(ApiError::bad_request(format!(
+        "admission webhook {webhook:?} does not support dry run"
+    )))
+}
+
+/// admission's `NewForbidden(a, err)`: the resource and the request's name (or the
+/// object's name or generateName, or `Unknown`).
+pub(crate) fn forbidden(a: &Attributes, why: &str) -> ApiError {
+    let name = if !a.name.is_empty() {
+        a.name.clone()
+    } else {
+        let meta = a.object.as_ref().and_then(|o| o.get("metadata"));
+        let get = |k: &str| {
+            meta.and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        get("name")
+            .or_else(|| get("generateName"))
+            .unwrap_or_else(|| "Unknown".into())
+    };
+    ApiError::forbidden(&a.resource.group, &a.resource.resource, &name, why)
+}
+
+/// The ValidatingAdmissionPolicy denial: `NewForbidden` with the decision's reason
+/// (Invalid when unset) and its code, and the message as a cause.
+pub(crate) fn policy_denied(
+    a: &Attributes,
+    policy: &str,
+    binding: Option<&str>,
+    message: &str,
+    reason: Option<&str>,
+) -> AdmissionError {
+    let full = match binding {
+        Some(b) => format!(
+            "ValidatingAdmissionPolicy '{policy}' with binding '{b}' denied request: {message}"
+        ),
+        None => format!("ValidatingAdmissionPolicy '{policy}' denied request: {message}"),
+    };
+    let mut error = forbidden(a, &full);
+    let reason = reason
+        .and_then(reason_from_str)
+        .unwrap_or(StatusReason::Invalid);
+    error.reason = reason;
+    error.code = match reason {
+        StatusReason::Forbidden => 403,
+        StatusReason::Unauthorized => 401,
+        StatusReason::RequestEntityTooLarge => 413,
+        _ => 422,
+    };
+    error.causes.push(json!({"message": full}));
+    AdmissionError::PolicyDenied {
+        policy: policy.to_string(),
+        binding: binding.map(str::to_string),
+        error,
+    }
+}
