@@ -79,15 +79,19 @@ impl Dispatcher {
     /// Runs the mutating webhooks (the admit phase), applying their JSON patches to
     /// `a.object`; if any changed the object, webhooks with reinvocationPolicy
     /// IfNeeded called before that change run once more (round 1). Exempt kinds
-    /// ([`crate::exempt`]) are the caller's to skip.
+    /// ([`crate::exempt`]) pass untouched.
     pub async fn mutate(
         &self,
         hooks: &[Webhook],
         a: &mut Attributes,
         ctx: MatchContext<'_>,
     ) -> Result<Outcome, AdmissionError> {
-        let hooks = ordered(hooks);
         let mut out = Outcome::default();
+        if crate::exempt(&a.kind) {
+            out.object = a.object.clone();
+            return Ok(out);
+        }
+        let hooks = ordered(hooks);
         let mut st = Round {
             invoked: BTreeSet::new(),
             reinvoke: BTreeSet::new(),
@@ -211,6 +215,9 @@ impl Dispatcher {
         ctx: MatchContext<'_>,
     ) -> Result<Outcome, AdmissionError> {
         let mut relevant = Vec::new();
+        if crate::exempt(&a.kind) {
+            return Ok(Outcome::default());
+        }
         for hook in ordered(hooks) {
             if let Some(m) = matches(hook, a, ctx.namespace_labels, ctx.equivalent)? {
                 relevant.push((hook, m));

@@ -262,3 +262,60 @@ pub(crate) fn policy_denied(
         error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::{Gvk, Gvr, Operation, UserInfo};
+
+    fn attrs(name: &str) -> Attributes {
+        Attributes {
+            kind: Gvk::new("apps", "v1", "Deployment"),
+            resource: Gvr::new("apps", "v1", "deployments"),
+            sub_resource: String::new(),
+            name: name.into(),
+            namespace: "default".into(),
+            operation: Operation::Create,
+            object: None,
+            old_object: None,
+            options: None,
+            dry_run: false,
+            user: UserInfo::default(),
+        }
+    }
+
+    #[test]
+    fn webhook_statuses_are_sanitized_as_kube_does() {
+        let e = webhook_denied(&attrs(""), "w", Some(&json!({"reason": "NoWay"})));
+        assert_eq!(
+            e.status().message,
+            r#"deployments.apps "Unknown" is forbidden: admission webhook "w" denied the request: NoWay"#
+        );
+        assert_eq!(e.to_status()["reason"], "NoWay");
+        assert_eq!(e.to_status()["code"], 403);
+        let e = webhook_denied(
+            &attrs("d"),
+            "w",
+            Some(&json!({"code": 500, "message": "boom"})),
+        );
+        let st = e.status();
+        assert_eq!((st.code, st.reason), (500, StatusReason::InternalError));
+        assert_eq!(
+            st.message,
+            r#"Internal error occurred: admission webhook "w" denied the request: boom"#
+        );
+        assert_eq!(
+            st.causes,
+            vec![json!({"message": r#"admission webhook "w" denied the request: boom"#})]
+        );
+        let e = webhook_denied(
+            &attrs("d"),
+            "w",
+            Some(&json!({"code": 422, "reason": "Invalid", "message": "bad"})),
+        );
+        assert_eq!(
+            (e.status().code, e.status().reason),
+            (422, StatusReason::Invalid)
+        );
+    }
+}
