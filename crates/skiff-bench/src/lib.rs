@@ -18,6 +18,7 @@ mod apicluster;
 mod authz;
 mod cluster;
 mod dns;
+mod extensions;
 mod failover;
 mod footprint;
 mod ingress;
@@ -29,6 +30,7 @@ mod pods;
 mod proxy;
 mod soak;
 mod stats;
+mod webhookserver;
 mod workloads;
 pub use dns::{DnsBenchOptions, dns};
 pub use failover::{FailoverBenchOptions, failover};
@@ -397,6 +399,8 @@ where
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
+
+pub use extensions::{ExtensionsBenchOptions, extensions};
 
 pub async fn api(opts: ApiBenchOptions) -> anyhow::Result<()> {
     if opts.etcd_members > 1 {

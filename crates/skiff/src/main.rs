@@ -94,6 +94,14 @@ enum BenchCommand {
         #[arg(long, default_value_t = 30000)]
         hold_pods: usize,
     },
+    /// API extensions: custom-object creates against ConfigMap creates (a large CRD
+    /// schema with CEL rules), and the latency a validating webhook adds.
+    Extensions {
+        #[arg(long, default_value_t = 4000)]
+        creates: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Pod startup latency on a real node against the bare CRI sequence, agent RSS and
     /// idle CPU (root; containerd).
     Pods {
@@ -671,6 +679,18 @@ fn main() -> anyhow::Result<()> {
                     skiff,
                     minutes,
                     nodes,
+                })
+                .await
+            }
+            Command::Bench(BenchCommand::Extensions {
+                creates,
+                concurrency,
+            }) => {
+                let skiff = std::env::current_exe().context("locating the skiff binary")?;
+                skiff_bench::extensions(skiff_bench::ExtensionsBenchOptions {
+                    skiff,
+                    creates,
+                    concurrency,
                 })
                 .await
             }
