@@ -21,7 +21,7 @@ pub(crate) enum CallError {
 
 /// Calls `hook` about `a`, the object as it is now being `object`.
 pub(crate) async fn call(
-    resolver: &dyn client::Resolver,
+    transport: &client::Transport,
     hook: &Webhook,
     a: &Attributes,
     m: &Matched,
@@ -44,7 +44,7 @@ pub(crate) async fn call(
     let body = review::request(&uid, version, a, m, object);
     let bytes = serde_json::to_vec(&body).map_err(|e| CallError::Calling(e.to_string()))?;
     tracing::debug!(webhook = %hook.name, url = %target.url, "calling admission webhook");
-    let (status, answer) = client::post(resolver, hook, &target, bytes)
+    let (status, answer) = client::post(transport, hook, &target, bytes)
         .await
         .map_err(|e| {
             CallError::Calling(format!(

@@ -1,5 +1,7 @@
 //! Calling a webhook: HTTPS (verified against its caBundle, or the system roots
-//! without one), HTTP/2 or HTTP/1.1 as ALPN settles, one connection per call. Errors
+//! without one), HTTP/2 or HTTP/1.1 as ALPN settles. An HTTP/2 connection is kept per
+//! endpoint and reused (a TLS handshake per call would cost more than the call);
+//! HTTP/1.1 gets a connection per call. Errors
 //! are worded as Go's net/http and crypto/tls word them, since kube shows them.
 
 use crate::webhook::{ClientConfig, Webhook};
@@ -7,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,80 +101,132 @@ fn split_url(u: &str) -> Result<(String, u16, String), String> {
     Ok((host, uri.port_u16().unwrap_or(443), path))
 }
 
+/// How webhooks are reached: the Service resolver and the kept connections.
+pub(crate) struct Transport {
+    resolver: Arc<dyn Resolver>,
+    /// Open HTTP/2 connections by (address, server name, caBundle).
+    pool: parking_lot::Mutex<HashMap<PoolKey, H2Sender>>,
+}
+
+type PoolKey = (SocketAddr, String, Vec<u8>);
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+impl Transport {
+    pub(crate) fn new(resolver: Arc<dyn Resolver>) -> Self {
+        Transport {
+            resolver,
+            pool: Default::default(),
+        }
+    }
+
+    /// A kept connection that is still open.
+    fn pooled(&self, key: &PoolKey) -> Option<H2Sender> {
+        let mut pool = self.pool.lock();
+        match pool.get(key) {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                pool.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 /// POSTs `body` to the webhook; `Ok((status, body))` for any HTTP answer, `Err` with
 /// the transport error as Go words it (without the `Post "<url>": ` prefix).
 pub(crate) async fn post(
-    resolver: &dyn crate::Resolver,
+    transport: &Transport,
     hook: &Webhook,
     target: &Target,
     body: Vec<u8>,
 ) -> Result<(u16, Bytes), String> {
     let limit = Duration::from_secs(hook.timeout_seconds.into());
-    match tokio::time::timeout(limit, exchange(resolver, hook, target, body)).await {
+    match tokio::time::timeout(limit, exchange(transport, hook, target, body)).await {
         Ok(r) => r,
         Err(_) => Err("context deadline exceeded".into()),
     }
 }
 
 async fn exchange(
-    resolver: &dyn crate::Resolver,
+    transport: &Transport,
     hook: &Webhook,
     t: &Target,
     body: Vec<u8>,
 ) -> Result<(u16, Bytes), String> {
     let addr = match &t.service {
-        Some((ns, name)) => resolver.resolve(ns, name, t.port).await?,
+        Some((ns, name)) => transport.resolver.resolve(ns, name, t.port).await?,
         None => lookup(&t.host, t.port).await?,
     };
+    let authority = format!("{}:{}", t.host, t.port);
+    let body = Bytes::from(body);
+    let request = || {
+        http::Request::post(format!("https://{authority}{}", t.path))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, */*")
+            .body(Full::new(body.clone()))
+            .map_err(|e| e.to_string())
+    };
+    let key = (addr, t.host.clone(), hook.ca_bundle.clone());
+    if let Some(mut s) = transport.pooled(&key)
+        && s.ready().await.is_ok()
+    {
+        match s.send_request(request()?).await {
+            Ok(resp) => return read(resp).await,
+            // The server closed a kept connection: a fresh one below.
+            Err(_) => {
+                transport.pool.lock().remove(&key);
+            }
+        }
+    }
+    let req = request()?;
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("dial tcp {addr}: {}", dial_error(&e)))?;
+    // Requests are small and answered at once: no waiting to coalesce segments.
+    let _ = tcp.set_nodelay(true);
     let config = tls_config(&hook.ca_bundle)?;
     let name = ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?;
     let tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
         .map_err(|e| tls_error(&e))?;
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let authority = format!("{}:{}", t.host, t.port);
-    let req = http::Request::post(format!("https://{authority}{}", t.path))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json, */*")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    send(TokioIo::new(tls), req, h2, &authority).await
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let (mut s, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        transport.pool.lock().insert(key, s.clone());
+        return read(s.send_request(req).await.map_err(|e| e.to_string())?).await;
+    }
+    send_http1(TokioIo::new(tls), req, &authority).await
 }
 
-async fn send<IO>(
+async fn send_http1<IO>(
     io: IO,
     mut req: http::Request<Full<Bytes>>,
-    h2: bool,
     authority: &str,
 ) -> Result<(u16, Bytes), String>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let resp = if h2 {
-        let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        s.send_request(req).await.map_err(|e| e.to_string())?
-    } else {
-        *req.uri_mut() = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-        let host = http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
-        req.headers_mut().insert(http::header::HOST, host);
-        let (mut s, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        s.send_request(req).await.map_err(|e| e.to_string())?
-    };
+    *req.uri_mut() = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    let host = http::HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
+    req.headers_mut().insert(http::header::HOST, host);
+    let (mut s, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    read(s.send_request(req).await.map_err(|e| e.to_string())?).await
+}
+
+async fn read(resp: http::Response<hyper::body::Incoming>) -> Result<(u16, Bytes), String> {
     let status = resp.status().as_u16();
     let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
         .collect()

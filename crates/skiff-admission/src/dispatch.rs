@@ -53,7 +53,7 @@ pub struct MatchContext<'a> {
 /// Calls admission webhooks.
 #[derive(Clone)]
 pub struct Dispatcher {
-    resolver: Arc<dyn Resolver>,
+    transport: Arc<crate::client::Transport>,
 }
 
 /// kube orders webhooks by configuration name, then their order in it.
@@ -73,7 +73,9 @@ struct Round {
 
 impl Dispatcher {
     pub fn new(resolver: Arc<dyn Resolver>) -> Self {
-        Dispatcher { resolver }
+        Dispatcher {
+            transport: Arc::new(crate::client::Transport::new(resolver)),
+        }
     }
 
     /// Runs the mutating webhooks (the admit phase), applying their JSON patches to
@@ -183,7 +185,7 @@ impl Dispatcher {
         m: &Matched,
         out: &mut Outcome,
     ) -> Result<Option<(Value, bool)>, CallError> {
-        let r = call(self.resolver.as_ref(), hook, a, m, a.object.as_ref()).await?;
+        let r = call(&self.transport, hook, a, m, a.object.as_ref()).await?;
         out.absorb(hook, &r);
         if !r.allowed {
             return Err(CallError::Final(error::webhook_denied(
@@ -227,7 +229,7 @@ impl Dispatcher {
             .iter()
             .enumerate()
             .map(|(i, (hook, m))| async move {
-                let res = call(self.resolver.as_ref(), hook, a, m, a.object.as_ref()).await;
+                let res = call(&self.transport, hook, a, m, a.object.as_ref()).await;
                 (i, *hook, res)
             })
             .collect();

@@ -12,7 +12,6 @@ use crate::server::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{Value, json};
 use skiff_types::ApiError;
-use skiff_types::registry::lookup;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ fn lease_name(addr: SocketAddr) -> String {
 
 fn target(name: Option<String>) -> Target {
     Target {
-        ri: lookup("coordination.k8s.io", "leases").expect("served"),
+        ri: crate::registry::builtin("coordination.k8s.io", "leases"),
         namespace: Some("kube-system".into()),
         name,
         sub: None,
@@ -102,7 +101,7 @@ fn differs(
     want: &Value,
     fields: &[&str],
 ) -> bool {
-    let ri = lookup(group, plural).expect("served");
+    let ri = crate::registry::builtin(group, plural);
     let name = want["metadata"]["name"].as_str().unwrap_or("");
     let Some(cur) = api
         .cache

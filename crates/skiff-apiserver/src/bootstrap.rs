@@ -1,8 +1,8 @@
 //! Objects every cluster has from its first start: the four system namespaces, their
 //! default ServiceAccounts and `kube-root-ca.crt` ConfigMaps, the `kubernetes` Service and its Endpoints and
 //! EndpointSlice (kept at this server's address), the `kube-dns` Service, the two
-//! system PriorityClasses, the default StorageClass `local-path`, and the IngressClass `skiff` of the built-in Ingress
-//! controller (the default class). Created only when absent, so restarts keep user edits.
+//! system PriorityClasses, the default StorageClass `local-path`, the IngressClass `skiff` of the built-in Ingress
+//! controller (the default class), and `kube-system/extension-apiserver-authentication`. Created only when absent, so restarts keep user edits.
 
 use crate::kinds::{
     KUBE_DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, ensure_default_service_account,
@@ -12,7 +12,6 @@ use crate::object::Target;
 use crate::server::ApiServer;
 use serde_json::{Value, json};
 use skiff_types::ApiError;
-use skiff_types::registry::lookup;
 
 /// Creates `obj`, or brings the existing one's `fields` (top-level) to `obj`'s: what
 /// the server owns is put right at every start, the rest is the user's.
@@ -24,7 +23,7 @@ pub(crate) async fn reconcile_one(
     obj: Value,
     fields: &[&str],
 ) -> Result<(), ApiError> {
-    let ri = lookup(group, plural).expect("bootstrap kinds are served");
+    let ri = crate::registry::builtin(group, plural);
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let created = ensure_one(api, group, plural, Some(ns), obj.clone()).await;
     created?;
@@ -98,7 +97,7 @@ async fn ensure_one(
     ns: Option<&str>,
     obj: Value,
 ) -> Result<(), ApiError> {
-    let ri = lookup(group, plural).expect("bootstrap kinds are served");
+    let ri = crate::registry::builtin(group, plural);
     let t = Target {
         ri,
         namespace: ns.map(str::to_string),
@@ -112,6 +111,25 @@ async fn ensure_one(
     }
 }
 
+/// `kube-system/extension-apiserver-authentication`: how extension API servers
+/// recognise requests this server proxies to them (and clients' certificates).
+async fn ensure_extension_authentication(api: &ApiServer) -> Result<(), ApiError> {
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "client-ca-file": api.pki.ca_cert_pem,
+            "requestheader-client-ca-file": api.pki.request_header_ca_pem,
+            "requestheader-allowed-names": json!([skiff_pki::PROXY_CLIENT_CN]).to_string(),
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+            "requestheader-uid-headers": "[\"X-Remote-Uid\"]",
+        },
+    });
+    reconcile_one(api, "", "configmaps", "kube-system", cm, &["data"]).await
+}
+
 pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ensure_one(api, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})).await?;
@@ -120,7 +138,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
         ensure_default_service_account(api, ns).await;
     }
     // Namespaces of an earlier version of skiff lack the CA ConfigMap.
-    let ns_ri = lookup("", "namespaces").expect("served");
+    let ns_ri = crate::registry::builtin("", "namespaces");
     let (all, _, _) = api.cache.list(&ns_ri.prefix(None), None, None, &|_| true);
     for s in all {
         if let Ok(ns) = crate::object::from_stored(&s)
@@ -137,6 +155,7 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     });
     ensure_one(api, "", "services", Some("default"), svc).await?;
     crate::rbac_bootstrap::ensure(api).await?;
+    ensure_extension_authentication(api).await?;
     ensure_kube_dns(api).await?;
     ensure_ingress_class(api).await?;
     ensure_storage_class(api).await?;

@@ -8,7 +8,6 @@ use crate::ApiServer;
 use crate::cache::Stored;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use skiff_types::registry::lookup;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +65,7 @@ fn expired(s: &Stored, ttl: Duration, now: DateTime<Utc>) -> bool {
 /// Sweeps every `ttl / 10` (between 1 s and 1 min) until the process ends.
 pub fn spawn(api: Arc<ApiServer>, ttl: Duration) {
     let every = (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let prefix = lookup("", "events").expect("served").prefix(None);
+    let prefix = crate::registry::builtin("", "events").prefix(None);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

@@ -7,6 +7,7 @@ use crate::discovery;
 use crate::object::{
     DeleteOptions, FieldValidation, Target, WriteOptions, WriteResult, dry_run_values, from_stored,
 };
+use crate::registry::Snapshot;
 use crate::server::ApiServer;
 use crate::watch::{self, Filter, WatchParams};
 use axum::Router;
@@ -16,8 +17,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use skiff_types::registry::lookup;
-use skiff_types::{ApiError, ResourceInfo, Subresource, meta};
+use skiff_types::{ApiError, Subresource, meta};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,10 +65,9 @@ async fn handle(api: Arc<ApiServer>, req: Request<Body>) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let who = crate::identity::identify(&api, &req);
-    let mut audit = api
-        .audit
-        .as_ref()
-        .and_then(|a| crate::audit::Record::begin(a, &req, who.as_ref().ok()));
+    let mut audit = api.audit.as_ref().and_then(|a| {
+        crate::audit::Record::begin(a, &api.registry.snapshot(), &req, who.as_ref().ok())
+    });
     let streams = audit.as_ref().is_some_and(|r| r.long_running(&req));
     let req = match audit.as_mut() {
         Some(r) => r.take_request_body(req).await,
@@ -108,6 +107,7 @@ type Routed = (&'static str, String, Response);
 /// What authorizers and the audit policy see of a request, and where it routes (None:
 /// outside the resource API).
 pub(crate) fn request_attributes(
+    served: &Snapshot,
     user: UserInfo,
     req: &Request<Body>,
 ) -> (Attributes, Option<PathInfo>) {
@@ -129,7 +129,24 @@ pub(crate) fn request_attributes(
         };
         return (attrs, None);
     }
-    let Some(info) = parse_resource_path(&segs, method) else {
+    if let Some(r) = crate::request_info::parse(&segs, method)
+        && served.remote(r.group, r.version).is_some()
+    {
+        // An extension API server's: authorized here as a resource, served there.
+        let attrs = Attributes {
+            user,
+            verb: r.verb.to_string(),
+            group: r.group.to_string(),
+            resource: r.resource.to_string(),
+            subresource: r.subresource.unwrap_or("").to_string(),
+            namespace: r.namespace.unwrap_or("").to_string(),
+            name: r.name.unwrap_or("").to_string(),
+            path: None,
+            field_selector: fields_of(req),
+        };
+        return (attrs, None);
+    }
+    let Some(info) = parse_resource_path(served, &segs, method) else {
         let verb = method.as_str().to_lowercase();
         return (
             Attributes::non_resource(user, &verb, &path_or_root(path)),
@@ -193,7 +210,7 @@ fn verb_of(info: &PathInfo, req: &Request<Body>) -> &'static str {
 }
 
 async fn route(api: &Arc<ApiServer>, user: UserInfo, req: Request<Body>) -> Routed {
-    let (attrs, info) = request_attributes(user.clone(), &req);
+    let (attrs, info) = request_attributes(&api.registry.snapshot(), user.clone(), &req);
     let kind = crate::flowcontrol::kind_of(
         &attrs.verb,
         &attrs.subresource,
@@ -251,6 +268,12 @@ async fn route_allowed(
         .unwrap_or("")
         .to_string();
 
+    if let ["apis", g, v, ..] = segs.as_slice()
+        && let Some(remote) = api.registry.snapshot().remote(g, v).cloned()
+    {
+        let resp = crate::aggregator::proxy(api, &remote, &user, req).await;
+        return ("", String::new(), resp);
+    }
     if let Some(r) = crate::secrets_encryption::serve(api, &method, &segs).await {
         let resp = match r {
             Ok(v) => json_ok(&v),
@@ -278,14 +301,16 @@ async fn route_allowed(
                 "text/plain; version=0.0.4",
             )),
             ["api"] => Some(match discovery::aggregated_version(&accept) {
-                Some(v) => aggregated(discovery::aggregated(true, v), v),
+                Some(v) => aggregated(discovery::aggregated(&api.registry.snapshot(), true, v), v),
                 None => json_ok(&discovery::api_versions(&api.advertise.to_string())),
             }),
             ["apis"] => Some(match discovery::aggregated_version(&accept) {
-                Some(v) => aggregated(discovery::aggregated(false, v), v),
-                None => json_ok(&discovery::api_group_list()),
+                Some(v) => aggregated(discovery::aggregated(&api.registry.snapshot(), false, v), v),
+                None => json_ok(&discovery::api_group_list(&api.registry.snapshot())),
             }),
-            ["api", "v1"] => discovery::resource_list("", "v1").map(|d| json_ok(&d)),
+            ["api", "v1"] => {
+                discovery::resource_list(&api.registry.snapshot(), "", "v1").map(|d| json_ok(&d))
+            }
             ["apis", crate::metricsapi::GROUP, crate::metricsapi::VERSION] => {
                 Some(json_ok(&crate::metricsapi::resource_list()))
             }
@@ -299,12 +324,12 @@ async fn route_allowed(
                 None => error_response(&ApiError::path_not_found()),
             }),
             ["apis", g] => Some(
-                discovery::api_group_doc(g)
+                discovery::api_group_doc(&api.registry.snapshot(), g)
                     .map(|d| json_ok(&d))
                     .unwrap_or_else(|| error_response(&ApiError::path_not_found())),
             ),
             ["apis", g, v] => Some(
-                discovery::resource_list(g, v)
+                discovery::resource_list(&api.registry.snapshot(), g, v)
                     .map(|d| json_ok(&d))
                     .unwrap_or_else(|| error_response(&ApiError::path_not_found())),
             ),
@@ -325,9 +350,12 @@ async fn route_allowed(
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
                 Some(r)
             }
-            ["openapi", "v3"] => Some(json_ok(&skiff_openapi::v3_index())),
-            ["openapi", "v3", rest @ ..] => {
-                Some(match skiff_openapi::v3_document(&rest.join("/")) {
+            ["openapi", "v3"] => Some(json_ok(&api.openapi.index(&api.registry.snapshot()))),
+            ["openapi", "v3", rest @ ..] => Some(
+                match api
+                    .openapi
+                    .document(&api.registry.snapshot(), &rest.join("/"))
+                {
                     Some(doc) => {
                         let mut r = Response::new(Body::from(doc.as_ref().clone()));
                         r.headers_mut().insert(
@@ -337,8 +365,8 @@ async fn route_allowed(
                         r
                     }
                     None => error_response(&ApiError::path_not_found()),
-                })
-            }
+                },
+            ),
             _ => None,
         };
         if let Some(r) = nr {
@@ -355,10 +383,12 @@ async fn route_allowed(
     };
     let resource_label = info.target.ri.plural.to_string();
     let verb = verb_of(&info, &req);
-    let resp = match serve_resource(api, &user, info, req).await {
+    let deprecation = crate::strategy::warnings(&info.target.ri);
+    let mut resp = match serve_resource(api, &user, info, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    add_warnings(&mut resp, &deprecation);
     (verb, resource_label, resp)
 }
 
@@ -407,50 +437,18 @@ pub(crate) struct PathInfo {
 }
 
 /// Maps `/api/v1/...` and `/apis/<g>/<v>/...` onto a target and a Kubernetes verb.
-fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
-    let (group, version, rest) = match segs {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return None,
-    };
-    let (watch_prefix, rest) = match rest {
-        ["watch", r @ ..] => (true, r),
-        r => (false, r),
-    };
-    let ns_ri = lookup("", "namespaces").expect("served");
-    let (namespace, resource, name, sub): (Option<&str>, &str, Option<&str>, Option<&str>) =
-        match rest {
-            ["namespaces", ns, res, tail @ ..] if group.is_empty() && lookup("", res).is_none() => {
-                // /api/v1/namespaces/<name>/status|finalize
-                if !tail.is_empty() {
-                    return None;
-                }
-                (None, "namespaces", Some(*ns), Some(*res))
-            }
-            ["namespaces", ns, res, tail @ ..] => match tail {
-                [] => (Some(*ns), *res, None, None),
-                [n] => (Some(*ns), *res, Some(*n), None),
-                [n, s] => (Some(*ns), *res, Some(*n), Some(*s)),
-                _ => return None,
-            },
-            [res] => (None, *res, None, None),
-            [res, n] => (None, *res, Some(*n), None),
-            [res, n, "proxy", ..] => (None, *res, Some(*n), Some("proxy")),
-            [res, n, s] => (None, *res, Some(*n), Some(*s)),
-            _ => return None,
-        };
-    let proxy_path = match rest {
-        [_, _, "proxy", tail @ ..] => format!("/{}", tail.join("/")),
-        _ => String::new(),
-    };
-    let ri: &'static ResourceInfo = if resource == "namespaces" && group.is_empty() {
-        ns_ri
-    } else {
-        lookup(group, resource)?
-    };
-    if ri.version != version {
-        return None;
-    }
+fn parse_resource_path(served: &Snapshot, segs: &[&str], method: &Method) -> Option<PathInfo> {
+    let crate::request_info::RequestInfo {
+        group,
+        version,
+        namespace,
+        resource,
+        name,
+        subresource: sub,
+        verb,
+        proxy_path,
+    } = crate::request_info::parse(segs, method)?;
+    let ri = served.get(group, version, resource)?;
     if namespace.is_some() && !ri.namespaced() {
         return None;
     }
@@ -464,17 +462,6 @@ fn parse_resource_path(segs: &[&str], method: &Method) -> Option<PathInfo> {
             }
             Some(s)
         }
-    };
-    let verb = match (method.as_str(), name.is_some(), watch_prefix) {
-        (_, _, true) if *method == Method::GET => "watch",
-        ("GET", true, _) => "get",
-        ("GET", false, _) => "list",
-        ("POST", _, _) => "create",
-        ("PUT", _, _) => "update",
-        ("PATCH", _, _) => "patch",
-        ("DELETE", true, _) => "delete",
-        ("DELETE", false, _) => "deletecollection",
-        _ => return None,
     };
     Some(PathInfo {
         target: Target {
@@ -590,7 +577,7 @@ async fn serve_resource(
         }
         Some(Subresource::Token) if info.verb != "create" => {
             return Err(ApiError::method_not_supported(
-                t.ri.group,
+                &t.ri.group,
                 "serviceaccounts/token",
                 "create",
             ));
@@ -605,7 +592,7 @@ async fn serve_resource(
         "get" => {
             let obj = api.get_object(&t).await?;
             let obj = if t.sub == Some(Subresource::Scale) {
-                crate::kinds::to_scale(&obj)
+                crate::scale::to_scale(&t.ri, &obj)
             } else {
                 obj
             };
@@ -617,9 +604,8 @@ async fn serve_resource(
                     .get("includeObject")
                     .map(String::as_str)
                     .unwrap_or("Metadata");
-                return Ok(json_ok(&skiff_printers::table(
-                    t.ri.group,
-                    t.ri.plural,
+                return Ok(json_ok(&crate::strategy::table(
+                    &t.ri,
                     &[shaped],
                     include,
                     &rv,
@@ -692,8 +678,8 @@ async fn serve_resource(
                     Ok(respond(&headers, 201, &tr, &[]))
                 }
                 Some(_) => Err(ApiError::method_not_supported(
-                    t.ri.group,
-                    t.ri.plural,
+                    &t.ri.group,
+                    &t.ri.plural,
                     "create",
                 )),
                 None if t.ri.virtual_create_only => Ok(respond(
@@ -703,8 +689,8 @@ async fn serve_resource(
                     &[],
                 )),
                 None if t.name.is_some() => Err(ApiError::method_not_supported(
-                    t.ri.group,
-                    t.ri.plural,
+                    &t.ri.group,
+                    &t.ri.plural,
                     "create",
                 )),
                 None => {
@@ -717,7 +703,7 @@ async fn serve_resource(
                         Vec::new()
                     } else {
                         crate::object::field_validation(
-                            t.ri,
+                            &t.ri,
                             &obj,
                             (format == BodyFormat::Json && dups).then_some(&raw[..]),
                             opts.field_validation,
@@ -738,7 +724,7 @@ async fn serve_resource(
             let opts = write_options(&q, user)?;
             let warnings = if t.sub.is_none() && format != BodyFormat::Protobuf {
                 crate::object::field_validation(
-                    t.ri,
+                    &t.ri,
                     &obj,
                     (format == BodyFormat::Json && dups).then_some(&raw[..]),
                     opts.field_validation,
@@ -758,7 +744,7 @@ async fn serve_resource(
                     .map(crate::object::parse_rv)
                     .transpose()?;
                 api.write_existing(&st, pre, &opts, |cur| {
-                    crate::kinds::from_scale(cur, &obj, &name)
+                    crate::scale::from_scale(&t.ri, cur, &obj, &name)
                 })
                 .await?
             } else {
@@ -827,8 +813,8 @@ async fn serve_resource(
             Ok(respond(&headers, 200, &list, &[]))
         }
         _ => Err(ApiError::method_not_supported(
-            t.ri.group,
-            t.ri.plural,
+            &t.ri.group,
+            &t.ri.plural,
             info.verb,
         )),
     }
@@ -838,7 +824,7 @@ async fn serve_resource(
 fn storage_target(t: &Target) -> Target {
     if t.ri.is_storage_alias() {
         Target {
-            ri: lookup("", "events").expect("served"),
+            ri: crate::registry::builtin("", "events"),
             ..t.clone()
         }
     } else {
@@ -1059,7 +1045,7 @@ impl ListOut {
             include,
         } = self;
         let t = &t;
-        if wanted == Wanted::Object && !t.ri.is_storage_alias() && !yaml {
+        if wanted == Wanted::Object && !t.ri.converts() && !yaml {
             // Fast path: splice the stored bytes into the list, stamping each resourceVersion,
             // without building a JSON tree per object (lists of 30,000 pods stay cheap).
             let mut body =
@@ -1106,9 +1092,8 @@ impl ListOut {
         }
         if wanted == Wanted::Table {
             let include = include.as_deref().unwrap_or("Metadata");
-            return Ok(json_ok(&skiff_printers::table(
-                t.ri.group,
-                t.ri.plural,
+            return Ok(json_ok(&crate::strategy::table(
+                &t.ri,
                 &items,
                 include,
                 &list_rev.to_string(),
@@ -1138,7 +1123,7 @@ fn write_response(
 ) -> Response {
     if let Some(raw) = res
         .raw
-        .filter(|_| t.sub.is_none() && !t.ri.is_storage_alias() && !decode::wants_yaml(headers))
+        .filter(|_| t.sub.is_none() && !t.ri.converts() && !decode::wants_yaml(headers))
     {
         let mut warnings = res.warnings;
         warnings.extend_from_slice(extra_warnings);
@@ -1147,11 +1132,9 @@ fn write_response(
     let obj = if t.sub == Some(Subresource::Scale)
         && res.object.get("kind").and_then(Value::as_str) != Some("Scale")
     {
-        crate::kinds::to_scale(&res.object)
-    } else if t.ri.is_storage_alias()
-        && res.object.get("kind").and_then(Value::as_str) == Some("Event")
-    {
-        crate::kinds::core_event_to_v1(&res.object)
+        crate::scale::to_scale(&t.ri, &res.object)
+    } else if t.ri.converts() && res.object.get("kind").and_then(Value::as_str) != Some("Status") {
+        watch::present(t, res.object, Wanted::Object)
     } else {
         res.object
     };
@@ -1184,13 +1167,18 @@ fn respond_bytes(code: u16, body: Vec<u8>, ct: &'static str, warnings: &[String]
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    add_warnings(&mut r, warnings);
+    r
+}
+
+/// `Warning: 299 - "<text>"` headers, as kube-apiserver writes them.
+fn add_warnings(r: &mut Response, warnings: &[String]) {
     for w in warnings {
         let msg = format!("299 - {:?}", w);
         if let Ok(h) = HeaderValue::from_str(&msg) {
             r.headers_mut().append("Warning", h);
         }
     }
-    r
 }
 
 pub fn json_ok(v: &Value) -> Response {
@@ -1281,7 +1269,8 @@ mod tests {
 
     fn p(path: &str, m: Method) -> Option<Parsed> {
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        parse_resource_path(&segs, &m).map(|i| {
+        let served = crate::registry::Registry::default().snapshot();
+        parse_resource_path(&served, &segs, &m).map(|i| {
             (
                 i.target.ri.plural.to_string(),
                 i.target.namespace,

@@ -8,7 +8,6 @@ use crate::server::ApiServer;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 use skiff_ingress::class::{DEFAULT_CLASS_ANNOTATION, default_class, named};
-use skiff_types::registry::lookup;
 
 /// Sets `spec.ingressClassName` of the Ingress being created to the default class, when
 /// it names no class and there is a default.
@@ -29,7 +28,7 @@ pub fn admit_default(api: &ApiServer, ingress: &mut Value) {
 /// The IngressClasses that may be the default: those whose stored form mentions the
 /// annotation (the rest are not parsed; this runs for every Ingress created).
 fn default_candidates(api: &ApiServer) -> Vec<IngressClass> {
-    let ri = lookup("networking.k8s.io", "ingressclasses").expect("served");
+    let ri = crate::registry::builtin("networking.k8s.io", "ingressclasses");
     let (all, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
     all.iter()
         .filter(|s| crate::kinds::contains(&s.value, DEFAULT_CLASS_ANNOTATION.as_bytes()))

@@ -6,8 +6,7 @@ use crate::object::{DeleteOptions, Target, WriteOptions, now_rfc3339};
 use crate::server::ApiServer;
 use rand::Rng;
 use serde_json::{Value, json};
-use skiff_types::registry::lookup;
-use skiff_types::{ApiError, FieldError, RESOURCES, ResourceInfo, Subresource, meta};
+use skiff_types::{ApiError, FieldError, ResourceInfo, Subresource, meta};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -39,12 +38,12 @@ pub async fn prepare_create(
         // Status is the system's to write; a create starts from a fresh one.
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
-            if let Some(s) = skiff_validation::initial_status(ri.group, ri.plural) {
+            if let Some(s) = skiff_validation::initial_status(&ri.group, &ri.plural) {
                 o.insert("status".into(), s);
             }
         }
     }
-    match (ri.group, ri.plural) {
+    match (&*ri.group, &*ri.plural) {
         ("", "pods") => {
             let qos = qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
@@ -81,7 +80,7 @@ pub fn ensure_default_service_account<'a>(
     ns: &'a str,
 ) -> futures::future::BoxFuture<'a, ()> {
     Box::pin(async move {
-        let sa_ri = lookup("", "serviceaccounts").expect("served");
+        let sa_ri = crate::registry::builtin("", "serviceaccounts");
         let t = Target {
             ri: sa_ri,
             namespace: Some(ns.to_string()),
@@ -246,8 +245,8 @@ const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"]
 pub fn admit_delete(ri: &ResourceInfo, name: &str) -> Result<(), ApiError> {
     if is(ri, "", "namespaces") && IMMORTAL_NAMESPACES.contains(&name) {
         return Err(ApiError::forbidden(
-            ri.group,
-            ri.plural,
+            &ri.group,
+            &ri.plural,
             name,
             "this namespace may not be deleted",
         ));
@@ -315,6 +314,11 @@ pub fn deletion_plan(ri: &ResourceInfo, current: &Value, opts: &DeleteOptions) -
         } else {
             DeletionPlan::AlreadyPending
         };
+    }
+    if is(ri, "apiextensions.k8s.io", "customresourcedefinitions") {
+        // Its objects go first: the CRD controller deletes them, then the finalizer.
+        let m = mark(current, now, 0, Some(crate::crds::CLEANUP_FINALIZER));
+        return DeletionPlan::Mark(m);
     }
     // Orphan and Foreground leave the owner in place, marked, for the garbage collector:
     // it releases or deletes the dependents, then removes the finalizer. Background
@@ -590,7 +594,7 @@ fn cached_service_allocations(
     api: &ApiServer,
     except: &(String, String),
 ) -> (HashSet<Ipv4Addr>, HashSet<u16>) {
-    let svc_ri = lookup("", "services").expect("served");
+    let svc_ri = crate::registry::builtin("", "services");
     let except = svc_ri.key(Some(&except.0), &except.1);
     let (objs, _, _) = api.cache.list(&svc_ri.prefix(None), None, None, &|_| true);
     let mut memo = api.service_allocations.lock();
@@ -647,7 +651,7 @@ fn pick_port(used: &HashSet<u16>) -> Option<u16> {
 
 pub fn spawn_namespace_finalizer(api: Arc<ApiServer>) {
     tokio::spawn(async move {
-        let ns_ri = lookup("", "namespaces").expect("served");
+        let ns_ri = crate::registry::builtin("", "namespaces");
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let (objs, _, _) = api.cache.list(&ns_ri.prefix(None), None, None, &|_| true);
@@ -671,10 +675,8 @@ pub fn spawn_namespace_finalizer(api: Arc<ApiServer>) {
 
 async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
     let mut remaining = 0usize;
-    for ri in RESOURCES
-        .iter()
-        .filter(|r| r.namespaced() && !r.virtual_create_only && !r.is_storage_alias())
-    {
+    let served = api.registry.snapshot();
+    for ri in served.stored().filter(|r| r.namespaced()) {
         let (objs, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
         for s in objs {
             remaining += 1;
@@ -685,7 +687,7 @@ async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
                 continue;
             }
             let t = Target {
-                ri,
+                ri: ri.clone(),
                 namespace: Some(ns.to_string()),
                 name: meta::name(&obj).map(str::to_string),
                 sub: None,
@@ -701,7 +703,7 @@ async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     // Everything is gone: drop the `kubernetes` finalizer and the namespace.
-    let ns_ri = lookup("", "namespaces").expect("served");
+    let ns_ri = crate::registry::builtin("", "namespaces");
     let t = Target {
         ri: ns_ri,
         namespace: None,
@@ -730,74 +732,6 @@ async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Scale subresource.
-
-/// `autoscaling/v1 Scale` view of an object with `spec.replicas`.
-pub fn to_scale(obj: &Value) -> Value {
-    let m = &obj["metadata"];
-    let mut metadata = json!({
-        "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
-        "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
-    });
-    if let Some(o) = metadata.as_object_mut() {
-        o.retain(|_, v| !v.is_null());
-    }
-    let selector = selector_string(&obj["spec"]["selector"]);
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": metadata,
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
-    })
-}
-
-/// Writes a Scale's `spec.replicas` back into its object.
-pub fn from_scale(obj: &Value, scale: &Value, name: &str) -> Result<Value, ApiError> {
-    let replicas = scale["spec"]["replicas"].as_i64();
-    let Some(r) = replicas else {
-        return Err(ApiError::invalid(
-            "autoscaling",
-            "Scale",
-            name,
-            &[FieldError::required("spec.replicas", "")],
-        ));
-    };
-    if r < 0 {
-        return Err(ApiError::invalid(
-            "autoscaling",
-            "Scale",
-            name,
-            &[FieldError::invalid(
-                "spec.replicas",
-                json!(r),
-                "must be greater than or equal to 0",
-            )],
-        ));
-    }
-    let mut o = obj.clone();
-    o["spec"]["replicas"] = json!(r);
-    if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
-        meta::set(&mut o, "resourceVersion", json!(rv));
-    }
-    Ok(o)
-}
-
-/// A Scale's `status.selector`: the selector in Kubernetes' string form. A plain map is
-/// a ReplicationController's selector.
-pub fn selector_string(sel: &Value) -> String {
-    let as_label_selector =
-        if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
-            sel.clone()
-        } else {
-            json!({"matchLabels": sel})
-        };
-    skiff_validation::labels::Selector::from_label_selector(&as_label_selector)
-        .map(|s| s.to_string())
-        .unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------------------
 // Priority admission: spec.priority comes from the pod's PriorityClass (or the global
 // default class), as Kubernetes' Priority admission plugin does.
 
@@ -807,7 +741,7 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 pub fn admit_priority(api: &ApiServer, pod: &mut Value, name: &str) -> Result<(), ApiError> {
-    let pc_ri = lookup("scheduling.k8s.io", "priorityclasses").expect("served");
+    let pc_ri = crate::registry::builtin("scheduling.k8s.io", "priorityclasses");
     let class = pod["spec"]["priorityClassName"]
         .as_str()
         .filter(|c| !c.is_empty())
@@ -877,8 +811,8 @@ pub async fn check_disruption_budgets(api: &ApiServer, pod: &Value) -> Result<()
         return Ok(());
     }
     api.sync_cache().await?;
-    let pdb_ri = lookup("policy", "poddisruptionbudgets").expect("served");
-    let pod_ri = lookup("", "pods").expect("served");
+    let pdb_ri = crate::registry::builtin("policy", "poddisruptionbudgets");
+    let pod_ri = crate::registry::builtin("", "pods");
     let (pdbs, _, _) = api
         .cache
         .list(&pdb_ri.prefix(Some(ns)), None, None, &|_| true);
@@ -1076,19 +1010,6 @@ mod tests {
     }
 
     #[test]
-    fn scale_round_trip() {
-        let d = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u", "resourceVersion": "5"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let s = to_scale(&d);
-        assert_eq!(s["spec"]["replicas"], 2);
-        assert_eq!(s["status"]["selector"], "app=web");
-        let mut s2 = s.clone();
-        s2["spec"]["replicas"] = json!(5);
-        assert_eq!(from_scale(&d, &s2, "web").unwrap()["spec"]["replicas"], 5);
-        s2["spec"]["replicas"] = json!(-1);
-        assert_eq!(from_scale(&d, &s2, "web").unwrap_err().code, 422);
-    }
-
-    #[test]
     fn binding_sets_node_once() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}});
         let b = json!({"target": {"kind": "Node", "name": "n1"}});
@@ -1100,20 +1021,20 @@ mod tests {
 
     #[test]
     fn graceful_pod_deletion() {
-        let ri = lookup("", "pods").unwrap();
+        let ri = crate::registry::builtin("", "pods");
         let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
         assert!(matches!(
-            deletion_plan(ri, &unbound, &DeleteOptions::default()),
+            deletion_plan(&ri, &unbound, &DeleteOptions::default()),
             DeletionPlan::Immediate
         ));
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "terminationGracePeriodSeconds": 30}});
-        let DeletionPlan::Mark(m) = deletion_plan(ri, &bound, &DeletionOptionsExt::grace(None))
+        let DeletionPlan::Mark(m) = deletion_plan(&ri, &bound, &DeletionOptionsExt::grace(None))
         else {
             panic!()
         };
         assert_eq!(m["metadata"]["deletionGracePeriodSeconds"], 30);
         assert!(matches!(
-            deletion_plan(ri, &m, &DeletionOptionsExt::grace(Some(0))),
+            deletion_plan(&ri, &m, &DeletionOptionsExt::grace(Some(0))),
             DeletionPlan::Immediate
         ));
     }

@@ -5,14 +5,18 @@
 //! crates and are looked up by (group, resource).
 
 pub mod agentproxy;
+pub mod aggregator;
 pub mod apiservers;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod certificates;
+pub mod crds;
+pub mod custom;
 pub mod decode;
 pub mod discovery;
+pub mod dynamic_admission;
 pub mod eventttl;
 pub mod flowcontrol;
 pub mod handlers;
@@ -25,17 +29,23 @@ pub mod metricsapi;
 pub mod nodeauth;
 pub mod nodeproxy;
 pub mod object;
+pub mod openapi;
 pub mod patching;
 pub mod podsecurity;
 pub mod portforward;
 pub mod rbac;
 pub mod rbac_bootstrap;
+pub mod registry;
+pub mod request_info;
 pub mod reviews;
+pub mod scale;
 pub mod secrets_encryption;
 pub mod server;
 pub mod serverjoin;
 pub mod serviceaccount;
+pub mod services;
 pub mod storage;
+pub mod strategy;
 pub mod watch;
 
 pub use server::{ApiServer, Config, RunningServer};

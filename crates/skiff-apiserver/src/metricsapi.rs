@@ -20,7 +20,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff_metrics::api;
 use skiff_types::ApiError;
-use skiff_types::registry::lookup;
 use skiff_validation::labels;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -104,7 +103,7 @@ fn field<'a>(a: &'a Attrs, name: &str) -> &'a str {
 /// once per stored version and shared with selector lists and watches, so a request
 /// costs no parsing of tens of thousands of pods.
 fn objects(api: &ApiServer, resource: &str, namespace: Option<&str>) -> Vec<Arc<Stored>> {
-    let ri = lookup("", resource).expect("served");
+    let ri = crate::registry::builtin("", resource);
     api.cache
         .list(&ri.prefix(namespace), None, None, &|_| true)
         .0

@@ -167,8 +167,8 @@ impl<'a> Write<'a> {
     pub fn create_sub(t: &'a crate::object::Target, sub: &'a str, body: &'a Value) -> Self {
         Write {
             operation: skiff_nodeauth::Operation::Create,
-            group: t.ri.group,
-            resource: t.ri.plural,
+            group: &t.ri.group,
+            resource: &t.ri.plural,
             subresource: sub,
             namespace: t.namespace.as_deref().unwrap_or(""),
             name: t.name(),

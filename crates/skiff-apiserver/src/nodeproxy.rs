@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// Where the agent of `node` listens: its InternalIP and `daemonEndpoints` port.
 pub(crate) async fn agent_address(api: &ApiServer, node: &str) -> Result<(String, u16), ApiError> {
-    let ri = skiff_types::registry::lookup("", "nodes").expect("nodes are served");
+    let ri = crate::registry::builtin("", "nodes");
     let key = ri.key(None, node);
     let n = match api.cache.get(&key) {
         Some(s) => crate::object::from_stored(&s)?,

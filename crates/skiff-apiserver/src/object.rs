@@ -6,10 +6,12 @@
 use crate::auth::UserInfo;
 use crate::cache::Stored;
 use crate::kinds;
+use crate::registry::Served;
 use crate::server::ApiServer;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
+use skiff_admission::Operation;
 use skiff_store::{Error as StoreError, KeyValue, Revision};
 use skiff_types::registry::split_api_version;
 use skiff_types::{ApiError, FieldError, ResourceInfo, Subresource, meta};
@@ -18,7 +20,7 @@ use std::time::Duration;
 /// Which object (or collection) a request is about.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub ri: &'static ResourceInfo,
+    pub ri: crate::registry::Resource,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub sub: Option<Subresource>,
@@ -69,6 +71,18 @@ pub fn now_rfc3339() -> String {
 
 /// Serialized form kept in the store: the object without its resourceVersion (the
 /// store's mod revision is the resourceVersion).
+/// [`to_stored`] in the version the kind is stored in.
+pub fn to_stored_for(ri: &Served, obj: &Value) -> Bytes {
+    match ri.storage_api_version() {
+        Some(av) => {
+            let mut o = obj.clone();
+            o["apiVersion"] = json!(av);
+            to_stored(&o)
+        }
+        None => to_stored(obj),
+    }
+}
+
 pub fn to_stored(obj: &Value) -> Bytes {
     // Canonical layout: apiVersion, kind, metadata first, so `stamp_stored` finds the
     // object's own metadata as the first `"metadata":{` in the bytes.
@@ -137,9 +151,9 @@ fn from_kv(kv: &KeyValue) -> Result<Value, ApiError> {
 
 pub fn store_error(e: StoreError, t: &Target) -> ApiError {
     match e {
-        StoreError::NotFound => ApiError::not_found(t.ri.group, t.ri.plural, t.name()),
-        StoreError::AlreadyExists => ApiError::already_exists(t.ri.group, t.ri.plural, t.name()),
-        StoreError::Conflict { .. } => ApiError::modified(t.ri.group, t.ri.plural, t.name()),
+        StoreError::NotFound => ApiError::not_found(&t.ri.group, &t.ri.plural, t.name()),
+        StoreError::AlreadyExists => ApiError::already_exists(&t.ri.group, &t.ri.plural, t.name()),
+        StoreError::Conflict { .. } => ApiError::modified(&t.ri.group, &t.ri.plural, t.name()),
         StoreError::Compacted { compact_revision } => ApiError::expired(format!(
             "required revision has been compacted (compacted at {compact_revision})"
         )),
@@ -178,17 +192,43 @@ fn same_but_version(a: &Value, b: &Value) -> bool {
         })
 }
 
+/// ObjectMeta's maps and lists are `omitempty` in Kubernetes: an emptied one (the last
+/// annotation removed) is not kept as `{}`.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for k in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
+        let empty = match m.get(k) {
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(k);
+        }
+    }
+}
+
 /// Kinds whose `metadata.generation` tracks spec changes.
-fn tracks_generation(ri: &ResourceInfo) -> bool {
-    matches!(
-        (ri.group, ri.plural),
-        ("apps", _)
-            | ("batch", _)
-            | ("autoscaling", _)
-            | ("policy", _)
-            | ("networking.k8s.io", "networkpolicies" | "ingresses")
-            | ("", "replicationcontrollers" | "pods")
-    )
+fn tracks_generation(ri: &Served) -> bool {
+    ri.custom.is_some()
+        || matches!(
+            (&*ri.group, &*ri.plural),
+            ("apps", _)
+                | ("batch", _)
+                | ("autoscaling", _)
+                | ("policy", _)
+                | ("networking.k8s.io", "networkpolicies" | "ingresses")
+                | ("", "replicationcontrollers" | "pods")
+        )
 }
 
 /// Checks `apiVersion`/`kind` of a body against the endpoint and fills them when absent.
@@ -196,7 +236,7 @@ pub fn check_type_meta(ri: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErro
     let (api_version, kind) = meta::type_meta(obj);
     let (api_version, kind) = (api_version.map(str::to_string), kind.map(str::to_string));
     if let Some(k) = &kind
-        && k != ri.kind
+        && *k != ri.kind
     {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({}) does not match the expected API version ({})",
@@ -244,8 +284,8 @@ fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
 
 /// Refuses a body that would not decode as its kind (a string where a map goes), in
 /// the words kube-apiserver's decoder uses; nothing stored may fail a typed client.
-pub fn check_decodes(ri: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
-    match skiff_openapi::type_mismatch(ri.group, ri.version, ri.kind, obj) {
+pub fn check_decodes(ri: &Served, obj: &Value) -> Result<(), ApiError> {
+    match crate::strategy::type_mismatch(ri, obj) {
         None => Ok(()),
         Some(m) => Err(ApiError::bad_request(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: {why}",
@@ -258,7 +298,7 @@ pub fn check_decodes(ri: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
 
 /// Strict/Warn field validation of a decoded body.
 pub fn field_validation(
-    ri: &ResourceInfo,
+    ri: &Served,
     obj: &Value,
     raw: Option<&[u8]>,
     mode: FieldValidation,
@@ -266,11 +306,10 @@ pub fn field_validation(
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let mut problems: Vec<String> =
-        skiff_openapi::unknown_fields(ri.group, ri.version, ri.kind, obj)
-            .into_iter()
-            .map(|f| format!("unknown field \"{f}\""))
-            .collect();
+    let mut problems: Vec<String> = crate::strategy::unknown_fields(ri, obj)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     if let Some(raw) = raw {
         problems.extend(
             skiff_openapi::duplicate_fields(raw)
@@ -283,8 +322,10 @@ pub fn field_validation(
     }
     match mode {
         FieldValidation::Strict => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            problems.join(", ")
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            problems.join(", "),
+            kind = ri.kind,
+            version = ri.version,
         ))),
         _ => Ok(problems),
     }
@@ -300,7 +341,7 @@ impl ApiServer {
             .map_err(|e| store_error(e, t))?
         {
             Some(kv) => from_kv(&kv),
-            None => Err(ApiError::not_found(t.ri.group, t.ri.plural, t.name())),
+            None => Err(ApiError::not_found(&t.ri.group, &t.ri.plural, t.name())),
         }
     }
 
@@ -323,7 +364,8 @@ impl ApiServer {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
-        let ri = t.ri;
+        let ri = &t.ri;
+        crate::strategy::check_create_allowed(ri)?;
         check_type_meta(ri, &mut obj)?;
         check_decodes(ri, &obj)?;
         check_namespace(t, &mut obj)?;
@@ -340,8 +382,8 @@ impl ApiServer {
                 }
                 None => {
                     return Err(ApiError::invalid(
-                        ri.group,
-                        ri.kind,
+                        &ri.group,
+                        &ri.kind,
                         "",
                         &[FieldError::required(
                             "metadata.name",
@@ -371,11 +413,27 @@ impl ApiServer {
                 m.remove("generation");
             }
         }
-        skiff_validation::default_object(ri.group, ri.plural, &mut obj);
+        crate::strategy::default(ri, &mut obj);
+        drop_empty_metadata(&mut obj);
         if ri.group.is_empty() && ri.plural == "pods" {
             skiff_validation::admit_pod_defaults(&mut obj);
             kinds::admit_priority(self, &mut obj, &name)?;
             crate::serviceaccount::admit_pod(self, &mut obj, &name).await?;
+        }
+        let served = self.registry.snapshot();
+        let mut webhook_warnings = Vec::new();
+        if self.admission.active() {
+            let (mutated, w) = self
+                .admission
+                .mutate(
+                    &served,
+                    self.admission_request(&t, Operation::Create, Some(obj), None, opts),
+                )
+                .await?;
+            obj = mutated.unwrap_or_default();
+            // What a webhook added is decoded with defaults, as kube's decoder does.
+            crate::strategy::default(ri, &mut obj);
+            webhook_warnings = w;
         }
         // Held until the object is stored, so two creates never get the same IP or port.
         let _alloc = if kinds::needs_alloc_lock(ri) {
@@ -384,16 +442,16 @@ impl ApiServer {
             None
         };
         kinds::prepare_create(self, ri, &mut obj).await?;
-        let csr = crate::certificates::is_csr(ri.group, ri.plural);
+        let csr = crate::certificates::is_csr(&ri.group, &ri.plural);
         if csr {
             crate::certificates::prepare_create(&mut obj, &opts.user);
         }
-        let mut errs = skiff_validation::validate_create(ri.group, ri.plural, &obj);
+        let mut errs = crate::strategy::validate_create(ri, &obj);
         if csr {
             errs.extend(crate::certificates::validate(&obj, None));
         }
         if !errs.is_empty() {
-            return Err(ApiError::invalid(ri.group, ri.kind, &name, &errs));
+            return Err(ApiError::invalid(&ri.group, &ri.kind, &name, &errs));
         }
         self.check_escalation(&t, &obj, None, &opts.user)?;
         if csr {
@@ -406,7 +464,12 @@ impl ApiServer {
             Some(&obj),
             None,
         )?;
-        let warnings = self.admit_pod_security(&t, &obj, None, &opts.user)?;
+        let mut warnings = self.admit_pod_security(&t, &obj, None, &opts.user)?;
+        warnings.append(&mut webhook_warnings);
+        if self.admission.active() {
+            let r = self.admission_request(&t, Operation::Create, Some(obj.clone()), None, opts);
+            warnings.extend(self.admission.validate(&served, r).await?);
+        }
         if let Some(mgr) = &opts.field_manager {
             skiff_patch::record_update(
                 None,
@@ -425,7 +488,7 @@ impl ApiServer {
                 raw: None,
             });
         }
-        let stored = to_stored(&obj);
+        let stored = to_stored_for(ri, &obj);
         let rev = self
             .store
             .create(&t.key(), stored.clone())
@@ -438,8 +501,27 @@ impl ApiServer {
             object: obj,
             code: 201,
             warnings,
-            raw: stamp_stored(&stored, rev),
+            raw: (!ri.converts())
+                .then(|| stamp_stored(&stored, rev))
+                .flatten(),
         })
+    }
+
+    fn admission_request<'a>(
+        &self,
+        t: &'a Target,
+        operation: Operation,
+        object: Option<Value>,
+        old: Option<&'a Value>,
+        opts: &'a WriteOptions,
+    ) -> crate::dynamic_admission::Request<'a> {
+        crate::dynamic_admission::Request {
+            t,
+            operation,
+            object,
+            old,
+            opts,
+        }
     }
 
     async fn check_namespace_accepts(
@@ -448,7 +530,7 @@ impl ApiServer {
         ri: &ResourceInfo,
         name: &str,
     ) -> Result<(), ApiError> {
-        let ns_ri = skiff_types::registry::lookup("", "namespaces").expect("namespaces are served");
+        let ns_ri = crate::registry::builtin("", "namespaces");
         let key = ns_ri.key(None, ns);
         // The watch cache answers almost always; a namespace created a moment ago may not
         // have reached it yet, so a miss is confirmed against the store.
@@ -461,8 +543,8 @@ impl ApiServer {
         match nsobj {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(nsobj) if meta::deletion_timestamp(&nsobj).is_some() => Err(ApiError::forbidden(
-                ri.group,
-                ri.plural,
+                &ri.group,
+                &ri.plural,
                 name,
                 &format!(
                     "unable to create new content in namespace {ns} because it is being terminated"
@@ -510,14 +592,14 @@ impl ApiServer {
                 if from_cache {
                     continue;
                 }
-                return Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()));
+                return Err(ApiError::modified(&t.ri.group, &t.ri.plural, t.name()));
             }
             let mut new = match f(cur_obj.clone()) {
                 Ok(new) => new,
                 Err(_) if from_cache => continue,
                 Err(e) => return Err(e),
             };
-            let stored = to_stored(&new);
+            let stored = to_stored_for(&t.ri, &new);
             // Equal objects serialize to the same length whatever their key order, so
             // the field-by-field comparison only runs when the lengths match.
             if let Some(cur) = &cur_obj
@@ -549,12 +631,12 @@ impl ApiServer {
                     continue;
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    return Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()));
+                    return Err(ApiError::modified(&t.ri.group, &t.ri.plural, t.name()));
                 }
                 Err(e) => return Err(store_error(e, t)),
             }
         }
-        Err(ApiError::modified(t.ri.group, t.ri.plural, t.name()))
+        Err(ApiError::modified(&t.ri.group, &t.ri.plural, t.name()))
     }
 
     /// Builds the object to store for an update of `current` with `incoming` (PUT body or
@@ -566,7 +648,7 @@ impl ApiServer {
         mut incoming: Value,
         opts: &WriteOptions,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        let ri = t.ri;
+        let ri = &t.ri;
         check_type_meta(ri, &mut incoming)?;
         if let Some(n) = meta::name(&incoming)
             && n != t.name()
@@ -576,7 +658,7 @@ impl ApiServer {
                 t.name()
             )));
         }
-        let csr = crate::certificates::is_csr(ri.group, ri.plural);
+        let csr = crate::certificates::is_csr(&ri.group, &ri.plural);
         let mut new = match t.sub {
             _ if csr => crate::certificates::prepare_update(t.sub, current, &incoming),
             // The bound pod, node and PodScheduled condition both: spec and status move.
@@ -636,7 +718,8 @@ impl ApiServer {
             }
         }
         kinds::prepare_update(ri, &mut new, current)?;
-        skiff_validation::default_object(ri.group, ri.plural, &mut new);
+        crate::strategy::default(ri, &mut new);
+        drop_empty_metadata(&mut new);
         if tracks_generation(ri)
             && t.sub != Some(Subresource::Status)
             && spec_changed(&new, current)
@@ -644,17 +727,12 @@ impl ApiServer {
             let g = meta::generation(current) + 1;
             meta::set(&mut new, "generation", json!(g));
         }
-        let mut errs = match t.sub {
-            Some(Subresource::Status) => {
-                skiff_validation::validate_status_update(ri.group, ri.plural, &new, current)
-            }
-            _ => skiff_validation::validate_update(ri.group, ri.plural, &new, current),
-        };
+        let mut errs = crate::strategy::validate_update(ri, t.sub, &new, current);
         if csr {
             errs.extend(crate::certificates::validate(&new, Some(current)));
         }
         if !errs.is_empty() {
-            return Err(ApiError::invalid(ri.group, ri.kind, t.name(), &errs));
+            return Err(ApiError::invalid(&ri.group, &ri.kind, t.name(), &errs));
         }
         self.check_escalation(t, &new, Some(current), &opts.user)?;
         if csr {
@@ -686,7 +764,7 @@ impl ApiServer {
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
         if t.sub != Some(Subresource::Scale) {
-            check_decodes(t.ri, &incoming)?;
+            check_decodes(&t.ri, &incoming)?;
         }
         let precondition = meta::resource_version(&incoming)
             .map(parse_rv)
@@ -717,10 +795,15 @@ impl ApiServer {
                 raw: None,
             });
         }
+        if self.admission.active() {
+            return self
+                .write_existing_admitted(t, precondition, opts, produce)
+                .await;
+        }
         let mut deleted_after = false;
         let mut admitted: Vec<String> = Vec::new();
         // An update may give a Service node ports: held until stored, as on create.
-        let alloc = if kinds::needs_alloc_lock(t.ri) && t.sub.is_none() {
+        let alloc = if kinds::needs_alloc_lock(&t.ri) && t.sub.is_none() {
             let guard = self.alloc_lock.lock().await;
             self.sync_cache().await?;
             Some(guard)
@@ -730,7 +813,7 @@ impl ApiServer {
         let (new, _old) = self
             .guaranteed_update(t, precondition, |cur| {
                 let current =
-                    cur.ok_or_else(|| ApiError::not_found(t.ri.group, t.ri.plural, t.name()))?;
+                    cur.ok_or_else(|| ApiError::not_found(&t.ri.group, &t.ri.plural, t.name()))?;
                 let incoming = produce(&current)?;
                 let (mut new, warnings) = self.prepare_update(t, &current, incoming, opts)?;
                 admitted = warnings;
@@ -739,12 +822,12 @@ impl ApiServer {
                 }
                 deleted_after = meta::deletion_timestamp(&new).is_some()
                     && meta::finalizers(&new).is_empty()
-                    && !kinds::waits_for_kubelet(t.ri, &new);
+                    && !kinds::waits_for_kubelet(&t.ri, &new);
                 Ok(new)
             })
             .await?;
         if let Some(rev) = meta::resource_version(&new).and_then(|v| v.parse().ok()) {
-            self.settle_policy(t.ri, rev).await;
+            self.settle_policy(&t.ri, rev).await;
         }
         if deleted_after {
             // The last finalizer is gone from an object being deleted: delete it now.
@@ -761,7 +844,7 @@ impl ApiServer {
         }
         // Tightening a namespace's enforce level: the pods it already holds that fail.
         let mut warnings = admitted;
-        if let ("", "namespaces", None, Some(old)) = (t.ri.group, t.ri.plural, t.sub, &_old) {
+        if let ("", "namespaces", None, Some(old)) = (&*t.ri.group, &*t.ri.plural, t.sub, &_old) {
             warnings.extend(crate::podsecurity::namespace_warnings(self, &new, old));
         }
         Ok(WriteResult {
@@ -772,9 +855,92 @@ impl ApiServer {
         })
     }
 
+    /// An update with admission webhooks or policies configured: the new object is
+    /// computed from a consistent read, mutated and validated (both may call out), then
+    /// written only if the object did not change meanwhile (else all again).
+    async fn write_existing_admitted<F>(
+        &self,
+        t: &Target,
+        precondition: Option<Revision>,
+        opts: &WriteOptions,
+        mut produce: F,
+    ) -> Result<WriteResult, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        let served = self.registry.snapshot();
+        for _ in 0..8 {
+            let current = self.get_object(t).await?;
+            let rev = meta::resource_version(&current)
+                .map(parse_rv)
+                .transpose()?
+                .unwrap_or(0);
+            if precondition.is_some_and(|p| p != rev) {
+                return Err(ApiError::modified(&t.ri.group, &t.ri.plural, t.name()));
+            }
+            let incoming = produce(&current)?;
+            let r =
+                self.admission_request(t, Operation::Update, Some(incoming), Some(&current), opts);
+            let (mutated, mut warnings) = self.admission.mutate(&served, r).await?;
+            let mut incoming = mutated.unwrap_or_default();
+            crate::strategy::default(&t.ri, &mut incoming);
+            let (new, w) = self.prepare_update(t, &current, incoming, opts)?;
+            warnings.extend(w);
+            let r = self.admission_request(
+                t,
+                Operation::Update,
+                Some(new.clone()),
+                Some(&current),
+                opts,
+            );
+            warnings.extend(self.admission.validate(&served, r).await?);
+            // Admission is not run again for this exact object.
+            let plain = WriteOptions {
+                dry_run: opts.dry_run,
+                ..opts.clone()
+            };
+            match self.write_decided(t, rev, &plain, new).await {
+                Err(e) if e.code == 409 && precondition.is_none() => continue,
+                Ok(mut res) => {
+                    res.warnings.splice(0..0, warnings);
+                    return Ok(res);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::modified(&t.ri.group, &t.ri.plural, t.name()))
+    }
+
+    /// Writes an object already admitted, if the stored one is still at `rev`.
+    async fn write_decided(
+        &self,
+        t: &Target,
+        rev: Revision,
+        opts: &WriteOptions,
+        new: Value,
+    ) -> Result<WriteResult, ApiError> {
+        if opts.dry_run {
+            return Ok(WriteResult {
+                object: new,
+                code: 200,
+                warnings: Vec::new(),
+                raw: None,
+            });
+        }
+        let (stored, _) = self
+            .guaranteed_update(t, Some(rev), |_| Ok(new.clone()))
+            .await?;
+        Ok(WriteResult {
+            object: stored,
+            code: 200,
+            warnings: Vec::new(),
+            raw: None,
+        })
+    }
+
     /// DELETE of one object.
     pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> Result<WriteResult, ApiError> {
-        let ri = t.ri;
+        let ri = &t.ri;
         kinds::admit_delete(ri, t.name())?;
         for _ in 0..16 {
             let kv = self
@@ -782,14 +948,14 @@ impl ApiServer {
                 .get(&t.key())
                 .await
                 .map_err(|e| store_error(e, t))?
-                .ok_or_else(|| ApiError::not_found(ri.group, ri.plural, t.name()))?;
+                .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, t.name()))?;
             let current = from_kv(&kv)?;
             if let Some(uid) = &opts.precondition_uid
                 && meta::uid(&current) != Some(uid.as_str())
             {
                 return Err(ApiError::conflict(
-                    ri.group,
-                    ri.plural,
+                    &ri.group,
+                    &ri.plural,
                     t.name(),
                     &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
@@ -801,8 +967,8 @@ impl ApiServer {
                 && meta::resource_version(&current) != Some(rv.as_str())
             {
                 return Err(ApiError::conflict(
-                    ri.group,
-                    ri.plural,
+                    &ri.group,
+                    &ri.plural,
                     t.name(),
                     &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
@@ -818,6 +984,18 @@ impl ApiServer {
                     None,
                     Some(&current),
                 )?;
+                if self.admission.active() {
+                    let wo = WriteOptions {
+                        dry_run: opts.dry_run,
+                        field_manager: None,
+                        field_validation: FieldValidation::Ignore,
+                        user: user.clone(),
+                    };
+                    let r = self.admission_request(t, Operation::Delete, None, Some(&current), &wo);
+                    self.admission
+                        .validate(&self.registry.snapshot(), r)
+                        .await?;
+                }
             }
             let plan = kinds::deletion_plan(ri, &current, opts);
             match plan {
@@ -847,7 +1025,7 @@ impl ApiServer {
                     }
                     match self
                         .store
-                        .update(&t.key(), to_stored(&marked), kv.mod_revision)
+                        .update(&t.key(), to_stored_for(ri, &marked), kv.mod_revision)
                         .await
                     {
                         Ok(rev) => {
@@ -873,7 +1051,7 @@ impl ApiServer {
                 }
             }
         }
-        Err(ApiError::modified(ri.group, ri.plural, t.name()))
+        Err(ApiError::modified(&ri.group, &ri.plural, t.name()))
     }
 
     /// Pod Security Admission: pods refused or warned about, workloads warned about,
@@ -887,7 +1065,7 @@ impl ApiServer {
     ) -> Result<Vec<String>, ApiError> {
         let ns = t.namespace.as_deref().unwrap_or("");
         let who = user.username.as_str();
-        match (t.ri.group, t.ri.plural, t.sub) {
+        match (&*t.ri.group, &*t.ri.plural, t.sub) {
             ("", "namespaces", None) => {
                 crate::podsecurity::check_namespace(obj, old)?;
                 // On updates the warnings come after the write (they read the pods).
@@ -901,7 +1079,7 @@ impl ApiServer {
                 let name = meta::name(obj).unwrap_or_default();
                 crate::podsecurity::admit_pod(self, who, (ns, name), obj, old)
             }
-            (_, _, None) => Ok(crate::podsecurity::warn_workload(self, who, t.ri, ns, obj)),
+            (_, _, None) => Ok(crate::podsecurity::warn_workload(self, who, &t.ri, ns, obj)),
             _ => Ok(Vec::new()),
         }
     }
@@ -918,8 +1096,8 @@ impl ApiServer {
     ) -> Result<(), ApiError> {
         let w = crate::nodeauth::Write {
             operation,
-            group: t.ri.group,
-            resource: t.ri.plural,
+            group: &t.ri.group,
+            resource: &t.ri.plural,
             subresource: t.sub.map(Subresource::name).unwrap_or(""),
             namespace: t.namespace.as_deref().unwrap_or(""),
             name: t.name(),
@@ -937,7 +1115,7 @@ impl ApiServer {
         user: &UserInfo,
     ) -> Result<(), ApiError> {
         let grant = crate::rbac::Grant {
-            ri: t.ri,
+            ri: &t.ri,
             namespace: t.namespace.as_deref().unwrap_or(""),
             name: t.name(),
             obj,
@@ -971,23 +1149,25 @@ impl ApiServer {
     }
 }
 
-fn deleted_result(ri: &ResourceInfo, last: Value) -> WriteResult {
-    // Kubernetes returns the deleted object for these registries, a Status for the rest.
-    let object = if ri.group.is_empty()
-        && matches!(
-            ri.plural,
-            "pods"
-                | "services"
-                | "namespaces"
-                | "nodes"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-        ) {
+fn deleted_result(ri: &Served, last: Value) -> WriteResult {
+    // Kubernetes returns the deleted object for these registries (custom resources
+    // too), a Status for the rest.
+    let object = if ri.custom.is_some()
+        || ri.group.is_empty()
+            && matches!(
+                &*ri.plural,
+                "pods"
+                    | "services"
+                    | "namespaces"
+                    | "nodes"
+                    | "persistentvolumes"
+                    | "persistentvolumeclaims"
+            ) {
         last
     } else {
         skiff_types::status::success_status(
-            ri.group,
-            ri.plural,
+            &ri.group,
+            &ri.plural,
             meta::name(&last).unwrap_or(""),
             meta::uid(&last).unwrap_or(""),
         )
@@ -1175,13 +1355,13 @@ mod tests {
 
     #[test]
     fn type_meta_mismatch_is_rejected() {
-        let ri = skiff_types::registry::lookup("", "pods").unwrap();
+        let ri = crate::registry::builtin("", "pods");
         let mut ok = json!({"metadata": {}});
-        check_type_meta(ri, &mut ok).unwrap();
+        check_type_meta(&ri, &mut ok).unwrap();
         assert_eq!(ok["kind"], "Pod");
         let mut bad = json!({"apiVersion": "apps/v1", "kind": "Pod"});
-        assert_eq!(check_type_meta(ri, &mut bad).unwrap_err().code, 400);
+        assert_eq!(check_type_meta(&ri, &mut bad).unwrap_err().code, 400);
         let mut bad2 = json!({"apiVersion": "v1", "kind": "Service"});
-        assert_eq!(check_type_meta(ri, &mut bad2).unwrap_err().code, 400);
+        assert_eq!(check_type_meta(&ri, &mut bad2).unwrap_err().code, 400);
     }
 }

@@ -21,10 +21,18 @@ pub async fn patch(
     let ct = decode::content_type(headers);
     let pt =
         PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+    if pt == PatchType::StrategicMerge && t.ri.custom.is_some() {
+        // Custom resources have no patch strategies to merge by.
+        return Err(ApiError::unsupported_patch_type(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the body of the patch is empty"));
     }
-    let ri = t.ri;
+    let ri = &t.ri;
     match pt {
         PatchType::Apply => {
             let manager = opts.field_manager.clone().ok_or_else(|| {
@@ -58,7 +66,7 @@ pub async fn patch(
             let now = crate::object::now_rfc3339();
             let ssa = |live: Option<&Value>| -> Result<Value, ApiError> {
                 let out = skiff_patch::server_side_apply(
-                    live, &applied, ri.group, ri.kind, &manager, force, &now,
+                    live, &applied, &ri.group, &ri.kind, &manager, force, &now,
                 )
                 .map_err(|e| apply_error(t, e))?;
                 Ok(out.object)
@@ -133,11 +141,11 @@ pub async fn patch(
             let mut res = api
                 .write_existing(t, precondition, &opts, |cur| {
                     if is_scale {
-                        let scale = crate::kinds::to_scale(cur);
+                        let scale = crate::scale::to_scale(&t.ri, cur);
                         let patched = apply(&scale, "autoscaling", "Scale")?;
-                        return crate::kinds::from_scale(cur, &patched, &name);
+                        return crate::scale::from_scale(&t.ri, cur, &patched, &name);
                     }
-                    let patched = apply(cur, ri.group, ri.kind)?;
+                    let patched = apply(cur, &ri.group, &ri.kind)?;
                     check_patched(t, pt, &patch, &patched)?;
                     if t.sub.is_none() {
                         warnings = field_validation(ri, &patched, None, mode)?;
@@ -161,8 +169,8 @@ fn check_patched(
     patch: &Value,
     patched: &Value,
 ) -> Result<(), ApiError> {
-    let ri = t.ri;
-    let Some(m) = skiff_openapi::type_mismatch(ri.group, ri.version, ri.kind, patched) else {
+    let ri = &t.ri;
+    let Some(m) = crate::strategy::type_mismatch(ri, patched) else {
         return Ok(());
     };
     let (shown, why) = match pt {
@@ -174,18 +182,16 @@ fn check_patched(
 }
 
 fn patch_error(t: &Target, e: skiff_patch::PatchError) -> ApiError {
-    // A json-patch `test` that fails is a 422 in Kubernetes; everything else about a
-    // malformed patch is a 400 (or 422 for an invalid result, checked later).
-    let msg = e.to_string();
-    if msg.contains("test") && msg.contains("fail") {
-        ApiError::invalid(
-            t.ri.group,
-            t.ri.kind,
+    // A patch that does not decode is a 400; one that decodes but cannot be applied
+    // (a failed `test`, a missing path) is a 422, as Kubernetes answers.
+    match e {
+        skiff_patch::PatchError::Failed(msg) => ApiError::invalid(
+            &t.ri.group,
+            &t.ri.kind,
             t.name(),
             &[skiff_types::FieldError::invalid("", Value::Null, msg)],
-        )
-    } else {
-        ApiError::bad_request(msg)
+        ),
+        other => ApiError::bad_request(other.to_string()),
     }
 }
 
@@ -197,7 +203,7 @@ fn apply_error(t: &Target, e: skiff_patch::ApplyError) -> ApiError {
                 .iter()
                 .map(|c| format!("conflict with {:?}: {}", c.manager, c.field))
                 .collect();
-            let mut err = ApiError::conflict(t.ri.group, t.ri.plural, t.name(), "");
+            let mut err = ApiError::conflict(&t.ri.group, &t.ri.plural, t.name(), "");
             err.message = format!(
                 "Apply failed with {n} conflict{}: {}",
                 if n == 1 { "" } else { "s" },

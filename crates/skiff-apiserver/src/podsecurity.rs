@@ -9,7 +9,7 @@ use crate::server::ApiServer;
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 use skiff_podsecurity::{LevelVersion, Policy, evaluate, reasons, violates, would_violate};
-use skiff_types::registry::{ResourceInfo, lookup};
+use skiff_types::registry::ResourceInfo;
 use skiff_types::{ApiError, FieldError};
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ fn annotations_of(obj: &Value) -> BTreeMap<String, String> {
 /// there: the create is refused elsewhere).
 fn policy_of(api: &ApiServer, ns: &str) -> Policy {
     let defaults = api.pod_security.defaults;
-    let ri = lookup("", "namespaces").expect("namespaces are served");
+    let ri = crate::registry::builtin("", "namespaces");
     let labels = api
         .cache
         .get(&ri.key(None, ns))
@@ -154,7 +154,7 @@ fn warning(lv: LevelVersion, ann: &BTreeMap<String, String>, spec: &PodSpec) -> 
 
 /// Where a workload keeps its pod template.
 fn template_of<'a>(ri: &ResourceInfo, obj: &'a Value) -> Option<&'a Value> {
-    let t = match (ri.group, ri.plural) {
+    let t = match (&*ri.group, &*ri.plural) {
         ("", "podtemplates") => obj.get("template"),
         ("", "replicationcontrollers")
         | ("apps", "replicasets" | "deployments" | "statefulsets" | "daemonsets")
@@ -245,7 +245,7 @@ pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<Stri
     {
         return exempt_namespace_warning(api, new).into_iter().collect();
     }
-    let ri = lookup("", "pods").expect("pods are served");
+    let ri = crate::registry::builtin("", "pods");
     let (pods, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
     let total = pods.len();
     let mut groups: BTreeMap<String, (String, usize)> = BTreeMap::new();

@@ -15,7 +15,7 @@ use serde_json::Value;
 use skiff_rbac::escalation::{escalation_message, full_authority, uncovered};
 use skiff_rbac::{Policy, policy};
 use skiff_types::ApiError;
-use skiff_types::registry::{ResourceInfo, lookup};
+use skiff_types::registry::ResourceInfo;
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -46,7 +46,7 @@ impl Default for Rbac {
         let prefixes = KINDS
             .iter()
             .map(|(plural, k)| {
-                let ri = lookup(GROUP, plural).expect("RBAC kinds are served");
+                let ri = crate::registry::builtin(GROUP, plural);
                 (ri.prefix(None), *k)
             })
             .collect();
@@ -136,7 +136,7 @@ impl Authorizer for Rbac {
 
 /// A write of a role or binding, as the escalation check sees it.
 pub struct Grant<'a> {
-    pub ri: &'static ResourceInfo,
+    pub ri: &'a ResourceInfo,
     pub namespace: &'a str,
     pub name: &'a str,
     pub obj: &'a Value,
@@ -177,7 +177,7 @@ pub fn check_escalation(
     {
         return Ok(());
     }
-    let forbid = |why: String| ApiError::forbidden(GROUP, g.ri.plural, g.name, &why);
+    let forbid = |why: String| ApiError::forbidden(GROUP, &g.ri.plural, g.name, &why);
     let allowed = |verb: &str, plural: &str, name: &str| {
         let attrs = Attributes {
             user: user.clone(),
@@ -205,9 +205,9 @@ pub fn check_escalation(
             )))
         }
     };
-    match g.ri.plural {
+    match &*g.ri.plural {
         "roles" | "clusterroles" => {
-            if allowed("escalate", g.ri.plural, g.name) {
+            if allowed("escalate", &g.ri.plural, g.name) {
                 return Ok(());
             }
             let rules: Vec<PolicyRule> = field(g.obj, "rules").unwrap_or_default();

@@ -15,7 +15,6 @@ use skiff_rbac::reconcile::{
     autoupdate_off, merge_aggregation, merge_meta, merge_rules, merge_subjects,
 };
 use skiff_types::ApiError;
-use skiff_types::registry::lookup;
 
 type Merge<T> = fn(&mut T, &T) -> bool;
 
@@ -28,7 +27,7 @@ async fn reconcile<T>(
 where
     T: Resource + Metadata<Ty = ObjectMeta> + Serialize + DeserializeOwned,
 {
-    let ri = lookup(crate::rbac::GROUP, plural).expect("RBAC kinds are served");
+    let ri = crate::registry::builtin(crate::rbac::GROUP, plural);
     let meta = expected.metadata();
     let t = Target {
         ri,

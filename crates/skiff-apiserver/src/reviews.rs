@@ -77,9 +77,9 @@ pub fn review(
     user: &UserInfo,
     mut obj: Value,
 ) -> Result<Value, ApiError> {
-    check_type_meta(t.ri, &mut obj)?;
+    check_type_meta(&t.ri, &mut obj)?;
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
-    let status = match t.ri.kind {
+    let status = match &*t.ri.kind {
         "SelfSubjectAccessReview" => decide(api, user.clone(), &spec, None),
         "LocalSubjectAccessReview" | "SubjectAccessReview" => {
             let subject = UserInfo {
@@ -121,7 +121,9 @@ pub fn review(
                 None => json!({"authenticated": false}),
             }
         }
-        other => return Err(ApiError::method_not_supported(t.ri.group, other, "create")),
+        other => {
+            return Err(ApiError::method_not_supported(&t.ri.group, other, "create"));
+        }
     };
     obj["status"] = status;
     if obj.get("metadata").is_none() {

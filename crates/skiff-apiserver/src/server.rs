@@ -117,6 +117,14 @@ pub struct ApiServer {
     pub agent_tls: Arc<rustls::ClientConfig>,
     /// The last scrapes of nodes' resource metrics (`metrics.k8s.io`).
     pub resource_metrics: parking_lot::RwLock<skiff_metrics::Store>,
+    /// The kinds served now: built-ins and established CustomResourceDefinitions.
+    pub registry: crate::registry::Registry,
+    /// Admission webhooks and ValidatingAdmissionPolicies.
+    pub admission: Arc<crate::dynamic_admission::DynamicAdmission>,
+    /// APIServices: local ones kept, remote ones checked and proxied to.
+    pub aggregator: Arc<crate::aggregator::Aggregator>,
+    /// OpenAPI v3 documents of the custom group-versions.
+    pub openapi: crate::openapi::CustomDocs,
 }
 
 /// A started server.
@@ -215,6 +223,14 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
     cache.add_observer(rbac.prefixes(), rbac.clone());
     let nodes = Arc::new(crate::nodeauth::NodeAuthorizer::default());
     cache.add_observer(nodes.prefixes(), nodes.clone());
+    let crds = Arc::new(crate::crds::Crds::default());
+    cache.add_observer(crds.prefixes(), crds.clone());
+    let admission = Arc::new(crate::dynamic_admission::DynamicAdmission::new(
+        cache.clone(),
+    ));
+    cache.add_observer(admission.prefixes(), admission.clone());
+    let aggregator = Arc::new(crate::aggregator::Aggregator::default());
+    cache.add_observer(aggregator.prefixes(), aggregator.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
     let api = Arc::new(ApiServer {
         store: store.clone(),
@@ -248,10 +264,16 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         agent_tls,
         pki: Arc::new(pki),
         resource_metrics: Default::default(),
+        registry: crate::registry::Registry::default(),
+        openapi: Default::default(),
+        aggregator: aggregator.clone(),
+        admission,
     });
     crate::bootstrap::ensure(&api)
         .await
         .context("creating bootstrap objects")?;
+    crate::crds::spawn(api.clone(), crds);
+    crate::aggregator::spawn(api.clone(), aggregator);
     let _ = ready_tx.send(true);
     spawn_background(&api, &config);
 

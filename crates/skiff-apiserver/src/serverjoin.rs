@@ -94,6 +94,8 @@ fn bootstrap(
         "ca.crt": read("ca.crt")?,
         "ca.key": read("ca.key")?,
         "service-account.key": read("service-account.key")?,
+        "request-header-ca.crt": read("request-header-ca.crt")?,
+        "request-header-ca.key": read("request-header-ca.key")?,
         "token": token.trim(),
         "etcd": j.etcd_client_url,
     }))

@@ -397,7 +397,7 @@ pub async fn token_request(
                 &[FieldError::required("spec.boundObjectRef.name", "")],
             ));
         }
-        let ri = lookup("", plural).expect("served");
+        let ri = crate::registry::builtin("", plural);
         let obj = api
             .get_object(&Target {
                 ri,
@@ -430,7 +430,7 @@ pub async fn token_request(
                 )));
             }
             if let Some(n) = obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                let node_ri = lookup("", "nodes").expect("served");
+                let node_ri = crate::registry::builtin("", "nodes");
                 let node_uid = api
                     .get_raw(&node_ri.key(None, n))
                     .await?
@@ -503,7 +503,7 @@ pub async fn admit_pod(api: &ApiServer, pod: &mut Value, name: &str) -> Result<(
         .as_str()
         .unwrap_or("default")
         .to_string();
-    let ri = lookup("", "serviceaccounts").expect("served");
+    let ri = crate::registry::builtin("", "serviceaccounts");
     let key = ri.key(Some(&ns), &sa_name);
     // The cache first (cheap, every pod create); the store for one created a moment ago.
     let sa = match api.cache.get(&key) {
@@ -597,7 +597,7 @@ fn root_ca(ns: &str, ca_pem: &str) -> Value {
 
 /// Creates or repairs `kube-root-ca.crt` in `ns` (Kubernetes' root-ca-cert-publisher).
 pub async fn ensure_root_ca(api: &ApiServer, ns: &str) {
-    let ri = lookup("", "configmaps").expect("served");
+    let ri = crate::registry::builtin("", "configmaps");
     let t = Target {
         ri,
         namespace: Some(ns.to_string()),
@@ -660,7 +660,7 @@ fn keep(
     ensure: Ensure,
 ) {
     tokio::spawn(async move {
-        let ri = lookup("", resource).expect("served");
+        let ri = crate::registry::builtin("", resource);
         let Ok(mut w) = api.cache.watch(&ri.prefix(None), None) else {
             return;
         };

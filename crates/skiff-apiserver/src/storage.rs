@@ -11,13 +11,12 @@ use crate::object::Target;
 use crate::server::ApiServer;
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Value, json};
-use skiff_types::registry::lookup;
 use skiff_types::volumes::{PV_PROTECTION, PVC_PROTECTION};
 use skiff_types::{ApiError, ResourceInfo, Subresource};
 
 /// Admission of a new claim or volume.
 pub fn admit_create(api: &ApiServer, ri: &ResourceInfo, obj: &mut Value) {
-    match (ri.group, ri.plural) {
+    match (&*ri.group, &*ri.plural) {
         ("", "persistentvolumeclaims") => {
             if obj["spec"]["storageClassName"].is_null()
                 && let Some(class) = default_class(api)
@@ -45,7 +44,7 @@ fn add_finalizer(obj: &mut Value, f: &str) {
 /// The default StorageClass: the newest of those annotated default (the name breaks a
 /// tie), as DefaultStorageClass picks it when several are marked.
 fn default_class(api: &ApiServer) -> Option<String> {
-    let ri = lookup("storage.k8s.io", "storageclasses").expect("served");
+    let ri = crate::registry::builtin("storage.k8s.io", "storageclasses");
     let (all, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
     all.iter()
         .filter_map(|s| serde_json::from_slice::<Value>(&s.value).ok())
@@ -70,7 +69,7 @@ pub fn admit_update(
     new: &Value,
     current: &Value,
 ) -> Result<(), ApiError> {
-    if (t.ri.group, t.ri.plural) != ("", "persistentvolumeclaims")
+    if (&*t.ri.group, &*t.ri.plural) != ("", "persistentvolumeclaims")
         || t.sub == Some(Subresource::Status)
     {
         return Ok(());
@@ -97,7 +96,7 @@ fn expandable(api: &ApiServer, class: &Value) -> bool {
     let Some(class) = class.as_str().filter(|c| !c.is_empty()) else {
         return false;
     };
-    let ri = lookup("storage.k8s.io", "storageclasses").expect("served");
+    let ri = crate::registry::builtin("storage.k8s.io", "storageclasses");
     api.cache
         .get(&ri.key(None, class))
         .and_then(|s| serde_json::from_slice::<StorageClass>(&s.value).ok())

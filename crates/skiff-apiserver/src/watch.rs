@@ -52,8 +52,8 @@ impl Filter<'_> {
             }
         }
         if !self.fields.is_empty() {
-            let ri = self.t.ri;
-            let f = |field: &str| fields::field_value(ri.group, ri.plural, obj, field);
+            let ri = &self.t.ri;
+            let f = |field: &str| crate::strategy::field_value(ri, obj, field);
             if !self.fields.matches(&f) {
                 return false;
             }
@@ -80,12 +80,13 @@ impl Filter<'_> {
         if self.is_everything() {
             return true;
         }
-        let ri = self.t.ri;
-        if ri.is_storage_alias() {
-            // The cached attributes use the stored kind's field names, not the alias's.
+        let ri = &self.t.ri;
+        if ri.is_storage_alias() || (ri.custom.is_some() && !self.fields.is_empty()) {
+            // The cached attributes use the stored kind's field names, not the alias's,
+            // and know no CRD's selectableFields.
             return serde_json::from_slice::<Value>(&s.value).is_ok_and(|v| self.matches(&v));
         }
-        s.attrs(ri.group, ri.plural)
+        s.attrs(&ri.group, &ri.plural)
             .is_some_and(|a| self.matches_attrs(a))
     }
 }
@@ -94,6 +95,10 @@ impl Filter<'_> {
 pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
     let obj = if t.ri.is_storage_alias() {
         crate::kinds::core_event_to_v1(&obj)
+    } else if t.ri.storage_api_version().is_some() {
+        let mut obj = obj;
+        obj["apiVersion"] = json!(t.ri.api_version());
+        obj
     } else {
         obj
     };
@@ -145,7 +150,7 @@ async fn send(out: &Out, line: Bytes) -> bool {
     match tokio::time::timeout(SLOW_WATCHER, queued).await {
         Ok(sent) => sent.is_some(),
         Err(_) => {
-            let resource = out.resource;
+            let resource = &*out.resource;
             tracing::info!(
                 resource,
                 "watcher took nothing for {SLOW_WATCHER:?}; cut off"
@@ -170,7 +175,7 @@ struct Out {
     tx: mpsc::Sender<Line>,
     budget: Arc<tokio::sync::Semaphore>,
     api: Arc<ApiServer>,
-    resource: &'static str,
+    resource: skiff_types::registry::Str,
 }
 
 /// Starts a watch and returns its streaming body.
@@ -203,21 +208,20 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                     tx,
                     budget,
                     api,
-                    resource: t.ri.plural,
+                    resource: t.ri.plural.clone(),
                 };
                 let filter = Filter {
                     t: &t,
                     labels: &p.labels,
                     fields: &p.fields,
                 };
-                let raw_ok = p.wanted == Wanted::Object && !t.ri.is_storage_alias();
+                let raw_ok = p.wanted == Wanted::Object && !t.ri.converts();
                 let mut columns_sent = false;
                 let mut emit = |kind: EventType, obj: Value| -> Bytes {
                     let shaped = present(&t, obj, p.wanted);
                     let object = if p.wanted == Wanted::Table {
-                        let mut tbl = skiff_printers::table(
-                            t.ri.group,
-                            t.ri.plural,
+                        let mut tbl = crate::strategy::table(
+                            &t.ri,
                             &[shaped],
                             "Metadata",
                             "",
@@ -311,7 +315,7 @@ fn bookmark(t: &Target, rev: Revision) -> Value {
     let kind = if t.ri.is_storage_alias() {
         "Event"
     } else {
-        t.ri.kind
+        &t.ri.kind
     };
     json!({"kind": kind, "apiVersion": t.ri.api_version(), "metadata": {"resourceVersion": rev.to_string()}})
 }
@@ -374,8 +378,7 @@ pub fn parse_selectors(
     let f = match q.get("fieldSelector") {
         Some(s) => {
             let sel = fields::Selector::parse(s).map_err(ApiError::bad_request)?;
-            fields::check_supported(t.ri.group, t.ri.plural, &sel)
-                .map_err(ApiError::bad_request)?;
+            crate::strategy::check_fields(&t.ri, &sel).map_err(ApiError::bad_request)?;
             sel
         }
         None => fields::Selector::parse("").map_err(ApiError::bad_request)?,

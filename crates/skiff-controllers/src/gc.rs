@@ -12,10 +12,12 @@
 //! `plan` is the pure decision over a snapshot of the graph; `run` keeps the graph,
 //! confirms absent owners with a live read (the graph may lag a fresh owner), and acts.
 
+use crate::discovered::Kinds;
 use serde_json::{Value, json};
 use skiff_kube::reflect::{self, Change};
-use skiff_types::registry::{RESOURCES, ResourceInfo};
+use skiff_types::registry::ResourceInfo;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -35,7 +37,7 @@ pub struct OwnerRef {
 /// One object of the graph: what the collector needs of its metadata.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub resource: &'static ResourceInfo,
+    pub resource: Arc<ResourceInfo>,
     pub namespace: Option<String>,
     pub name: String,
     pub uid: String,
@@ -46,7 +48,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn from_metadata(resource: &'static ResourceInfo, obj: &Value) -> Option<Node> {
+    pub fn from_metadata(resource: Arc<ResourceInfo>, obj: &Value) -> Option<Node> {
         let m = &obj["metadata"];
         let s = |v: &Value| v.as_str().unwrap_or("").to_string();
         let uid = s(&m["uid"]);
@@ -196,20 +198,15 @@ pub fn plan(graph: &HashMap<String, Node>) -> Vec<Action> {
     out
 }
 
-/// The kinds the collector watches: every stored kind that can be listed, watched and
+/// Whether the collector watches a kind: every one that can be listed, watched and
 /// deleted, but Events (too many, and never owners).
-pub fn watched_resources() -> Vec<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .filter(|r| {
-            !r.virtual_create_only
-                && !r.is_storage_alias()
-                && ["list", "watch", "delete"]
-                    .iter()
-                    .all(|v| r.verbs.contains(v))
-                && r.plural != "events"
-        })
-        .collect()
+pub fn watched(r: &ResourceInfo) -> bool {
+    !r.virtual_create_only
+        && !r.is_storage_alias()
+        && ["list", "watch", "delete"]
+            .iter()
+            .all(|v| r.verbs.contains(v))
+        && r.plural != "events"
 }
 
 fn collection_path(r: &ResourceInfo) -> String {
@@ -232,29 +229,19 @@ pub(crate) fn object_path(r: &ResourceInfo, namespace: Option<&str>, name: &str)
     }
 }
 
-/// The served kind an ownerReference names (its apiVersion's group, its kind).
-pub(crate) fn resource_of(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.kind == kind && !r.is_storage_alias())
+/// A built-in kind an ownerReference or a scale target names.
+pub(crate) fn resource_of(api_version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
+    Kinds::default().get(api_version, kind)
 }
 
 /// Runs the collector until `shutdown`.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
-    let (tx, mut rx) = mpsc::channel::<(&'static ResourceInfo, Change)>(4096);
-    for r in watched_resources() {
-        let mut changes = reflect::watch_metadata(client.clone(), &collection_path(r));
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while let Some(c) = changes.recv().await {
-                if tx.send((r, c)).await.is_err() {
-                    return;
-                }
-            }
-        });
+    let (tx, mut rx) = mpsc::channel::<(Arc<ResourceInfo>, Change)>(4096);
+    let kinds = Kinds::default();
+    for r in kinds.all().into_iter().filter(|r| watched(r)) {
+        watch_kind(&client, r, tx.clone());
     }
-    drop(tx);
+    follow_discovery(client.clone(), kinds.clone(), tx);
     let mut graph: HashMap<String, Node> = HashMap::new();
     // What was last tried per action, so a failing one waits before the next attempt.
     let mut tried: HashMap<Action, Instant> = HashMap::new();
@@ -284,7 +271,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             tried.insert(a.clone(), now);
-            if let Err(e) = act(&client, &graph, &a).await {
+            if let Err(e) = act(&client, &kinds, &graph, &a).await {
                 tracing::debug!(action = ?a, error = %e, "garbage collector action failed; will retry");
             }
         }
@@ -293,15 +280,61 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
 
 const RETRY: Duration = Duration::from_secs(10);
 
+/// How often discovery is asked for kinds CRDs added (kube's collector resyncs its
+/// monitors from discovery every 30 s).
+const DISCOVERY_RESYNC: Duration = Duration::from_secs(10);
+
+/// Feeds a kind's metadata changes into the collector.
+fn watch_kind(
+    client: &kube::Client,
+    r: Arc<ResourceInfo>,
+    tx: mpsc::Sender<(Arc<ResourceInfo>, Change)>,
+) {
+    let mut changes = reflect::watch_metadata(client.clone(), &collection_path(&r));
+    tokio::spawn(async move {
+        while let Some(c) = changes.recv().await {
+            if tx.send((r.clone(), c)).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Starts watching kinds as discovery reports them.
+fn follow_discovery(
+    client: kube::Client,
+    kinds: Kinds,
+    tx: mpsc::Sender<(Arc<ResourceInfo>, Change)>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DISCOVERY_RESYNC);
+        loop {
+            tick.tick().await;
+            if tx.is_closed() {
+                return;
+            }
+            match kinds.refresh(&client).await {
+                Ok(added) => {
+                    for r in added.into_iter().filter(|r| watched(r)) {
+                        tracing::info!(group = %r.group, resource = %r.plural, "garbage collector watching");
+                        watch_kind(&client, r, tx.clone());
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "garbage collector discovery failed"),
+            }
+        }
+    });
+}
+
 /// Applies a change to the graph; true when it can change what the collector does (a
 /// new or gone object, or other owners, deletion state or finalizers), false for the
 /// status churn that makes up most events.
-fn absorb(graph: &mut HashMap<String, Node>, r: &'static ResourceInfo, change: Change) -> bool {
+fn absorb(graph: &mut HashMap<String, Node>, r: Arc<ResourceInfo>, change: Change) -> bool {
     match change {
         Change::Reset(items) => {
-            graph.retain(|_, n| !std::ptr::eq(n.resource, r));
+            graph.retain(|_, n| !Arc::ptr_eq(&n.resource, &r));
             for o in items {
-                if let Some(n) = Node::from_metadata(r, &o) {
+                if let Some(n) = Node::from_metadata(r.clone(), &o) {
                     graph.insert(n.uid.clone(), n);
                 }
             }
@@ -378,13 +411,22 @@ async fn request(
 }
 
 /// Whether the owner `o` of `dep` really is gone: no object by that name, or another one.
-async fn owner_absent(client: &kube::Client, dep: &Node, o: &OwnerRef) -> Result<bool, ActError> {
-    let Some(r) = resource_of(&o.api_version, &o.kind) else {
-        // A kind this server does not serve cannot exist.
-        return Ok(true);
+async fn owner_absent(
+    client: &kube::Client,
+    kinds: &Kinds,
+    dep: &Node,
+    o: &OwnerRef,
+) -> Result<bool, ActError> {
+    let Some(r) = kinds.get(&o.api_version, &o.kind) else {
+        // A kind discovery does not know (yet): kube's collector cannot map it either,
+        // and waits rather than deleting the dependent.
+        return Err(ActError::Other(format!(
+            "owner kind {} {} is not served",
+            o.api_version, o.kind
+        )));
     };
     let ns = r.namespaced().then_some(dep.namespace.as_deref()).flatten();
-    let req = http::Request::get(object_path(r, ns, &o.name))
+    let req = http::Request::get(object_path(&r, ns, &o.name))
         .header(
             http::header::ACCEPT,
             "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
@@ -400,6 +442,7 @@ async fn owner_absent(client: &kube::Client, dep: &Node, o: &OwnerRef) -> Result
 
 async fn act(
     client: &kube::Client,
+    kinds: &Kinds,
     graph: &HashMap<String, Node>,
     a: &Action,
 ) -> Result<(), ActError> {
@@ -414,12 +457,12 @@ async fn act(
             };
             if let Reason::OwnersAbsent(absent) = reason {
                 for o in d.owners.iter().filter(|o| absent.contains(&o.uid)) {
-                    if !owner_absent(client, d, o).await? {
+                    if !owner_absent(client, kinds, d, o).await? {
                         return Ok(());
                     }
                 }
             }
-            tracing::info!(kind = d.resource.kind, namespace = ?d.namespace, name = %d.name, ?reason, "garbage collector deleting");
+            tracing::info!(kind = %d.resource.kind, namespace = ?d.namespace, name = %d.name, ?reason, "garbage collector deleting");
             let policy = if *foreground {
                 "Foreground"
             } else {
@@ -428,7 +471,7 @@ async fn act(
             request(
                 client,
                 http::Method::DELETE,
-                &object_path(d.resource, d.namespace.as_deref(), &d.name),
+                &object_path(&d.resource, d.namespace.as_deref(), &d.name),
                 "application/json",
                 json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": policy, "preconditions": {"uid": d.uid}}),
             )
@@ -443,7 +486,7 @@ async fn act(
             request(
                 client,
                 http::Method::PATCH,
-                &object_path(d.resource, d.namespace.as_deref(), &d.name),
+                &object_path(&d.resource, d.namespace.as_deref(), &d.name),
                 "application/merge-patch+json",
                 json!({"metadata": {"ownerReferences": keep, "resourceVersion": d.resource_version, "uid": d.uid}}),
             )
@@ -462,7 +505,7 @@ async fn act(
             request(
                 client,
                 http::Method::PATCH,
-                &object_path(n.resource, n.namespace.as_deref(), &n.name),
+                &object_path(&n.resource, n.namespace.as_deref(), &n.name),
                 "application/merge-patch+json",
                 json!({"metadata": {"finalizers": keep, "resourceVersion": n.resource_version}}),
             )
@@ -475,8 +518,12 @@ async fn act(
 mod tests {
     use super::*;
 
-    fn res(plural: &str) -> &'static ResourceInfo {
-        RESOURCES.iter().find(|r| r.plural == plural).unwrap()
+    fn res(plural: &str) -> Arc<ResourceInfo> {
+        Kinds::default()
+            .all()
+            .into_iter()
+            .find(|r| r.plural == plural)
+            .unwrap()
     }
 
     fn node(
@@ -637,15 +684,20 @@ mod tests {
         );
         assert_eq!(resource_of("v1", "Node").unwrap().plural, "nodes");
         assert!(resource_of("example.com/v1", "Widget").is_none());
-        let watched: Vec<&str> = watched_resources().iter().map(|r| r.plural).collect();
+        let all = Kinds::default().all();
+        let watched: Vec<&str> = all
+            .iter()
+            .filter(|r| watched(r))
+            .map(|r| &*r.plural)
+            .collect();
         for p in ["pods", "replicasets", "deployments", "jobs", "configmaps"] {
             assert!(watched.contains(&p), "{p} not watched");
         }
         assert!(!watched.contains(&"events"));
         assert_eq!(
-            object_path(res("replicasets"), Some("ns"), "x"),
+            object_path(&res("replicasets"), Some("ns"), "x"),
             "/apis/apps/v1/namespaces/ns/replicasets/x"
         );
-        assert_eq!(object_path(res("nodes"), None, "n"), "/api/v1/nodes/n");
+        assert_eq!(object_path(&res("nodes"), None, "n"), "/api/v1/nodes/n");
     }
 }

@@ -10,6 +10,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod directbind;
+pub mod discovered;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;

@@ -14,6 +14,7 @@
 
 use crate::node::Node;
 use crate::path::{child, index};
+use cel::common::value::Val;
 use cel::extractors::This;
 use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Env, ExecutionError, Program, Value as Cel};
@@ -446,28 +447,38 @@ pub(crate) fn evaluate(e: &Eval, errs: &mut Vec<FieldError>) {
     if e.value.is_null() || e.node.rules.is_empty() {
         return;
     }
-    let mut base = Context::with_env(env().clone());
-    add_kube_functions(&mut base);
-    let this = to_cel(e.value, Some(e.node), e.root);
+    // Converted once, and bound once for all the node's rules: cel copies a value
+    // deeply whenever it is bound.
+    let Ok(this) = Box::<dyn Val>::try_from(to_cel(e.value, Some(e.node), e.root)) else {
+        return;
+    };
     let old = e.old.map(|o| to_cel(o, Some(e.node), e.root));
-    for rule in &e.node.rules {
-        if let Some(err) = evaluate_rule(&base, rule, e, &this, old.as_ref()) {
-            errs.push(err);
+    BASE.with(|base| {
+        let mut ctx = base.new_inner_scope();
+        ctx.add_variable_as_val("self", this);
+        if let Some(o) = &old {
+            ctx.add_variable_from_value("oldSelf", o.clone());
         }
-    }
+        for rule in &e.node.rules {
+            if let Some(err) = evaluate_rule(&ctx, rule, e, old.as_ref()) {
+                errs.push(err);
+            }
+        }
+    });
 }
 
-fn evaluate_rule(
-    base: &Context,
-    rule: &Rule,
-    e: &Eval,
-    this: &Cel,
-    old: Option<&Cel>,
-) -> Option<FieldError> {
-    let value_shown = || match e.node.ty.as_str() {
-        "object" | "array" => None,
-        _ => Some(e.value.clone()),
+thread_local! {
+    /// The environment with Kubernetes' functions, built once per thread: every rule
+    /// evaluates in a scope of its own above it.
+    static BASE: Context<'static, 'static> = {
+        let mut base = Context::with_env(env().clone());
+        add_kube_functions(&mut base);
+        base
     };
+}
+
+/// One rule in `ctx`, where `self` (and `oldSelf` when there is one) are bound.
+fn evaluate_rule(ctx: &Context, rule: &Rule, e: &Eval, old: Option<&Cel>) -> Option<FieldError> {
     if let Some(c) = &rule.compile_error {
         return Some(FieldError::new(
             FieldErrorType::Invalid,
@@ -481,37 +492,30 @@ fn evaluate_rule(
     if rule.uses_old_self && old.is_none() && !optional {
         return None;
     }
-    let mut ctx = base.new_inner_scope();
-    ctx.add_variable_from_value("self", this.clone());
-    bind_old_self(&mut ctx, old, optional);
-    let detail = match program.execute(&ctx) {
+    let result = if optional {
+        let mut inner = ctx.new_inner_scope();
+        bind_old_self(&mut inner, old, true);
+        program.execute(&inner)
+    } else {
+        program.execute(ctx)
+    };
+    let detail = match result {
         Ok(Cel::Bool(true)) => return None,
         Ok(_) => None,
         Err(err) => Some(runtime_error(&err, rule)),
     };
+    // kube 1.33 shows the schema's type as the value (`Invalid value: "object": …`).
+    let shown = Some(json!(e.node.ty));
     let path = rule_path(e.path, &rule.field_path);
     if let Some(d) = detail {
-        return Some(FieldError::new(
-            FieldErrorType::Invalid,
-            path,
-            Some(json!(e.node.ty)),
-            d,
-        ));
+        return Some(FieldError::new(FieldErrorType::Invalid, path, shown, d));
     }
-    let mut msg_ctx = base.new_inner_scope();
-    msg_ctx.add_variable_from_value("self", this.clone());
-    bind_old_self(&mut msg_ctx, old, false);
     let detail = rule
         .message_program
         .as_ref()
-        .and_then(|p| message(p, &msg_ctx))
+        .and_then(|p| message(p, ctx))
         .unwrap_or_else(|| rule.message_or_default());
-    Some(for_reason(
-        rule.reason.as_deref(),
-        path,
-        value_shown(),
-        detail,
-    ))
+    Some(for_reason(rule.reason.as_deref(), path, shown, detail))
 }
 
 fn bind_old_self(ctx: &mut Context, old: Option<&Cel>, optional: bool) {
@@ -590,7 +594,7 @@ pub(crate) fn validate_tree(
     root: bool,
     errs: &mut Vec<FieldError>,
 ) {
-    if value.is_null() {
+    if value.is_null() || !node.below.rules {
         return;
     }
     let old = old.filter(|o| !o.is_null());

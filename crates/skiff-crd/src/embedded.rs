@@ -10,6 +10,9 @@ use skiff_types::FieldError;
 
 /// Checks every embedded resource under `v` (the root itself is not one here).
 pub(crate) fn validate(n: &Node, path: &str, v: &Value, errs: &mut Vec<FieldError>) {
+    if !n.below.embedded {
+        return;
+    }
     match v {
         Value::Object(m) => {
             if n.embedded {

@@ -70,7 +70,8 @@ impl Schema {
     /// Compiles `schema`; errors are what kube reports for it in a CRD, under `base`.
     pub fn compile(schema: &Value, base: &str) -> Result<Schema, Vec<FieldError>> {
         let mut errs = Vec::new();
-        let root = node::parse(schema, base, &mut errs);
+        let mut root = node::parse(schema, base, &mut errs);
+        root.summarize();
         if errs.is_empty() {
             errs = compile::problems(&root, base);
         }
@@ -115,11 +116,15 @@ impl Schema {
         if old_list_ok {
             errs.append(&mut list_errs);
         }
+        if !self.root.below.rules {
+            return errs;
+        }
         if errs.iter().any(blocks_rules) {
+            // kube 1.33 words this `field.Invalid(nil, nil, …)`.
             errs.push(FieldError::new(
                 FieldErrorType::Invalid,
-                "",
-                None,
+                "<nil>",
+                Some(Value::String("null".into())),
                 "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ));
         } else {

@@ -31,6 +31,9 @@ pub(crate) fn of(n: &Node) -> Option<ListType> {
 
 /// Duplicate set items and map keys anywhere under the object `v`.
 pub(crate) fn validate(n: &Node, path: &str, v: &Value, errs: &mut Vec<FieldError>) {
+    if !n.below.list_types {
+        return;
+    }
     match v {
         Value::Object(m) => {
             for (k, x) in m {

@@ -57,12 +57,51 @@ pub(crate) struct Node {
     pub list_map_keys: Vec<String>,
     pub map_type: Option<String>,
     pub rules: Vec<Rule>,
+    /// What this node or any below it carries, worked out once after parsing so that
+    /// validation walks skip subtrees with nothing to check.
+    pub below: Below,
     /// Keys present that kube does not support (`id`, `$ref`, `patternProperties` …),
     /// with the detail kube reports.
     pub unsupported: Vec<(&'static str, &'static str)>,
 }
 
+/// See [`Node::below`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Below {
+    pub rules: bool,
+    pub list_types: bool,
+    pub embedded: bool,
+}
+
 impl Node {
+    /// Fills [`Node::below`] for this node and every node under it.
+    pub(crate) fn summarize(&mut self) -> Below {
+        let mut b = Below {
+            rules: !self.rules.is_empty(),
+            list_types: self
+                .list_type
+                .as_deref()
+                .is_some_and(|t| t == "set" || t == "map"),
+            embedded: self.embedded,
+        };
+        let mut add = |c: Below| {
+            b.rules |= c.rules;
+            b.list_types |= c.list_types;
+            b.embedded |= c.embedded;
+        };
+        for p in self.properties.values_mut() {
+            add(p.summarize());
+        }
+        if let Some(i) = self.items.as_deref_mut() {
+            add(i.summarize());
+        }
+        if let Some(Additional::Schema(a)) = &mut self.additional {
+            add(a.summarize());
+        }
+        self.below = b;
+        b
+    }
+
     pub(crate) fn preserves_unknown(&self) -> bool {
         self.preserve_unknown == Some(true)
     }

@@ -58,10 +58,11 @@ impl Validator<'_> {
     }
 
     fn check_type(&mut self, n: &Node, name: &str, v: &Value) -> bool {
-        let types: Vec<&str> = if n.int_or_string {
-            vec!["integer", "string"]
+        let one = [n.ty.as_str()];
+        let types: &[&str] = if n.int_or_string {
+            &["integer", "string"]
         } else if !n.ty.is_empty() {
-            vec![n.ty.as_str()]
+            &one
         } else {
             return true;
         };
@@ -324,10 +325,15 @@ impl Validator<'_> {
                 self.check(ap, &sub(k), v);
             }
         }
-        for (k, p) in &n.properties {
-            if let Some(v) = m.get(k) {
-                self.check(p, &sub(k), v);
-            }
+        // The object's fields, not the schema's (often far more): in name order, as
+        // errors are reported.
+        let mut present: Vec<(&String, &Node, &Value)> = m
+            .iter()
+            .filter_map(|(k, v)| n.properties.get(k).map(|p| (k, p, v)))
+            .collect();
+        present.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, p, v) in present {
+            self.check(p, &sub(k), v);
         }
         for k in n.required.iter().filter(|k| !m.contains_key(*k)) {
             let path = self.path(&format!("{name}.{k}"));

@@ -69,6 +69,8 @@ fn prune_object(
             continue;
         }
         match s.field(k) {
+            // Scalars have nothing to prune: no path to build for them.
+            Some(_) if !(v.is_object() || v.is_array()) => {}
             Some(sub) => prune(v, Some(sub), false, &unknown_path(path, k), removed),
             None => {
                 if !META_FIELDS.contains(&k.as_str()) || !path.is_empty() {
@@ -91,7 +93,9 @@ fn skip_prune(x: &mut Value, s: &Node, resource: bool, path: &str, removed: &mut
                 if resource && META_FIELDS.contains(&k.as_str()) {
                     continue;
                 }
-                if let Some(sub) = s.field(k) {
+                if let Some(sub) = s.field(k)
+                    && (v.is_object() || v.is_array())
+                {
                     prune(v, Some(sub), false, &unknown_path(path, k), removed);
                 }
             }
@@ -122,6 +126,9 @@ fn coerce_meta(
             if resource || s.embedded {
                 coerce_object_meta(m, &child(path, "metadata"), removed);
             }
+            if !s.below.embedded {
+                return;
+            }
             for (k, v) in m.iter_mut() {
                 if let Some(p) = s.properties.get(k) {
                     coerce_meta(v, Some(p), false, &child(path, k), removed);
@@ -130,7 +137,7 @@ fn coerce_meta(
                 }
             }
         }
-        Value::Array(a) => {
+        Value::Array(a) if s.below.embedded => {
             for (i, v) in a.iter_mut().enumerate() {
                 coerce_meta(v, s.items.as_deref(), false, &index(path, i), removed);
             }

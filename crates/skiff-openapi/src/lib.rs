@@ -20,6 +20,7 @@ use skiff_types::registry::groups;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub mod custom;
 mod shape;
 mod strict;
 pub mod v2;
@@ -84,6 +85,12 @@ fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> Kind
         "coordination.k8s.io", "v1", "Lease" => api::coordination::v1::Lease;
         "discovery.k8s.io", "v1", "EndpointSlice" => api::discovery::v1::EndpointSlice;
         "events.k8s.io", "v1", "Event" => api::events::v1::Event;
+        "apiextensions.k8s.io", "v1", "CustomResourceDefinition" => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        "apiregistration.k8s.io", "v1", "APIService" => k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+        "admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration" => api::admissionregistration::v1::MutatingWebhookConfiguration;
+        "admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration" => api::admissionregistration::v1::ValidatingWebhookConfiguration;
+        "admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy" => api::admissionregistration::v1::ValidatingAdmissionPolicy;
+        "admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding" => api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
         "authorization.k8s.io", "v1", "SelfSubjectAccessReview" => api::authorization::v1::SelfSubjectAccessReview;
         "authorization.k8s.io", "v1", "SelfSubjectRulesReview" => api::authorization::v1::SelfSubjectRulesReview;
         "authorization.k8s.io", "v1", "SubjectAccessReview" => api::authorization::v1::SubjectAccessReview;
@@ -225,18 +232,31 @@ const PATCH_META: &[(&str, &str, &str, &str)] = &[
 /// OpenAPI 3.0 puts nothing beside a `$ref`; Kubernetes wraps refs that carry a
 /// description or default in `allOf`, and kubectl explain expects that shape.
 fn wrap_refs(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.contains_key("$ref") && m.len() > 1 {
-                let r = m.remove("$ref").expect("checked");
-                m.insert("allOf".into(), json!([{"$ref": r}]));
+    let Value::Object(m) = v else {
+        return;
+    };
+    if m.contains_key("$ref") && m.len() > 1 {
+        let r = m.remove("$ref").expect("checked");
+        m.insert("allOf".into(), json!([{"$ref": r}]));
+    }
+    for_each_subschema(m, &mut wrap_refs);
+}
+
+/// Visits the schemas inside a schema object, and nothing else: property *names* are
+/// data (JSONSchemaProps has properties named `$ref`, `allOf` and `x-kubernetes-…`), as
+/// are `enum`, `default`, `example` and extensions.
+pub(crate) fn for_each_subschema(m: &mut Map<String, Value>, f: &mut dyn FnMut(&mut Value)) {
+    for (k, c) in m.iter_mut() {
+        match (k.as_str(), c) {
+            ("properties" | "patternProperties" | "definitions", Value::Object(named)) => {
+                named.values_mut().for_each(&mut *f)
             }
-            for (_, c) in m.iter_mut() {
-                wrap_refs(c);
+            ("allOf" | "anyOf" | "oneOf" | "items", Value::Array(a)) => {
+                a.iter_mut().for_each(&mut *f)
             }
+            ("items" | "additionalProperties" | "not", c) => f(c),
+            _ => {}
         }
-        Value::Array(a) => a.iter_mut().for_each(wrap_refs),
-        _ => {}
     }
 }
 
@@ -301,23 +321,46 @@ fn json_body(name: &str) -> Value {
     json!({"content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}}})
 }
 
+/// One kind's entry in a group-version's `paths`.
+pub(crate) struct PathKind<'a> {
+    pub kind: &'a str,
+    pub plural: &'a str,
+    pub namespaced: bool,
+    pub create_only: bool,
+    /// Its component schema's name.
+    pub schema: &'a str,
+}
+
 fn paths_for(
     group: &str,
     version: &str,
     kinds: &[(String, &'static str, String)],
 ) -> Map<String, Value> {
-    let mut paths = Map::new();
-    let q = |n: &str, d: &str| json!({"name": n, "in": "query", "description": d, "schema": {"type": "string", "uniqueItems": true}});
-    for ri in RESOURCES
+    let entries: Vec<PathKind> = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-    {
-        let Some((schema, _, _)) = kinds.iter().find(|(_, k, _)| *k == ri.kind) else {
-            continue;
-        };
+        .filter_map(|ri| {
+            let (schema, _, _) = kinds.iter().find(|(_, k, _)| *k == ri.kind)?;
+            Some(PathKind {
+                kind: &ri.kind,
+                plural: &ri.plural,
+                namespaced: ri.namespaced(),
+                create_only: ri.virtual_create_only,
+                schema,
+            })
+        })
+        .collect();
+    paths_of(group, version, &entries)
+}
+
+pub(crate) fn paths_of(group: &str, version: &str, entries: &[PathKind]) -> Map<String, Value> {
+    let mut paths = Map::new();
+    let q = |n: &str, d: &str| json!({"name": n, "in": "query", "description": d, "schema": {"type": "string", "uniqueItems": true}});
+    for ri in entries {
+        let schema = ri.schema;
         let gvk = json!({"group": group, "version": version, "kind": ri.kind});
         let base = format!("/{}", gv_path(group, version));
-        let (coll, item) = if ri.namespaced() {
+        let (coll, item) = if ri.namespaced {
             (
                 format!("{base}/namespaces/{{namespace}}/{}", ri.plural),
                 format!("{base}/namespaces/{{namespace}}/{}/{{name}}", ri.plural),
@@ -357,7 +400,7 @@ fn paths_for(
                 ),
             ]
         };
-        if ri.virtual_create_only {
+        if ri.create_only {
             paths.insert(
                 coll,
                 json!({"post": op("post", "create", true, write_params())}),

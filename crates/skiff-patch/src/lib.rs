@@ -49,8 +49,26 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {
     let mut out = doc.clone();
     // On a copy, so a failed patch needs no undo: json-patch's own undo log panics when
     // it cannot reverse a `move` over the moved value's parent (`/a/b` to `/a`).
-    json_patch::patch_unsafe(&mut out, &p.0).map_err(|e| PatchError::Failed(e.to_string()))?;
+    for (i, op) in p.0.iter().enumerate() {
+        if absent_tested_null(&out, op) {
+            continue;
+        }
+        json_patch::patch_unsafe(&mut out, std::slice::from_ref(op)).map_err(|e| {
+            PatchError::Failed(e.to_string().replacen("'/0'", &format!("'/{i}'"), 1))
+        })?;
+    }
     Ok(out)
+}
+
+/// Kubernetes' JSON patch (evanphx/json-patch) passes a `test` for `null` at a path
+/// that does not exist; kube-rs' finalizer helper relies on it.
+fn absent_tested_null(doc: &Value, op: &json_patch::PatchOperation) -> bool {
+    match op {
+        json_patch::PatchOperation::Test(t) => {
+            t.value.is_null() && doc.pointer(t.path.as_str()).is_none()
+        }
+        _ => false,
+    }
 }
 
 pub fn merge_patch(doc: &Value, patch: &Value) -> Result<Value, PatchError> {

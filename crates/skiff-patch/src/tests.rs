@@ -140,6 +140,14 @@ fn json_and_merge_patches() {
     assert_eq!(out, json!({"a": {"b": 2}, "l": [1, 2, 3]}));
     assert!(json_patch(&doc, &json!([{"op": "test", "path": "/a/b", "value": 9}])).is_err());
     assert!(json_patch(&doc, &json!({"op": "x"})).is_err());
+    // kube-rs' finalizer helper: `test` for null where nothing is, then `add`.
+    let add = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                     {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}]);
+    let with = json_patch(&json!({"metadata": {}}), &add).unwrap();
+    assert_eq!(with["metadata"]["finalizers"], json!(["f"]));
+    // A null test of a path that has a value still fails, naming the operation.
+    let err = json_patch(&with, &add).unwrap_err().to_string();
+    assert!(err.contains("'/0'"), "{err}");
     // RFC 7386 examples.
     let out = merge_patch(
         &json!({"a": "b", "c": {"d": "e", "f": "g"}}),

@@ -198,8 +198,18 @@ pub struct ClusterPki {
     pub join_token: String,
     /// Signs and verifies ServiceAccount tokens (`tls/service-account.key`).
     pub service_account_key: Arc<ServiceAccountKey>,
+    /// The request-header CA (`tls/request-header-ca.*`, k3s' names): extension API
+    /// servers trust requests proxied to them only with a client certificate it signed.
+    /// A CA of its own, so no cluster client certificate can pose as the proxy.
+    pub request_header_ca_pem: String,
+    /// The API server's identity when it proxies to an extension API server.
+    pub proxy_client_cert_pem: String,
+    pub proxy_client_key_pem: String,
     pub dir: PathBuf,
 }
+
+/// The common name of the proxy's client certificate (`requestheader-allowed-names`).
+pub const PROXY_CLIENT_CN: &str = "system:auth-proxy";
 
 /// The common name of the API server's client certificate towards node agents; agents
 /// serve their streaming endpoint to this identity only.
@@ -239,32 +249,102 @@ pub(crate) fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
     d
 }
 
+fn client_cert(
+    common_name: &str,
+    organizations: &[&str],
+    validity_days: u32,
+    issuer: &Issuer<'static, KeyPair>,
+) -> Result<(String, String)> {
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(common_name, organizations);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut p, validity_days as i64);
+    let cert = p.signed_by(&key, issuer).map_err(cert_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Whether `cert_pem` names `ca_pem`'s subject as its issuer (a joined server's
+/// request-header CA replaces the one it made itself).
+fn signed_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let der = |pem: &str| {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .and_then(|c| c.ok())
+    };
+    let (Some(c), Some(ca)) = (der(cert_pem), der(ca_pem)) else {
+        return false;
+    };
+    match (
+        x509_parser::parse_x509_certificate(&c),
+        x509_parser::parse_x509_certificate(&ca),
+    ) {
+        (Ok((_, c)), Ok((_, ca))) => c.issuer() == ca.subject(),
+        _ => false,
+    }
+}
+
+/// `<dir>/<name>.crt|.key`, made as a self-signed CA when missing.
+fn load_or_create_ca(dir: &Path, name: &str, cn: &str) -> Result<(String, String)> {
+    let (crt, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    if let (Some(c), Some(k)) = (read(&crt)?, read(&key_path)?) {
+        return Ok((c, k));
+    }
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = dn(cn, &[]);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut p, 3650);
+    let cert = p.self_signed(&key).map_err(cert_err)?;
+    let (c, k) = (cert.pem(), key.serialize_pem());
+    write(&crt, &c)?;
+    write(&key_path, &k)?;
+    Ok((c, k))
+}
+
 impl ClusterPki {
+    /// The request-header CA and the proxy's client certificate it signs.
+    fn load_proxy_client(&mut self, dir: &Path) -> Result<()> {
+        let (ca, ca_key) = load_or_create_ca(dir, "request-header-ca", "skiff-request-header-ca")?;
+        let (crt, key) = (
+            dir.join("client-auth-proxy.crt"),
+            dir.join("client-auth-proxy.key"),
+        );
+        let (c, k) = match (read(&crt)?, read(&key)?) {
+            (Some(c), Some(k)) if signed_by(&c, &ca) => (c, k),
+            _ => {
+                let issuer =
+                    Issuer::from_ca_cert_pem(&ca, KeyPair::from_pem(&ca_key).map_err(cert_err)?)
+                        .map_err(cert_err)?;
+                let (c, k) = client_cert(PROXY_CLIENT_CN, &[], 3650, &issuer)?;
+                write(&crt, &c)?;
+                write(&key, &k)?;
+                (c, k)
+            }
+        };
+        self.request_header_ca_pem = ca;
+        self.proxy_client_cert_pem = c;
+        self.proxy_client_key_pem = k;
+        Ok(())
+    }
+
     /// Loads `<data_dir>/tls/*` and `<data_dir>/token`, generating what is missing. A serving
     /// certificate that lacks one of `sans` is re-issued (same CA).
     pub fn load_or_create(data_dir: &Path, sans: &ServingSans) -> Result<Self> {
         let dir = data_dir.join("tls");
-        let (ca_cert_pem, ca_key_pem) =
-            match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
-                (Some(c), Some(k)) => (c, k),
-                _ => {
-                    let key = KeyPair::generate().map_err(cert_err)?;
-                    let mut p = CertificateParams::default();
-                    p.distinguished_name = dn("skiff-ca", &[]);
-                    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-                    p.key_usages = vec![
-                        KeyUsagePurpose::KeyCertSign,
-                        KeyUsagePurpose::CrlSign,
-                        KeyUsagePurpose::DigitalSignature,
-                    ];
-                    validity(&mut p, 3650);
-                    let cert = p.self_signed(&key).map_err(cert_err)?;
-                    let (c, k) = (cert.pem(), key.serialize_pem());
-                    write(&dir.join("ca.crt"), &c)?;
-                    write(&dir.join("ca.key"), &k)?;
-                    (c, k)
-                }
-            };
+        let (ca_cert_pem, ca_key_pem) = load_or_create_ca(&dir, "ca", "skiff-ca")?;
         let mut pki = ClusterPki {
             ca_cert_pem,
             ca_key_pem,
@@ -278,8 +358,12 @@ impl ClusterPki {
             service_account_key: Arc::new(ServiceAccountKey::load_or_create(
                 &dir.join("service-account.key"),
             )?),
+            request_header_ca_pem: String::new(),
+            proxy_client_cert_pem: String::new(),
+            proxy_client_key_pem: String::new(),
             dir: dir.clone(),
         };
+        pki.load_proxy_client(&dir)?;
         match (
             read(&dir.join("serving.crt"))?,
             read(&dir.join("serving.key"))?,
@@ -353,17 +437,7 @@ impl ClusterPki {
         organizations: &[&str],
         validity_days: u32,
     ) -> Result<(String, String)> {
-        let key = KeyPair::generate().map_err(cert_err)?;
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn(common_name, organizations);
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        validity(&mut p, validity_days as i64);
-        let cert = p.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        client_cert(common_name, organizations, validity_days, &self.issuer()?)
     }
 
     /// A serving certificate signed by the cluster CA (the API server's, or an agent's).

@@ -9,6 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+mod admissionregistration;
+mod apiregistration;
 mod apps;
 mod autoscaling;
 mod batch;
@@ -111,6 +113,8 @@ pub fn printer(group: &str, resource: &str) -> Option<&'static Printer> {
         "coordination.k8s.io" => coordination::printer(resource),
         "discovery.k8s.io" => discovery::printer(resource),
         "events.k8s.io" => events::printer(resource),
+        "apiregistration.k8s.io" => apiregistration::printer(resource),
+        "admissionregistration.k8s.io" => admissionregistration::printer(resource),
         _ => None,
     }
 }

@@ -1,6 +1,41 @@
-//! The table of every resource kind skiff serves. Discovery, routing, storage keys,
-//! printers, validation and OpenAPI all key off this one list, so adding a kind is one
-//! entry here plus its printer and validation.
+//! The table of every built-in resource kind skiff serves. Discovery, routing, storage
+//! keys, printers, validation and OpenAPI all key off this one list, so adding a kind is
+//! one entry here plus its printer and validation. Kinds defined at run time
+//! (CustomResourceDefinitions) use the same [`ResourceInfo`] with owned strings.
+
+use std::borrow::Cow;
+
+/// A name that is `'static` for built-ins and owned for kinds defined at run time.
+pub type Str = Cow<'static, str>;
+
+/// A list of names: static for built-ins, owned for kinds defined at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StrList {
+    Static(&'static [&'static str]),
+    Owned(Vec<String>),
+}
+
+impl StrList {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (a, b) = match self {
+            StrList::Static(s) => (Some(s.iter().copied()), None),
+            StrList::Owned(v) => (None, Some(v.iter().map(String::as_str))),
+        };
+        a.into_iter().flatten().chain(b.into_iter().flatten())
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.iter().any(|s| s == name)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl serde::Serialize for StrList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
 
 /// Whether objects of a kind live inside a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,30 +136,30 @@ impl Subresource {
 }
 
 /// One kind the API serves.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceInfo {
     /// API group; `""` is the core group served under `/api/v1`.
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
+    pub group: Str,
+    pub version: Str,
+    pub kind: Str,
     /// Lower-case plural used in URLs (`pods`).
-    pub plural: &'static str,
-    pub singular: &'static str,
+    pub plural: Str,
+    pub singular: Str,
     pub scope: Scope,
-    pub short_names: &'static [&'static str],
-    pub categories: &'static [&'static str],
-    pub subresources: &'static [Subresource],
+    pub short_names: StrList,
+    pub categories: StrList,
+    pub subresources: Cow<'static, [Subresource]>,
     /// Verbs on the main resource.
     pub verbs: &'static [&'static str],
     /// Key prefix in the store, as Kubernetes lays out etcd (`/registry/pods`).
     /// Objects live at `<prefix>/<namespace>/<name>` or `<prefix>/<name>`.
-    pub storage_prefix: &'static str,
+    pub storage_prefix: Str,
     /// A virtual kind is never stored: a create is answered and forgotten
     /// (SelfSubjectAccessReview and friends).
     pub virtual_create_only: bool,
 }
 
-const CRUD: &[&str] = &[
+pub const CRUD: &[&str] = &[
     "create",
     "delete",
     "deletecollection",
@@ -143,17 +178,17 @@ macro_rules! res {
     ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $scope:ident,
      short: $short:expr, cat: $cat:expr, sub: $sub:expr, prefix: $prefix:expr) => {
         ResourceInfo {
-            group: $group,
-            version: $version,
-            kind: $kind,
-            plural: $plural,
-            singular: $singular,
+            group: Cow::Borrowed($group),
+            version: Cow::Borrowed($version),
+            kind: Cow::Borrowed($kind),
+            plural: Cow::Borrowed($plural),
+            singular: Cow::Borrowed($singular),
             scope: Scope::$scope,
-            short_names: $short,
-            categories: $cat,
-            subresources: $sub,
+            short_names: StrList::Static($short),
+            categories: StrList::Static($cat),
+            subresources: Cow::Borrowed($sub),
             verbs: CRUD,
-            storage_prefix: $prefix,
+            storage_prefix: Cow::Borrowed($prefix),
             virtual_create_only: false,
         }
     };
@@ -162,17 +197,17 @@ macro_rules! res {
 macro_rules! review {
     ($group:expr, $version:expr, $kind:expr, $plural:expr, $singular:expr, $scope:ident) => {
         ResourceInfo {
-            group: $group,
-            version: $version,
-            kind: $kind,
-            plural: $plural,
-            singular: $singular,
+            group: Cow::Borrowed($group),
+            version: Cow::Borrowed($version),
+            kind: Cow::Borrowed($kind),
+            plural: Cow::Borrowed($plural),
+            singular: Cow::Borrowed($singular),
             scope: Scope::$scope,
-            short_names: &[],
-            categories: &[],
-            subresources: &[],
+            short_names: StrList::Static(&[]),
+            categories: StrList::Static(&[]),
+            subresources: Cow::Borrowed(&[]),
             verbs: CREATE_ONLY,
-            storage_prefix: "",
+            storage_prefix: Cow::Borrowed(""),
             virtual_create_only: true,
         }
     };
@@ -235,6 +270,24 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", Namespaced, short: &[], cat: &[], sub: &[], prefix: "/registry/endpointslices"),
     // events.k8s.io/v1: the same stored events as core/v1, converted on the way in and out.
     res!("events.k8s.io", "v1", "Event", "events", "event", Namespaced, short: &["ev"], cat: &[], sub: &[], prefix: "/registry/events"),
+    res!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", Cluster,
+         short: &["crd", "crds"], cat: &["api-extensions"], sub: &[S::Status],
+         prefix: "/registry/apiextensions.k8s.io/customresourcedefinitions"),
+    res!("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", Cluster,
+         short: &[], cat: &["api-extensions"], sub: &[S::Status],
+         prefix: "/registry/apiregistration.k8s.io/apiservices"),
+    res!("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", Cluster,
+         short: &[], cat: &["api-extensions"], sub: &[],
+         prefix: "/registry/mutatingwebhookconfigurations"),
+    res!("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", "validatingwebhookconfiguration", Cluster,
+         short: &[], cat: &["api-extensions"], sub: &[],
+         prefix: "/registry/validatingwebhookconfigurations"),
+    res!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", "validatingadmissionpolicy", Cluster,
+         short: &[], cat: &["api-extensions"], sub: &[S::Status],
+         prefix: "/registry/validatingadmissionpolicies"),
+    res!("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", Cluster,
+         short: &[], cat: &["api-extensions"], sub: &[],
+         prefix: "/registry/validatingadmissionpolicybindings"),
     // authorization.k8s.io/v1: answered by the authorizer, never stored.
     review!(
         "authorization.k8s.io",
@@ -359,7 +412,7 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
         if !out.iter().any(|(g, _)| *g == r.group) {
-            out.push((r.group, r.version));
+            out.push((&*r.group, &*r.version));
         }
     }
     out

@@ -366,6 +366,18 @@ impl ApiError {
         )
     }
 
+    /// A patch type the kind does not take (strategic merge on a custom resource).
+    pub fn unsupported_patch_type(accepted: &[&str]) -> Self {
+        ApiError::new(
+            415,
+            StatusReason::UnsupportedMediaType,
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         ApiError::new(
             413,

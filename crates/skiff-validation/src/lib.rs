@@ -13,7 +13,9 @@ mod storage;
 mod validate;
 
 pub use defaults::{admit_pod_defaults, default_object, initial_status, job_generate_selector};
-pub use validate::{validate_create, validate_status_update, validate_update};
+pub use validate::{
+    validate_create, validate_object_meta, validate_status_update, validate_update,
+};
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ fn name_check(group: &str, resource: &str) -> fn(&str) -> Vec<String> {
         | ("", "services")
         | ("apps", "statefulsets")
         | ("batch", "cronjobs") => names::dns1123_label,
-        ("rbac.authorization.k8s.io", _) => path_segment,
+        ("rbac.authorization.k8s.io", _) | ("apiregistration.k8s.io", _) => path_segment,
         _ => names::dns1123_subdomain,
     }
 }
@@ -98,6 +98,14 @@ fn cluster_scoped(resource: &str) -> bool {
     RESOURCES
         .iter()
         .any(|r| r.plural == resource && r.scope == Scope::Cluster)
+}
+
+/// Metadata rules alone, for kinds whose scope is not in the built-in table (custom
+/// resources).
+pub fn validate_object_meta(group: &str, resource: &str, obj: &Value, namespaced: bool) -> Errs {
+    let mut errs = Vec::new();
+    validate_meta(&mut errs, group, resource, obj, namespaced);
+    errs
 }
 
 pub fn validate_create(group: &str, resource: &str, obj: &Value) -> Errs {

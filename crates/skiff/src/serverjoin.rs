@@ -61,6 +61,8 @@ pub async fn fetch(server: &str, token: &str, data_dir: &Path) -> anyhow::Result
         ("ca.crt", tls.join("ca.crt")),
         ("ca.key", tls.join("ca.key")),
         ("service-account.key", tls.join("service-account.key")),
+        ("request-header-ca.crt", tls.join("request-header-ca.crt")),
+        ("request-header-ca.key", tls.join("request-header-ca.key")),
         ("token", data_dir.join("token")),
     ] {
         let v = b[file]

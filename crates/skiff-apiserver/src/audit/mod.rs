@@ -189,6 +189,7 @@ impl Record {
     /// authentication failed.
     pub fn begin(
         auditor: &Arc<Auditor>,
+        served: &crate::registry::Snapshot,
         req: &Request<Body>,
         who: Option<&Identity>,
     ) -> Option<Record> {
@@ -198,7 +199,7 @@ impl Record {
             groups: Vec::new(),
         };
         let user = who.map(|w| w.authenticated().clone()).unwrap_or(nobody);
-        let (attrs, info) = crate::handlers::request_attributes(user, req);
+        let (attrs, info) = crate::handlers::request_attributes(served, user, req);
         let decision = auditor.policy.decide(&attrs);
         if decision.level == Level::None {
             return None;

@@ -199,7 +199,7 @@ async fn sync(
     let name = target["name"].as_str().unwrap_or("");
     let scale_path = resource_of(target["apiVersion"].as_str().unwrap_or(""), kind)
         .filter(|r| r.has_subresource(skiff_types::registry::Subresource::Scale))
-        .map(|r| format!("{}/scale", object_path(r, Some(ns), name)));
+        .map(|r| format!("{}/scale", object_path(&r, Some(ns), name)));
     let scale = match &scale_path {
         Some(p) => {
             let req = http::Request::get(p.as_str())
