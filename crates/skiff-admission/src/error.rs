@@ -67,32 +67,6 @@ pub(crate) fn internal(err: &str) -> ApiError {
     e
 }
 
-/// The `StatusReason` for a reason string, if it is one of the known ones.
-pub(crate) fn reason_from_str(s: &str) -> Option<StatusReason> {
-    use StatusReason::*;
-    [
-        BadRequest,
-        Unauthorized,
-        Forbidden,
-        NotFound,
-        AlreadyExists,
-        Conflict,
-        Gone,
-        Expired,
-        Invalid,
-        MethodNotAllowed,
-        NotAcceptable,
-        RequestEntityTooLarge,
-        UnsupportedMediaType,
-        TooManyRequests,
-        Timeout,
-        InternalError,
-        ServiceUnavailable,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-}
-
 /// A reason for a code, for reasons [`StatusReason`] cannot carry.
 fn reason_for_code(code: u16) -> StatusReason {
     match code {
@@ -155,14 +129,15 @@ pub(crate) fn webhook_denied(
     let reason = match raw {
         "" if code == 500 => StatusReason::InternalError,
         "" => StatusReason::Forbidden,
-        s => reason_from_str(s).unwrap_or_else(|| reason_for_code(code)),
+        s => StatusReason::parse(s).unwrap_or_else(|| reason_for_code(code)),
     };
     let mut error = ApiError::new(code, reason, format!("{prefix}: {msg}"));
     apply_details(&mut error, r.get("details"), a, code, &msg);
     AdmissionError::Denied {
         webhook: webhook.to_string(),
         error,
-        raw_reason: (!raw.is_empty() && reason_from_str(raw).is_none()).then(|| raw.to_string()),
+        raw_reason: (!raw.is_empty() && StatusReason::parse(raw).is_none())
+            .then(|| raw.to_string()),
     }
 }
 
@@ -246,7 +221,7 @@ pub(crate) fn policy_denied(
     };
     let mut error = forbidden(a, &full);
     let reason = reason
-        .and_then(reason_from_str)
+        .and_then(StatusReason::parse)
         .unwrap_or(StatusReason::Invalid);
     error.reason = reason;
     error.code = match reason {

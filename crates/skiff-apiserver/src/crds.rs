@@ -7,7 +7,7 @@
 
 use crate::cache::{EventType, Observer, Stored};
 use crate::kinds::system_write_options;
-use crate::object::{DeleteOptions, Target};
+use crate::object::Target;
 use crate::registry::{Resource, Served, builtin, is_builtin};
 use crate::server::ApiServer;
 use serde_json::{Value, json};
@@ -345,7 +345,8 @@ async fn write_status(
     d: &Decision,
 ) -> Result<(), skiff_types::ApiError> {
     let status = desired_status(obj, def, d);
-    if same_status(obj.get("status"), &status) {
+    // Condition times are kept when nothing changed, so equal means nothing to write.
+    if obj.get("status") == Some(&status) {
         return Ok(());
     }
     let t = crd_target(&d.name, Some(Subresource::Status));
@@ -356,11 +357,6 @@ async fn write_status(
     })
     .await
     .map(drop)
-}
-
-/// Equal but for condition times that would be kept anyway.
-fn same_status(old: Option<&Value>, new: &Value) -> bool {
-    old == Some(new)
 }
 
 /// Deletes every object of the CRD; once none is left, drops the finalizer. True when
@@ -381,29 +377,7 @@ async fn cleanup(
     else {
         return remove_finalizer(api, &d.name).await.map(|_| true);
     };
-    let (objs, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
-    let mut left = 0;
-    for s in objs {
-        left += 1;
-        let Ok(obj) = crate::object::from_stored(&s) else {
-            continue;
-        };
-        if meta::deletion_timestamp(&obj).is_some() {
-            continue;
-        }
-        let t = Target {
-            ri: ri.clone(),
-            namespace: meta::namespace(&obj).map(str::to_string),
-            name: meta::name(&obj).map(str::to_string),
-            sub: None,
-        };
-        match api.delete(&t, &DeleteOptions::default()).await {
-            Ok(_) => {}
-            Err(e) if e.code == 404 => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if left > 0 {
+    if crate::kinds::delete_all(api, &ri, None).await? > 0 {
         return Ok(false);
     }
     remove_finalizer(api, &d.name).await.map(|_| true)
@@ -487,6 +461,6 @@ mod tests {
         // Written once, the same status is not written again.
         let mut v2 = v.clone();
         v2["status"] = s.clone();
-        assert!(same_status(v2.get("status"), &desired_status(&v2, &d, dec)));
+        assert_eq!(v2.get("status"), Some(&desired_status(&v2, &d, dec)));
     }
 }

@@ -3,6 +3,7 @@
 //! subresources, and the events.k8s.io view of core events.
 
 use crate::object::{DeleteOptions, Target, WriteOptions, now_rfc3339};
+use crate::registry::Resource;
 use crate::server::ApiServer;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -673,31 +674,41 @@ pub fn spawn_namespace_finalizer(api: Arc<ApiServer>) {
     });
 }
 
+/// Deletes every object of `ri` (in `ns`, or all) not already being deleted; returns
+/// how many were there, those being deleted included (0: nothing left).
+pub async fn delete_all(
+    api: &ApiServer,
+    ri: &Resource,
+    ns: Option<&str>,
+) -> Result<usize, ApiError> {
+    let (objs, _, _) = api.cache.list(&ri.prefix(ns), None, None, &|_| true);
+    for s in &objs {
+        let Ok(obj) = crate::object::from_stored(s) else {
+            continue;
+        };
+        if meta::deletion_timestamp(&obj).is_some() {
+            continue;
+        }
+        let t = Target {
+            ri: ri.clone(),
+            namespace: meta::namespace(&obj).map(str::to_string),
+            name: meta::name(&obj).map(str::to_string),
+            sub: None,
+        };
+        match api.delete(&t, &DeleteOptions::default()).await {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(objs.len())
+}
+
 async fn finalize_namespace(api: &ApiServer, ns: &str) -> Result<(), ApiError> {
     let mut remaining = 0usize;
     let served = api.registry.snapshot();
     for ri in served.stored().filter(|r| r.namespaced()) {
-        let (objs, _, _) = api.cache.list(&ri.prefix(Some(ns)), None, None, &|_| true);
-        for s in objs {
-            remaining += 1;
-            let Ok(obj) = crate::object::from_stored(&s) else {
-                continue;
-            };
-            if meta::deletion_timestamp(&obj).is_some() {
-                continue;
-            }
-            let t = Target {
-                ri: ri.clone(),
-                namespace: Some(ns.to_string()),
-                name: meta::name(&obj).map(str::to_string),
-                sub: None,
-            };
-            match api.delete(&t, &DeleteOptions::default()).await {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
+        remaining += delete_all(api, ri, Some(ns)).await?;
     }
     if remaining > 0 {
         return Ok(());

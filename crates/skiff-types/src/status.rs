@@ -27,6 +27,31 @@ pub enum StatusReason {
 }
 
 impl StatusReason {
+    pub const ALL: [StatusReason; 17] = [
+        StatusReason::BadRequest,
+        StatusReason::Unauthorized,
+        StatusReason::Forbidden,
+        StatusReason::NotFound,
+        StatusReason::AlreadyExists,
+        StatusReason::Conflict,
+        StatusReason::Gone,
+        StatusReason::Expired,
+        StatusReason::Invalid,
+        StatusReason::MethodNotAllowed,
+        StatusReason::NotAcceptable,
+        StatusReason::RequestEntityTooLarge,
+        StatusReason::UnsupportedMediaType,
+        StatusReason::TooManyRequests,
+        StatusReason::Timeout,
+        StatusReason::InternalError,
+        StatusReason::ServiceUnavailable,
+    ];
+
+    /// The reason a `status.reason` string names, if it is one of these.
+    pub fn parse(s: &str) -> Option<StatusReason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StatusReason::BadRequest => "BadRequest",
