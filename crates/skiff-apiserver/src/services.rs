@@ -6,7 +6,6 @@
 use crate::cache::WatchCache;
 use crate::registry::builtin;
 use serde::Deserialize;
-use skiff_types::meta;
 
 /// Why a Service could not be reached, worded as kube-aggregator's availability
 /// controller words it.
@@ -67,8 +66,16 @@ struct ServicePort {
     port: i32,
 }
 
+#[derive(Deserialize, Default)]
+struct SliceMeta {
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
 #[derive(Deserialize)]
 struct EndpointSlice {
+    #[serde(default)]
+    metadata: SliceMeta,
     #[serde(default)]
     endpoints: Vec<SliceEndpoint>,
     #[serde(default)]
@@ -137,16 +144,18 @@ fn ready_endpoint(
     port_name: &str,
 ) -> Option<(String, u16)> {
     let prefix = builtin("discovery.k8s.io", "endpointslices").prefix(Some(namespace));
-    let (slices, _, _) = cache.list(&prefix, None, None, &|s| {
-        crate::object::from_stored(s).is_ok_and(|o| {
-            meta::labels(&o)
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .and_then(|v| v.as_str())
-                == Some(name)
-        })
-    });
+    let (slices, _, _) = cache.list(&prefix, None, None, &|_| true);
     slices.iter().find_map(|s| {
         let slice: EndpointSlice = serde_json::from_slice(&s.value).ok()?;
+        if slice
+            .metadata
+            .labels
+            .get("kubernetes.io/service-name")
+            .map(String::as_str)
+            != Some(name)
+        {
+            return None;
+        }
         let port = slice.ports.iter().find(|p| p.name == port_name)?.port?;
         let ep = slice
             .endpoints
