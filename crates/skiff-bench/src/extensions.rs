@@ -5,7 +5,7 @@
 //!   sequential ConfigMap creates in a namespace it watches against one it does not
 //!   (goal ≤ 1 ms added).
 
-use crate::{Throughput, client_for, h2_connections, requests_h2, start_server_with};
+use crate::{Throughput, client_for, cpu_seconds, h2_connections, requests_h2, start_server_with};
 use base64::Engine;
 use http_body_util::Full;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -30,7 +30,7 @@ pub async fn extensions(opts: ExtensionsBenchOptions) -> anyhow::Result<()> {
     let (server, _) = start_server_with(&opts.skiff, &["--disable", "all"]).await?;
     let client = client_for(&server.kubeconfig).await?;
     let conns = h2_connections(&server.kubeconfig, server.port, 2).await?;
-    custom_objects(&client, &conns, &opts).await?;
+    custom_objects(&client, &conns, &opts, server.child.id()).await?;
     webhook(&client, &conns, &opts).await?;
     Ok(())
 }
@@ -91,6 +91,7 @@ async fn custom_objects(
     client: &kube::Client,
     conns: &Conns,
     opts: &ExtensionsBenchOptions,
+    server_pid: u32,
 ) -> anyhow::Result<()> {
     let crd = big_crd();
     let lines = yaml_lines(&crd["spec"]["versions"][0]["schema"]);
@@ -122,10 +123,12 @@ async fn custom_objects(
     let (rounds, c) = (4, opts.concurrency);
     let n = opts.creates / rounds;
     let (mut cm_rates, mut w_rates) = (Vec::new(), Vec::new());
+    let (mut cm_cpu, mut w_cpu) = (0.0, 0.0);
     let (mut cms, mut ws) = (None, None);
     for r in 0..rounds {
         let cm = cm.clone();
         let base = r * n;
+        let cpu0 = cpu_seconds(server_pid);
         let a = requests_h2(
             conns,
             n,
@@ -134,10 +137,13 @@ async fn custom_objects(
             move |i| cm(base + i),
         )
         .await?;
+        let cpu1 = cpu_seconds(server_pid);
         let b = requests_h2(conns, n, c, http::StatusCode::CREATED, move |i| {
             widget(base + i)
         })
         .await?;
+        cm_cpu += cpu1 - cpu0;
+        w_cpu += cpu_seconds(server_pid) - cpu1;
         cm_rates.push(a.per_sec);
         w_rates.push(b.per_sec);
         (cms, ws) = (Some(a), Some(b));
@@ -153,6 +159,12 @@ async fn custom_objects(
     println!(
         "  mean rate: ConfigMaps {cm_rate:.0}/s, custom objects {w_rate:.0}/s: {:.0} % (goal >= 90 %)",
         100.0 * w_rate / cm_rate
+    );
+    let per = |cpu: f64| cpu / (n * rounds) as f64 * 1e6;
+    println!(
+        "  server CPU per create: ConfigMap {:.0} µs, custom object {:.0} µs",
+        per(cm_cpu),
+        per(w_cpu)
     );
     Ok(())
 }
