@@ -26,6 +26,17 @@ const PLURAL: &str = "customresourcedefinitions";
 pub struct Crds {
     defs: parking_lot::Mutex<BTreeMap<String, Value>>,
     changed: Notify,
+    /// What each CRD's versions compiled to, kept while its spec, accepted names and
+    /// deletion state stay the same: status writes wake the loop too, and a schema can
+    /// be most of a megabyte.
+    built: parking_lot::Mutex<BTreeMap<String, Built>>,
+}
+
+struct Built {
+    def: Definition,
+    names: Names,
+    terminating: bool,
+    served: Vec<Resource>,
 }
 
 impl Crds {
@@ -200,7 +211,7 @@ async fn reconcile(api: &Arc<ApiServer>, crds: &Crds) -> bool {
         key(&a.0).cmp(&key(&b.0))
     });
     let decisions = decide(&defs);
-    api.registry.set_custom(serve(&defs, &decisions));
+    api.registry.set_custom(crds.serve(&defs, &decisions));
     let mut waiting = false;
     for ((obj, def), d) in defs.iter().zip(&decisions) {
         if let Err(e) = write_status(api, obj, def, d).await {
@@ -219,22 +230,45 @@ async fn reconcile(api: &Arc<ApiServer>, crds: &Crds) -> bool {
     waiting
 }
 
-/// The registry entries of every established CRD's served versions.
-fn serve(defs: &[(Value, Definition)], decisions: &[Decision]) -> Vec<Resource> {
-    let mut out = Vec::new();
-    for ((_, def), d) in defs.iter().zip(decisions) {
-        let (true, Some(names)) = (d.established, &d.accepted) else {
-            continue;
-        };
-        for v in def.versions.iter().filter(|v| v.served) {
-            match crate::custom::served_version(def, v, names, d.terminating) {
-                Ok((info, custom)) => out.push(Arc::new(Served {
-                    info,
-                    custom: Some(Arc::new(custom)),
-                })),
-                Err(e) => {
-                    tracing::warn!(crd = %def.name, version = %v.name, error = %e, "version not served")
+impl Crds {
+    /// The registry entries of every established CRD's served versions.
+    fn serve(&self, defs: &[(Value, Definition)], decisions: &[Decision]) -> Vec<Resource> {
+        let mut built = self.built.lock();
+        let mut next = BTreeMap::new();
+        let mut out = Vec::new();
+        for ((_, def), d) in defs.iter().zip(decisions) {
+            let (true, Some(names)) = (d.established, &d.accepted) else {
+                continue;
+            };
+            let b = match built.remove(&def.name) {
+                Some(b) if b.def == *def && b.names == *names && b.terminating == d.terminating => {
+                    b
                 }
+                _ => Built {
+                    def: def.clone(),
+                    names: names.clone(),
+                    terminating: d.terminating,
+                    served: versions(def, names, d.terminating),
+                },
+            };
+            out.extend(b.served.iter().cloned());
+            next.insert(def.name.clone(), b);
+        }
+        *built = next;
+        out
+    }
+}
+
+fn versions(def: &Definition, names: &Names, terminating: bool) -> Vec<Resource> {
+    let mut out = Vec::new();
+    for v in def.versions.iter().filter(|v| v.served) {
+        match crate::custom::served_version(def, v, names, terminating) {
+            Ok((info, custom)) => out.push(Arc::new(Served {
+                info,
+                custom: Some(Arc::new(custom)),
+            })),
+            Err(e) => {
+                tracing::warn!(crd = %def.name, version = %v.name, error = %e, "version not served")
             }
         }
     }
@@ -442,6 +476,23 @@ mod tests {
         let ds = decide(&[b, (a, ad)]);
         assert_eq!(ds[0].conflict.as_ref().unwrap().0, "ShortNamesConflict");
         assert!(ds[1].conflict.is_none() && ds[1].established);
+    }
+
+    #[test]
+    fn unchanged_crds_are_not_compiled_again() {
+        let crds = Crds::default();
+        let a = crd("widgets", "Widget", &[], "2026-01-01T00:00:00Z");
+        let ds = decide(std::slice::from_ref(&a));
+        let first = crds.serve(std::slice::from_ref(&a), &ds);
+        let again = crds.serve(std::slice::from_ref(&a), &ds);
+        assert!(Arc::ptr_eq(&first[0], &again[0]));
+        // A changed spec is built anew.
+        let (mut v, _) = a.clone();
+        v["spec"]["names"]["shortNames"] = json!(["wd"]);
+        let b = (v.clone(), Definition::from_crd(&v).unwrap());
+        let ds = decide(std::slice::from_ref(&b));
+        let changed = crds.serve(std::slice::from_ref(&b), &ds);
+        assert!(!Arc::ptr_eq(&first[0], &changed[0]));
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use crate::custom::CustomVersion;
 use parking_lot::RwLock;
 use skiff_types::registry::{RESOURCES, ResourceInfo};
-use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, LazyLock};
 
@@ -76,7 +75,6 @@ pub fn is_builtin(group: &str, plural: &str) -> bool {
 pub struct Snapshot {
     /// Bumped on every change; feeds discovery and OpenAPI cache keys.
     pub generation: u64,
-    by_gvr: HashMap<(String, String, String), Resource>,
     /// Groups in discovery order, each with its versions, preferred first.
     groups: Vec<Group>,
     /// Group-versions served by extension API servers (APIServices).
@@ -112,11 +110,6 @@ impl Snapshot {
     }
 
     fn insert(&mut self, r: Resource) {
-        let key = (
-            r.group.to_string(),
-            r.version.to_string(),
-            r.plural.to_string(),
-        );
         let gi = match self.groups.iter().position(|g| g.name == r.group) {
             Some(i) => i,
             None => {
@@ -129,19 +122,26 @@ impl Snapshot {
         };
         let versions = &mut self.groups[gi].versions;
         match versions.iter_mut().find(|v| v.version == r.version) {
-            Some(v) => v.resources.push(r.clone()),
+            Some(v) => v.resources.push(r),
             None => versions.push(GroupVersion {
                 version: r.version.to_string(),
-                resources: vec![r.clone()],
+                resources: vec![r],
             }),
         }
-        self.by_gvr.insert(key, r);
     }
 
     /// The resource a URL names.
+    /// Every request routes through this: a walk of a few dozen entries, no allocation.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Resource> {
-        self.by_gvr
-            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+        self.groups
+            .iter()
+            .find(|g| g.name == group)?
+            .versions
+            .iter()
+            .find(|v| v.version == version)?
+            .resources
+            .iter()
+            .find(|r| r.plural == plural)
             .cloned()
     }
 
@@ -266,6 +266,13 @@ impl Registry {
     /// cannot be replaced; the caller has already refused conflicting names).
     pub fn set_custom(&self, custom: Vec<Resource>) {
         let mut parts = self.parts.lock();
+        // The same entries (the CRD controller keeps what it built): no new generation,
+        // so discovery and OpenAPI documents stay as they are.
+        let same = parts.0.len() == custom.len()
+            && parts.0.iter().zip(&custom).all(|(a, b)| Arc::ptr_eq(a, b));
+        if same {
+            return;
+        }
         parts.0 = custom;
         self.rebuild(&parts);
     }
