@@ -4,7 +4,7 @@
 //! HTTP/1.1 gets a connection per call. Errors
 //! are worded as Go's net/http and crypto/tls word them, since kube shows them.
 
-use crate::webhook::{ClientConfig, Webhook};
+use crate::webhook::ClientConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,8 +26,9 @@ pub trait Resolver: Send + Sync {
 /// The most of a webhook's response read (kube reads up to 3 MiB more than a request).
 const MAX_RESPONSE: usize = 6 * 1024 * 1024;
 
-/// Where one call goes.
-pub(crate) struct Target {
+/// Where one call goes, and how it is trusted and bounded. Admission webhooks and
+/// CRD conversion webhooks both reach their endpoints through this.
+pub(crate) struct Target<'a> {
     /// The URL as errors show it, `?timeout=` included.
     pub url: String,
     host: String,
@@ -35,12 +36,19 @@ pub(crate) struct Target {
     /// Path and query sent.
     path: String,
     service: Option<(String, String)>,
+    /// The PEM CA bundle; empty means the system roots.
+    ca_bundle: &'a [u8],
+    timeout: Duration,
 }
 
-impl Target {
-    pub(crate) fn new(hook: &Webhook) -> Result<Target, String> {
-        let timeout = format!("timeout={}s", hook.timeout_seconds);
-        let (host, port, path, service) = match &hook.client {
+impl<'a> Target<'a> {
+    pub(crate) fn new(
+        client: &ClientConfig,
+        ca_bundle: &'a [u8],
+        timeout_seconds: u32,
+    ) -> Result<Target<'a>, String> {
+        let timeout = format!("timeout={timeout_seconds}s");
+        let (host, port, path, service) = match client {
             ClientConfig::Service {
                 namespace,
                 name,
@@ -65,7 +73,7 @@ impl Target {
         let path = format!("{path}?{timeout}");
         let url = match &service {
             Some(_) => format!("https://{host}:{port}{path}"),
-            None => url_for_display(&hook.client, &path),
+            None => url_for_display(client, &path),
         };
         Ok(Target {
             url,
@@ -73,6 +81,8 @@ impl Target {
             port,
             path,
             service,
+            ca_bundle,
+            timeout: Duration::from_secs(timeout_seconds.into()),
         })
     }
 }
@@ -133,16 +143,53 @@ impl Transport {
     }
 }
 
-/// POSTs `body` to the webhook; `Ok((status, body))` for any HTTP answer, `Err` with
-/// the transport error as Go words it (without the `Post "<url>": ` prefix).
-pub(crate) async fn post(
+/// POSTs `body` (JSON) to the target and returns a 2xx answer's body; otherwise the
+/// error as client-go's REST client words it: `Post "<url>": <transport error>`, or
+/// for a non-2xx answer the Status' message (or a generic text).
+pub(crate) async fn post_json(
     transport: &Transport,
-    hook: &Webhook,
-    target: &Target,
+    target: &Target<'_>,
+    body: Vec<u8>,
+) -> Result<Bytes, String> {
+    let (status, answer) = post(transport, target, body)
+        .await
+        .map_err(|e| format!("Post {:?}: {e}", target.url))?;
+    if !(200..300).contains(&status) {
+        return Err(status_error(status, &answer));
+    }
+    Ok(answer)
+}
+
+/// client-go's error for a non-2xx answer: a Status' message, or a generic one.
+fn status_error(code: u16, body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let msg = parsed
+        .as_ref()
+        .filter(|v| v.get("kind").and_then(serde_json::Value::as_str) == Some("Status"))
+        .and_then(|v| v.get("message"))
+        .and_then(serde_json::Value::as_str);
+    match msg {
+        Some(m) => m.to_string(),
+        None if body.is_empty() => {
+            format!(
+                "the server responded with the status code {code} but did not return more information"
+            )
+        }
+        None => format!(
+            "an error on the server ({:?}) has prevented the request from succeeding",
+            String::from_utf8_lossy(body).trim()
+        ),
+    }
+}
+
+/// POSTs `body` to the target; `Ok((status, body))` for any HTTP answer, `Err` with
+/// the transport error as Go words it (without the `Post "<url>": ` prefix).
+async fn post(
+    transport: &Transport,
+    target: &Target<'_>,
     body: Vec<u8>,
 ) -> Result<(u16, Bytes), String> {
-    let limit = Duration::from_secs(hook.timeout_seconds.into());
-    match tokio::time::timeout(limit, exchange(transport, hook, target, body)).await {
+    match tokio::time::timeout(target.timeout, exchange(transport, target, body)).await {
         Ok(r) => r,
         Err(_) => Err("context deadline exceeded".into()),
     }
@@ -150,8 +197,7 @@ pub(crate) async fn post(
 
 async fn exchange(
     transport: &Transport,
-    hook: &Webhook,
-    t: &Target,
+    t: &Target<'_>,
     body: Vec<u8>,
 ) -> Result<(u16, Bytes), String> {
     let addr = match &t.service {
@@ -167,7 +213,7 @@ async fn exchange(
             .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())
     };
-    let key = (addr, t.host.clone(), hook.ca_bundle.clone());
+    let key = (addr, t.host.clone(), t.ca_bundle.to_vec());
     if let Some(mut s) = transport.pooled(&key)
         && s.ready().await.is_ok()
     {
@@ -185,7 +231,7 @@ async fn exchange(
         .map_err(|e| format!("dial tcp {addr}: {}", dial_error(&e)))?;
     // Requests are small and answered at once: no waiting to coalesce segments.
     let _ = tcp.set_nodelay(true);
-    let config = tls_config(&hook.ca_bundle)?;
+    let config = tls_config(t.ca_bundle)?;
     let name = ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?;
     let tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)

@@ -78,6 +78,12 @@ impl Dispatcher {
         }
     }
 
+    /// A CRD conversion webhook client sharing this dispatcher's resolver and kept
+    /// connections.
+    pub fn converter(&self) -> crate::Converter {
+        crate::conversion::Converter::with_transport(self.transport.clone())
+    }
+
     /// Runs the mutating webhooks (the admit phase), applying their JSON patches to
     /// `a.object`; if any changed the object, webhooks with reinvocationPolicy
     /// IfNeeded called before that change run once more (round 1). Exempt kinds

@@ -60,6 +60,53 @@ impl AdmissionError {
     }
 }
 
+/// Why a CRD conversion webhook call did not convert, worded as kube's webhook
+/// converter words it (`<gvk>` being Go's `GroupVersionKind` text of what was
+/// converted, e.g. `stable.example.com/v1, Kind=CronTab`). The API server answers
+/// with [`ConversionError::status`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConversionError {
+    /// `conversionReviewVersions` names neither v1 nor v1beta1.
+    #[error("no supported conversion review versions")]
+    NoSupportedVersion,
+    /// The call failed (transport, non-2xx answer, undecodable or mismatched review).
+    #[error("conversion webhook for {gvk} failed: {reason}")]
+    Failed { gvk: String, reason: String },
+    /// The webhook answered with `result.status` other than Success: its
+    /// `result.message`, or kube's text when it gave none.
+    #[error("conversion webhook for {gvk} failed: {message}")]
+    Refused { gvk: String, message: String },
+    /// `convertedObjects` does not hold one object per object sent.
+    #[error("conversion webhook for {gvk} returned {got} objects, expected {expected}")]
+    WrongCount {
+        gvk: String,
+        got: usize,
+        expected: usize,
+    },
+    /// A converted object kube refuses (wrong apiVersion or kind, changed name,
+    /// namespace or uid, bad labels or annotations): `detail` starts with
+    /// `returned invalid ...`.
+    #[error("conversion webhook for {gvk} {detail}")]
+    InvalidObject { gvk: String, detail: String },
+    /// A converted object that does not decode (not a JSON object, no kind) when one
+    /// object was converted: kube returns the decoder's error alone.
+    #[error("{0}")]
+    Undecodable(String),
+}
+
+impl ConversionError {
+    /// The error the API server answers with: 500 InternalError,
+    /// `Internal error occurred: <this error>`.
+    pub fn status(&self) -> ApiError {
+        internal(&self.to_string())
+    }
+
+    /// The `metav1.Status` body of [`ConversionError::status`].
+    pub fn to_status(&self) -> Value {
+        self.status().to_status()
+    }
+}
+
 /// apimachinery's `NewInternalError(err)`: the message, and the error as the one cause.
 pub(crate) fn internal(err: &str) -> ApiError {
     let mut e = ApiError::internal(err);

@@ -16,6 +16,10 @@
 //!   [`evaluate_policies`]: ValidatingAdmissionPolicy with its bindings (validate phase),
 //!   params read through a [`ParamSource`].
 //! - [`exempt`]`(kind)`: the configuration kinds no webhook or policy sees.
+//! - [`Converter`]: CRD conversion webhooks ([`ConversionWebhook`], read from a CRD's
+//!   `spec.conversion.webhook`): [`Converter::convert_object`] for one object,
+//!   [`Converter::convert`] for a list's items, through the same HTTPS client; failures
+//!   are [`ConversionError`]s, whose [`ConversionError::status`] is kube's 500.
 //! - Errors: [`AdmissionError`], whose [`AdmissionError::status`] is the `Status` the
 //!   API server answers with, worded as kube words it.
 //!
@@ -42,6 +46,8 @@ mod attributes;
 mod call;
 mod celenv;
 mod client;
+mod conversion;
+mod converted;
 mod dispatch;
 mod error;
 mod matching;
@@ -55,8 +61,9 @@ mod webhook;
 
 pub use attributes::{Attributes, Gvk, Gvr, Operation, UserInfo, exempt};
 pub use client::Resolver;
+pub use conversion::{ConversionWebhook, Converter};
 pub use dispatch::{Dispatcher, MatchContext, Outcome};
-pub use error::AdmissionError;
+pub use error::{AdmissionError, ConversionError};
 pub use matching::{Equivalents, Matched, matches};
 pub use policy::{
     AuditAnnotation, Binding, MatchResources, ParamKind, ParamRef, Policy, Validation,

@@ -203,7 +203,7 @@ fn parse_webhook(w: RawWebhook, config: &str, mutating: bool) -> Result<Webhook,
     })
 }
 
-fn client_config(c: &RawClientConfig) -> Result<ClientConfig, String> {
+pub(crate) fn client_config(c: &RawClientConfig) -> Result<ClientConfig, String> {
     match (&c.url, &c.service) {
         (Some(u), None) => Ok(ClientConfig::Url(u.clone())),
         (None, Some(s)) => Ok(ClientConfig::Service {
@@ -216,7 +216,7 @@ fn client_config(c: &RawClientConfig) -> Result<ClientConfig, String> {
     }
 }
 
-fn ca_bundle(c: &RawClientConfig) -> Result<Vec<u8>, String> {
+pub(crate) fn ca_bundle(c: &RawClientConfig) -> Result<Vec<u8>, String> {
     match c.ca_bundle.as_deref() {
         None | Some("") => Ok(Vec::new()),
         Some(b) => base64::engine::general_purpose::STANDARD

@@ -1,5 +1,6 @@
 //! A webhook server for tests: HTTPS on 127.0.0.1 with its own CA, answering
-//! AdmissionReviews by path, recording what it was sent.
+//! AdmissionReviews (or whatever an [`Answer`] says) by path, recording what it was
+//! sent.
 
 #![allow(dead_code)]
 
@@ -35,6 +36,10 @@ pub fn ca(name: &str) -> Ca {
 
 pub type Calls = Arc<Mutex<Vec<(String, Value)>>>;
 
+/// How the server answers a request: from its path and JSON body, the HTTP status and
+/// JSON body sent back. Requests to `/sleep` wait 3 s first.
+pub type Answer = fn(&str, &Value) -> (u16, Value);
+
 pub struct Server {
     pub addr: SocketAddr,
     pub ca: Ca,
@@ -49,7 +54,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// A server answering AdmissionReviews.
     pub async fn start() -> Server {
+        Server::start_with(admission_answer).await
+    }
+
+    pub async fn start_with(answer: Answer) -> Server {
         let ca = ca("webhook-test-ca");
         let key = KeyPair::generate().unwrap();
         let p = CertificateParams::new(vec!["webhook.ns.svc".to_string(), "localhost".to_string()])
@@ -82,7 +92,7 @@ impl Server {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let svc = service_fn(move |req| handle(req, calls.clone()));
+                    let svc = service_fn(move |req| handle(req, calls.clone(), answer));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
                         .await;
@@ -111,6 +121,7 @@ impl Server {
 async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
     calls: Calls,
+    answer: Answer,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
@@ -120,9 +131,22 @@ async fn handle(
         .lock()
         .unwrap()
         .push((format!("{path}?{query}"), review.clone()));
+    if path == "/sleep" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let (status, out) = answer(&path, &review);
+    Ok(hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(out.to_string())))
+        .unwrap())
+}
+
+/// AdmissionReview answers: allowed, with a patch, a denial or warnings by path.
+fn admission_answer(path: &str, review: &Value) -> (u16, Value) {
     let uid = review["request"]["uid"].clone();
     let mut resp = json!({"uid": uid, "allowed": true});
-    match path.as_str() {
+    match path {
         "/label" => {
             let patch = json!([{"op": "add", "path": "/metadata/labels/added", "value": "yes"}]);
             resp["patchType"] = json!("JSONPatch");
@@ -138,15 +162,11 @@ async fn handle(
             resp["warnings"] = json!(["careful now"]);
             resp["auditAnnotations"] = json!({"checked": "yes"});
         }
-        "/sleep" => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
     let out =
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp});
-    Ok(hyper::Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(out.to_string())))
-        .unwrap())
+    (200, out)
 }
 
 /// Resolves every Service to one address.
