@@ -4,7 +4,7 @@
 //! a node's statistics. Authorized as `nodes/proxy` before it gets here.
 
 use crate::nodeproxy::{agent_address, agent_tls_stream};
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use axum::body::Body;
 use axum::response::Response;
 use http::{Request, header};

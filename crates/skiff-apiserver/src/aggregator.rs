@@ -7,103 +7,26 @@
 //!   authenticated and authorized here, then proxied with the request-header client
 //!   certificate and `X-Remote-User`/`X-Remote-Group`/`X-Remote-Extra-*`.
 
-use crate::cache::{EventType, Observer, Stored};
-use crate::kinds::system_write_options;
-use crate::object::Target;
+use crate::apiservices::{Aggregator, ApiService, GROUP, PLURAL};
 use crate::registry::{RemoteVersion, Snapshot, builtin};
-use crate::server::ApiServer;
+use crate::request::Target;
+use crate::request::system_write_options;
+use crate::state::ApiServer;
 use axum::body::Body;
 use axum::response::Response;
 use base64::Engine;
 use http::{HeaderValue, Request, header};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff_pki::UserInfo;
 use skiff_types::{ApiError, Subresource};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
-const GROUP: &str = "apiregistration.k8s.io";
-const PLURAL: &str = "apiservices";
 const AUTOMANAGED: &str = "kube-aggregator.kubernetes.io/automanaged";
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-struct ApiService {
-    metadata: Meta,
-    spec: Spec,
-}
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-struct Meta {
-    name: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    #[serde(default)]
-    group: String,
-    version: String,
-    service: Option<ServiceRef>,
-    #[serde(default)]
-    ca_bundle: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-struct ServiceRef {
-    namespace: String,
-    name: String,
-    port: Option<i32>,
-}
-
-impl ServiceRef {
-    /// The name extension servers' certificates carry (`<svc>.<ns>.svc`).
-    fn host(&self) -> String {
-        format!("{}.{}.svc", self.name, self.namespace)
-    }
-}
-
-/// The APIServices as the cache sees them; wakes the loop on change.
-#[derive(Default)]
-pub struct Aggregator {
-    services: parking_lot::Mutex<BTreeMap<String, (ApiService, Value)>>,
-    changed: Notify,
-}
-
-impl Aggregator {
-    pub fn prefixes(&self) -> Vec<String> {
-        vec![builtin(GROUP, PLURAL).prefix(None)]
-    }
-}
-
-impl Observer for Aggregator {
-    fn observe(&self, kind: EventType, obj: &Stored) {
-        let mut all = self.services.lock();
-        match kind {
-            EventType::Deleted => {
-                let name = obj.key.rsplit('/').next().unwrap_or("");
-                all.remove(name);
-            }
-            _ => {
-                let Ok(v) = serde_json::from_slice::<Value>(&obj.value) else {
-                    return;
-                };
-                if let Ok(s) = serde_json::from_value::<ApiService>(v.clone()) {
-                    all.insert(s.metadata.name.clone(), (s, v));
-                }
-            }
-        }
-        self.changed.notify_one();
-    }
-}
 
 /// Runs the local-APIService and availability loop.
 pub fn spawn(api: Arc<ApiServer>, agg: Arc<Aggregator>) {
@@ -230,7 +153,7 @@ async fn write_available(
     };
     let since = match current {
         Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
-        _ => json!(crate::object::now_rfc3339()),
+        _ => json!(crate::request::now_rfc3339()),
     };
     let cond = json!({"type": "Available", "status": status, "lastTransitionTime": since, "reason": reason, "message": message});
     api.write_existing(&t, None, &system_write_options(), |cur| {
@@ -426,7 +349,7 @@ pub async fn proxy(
         all.get(&remote.apiservice).map(|(s, _)| s.clone())
     };
     let (Some(svc), true) = (svc, remote.available) else {
-        return crate::handlers::error_response(&ApiError::service_unavailable(
+        return crate::respond::error_response(&ApiError::service_unavailable(
             "the server is currently unable to handle the request",
         ));
     };
@@ -438,10 +361,10 @@ pub async fn proxy(
             Response::from_parts(parts, Body::new(body))
         }
         Err(SendError::Resolve(e)) => {
-            crate::handlers::error_response(&ApiError::service_unavailable(e.to_string()))
+            crate::respond::error_response(&ApiError::service_unavailable(e.to_string()))
         }
         Err(SendError::Dial(host, port, e)) => {
-            crate::handlers::error_response(&ApiError::service_unavailable(format!(
+            crate::respond::error_response(&ApiError::service_unavailable(format!(
                 "error trying to reach service: {e} (https://{host}:{port})"
             )))
         }

@@ -6,9 +6,9 @@
 //! sorted, so servers never fight over them; a server that stops cleanly withdraws at
 //! once. Agents learn the servers from these Endpoints.
 
-use crate::bootstrap::reconcile_one;
-use crate::object::{DeleteOptions, Target};
-use crate::server::ApiServer;
+use crate::reconcile::reconcile_one;
+use crate::request::{DeleteOptions, Target};
+use crate::state::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{Value, json};
 use skiff_types::ApiError;

@@ -191,3 +191,25 @@ pub fn forbidden(attrs: &Attributes, decision: &Decision) -> skiff_types::ApiErr
     }
     skiff_types::ApiError::forbidden(&attrs.group, &attrs.resource, &attrs.name, &why)
 }
+
+/// Who a request is: the user it acts as, and (when it impersonates) the user who
+/// authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: UserInfo,
+    pub impersonator: Option<UserInfo>,
+}
+
+impl Identity {
+    /// The user authentication found (the audit log's `user`).
+    pub fn authenticated(&self) -> &UserInfo {
+        self.impersonator.as_ref().unwrap_or(&self.user)
+    }
+}
+
+/// The authorization decision of a request, carried on its response for the audit log.
+#[derive(Debug, Clone)]
+pub struct AuthzOutcome {
+    pub allowed: bool,
+    pub reason: String,
+}

@@ -4,45 +4,12 @@
 //! system PriorityClasses, the default StorageClass `local-path`, the IngressClass `skiff` of the built-in Ingress
 //! controller (the default class), and `kube-system/extension-apiserver-authentication`. Created only when absent, so restarts keep user edits.
 
-use crate::kinds::{
-    KUBE_DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, ensure_default_service_account,
-    system_write_options,
-};
-use crate::object::Target;
-use crate::server::ApiServer;
-use serde_json::{Value, json};
+use crate::namespace_defaults::ensure_default_service_account;
+use crate::reconcile::{ensure_one, reconcile_one};
+use crate::service_alloc::{KUBE_DNS_SERVICE_IP, KUBERNETES_SERVICE_IP};
+use crate::state::ApiServer;
+use serde_json::json;
 use skiff_types::ApiError;
-
-/// Creates `obj`, or brings the existing one's `fields` (top-level) to `obj`'s: what
-/// the server owns is put right at every start, the rest is the user's.
-pub(crate) async fn reconcile_one(
-    api: &ApiServer,
-    group: &str,
-    plural: &str,
-    ns: &str,
-    obj: Value,
-    fields: &[&str],
-) -> Result<(), ApiError> {
-    let ri = crate::registry::builtin(group, plural);
-    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    let created = ensure_one(api, group, plural, Some(ns), obj.clone()).await;
-    created?;
-    let t = Target {
-        ri,
-        namespace: Some(ns.to_string()),
-        name: Some(name),
-        sub: None,
-    };
-    api.write_existing(&t, None, &system_write_options(), |current| {
-        let mut next = current.clone();
-        for f in fields {
-            next[*f] = obj[*f].clone();
-        }
-        Ok(next)
-    })
-    .await
-    .map(drop)
-}
 
 /// The cluster DNS Service. Every real node answers it itself (node-local, no pods):
 /// each agent publishes its own endpoint, and `internalTrafficPolicy: Local` keeps a
@@ -90,27 +57,6 @@ async fn ensure_storage_class(api: &ApiServer) -> Result<(), ApiError> {
     ensure_one(api, "storage.k8s.io", "storageclasses", None, class).await
 }
 
-async fn ensure_one(
-    api: &ApiServer,
-    group: &str,
-    plural: &str,
-    ns: Option<&str>,
-    obj: Value,
-) -> Result<(), ApiError> {
-    let ri = crate::registry::builtin(group, plural);
-    let t = Target {
-        ri,
-        namespace: ns.map(str::to_string),
-        name: None,
-        sub: None,
-    };
-    match api.create(&t, obj, &system_write_options()).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// `kube-system/extension-apiserver-authentication`: how extension API servers
 /// recognise requests this server proxies to them (and clients' certificates).
 async fn ensure_extension_authentication(api: &ApiServer) -> Result<(), ApiError> {
@@ -141,11 +87,11 @@ pub async fn ensure(api: &ApiServer) -> Result<(), ApiError> {
     let ns_ri = crate::registry::builtin("", "namespaces");
     let (all, _, _) = api.cache.list(&ns_ri.prefix(None), None, None, &|_| true);
     for s in all {
-        if let Ok(ns) = crate::object::from_stored(&s)
+        if let Ok(ns) = crate::codec::from_stored(&s)
             && let Some(name) = ns["metadata"]["name"].as_str()
             && ns["metadata"]["deletionTimestamp"].is_null()
         {
-            crate::serviceaccount::ensure_root_ca(api, name).await;
+            crate::namespace_defaults::ensure_root_ca(api, name).await;
         }
     }
     let svc = json!({

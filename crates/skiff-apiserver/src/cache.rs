@@ -383,6 +383,20 @@ impl WatchCache {
     pub fn revision(&self) -> Revision {
         self.inner.read().revision
     }
+    /// Waits until the cache has everything `store` acknowledged so far (a read after
+    /// this sees every write answered before it).
+    pub async fn catch_up(&self, store: &dyn Store) -> Result<Revision, skiff_types::ApiError> {
+        let rev = store
+            .current_revision()
+            .await
+            .map_err(|e| skiff_types::ApiError::internal(e.to_string()))?;
+        if !self.wait_for(rev, Duration::from_secs(5)).await {
+            return Err(skiff_types::ApiError::timeout(
+                "Timeout: the watch cache did not catch up with storage",
+            ));
+        }
+        Ok(rev)
+    }
 
     /// Waits until the cache has seen `rev` (a write acknowledged by the store).
     pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {

@@ -6,10 +6,11 @@
 //! object pipeline like any controller.
 
 use crate::cache::{EventType, Observer, Stored};
-use crate::kinds::system_write_options;
-use crate::object::Target;
+use crate::custom::CLEANUP_FINALIZER;
 use crate::registry::{Resource, Served, builtin, is_builtin};
-use crate::server::ApiServer;
+use crate::request::Target;
+use crate::request::system_write_options;
+use crate::state::ApiServer;
 use serde_json::{Value, json};
 use skiff_crd::{Definition, Names};
 use skiff_types::{Subresource, meta};
@@ -17,7 +18,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 const GROUP: &str = "apiextensions.k8s.io";
 const PLURAL: &str = "customresourcedefinitions";
 
@@ -313,7 +313,7 @@ fn desired_status(obj: &Value, def: &Definition, d: &Decision) -> Value {
         ));
     }
     let old = status["conditions"].as_array().cloned().unwrap_or_default();
-    let now = crate::object::now_rfc3339();
+    let now = crate::request::now_rfc3339();
     let mut conditions: Vec<Value> = conds
         .into_iter()
         .map(|(ty, st, reason, message)| {
@@ -411,7 +411,7 @@ async fn cleanup(
     else {
         return remove_finalizer(api, &d.name).await.map(|_| true);
     };
-    if crate::kinds::delete_all(api, &ri, None).await? > 0 {
+    if crate::namespaces::delete_all(api, &ri, None).await? > 0 {
         return Ok(false);
     }
     remove_finalizer(api, &d.name).await.map(|_| true)

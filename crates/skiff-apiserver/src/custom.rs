@@ -131,3 +131,5 @@ impl CustomVersion {
         errs
     }
 }
+
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";

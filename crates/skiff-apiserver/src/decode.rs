@@ -1,7 +1,10 @@
 //! Request bodies (JSON, YAML, protobuf) into JSON values, and what the client accepts
 //! back. Every failure is a 4xx `Status` naming what is wrong.
 
+use axum::body::Body;
+use bytes::Bytes;
 use http::HeaderMap;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use skiff_types::ApiError;
 
@@ -136,6 +139,34 @@ pub fn wants_yaml(headers: &HeaderMap) -> bool {
         .next()
         .map(|p| media_type(p) == "application/yaml")
         .unwrap_or(false)
+}
+
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut too_large = false;
+    let mut seen: usize = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen > crate::MAX_BODY_BYTES {
+                too_large = true;
+                // Keep reading (and dropping) a bounded amount so the client, still
+                // sending, gets the 413 instead of a reset connection.
+                if seen > 8 * crate::MAX_BODY_BYTES {
+                    break;
+                }
+                continue;
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if too_large {
+        return Err(ApiError::too_large(crate::MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
 }
 
 #[cfg(test)]

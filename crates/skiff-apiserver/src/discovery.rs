@@ -91,7 +91,7 @@ pub fn aggregated(served: &Snapshot, core: bool, version: &str) -> Value {
         .iter()
         .filter(|g| g.name.is_empty() == core)
         .map(group_discovery)
-        .chain((!core).then(crate::metricsapi::aggregated_group))
+        .chain((!core).then(crate::metricsgroup::aggregated_group))
         .chain(
             remote_groups(served)
                 .into_iter()
@@ -126,7 +126,7 @@ pub fn api_group_list(served: &Snapshot) -> Value {
         .iter()
         .filter(|g| !g.name.is_empty())
         .map(api_group)
-        .chain([crate::metricsapi::api_group()])
+        .chain([crate::metricsgroup::api_group()])
         .chain(
             remote_groups(served)
                 .iter()
@@ -139,8 +139,8 @@ pub fn api_group_list(served: &Snapshot) -> Value {
 /// `/apis/<group>`: one APIGroup, or None if unknown.
 pub fn api_group_doc(served: &Snapshot, group: &str) -> Option<Value> {
     let remote = remote_groups(served).into_iter().find(|(g, _)| g == group);
-    let mut doc = if group == crate::metricsapi::GROUP {
-        crate::metricsapi::api_group()
+    let mut doc = if group == crate::metricsgroup::GROUP {
+        crate::metricsgroup::api_group()
     } else if let Some((g, vs)) = remote {
         remote_api_group(&g, &vs)
     } else {

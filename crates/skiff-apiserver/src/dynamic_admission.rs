@@ -5,8 +5,8 @@
 //! policies and validating webhooks.
 
 use crate::cache::{EventType, Observer, Stored, WatchCache};
-use crate::object::{Target, WriteOptions};
 use crate::registry::{Served, Snapshot, builtin};
+use crate::request::{Target, WriteOptions};
 use serde_json::{Value, json};
 use skiff_admission::{
     Attributes, Binding, Dispatcher, Gvk, Gvr, MatchContext, Operation, ParamKind, ParamSource,

@@ -4,8 +4,8 @@
 //! does (watchers see a DELETED event; no admission, no audit), every Event whose
 //! newest timestamp is older than the TTL. Without it Events grow without bound.
 
-use crate::ApiServer;
 use crate::cache::Stored;
+use crate::state::ApiServer;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ fn last_written(e: &Times) -> Option<DateTime<Utc>> {
 
 /// Whether the Event stored as `s` has outlived `ttl` at `now`.
 fn expired(s: &Stored, ttl: Duration, now: DateTime<Utc>) -> bool {
-    let Ok(v) = crate::object::from_stored(s) else {
+    let Ok(v) = crate::codec::from_stored(s) else {
         return false;
     };
     let times = Times::deserialize(&v).unwrap_or_default();

@@ -4,8 +4,10 @@
 //! paths); and then, if it carries `Impersonate-*` headers, the user it impersonates,
 //! once the authorizer allows the `impersonate` verb on each part.
 
+use crate::auth::Identity;
 use crate::auth::{Attributes, Decision, UserInfo, forbidden};
-use crate::server::{ApiServer, ConnUser};
+use crate::conn::ConnUser;
+use crate::state::ApiServer;
 use axum::body::Body;
 use hyper::{HeaderMap, Request, header};
 use skiff_types::ApiError;
@@ -30,21 +32,6 @@ fn anonymous() -> UserInfo {
         username: ANONYMOUS.into(),
         uid: String::new(),
         groups: vec![UNAUTHENTICATED.into()],
-    }
-}
-
-/// Who a request is: the user it acts as, and (when it impersonates) the user who
-/// authenticated.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: UserInfo,
-    pub impersonator: Option<UserInfo>,
-}
-
-impl Identity {
-    /// The user authentication found (the audit log's `user`).
-    pub fn authenticated(&self) -> &UserInfo {
-        self.impersonator.as_ref().unwrap_or(&self.user)
     }
 }
 

@@ -4,7 +4,7 @@
 //! `ingressclass.kubernetes.io/is-default-class: "true"`, read from the watch cache.
 //! Creates only: an update never gains a class this way.
 
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 use skiff_ingress::class::{DEFAULT_CLASS_ANNOTATION, default_class, named};
@@ -31,7 +31,7 @@ fn default_candidates(api: &ApiServer) -> Vec<IngressClass> {
     let ri = crate::registry::builtin("networking.k8s.io", "ingressclasses");
     let (all, _, _) = api.cache.list(&ri.prefix(None), None, None, &|_| true);
     all.iter()
-        .filter(|s| crate::kinds::contains(&s.value, DEFAULT_CLASS_ANNOTATION.as_bytes()))
+        .filter(|s| crate::request::contains(&s.value, DEFAULT_CLASS_ANNOTATION.as_bytes()))
         .filter_map(|s| serde_json::from_slice::<IngressClass>(&s.value).ok())
         .collect()
 }

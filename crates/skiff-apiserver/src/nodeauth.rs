@@ -6,7 +6,7 @@
 
 use crate::auth::{Attributes, Authorizer, Decision};
 use crate::cache::{EventType, Observer, Stored};
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use parking_lot::RwLock;
 use serde_json::Value;
 use skiff_types::ApiError;
@@ -164,7 +164,7 @@ pub struct Write<'a> {
 
 impl<'a> Write<'a> {
     /// A create of subresource `sub` (`pods/eviction`, `serviceaccounts/token`).
-    pub fn create_sub(t: &'a crate::object::Target, sub: &'a str, body: &'a Value) -> Self {
+    pub fn create_sub(t: &'a crate::request::Target, sub: &'a str, body: &'a Value) -> Self {
         Write {
             operation: skiff_nodeauth::Operation::Create,
             group: &t.ri.group,

@@ -2,7 +2,7 @@
 //! over mutual TLS (agents serve with certificates from `kubernetes.io/kubelet-serving`
 //! CSRs).
 
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
@@ -15,7 +15,7 @@ pub(crate) async fn agent_address(api: &ApiServer, node: &str) -> Result<(String
     let ri = crate::registry::builtin("", "nodes");
     let key = ri.key(None, node);
     let n = match api.cache.get(&key) {
-        Some(s) => crate::object::from_stored(&s)?,
+        Some(s) => crate::codec::from_stored(&s)?,
         None => api
             .get_raw(&key)
             .await?

@@ -5,7 +5,7 @@
 //! refused on the namespace; tightening a namespace's enforce level warns about the
 //! pods already there that would not pass it.
 
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 use skiff_podsecurity::{LevelVersion, Policy, evaluate, reasons, violates, would_violate};
@@ -29,7 +29,7 @@ fn policy_of(api: &ApiServer, ns: &str) -> Policy {
     let labels = api
         .cache
         .get(&ri.key(None, ns))
-        .and_then(|s| crate::object::from_stored(&s).ok())
+        .and_then(|s| crate::codec::from_stored(&s).ok())
         .map(|n| labels_of(&n))
         .unwrap_or_default();
     Policy::from_labels(&labels, defaults).0
@@ -250,7 +250,7 @@ pub fn namespace_warnings(api: &ApiServer, new: &Value, old: &Value) -> Vec<Stri
     let total = pods.len();
     let mut groups: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for s in pods.iter().take(DRY_RUN_PODS) {
-        let Ok(pod) = crate::object::from_stored(s) else {
+        let Ok(pod) = crate::codec::from_stored(s) else {
             continue;
         };
         let Some(spec) = spec_of(pod.get("spec")).filter(|s| !exempt_runtime_class(api, s)) else {

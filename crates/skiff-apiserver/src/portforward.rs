@@ -7,7 +7,7 @@
 //! to the agent as they are.
 
 use crate::nodeproxy::{AgentWs, agent_address, agent_ws, relay};
-use crate::server::ApiServer;
+use crate::state::ApiServer;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};

@@ -3,9 +3,9 @@
 //! created; one that lost rules, subjects, labels or annotations gets them back; one
 //! annotated `rbac.authorization.kubernetes.io/autoupdate: "false"` is left as it is.
 
-use crate::kinds::system_write_options;
-use crate::object::Target;
-use crate::server::ApiServer;
+use crate::request::Target;
+use crate::request::system_write_options;
+use crate::state::ApiServer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, Resource};
 use serde::Serialize;

@@ -2,8 +2,9 @@
 //! authorizer, `SelfSubjectReview` and `TokenReview` from authentication.
 
 use crate::auth::{Attributes, Decision, UserInfo};
-use crate::object::{Target, check_type_meta};
-use crate::server::ApiServer;
+use crate::codec::check_type_meta;
+use crate::request::Target;
+use crate::state::ApiServer;
 use serde_json::{Value, json};
 use skiff_types::ApiError;
 

@@ -6,7 +6,7 @@
 //! A crash at any step leaves a configuration that opens everything; rotating again
 //! finishes the job.
 
-use crate::server::ApiServer;
+use crate::cache::WatchCache;
 use serde_json::{Value, json};
 use skiff_encryption::config::{Keys, ProviderConfig, key_config, key_name};
 use skiff_encryption::providers::{Kind, generate};
@@ -52,14 +52,14 @@ impl Control {
     }
 
     /// Re-seals everything not sealed with the current write key.
-    pub async fn reencrypt(&self, api: &ApiServer) -> Result<Value, ApiError> {
+    pub async fn reencrypt(&self, cache: &WatchCache) -> Result<Value, ApiError> {
         let _one = self.lock.lock().await;
         let n = self.store.rewrite_stale().await.map_err(internal)?;
-        api.sync_cache().await?;
+        cache.catch_up(&*self.store).await?;
         Ok(json!({"rewritten": n}))
     }
 
-    pub async fn rotate(&self, api: &ApiServer) -> Result<Value, ApiError> {
+    pub async fn rotate(&self, cache: &WatchCache) -> Result<Value, ApiError> {
         if !self.generated {
             return Err(ApiError::bad_request(
                 "rotate changes the configuration skiff generated for --secrets-encryption; with \
@@ -75,7 +75,7 @@ impl Control {
         self.save(&cfg)?;
         let rewritten = self.store.rewrite_stale().await.map_err(internal)?;
         // The watch cache has read every value an old key sealed before that key goes.
-        api.sync_cache().await?;
+        cache.catch_up(&*self.store).await?;
         aescbc_keys(&mut cfg)?.truncate(1);
         self.save(&cfg)?;
         tracing::info!(key = %new.name, rewritten, "secrets encryption key rotated");
@@ -117,14 +117,15 @@ impl std::fmt::Debug for Control {
 
 /// `/skiff/v1/secrets-encryption[/rotate|/reencrypt]`; None for other paths.
 pub async fn serve(
-    api: &ApiServer,
+    control: Option<&Control>,
+    cache: &WatchCache,
     method: &hyper::Method,
     segs: &[&str],
 ) -> Option<Result<Value, ApiError>> {
     let ["skiff", "v1", "secrets-encryption", rest @ ..] = segs else {
         return None;
     };
-    let Some(c) = api.encryption.as_ref() else {
+    let Some(c) = control else {
         return Some(Err(ApiError::bad_request(
             "secrets encryption is off: start the server with --secrets-encryption or \
              --encryption-provider-config",
@@ -132,8 +133,8 @@ pub async fn serve(
     };
     Some(match (method.as_str(), rest) {
         ("GET", []) => c.status().await,
-        ("POST", ["rotate"]) => c.rotate(api).await,
-        ("POST", ["reencrypt"]) => c.reencrypt(api).await,
+        ("POST", ["rotate"]) => c.rotate(cache).await,
+        ("POST", ["reencrypt"]) => c.reencrypt(cache).await,
         _ => Err(ApiError::path_not_found()),
     })
 }

@@ -49,28 +49,30 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Answers the two paths; None for every other request.
 pub fn serve(
-    api: &crate::server::ApiServer,
+    data_dir: &std::path::Path,
+    joinable: Option<&Joinable>,
     path: &str,
     authorization: Option<&str>,
 ) -> Option<Result<serde_json::Value, ApiError>> {
-    let tls = |f: &str| std::fs::read_to_string(api.data_dir.join("tls").join(f));
+    let tls = |f: &str| std::fs::read_to_string(data_dir.join("tls").join(f));
     match path {
         CACERTS => Some(
             tls("ca.crt")
                 .map(|ca| json!({"ca.crt": ca}))
                 .map_err(|e| ApiError::internal(e.to_string())),
         ),
-        BOOTSTRAP => Some(bootstrap(api, authorization, &tls)),
+        BOOTSTRAP => Some(bootstrap(data_dir, joinable, authorization, &tls)),
         _ => None,
     }
 }
 
 fn bootstrap(
-    api: &crate::server::ApiServer,
+    data_dir: &std::path::Path,
+    joinable: Option<&Joinable>,
     authorization: Option<&str>,
     tls: &dyn Fn(&str) -> std::io::Result<String>,
 ) -> Result<serde_json::Value, ApiError> {
-    let Some(j) = &api.joinable else {
+    let Some(j) = joinable else {
         return Err(ApiError::new(
             404,
             StatusReason::NotFound,
@@ -88,7 +90,7 @@ fn bootstrap(
         ));
     }
     let read = |f: &str| tls(f).map_err(|e| ApiError::internal(format!("{f}: {e}")));
-    let token = std::fs::read_to_string(api.data_dir.join("token"))
+    let token = std::fs::read_to_string(data_dir.join("token"))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(json!({
         "ca.crt": read("ca.crt")?,

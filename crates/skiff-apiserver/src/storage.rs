@@ -7,8 +7,8 @@
 //! - PersistentVolumeClaimResize: a claim's storage request may grow only when its class
 //!   allows volume expansion.
 
-use crate::object::Target;
-use crate::server::ApiServer;
+use crate::request::Target;
+use crate::state::ApiServer;
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Value, json};
 use skiff_types::volumes::{PV_PROTECTION, PVC_PROTECTION};

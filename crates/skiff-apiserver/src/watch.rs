@@ -2,9 +2,11 @@
 //! selector transitions, bookmarks, 410 Expired and `timeoutSeconds`.
 
 use crate::cache::{Attrs, CacheEvent, EventType, Stored, TooOld};
+use crate::codec::from_stored;
 use crate::decode::Wanted;
-use crate::object::{Target, from_stored};
-use crate::server::ApiServer;
+use crate::request::Target;
+use crate::state::ApiServer;
+use crate::views::present;
 use axum::body::Body;
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -89,27 +91,6 @@ impl Filter<'_> {
         s.attrs(&ri.group, &ri.plural)
             .is_some_and(|a| self.matches_attrs(a))
     }
-}
-
-/// Shapes an object for the client: events.k8s.io view, metadata-only, or as is.
-pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
-    let obj = if t.ri.is_storage_alias() {
-        crate::kinds::core_event_to_v1(&obj)
-    } else if t.ri.storage_api_version().is_some() {
-        let mut obj = obj;
-        obj["apiVersion"] = json!(t.ri.api_version());
-        obj
-    } else {
-        obj
-    };
-    match wanted {
-        Wanted::PartialObjectMetadata => partial(&obj),
-        _ => obj,
-    }
-}
-
-pub fn partial(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"].clone()})
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -244,7 +225,7 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                     for s in std::mem::take(&mut w.initial) {
                         if raw_ok
                             && filter.is_everything()
-                            && let Some(b) = crate::object::stamp_stored(&s.value, s.rev)
+                            && let Some(b) = crate::codec::stamp_stored(&s.value, s.rev)
                         {
                             if !send(&out, line_raw("ADDED", &b)).await {
                                 return;
@@ -285,10 +266,10 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                                 };
                                 // Plain objects go out as the stored bytes with their
                                 // resourceVersion spliced in; other shapes are built.
-                                let raw = (raw_ok).then(|| crate::object::stamp_stored(&s.value, rev)).flatten();
+                                let raw = (raw_ok).then(|| crate::codec::stamp_stored(&s.value, rev)).flatten();
                                 let line = match raw {
                                     Some(b) => line_raw(kind.as_str(), &b),
-                                    None => match crate::object::from_bytes(&s.value, rev) {
+                                    None => match crate::codec::from_bytes(&s.value, rev) {
                                         Ok(obj) => emit(kind, obj),
                                         Err(_) => continue,
                                     },

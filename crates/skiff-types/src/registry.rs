@@ -341,6 +341,11 @@ pub static RESOURCES: &[ResourceInfo] = &[
 ];
 
 impl ResourceInfo {
+    /// Whether this is `group`'s `plural`.
+    pub fn is(&self, group: &str, plural: &str) -> bool {
+        self.group == group && self.plural == plural
+    }
+
     pub fn namespaced(&self) -> bool {
         self.scope == Scope::Namespaced
     }

@@ -9,9 +9,9 @@
 pub mod policy;
 pub mod sink;
 
+use crate::auth::AuthzOutcome;
+use crate::auth::Identity;
 use crate::auth::{Attributes, UserInfo};
-use crate::handlers::AuthzOutcome;
-use crate::identity::Identity;
 use axum::body::Body;
 use hyper::{Request, Response, header};
 use policy::{Level, Policy, Stage};
@@ -185,32 +185,35 @@ fn long_running(a: &Attributes, req: &Request<Body>) -> bool {
 }
 
 impl Record {
-    /// Starts auditing `req` (None: the policy says `None`). `who` is None when
-    /// authentication failed.
-    pub fn begin(
-        auditor: &Arc<Auditor>,
-        served: &crate::registry::Snapshot,
-        req: &Request<Body>,
-        who: Option<&Identity>,
-    ) -> Option<Record> {
-        let nobody = UserInfo {
+    /// Whom the audit log names: the user who authenticated (not the one impersonated),
+    /// nobody when authentication failed.
+    pub fn user(who: Option<&Identity>) -> UserInfo {
+        who.map(|w| w.authenticated().clone()).unwrap_or(UserInfo {
             username: String::new(),
             uid: String::new(),
             groups: Vec::new(),
-        };
-        let user = who.map(|w| w.authenticated().clone()).unwrap_or(nobody);
-        let (attrs, info) = crate::handlers::request_attributes(served, user, req);
+        })
+    }
+
+    /// Starts auditing `req` (None: the policy says `None`): `attrs` are the request's
+    /// attributes as the authenticated user's (see [`Record::user`]), `api_version` the
+    /// version of the resource it is for (empty outside the resource API). `who` is
+    /// None when authentication failed.
+    pub fn begin(
+        auditor: &Arc<Auditor>,
+        attrs: Attributes,
+        api_version: String,
+        req: &Request<Body>,
+        who: Option<&Identity>,
+    ) -> Option<Record> {
         let decision = auditor.policy.decide(&attrs);
         if decision.level == Level::None {
             return None;
         }
-        let api_version = info
-            .map(|i| i.target.ri.version.to_string())
-            .unwrap_or_default();
         let source = req
             .extensions()
-            .get::<crate::server::Peer>()
-            .map(|p: &crate::server::Peer| SocketAddr::ip(&p.0).to_string())
+            .get::<crate::conn::Peer>()
+            .map(|p: &crate::conn::Peer| SocketAddr::ip(&p.0).to_string())
             .unwrap_or_default();
         Some(Record {
             auditor: auditor.clone(),

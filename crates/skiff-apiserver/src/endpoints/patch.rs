@@ -1,16 +1,30 @@
 //! PATCH: JSON patch, merge patch, strategic merge patch and server-side apply, on the
 //! main resource and on the status and scale subresources.
 
+use super::call::Call;
+use crate::codec::field_validation;
 use crate::decode;
-use crate::handlers::Query;
-use crate::object::{Target, WriteOptions, WriteResult, field_validation, parse_rv};
-use crate::server::ApiServer;
+use crate::request::Query;
+use crate::request::storage_target;
+use crate::request::{Target, WriteOptions, WriteResult, parse_rv};
+use crate::respond::write_response;
+use crate::state::ApiServer;
+use axum::body::Body;
+use axum::response::Response;
 use http::HeaderMap;
 use serde_json::Value;
 use skiff_patch::PatchType;
 use skiff_types::{ApiError, Subresource, meta};
 
-pub async fn patch(
+pub async fn serve(call: &Call<'_>, body: Body) -> Result<Response, ApiError> {
+    let raw = crate::decode::read_body(body).await?;
+    let opts = call.write_options()?;
+    let t = storage_target(&call.t);
+    let res = patch(call.api, &t, &call.headers, &raw, &call.q, opts).await?;
+    Ok(write_response(&call.headers, &call.t, res, &[]))
+}
+
+async fn patch(
     api: &ApiServer,
     t: &Target,
     headers: &HeaderMap,
@@ -52,8 +66,8 @@ pub async fn patch(
                     "apiVersion and kind must be set in an applied configuration",
                 ));
             }
-            crate::object::check_type_meta(ri, &mut applied)?;
-            crate::object::check_decodes(ri, &applied)?;
+            crate::codec::check_type_meta(ri, &mut applied)?;
+            crate::codec::check_decodes(ri, &applied)?;
             let warnings = field_validation(ri, &applied, None, opts.field_validation)?;
             if let Some(n) = meta::name(&applied)
                 && n != t.name()
@@ -63,7 +77,7 @@ pub async fn patch(
                     t.name()
                 )));
             }
-            let now = crate::object::now_rfc3339();
+            let now = crate::request::now_rfc3339();
             let ssa = |live: Option<&Value>| -> Result<Value, ApiError> {
                 let out = skiff_patch::server_side_apply(
                     live, &applied, &ri.group, &ri.kind, &manager, force, &now,

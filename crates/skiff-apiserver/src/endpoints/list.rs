@@ -1,0 +1,214 @@
+//! LIST from the watch cache: selectors, limit and continue, resourceVersion
+//! semantics, and rendering (stored bytes spliced as they are when nothing reshapes
+//! them; Tables and PartialObjectMetadata otherwise).
+
+use super::call::Call;
+use crate::codec::from_stored;
+use crate::decode::{self, Wanted};
+use crate::request::{Target, parse_rv, storage_target};
+use crate::respond::{json_ok, respond_as};
+use crate::watch::{Filter, parse_selectors};
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, header};
+use serde_json::{Value, json};
+use skiff_types::ApiError;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn serve(call: &Call<'_>) -> Result<Response, ApiError> {
+    let (api, t, q, headers, wanted) = (call.api, &call.t, &call.q, &call.headers, call.wanted());
+    let st = storage_target(t);
+    let (l, f) = parse_selectors(t, &q.map)?;
+    let limit = match q.map.get("limit") {
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("limit: invalid value {s:?}")))?,
+        )
+        .filter(|l| *l > 0)
+        .map(|l| l as usize),
+        None => None,
+    };
+    let (start_after, token_rev) = match q.map.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let (rev, key) = crate::request::decode_continue(c)?;
+            (Some(key), Some(rev))
+        }
+        None => (None, None),
+    };
+    match (
+        q.map.get("resourceVersion").map(String::as_str),
+        q.map.get("resourceVersionMatch").map(String::as_str),
+    ) {
+        (Some("0"), _) => {}
+        (None | Some(""), _) => {
+            api.sync_cache().await?;
+        }
+        (Some(rv), m) => {
+            let rv = parse_rv(rv)?;
+            if m == Some("Exact") && rv != api.cache.revision() {
+                return Err(ApiError::expired(format!(
+                    "resourceVersion {rv} is not the current revision; exact historical lists are not served"
+                )));
+            }
+            if !api.cache.wait_for(rv, Duration::from_secs(3)).await {
+                let mut e = ApiError::timeout(format!(
+                    "Timeout: Too large resource version: {rv}, current: {}",
+                    api.cache.revision()
+                ));
+                e.causes = vec![
+                    json!({"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}),
+                ];
+                e.retry_after_seconds = Some(1);
+                return Err(e);
+            }
+        }
+    }
+    let filter = Filter {
+        t: &st,
+        labels: &l,
+        fields: &f,
+    };
+    let prefix = st.ri.prefix(st.namespace.as_deref());
+    let (objs, rev, more) = api
+        .cache
+        .list(&prefix, start_after.as_deref(), limit, &|s| {
+            filter.matches_stored(s)
+        });
+    let list_rev = token_rev.unwrap_or(rev);
+    let cont = if more {
+        objs.last()
+            .map(|s| crate::request::encode_continue(list_rev, &s.key))
+    } else {
+        None
+    };
+    let mut metadata = json!({"resourceVersion": list_rev.to_string()});
+    if let Some(c) = &cont {
+        metadata["continue"] = json!(c);
+        let remaining = api
+            .cache
+            .list(&prefix, objs.last().map(|s| s.key.as_str()), None, &|s| {
+                filter.matches_stored(s)
+            })
+            .0
+            .len();
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let list = ListOut {
+        t: t.clone(),
+        objs,
+        metadata,
+        list_rev,
+        cont,
+        wanted,
+        yaml: decode::wants_yaml(headers),
+        include: q.map.get("includeObject").cloned(),
+    };
+    if list.objs.len() < BLOCKING_LIST_ITEMS {
+        return list.render();
+    }
+    tokio::task::spawn_blocking(move || list.render())
+        .await
+        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))?
+}
+
+/// Lists of at least this many objects are rendered on a blocking thread: a Table of
+/// thousands of pods is tens of milliseconds of CPU, and the async workers must stay
+/// free for TLS handshakes, Lease renewals and the requests of the other lanes.
+const BLOCKING_LIST_ITEMS: usize = 200;
+
+/// A list's objects, read from the cache, and how to write them out.
+struct ListOut {
+    t: Target,
+    objs: Vec<Arc<crate::cache::Stored>>,
+    metadata: Value,
+    list_rev: skiff_store::Revision,
+    cont: Option<String>,
+    wanted: Wanted,
+    yaml: bool,
+    /// `includeObject` of a Table.
+    include: Option<String>,
+}
+
+impl ListOut {
+    fn render(self) -> Result<Response, ApiError> {
+        let ListOut {
+            t,
+            objs,
+            metadata,
+            list_rev,
+            cont,
+            wanted,
+            yaml,
+            include,
+        } = self;
+        let t = &t;
+        if wanted == Wanted::Object && !t.ri.converts() && !yaml {
+            // Fast path: splice the stored bytes into the list, stamping each resourceVersion,
+            // without building a JSON tree per object (lists of 30,000 pods stay cheap).
+            let mut body =
+                Vec::with_capacity(objs.iter().map(|s| s.value.len() + 32).sum::<usize>() + 256);
+            body.extend_from_slice(
+                format!(
+                    "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+                    json!(t.ri.list_kind()),
+                    json!(t.ri.api_version()),
+                    metadata
+                )
+                .as_bytes(),
+            );
+            for (i, s) in objs.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                match crate::codec::stamp_stored(&s.value, s.rev) {
+                    Some(b) => body.extend_from_slice(&b),
+                    None => body.extend_from_slice(
+                        &serde_json::to_vec(&from_stored(s)?).expect("serializable"),
+                    ),
+                }
+            }
+            body.extend_from_slice(b"]}");
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return Ok(r);
+        }
+        let mut items = Vec::with_capacity(objs.len());
+        for s in &objs {
+            items.push(crate::views::present(
+                t,
+                from_stored(s)?,
+                if wanted == Wanted::Table {
+                    Wanted::Object
+                } else {
+                    wanted
+                },
+            ));
+        }
+        if wanted == Wanted::Table {
+            let include = include.as_deref().unwrap_or("Metadata");
+            return Ok(json_ok(&crate::strategy::table(
+                &t.ri,
+                &items,
+                include,
+                &list_rev.to_string(),
+                cont.as_deref(),
+                chrono::Utc::now(),
+            )));
+        }
+        let (kind, api_version) = if wanted == Wanted::PartialObjectMetadata {
+            (
+                "PartialObjectMetadataList".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            )
+        } else {
+            (t.ri.list_kind(), t.ri.api_version())
+        };
+        let list =
+            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
+        Ok(respond_as(yaml, 200, &list, &[]))
+    }
+}
