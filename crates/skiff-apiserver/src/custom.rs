@@ -4,11 +4,13 @@
 //! Built from a CRD's typed [`Definition`] and the names the CRD controller accepted.
 
 use serde_json::Value;
-use skiff_crd::{Definition, Names, ScalePaths, Schema, Version};
+use skiff_admission::ConversionWebhook;
+use skiff_crd::{ConversionStrategy, Definition, Names, ScalePaths, Schema, Version};
 use skiff_printers::custom::CustomColumn;
 use skiff_types::registry::{CRUD, ResourceInfo, Scope, StrList};
 use skiff_types::{FieldError, Subresource};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// One served version of a CRD.
 #[derive(Debug, Clone)]
@@ -32,6 +34,11 @@ pub struct CustomVersion {
     pub selectable_fields: Vec<String>,
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
+    /// The CRD has more than this version: a stored object may be in another.
+    pub several_versions: bool,
+    /// `spec.conversion.webhook` when the strategy is `Webhook`; None: versions differ
+    /// only in `apiVersion`.
+    pub conversion: Option<Arc<ConversionWebhook>>,
 }
 
 /// The resource and its custom part for one served version of an accepted CRD.
@@ -94,8 +101,22 @@ pub fn served_version(
         scale: v.subresources.scale.clone(),
         selectable_fields: v.selectable_fields.clone(),
         terminating,
+        several_versions: def.versions.len() > 1,
+        conversion: conversion_webhook(def)?,
     };
     Ok((info, custom))
+}
+
+fn conversion_webhook(def: &Definition) -> Result<Option<Arc<ConversionWebhook>>, String> {
+    if def.conversion.strategy != ConversionStrategy::Webhook {
+        return Ok(None);
+    }
+    let config = def.conversion.webhook_client_config.as_ref();
+    let hook = ConversionWebhook::new(
+        config.unwrap_or(&Value::Null),
+        def.conversion.conversion_review_versions.clone(),
+    )?;
+    Ok(Some(Arc::new(hook)))
 }
 
 fn column(c: &skiff_crd::PrinterColumn) -> CustomColumn {

@@ -47,6 +47,11 @@ impl DynamicAdmission {
         }
     }
 
+    /// A conversion-webhook client on the same connections and Service resolution.
+    pub fn converter(&self) -> skiff_admission::Converter {
+        self.dispatcher.converter()
+    }
+
     pub fn prefixes(&self) -> Vec<String> {
         KINDS
             .iter()

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod certificates;
 pub mod codec;
 pub mod conn;
+pub mod conversion;
 pub mod crds;
 pub mod custom;
 pub mod decode;

@@ -35,7 +35,7 @@ impl Served {
     /// Objects are reshaped between storage and the client, so stored bytes are never
     /// sent as they are.
     pub fn converts(&self) -> bool {
-        self.is_storage_alias() || self.storage_api_version().is_some()
+        self.is_storage_alias() || self.custom.as_ref().is_some_and(|c| c.several_versions)
     }
 }
 

@@ -158,6 +158,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Runn
         registry: crate::registry::Registry::default(),
         openapi: Default::default(),
         aggregator: aggregator.clone(),
+        converter: admission.converter(),
         admission,
     });
     crate::bootstrap::ensure(&api)

@@ -116,6 +116,8 @@ pub struct ApiServer {
     pub registry: crate::registry::Registry,
     /// Admission webhooks and ValidatingAdmissionPolicies.
     pub admission: Arc<crate::dynamic_admission::DynamicAdmission>,
+    /// Calls CRDs' conversion webhooks (sharing the admission webhooks' connections).
+    pub converter: skiff_admission::Converter,
     /// APIServices: local ones kept, remote ones checked and proxied to.
     pub aggregator: Arc<crate::apiservices::Aggregator>,
     /// OpenAPI v3 documents of the custom group-versions.

@@ -233,7 +233,13 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                             continue;
                         }
                         let Ok(obj) = from_stored(&s) else { continue };
-                        if filter.matches(&obj) && !send(&out, emit(EventType::Added, obj)).await {
+                        if !filter.matches(&obj) {
+                            continue;
+                        }
+                        let Some(obj) = converted(&out, &t, obj).await else {
+                            return;
+                        };
+                        if !send(&out, emit(EventType::Added, obj)).await {
                             return;
                         }
                     }
@@ -270,7 +276,10 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
                                 let line = match raw {
                                     Some(b) => line_raw(kind.as_str(), &b),
                                     None => match crate::codec::from_bytes(&s.value, rev) {
-                                        Ok(obj) => emit(kind, obj),
+                                        Ok(obj) => match converted(&out, &t, obj).await {
+                                            Some(obj) => emit(kind, obj),
+                                            None => return,
+                                        },
                                         Err(_) => continue,
                                     },
                                 };
@@ -290,6 +299,18 @@ pub fn start(api: Arc<ApiServer>, t: Target, p: WatchParams) -> Result<Body, Api
         |(line, _permit)| Ok::<_, std::io::Error>(line),
     );
     Ok(Body::from_stream(lines))
+}
+
+/// The object in the watch's version; None (after an ERROR event, as kube ends a watch
+/// whose objects cannot be converted) when its conversion webhook fails.
+async fn converted(out: &Out, t: &Target, obj: Value) -> Option<Value> {
+    match crate::conversion::for_request(&out.api, &t.ri, obj).await {
+        Ok(obj) => Some(obj),
+        Err(e) => {
+            send(out, line("ERROR", &e.to_status())).await;
+            None
+        }
+    }
 }
 
 fn bookmark(t: &Target, rev: Revision) -> Value {

@@ -57,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "per-kind preparation and built-in admission plugins",
         &[
+            "conversion",
             "identity",
             "ingressclass",
             "kinds",

@@ -1204,3 +1204,153 @@ fn emptied_annotations_are_dropped() {
     let p: Value = serde_json::from_str(&c.ok(&["get", "pod", "p", "-o", "json"])).unwrap();
     assert_eq!(p["metadata"].get("annotations"), None, "{}", p["metadata"]);
 }
+
+// ---------------------------------------------------------------------------------
+// CRD conversion webhooks
+// ---------------------------------------------------------------------------------
+
+/// kube's example conversion: v1 `spec.hostPort: "host:port"` ⇄ v2 `spec.host` and
+/// `spec.port`.
+fn converter(seen: &Seen) -> Reply {
+    let review = seen.json();
+    let req = &review["request"];
+    let desired = req["desiredAPIVersion"].as_str().unwrap_or("").to_string();
+    let objects = req["objects"].as_array().cloned().unwrap_or_default();
+    let converted: Vec<Value> = objects
+        .into_iter()
+        .map(|mut o| {
+            let from = o["apiVersion"].as_str().unwrap_or("").to_string();
+            if from.ends_with("/v1") && desired.ends_with("/v2") {
+                let hp = o["spec"]["hostPort"].as_str().unwrap_or("").to_string();
+                let (h, p) = hp.split_once(':').unwrap_or((hp.as_str(), ""));
+                o["spec"] = json!({"host": h, "port": p});
+            } else if from.ends_with("/v2") && desired.ends_with("/v1") {
+                let (h, p) = (&o["spec"]["host"], &o["spec"]["port"]);
+                let hp = format!("{}:{}", h.as_str().unwrap_or(""), p.as_str().unwrap_or(""));
+                o["spec"] = json!({ "hostPort": hp });
+            }
+            o["apiVersion"] = json!(desired);
+            o
+        })
+        .collect();
+    let response =
+        json!({"uid": req["uid"], "convertedObjects": converted, "result": {"status": "Success"}});
+    (
+        200,
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview", "response": response}),
+    )
+}
+
+fn remote_crd(port: u16, ca_pem: &str) -> String {
+    let schema = |props: Value| json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": props}}}});
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "remotes.conv.example.com"},
+        "spec": {
+            "group": "conv.example.com", "scope": "Namespaced",
+            "names": {"plural": "remotes", "singular": "remote", "kind": "Remote"},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true,
+                 "schema": schema(json!({"hostPort": {"type": "string"}}))},
+                {"name": "v2", "served": true, "storage": false,
+                 "schema": schema(json!({"host": {"type": "string"}, "port": {"type": "string"}})),
+                 "additionalPrinterColumns": [{"name": "Host", "type": "string", "jsonPath": ".spec.host"}]},
+            ],
+            "conversion": {"strategy": "Webhook", "webhook": {
+                "conversionReviewVersions": ["v1"],
+                "clientConfig": {"url": format!("https://localhost:{port}/convert"), "caBundle": b64(ca_pem)},
+            }},
+        },
+    });
+    crd.to_string()
+}
+
+/// What the conversion webhook was asked to convert into.
+fn desired_versions(hook: &TestServer) -> Vec<String> {
+    hook.seen()
+        .iter()
+        .filter(|s| s.path == "/convert")
+        .map(|s| {
+            s.json()["request"]["desiredAPIVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn crd_conversion_webhook() {
+    let c = Cluster::start();
+    let mut hook = TestServer::start(&["localhost"], None, converter);
+    c.apply(&remote_crd(hook.port, &hook.ca_pem));
+    let (v1, v2) = ("remotes.v1.conv.example.com", "remotes.v2.conv.example.com");
+    poll("the CRD established", Duration::from_secs(15), || {
+        let out = c.kubectl(&["get", v2]);
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| stderr(&out))
+    });
+    assert!(desired_versions(&hook).is_empty(), "no object, no call");
+
+    // Written in v2, stored in v1: the webhook converts on the way in.
+    c.apply(r#"{"apiVersion": "conv.example.com/v2", "kind": "Remote", "metadata": {"name": "r1"}, "spec": {"host": "db.example", "port": "5432"}}"#);
+    assert!(desired_versions(&hook).contains(&"conv.example.com/v1".to_string()));
+    let stored = c.ok(&[
+        "get",
+        v1,
+        "r1",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.hostPort}",
+    ]);
+    assert_eq!(stored, "conv.example.com/v1 db.example:5432");
+
+    // Read in v2 (one object, a list, a Table, a watch): converted on the way out.
+    let calls = desired_versions(&hook).len();
+    let one = c.ok(&[
+        "get",
+        v2,
+        "r1",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.host} {.spec.port}",
+    ]);
+    assert_eq!(one, "conv.example.com/v2 db.example 5432");
+    assert!(desired_versions(&hook)[calls..].contains(&"conv.example.com/v2".to_string()));
+    let list = c.ok(&["get", v2, "-o", "jsonpath={.items[*].spec.host}"]);
+    assert_eq!(list, "db.example");
+    let table = c.ok(&["get", v2]);
+    assert!(
+        table.contains("HOST") && table.contains("db.example"),
+        "{table}"
+    );
+    let watch = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/conv.example.com/v2/namespaces/default/remotes?watch=1&timeoutSeconds=2",
+    ]);
+    assert!(watch.contains(r#""host":"db.example""#), "{watch}");
+
+    // Patched in v2: the patch applies to the v2 shape, the result is stored in v1.
+    c.ok(&[
+        "patch",
+        v2,
+        "r1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"port":"6543"}}"#,
+    ]);
+    let stored = c.ok(&["get", v1, "r1", "-o", "jsonpath={.spec.hostPort}"]);
+    assert_eq!(stored, "db.example:6543");
+
+    // With the webhook gone, v2 fails as kube words it; v1 needs no conversion.
+    hook.stop();
+    let err = refused(c.kubectl(&["get", v2, "r1"]));
+    assert!(
+        err.contains("conversion webhook for conv.example.com/v1, Kind=Remote failed")
+            && err.contains("connection refused"),
+        "{err}"
+    );
+    c.ok(&["get", v1, "r1"]);
+    c.ok(&["delete", v1, "r1"]);
+}

@@ -13,7 +13,8 @@ use skiff_types::{ApiError, meta};
 
 pub async fn one(call: &Call<'_>, body: Body) -> Result<Response, ApiError> {
     let opts = options(call, body).await?;
-    let res = call.api.delete(&storage_target(&call.t), &opts).await?;
+    let mut res = call.api.delete(&storage_target(&call.t), &opts).await?;
+    res.object = crate::conversion::for_request(call.api, &call.t.ri, res.object).await?;
     Ok(write_response(&call.headers, &call.t, res, &[]))
 }
 
@@ -48,6 +49,9 @@ pub async fn collection(call: &Call<'_>, body: Body) -> Result<Response, ApiErro
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
+    }
+    if crate::conversion::by_webhook(&t.ri) {
+        items = crate::conversion::all(call.api, &t.ri, items, &t.ri.api_version()).await?;
     }
     let list = json!({"kind": t.ri.list_kind(), "apiVersion": t.ri.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items});
     Ok(respond(&call.headers, 200, &list, &[]))

@@ -11,6 +11,7 @@ use skiff_types::{ApiError, Subresource, meta};
 pub async fn serve(call: &Call<'_>) -> Result<Response, ApiError> {
     let t = &call.t;
     let obj = call.api.get_object(t).await?;
+    let obj = crate::conversion::for_request(call.api, &t.ri, obj).await?;
     let obj = if t.sub == Some(Subresource::Scale) {
         crate::scale::to_scale(&t.ri, &obj)
     } else {

@@ -104,12 +104,22 @@ pub async fn serve(call: &Call<'_>) -> Result<Response, ApiError> {
         yaml: decode::wants_yaml(headers),
         include: q.map.get("includeObject").cloned(),
     };
-    if list.objs.len() < BLOCKING_LIST_ITEMS {
-        return list.render();
+    if list.splices() {
+        return Ok(list.spliced());
     }
-    tokio::task::spawn_blocking(move || list.render())
+    let mut items = Vec::with_capacity(list.objs.len());
+    for s in &list.objs {
+        items.push(from_stored(s)?);
+    }
+    if crate::conversion::by_webhook(&t.ri) {
+        items = crate::conversion::all(api, &t.ri, items, &t.ri.api_version()).await?;
+    }
+    if items.len() < BLOCKING_LIST_ITEMS {
+        return Ok(list.render(items));
+    }
+    tokio::task::spawn_blocking(move || list.render(items))
         .await
-        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))?
+        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))
 }
 
 /// Lists of at least this many objects are rendered on a blocking thread: a Table of
@@ -131,73 +141,80 @@ struct ListOut {
 }
 
 impl ListOut {
-    fn render(self) -> Result<Response, ApiError> {
+    /// Plain JSON of a kind stored as served: the stored bytes go out as they are.
+    fn splices(&self) -> bool {
+        self.wanted == Wanted::Object && !self.t.ri.converts() && !self.yaml
+    }
+
+    /// Splices the stored bytes into the list, stamping each resourceVersion, without
+    /// building a JSON tree per object (lists of 30,000 pods stay cheap).
+    fn spliced(self) -> Response {
+        let t = &self.t;
+        let objs = &self.objs;
+        let mut body =
+            Vec::with_capacity(objs.iter().map(|s| s.value.len() + 32).sum::<usize>() + 256);
+        body.extend_from_slice(
+            format!(
+                "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
+                json!(t.ri.list_kind()),
+                json!(t.ri.api_version()),
+                self.metadata
+            )
+            .as_bytes(),
+        );
+        for (i, s) in objs.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            match crate::codec::stamp_stored(&s.value, s.rev) {
+                Some(b) => body.extend_from_slice(&b),
+                None => match from_stored(s) {
+                    Ok(v) => body.extend_from_slice(&serde_json::to_vec(&v).expect("serializable")),
+                    Err(_) => body.extend_from_slice(b"null"),
+                },
+            }
+        }
+        body.extend_from_slice(b"]}");
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    /// The list of `objects` (the parsed, converted items) in the shape asked for.
+    fn render(self, objects: Vec<Value>) -> Response {
         let ListOut {
             t,
-            objs,
             metadata,
             list_rev,
             cont,
             wanted,
             yaml,
             include,
+            ..
         } = self;
         let t = &t;
-        if wanted == Wanted::Object && !t.ri.converts() && !yaml {
-            // Fast path: splice the stored bytes into the list, stamping each resourceVersion,
-            // without building a JSON tree per object (lists of 30,000 pods stay cheap).
-            let mut body =
-                Vec::with_capacity(objs.iter().map(|s| s.value.len() + 32).sum::<usize>() + 256);
-            body.extend_from_slice(
-                format!(
-                    "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{},\"items\":[",
-                    json!(t.ri.list_kind()),
-                    json!(t.ri.api_version()),
-                    metadata
-                )
-                .as_bytes(),
-            );
-            for (i, s) in objs.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                match crate::codec::stamp_stored(&s.value, s.rev) {
-                    Some(b) => body.extend_from_slice(&b),
-                    None => body.extend_from_slice(
-                        &serde_json::to_vec(&from_stored(s)?).expect("serializable"),
-                    ),
-                }
-            }
-            body.extend_from_slice(b"]}");
-            let mut r = Response::new(Body::from(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            return Ok(r);
-        }
-        let mut items = Vec::with_capacity(objs.len());
-        for s in &objs {
-            items.push(crate::views::present(
-                t,
-                from_stored(s)?,
-                if wanted == Wanted::Table {
-                    Wanted::Object
-                } else {
-                    wanted
-                },
-            ));
-        }
+        let shape = if wanted == Wanted::Table {
+            Wanted::Object
+        } else {
+            wanted
+        };
+        let items: Vec<Value> = objects
+            .into_iter()
+            .map(|o| crate::views::present(t, o, shape))
+            .collect();
         if wanted == Wanted::Table {
             let include = include.as_deref().unwrap_or("Metadata");
-            return Ok(json_ok(&crate::strategy::table(
+            return json_ok(&crate::strategy::table(
                 &t.ri,
                 &items,
                 include,
                 &list_rev.to_string(),
                 cont.as_deref(),
                 chrono::Utc::now(),
-            )));
+            ));
         }
         let (kind, api_version) = if wanted == Wanted::PartialObjectMetadata {
             (
@@ -209,6 +226,6 @@ impl ListOut {
         };
         let list =
             json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
-        Ok(respond_as(yaml, 200, &list, &[]))
+        respond_as(yaml, 200, &list, &[])
     }
 }

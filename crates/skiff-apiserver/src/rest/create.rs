@@ -15,7 +15,6 @@ use skiff_types::{ApiError, meta};
 use crate::codec::check_type_meta;
 use crate::codec::stamp_stored;
 use crate::codec::store_error;
-use crate::codec::to_stored_for;
 use crate::request::now_rfc3339;
 use crate::request::random_suffix;
 
@@ -150,7 +149,7 @@ impl ApiServer {
                 raw: None,
             });
         }
-        let stored = to_stored_for(ri, &obj);
+        let stored = crate::conversion::encode(self, ri, &obj).await?;
         let rev = self
             .store
             .create(&t.key(), stored.clone())

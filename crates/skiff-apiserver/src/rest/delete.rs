@@ -3,7 +3,6 @@
 
 use crate::codec::from_kv;
 use crate::codec::store_error;
-use crate::codec::to_stored_for;
 use crate::deletion::{self, DeletionPlan};
 use crate::registry::Served;
 use crate::request::FieldValidation;
@@ -102,7 +101,11 @@ impl ApiServer {
                     }
                     match self
                         .store
-                        .update(&t.key(), to_stored_for(ri, &marked), kv.mod_revision)
+                        .update(
+                            &t.key(),
+                            crate::conversion::encode(self, ri, &marked).await?,
+                            kv.mod_revision,
+                        )
                         .await
                     {
                         Ok(rev) => {

@@ -9,7 +9,6 @@ use crate::codec::check_type_meta;
 use crate::codec::from_kv;
 use crate::codec::from_stored;
 use crate::codec::store_error;
-use crate::codec::to_stored_for;
 use crate::request::now_rfc3339;
 use crate::request::parse_rv;
 use crate::request::{Target, WriteOptions, WriteResult};
@@ -55,6 +54,11 @@ impl ApiServer {
                     None => (None, 0, None),
                 },
             };
+            // The update works on the object in the request's version.
+            let cur_obj = match cur_obj {
+                Some(o) => Some(crate::conversion::for_request(self, &t.ri, o).await?),
+                None => None,
+            };
             if let (Some(p), Some(_)) = (precondition, &cur_obj)
                 && p != cur_rev
             {
@@ -68,7 +72,7 @@ impl ApiServer {
                 Err(_) if from_cache => continue,
                 Err(e) => return Err(e),
             };
-            let stored = to_stored_for(&t.ri, &new);
+            let stored = crate::conversion::encode(self, &t.ri, &new).await?;
             // Equal objects serialize to the same length whatever their key order, so
             // the field-by-field comparison only runs when the lengths match.
             if let Some(cur) = &cur_obj
@@ -255,6 +259,7 @@ impl ApiServer {
     {
         if opts.dry_run {
             let current = self.get_object(t).await?;
+            let current = crate::conversion::for_request(self, &t.ri, current).await?;
             let incoming = produce(&current)?;
             let (new, warnings) = self.prepare_update(t, &current, incoming, opts)?;
             return Ok(WriteResult {
@@ -341,6 +346,7 @@ impl ApiServer {
         let served = self.registry.snapshot();
         for _ in 0..8 {
             let current = self.get_object(t).await?;
+            let current = crate::conversion::for_request(self, &t.ri, current).await?;
             let rev = meta::resource_version(&current)
                 .map(parse_rv)
                 .transpose()?
