@@ -44,6 +44,7 @@ mod listtype;
 mod names;
 mod node;
 mod openapi;
+mod patchshape;
 mod path;
 mod prune;
 mod structural;
@@ -54,6 +55,7 @@ pub use definition::{
     Subresources, Version, default_crd,
 };
 pub use listtype::ListType;
+pub use patchshape::PatchShape;
 
 use node::Node;
 use serde_json::Value;

@@ -3,12 +3,15 @@
 //! `serde_json::Value`; no input can make them panic.
 
 pub mod schema;
+mod shape;
 mod smp;
 mod ssa;
 
 use serde_json::Value;
+pub use shape::{Keys, ListMerge, Shape};
 pub use ssa::{
-    ApplyError, ApplyOutcome, Conflict, FieldSet, path_string, record_update, server_side_apply,
+    ApplyError, ApplyOutcome, Conflict, FieldSet, path_string, record_update, record_update_with,
+    server_side_apply, server_side_apply_with,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,5 +94,7 @@ pub fn strategic_merge_patch(
     smp::apply(doc, patch, schema::root(group, kind))
 }
 
+#[cfg(test)]
+mod shape_tests;
 #[cfg(test)]
 mod tests;

@@ -218,3 +218,7 @@ pub fn root(group: &str, kind: &str) -> &'static Type {
 static TEMPLATE_SPEC_ROOT: Type = Type {
     fields: &[f("metadata", &OBJECT_META), f("template", &POD_TEMPLATE)],
 };
+
+/// `metadata` as every object has it (finalizers a set, ownerReferences keyed by uid):
+/// run-time shapes (custom resources) answer with it for their root's `metadata`.
+pub static METADATA: Field = f("metadata", &OBJECT_META);

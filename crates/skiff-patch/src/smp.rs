@@ -4,7 +4,7 @@
 //! `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>`.
 
 use crate::PatchError;
-use crate::schema::{ListKind, Type};
+use crate::shape::{Keys, ListMerge, Shape};
 use serde_json::{Map, Value};
 
 const MAX_DEPTH: usize = 64;
@@ -16,7 +16,7 @@ enum Merged {
     Delete,
 }
 
-pub fn apply(doc: &Value, patch: &Value, root: &'static Type) -> Result<Value, PatchError> {
+pub fn apply(doc: &Value, patch: &Value, root: &dyn Shape) -> Result<Value, PatchError> {
     let Value::Object(p) = patch else {
         return Err(PatchError::Invalid(
             "a strategic merge patch must be a JSON object".into(),
@@ -62,7 +62,7 @@ fn is_delete_directive(v: &Value) -> bool {
 fn merge_map(
     mut orig: Map<String, Value>,
     patch: &Map<String, Value>,
-    ty: Option<&'static Type>,
+    ty: Option<&dyn Shape>,
     depth: usize,
 ) -> Result<Merged, PatchError> {
     if depth > MAX_DEPTH {
@@ -110,24 +110,27 @@ fn merge_map(
                 "unknown patch directive {k:?}"
             )));
         }
-        let meta = ty.and_then(|t| t.field(k));
+        let meta = ty.and_then(|t| t.child(k));
         match pv {
             Value::Null => {
                 orig.remove(k);
             }
+            // An atomic map is replaced whole, like a scalar.
+            Value::Object(_) if meta.is_some_and(|m| m.atomic_map()) => {
+                orig.insert(k.clone(), strip(pv, depth)?);
+            }
             Value::Object(pm) => {
-                let child_ty = meta.and_then(|m| if m.list.is_some() { None } else { m.ty });
                 let base = match orig.remove(k) {
                     Some(Value::Object(o)) => o,
                     _ => Map::new(),
                 };
-                if let Merged::Value(m) = merge_map(base, pm, child_ty, depth + 1)? {
+                if let Merged::Value(m) = merge_map(base, pm, meta, depth + 1)? {
                     orig.insert(k.clone(), Value::Object(m));
                 }
             }
             Value::Array(pl) => {
-                let merged = match meta.and_then(|m| m.list) {
-                    Some(ListKind::Map(key)) => {
+                let merged = match meta.map_or(ListMerge::Atomic, |m| m.list_merge()) {
+                    ListMerge::Map(keys) => {
                         let base = match orig.remove(k) {
                             Some(Value::Array(a)) => a,
                             _ => Vec::new(),
@@ -135,13 +138,13 @@ fn merge_map(
                         merge_list_of_maps(
                             base,
                             pl,
-                            key,
-                            meta.and_then(|m| m.ty),
-                            meta.is_some_and(|m| m.retain_keys),
+                            keys,
+                            meta.and_then(|m| m.item()),
+                            meta.is_some_and(|m| m.retain_keys()),
                             depth + 1,
                         )?
                     }
-                    Some(ListKind::Set) => {
+                    ListMerge::Set => {
                         let mut base = match orig.remove(k) {
                             Some(Value::Array(a)) => a,
                             _ => Vec::new(),
@@ -153,7 +156,7 @@ fn merge_map(
                         }
                         base
                     }
-                    None => match strip(pv, depth)? {
+                    ListMerge::Atomic => match strip(pv, depth)? {
                         Value::Array(a) => a,
                         _ => unreachable!("strip keeps arrays"),
                     },
@@ -166,10 +169,12 @@ fn merge_map(
         }
     }
     for (field, order) in orders {
-        let key = ty.and_then(|t| t.field(&field)).and_then(|m| match m.list {
-            Some(ListKind::Map(k)) => Some(k),
-            _ => None,
-        });
+        let key = ty
+            .and_then(|t| t.child(&field))
+            .and_then(|m| match m.list_merge() {
+                ListMerge::Map(k) => Some(k),
+                _ => None,
+            });
         if let Some(Value::Array(list)) = orig.get_mut(&field) {
             reorder(list, &order, key);
         }
@@ -186,15 +191,16 @@ fn merge_map(
     Ok(Merged::Value(orig))
 }
 
-fn key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
-    item.get(key)
+/// Whether two items have the same values for every merge key.
+fn same_item(a: &Value, b: &Value, keys: Keys) -> bool {
+    keys.iter().all(|k| a.get(k) == b.get(k))
 }
 
 fn merge_list_of_maps(
     mut base: Vec<Value>,
     patch: &[Value],
-    key: &str,
-    ty: Option<&'static Type>,
+    keys: Keys,
+    ty: Option<&dyn Shape>,
     _retain: bool,
     depth: usize,
 ) -> Result<Vec<Value>, PatchError> {
@@ -212,17 +218,18 @@ fn merge_list_of_maps(
     for item in patch {
         let Value::Object(pm) = item else {
             return Err(PatchError::Invalid(format!(
-                "list items merged by {key:?} must be objects"
+                "list items merged by {:?} must be objects",
+                keys.iter().collect::<Vec<_>>().join(",")
             )));
         };
-        let Some(kv) = key_of(item, key).cloned() else {
+        if let Some(key) = keys.iter().find(|k| item.get(*k).is_none()) {
             return Err(PatchError::Invalid(format!(
                 "map: {item} does not contain declared merge key: {key}"
             )));
-        };
-        let pos = base.iter().position(|b| key_of(b, key) == Some(&kv));
+        }
+        let pos = base.iter().position(|b| same_item(b, item, keys));
         if is_delete_directive(item) {
-            base.retain(|b| key_of(b, key) != Some(&kv));
+            base.retain(|b| !same_item(b, item, keys));
             continue;
         }
         match pos {
@@ -243,11 +250,14 @@ fn merge_list_of_maps(
 
 /// Orders `list` like `order`; items the order does not name keep their place relative to
 /// the named ones, as Kubernetes' `normalizeElementOrder` does for server-only items.
-fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
-    let id = |v: &Value| -> Value {
-        match key {
-            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
-            None => v.clone(),
+fn reorder(list: &mut Vec<Value>, order: &[Value], keys: Option<Keys>) {
+    let id = |v: &Value| -> Vec<Value> {
+        match keys {
+            Some(ks) => ks
+                .iter()
+                .map(|k| v.get(k).cloned().unwrap_or(Value::Null))
+                .collect(),
+            None => vec![v.clone()],
         }
     };
     let rank = |v: &Value| order.iter().position(|o| id(o) == id(v));

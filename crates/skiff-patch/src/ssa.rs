@@ -4,7 +4,7 @@
 //! applied before and no longer does (unless someone else owns them), and refuses to
 //! change a field another manager owns to a different value unless forced.
 
-use crate::schema::{ListKind, Type};
+use crate::shape::{Keys, ListMerge, Shape};
 use crate::smp;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -155,7 +155,7 @@ enum Part {
 
 const META_KEPT: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
 
-fn collect_root(v: &Value, ty: &'static Type, part: Part) -> FieldSet {
+fn collect_root(v: &Value, ty: &dyn Shape, part: Part) -> FieldSet {
     let mut set = FieldSet::default();
     let Some(m) = v.as_object() else { return set };
     for (k, c) in m {
@@ -168,10 +168,7 @@ fn collect_root(v: &Value, ty: &'static Type, part: Part) -> FieldSet {
                 let node = set.children.entry("f:metadata".into()).or_default();
                 for (mk, mv) in c.as_object().into_iter().flatten() {
                     if META_KEPT.contains(&mk.as_str()) {
-                        let meta = ty
-                            .field("metadata")
-                            .and_then(|f| f.ty)
-                            .and_then(|t| t.field(mk));
+                        let meta = ty.child("metadata").and_then(|t| t.child(mk));
                         collect_value(
                             mv,
                             meta,
@@ -189,7 +186,7 @@ fn collect_root(v: &Value, ty: &'static Type, part: Part) -> FieldSet {
         }
         collect_value(
             c,
-            ty.field(k),
+            ty.child(k),
             set.children.entry(format!("f:{k}")).or_default(),
             1,
         );
@@ -197,54 +194,63 @@ fn collect_root(v: &Value, ty: &'static Type, part: Part) -> FieldSet {
     set
 }
 
-fn collect_value(
-    v: &Value,
-    meta: Option<&'static crate::schema::Field>,
-    node: &mut FieldSet,
-    depth: usize,
-) {
+fn collect_value(v: &Value, meta: Option<&dyn Shape>, node: &mut FieldSet, depth: usize) {
     if depth > 64 {
         node.member = true;
         return;
     }
     match v {
-        Value::Object(m) if !m.is_empty() => {
-            let ty = meta.and_then(|f| if f.list.is_none() { f.ty } else { None });
+        // An atomic map is one field, owned whole.
+        Value::Object(m) if !m.is_empty() && !meta.is_some_and(|s| s.atomic_map()) => {
             for (k, c) in m {
                 collect_value(
                     c,
-                    ty.and_then(|t| t.field(k)),
+                    meta.and_then(|t| t.child(k)),
                     node.children.entry(format!("f:{k}")).or_default(),
                     depth + 1,
                 );
             }
         }
-        Value::Array(items) => match meta.and_then(|f| f.list) {
-            Some(ListKind::Map(key)) => {
+        Value::Array(items) => match meta.map_or(ListMerge::Atomic, |s| s.list_merge()) {
+            ListMerge::Map(keys) => {
+                let item_ty = meta.and_then(|s| s.item());
                 for it in items {
-                    let k = json!({ key: it.get(key).cloned().unwrap_or(Value::Null) });
-                    let child = node.children.entry(format!("k:{k}")).or_default();
+                    let child = node.children.entry(item_key(it, keys)).or_default();
                     child.member = true;
-                    let item_ty = meta.and_then(|f| f.ty);
                     for (ik, iv) in it.as_object().into_iter().flatten() {
                         collect_value(
                             iv,
-                            item_ty.and_then(|t| t.field(ik)),
+                            item_ty.and_then(|t| t.child(ik)),
                             child.children.entry(format!("f:{ik}")).or_default(),
                             depth + 1,
                         );
                     }
                 }
             }
-            Some(ListKind::Set) => {
+            ListMerge::Set => {
                 for it in items {
                     node.children.entry(format!("v:{it}")).or_default().member = true;
                 }
             }
-            None => node.member = true,
+            ListMerge::Atomic => node.member = true,
         },
         _ => node.member = true,
     }
+}
+
+/// The field-set element of a list-map item, `k:{"name":"web","port":80}`: its key
+/// fields sorted by name, as structured-merge-diff serializes a key (an absent key
+/// field is `null`).
+fn item_key(item: &Value, keys: Keys) -> String {
+    let k: Map<String, Value> = keys
+        .sorted()
+        .into_iter()
+        .map(|name| {
+            let v = item.get(name).cloned().unwrap_or(Value::Null);
+            (name.to_string(), v)
+        })
+        .collect();
+    format!("k:{}", Value::Object(k))
 }
 
 /// The value at a field path, if present.
@@ -395,6 +401,7 @@ fn set_managed(obj: &mut Value, mf: &[Value]) {
     }
 }
 
+/// Server-side apply of a built-in kind (or of a custom kind merged as untyped JSON).
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -404,12 +411,24 @@ pub fn server_side_apply(
     force: bool,
     now: &str,
 ) -> Result<ApplyOutcome, ApplyError> {
+    let ty = crate::schema::root(group, kind);
+    server_side_apply_with(live, applied, ty, manager, force, now)
+}
+
+/// Server-side apply merging lists and maps as `shape` (the object's root) says.
+pub fn server_side_apply_with(
+    live: Option<&Value>,
+    applied: &Value,
+    ty: &dyn Shape,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<ApplyOutcome, ApplyError> {
     if !applied.is_object() {
         return Err(ApplyError::Invalid(
             "the applied configuration must be an object".into(),
         ));
     }
-    let ty = crate::schema::root(group, kind);
     let new_set = collect_root(applied, ty, Part::Main);
     let mut list = entries(live);
     let api_version = applied
@@ -541,6 +560,20 @@ pub fn record_update(
         )
     };
     let ty = crate::schema::root(&group, &kind);
+    record_update_with(old, new, ty, manager, api_version, now, subresource);
+}
+
+/// Records an ordinary write as [`record_update`] does, with the fields of lists and maps
+/// as `shape` (the object's root) says.
+pub fn record_update_with(
+    old: Option<&Value>,
+    new: &mut Value,
+    ty: &dyn Shape,
+    manager: &str,
+    api_version: &str,
+    now: &str,
+    subresource: Option<&str>,
+) {
     let part = if subresource == Some("status") {
         Part::Status
     } else {
