@@ -1,5 +1,6 @@
 //! Per-kind rules of the generic object pipeline (kube's registry strategies):
-//! decoding checks, defaults, validation, unknown fields and tables. Built-in kinds keep
+//! decoding checks, defaults, validation, unknown fields, tables, and how server-side
+//! apply merges lists and maps. Built-in kinds keep
 //! theirs in the pure crates, looked up by (group, resource); kinds a
 //! CustomResourceDefinition defines carry theirs in [`crate::custom::CustomVersion`];
 //! CRDs themselves are checked by `skiff_crd`. The pipeline asks here and never
@@ -209,4 +210,48 @@ pub fn check_fields(ri: &Served, sel: &skiff_validation::fields::Selector) -> Re
         }
     }
     Ok(())
+}
+
+/// Server-side apply of `applied` over `live`, merging lists and maps as the kind's
+/// schema says (a CRD's list types and map types, or the built-in patch metadata).
+pub fn server_side_apply(
+    ri: &Served,
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<skiff_patch::ApplyOutcome, skiff_patch::ApplyError> {
+    match &ri.custom {
+        Some(c) => skiff_patch::server_side_apply_with(
+            live,
+            applied,
+            &c.schema.patch_shape(),
+            manager,
+            force,
+            now,
+        ),
+        None => {
+            skiff_patch::server_side_apply(live, applied, &ri.group, &ri.kind, manager, force, now)
+        }
+    }
+}
+
+/// Records in `new`'s managedFields what `manager` changed from `old` by an update.
+pub fn record_update(
+    ri: &Served,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now: &str,
+    sub: Option<Subresource>,
+) {
+    let (av, sub) = (ri.api_version(), sub.map(Subresource::name));
+    match &ri.custom {
+        Some(c) => {
+            let shape = c.schema.patch_shape();
+            skiff_patch::record_update_with(old, new, &shape, manager, &av, now, sub)
+        }
+        None => skiff_patch::record_update(old, new, manager, &av, now, sub),
+    }
 }

@@ -379,20 +379,9 @@ impl ApiError {
         .with_target(group, resource, "")
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
-        ApiError::new(
-            415,
-            StatusReason::UnsupportedMediaType,
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: \
-                 application/json, application/yaml, application/vnd.kubernetes.protobuf \
-                 (got {content_type:?})"
-            ),
-        )
-    }
-
-    /// A patch type the kind does not take (strategic merge on a custom resource).
-    pub fn unsupported_patch_type(accepted: &[&str]) -> Self {
+    /// A body (or patch) in a media type the endpoint does not take, listing those it
+    /// does, as kube's negotiation words it.
+    pub fn unsupported_media_type(accepted: &[&str]) -> Self {
         ApiError::new(
             415,
             StatusReason::UnsupportedMediaType,

@@ -1334,3 +1334,125 @@ fn same_second_names_conflict() {
     }
     panic!("never created both CRDs in the same second");
 }
+
+const ROUTERS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: routers.net.example.com
+spec:
+  group: net.example.com
+  scope: Namespaced
+  names: {plural: routers, singular: router, kind: Router}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              routes:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [host, port]
+                items:
+                  type: object
+                  required: [host, port]
+                  properties:
+                    host: {type: string}
+                    port: {type: integer}
+                    backend: {type: string}
+              tags:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+              args:
+                type: array
+                items: {type: string}
+"#;
+
+fn router(routes: &str, tags: &str, args: &str) -> String {
+    format!(
+        "apiVersion: net.example.com/v1\nkind: Router\nmetadata:\n  name: edge\nspec:\n  routes: {routes}\n  tags: {tags}\n  args: {args}\n"
+    )
+}
+
+/// Server-side apply merges a custom kind's lists as its schema says: a map list by
+/// all its keys, a set by value, and a list without a list-type as one atomic value.
+#[test]
+fn server_side_apply_follows_crd_list_types() {
+    let c = Cluster::start();
+    accepted(&c, &["apply", "-f", "-"], ROUTERS_CRD);
+    c.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/routers.net.example.com",
+    ]);
+    forget_discovery(&c);
+    let apply = |manager: &str, yaml: &str| {
+        c.kubectl_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                manager,
+                "-f",
+                "-",
+            ],
+            yaml,
+        )
+    };
+    let a = router(r#"[{host: a, port: 80, backend: svc-x}]"#, "[t1]", "[--a]");
+    assert!(apply("alice", &a).status.success());
+    // Same host, other port: another entry of the map list, and another tag of the set.
+    let b = router(r#"[{host: a, port: 443, backend: svc-y}]"#, "[t2]", "[]");
+    let b = b.replace("  args: []\n", "");
+    let out = apply("bob", &b);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let spec = get_json(&c, &["router", "edge"])["spec"].clone();
+    let routes: Vec<(String, i64, String)> = spec["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["host"].as_str().unwrap().into(),
+                r["port"].as_i64().unwrap(),
+                r["backend"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [("a".into(), 80, "svc-x".into()), ("a".into(), 443, "svc-y".into())]
+    );
+    assert_eq!(spec["tags"], serde_json::json!(["t1", "t2"]));
+    let fields =
+        get_json(&c, &["router", "edge", "--show-managed-fields"])["metadata"]["managedFields"]
+            .to_string();
+    assert!(
+        fields.contains(r#"k:{\"host\":\"a\",\"port\":443}"#),
+        "{fields}"
+    );
+
+    // An atomic list belongs to its last applier: another manager changing it conflicts.
+    let take_args = router(r#"[{host: a, port: 443, backend: svc-y}]"#, "[t2]", "[--b]");
+    let err = stderr(&apply("bob", &take_args));
+    assert!(
+        err.contains("conflict") && err.contains(".spec.args"),
+        "{err}"
+    );
+
+    // Alice stops applying her route: hers goes, Bob's stays.
+    let a2 = router("[]", "[t1]", "[--a]").replace("  routes: []\n", "");
+    assert!(apply("alice", &a2).status.success());
+    let spec = get_json(&c, &["router", "edge"])["spec"].clone();
+    assert_eq!(spec["routes"].as_array().unwrap().len(), 1, "{spec}");
+    assert_eq!(spec["routes"][0]["port"], 443);
+}

@@ -1069,3 +1069,58 @@ async fn finalizer_helper_adds_first() {
     );
     controller.stop().await;
 }
+
+/// A POST of `body` as `content_type` to `path`; the Status kube-rs gets back.
+async fn post_raw(client: &Client, path: &str, content_type: &str, body: &[u8]) -> kube::Error {
+    let req = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(body.to_vec())
+        .unwrap();
+    client.request_text(req).await.unwrap_err()
+}
+
+/// Custom kinds have no protobuf form: kube answers 415 listing the media types they
+/// take; a built-in kind takes protobuf (a malformed body is a 400, not a 415).
+#[tokio::test]
+async fn custom_kinds_refuse_protobuf_bodies() {
+    let (_c, client) = cluster_with_crd().await;
+    let garbage = b"k8s\x00\x0a\x02\x0a\x00";
+    let status = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("not a Status: {other}"),
+    };
+    let (code, message) = status(
+        post_raw(
+            &client,
+            "/api/v1/namespaces/default/configmaps",
+            "application/vnd.kubernetes.protobuf",
+            garbage,
+        )
+        .await,
+    );
+    assert_eq!(code, 400, "{message}");
+    let custom = "/apis/skiff.test/v1/namespaces/default/counters";
+    let (code, message) = status(
+        post_raw(
+            &client,
+            custom,
+            "application/vnd.kubernetes.protobuf",
+            garbage,
+        )
+        .await,
+    );
+    assert_eq!(code, 415, "{message}");
+    assert_eq!(
+        message,
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+    );
+    let (code, message) = status(post_raw(&client, custom, "text/plain", b"{}").await);
+    assert_eq!(
+        (
+            code,
+            message.ends_with("application/json, application/yaml")
+        ),
+        (415, true),
+        "{message}"
+    );
+}

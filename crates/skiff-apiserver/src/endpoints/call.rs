@@ -44,12 +44,25 @@ impl Call<'_> {
         write_options(&self.q, self.user)
     }
 
+    /// The body media types the kind takes (custom kinds have no protobuf form).
+    fn body_types(&self) -> &'static [&'static str] {
+        match self.t.ri.custom {
+            Some(_) => &["application/json", "application/yaml"],
+            None => &[
+                "application/json",
+                "application/yaml",
+                "application/vnd.kubernetes.protobuf",
+            ],
+        }
+    }
+
     /// Reads and decodes an object body in the format its Content-Type names.
     pub async fn read_object(&self, body: Body) -> Result<Object, ApiError> {
         let raw = decode::read_body(body).await?;
         let ct = decode::content_type(&self.headers);
-        let format =
-            decode::body_format(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+        let format = decode::body_format(&ct)
+            .filter(|f| *f != BodyFormat::Protobuf || self.t.ri.custom.is_none())
+            .ok_or_else(|| ApiError::unsupported_media_type(self.body_types()))?;
         let (obj, dups) = decode::decode_object_noting_duplicates(&raw, format)?;
         Ok(Object {
             obj,

@@ -16,6 +16,20 @@ use serde_json::Value;
 use skiff_patch::PatchType;
 use skiff_types::{ApiError, Subresource, meta};
 
+/// The patch media types a built-in kind takes, in kube's order.
+const PATCH_TYPES: [&str; 4] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+/// A custom kind's: no strategic merge (it has no patch strategies to merge by).
+const CUSTOM_PATCH_TYPES: [&str; 3] = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
 pub async fn serve(call: &Call<'_>, body: Body) -> Result<Response, ApiError> {
     let raw = crate::decode::read_body(body).await?;
     let opts = call.write_options()?;
@@ -33,16 +47,13 @@ async fn patch(
     opts: WriteOptions,
 ) -> Result<WriteResult, ApiError> {
     let ct = decode::content_type(headers);
-    let pt =
-        PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-    if pt == PatchType::StrategicMerge && t.ri.custom.is_some() {
-        // Custom resources have no patch strategies to merge by.
-        return Err(ApiError::unsupported_patch_type(&[
-            "application/json-patch+json",
-            "application/merge-patch+json",
-            "application/apply-patch+yaml",
-        ]));
-    }
+    let accepted: &[&str] = match t.ri.custom {
+        Some(_) => &CUSTOM_PATCH_TYPES,
+        None => &PATCH_TYPES,
+    };
+    let pt = PatchType::from_content_type(&ct)
+        .filter(|pt| *pt != PatchType::StrategicMerge || t.ri.custom.is_none())
+        .ok_or_else(|| ApiError::unsupported_media_type(accepted))?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the body of the patch is empty"));
     }
@@ -79,10 +90,9 @@ async fn patch(
             }
             let now = crate::request::now_rfc3339();
             let ssa = |live: Option<&Value>| -> Result<Value, ApiError> {
-                let out = skiff_patch::server_side_apply(
-                    live, &applied, &ri.group, &ri.kind, &manager, force, &now,
-                )
-                .map_err(|e| apply_error(t, e))?;
+                let out =
+                    crate::strategy::server_side_apply(ri, live, &applied, &manager, force, &now)
+                        .map_err(|e| apply_error(t, e))?;
                 Ok(out.object)
             };
             // Apply creates when absent.

@@ -132,14 +132,7 @@ impl ApiServer {
             warnings.extend(self.admission.validate(&served, r).await?);
         }
         if let Some(mgr) = &opts.field_manager {
-            skiff_patch::record_update(
-                None,
-                &mut obj,
-                mgr,
-                &ri.api_version(),
-                &now_rfc3339(),
-                None,
-            );
+            crate::strategy::record_update(ri, None, &mut obj, mgr, &now_rfc3339(), None);
         }
         if opts.dry_run {
             return Ok(WriteResult {

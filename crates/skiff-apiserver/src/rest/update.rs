@@ -217,14 +217,7 @@ impl ApiServer {
         crate::storage::admit_update(self, t, &new, current)?;
         let warnings = self.admit_pod_security(t, &new, Some(current), &opts.user)?;
         if let Some(mgr) = &opts.field_manager {
-            skiff_patch::record_update(
-                Some(current),
-                &mut new,
-                mgr,
-                &ri.api_version(),
-                &now_rfc3339(),
-                t.sub.map(Subresource::name),
-            );
+            crate::strategy::record_update(ri, Some(current), &mut new, mgr, &now_rfc3339(), t.sub);
         }
         Ok((new, warnings))
     }
