@@ -291,7 +291,8 @@ async fn lookup(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("dial tcp: lookup {host}: no such host"))
 }
 
-fn dial_error(e: &std::io::Error) -> String {
+/// A failed connect as Go's net package words its tail (`connect: connection refused`).
+pub fn dial_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
         std::io::ErrorKind::TimedOut => "i/o timeout".into(),
@@ -300,7 +301,7 @@ fn dial_error(e: &std::io::Error) -> String {
 }
 
 /// Go's crypto/tls and crypto/x509 wording for the common failures.
-fn tls_error(e: &std::io::Error) -> String {
+pub fn tls_error(e: &std::io::Error) -> String {
     use rustls::{CertificateError, Error as Tls};
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<Tls>());
     let x509 = |m: &str| format!("tls: failed to verify certificate: x509: {m}");

@@ -247,7 +247,7 @@ async fn send(
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
-        .map_err(|e| dial(e.to_string()))?;
+        .map_err(|e| dial(skiff_admission::tls_error(&e)))?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -269,16 +269,19 @@ fn go_dial_error(host: &str, port: u16, e: &std::io::Error) -> String {
         "localhost" => format!("127.0.0.1:{port}"),
         h => format!("{h}:{port}"),
     };
-    let why = match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".to_string(),
-        _ => format!("connect: {e}"),
-    };
-    format!("dial tcp {addr}: {why}")
+    format!("dial tcp {addr}: {}", skiff_admission::dial_error(e))
 }
 
-/// TLS towards the extension server: its caBundle as roots, our proxy certificate.
+/// TLS towards the extension server: its caBundle as roots (or no check with
+/// `insecureSkipTLSVerify`), our proxy certificate.
 fn client_tls(api: &ApiServer, svc: &ApiService) -> Result<Arc<rustls::ClientConfig>, String> {
+    let (cert, key) = (
+        &api.pki.proxy_client_cert_pem,
+        &api.pki.proxy_client_key_pem,
+    );
+    if svc.spec.insecure_skip_tls_verify {
+        return skiff_pki::insecure_client_config(cert, key).map_err(|e| e.to_string());
+    }
     let ca = match &svc.spec.ca_bundle {
         Some(b) => String::from_utf8(
             base64::engine::general_purpose::STANDARD

@@ -35,6 +35,9 @@ pub(crate) struct Spec {
     pub(crate) service: Option<ServiceRef>,
     #[serde(default)]
     pub(crate) ca_bundle: Option<String>,
+    #[serde(default)]
+    #[serde(rename = "insecureSkipTLSVerify")]
+    pub(crate) insecure_skip_tls_verify: bool,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]

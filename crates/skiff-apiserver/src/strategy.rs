@@ -58,6 +58,14 @@ fn apiservice_rules(obj: &Value) -> Vec<FieldError> {
             format!("must be {want}"),
         ));
     }
+    let ca = spec["caBundle"].as_str().is_some_and(|c| !c.is_empty());
+    if spec["insecureSkipTLSVerify"] == true && ca {
+        errs.push(FieldError::invalid(
+            "spec.insecureSkipTLSVerify",
+            Value::Bool(true),
+            "may not be true if caBundle is present",
+        ));
+    }
     errs
 }
 

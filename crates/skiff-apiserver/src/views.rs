@@ -9,8 +9,12 @@ use serde_json::{Value, json};
 pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
     let obj = if t.ri.is_storage_alias() {
         core_event_to_v1(&obj)
-    } else if t.ri.custom.is_some() && obj["apiVersion"] != *t.ri.api_version() {
-        // Conversion `None`: the object is the same in every version.
+    } else if t.ri.custom.is_some()
+        && obj["kind"] == *t.ri.kind
+        && obj["apiVersion"] != *t.ri.api_version()
+    {
+        // Conversion `None`: the object is the same in every version (a Scale or a
+        // Status is not one of the kind's objects and keeps its own).
         let mut obj = obj;
         obj["apiVersion"] = json!(t.ri.api_version());
         obj

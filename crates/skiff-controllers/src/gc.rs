@@ -229,11 +229,6 @@ pub(crate) fn object_path(r: &ResourceInfo, namespace: Option<&str>, name: &str)
     }
 }
 
-/// A built-in kind an ownerReference or a scale target names.
-pub(crate) fn resource_of(api_version: &str, kind: &str) -> Option<Arc<ResourceInfo>> {
-    Kinds::default().get(api_version, kind)
-}
-
 /// Runs the collector until `shutdown`.
 pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
     let (tx, mut rx) = mpsc::channel::<(Arc<ResourceInfo>, Change)>(4096);
@@ -679,11 +674,14 @@ mod tests {
     #[test]
     fn owner_kinds_resolve_to_served_resources() {
         assert_eq!(
-            resource_of("apps/v1", "ReplicaSet").unwrap().plural,
+            Kinds::default()
+                .get("apps/v1", "ReplicaSet")
+                .unwrap()
+                .plural,
             "replicasets"
         );
-        assert_eq!(resource_of("v1", "Node").unwrap().plural, "nodes");
-        assert!(resource_of("example.com/v1", "Widget").is_none());
+        assert_eq!(Kinds::default().get("v1", "Node").unwrap().plural, "nodes");
+        assert!(Kinds::default().get("example.com/v1", "Widget").is_none());
         let all = Kinds::default().all();
         let watched: Vec<&str> = all
             .iter()

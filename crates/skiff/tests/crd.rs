@@ -1430,7 +1430,10 @@ fn server_side_apply_follows_crd_list_types() {
         .collect();
     assert_eq!(
         routes,
-        [("a".into(), 80, "svc-x".into()), ("a".into(), 443, "svc-y".into())]
+        [
+            ("a".into(), 80, "svc-x".into()),
+            ("a".into(), 443, "svc-y".into())
+        ]
     );
     assert_eq!(spec["tags"], serde_json::json!(["t1", "t2"]));
     let fields =
@@ -1455,4 +1458,100 @@ fn server_side_apply_follows_crd_list_types() {
     let spec = get_json(&c, &["router", "edge"])["spec"].clone();
     assert_eq!(spec["routes"].as_array().unwrap().len(), 1, "{spec}");
     assert_eq!(spec["routes"][0]["port"], 443);
+}
+
+const WEBAPPS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: webapps.apps.example.com
+spec:
+  group: apps.example.com
+  scope: Namespaced
+  names: {plural: webapps, singular: webapp, kind: WebApp}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              replicas: {type: integer}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+"#;
+
+/// A HorizontalPodAutoscaler scales a custom kind through its scale subresource, found
+/// by discovery: its pods' usage (simulated) drives the custom object's spec.replicas.
+#[test]
+fn autoscaling_a_custom_kind() {
+    let c = Cluster::start_with(&["up", "--simulate", "1", "--metric-resolution=2s"]);
+    accepted(&c, &["apply", "-f", "-"], WEBAPPS_CRD);
+    c.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/webapps.apps.example.com",
+    ]);
+    forget_discovery(&c);
+    accepted(
+        &c,
+        &["apply", "-f", "-"],
+        "apiVersion: apps.example.com/v1\nkind: WebApp\nmetadata:\n  name: web\nspec:\n  replicas: 1\n",
+    );
+    c.ok(&[
+        "patch",
+        "webapp",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":1,"selector":"app=web"}}"#,
+    ]);
+    // The pod the WebApp stands for, using 400m against a 100m request.
+    accepted(
+        &c,
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  labels:\n    app: web\n  annotations:\n    skiff.io/simulate-cpu: 400m\nspec:\n  containers:\n  - name: c\n    image: nginx\n    resources:\n      requests:\n        cpu: 100m\n",
+    );
+    let scale = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/apps.example.com/v1/namespaces/default/webapps/web/scale",
+    ]);
+    assert!(scale.contains(r#""selector":"app=web""#), "{scale}");
+    c.ok(&[
+        "autoscale",
+        "webapp",
+        "web",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    eventually(Duration::from_secs(60), || {
+        let r = c.ok(&["get", "webapp", "web", "-o", "jsonpath={.spec.replicas}"]);
+        (r == "3").then_some(())
+    });
+    let hpa = c.ok(&[
+        "get",
+        "hpa",
+        "web",
+        "-o",
+        "jsonpath={.status.desiredReplicas} {.spec.scaleTargetRef.kind}",
+    ]);
+    assert_eq!(hpa, "3 WebApp");
 }

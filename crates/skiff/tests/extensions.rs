@@ -1189,6 +1189,55 @@ fn unavailable_apiservice_answers_503() {
     );
 }
 
+/// `insecureSkipTLSVerify` (what metrics-server's own manifest uses): the extension
+/// server's certificate is not checked. Without it and without a caBundle, the server's
+/// unknown CA makes the APIService unavailable; with both set, kube's 422.
+#[test]
+fn insecure_apiservice_skips_the_certificate_check() {
+    let (c, _ext) = extension_cluster();
+    let port = _ext.port;
+    let spec = |extra: Value| {
+        let mut a: Value = serde_json::from_str(&apiservice(port, "")).unwrap();
+        a["spec"].as_object_mut().unwrap().remove("caBundle");
+        for (k, v) in extra.as_object().unwrap() {
+            a["spec"][k] = v.clone();
+        }
+        a.to_string()
+    };
+    c.apply(&spec(json!({})));
+    poll("unavailable without a CA", Duration::from_secs(20), || {
+        let a = available(&c);
+        (a.0 == "False"
+            && a.2
+                .contains("x509: certificate signed by unknown authority"))
+        .then_some(())
+        .ok_or(format!("{a:?}"))
+    });
+    c.apply(&spec(json!({"insecureSkipTLSVerify": true})));
+    poll(
+        "available without checking",
+        Duration::from_secs(20),
+        || {
+            let a = available(&c);
+            (a.0 == "True").then_some(()).ok_or(format!("{a:?}"))
+        },
+    );
+    let list: Value = serde_json::from_str(&c.ok(&[
+        "get",
+        "--raw",
+        &format!("/apis/{GV}/namespaces/default/widgets"),
+    ]))
+    .unwrap();
+    assert_eq!(list["kind"], "WidgetList");
+    let both = spec(json!({"insecureSkipTLSVerify": true, "caBundle": b64("x")}));
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &both);
+    let err = refused(out);
+    assert!(
+        err.contains("spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present"),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Divergences found on the way
 // ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ pub mod behavior;
 pub mod metrics;
 pub mod replicas;
 
-use crate::gc::{object_path, resource_of};
+use crate::discovered::Kinds;
+use crate::gc::object_path;
 use crate::owner;
 use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::{
@@ -27,6 +28,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
+/// How often discovery is asked again for a target kind not known yet.
+const REDISCOVER: Duration = Duration::from_secs(10);
 /// HPAs synced at once (upstream's `--concurrent-horizontal-pod-autoscaler-syncs`): a
 /// sync is a few requests, each waited for, so one at a time would leave a pass over
 /// a hundred HPAs mostly waiting.
@@ -110,6 +113,7 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         None,
     );
     let recorder = Recorder::new(client.clone(), "horizontal-pod-autoscaler");
+    let targets = Targets::default();
     let mut hpas: HashMap<String, Arc<Value>> = HashMap::new();
     let mut histories: HashMap<String, behavior::History> = HashMap::new();
     let mut tick = tokio::time::interval(SYNC_PERIOD);
@@ -137,9 +141,9 @@ pub async fn run(client: kube::Client, mut shutdown: watch::Receiver<bool>) {
         });
         let synced: Vec<(String, behavior::History)> = futures::stream::iter(work)
             .map(|(key, hpa, mut history)| {
-                let (client, recorder) = (&client, &recorder);
+                let (client, recorder, targets) = (&client, &recorder, &targets);
                 async move {
-                    sync(client, recorder, &hpa, &mut history).await;
+                    sync(client, recorder, targets, &hpa, &mut history).await;
                     (key, history)
                 }
             })
@@ -174,9 +178,42 @@ fn absorb(
     keys
 }
 
+/// The kinds an HPA may target: built-ins, and custom kinds with a scale subresource
+/// as discovery finds them (asked again at most every [`REDISCOVER`] for an unknown one).
+#[derive(Default)]
+struct Targets {
+    kinds: Kinds,
+    asked: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Targets {
+    /// The path of the target's `scale` subresource, if its kind has one.
+    async fn scale_path(&self, client: &kube::Client, target: &Value, ns: &str) -> Option<String> {
+        let api_version = target["apiVersion"].as_str().unwrap_or("");
+        let kind = target["kind"].as_str().unwrap_or("");
+        let name = target["name"].as_str().unwrap_or("");
+        let r = match self.kinds.get(api_version, kind) {
+            Some(r) => r,
+            None => {
+                let mut asked = self.asked.lock().await;
+                if asked.is_none_or(|at| at.elapsed() >= REDISCOVER) {
+                    *asked = Some(std::time::Instant::now());
+                    if let Err(e) = self.kinds.refresh(client).await {
+                        tracing::debug!(error = %e, "HPA discovery failed");
+                    }
+                }
+                self.kinds.get(api_version, kind)?
+            }
+        };
+        r.has_subresource(skiff_types::registry::Subresource::Scale)
+            .then(|| format!("{}/scale", object_path(&r, Some(ns), name)))
+    }
+}
+
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
+    targets: &Targets,
     hpa: &Value,
     history: &mut behavior::History,
 ) {
@@ -196,10 +233,7 @@ async fn sync(
         status["lastScaleTime"] = json!(t);
     }
     let kind = target["kind"].as_str().unwrap_or("");
-    let name = target["name"].as_str().unwrap_or("");
-    let scale_path = resource_of(target["apiVersion"].as_str().unwrap_or(""), kind)
-        .filter(|r| r.has_subresource(skiff_types::registry::Subresource::Scale))
-        .map(|r| format!("{}/scale", object_path(&r, Some(ns), name)));
+    let scale_path = targets.scale_path(client, target, ns).await;
     let scale = match &scale_path {
         Some(p) => {
             let req = http::Request::get(p.as_str())
