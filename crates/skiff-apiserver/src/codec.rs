@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use skiff_store::{Error as StoreError, KeyValue, Revision};
 use skiff_types::registry::split_api_version;
-use skiff_types::{ApiError, ResourceInfo, meta};
+use skiff_types::{ApiError, meta};
 
 /// Serialized form kept in the store: the object without its resourceVersion (the
 /// store's mod revision is the resourceVersion).
@@ -108,34 +108,66 @@ pub fn store_error(e: StoreError, t: &Target) -> ApiError {
 }
 
 /// Checks `apiVersion`/`kind` of a body against the endpoint and fills them when absent.
-pub fn check_type_meta(ri: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+pub fn check_type_meta(ri: &Served, obj: &mut Value) -> Result<(), ApiError> {
     let (api_version, kind) = meta::type_meta(obj);
-    let (api_version, kind) = (api_version.map(str::to_string), kind.map(str::to_string));
-    if let Some(k) = &kind
-        && *k != ri.kind
-    {
-        return Err(ApiError::bad_request(format!(
-            "the API version in the data ({}) does not match the expected API version ({})",
-            api_version
-                .as_deref()
-                .map(|a| format!("{a}, Kind={k}"))
-                .unwrap_or_else(|| format!("Kind={k}")),
-            format_args!("{}, Kind={}", ri.api_version(), ri.kind)
+    // Missing parts default to the endpoint's, as kube's decoder defaults them.
+    let data_av = api_version.unwrap_or(&ri.version).to_string();
+    let data_av = match split_api_version(&data_av) {
+        ("", v) if api_version.is_none() && !ri.group.is_empty() => format!("{}/{v}", ri.group),
+        _ => data_av,
+    };
+    let data_kind = kind.unwrap_or(&ri.kind).to_string();
+    let (g, _) = split_api_version(&data_av);
+    if data_kind != ri.kind || g != ri.group {
+        return Err(ApiError::bad_request(kind_mismatch(
+            ri, &data_av, &data_kind,
         )));
-    }
-    if let Some(av) = &api_version {
-        let (g, _v) = split_api_version(av);
-        if g != ri.group {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({})",
-                ri.api_version()
-            )));
-        }
     }
     let o = obj.as_object_mut().expect("decoded bodies are objects");
     o.insert("apiVersion".into(), json!(ri.api_version()));
     o.insert("kind".into(), json!(ri.kind));
     Ok(())
+}
+
+/// kube's words for a body of another kind or group than its endpoint's: the decoder
+/// cannot convert it (or does not know it), or it converts but names another group.
+fn kind_mismatch(ri: &Served, data_av: &str, data_kind: &str) -> String {
+    let (g, v) = split_api_version(data_av);
+    if ri.custom.is_some() {
+        return format!(
+            "the API version in the data ({data_av}, Kind={data_kind}) does not match the expected API version ({}, Kind={})",
+            ri.api_version(),
+            ri.kind
+        );
+    }
+    let head = format!(
+        "{data_kind} in version {v:?} cannot be handled as a {}",
+        ri.kind
+    );
+    if skiff_types::registry::lookup_kind(g, v, data_kind).is_none() {
+        return format!(
+            "{head}: no kind {data_kind:?} is registered for version {data_av:?} in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        );
+    }
+    if data_kind == ri.kind {
+        return format!(
+            "the API version in the data ({data_av}) does not match the expected API version ({})",
+            ri.api_version()
+        );
+    }
+    format!(
+        "{head}: converting ({v}.{data_kind}) to ({}.{}): unknown conversion",
+        internal_package(&ri.group),
+        ri.kind
+    )
+}
+
+/// The Go package of a group's internal types (`core`, `apps`, `rbac`, …).
+fn internal_package(group: &str) -> &str {
+    match group {
+        "" | "events.k8s.io" => "core",
+        g => g.split('.').next().unwrap_or(g),
+    }
 }
 
 /// Refuses a body that would not decode as its kind (a string where a map goes), in
@@ -212,9 +244,24 @@ mod tests {
         let mut ok = json!({"metadata": {}});
         check_type_meta(&ri, &mut ok).unwrap();
         assert_eq!(ok["kind"], "Pod");
-        let mut bad = json!({"apiVersion": "apps/v1", "kind": "Pod"});
-        assert_eq!(check_type_meta(&ri, &mut bad).unwrap_err().code, 400);
-        let mut bad2 = json!({"apiVersion": "v1", "kind": "Service"});
-        assert_eq!(check_type_meta(&ri, &mut bad2).unwrap_err().code, 400);
+        let msg = |ri: &Served, v: Value| check_type_meta(ri, &mut v.clone()).unwrap_err().message;
+        assert_eq!(
+            msg(&ri, json!({"apiVersion": "apps/v1", "kind": "Pod"})),
+            "Pod in version \"v1\" cannot be handled as a Pod: no kind \"Pod\" is registered for version \"apps/v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        );
+        let ns = crate::registry::builtin("", "namespaces");
+        assert_eq!(
+            msg(&ns, json!({"apiVersion": "v1", "kind": "Pod"})),
+            "Pod in version \"v1\" cannot be handled as a Namespace: converting (v1.Pod) to (core.Namespace): unknown conversion"
+        );
+        assert_eq!(
+            msg(&ri, json!({"apiVersion": "v1", "kind": "pod"})),
+            "pod in version \"v1\" cannot be handled as a Pod: no kind \"pod\" is registered for version \"v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        );
+        let deploys = crate::registry::builtin("apps", "deployments");
+        assert_eq!(
+            msg(&deploys, json!({"kind": "StatefulSet"})),
+            "StatefulSet in version \"v1\" cannot be handled as a Deployment: converting (v1.StatefulSet) to (apps.Deployment): unknown conversion"
+        );
     }
 }

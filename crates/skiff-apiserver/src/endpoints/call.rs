@@ -63,7 +63,7 @@ impl Call<'_> {
         let format = decode::body_format(&ct)
             .filter(|f| *f != BodyFormat::Protobuf || self.t.ri.custom.is_none())
             .ok_or_else(|| ApiError::unsupported_media_type(self.body_types()))?;
-        let (obj, dups) = decode::decode_object_noting_duplicates(&raw, format)?;
+        let (obj, dups) = decode::decode_for_kind(&raw, format, &self.t.ri.kind)?;
         Ok(Object {
             obj,
             raw,
