@@ -2,6 +2,7 @@
 //! strategic merge patch and server-side apply with `managedFields`. Pure functions on
 //! `serde_json::Value`; no input can make them panic.
 
+mod lastapplied;
 pub mod schema;
 mod shape;
 mod smp;

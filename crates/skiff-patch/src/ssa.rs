@@ -4,6 +4,7 @@
 //! applied before and no longer does (unless someone else owns them), and refuses to
 //! change a field another manager owns to a different value unless forced.
 
+use crate::lastapplied;
 use crate::shape::{Keys, ListMerge, Shape};
 use crate::smp;
 use serde_json::{Map, Value, json};
@@ -146,7 +147,7 @@ impl FieldSet {
 
 /// Which parts of an object a field set covers.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part {
     /// Everything but status (main resource writes).
     Main,
     /// Only status (status subresource writes).
@@ -155,7 +156,7 @@ enum Part {
 
 const META_KEPT: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
 
-fn collect_root(v: &Value, ty: &dyn Shape, part: Part) -> FieldSet {
+pub(crate) fn collect_root(v: &Value, ty: &dyn Shape, part: Part) -> FieldSet {
     let mut set = FieldSet::default();
     let Some(m) = v.as_object() else { return set };
     for (k, c) in m {
@@ -254,7 +255,7 @@ fn item_key(item: &Value, keys: Keys) -> String {
 }
 
 /// The value at a field path, if present.
-fn get_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn get_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = v;
     for p in path {
         cur = step(cur, p)?;
@@ -455,16 +456,24 @@ pub fn server_side_apply_with(
             }
         }
     }
+    let mut force = force;
     if !conflicts.is_empty() && !force {
-        return Err(ApplyError::Conflicts(
-            conflicts
-                .into_iter()
-                .map(|(m, p)| Conflict {
-                    manager: m,
-                    field: path_string(&p),
-                })
-                .collect(),
-        ));
+        // Fields client-side apply left to kubectl are kubectl's to take.
+        let allowed = live
+            .filter(|_| manager == lastapplied::KUBECTL)
+            .and_then(|l| lastapplied::allowed_conflicts(l, ty));
+        let refused: Vec<Conflict> = conflicts
+            .iter()
+            .filter(|(_, p)| !allowed.as_ref().is_some_and(|a| a.contains(p)))
+            .map(|(m, p)| Conflict {
+                manager: m.clone(),
+                field: path_string(p),
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApplyError::Conflicts(refused));
+        }
+        force = true;
     }
 
     // Merge the applied configuration into the live object.
@@ -532,6 +541,9 @@ pub fn server_side_apply_with(
     }
     let mf = render(list);
     set_managed(&mut merged, &mf);
+    if manager == lastapplied::KUBECTL {
+        lastapplied::keep_in_step(&mut merged, applied);
+    }
     Ok(ApplyOutcome {
         object: merged,
         managed_fields: mf,

@@ -51,3 +51,69 @@ fn pod_json(kind: &str) -> String {
         "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/serve_hostname"}]}})
     .to_string()
 }
+
+const NGINX_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: nginx\n    image: nginx:1.25\n";
+
+/// `kubectl apply`, then `kubectl apply --server-side` with a changed label and image:
+/// the `kubectl` manager takes over what the last-applied annotation lists, new values
+/// included, without a conflict; the annotation follows; another manager still
+/// conflicts; and client-side apply works again afterwards.
+#[test]
+fn client_side_apply_moves_to_server_side_and_back() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    let v1 = write(&c, "v1.yaml", NGINX_POD);
+    c.ok(&["apply", "-f", &v1]);
+    let changed = NGINX_POD
+        .replace("app: web", "app: web2")
+        .replace("nginx:1.25", "nginx:1.26");
+    let v2 = write(&c, "v2.yaml", &changed);
+    // Another manager is no heir of client-side apply.
+    let err = c.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=not-kubectl",
+        "-f",
+        &v2,
+    ]);
+    assert!(
+        err.contains("conflict with \"kubectl-client-side-apply\""),
+        "{err}"
+    );
+    // kubectl diff --server-side shows the change (exit 1), with no conflict.
+    let diff = c.kubectl(&["diff", "--server-side", "-f", &v2]);
+    let text = String::from_utf8_lossy(&diff.stdout).into_owned();
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        text.contains("+    app: web2") && text.contains("nginx:1.26"),
+        "{text}"
+    );
+    c.ok(&["apply", "--server-side", "-f", &v2]);
+    let got = c.ok(&[
+        "get",
+        "pod",
+        "web",
+        "-o",
+        "jsonpath={.metadata.labels.app} {.spec.containers[0].image}",
+    ]);
+    assert_eq!(got, "web2 nginx:1.26");
+    let last = c.ok(&["apply", "view-last-applied", "pod/web", "-o", "json"]);
+    assert!(
+        last.contains("\"app\": \"web2\"") && last.contains("nginx:1.26"),
+        "{last}"
+    );
+    // And back: client-side apply of the first file, three-way from the annotation.
+    c.ok(&["apply", "-f", &v1]);
+    let got = c.ok(&[
+        "get",
+        "pod",
+        "web",
+        "-o",
+        "jsonpath={.metadata.labels.app} {.spec.containers[0].image}",
+    ]);
+    assert_eq!(got, "web nginx:1.25");
+}
