@@ -4,6 +4,22 @@
 
 use serde_json::{Value, json};
 
+/// The time in nanoseconds, never the same twice in this process: events are named
+/// `<object>.<hex nanoseconds>` as Kubernetes names them, so their names sort in the
+/// order they happened (`kubectl describe` lists events of the same second in that
+/// order) and two in one nanosecond still differ.
+fn unique_nanos(now: &chrono::DateTime<chrono::Utc>) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let t = now.timestamp_nanos_opt().unwrap_or(0) as u64;
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(t.max(last + 1))
+        })
+        .unwrap_or(0);
+    t.max(prev + 1)
+}
+
 /// Records an event about `obj` (a JSON object with metadata).
 pub async fn record(
     client: &kube::Client,
@@ -16,10 +32,7 @@ pub async fn record(
     let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let now = chrono::Utc::now();
-    let event_name = format!(
-        "{name}.{:x}",
-        now.timestamp_nanos_opt().unwrap_or(0) as u64 ^ rand::random::<u32>() as u64
-    );
+    let event_name = format!("{name}.{:x}", unique_nanos(&now));
     let ts = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let event = json!({
         "apiVersion": "v1",
@@ -250,5 +263,18 @@ mod tests {
         // A failed write is forgotten: the next one writes again.
         seen.failed(&k3);
         assert_eq!(seen.fold(&k3), Fold::Create);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn event_names_sort_in_time_order_and_never_repeat() {
+        let now = chrono::Utc::now();
+        let a = super::unique_nanos(&now);
+        let b = super::unique_nanos(&now);
+        let later = super::unique_nanos(&(now + chrono::Duration::milliseconds(1)));
+        assert!(a < b && b < later, "{a} {b} {later}");
+        assert!(format!("{a:x}") < format!("{later:x}"));
     }
 }

@@ -117,3 +117,44 @@ fn client_side_apply_moves_to_server_side_and_back() {
     ]);
     assert_eq!(got, "web nginx:1.25");
 }
+
+/// `kubectl describe` lists the events of one second in the order they happened, as
+/// their names (`<object>.<hex nanoseconds>`) sort.
+#[test]
+fn describe_lists_events_in_the_order_they_happened() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=1",
+    ]);
+    for n in ["2", "3", "4", "5"] {
+        c.ok(&["scale", "deployment", "web", "--replicas", n]);
+        common::eventually(std::time::Duration::from_secs(20), || {
+            let r = c.ok(&[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.status.replicas}",
+            ]);
+            (r == n).then_some(())
+        });
+    }
+    let out = c.ok(&["describe", "deployment", "web"]);
+    let scaled: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split("Scaled up replica set ").nth(1))
+        .collect();
+    let froms: Vec<&str> = scaled
+        .iter()
+        .filter_map(|s| s.split(" from ").nth(1))
+        .collect();
+    assert_eq!(
+        froms,
+        ["0 to 1", "1 to 2", "2 to 3", "3 to 4", "4 to 5"],
+        "{out}"
+    );
+}
