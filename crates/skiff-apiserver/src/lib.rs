@@ -27,6 +27,7 @@ pub mod dynamic_admission;
 pub mod endpoints;
 pub mod eventttl;
 pub mod flowcontrol;
+pub mod hpa_versions;
 pub mod httpconn;
 pub mod identity;
 pub mod ingressclass;

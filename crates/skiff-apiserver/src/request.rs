@@ -234,13 +234,15 @@ pub fn write_options(q: &Query, user: &UserInfo) -> Result<WriteOptions, ApiErro
     })
 }
 
-/// events.k8s.io objects live in core events' storage.
+/// events.k8s.io objects live in core events' storage; autoscaling/v1's in the group's
+/// first (stored) version's.
 pub fn storage_target(t: &Target) -> Target {
     if t.ri.is_storage_alias() {
-        Target {
-            ri: crate::registry::builtin("", "events"),
-            ..t.clone()
-        }
+        let ri = match &*t.ri.group {
+            "events.k8s.io" => crate::registry::builtin("", "events"),
+            g => crate::registry::builtin(g, &t.ri.plural),
+        };
+        Target { ri, ..t.clone() }
     } else {
         t.clone()
     }

@@ -4,11 +4,12 @@
 use crate::decode::Wanted;
 use crate::request::Target;
 use serde_json::{Value, json};
+use skiff_types::ResourceInfo;
 
 /// Shapes an object for the client: events.k8s.io view, metadata-only, or as is.
 pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
     let obj = if t.ri.is_storage_alias() {
-        core_event_to_v1(&obj)
+        from_storage(&t.ri, &obj)
     } else if t.ri.custom.is_some()
         && obj["kind"] == *t.ri.kind
         && obj["apiVersion"] != *t.ri.api_version()
@@ -24,6 +25,22 @@ pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
     match wanted {
         Wanted::PartialObjectMetadata => partial(&obj),
         _ => obj,
+    }
+}
+
+/// An alias kind's view of a stored object.
+fn from_storage(ri: &ResourceInfo, obj: &Value) -> Value {
+    match &*ri.group {
+        "autoscaling" => crate::hpa_versions::v2_to_v1(obj),
+        _ => core_event_to_v1(obj),
+    }
+}
+
+/// The stored object an alias kind's object stands for.
+pub fn to_storage(ri: &ResourceInfo, obj: &Value) -> Value {
+    match &*ri.group {
+        "autoscaling" => crate::hpa_versions::v1_to_v2(obj),
+        _ => v1_event_to_core(obj),
     }
 }
 

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "deletion",
             "discovery",
             "flowcontrol",
+            "hpa_versions",
             "httpconn",
             "metrics",
             "metricsgroup",

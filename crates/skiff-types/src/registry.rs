@@ -244,6 +244,9 @@ pub static RESOURCES: &[ResourceInfo] = &[
     res!("batch", "v1", "CronJob", "cronjobs", "cronjob", Namespaced, short: &["cj"], cat: ALL, sub: &[S::Status], prefix: "/registry/cronjobs"),
     // autoscaling/v2
     res!("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, short: &["hpa"], cat: ALL, sub: &[S::Status], prefix: "/registry/horizontalpodautoscalers"),
+    // autoscaling/v1: the same stored v2 objects, converted on the way in and out (after
+    // v2, so lookups by group and plural find the stored version).
+    res!("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced, short: &["hpa"], cat: ALL, sub: &[S::Status], prefix: "/registry/horizontalpodautoscalers"),
     // networking.k8s.io/v1
     res!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", Namespaced, short: &["netpol"], cat: &[], sub: &[], prefix: "/registry/networkpolicies"),
     res!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", Namespaced, short: &["ing"], cat: &[], sub: &[S::Status], prefix: "/registry/ingress"),
@@ -392,9 +395,10 @@ impl ResourceInfo {
         }
     }
 
-    /// Objects of this kind share storage with another served kind (events.k8s.io Event).
+    /// Objects of this kind share storage with another served kind (events.k8s.io Event,
+    /// autoscaling/v1 HorizontalPodAutoscaler).
     pub fn is_storage_alias(&self) -> bool {
-        self.group == "events.k8s.io"
+        self.group == "events.k8s.io" || (self.group == "autoscaling" && self.version == "v1")
     }
 }
 
@@ -436,11 +440,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plurals_are_unique_per_group() {
+    fn plurals_are_unique_per_group_version() {
         for (i, a) in RESOURCES.iter().enumerate() {
             for b in &RESOURCES[i + 1..] {
                 assert!(
-                    !(a.group == b.group && a.plural == b.plural),
+                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
                     "{} duplicated",
                     a.plural
                 );

@@ -207,7 +207,7 @@ pub fn default_object(group: &str, resource: &str, o: &mut Value) {
         }
         ("autoscaling", "horizontalpodautoscalers") => {
             if let Some(spec) = o.get_mut("spec").and_then(obj) {
-                set_default(spec, "minReplicas", json!(1));
+                hpa_spec(spec);
             }
         }
         ("networking.k8s.io", "networkpolicies") => {
@@ -269,6 +269,44 @@ pub fn default_object(group: &str, resource: &str, o: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// autoscaling/v2 SetDefaults_HorizontalPodAutoscaler: one cpu metric at 80 % average
+/// utilization when none is given (v1's old implicit target, made explicit), and a
+/// behavior, when there is one, completed in both directions from the rules the
+/// controller used before behaviors existed. An absent behavior stays absent (the
+/// controller then scales by its older built-in limits).
+fn hpa_spec(spec: &mut Map<String, Value>) {
+    set_default(spec, "minReplicas", json!(1));
+    if spec
+        .get("metrics")
+        .is_none_or(|m| m.as_array().is_none_or(Vec::is_empty))
+    {
+        spec.insert(
+            "metrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+        );
+    }
+    let Some(behavior) = spec.get_mut("behavior").and_then(obj) else {
+        return;
+    };
+    let scale_up = json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15},
+    ]});
+    // Scale-down's window is left unset: the controller's
+    // --horizontal-pod-autoscaler-downscale-stabilization flag supplies it.
+    let scale_down = json!({"selectPolicy": "Max", "policies": [
+        {"type": "Percent", "value": 100, "periodSeconds": 15},
+    ]});
+    for (dir, defaults) in [("scaleUp", scale_up), ("scaleDown", scale_down)] {
+        let rules = child(behavior, dir)
+            .as_object_mut()
+            .expect("child is an object");
+        for (k, v) in defaults.as_object().into_iter().flatten() {
+            set_default(rules, k, v.clone());
+        }
     }
 }
 
@@ -591,6 +629,56 @@ mod tests {
         assert_eq!(
             j["spec"]["template"]["metadata"]["labels"]["job-name"],
             "db-backup"
+        );
+    }
+
+    // pkg/apis/autoscaling/v2/defaults.go SetDefaults_HorizontalPodAutoscaler.
+    #[test]
+    fn hpa_gets_cpu_metric_and_min_replicas() {
+        let mut h = json!({"spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "d"}}});
+        default_object("autoscaling", "horizontalpodautoscalers", &mut h);
+        assert_eq!(h["spec"]["minReplicas"], 1);
+        assert_eq!(
+            h["spec"]["metrics"],
+            json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}])
+        );
+        assert!(h["spec"].get("behavior").is_none());
+        // Given metrics and minReplicas stay.
+        let memory = json!([{"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "1Gi"}}}]);
+        let mut h = json!({"spec": {"minReplicas": 2, "maxReplicas": 3, "metrics": memory}});
+        default_object("autoscaling", "horizontalpodautoscalers", &mut h);
+        assert_eq!(h["spec"]["minReplicas"], 2);
+        assert_eq!(h["spec"]["metrics"], memory);
+    }
+
+    #[test]
+    fn hpa_behavior_is_completed_field_by_field() {
+        let mut h = json!({"spec": {"maxReplicas": 3, "behavior": {
+            "scaleUp": {"selectPolicy": "Min"},
+            "scaleDown": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
+        }}});
+        default_object("autoscaling", "horizontalpodautoscalers", &mut h);
+        assert_eq!(
+            h["spec"]["behavior"],
+            json!({
+                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Min", "policies": [
+                    {"type": "Pods", "value": 4, "periodSeconds": 15},
+                    {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 60, "selectPolicy": "Max", "policies": [
+                    {"type": "Pods", "value": 1, "periodSeconds": 60}]},
+            })
+        );
+        // An empty behavior gets both directions; scale-down has no window of its own.
+        let mut h = json!({"spec": {"maxReplicas": 3, "behavior": {}}});
+        default_object("autoscaling", "horizontalpodautoscalers", &mut h);
+        assert_eq!(
+            h["spec"]["behavior"]["scaleUp"]["policies"][0]["type"],
+            "Pods"
+        );
+        assert!(
+            h["spec"]["behavior"]["scaleDown"]
+                .get("stabilizationWindowSeconds")
+                .is_none()
         );
     }
 }

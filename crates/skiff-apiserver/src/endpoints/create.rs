@@ -46,7 +46,7 @@ async fn create(
         )?
     };
     let obj = if t.ri.is_storage_alias() {
-        crate::views::v1_event_to_core(&object.obj)
+        crate::views::to_storage(&t.ri, &object.obj)
     } else {
         object.obj
     };

@@ -24,7 +24,7 @@ pub async fn serve(call: &Call<'_>, body: Body) -> Result<Response, ApiError> {
         Vec::new()
     };
     let obj = if t.ri.is_storage_alias() {
-        crate::views::v1_event_to_core(&object.obj)
+        crate::views::to_storage(&t.ri, &object.obj)
     } else {
         object.obj
     };
