@@ -41,6 +41,57 @@ pub(crate) async fn agent_address(api: &ApiServer, node: &str) -> Result<(String
 }
 
 /// The container a request names, or the only one; Kubernetes' error otherwise.
+/// Whether a request asks for a WebSocket upgrade, and the subprotocols it offers.
+pub(crate) fn websocket_offer(headers: &http::HeaderMap) -> (bool, Vec<String>) {
+    let is_ws = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .collect();
+    (is_ws, offered)
+}
+
+/// The node a pod was bound to, or kube's 400 for one that has none.
+pub(crate) fn node_of(pod: &Value) -> Result<&str, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    pod["spec"]["nodeName"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))
+}
+
+/// The node of a pod a stream can be opened to: bound and running.
+pub(crate) fn running_node(pod: &Value) -> Result<&str, ApiError> {
+    let node = node_of(pod)?;
+    if pod["status"]["phase"] != "Running" {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: pod {name} is not running (phase {})",
+            pod["status"]["phase"].as_str().unwrap_or("Pending")
+        )));
+    }
+    Ok(node)
+}
+
+/// A log or exec query's parameters, and the container it names (or the pod's only one).
+fn container_params(pod: &Value, query: &str) -> Result<(Vec<(String, String)>, String), ApiError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let asked = params
+        .iter()
+        .find(|(k, _)| k == "container")
+        .map(|(_, v)| v.as_str());
+    let container = pick_container(pod, asked)?;
+    Ok((params, container))
+}
+
 pub fn pick_container(pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let all: Vec<&str> = ["initContainers", "containers", "ephemeralContainers"]
@@ -126,21 +177,8 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
-    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    };
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let container = pick_container(
-        pod,
-        params
-            .iter()
-            .find(|(k, _)| k == "container")
-            .map(|(_, v)| v.as_str()),
-    )?;
+    let node = node_of(pod)?;
+    let (params, container) = container_params(pod, query.unwrap_or(""))?;
     let previous = params
         .iter()
         .any(|(k, v)| k == "previous" && matches!(v.as_str(), "true" | "1"));
@@ -247,17 +285,7 @@ pub async fn exec(
         .unwrap_or("")
         .to_string();
     let headers = req.headers();
-    let is_ws = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let offered: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .collect();
+    let (is_ws, offered) = websocket_offer(headers);
     let Some(protocol) = EXEC_PROTOCOLS
         .iter()
         .find(|p| offered.iter().any(|o| o == *p))
@@ -274,28 +302,8 @@ pub async fn exec(
     else {
         return Err(ApiError::bad_request("Upgrade request required"));
     };
-    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    };
-    if pod["status"]["phase"] != "Running" {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: pod {name} is not running (phase {})",
-            pod["status"]["phase"].as_str().unwrap_or("Pending")
-        )));
-    }
-    let query = req.uri().query().unwrap_or("").to_string();
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let container = pick_container(
-        pod,
-        params
-            .iter()
-            .find(|(k, _)| k == "container")
-            .map(|(_, v)| v.as_str()),
-    )?;
+    let node = running_node(pod)?;
+    let (params, container) = container_params(pod, req.uri().query().unwrap_or(""))?;
     let forwarded = {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in params.iter().filter(|(k, _)| {

@@ -37,17 +37,7 @@ pub async fn portforward(
         .unwrap_or("")
         .to_string();
     let headers = req.headers();
-    let is_ws = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let offered: Vec<String> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
-        .collect();
+    let (is_ws, offered) = crate::nodeproxy::websocket_offer(headers);
     let protocol = [SPDY_PROTOCOL, CHANNEL_PROTOCOL]
         .into_iter()
         .find(|p| offered.iter().any(|o| o == p));
@@ -60,17 +50,7 @@ pub async fn portforward(
             "Upgrade request required: port-forward is served over WebSocket ({SPDY_PROTOCOL} or {CHANNEL_PROTOCOL})"
         )));
     };
-    let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    };
-    if pod["status"]["phase"] != "Running" {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: pod {name} is not running (phase {})",
-            pod["status"]["phase"].as_str().unwrap_or("Pending")
-        )));
-    }
+    let node = crate::nodeproxy::running_node(pod)?;
     let (ip, port) = agent_address(api, node).await?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     if protocol == CHANNEL_PROTOCOL {

@@ -29,7 +29,7 @@ pub fn present(t: &Target, obj: Value, wanted: Wanted) -> Value {
 }
 
 /// An alias kind's view of a stored object.
-fn from_storage(ri: &ResourceInfo, obj: &Value) -> Value {
+pub fn from_storage(ri: &ResourceInfo, obj: &Value) -> Value {
     match &*ri.group {
         "autoscaling" => crate::hpa_versions::v2_to_v1(obj),
         _ => core_event_to_v1(obj),

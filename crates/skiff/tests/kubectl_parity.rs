@@ -158,3 +158,59 @@ fn describe_lists_events_in_the_order_they_happened() {
         "{out}"
     );
 }
+
+/// A kind served as a view of another's storage (autoscaling/v1 of v2 HPAs,
+/// events.k8s.io of core Events) is patched in its own shape.
+#[test]
+fn alias_kinds_are_patched_in_their_own_shape() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    c.ok(&["create", "deployment", "d", "--image=nginx"]);
+    c.ok(&["autoscale", "deployment", "d", "--min=1", "--max=3"]);
+    let v1 = "horizontalpodautoscalers.v1.autoscaling";
+    c.ok(&[
+        "patch",
+        v1,
+        "d",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":50}}"#,
+    ]);
+    let v2 = c.ok(&[
+        "get",
+        "hpa",
+        "d",
+        "-o",
+        "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
+    ]);
+    assert_eq!(v2, "50");
+    c.ok(&[
+        "patch",
+        v1,
+        "d",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/maxReplicas","value":4}]"#,
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            v1,
+            "d",
+            "-o",
+            "jsonpath={.spec.maxReplicas} {.spec.targetCPUUtilizationPercentage}"
+        ]),
+        "4 50"
+    );
+
+    let name = c.ok(&["get", "events", "-o", "jsonpath={.items[0].metadata.name}"]);
+    c.ok(&[
+        "patch",
+        "events.v1.events.k8s.io",
+        &name,
+        "--type=merge",
+        "-p",
+        r#"{"note":"patched through the view"}"#,
+    ]);
+    let msg = c.ok(&["get", "event", &name, "-o", "jsonpath={.message}"]);
+    assert_eq!(msg, "patched through the view");
+}

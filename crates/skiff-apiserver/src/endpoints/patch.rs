@@ -14,6 +14,7 @@ use axum::response::Response;
 use http::HeaderMap;
 use serde_json::Value;
 use skiff_patch::PatchType;
+use skiff_types::ResourceInfo;
 use skiff_types::{ApiError, Subresource, meta};
 
 /// The patch media types a built-in kind takes, in kube's order.
@@ -34,13 +35,16 @@ pub async fn serve(call: &Call<'_>, body: Body) -> Result<Response, ApiError> {
     let raw = crate::decode::read_body(body).await?;
     let opts = call.write_options()?;
     let t = storage_target(&call.t);
-    let res = patch(call.api, &t, &call.headers, &raw, &call.q, opts).await?;
+    // An alias kind (events.k8s.io, autoscaling/v1) is patched in its own shape.
+    let view = call.t.ri.is_storage_alias().then_some(&call.t.ri.info);
+    let res = patch(call.api, &t, view, &call.headers, &raw, &call.q, opts).await?;
     Ok(write_response(&call.headers, &call.t, res, &[]))
 }
 
 async fn patch(
     api: &ApiServer,
     t: &Target,
+    view: Option<&ResourceInfo>,
     headers: &HeaderMap,
     raw: &[u8],
     q: &Query,
@@ -76,6 +80,9 @@ async fn patch(
                 return Err(ApiError::bad_request(
                     "apiVersion and kind must be set in an applied configuration",
                 ));
+            }
+            if let Some(v) = view {
+                applied = crate::views::to_storage(v, &applied);
             }
             crate::codec::check_type_meta(ri, &mut applied)?;
             crate::codec::check_decodes(ri, &applied)?;
@@ -169,7 +176,13 @@ async fn patch(
                         let patched = apply(&scale, "autoscaling", "Scale")?;
                         return crate::scale::from_scale(&t.ri, cur, &patched, &name);
                     }
-                    let patched = apply(cur, &ri.group, &ri.kind)?;
+                    let patched = match view {
+                        Some(v) => {
+                            let shown = crate::views::from_storage(v, cur);
+                            crate::views::to_storage(v, &apply(&shown, &v.group, &v.kind)?)
+                        }
+                        None => apply(cur, &ri.group, &ri.kind)?,
+                    };
                     check_patched(t, pt, &patch, &patched)?;
                     if t.sub.is_none() {
                         warnings = field_validation(ri, &patched, None, mode)?;
