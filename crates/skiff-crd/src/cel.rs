@@ -12,14 +12,20 @@
 //! the schema lacks compiles and fails when evaluated (kube rejects it at CRD creation),
 //! and no cost limits are estimated or enforced.
 
+mod reads;
+
 use crate::node::Node;
 use crate::path::{child, index};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelOptional, CelString,
+};
 use cel::common::value::Val;
 use cel::extractors::This;
-use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Env, ExecutionError, Program, Value as Cel};
+use reads::Reads;
 use serde_json::{Value, json};
 use skiff_types::{FieldError, FieldErrorType};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -38,6 +44,41 @@ pub(crate) struct Rule {
     pub message_program: Option<Program>,
     pub message_compile_error: Option<String>,
     pub uses_old_self: bool,
+    /// What the rule and its messageExpression read of `self` and of `oldSelf`.
+    pub reads: RuleReads,
+}
+
+/// What rules read of `self` and of `oldSelf` (see [`reads`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct RuleReads {
+    pub this: Reads,
+    pub old: Reads,
+}
+
+impl RuleReads {
+    fn add(&mut self, p: &Program) {
+        self.this.merge(&reads::of(p.expression(), "self"));
+        self.old.merge(&reads::of(p.expression(), "oldSelf"));
+    }
+
+    /// All of both, as if no rule had been analysed.
+    #[cfg(test)]
+    pub(crate) fn everything() -> RuleReads {
+        RuleReads {
+            this: Reads::everything(),
+            old: Reads::everything(),
+        }
+    }
+
+    /// What all of `rules` read: the values bound once for all of a node's rules.
+    pub(crate) fn union(rules: &[Rule]) -> RuleReads {
+        let mut r = RuleReads::default();
+        for rule in rules {
+            r.this.merge(&rule.reads.this);
+            r.old.merge(&rule.reads.old);
+        }
+        r
+    }
 }
 
 impl std::fmt::Debug for Rule {
@@ -100,6 +141,7 @@ impl Rule {
             message_program: None,
             message_compile_error: None,
             uses_old_self: false,
+            reads: RuleReads::default(),
             rule,
             message_expression,
         };
@@ -112,6 +154,7 @@ impl Rule {
             match env().compile(&self.rule) {
                 Ok(p) => {
                     self.uses_old_self = p.references().has_variable("oldSelf");
+                    self.reads.add(&p);
                     self.program = Some(p);
                 }
                 Err(e) => self.compile_error = Some(format!("compilation failed: {e}")),
@@ -119,7 +162,10 @@ impl Rule {
         }
         if !self.message_expression.trim().is_empty() {
             match env().compile(&self.message_expression) {
-                Ok(p) => self.message_program = Some(p),
+                Ok(p) => {
+                    self.reads.add(&p);
+                    self.message_program = Some(p)
+                }
                 Err(e) => {
                     self.message_compile_error =
                         Some(format!("messageExpression compilation failed: {e}"))
@@ -244,8 +290,9 @@ impl Rule {
 }
 
 /// kube's `x-kubernetes-validations` property-name escaping: `None` when the name
-/// cannot be accessed from CEL at all.
-pub(crate) fn escape(name: &str) -> Option<String> {
+/// cannot be accessed from CEL at all; borrowed when escaping leaves it as it is (the
+/// common case, which then costs no allocation).
+fn escaped(name: &str) -> Option<Cow<'_, str>> {
     const RESERVED: [&str; 22] = [
         "true",
         "false",
@@ -271,7 +318,7 @@ pub(crate) fn escape(name: &str) -> Option<String> {
         "__proto__",
     ];
     if RESERVED.contains(&name) {
-        return Some(format!("__{name}__"));
+        return Some(Cow::Owned(format!("__{name}__")));
     }
     let ok_first = |c: char| c.is_ascii_alphabetic() || "_.-/".contains(c);
     let ok_rest = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
@@ -279,83 +326,176 @@ pub(crate) fn escape(name: &str) -> Option<String> {
     if !chars.next().is_some_and(ok_first) || !chars.all(ok_rest) {
         return None;
     }
-    Some(
+    if !name.contains(['.', '-', '/']) && !name.contains("__") {
+        return Some(Cow::Borrowed(name));
+    }
+    Some(Cow::Owned(
         name.replace("__", "__underscores__")
             .replace('.', "__dot__")
             .replace('-', "__dash__")
             .replace('/', "__slash__"),
-    )
+    ))
 }
 
-fn map_of(entries: impl IntoIterator<Item = (String, Cel)>) -> Cel {
-    let map: HashMap<Key, Cel> = entries
-        .into_iter()
-        .map(|(k, v)| (Key::String(Arc::new(k)), v))
-        .collect();
-    Cel::Map(CelMap { map: Arc::new(map) })
+/// A CEL value, borrowing the JSON's strings.
+type CelVal<'a> = Box<dyn Val + 'a>;
+
+/// Map entries under construction; only the fields `reads` reads are converted.
+struct Entries<'a, 'r> {
+    reads: &'r Reads,
+    map: HashMap<CelMapKey<'a>, CelVal<'a>>,
+}
+
+impl<'a> Entries<'a, '_> {
+    fn new(reads: &Reads) -> Entries<'a, '_> {
+        Entries {
+            reads,
+            map: HashMap::new(),
+        }
+    }
+
+    /// Adds `name` (a CEL name) if it is read, converting `v` under `n`.
+    fn add(&mut self, name: Cow<'a, str>, v: &'a Value, n: Option<&Node>) {
+        if let Some(r) = self.reads.field(&name) {
+            self.insert(name, to_val(v, n, false, r));
+        }
+    }
+
+    fn insert(&mut self, name: Cow<'a, str>, v: CelVal<'a>) {
+        self.map.insert(CelMapKey::String(CelString::from(name)), v);
+    }
+
+    fn done(self) -> CelVal<'a> {
+        Box::new(CelMap::from(self.map))
+    }
 }
 
 /// A JSON value as CEL sees it under schema `n` (`root`: a resource root, whose
-/// metadata shows only name and generateName).
-pub(crate) fn to_cel(v: &Value, n: Option<&Node>, root: bool) -> Cel {
+/// metadata shows only name and generateName), with only the parts `reads` reads:
+/// the unread fields of objects are left out (lists and scalars convert whole).
+pub(crate) fn to_val<'a>(v: &'a Value, n: Option<&Node>, root: bool, reads: &Reads) -> CelVal<'a> {
     match v {
-        Value::Null => Cel::Null,
-        Value::Bool(b) => Cel::Bool(*b),
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(x) => match (n.map(|n| n.ty.as_str()), x.as_i64()) {
-            (Some("number"), _) | (_, None) => Cel::Float(x.as_f64().unwrap_or(0.0)),
-            (_, Some(i)) => Cel::Int(i),
+            (Some("number"), _) | (_, None) => Box::new(CelDouble::from(x.as_f64().unwrap_or(0.0))),
+            (_, Some(i)) => Box::new(CelInt::from(i)),
         },
-        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
         Value::Array(a) => {
             let items = n.and_then(|n| n.items.as_deref());
-            Cel::List(Arc::new(
-                a.iter().map(|x| to_cel(x, items, false)).collect(),
-            ))
+            let all = Reads::everything();
+            let list: Vec<CelVal<'a>> = a.iter().map(|x| to_val(x, items, false, &all)).collect();
+            Box::new(CelList::from(list))
         }
-        Value::Object(m) => object_to_cel(m, n, root),
+        Value::Object(m) => object_to_val(m, n, root, reads),
     }
 }
 
-fn object_to_cel(m: &serde_json::Map<String, Value>, n: Option<&Node>, root: bool) -> Cel {
+fn object_to_val<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    n: Option<&Node>,
+    root: bool,
+    reads: &Reads,
+) -> CelVal<'a> {
+    let mut out = Entries::new(reads);
     let Some(n) = n else {
-        return map_of(m.iter().map(|(k, v)| (k.clone(), to_cel(v, None, false))));
+        raw_fields(m, None, &mut out);
+        return out.done();
     };
     let resource = root || n.embedded;
-    let mut out = Vec::new();
     if resource {
-        for k in ["apiVersion", "kind"] {
-            if let Some(v) = m.get(k) {
-                out.push((k.to_string(), to_cel(v, None, false)));
-            }
-        }
-        if let Some(Value::Object(meta)) = m.get("metadata") {
-            let names = ["name", "generateName"]
-                .into_iter()
-                .filter_map(|k| meta.get(k).map(|v| (k.to_string(), to_cel(v, None, false))));
-            out.push(("metadata".to_string(), map_of(names)));
-        }
+        resource_fields(m, &mut out);
     }
     if let Some(ap) = n.additional_schema() {
-        out.extend(
-            m.iter()
-                .map(|(k, v)| (k.clone(), to_cel(v, Some(ap), false))),
-        );
+        raw_fields(m, Some(ap), &mut out);
     } else if n.properties.is_empty() && !resource {
-        out.extend(m.iter().map(|(k, v)| (k.clone(), to_cel(v, None, false))));
+        raw_fields(m, None, &mut out);
     } else {
+        property_fields(m, n, resource, &mut out);
+    }
+    out.done()
+}
+
+/// The fields of a map (or of an object without properties), named by their keys.
+fn raw_fields<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    n: Option<&Node>,
+    out: &mut Entries<'a, '_>,
+) {
+    let Some(named) = out.reads.named() else {
         for (k, v) in m {
-            let Some(p) = n.properties.get(k) else {
-                continue;
-            };
-            if resource && ["apiVersion", "kind", "metadata"].contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(name) = escape(k) {
-                out.push((name, to_cel(v, Some(p), false)));
-            }
+            out.add(Cow::Borrowed(k), v, n);
+        }
+        return;
+    };
+    // Only the fields read, found by name: an object may have many more.
+    for (name, r) in named {
+        if let Some((k, v)) = m.get_key_value(name) {
+            out.insert(Cow::Borrowed(k), to_val(v, n, false, r));
         }
     }
-    map_of(out)
+}
+
+/// The fields of an object with properties, named as kube escapes them; fields the
+/// schema does not name, and those CEL cannot name, are left out.
+fn property_fields<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    n: &Node,
+    resource: bool,
+    out: &mut Entries<'a, '_>,
+) {
+    let is_meta = |k: &str| resource && ["apiVersion", "kind", "metadata"].contains(&k);
+    // A name escaping leaves as it is can only be the CEL name of the field of that
+    // very name (escaping changes a name into one with `__`): those are looked up
+    // directly, not by escaping every field of the object.
+    let direct = out.reads.named().filter(|named| {
+        named
+            .keys()
+            .all(|k| matches!(escaped(k), Some(Cow::Borrowed(_))))
+    });
+    if let Some(named) = direct {
+        for (name, r) in named {
+            if let (Some((k, v)), Some(p)) = (m.get_key_value(name), n.properties.get(name))
+                && !is_meta(k)
+            {
+                out.insert(Cow::Borrowed(k), to_val(v, Some(p), false, r));
+            }
+        }
+        return;
+    }
+    for (k, v) in m {
+        let Some(p) = n.properties.get(k) else {
+            continue;
+        };
+        if is_meta(k) {
+            continue;
+        }
+        if let Some(name) = escaped(k) {
+            out.add(name, v, Some(p));
+        }
+    }
+}
+
+/// A resource's apiVersion, kind, and metadata showing only name and generateName.
+fn resource_fields<'a>(m: &'a serde_json::Map<String, Value>, out: &mut Entries<'a, '_>) {
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = m.get(k) {
+            out.add(Cow::Borrowed(k), v, None);
+        }
+    }
+    if let Some(Value::Object(meta)) = m.get("metadata")
+        && let Some(r) = out.reads.field("metadata")
+    {
+        let mut names = Entries::new(r);
+        for k in ["name", "generateName"] {
+            if let Some(v) = meta.get(k) {
+                names.add(Cow::Borrowed(k), v, None);
+            }
+        }
+        let key = CelMapKey::String(CelString::from("metadata"));
+        out.map.insert(key, names.done());
+    }
 }
 
 /// Kubernetes' list library functions cel-rust lacks.
@@ -447,17 +587,19 @@ pub(crate) fn evaluate(e: &Eval, errs: &mut Vec<FieldError>) {
     if e.value.is_null() || e.node.rules.is_empty() {
         return;
     }
-    // Converted once, and bound once for all the node's rules: cel copies a value
-    // deeply whenever it is bound.
-    let Ok(this) = Box::<dyn Val>::try_from(to_cel(e.value, Some(e.node), e.root)) else {
-        return;
-    };
-    let old = e.old.map(|o| to_cel(o, Some(e.node), e.root));
+    // Converted once for all the node's rules, only the parts they read, borrowing the
+    // JSON's strings.
+    let reads = &e.node.rule_reads;
+    let this = to_val(e.value, Some(e.node), e.root, &reads.this);
+    let old = e.old.map(|o| to_val(o, Some(e.node), e.root, &reads.old));
     BASE.with(|base| {
+        // The base binds nothing, so it may stand for one whose values live as long
+        // as the object's.
+        let base: &Context<'_, '_> = base;
         let mut ctx = base.new_inner_scope();
         ctx.add_variable_as_val("self", this);
         if let Some(o) = &old {
-            ctx.add_variable_from_value("oldSelf", o.clone());
+            ctx.add_variable_as_val("oldSelf", o.clone());
         }
         for rule in &e.node.rules {
             if let Some(err) = evaluate_rule(&ctx, rule, e, old.as_ref()) {
@@ -478,7 +620,12 @@ thread_local! {
 }
 
 /// One rule in `ctx`, where `self` (and `oldSelf` when there is one) are bound.
-fn evaluate_rule(ctx: &Context, rule: &Rule, e: &Eval, old: Option<&Cel>) -> Option<FieldError> {
+fn evaluate_rule<'v>(
+    ctx: &Context<'_, 'v>,
+    rule: &Rule,
+    e: &Eval,
+    old: Option<&CelVal<'v>>,
+) -> Option<FieldError> {
     if let Some(c) = &rule.compile_error {
         return Some(FieldError::new(
             FieldErrorType::Invalid,
@@ -494,7 +641,7 @@ fn evaluate_rule(ctx: &Context, rule: &Rule, e: &Eval, old: Option<&Cel>) -> Opt
     }
     let result = if optional {
         let mut inner = ctx.new_inner_scope();
-        bind_old_self(&mut inner, old, true);
+        bind_optional_old_self(&mut inner, old);
         program.execute(&inner)
     } else {
         program.execute(ctx)
@@ -518,20 +665,13 @@ fn evaluate_rule(ctx: &Context, rule: &Rule, e: &Eval, old: Option<&Cel>) -> Opt
     Some(for_reason(rule.reason.as_deref(), path, shown, detail))
 }
 
-fn bind_old_self(ctx: &mut Context, old: Option<&Cel>, optional: bool) {
-    match (old, optional) {
-        (Some(o), false) => ctx.add_variable_from_value("oldSelf", o.clone()),
-        (None, false) => {}
-        (o, true) => {
-            let inner =
-                o.and_then(|o| Box::<dyn cel::common::value::Val>::try_from(o.clone()).ok());
-            let opt = match inner {
-                Some(v) => cel::common::types::CelOptional::of(v),
-                None => cel::common::types::CelOptional::none(),
-            };
-            ctx.add_variable_as_val("oldSelf", Box::new(opt));
-        }
-    }
+/// `oldSelf` as an optional, for rules with `optionalOldSelf: true`.
+fn bind_optional_old_self<'v>(ctx: &mut Context<'_, 'v>, old: Option<&CelVal<'v>>) {
+    let opt = match old {
+        Some(o) => CelOptional::of(o.clone()),
+        None => CelOptional::none(),
+    };
+    ctx.add_variable_as_val("oldSelf", Box::new(opt));
 }
 
 /// A messageExpression's result, if it evaluates to a usable string.
@@ -615,17 +755,26 @@ pub(crate) fn validate_tree(
                 None | Some("granular") | Some("atomic")
             );
             for (k, v) in m {
-                let (sub, p) = match (node.properties.get(k), node.additional_schema()) {
-                    (Some(s), _) => (s, child(path, k)),
-                    (None, Some(s)) => (s, crate::path::key(path, k)),
+                let (sub, named) = match (node.properties.get(k), node.additional_schema()) {
+                    (Some(s), _) => (s, true),
+                    (None, Some(s)) => (s, false),
                     _ => continue,
+                };
+                // No path to build for a field with no rules under it.
+                if v.is_null() || !sub.below.rules {
+                    continue;
+                }
+                let p = if named {
+                    child(path, k)
+                } else {
+                    crate::path::key(path, k)
                 };
                 let o = old.and_then(|o| o.get(k)).filter(|_| correlatable);
                 validate_tree(sub, &p, v, o, false, errs);
             }
         }
         Value::Array(items) => {
-            let Some(item_node) = node.items.as_deref() else {
+            let Some(item_node) = node.items.as_deref().filter(|n| n.below.rules) else {
                 return;
             };
             let olds = old.and_then(Value::as_array);
@@ -663,7 +812,7 @@ mod tests {
             ("namespace", Some("__namespace__")),
             ("1x", None),
         ] {
-            assert_eq!(escape(name).as_deref(), want, "{name}");
+            assert_eq!(escaped(name).as_deref(), want, "{name}");
         }
     }
 }

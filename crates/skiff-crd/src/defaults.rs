@@ -15,6 +15,10 @@ fn non_nullable_null(x: &Value, s: Option<&Node>) -> bool {
 }
 
 fn default(x: &mut Value, s: &Node) {
+    // Most of a big schema has no defaults: no need to walk the value there.
+    if !s.below.defaults {
+        return;
+    }
     match x {
         Value::Object(m) => {
             for (k, p) in &s.properties {
@@ -53,13 +57,16 @@ fn default(x: &mut Value, s: &Node) {
 fn prune_nulls(x: &mut Value, s: Option<&Node>) {
     match x {
         Value::Object(m) => {
-            m.retain(|k, v| {
-                let sub = s.and_then(|s| s.field(k));
-                let drop = v.is_null() && sub.is_some_and(|n| !n.nullable && n.default.is_none());
-                if !drop {
-                    prune_nulls(v, sub);
+            // Scalars need no schema lookup: only nulls go, and only containers hold more.
+            m.retain(|k, v| match v {
+                Value::Null => s
+                    .and_then(|s| s.field(k))
+                    .is_none_or(|n| n.nullable || n.default.is_some()),
+                Value::Object(_) | Value::Array(_) => {
+                    prune_nulls(v, s.and_then(|s| s.field(k)));
+                    true
                 }
-                !drop
+                _ => true,
             });
         }
         Value::Array(a) => {

@@ -8,6 +8,10 @@ use std::sync::OnceLock;
 
 /// Whether `format` is one kube enforces on strings.
 pub(crate) fn is_known(format: &str) -> bool {
+    // Most strings have no format: nothing to normalize for them.
+    if format.is_empty() {
+        return false;
+    }
     matches!(
         normalize(format).as_str(),
         "bsonobjectid"

@@ -2,7 +2,7 @@
 //! apiextensions' `JSONSchemaProps` and `Structural` hold). Reading never fails: a key of
 //! the wrong JSON type is reported and treated as absent.
 
-use crate::cel::Rule;
+use crate::cel::{Rule, RuleReads};
 use crate::path::{child, index, key};
 use regex::Regex;
 use serde_json::{Map, Number, Value};
@@ -57,6 +57,8 @@ pub(crate) struct Node {
     pub list_map_keys: Vec<String>,
     pub map_type: Option<String>,
     pub rules: Vec<Rule>,
+    /// What `rules` read of `self` and `oldSelf`: all that evaluation converts.
+    pub rule_reads: RuleReads,
     /// What this node or any below it carries, worked out once after parsing so that
     /// validation walks skip subtrees with nothing to check.
     pub below: Below,
@@ -71,6 +73,8 @@ pub(crate) struct Below {
     pub rules: bool,
     pub list_types: bool,
     pub embedded: bool,
+    /// A `default` on this node or below it.
+    pub defaults: bool,
 }
 
 impl Node {
@@ -83,11 +87,13 @@ impl Node {
                 .as_deref()
                 .is_some_and(|t| t == "set" || t == "map"),
             embedded: self.embedded,
+            defaults: self.default.is_some(),
         };
         let mut add = |c: Below| {
             b.rules |= c.rules;
             b.list_types |= c.list_types;
             b.embedded |= c.embedded;
+            b.defaults |= c.defaults;
         };
         for p in self.properties.values_mut() {
             add(p.summarize());
@@ -329,6 +335,7 @@ fn read_extensions(r: &mut Reader, n: &mut Node) {
             for (i, v) in rules.iter().enumerate() {
                 n.rules.push(Rule::read(v, &index(&p, i), r.errs));
             }
+            n.rule_reads = RuleReads::union(&n.rules);
         }
         Some(_) => r.wrong("x-kubernetes-validations", "a list of rules"),
     }

@@ -118,6 +118,10 @@ impl Validator<'_> {
     }
 
     fn check_composition(&mut self, n: &Node, name: &str, v: &Value) {
+        // Most nodes have no composition: no quoting of the name for them.
+        if n.any_of.is_empty() && n.one_of.is_empty() && n.all_of.is_empty() && n.not.is_none() {
+            return;
+        }
         let quoted = go_quote(name);
         if !n.any_of.is_empty() {
             let results: Vec<_> = n
@@ -173,7 +177,8 @@ impl Validator<'_> {
 
     fn check_string(&mut self, n: &Node, name: &str, s: &str) {
         let len = s.chars().count() as i64;
-        let value = Some(json!(s));
+        // Built only for an error: strings are the most common values.
+        let value = || Some(json!(s));
         if let Some(max) = n.max_length.filter(|m| len > *m) {
             let unit = if max == 1 { "byte" } else { "bytes" };
             self.push(
@@ -184,12 +189,12 @@ impl Validator<'_> {
             );
         } else if let Some(min) = n.min_length.filter(|m| len < *m) {
             let d = format!("{name} in body should be at least {min} chars long");
-            self.push(FieldErrorType::Invalid, name, value.clone(), d);
+            self.push(FieldErrorType::Invalid, name, value(), d);
         } else if let (Some(p), Some(re)) = (&n.pattern, &n.pattern_re)
             && !re.is_match(s)
         {
             let d = format!("{name} in body should match '{p}'");
-            self.push(FieldErrorType::Invalid, name, value.clone(), d);
+            self.push(FieldErrorType::Invalid, name, value(), d);
         }
         let string_typed = n.ty.is_empty() || n.ty == "string";
         if string_typed && formats::is_known(&n.format) && !formats::validates(&n.format, s) {
@@ -198,7 +203,7 @@ impl Validator<'_> {
                 n.format,
                 go_quote(s)
             );
-            self.push(FieldErrorType::TypeInvalid, name, value, d);
+            self.push(FieldErrorType::TypeInvalid, name, value(), d);
         }
     }
 
@@ -313,16 +318,11 @@ impl Validator<'_> {
                 format!("must have at most {max} {unit}"),
             );
         }
-        let sub = |k: &str| {
-            if name.is_empty() {
-                k.to_string()
-            } else {
-                format!("{name}.{k}")
-            }
-        };
+        // One buffer for the fields' names, not a string each.
+        let mut buf = String::with_capacity(name.len() + 32);
         if let Some(Additional::Schema(ap)) = &n.additional {
             for (k, v) in m.iter().filter(|(k, _)| !n.properties.contains_key(*k)) {
-                self.check(ap, &sub(k), v);
+                self.check(ap, field_name(&mut buf, name, k), v);
             }
         }
         // The object's fields, not the schema's (often far more): in name order, as
@@ -333,13 +333,25 @@ impl Validator<'_> {
             .collect();
         present.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (k, p, v) in present {
-            self.check(p, &sub(k), v);
+            self.check(p, field_name(&mut buf, name, k), v);
         }
         for k in n.required.iter().filter(|k| !m.contains_key(*k)) {
             let path = self.path(&format!("{name}.{k}"));
             self.errs.push(FieldError::required(path, ""));
         }
     }
+}
+
+/// kube-openapi's name of the field `k` of `name` (`name.k`, or `k` at the root), in
+/// `buf`.
+fn field_name<'b>(buf: &'b mut String, name: &str, k: &str) -> &'b str {
+    buf.clear();
+    if !name.is_empty() {
+        buf.push_str(name);
+        buf.push('.');
+    }
+    buf.push_str(k);
+    buf
 }
 
 /// JSON equality with 1 == 1.0, as Go's decoded values compare after conversion.

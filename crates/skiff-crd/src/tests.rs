@@ -457,3 +457,115 @@ fn schema_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<Schema>();
 }
+
+#[test]
+fn metadata_item_paths_of_removed_fields() {
+    let s = schema(json!({}));
+    let mut obj = json!({"metadata": {"name": "w",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "K", "name": "o", "uid": "u", "x": 1}],
+        "managedFields": [{"manager": "m"}, {"manager": "n", "bogus": {}}]}});
+    assert_eq!(
+        s.prune(&mut obj),
+        vec![
+            "metadata.managedFields[1].bogus",
+            "metadata.ownerReferences[0].x"
+        ]
+    );
+    assert_eq!(obj["metadata"]["managedFields"][1], json!({"manager": "n"}));
+}
+
+/// Marks every node's rules as reading all of `self` and `oldSelf`: the conversion
+/// before rules were analysed, which narrowed conversion must not be told apart from.
+fn read_everything(n: &mut crate::node::Node) {
+    use crate::cel::RuleReads;
+    n.rule_reads = RuleReads::everything();
+    for p in n.properties.values_mut() {
+        read_everything(p);
+    }
+    if let Some(i) = n.items.as_deref_mut() {
+        read_everything(i);
+    }
+}
+
+#[test]
+fn narrowed_cel_values_evaluate_as_whole_ones() {
+    let rules = json!([
+        {"rule": "self.a >= 1 && self.a__dash__b != 'x'", "messageExpression": "'a is ' + string(self.a)"},
+        {"rule": "!has(self.o) || !has(self.o.p) || self.o.p.size() < 3"},
+        {"rule": "self.o.q == 1"},
+        {"rule": "self.s.t == 1"},
+        {"rule": "self.namespace == 'n'"},
+        {"rule": "self.__namespace__ == 'n'"},
+        {"rule": "self.m.k == 'v' && self.l.exists(x, x == 2)"},
+        {"rule": "self.a >= oldSelf.a", "message": "a may not shrink"},
+        {"rule": "!oldSelf.hasValue() || self.o == oldSelf.value().o", "optionalOldSelf": true},
+        {"rule": "size(self) < 8"},
+    ]);
+    let root = json!({"type": "object",
+    "x-kubernetes-validations": [{"rule": "self.metadata.name.startsWith('w') && self.kind == 'Widget'"}],
+    "properties": {"spec": {"type": "object", "x-kubernetes-validations": rules, "properties": {
+        "a": {"type": "integer"}, "a-b": {"type": "string"}, "s": {"type": "string"},
+        "namespace": {"type": "string"},
+        "o": {"type": "object", "properties": {"p": {"type": "string"}, "q": {"type": "integer"}}},
+        "m": {"type": "object", "additionalProperties": {"type": "string"}},
+        "l": {"type": "array", "items": {"type": "integer"}},
+    }}}});
+    let narrowed = Schema::compile(&root, "").unwrap();
+    let mut whole = Schema::compile(&root, "").unwrap();
+    read_everything(std::sync::Arc::get_mut(&mut whole.root).expect("not shared"));
+    let objs = [
+        json!({"kind": "Widget", "metadata": {"name": "w1"}, "spec": {"a": 2, "a-b": "y", "s": "z",
+            "namespace": "n", "o": {"p": "ab", "q": 1}, "m": {"k": "v"}, "l": [1, 2]}}),
+        json!({"kind": "Gadget", "metadata": {"name": "x"}, "spec": {"a": 0, "a-b": "x",
+            "o": {"p": "abcd"}, "m": {"j": "v"}, "l": []}}),
+        json!({"kind": "Widget", "metadata": {"name": "w2"}, "spec": {"o": {}}}),
+    ];
+    let mut checked = 0;
+    for obj in &objs {
+        for old in [None, Some(&objs[0]), Some(&objs[1])] {
+            let got: Vec<String> = narrowed
+                .validate(obj, old)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let want: Vec<String> = whole
+                .validate(obj, old)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, want, "{obj} (old {old:?})");
+            checked += got.len();
+        }
+    }
+    // The cases do fail rules, in all the ways above.
+    assert!(checked > 20, "{checked}");
+}
+
+#[test]
+fn unknown_fields_are_what_prune_reports() {
+    let s = schema(json!({
+        "known": {"type": "string"},
+        "items": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                 "properties": {"typed": {"type": "object", "properties": {"x": {"type": "string"}}},
+                                "list": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "string"}}}}}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    }));
+    let objs = [
+        json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "w"}, "spec": {"known": "k"}}),
+        json!({"metadata": {"name": "w", "bogus": 1}}),
+        json!({"metadata": {"managedFields": [{"manager": "m", "x": 1}]}}),
+        json!({"metadata": {"managedFields": [{"manager": "m"}], "labels": {"a": "b"}}}),
+        json!({"spec": {"extra": 1}}),
+        json!({"spec": {"items": [{"a": "x"}, {"a": "x", "b": "y"}]}}),
+        json!({"spec": {"items": [{"a": "x"}], "labels": {"any": "thing"}}}),
+        json!({"spec": {"free": {"anything": {"deep": 1}, "typed": {"x": "1"}}}}),
+        json!({"spec": {"free": {"typed": {"x": "1", "y": 2}}}}),
+        json!({"spec": {"free": {"list": [{"x": "1", "y": 2}]}}}),
+        json!({"status": {"x": 1}}),
+    ];
+    for obj in objs {
+        let want = s.prune(&mut obj.clone());
+        assert_eq!(s.unknown_fields(&obj), want, "{obj}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Per-object cost of what the API server does to a custom object on create (prune,
+//! defaults, validation with CEL), on the schema `skiff bench extensions` uses: about
+//! 1,000 lines of YAML and two CEL rules. Run in release mode:
+//! `cargo run --release -p skiff-crd --example crd_cost`.
+
+use serde_json::{Value, json};
+use skiff_crd::Schema;
+use std::hint::black_box;
+use std::time::Instant;
+
+/// The bench's schema: 60 documented groups of three strings, plus the fields its two
+/// CEL rules read.
+fn big_schema() -> Value {
+    let mut props = serde_json::Map::new();
+    for i in 0..60 {
+        let sub: serde_json::Map<String, Value> = (0..3)
+            .map(|j| {
+                let d = format!("Field {j} of group {i}: a documented string.");
+                let f = json!({"type": "string", "description": d, "maxLength": 253});
+                (format!("field{j}"), f)
+            })
+            .collect();
+        let g = json!({"type": "object", "description": format!("Settings group {i}."), "properties": sub});
+        props.insert(format!("group{i}"), g);
+    }
+    props.insert(
+        "replicas".into(),
+        json!({"type": "integer", "minimum": 0, "maximum": 1000}),
+    );
+    props.insert(
+        "minReplicas".into(),
+        json!({"type": "integer", "default": 1}),
+    );
+    props.insert(
+        "mode".into(),
+        json!({"type": "string", "enum": ["Fast", "Safe"]}),
+    );
+    let spec = json!({
+        "type": "object",
+        "properties": props,
+        "x-kubernetes-validations": [
+            {"rule": "self.replicas >= self.minReplicas", "message": "replicas below minReplicas"},
+            {"rule": "!has(self.group0) || !has(self.group0.field0) || self.group0.field0.size() < 100", "message": "group0.field0 too long"},
+        ],
+    });
+    json!({"type": "object", "properties": {"spec": spec}})
+}
+
+/// A widget as the server holds it after its own defaulting.
+fn widget(i: usize) -> Value {
+    json!({"apiVersion": "bench.skiff.io/v1", "kind": "Widget",
+        "metadata": {"name": format!("w-{i}"), "namespace": "default",
+            "uid": "8d5b1c9e-4b1f-4c5e-9a43-2f0e2b7c1d11", "generation": 1,
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "managedFields": [{"manager": "bench", "operation": "Update", "apiVersion": "bench.skiff.io/v1",
+                "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:replicas": {}, "f:mode": {}}}}]},
+        "spec": {"replicas": 3, "mode": "Fast", "group0": {"field0": "a", "field1": "b"}, "group1": {"field2": "c"}}})
+}
+
+/// Times `f`, unless `CASE` names another case (to profile one at a time).
+fn time(what: &str, n: usize, mut f: impl FnMut(usize)) {
+    if std::env::var("CASE").is_ok_and(|c| c != what) {
+        return;
+    }
+    for i in 0..n / 10 {
+        f(i);
+    }
+    // The best of several runs: the machine is shared, and noise only adds.
+    let mut best = f64::MAX;
+    for _ in 0..7 {
+        let t = Instant::now();
+        for i in 0..n / 7 {
+            f(i);
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e6 / (n / 7) as f64);
+    }
+    let us = best;
+    println!("{what:<28} {us:>7.2} µs");
+}
+
+fn main() {
+    let schema = Schema::compile(&big_schema(), "").expect("schema compiles");
+    let n = 200_000;
+    let objs: Vec<Value> = (0..64).map(widget).collect();
+    let mut prepared = objs[0].clone();
+    schema.prune(&mut prepared);
+    schema.apply_defaults(&mut prepared);
+    assert!(schema.validate(&prepared, None).is_empty());
+    time("clone (baseline)", n, |i| {
+        black_box(objs[i % 64].clone());
+    });
+    time("clone + prune", n, |i| {
+        black_box(schema.prune(&mut objs[i % 64].clone()));
+    });
+    time("unknown_fields", n, |i| {
+        black_box(schema.unknown_fields(&objs[i % 64]));
+    });
+    time("clone + apply_defaults", n, |i| {
+        let mut o = objs[i % 64].clone();
+        schema.apply_defaults(&mut o);
+        black_box(o);
+    });
+    time("validate", n, |_| {
+        black_box(schema.validate(&prepared, None));
+    });
+    let mut plain = big_schema();
+    plain["properties"]["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("x-kubernetes-validations");
+    let plain = Schema::compile(&plain, "").expect("schema compiles");
+    time("validate without rules", n, |_| {
+        black_box(plain.validate(&prepared, None));
+    });
+    time("validate (update)", n, |_| {
+        black_box(schema.validate(&prepared, Some(&prepared)));
+    });
+    time("create: 2×prune+defaults+val", n, |i| {
+        // What a create costs: field validation prunes a copy, then decoding prunes
+        // and defaults, then validation.
+        black_box(schema.prune(&mut objs[i % 64].clone()));
+        let mut o = objs[i % 64].clone();
+        schema.prune(&mut o);
+        schema.apply_defaults(&mut o);
+        black_box(schema.validate(&o, None));
+    });
+}
