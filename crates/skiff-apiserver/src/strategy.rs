@@ -163,6 +163,22 @@ pub fn table(
             continue_token,
             now,
         ),
+        // autoscaling/v1 prints as v2 does (kube's table comes from the internal object).
+        None if ri.is_storage_alias() && ri.group == "autoscaling" => {
+            let stored: Vec<Value> = objs
+                .iter()
+                .map(|o| crate::views::to_storage(ri, o))
+                .collect();
+            skiff_printers::table(
+                &ri.group,
+                &ri.plural,
+                &stored,
+                include_object,
+                resource_version,
+                continue_token,
+                now,
+            )
+        }
         None => skiff_printers::table(
             &ri.group,
             &ri.plural,

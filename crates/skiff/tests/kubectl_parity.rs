@@ -202,6 +202,9 @@ fn alias_kinds_are_patched_in_their_own_shape() {
         "4 50"
     );
 
+    // Its table is the v2 one, as kube prints both from the same object.
+    let row = c.ok(&["get", v1, "d", "--no-headers"]);
+    assert!(row.contains("/50%"), "{row}");
     let name = c.ok(&["get", "events", "-o", "jsonpath={.items[0].metadata.name}"]);
     c.ok(&[
         "patch",
