@@ -1,8 +1,9 @@
 //! The CronJob controller, as Kubernetes' (v2): on each schedule time (standard cron,
 //! `@hourly`-style macros, `timeZone`) a Job named `<cronjob>-<minutes since epoch>`;
 //! `startingDeadlineSeconds`, `concurrencyPolicy` Allow/Forbid/Replace, `suspend`, the
-//! active list, lastScheduleTime/lastSuccessfulTime, and the success and failure
-//! history limits.
+//! active list (only Jobs the controller made; others are reported), lastScheduleTime/
+//! lastSuccessfulTime, the success and failure history limits, and Kubernetes' events
+//! with their reasons and messages (a schedule that can never fire is InvalidSchedule).
 //!
 //! Time comes from a [`Clock`]: the real one, or for tests one that runs faster, so a
 //! `*/1 * * * *` schedule fires every second instead of every minute.
@@ -103,12 +104,18 @@ pub fn job_for(cj: &Value, scheduled: DateTime<Utc>, tz: chrono_tz::Tz) -> Value
     json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": t["spec"]})
 }
 
+/// An event to record on the CronJob: type, reason, message.
+pub type Event = (&'static str, &'static str, String);
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub create: Option<Value>,
+    /// Jobs to delete (finished ones past the history limits, or active ones a Replace
+    /// run supersedes); their events follow the calls.
     pub delete: Vec<String>,
     pub status: Value,
-    pub events: Vec<(&'static str, &'static str, String)>,
+    /// Events the decision itself gives (not those of creating or deleting).
+    pub events: Vec<Event>,
     /// The next schedule time, to look again then.
     pub next: Option<DateTime<Utc>>,
 }
@@ -117,27 +124,47 @@ fn reference(j: &Value) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "Job", "name": j["metadata"]["name"], "namespace": j["metadata"]["namespace"], "uid": j["metadata"]["uid"], "resourceVersion": j["metadata"]["resourceVersion"]})
 }
 
-/// One sync of `cj` over the Jobs it owns.
-pub fn reconcile(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Plan {
-    let mut plan = Plan::default();
-    let mut status = cj["status"].clone();
-    if !status.is_object() {
-        status = json!({});
-    }
-    let was_active: HashSet<&str> = cj["status"]["active"]
+fn uid(j: &Value) -> &str {
+    j["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+/// The CronJob's `status.active` references.
+fn listed(cj: &Value) -> Vec<Value> {
+    cj["status"]["active"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["uid"].as_str())
-        .collect();
-    let mut active: Vec<&Value> = Vec::new();
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether a running Job of `cj` is missing from its active list, which the cached
+/// CronJob may simply not show yet (the caller then reads it afresh, as Kubernetes does).
+pub fn has_unlisted_running(cj: &Value, jobs: &[&Value]) -> bool {
+    let active = listed(cj);
+    jobs.iter()
+        .any(|j| job_finished(j).is_none() && !active.iter().any(|r| r["uid"] == uid(j)))
+}
+
+/// The active list after looking at the Jobs, as Kubernetes keeps it: finished Jobs
+/// leave it (SawCompletedJob), gone ones too (MissingJob); a running Job it does not
+/// name is reported (UnexpectedJob) but not taken in. Finished Jobs also move
+/// lastSuccessfulTime.
+fn track(cj: &Value, jobs: &[&Value], status: &mut Value, events: &mut Vec<Event>) -> Vec<Value> {
+    let active = listed(cj);
+    let is_listed = |j: &Value| active.iter().any(|r| r["uid"] == uid(j));
     for j in jobs {
         match job_finished(j) {
-            None if j["metadata"]["deletionTimestamp"].is_null() => active.push(j),
+            None if !is_listed(j) => events.push((
+                "Warning",
+                "UnexpectedJob",
+                format!(
+                    "Saw a job that the controller did not create or forgot: {}",
+                    name(j)
+                ),
+            )),
             None => {}
             Some(how) => {
-                if was_active.contains(j["metadata"]["uid"].as_str().unwrap_or("")) {
-                    plan.events.push((
+                if is_listed(j) {
+                    events.push((
                         "Normal",
                         "SawCompletedJob",
                         format!("Saw completed job: {}, condition: {how}", name(j)),
@@ -152,18 +179,29 @@ pub fn reconcile(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Plan {
             }
         }
     }
-    for gone in was_active
-        .iter()
-        .filter(|u| !jobs.iter().any(|j| j["metadata"]["uid"] == **u))
-    {
-        plan.events.push((
-            "Normal",
-            "MissingJob",
-            format!("Active job went missing: {gone}"),
-        ));
-    }
+    active
+        .into_iter()
+        .filter(|r| match jobs.iter().find(|j| uid(j) == r["uid"]) {
+            Some(j) => job_finished(j).is_none(),
+            None => {
+                events.push((
+                    "Normal",
+                    "MissingJob",
+                    format!(
+                        "Active job went missing: {}",
+                        r["name"].as_str().unwrap_or("")
+                    ),
+                ));
+                false
+            }
+        })
+        .collect()
+}
 
-    // History: the oldest finished jobs beyond the limits.
+/// Finished Jobs past `successfulJobsHistoryLimit` and `failedJobsHistoryLimit`, the
+/// earliest started first.
+fn past_history_limits(cj: &Value, jobs: &[&Value]) -> Vec<String> {
+    let mut out = Vec::new();
     for (how, limit_field) in [
         ("Complete", "successfulJobsHistoryLimit"),
         ("Failed", "failedJobsHistoryLimit"),
@@ -187,85 +225,141 @@ pub fn reconcile(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Plan {
             )
         });
         let excess = done.len() as i64 - limit.max(0);
-        for j in done.iter().take(excess.max(0) as usize) {
-            plan.delete.push(name(j).to_string());
-            plan.events.push((
-                "Normal",
-                "SuccessfulDelete",
-                format!("Deleted job {}", name(j)),
-            ));
-        }
+        out.extend(
+            done.iter()
+                .take(excess.max(0) as usize)
+                .map(|j| name(j).to_string()),
+        );
     }
+    out
+}
 
-    let tz = cj["spec"]["timeZone"]
-        .as_str()
-        .and_then(|z| time_zone(z).ok())
-        .unwrap_or(chrono_tz::UTC);
-    let schedule = Schedule::parse(cj["spec"]["schedule"].as_str().unwrap_or(""));
-    let deleting = !cj["metadata"]["deletionTimestamp"].is_null();
-    let suspended = cj["spec"]["suspend"] == true;
-    if let (Ok(schedule), false, false) = (&schedule, deleting, suspended) {
-        let mut earliest = parse(&status["lastScheduleTime"])
-            .or_else(|| parse(&cj["metadata"]["creationTimestamp"]))
-            .unwrap_or(now);
-        let deadline = cj["spec"]["startingDeadlineSeconds"].as_i64();
-        if let Some(d) = deadline {
-            earliest = earliest.max(now - chrono::Duration::seconds(d));
-        }
-        let (recent, missed) = schedule.most_recent(earliest, now, tz, MISSED_CAP);
-        if missed > MISSED_CAP {
-            plan.events.push(("Warning", "TooManyMissedTimes", format!("too many missed start times: {missed}. Set or decrease .spec.startingDeadlineSeconds or check clock skew")));
-        }
-        if let Some(scheduled) = recent {
-            let job = job_for(cj, scheduled, tz);
-            let exists = jobs.iter().any(|j| name(j) == name(&job));
-            let too_late = deadline.is_some_and(|d| scheduled + chrono::Duration::seconds(d) < now);
-            let policy = cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
-            if exists {
-                // Already started for this time.
-            } else if too_late {
-                plan.events.push((
-                    "Warning",
-                    "MissSchedule",
-                    format!(
-                        "Missed scheduled time to start a job: {}",
-                        scheduled.to_rfc2822()
-                    ),
-                ));
-            } else if policy == "Forbid" && !active.is_empty() {
-                plan.events.push(("Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into()));
-            } else {
-                if policy == "Replace" {
-                    for j in &active {
-                        plan.delete.push(name(j).to_string());
-                        plan.events.push((
-                            "Normal",
-                            "SuccessfulDelete",
-                            format!("Deleted job {}", name(j)),
-                        ));
-                    }
-                    active.clear();
-                }
-                status["lastScheduleTime"] = json!(ts(scheduled));
-                plan.events.push((
-                    "Normal",
-                    "SuccessfulCreate",
-                    format!("Created job {}", name(&job)),
-                ));
-                plan.create = Some(job);
-            }
-        }
-        plan.next = schedule.next_after(now, tz);
+/// Kubernetes' test for a schedule that parses but cannot fire (`59 23 31 2 *`): past
+/// its first time after `earliest` (or without one) there must be a second.
+pub fn never_fires(
+    schedule: &Schedule,
+    earliest: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> bool {
+    match schedule.next_after(earliest, tz) {
+        None => true,
+        Some(first) if first > now => false,
+        Some(first) => schedule.next_after(first, tz).is_none(),
     }
-    let mut refs: Vec<Value> = active.iter().map(|j| reference(j)).collect();
-    refs.sort_by_key(|r| r["name"].as_str().unwrap_or("").to_string());
-    if refs.is_empty() {
+}
+
+/// Go's `time.RFC1123Z`, the form of a missed start time in Kubernetes' message.
+fn rfc1123z(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+}
+
+/// `spec.timeZone`: UTC when unset; an unknown one stops the CronJob (UnknownTimeZone).
+fn zone(cj: &Value) -> Result<chrono_tz::Tz, Event> {
+    let Some(z) = cj["spec"]["timeZone"].as_str() else {
+        return Ok(chrono_tz::UTC);
+    };
+    time_zone(z).map_err(|e| {
+        (
+            "Warning",
+            "UnknownTimeZone",
+            format!("invalid timeZone: {z:?}: {e}"),
+        )
+    })
+}
+
+/// One sync of `cj` over the Jobs it owns.
+pub fn reconcile(cj: &Value, jobs: &[&Value], now: DateTime<Utc>) -> Plan {
+    let mut plan = Plan::default();
+    let mut status = cj["status"].clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    let mut active = track(cj, jobs, &mut status, &mut plan.events);
+    plan.delete = past_history_limits(cj, jobs);
+    if cj["metadata"]["deletionTimestamp"].is_null() {
+        start(cj, jobs, &mut active, now, &mut status, &mut plan);
+    }
+    if active.is_empty() {
         status.as_object_mut().map(|m| m.remove("active"));
     } else {
-        status["active"] = json!(refs);
+        status["active"] = json!(active);
     }
     plan.status = status;
     plan
+}
+
+/// The schedule's part, in Kubernetes' order of checks: time zone, suspension, the
+/// schedule itself, missed times, the starting deadline, a run already made, then the
+/// concurrency policy.
+fn start(
+    cj: &Value,
+    jobs: &[&Value],
+    active: &mut Vec<Value>,
+    now: DateTime<Utc>,
+    status: &mut Value,
+    plan: &mut Plan,
+) {
+    let tz = match zone(cj) {
+        Ok(tz) => tz,
+        Err(e) => return plan.events.push(e),
+    };
+    if cj["spec"]["suspend"] == true {
+        return;
+    }
+    let text = cj["spec"]["schedule"].as_str().unwrap_or("");
+    let schedule = match Schedule::parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("unparseable schedule: {text:?} : {e}");
+            return plan.events.push(("Warning", "UnparseableSchedule", msg));
+        }
+    };
+    let mut earliest = parse(&status["lastScheduleTime"])
+        .or_else(|| parse(&cj["metadata"]["creationTimestamp"]))
+        .unwrap_or(now);
+    let deadline = cj["spec"]["startingDeadlineSeconds"].as_i64();
+    if let Some(d) = deadline {
+        earliest = earliest.max(now - chrono::Duration::seconds(d));
+    }
+    if never_fires(&schedule, earliest, now, tz) {
+        let msg = format!(
+            "invalid schedule: {text} : time difference between two schedules is less than 1 second"
+        );
+        return plan.events.push(("Warning", "InvalidSchedule", msg));
+    }
+    plan.next = schedule.next_after(now, tz);
+    let (recent, missed) = schedule.most_recent(earliest, now, tz, MISSED_CAP);
+    let Some(scheduled) = recent else { return };
+    if missed > MISSED_CAP {
+        plan.events.push(("Warning", "TooManyMissedTimes", "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into()));
+    }
+    if deadline.is_some_and(|d| scheduled + chrono::Duration::seconds(d) < now) {
+        let msg = format!(
+            "Missed scheduled time to start a job: {}",
+            rfc1123z(scheduled)
+        );
+        return plan.events.push(("Warning", "MissSchedule", msg));
+    }
+    let job = job_for(cj, scheduled, tz);
+    if jobs.iter().any(|j| name(j) == name(&job)) {
+        return; // Already started for this time.
+    }
+    match cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow") {
+        "Forbid" if !active.is_empty() => {
+            return plan.events.push(("Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into()));
+        }
+        "Replace" => {
+            plan.delete.extend(
+                active
+                    .drain(..)
+                    .filter_map(|r| r["name"].as_str().map(str::to_string)),
+            );
+        }
+        _ => {}
+    }
+    status["lastScheduleTime"] = json!(ts(scheduled));
+    plan.create = Some(job);
 }
 
 struct State {
@@ -368,82 +462,157 @@ fn job_change(st: &mut State, dirty: &mut HashSet<String>, c: Change) {
     }
 }
 
+/// GET of `path` (the apiserver's current object, not the cached one).
+async fn get(client: &kube::Client, path: String) -> Result<Value, kube::Error> {
+    let req = http::Request::get(path)
+        .body(Vec::new())
+        .expect("valid request");
+    client.request::<Value>(req).await
+}
+
 async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
     st: &mut State,
-    cj: &Value,
+    cached: &Value,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let ns = cj["metadata"]["namespace"]
+    let ns = cached["metadata"]["namespace"]
         .as_str()
         .unwrap_or("")
         .to_string();
-    let uid = cj["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let jobs: Vec<Arc<Value>> = st
         .jobs
-        .get(&uid)
+        .get(uid(cached))
         .map(|m| m.values().cloned().collect())
         .unwrap_or_default();
     let refs: Vec<&Value> = jobs.iter().map(|j| &**j).collect();
+    // A Job just made shows up before the status naming it: read the CronJob afresh
+    // before calling the Job unexpected.
+    let fresh = if has_unlisted_running(cached, &refs) {
+        let path = format!("/apis/batch/v1/namespaces/{ns}/cronjobs/{}", name(cached));
+        get(client, path)
+            .await
+            .ok()
+            .filter(|f| uid(f) == uid(cached))
+    } else {
+        None
+    };
+    let cj = fresh.as_ref().unwrap_or(cached);
     let mut plan = reconcile(cj, &refs, now);
-    for n in &plan.delete {
-        let body =
-            json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
-        if let Err(e) = owner::send(
-            client,
-            http::Method::DELETE,
-            format!("/apis/batch/v1/namespaces/{ns}/jobs/{n}"),
-            "application/json",
-            &body,
-        )
-        .await
-        {
-            tracing::debug!(error = %e, job = %n, "deleting a job failed");
-        }
+    for (ty, reason, msg) in &plan.events {
+        recorder.record(cj, ty, reason, msg.clone());
     }
-    if let Some(job) = &plan.create {
-        match owner::send(
-            client,
-            http::Method::POST,
-            format!("/apis/batch/v1/namespaces/{ns}/jobs"),
-            "application/json",
-            job,
-        )
-        .await
-        {
-            Ok(created) => {
-                let mut active = plan.status["active"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                active.push(reference(&created));
-                plan.status["active"] = json!(active);
-                if let Some(u) = owner_uid(&created) {
-                    st.jobs
-                        .entry(u)
-                        .or_default()
-                        .insert(name(&created).to_string(), Arc::new(created));
-                }
+    for n in &plan.delete {
+        delete_job(client, recorder, st, cj, n).await;
+    }
+    if let Some(job) = plan.create.take() {
+        match create_job(client, st, cj, &job).await {
+            Created::New(made) => {
+                let msg = format!("Created job {}", name(&made));
+                recorder.record(cj, "Normal", "SuccessfulCreate", msg);
+                add_active(&mut plan.status, &made);
             }
-            // Made already (a restart between creating and recording): fine.
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => {
-                recorder.record(
-                    cj,
-                    "Warning",
-                    "FailedCreate",
-                    format!("Error creating job: {e}"),
-                );
+            Created::Ours(made) => add_active(&mut plan.status, &made),
+            // Someone else's Job by that name: the time stays unrecorded, as in Kubernetes.
+            Created::Foreign => match &cj["status"]["lastScheduleTime"] {
+                Value::Null => {
+                    if let Some(m) = plan.status.as_object_mut() {
+                        m.remove("lastScheduleTime");
+                    }
+                }
+                t => plan.status["lastScheduleTime"] = t.clone(),
+            },
+            Created::Failed(e) => {
+                let msg = format!("Error creating job: {e}");
+                recorder.record(cj, "Warning", "FailedCreate", msg);
                 return Some(now + chrono::Duration::seconds(10));
             }
         }
     }
-    for (ty, reason, msg) in &plan.events {
-        recorder.record(cj, ty, reason, msg.clone());
-    }
     owner::put_status(client, "batch/v1", "cronjobs", cj, plan.status.clone()).await;
     plan.next
+}
+
+fn add_active(status: &mut Value, job: &Value) {
+    let mut active = status["active"].as_array().cloned().unwrap_or_default();
+    if !active.iter().any(|r| r["uid"] == uid(job)) {
+        active.push(reference(job));
+    }
+    status["active"] = json!(active);
+}
+
+/// Deletes Job `n` (its pods in the background), with Kubernetes' events.
+async fn delete_job(
+    client: &kube::Client,
+    recorder: &Recorder,
+    st: &mut State,
+    cj: &Value,
+    n: &str,
+) {
+    let ns = cj["metadata"]["namespace"].as_str().unwrap_or("");
+    let body =
+        json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
+    let path = format!("/apis/batch/v1/namespaces/{ns}/jobs/{n}");
+    match owner::send(
+        client,
+        http::Method::DELETE,
+        path,
+        "application/json",
+        &body,
+    )
+    .await
+    {
+        Ok(_) => {
+            // Gone now: the watch may tell later, and a Job it still shows would look
+            // unexpected.
+            if let Some(m) = st.jobs.get_mut(uid(cj)) {
+                m.remove(n);
+            }
+            recorder.record(cj, "Normal", "SuccessfulDelete", format!("Deleted job {n}"));
+        }
+        Err(e) => recorder.record(cj, "Warning", "FailedDelete", format!("Deleted job: {e}")),
+    }
+}
+
+enum Created {
+    New(Value),
+    /// Made already by this CronJob (a restart between creating and recording).
+    Ours(Value),
+    /// The name is taken by a Job of someone else's.
+    Foreign,
+    Failed(kube::Error),
+}
+
+async fn create_job(client: &kube::Client, st: &mut State, cj: &Value, job: &Value) -> Created {
+    let ns = cj["metadata"]["namespace"].as_str().unwrap_or("");
+    let base = format!("/apis/batch/v1/namespaces/{ns}/jobs");
+    let made = match owner::send(
+        client,
+        http::Method::POST,
+        base.clone(),
+        "application/json",
+        job,
+    )
+    .await
+    {
+        Ok(made) => Created::New(made),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            match get(client, format!("{base}/{}", name(job))).await {
+                Ok(j) if owner_uid(&j).as_deref() == Some(uid(cj)) => Created::Ours(j),
+                Ok(_) => Created::Foreign,
+                Err(e) => Created::Failed(e),
+            }
+        }
+        Err(e) => Created::Failed(e),
+    };
+    if let Created::New(j) | Created::Ours(j) = &made {
+        st.jobs
+            .entry(uid(cj).to_string())
+            .or_default()
+            .insert(name(j).to_string(), Arc::new(j.clone()));
+    }
+    made
 }
 
 #[cfg(test)]
@@ -496,8 +665,13 @@ mod tests {
         made["metadata"]["uid"] = json!("j-uid");
         let mut c2 = c.clone();
         c2["status"] = p.status.clone();
+        add_active(&mut c2["status"], &made);
         let p2 = reconcile(&c2, &[&made], t("2026-01-01T00:02:40Z"));
-        assert!(p2.create.is_none());
+        assert!(
+            p2.create.is_none() && p2.events.is_empty(),
+            "{:?}",
+            p2.events
+        );
         assert_eq!(p2.status["active"][0]["name"], made["metadata"]["name"]);
     }
 
@@ -506,6 +680,7 @@ mod tests {
         let running = job("tick-1", None, "2026-01-01T00:01:00Z");
         let mut c = cj(json!({"concurrencyPolicy": "Forbid"}));
         c["status"]["lastScheduleTime"] = json!("2026-01-01T00:01:00Z");
+        add_active(&mut c["status"], &running);
         let p = reconcile(&c, &[&running], t("2026-01-01T00:02:05Z"));
         assert!(p.create.is_none());
         assert!(p.events.iter().any(|e| e.1 == "JobAlreadyActive"));
@@ -544,6 +719,119 @@ mod tests {
         assert_eq!(
             j["metadata"]["annotations"][SCHEDULED_AT],
             "2026-01-01T09:00:00+01:00"
+        );
+    }
+
+    fn reasons(p: &Plan) -> Vec<(&str, &str, &str)> {
+        p.events
+            .iter()
+            .map(|(t, r, m)| (*t, *r, m.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_invalid() {
+        let c = cj(json!({"schedule": "59 23 31 2 *"}));
+        let p = reconcile(&c, &[], t("2026-03-01T00:00:00Z"));
+        assert!(p.create.is_none() && p.next.is_none());
+        assert_eq!(
+            reasons(&p),
+            [(
+                "Warning",
+                "InvalidSchedule",
+                "invalid schedule: 59 23 31 2 * : time difference between two schedules is less than 1 second"
+            )]
+        );
+        // Suspended, Kubernetes does not look at the schedule.
+        let mut s = c.clone();
+        s["spec"]["suspend"] = json!(true);
+        assert!(
+            reconcile(&s, &[], t("2026-03-01T00:00:00Z"))
+                .events
+                .is_empty()
+        );
+        // Rare but real (leap days): fine.
+        let utc = chrono_tz::UTC;
+        let leap = Schedule::parse("0 0 29 2 *").unwrap();
+        assert!(!never_fires(
+            &leap,
+            t("2026-01-01T00:00:00Z"),
+            t("2026-03-01T00:00:00Z"),
+            utc
+        ));
+    }
+
+    #[test]
+    fn the_active_list_is_the_controllers_own() {
+        let mine = job("tick-1", None, "2026-01-01T00:01:00Z");
+        let by_hand = job("by-hand", None, "2026-01-01T00:01:10Z");
+        let mut c = cj(json!({"concurrencyPolicy": "Forbid"}));
+        c["status"]["lastScheduleTime"] = json!("2026-01-01T00:01:00Z");
+        add_active(&mut c["status"], &mine);
+        add_active(
+            &mut c["status"],
+            &job("tick-0", None, "2026-01-01T00:00:00Z"),
+        );
+        assert!(has_unlisted_running(&c, &[&mine, &by_hand]));
+        let p = reconcile(&c, &[&mine, &by_hand], t("2026-01-01T00:01:30Z"));
+        assert_eq!(
+            reasons(&p),
+            [
+                (
+                    "Warning",
+                    "UnexpectedJob",
+                    "Saw a job that the controller did not create or forgot: by-hand"
+                ),
+                ("Normal", "MissingJob", "Active job went missing: tick-0"),
+            ]
+        );
+        let names: Vec<&Value> = p.status["active"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["name"])
+            .collect();
+        assert_eq!(names, ["tick-1"]);
+        // Finished: out of the list, once.
+        let done = job("tick-1", Some("Complete"), "2026-01-01T00:01:00Z");
+        let p = reconcile(&c, &[&done], t("2026-01-01T00:01:30Z"));
+        assert_eq!(
+            p.events[0].2,
+            "Saw completed job: tick-1, condition: Complete"
+        );
+        assert!(p.status["active"].is_null());
+    }
+
+    #[test]
+    fn missed_times_and_zones_in_kubernetes_words() {
+        // Created a day ago, never run: far more than 100 minutes missed.
+        let p = reconcile(&cj(json!({})), &[], t("2026-01-02T00:00:30Z"));
+        assert_eq!(
+            reasons(&p),
+            [(
+                "Warning",
+                "TooManyMissedTimes",
+                "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
+            )]
+        );
+        assert!(p.create.is_some(), "the latest still starts");
+        assert_eq!(
+            rfc1123z(t("2026-01-05T09:03:00Z")),
+            "Mon, 05 Jan 2026 09:03:00 +0000"
+        );
+        let p = reconcile(
+            &cj(json!({"timeZone": "Mars/Olympus"})),
+            &[],
+            t("2026-01-01T00:05:00Z"),
+        );
+        assert!(p.create.is_none());
+        assert_eq!(
+            reasons(&p),
+            [(
+                "Warning",
+                "UnknownTimeZone",
+                "invalid timeZone: \"Mars/Olympus\": unknown time zone Mars/Olympus"
+            )]
         );
     }
 }
