@@ -133,7 +133,7 @@ fn column(c: &skiff_crd::PrinterColumn) -> CustomColumn {
 impl CustomVersion {
     /// Fields the schema does not know, as field validation reports them.
     pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
-        self.schema.prune(&mut obj.clone())
+        self.schema.unknown_fields(obj)
     }
 
     /// What decoding does to a custom object in kube: unknown fields pruned, defaults
