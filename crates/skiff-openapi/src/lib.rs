@@ -16,7 +16,7 @@ use schemars::SchemaGenerator;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use skiff_types::RESOURCES;
-use skiff_types::registry::groups;
+use skiff_types::registry::group_versions;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -67,6 +67,7 @@ fn add_kind_schemas(g: &mut SchemaGenerator, group: &str, version: &str) -> Kind
         "batch", "v1", "Job" => api::batch::v1::Job;
         "batch", "v1", "CronJob" => api::batch::v1::CronJob;
         "autoscaling", "v2", "HorizontalPodAutoscaler" => api::autoscaling::v2::HorizontalPodAutoscaler;
+        "autoscaling", "v1", "HorizontalPodAutoscaler" => api::autoscaling::v1::HorizontalPodAutoscaler;
         "networking.k8s.io", "v1", "NetworkPolicy" => api::networking::v1::NetworkPolicy;
         "networking.k8s.io", "v1", "Ingress" => api::networking::v1::Ingress;
         "networking.k8s.io", "v1", "IngressClass" => api::networking::v1::IngressClass;
@@ -423,7 +424,9 @@ pub(crate) fn paths_of(group: &str, version: &str, entries: &[PathKind]) -> Map<
 }
 
 fn build(path: &str) -> Option<Bytes> {
-    let (group, version) = groups().into_iter().find(|(g, v)| gv_path(g, v) == path)?;
+    let (group, version) = group_versions()
+        .into_iter()
+        .find(|(g, v)| gv_path(g, v) == path)?;
     let (defs, kinds) = schemas_for(group, version);
     let doc = json!({
         "openapi": "3.0.0",
@@ -460,7 +463,7 @@ pub fn v3_document(path: &str) -> Option<Arc<Bytes>> {
 pub fn v3_hash(path: &str) -> Option<String> {
     // The documents are a pure function of this build: hash the identity, not the bytes,
     // so the index does not have to build every document.
-    let (g, v) = groups()
+    let (g, v) = group_versions()
         .into_iter()
         .find(|(g, v)| gv_path(g, v) == path.trim_matches('/'))?;
     let mut h: u64 = 0xcbf29ce484222325;
@@ -476,7 +479,7 @@ pub fn v3_hash(path: &str) -> Option<String> {
 
 pub fn v3_index() -> Value {
     let mut paths = Map::new();
-    for (g, v) in groups() {
+    for (g, v) in group_versions() {
         let p = gv_path(g, v);
         let hash = v3_hash(&p).unwrap_or_default();
         paths.insert(

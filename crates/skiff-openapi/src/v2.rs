@@ -13,7 +13,7 @@ use crate::{crate_version, schemas_for};
 use bytes::Bytes;
 use prost::Message;
 use serde_json::{Map, Value, json};
-use skiff_types::registry::groups;
+use skiff_types::registry::group_versions;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
@@ -168,7 +168,7 @@ pub fn v2_json() -> Bytes {
 /// Every v3 component schema of every group-version, as Swagger 2.0 definitions.
 fn definitions() -> BTreeMap<String, Value> {
     let mut all: BTreeMap<String, Value> = BTreeMap::new();
-    for (group, version) in groups() {
+    for (group, version) in group_versions() {
         let (defs, _) = schemas_for(group, version);
         for (name, schema) in defs {
             match all.get_mut(&name) {

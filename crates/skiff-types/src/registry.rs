@@ -427,6 +427,18 @@ pub fn groups() -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// Every served (group, version) of the built-in kinds, in table order (a group's
+/// stored version first, then views such as autoscaling/v1).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.iter().any(|(g, v)| *g == r.group && *v == r.version) {
+            out.push((&*r.group, &*r.version));
+        }
+    }
+    out
+}
+
 /// Splits `apps/v1` into (`apps`, `v1`) and `v1` into (`""`, `v1`).
 pub fn split_api_version(api_version: &str) -> (&str, &str) {
     match api_version.split_once('/') {

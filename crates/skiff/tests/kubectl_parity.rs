@@ -217,3 +217,31 @@ fn alias_kinds_are_patched_in_their_own_shape() {
     let msg = c.ok(&["get", "event", &name, "-o", "jsonpath={.message}"]);
     assert_eq!(msg, "patched through the view");
 }
+
+/// autoscaling/v1 has its OpenAPI document: `kubectl explain` reads it, and strict
+/// field validation checks v1 bodies against it.
+#[test]
+fn autoscaling_v1_has_its_schema() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    let doc = c.ok(&["get", "--raw", "/openapi/v3/apis/autoscaling/v1"]);
+    assert!(
+        doc.contains("targetCPUUtilizationPercentage"),
+        "openapi document"
+    );
+    let explain = c.ok(&[
+        "explain",
+        "hpa.spec.targetCPUUtilizationPercentage",
+        "--api-version=autoscaling/v1",
+    ]);
+    assert!(
+        explain.contains("targetCPUUtilizationPercentage"),
+        "{explain}"
+    );
+    let hpa = "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: h\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: d\n  maxReplicas: 3\n  targetCPUPercent: 50\n";
+    let out = c.kubectl_stdin(&["create", "--validate=strict", "-f", "-"], hpa);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("unknown field \"spec.targetCPUPercent\""),
+        "{err}"
+    );
+}
