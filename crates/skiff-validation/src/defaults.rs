@@ -58,6 +58,7 @@ pub fn default_object(group: &str, resource: &str, o: &mut Value) {
         ("", "pods") => {
             if let Some(spec) = o.get_mut("spec") {
                 pod_spec(spec);
+                pod_only(spec);
             }
         }
         ("", "podtemplates") => {
@@ -432,6 +433,15 @@ fn replication_controller(o: &mut Value) {
     }
 }
 
+/// What Pods get and pod templates do not (kube's SetDefaults_Pod and the Priority
+/// admission plugin, not SetDefaults_PodSpec): a template shows none of it.
+fn pod_only(spec: &mut Value) {
+    let Some(m) = obj(spec) else { return };
+    set_default(m, "enableServiceLinks", json!(true));
+    set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+    set_default(m, "priority", json!(0));
+}
+
 fn pod_spec(spec: &mut Value) {
     let Some(m) = obj(spec) else { return };
     set_default(m, "restartPolicy", json!("Always"));
@@ -439,9 +449,6 @@ fn pod_spec(spec: &mut Value) {
     set_default(m, "schedulerName", json!("default-scheduler"));
     set_default(m, "terminationGracePeriodSeconds", json!(30));
     set_default(m, "securityContext", json!({}));
-    set_default(m, "enableServiceLinks", json!(true));
-    set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
-    set_default(m, "priority", json!(0));
     for k in ["containers", "initContainers", "ephemeralContainers"] {
         for c in m
             .get_mut(k)

@@ -245,3 +245,27 @@ fn autoscaling_v1_has_its_schema() {
         "{err}"
     );
 }
+
+/// A pod template is defaulted as kube's SetDefaults_PodSpec does it; what only Pods
+/// get (enableServiceLinks, priority, preemptionPolicy) shows on the pods alone.
+#[test]
+fn pod_templates_get_only_podspec_defaults() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx"]);
+    let tpl = c.ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec}",
+    ]);
+    let tpl: serde_json::Value = serde_json::from_str(&tpl).unwrap();
+    for absent in ["enableServiceLinks", "priority", "preemptionPolicy"] {
+        assert!(tpl.get(absent).is_none(), "{absent} in {tpl}");
+    }
+    assert_eq!(tpl["schedulerName"], "default-scheduler");
+    common::eventually(std::time::Duration::from_secs(20), || {
+        let p = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].spec.enableServiceLinks} {.items[0].spec.priority} {.items[0].spec.preemptionPolicy}"]);
+        (p == "true 0 PreemptLowerPriority").then_some(())
+    });
+}
