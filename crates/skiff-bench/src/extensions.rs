@@ -37,7 +37,7 @@ pub async fn extensions(opts: ExtensionsBenchOptions) -> anyhow::Result<()> {
 
 /// A CRD whose schema is about `lines` lines of YAML: many documented fields of every
 /// type, nested, as real operators' CRDs are.
-fn big_crd() -> Value {
+pub(crate) fn big_crd() -> Value {
     let mut props = serde_json::Map::new();
     for i in 0..60 {
         let sub: serde_json::Map<String, Value> = (0..3)

@@ -96,6 +96,9 @@ enum BenchCommand {
     },
     /// API extensions: custom-object creates against ConfigMap creates (a large CRD
     /// schema with CEL rules), and the latency a validating webhook adds.
+    /// The per-object cost of a custom object's prune, defaults, validation and
+    /// managedFields against a ConfigMap's, without a server.
+    CrdCost,
     Extensions {
         #[arg(long, default_value_t = 4000)]
         creates: usize,
@@ -681,6 +684,10 @@ fn main() -> anyhow::Result<()> {
                     nodes,
                 })
                 .await
+            }
+            Command::Bench(BenchCommand::CrdCost) => {
+                skiff_bench::crd_cost();
+                Ok(())
             }
             Command::Bench(BenchCommand::Extensions {
                 creates,
