@@ -104,22 +104,20 @@ pub async fn serve(call: &Call<'_>) -> Result<Response, ApiError> {
         yaml: decode::wants_yaml(headers),
         include: q.map.get("includeObject").cloned(),
     };
-    if list.splices() {
-        return Ok(list.spliced());
+    // A conversion webhook is called here; everything else of a large list is built
+    // off the async workers.
+    let converted = match crate::conversion::by_webhook(&t.ri) {
+        true => {
+            Some(crate::conversion::all(api, &t.ri, list.parsed()?, &t.ri.api_version()).await?)
+        }
+        false => None,
+    };
+    if list.objs.len() < BLOCKING_LIST_ITEMS {
+        return list.finish(converted);
     }
-    let mut items = Vec::with_capacity(list.objs.len());
-    for s in &list.objs {
-        items.push(from_stored(s)?);
-    }
-    if crate::conversion::by_webhook(&t.ri) {
-        items = crate::conversion::all(api, &t.ri, items, &t.ri.api_version()).await?;
-    }
-    if items.len() < BLOCKING_LIST_ITEMS {
-        return Ok(list.render(items));
-    }
-    tokio::task::spawn_blocking(move || list.render(items))
+    tokio::task::spawn_blocking(move || list.finish(converted))
         .await
-        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))
+        .map_err(|e| ApiError::internal(format!("rendering a list: {e}")))?
 }
 
 /// Lists of at least this many objects are rendered on a blocking thread: a Table of
@@ -141,6 +139,23 @@ struct ListOut {
 }
 
 impl ListOut {
+    /// The response: the stored bytes spliced when nothing reshapes them, else the
+    /// objects (`converted` by a webhook already, or parsed here) in the shape asked for.
+    fn finish(self, converted: Option<Vec<Value>>) -> Result<Response, ApiError> {
+        if converted.is_none() && self.splices() {
+            return Ok(self.spliced());
+        }
+        let items = match converted {
+            Some(items) => items,
+            None => self.parsed()?,
+        };
+        Ok(self.render(items))
+    }
+
+    fn parsed(&self) -> Result<Vec<Value>, ApiError> {
+        self.objs.iter().map(|s| from_stored(s)).collect()
+    }
+
     /// Plain JSON of a kind stored as served: the stored bytes go out as they are.
     fn splices(&self) -> bool {
         self.wanted == Wanted::Object && !self.t.ri.converts() && !self.yaml
