@@ -73,14 +73,7 @@ pub struct Converter {
 
 /// The ConversionReview version sent: the first of the webhook's kube knows.
 fn review_version(versions: &[String]) -> Result<&'static str, ConversionError> {
-    versions
-        .iter()
-        .find_map(|v| match v.as_str() {
-            "v1" => Some("v1"),
-            "v1beta1" => Some("v1beta1"),
-            _ => None,
-        })
-        .ok_or(ConversionError::NoSupportedVersion)
+    crate::review::pick_version(versions).map_err(|_| ConversionError::NoSupportedVersion)
 }
 
 fn api_version(v: &Value) -> &str {
