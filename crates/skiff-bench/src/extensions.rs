@@ -160,6 +160,10 @@ async fn custom_objects(
         "  mean rate: ConfigMaps {cm_rate:.0}/s, custom objects {w_rate:.0}/s: {:.0} % (goal >= 90 %)",
         100.0 * w_rate / cm_rate
     );
+    let each: Vec<String> = (cm_rates.iter().zip(&w_rates))
+        .map(|(c, w)| format!("{:.0} %", 100.0 * w / c))
+        .collect();
+    println!("  each round: {}", each.join(", "));
     let per = |cpu: f64| cpu / (n * rounds) as f64 * 1e6;
     println!(
         "  server CPU per create: ConfigMap {:.0} µs, custom object {:.0} µs",

@@ -11,7 +11,11 @@
 //! duration and byte stay strings. cel-rust does not type-check, so a rule naming a field
 //! the schema lacks compiles and fails when evaluated (kube rejects it at CRD creation),
 //! and no cost limits are estimated or enforced.
+//!
+//! Rules that hold are mostly found so on the fast path ([`fast`]), without building
+//! CEL values; cel-rust evaluates the rest, and every rule that fails.
 
+pub(crate) mod fast;
 mod reads;
 
 use crate::node::Node;
@@ -46,6 +50,8 @@ pub(crate) struct Rule {
     pub uses_old_self: bool,
     /// What the rule and its messageExpression read of `self` and of `oldSelf`.
     pub reads: RuleReads,
+    /// The rule on the fast path, when all of it has one (see [`fast`]).
+    pub fast: Option<fast::Fast>,
 }
 
 /// What rules read of `self` and of `oldSelf` (see [`reads`]).
@@ -142,6 +148,7 @@ impl Rule {
             message_compile_error: None,
             uses_old_self: false,
             reads: RuleReads::default(),
+            fast: None,
             rule,
             message_expression,
         };
@@ -155,6 +162,11 @@ impl Rule {
                 Ok(p) => {
                     self.uses_old_self = p.references().has_variable("oldSelf");
                     self.reads.add(&p);
+                    // An optional oldSelf is an optional value, which the fast path
+                    // does not have.
+                    if self.optional_old_self != Some(true) {
+                        self.fast = fast::compile(p.expression());
+                    }
                     self.program = Some(p);
                 }
                 Err(e) => self.compile_error = Some(format!("compilation failed: {e}")),
@@ -377,10 +389,10 @@ pub(crate) fn to_val<'a>(v: &'a Value, n: Option<&Node>, root: bool, reads: &Rea
     match v {
         Value::Null => Box::new(CelNull),
         Value::Bool(b) => Box::new(CelBool::from(*b)),
-        Value::Number(x) => match (n.map(|n| n.ty.as_str()), x.as_i64()) {
-            (Some("number"), _) | (_, None) => Box::new(CelDouble::from(x.as_f64().unwrap_or(0.0))),
-            (_, Some(i)) => Box::new(CelInt::from(i)),
-        },
+        Value::Number(x) if fast::is_double(x, n) => {
+            Box::new(CelDouble::from(x.as_f64().unwrap_or(0.0)))
+        }
+        Value::Number(x) => Box::new(CelInt::from(x.as_i64().unwrap_or_default())),
         Value::String(s) => Box::new(CelString::from(s.as_str())),
         Value::Array(a) => {
             let items = n.and_then(|n| n.items.as_deref());
@@ -587,6 +599,12 @@ pub(crate) fn evaluate(e: &Eval, errs: &mut Vec<FieldError>) {
     if e.value.is_null() || e.node.rules.is_empty() {
         return;
     }
+    // Rules the fast path shows to hold need no CEL values at all.
+    let quick = fast::Scope::new(e.node, e.value, e.old, e.root);
+    let holds = |r: &Rule| quick.holds(r.fast.as_ref());
+    let Some(first) = e.node.rules.iter().position(|r| !holds(r)) else {
+        return;
+    };
     // Converted once for all the node's rules, only the parts they read, borrowing the
     // JSON's strings.
     let reads = &e.node.rule_reads;
@@ -601,7 +619,7 @@ pub(crate) fn evaluate(e: &Eval, errs: &mut Vec<FieldError>) {
         if let Some(o) = &old {
             ctx.add_variable_as_val("oldSelf", o.clone());
         }
-        for rule in &e.node.rules {
+        for rule in e.node.rules[first..].iter().filter(|r| !holds(r)) {
             if let Some(err) = evaluate_rule(&ctx, rule, e, old.as_ref()) {
                 errs.push(err);
             }

@@ -569,3 +569,167 @@ fn unknown_fields_are_what_prune_reports() {
         assert_eq!(s.unknown_fields(&obj), want, "{obj}");
     }
 }
+
+/// Takes every rule off the fast path: what cel-rust alone says.
+fn without_fast_path(n: &mut crate::node::Node) {
+    for r in &mut n.rules {
+        r.fast = None;
+    }
+    for p in n.properties.values_mut() {
+        without_fast_path(p);
+    }
+    if let Some(i) = n.items.as_deref_mut() {
+        without_fast_path(i);
+    }
+    if let Some(crate::node::Additional::Schema(s)) = &mut n.additional {
+        without_fast_path(s);
+    }
+}
+
+fn count_fast(n: &crate::node::Node) -> usize {
+    let here = n.rules.iter().filter(|r| r.fast.is_some()).count();
+    let below: usize = n.properties.values().map(count_fast).sum();
+    here + below + n.items.as_deref().map_or(0, count_fast)
+}
+
+/// Rules the fast path takes, and rules it must leave to cel-rust, in one schema.
+fn fast_path_schema() -> Value {
+    let rules = json!([
+        // Evaluated on the fast path.
+        {"rule": "self.i >= self.j && self.i - self.j < 10 && self.i * 2 != 7 && -self.i < 0"},
+        {"rule": "self.i / 2 == 1 && self.i % 2 == 0", "message": "i is not 2"},
+        {"rule": "self.i / self.zero == 0"},
+        {"rule": "self.i * 9223372036854775807 > 0"},
+        {"rule": "self.d > 0.5 && self.d + 1.0 < 3.0 && self.d * 2.0 != 3.0"},
+        {"rule": "self.n == 1.0", "message": "n is not 1"},
+        {"rule": "self.n == 1"},
+        {"rule": "self.i == 2.0"},
+        {"rule": "self.i < 3u"},
+        {"rule": "self.s < 'b' && self.s != '' && self.s.size() == 3 && size(self.s) <= 3"},
+        {"rule": "self.b == true && self.b != false"},
+        {"rule": "self.b < true"},
+        {"rule": "!has(self.o) || !has(self.o.p) || self.o.p.size() < 3"},
+        {"rule": "has(self.o.p) ? self.o.p == 'ab' : self.i > 0"},
+        {"rule": "self.mode in ['Fast', 'Safe']"},
+        {"rule": "self.i in [1, 2, 3]"},
+        {"rule": "self.i in [1, 'x']"},
+        {"rule": "self.missing == 1 || self.i == 2"},
+        {"rule": "self.i == 2 || self.missing == 1"},
+        {"rule": "self.missing == 1 && false"},
+        {"rule": "self.nul == null && has(self.nul)"},
+        {"rule": "self.nul.x == 1"},
+        {"rule": "size(self.m) == 1 && self.m.k == 'v' && has(self.m.k)"},
+        {"rule": "size(self.l) == 2 && self.l.size() > 0"},
+        {"rule": "self.free.anything == 1 && size(self.free) >= 1"},
+        {"rule": "self.i >= oldSelf.i", "message": "i may not shrink"},
+        {"rule": "self.j < self.i"},
+        {"rule": "self.i <= self.j"},
+        {"rule": "self.i > self.j"},
+        {"rule": "self.j >= self.i"},
+        {"rule": "has(self.o) && has(self.j)"},
+        {"rule": "self.s.size() > 3"},
+        {"rule": "!(self.j >= self.i)"},
+        {"rule": "self.nul == 0"},
+        // Left to cel-rust.
+        {"rule": "self.namespace == 'n'"},
+        {"rule": "self.a__dash__b != 'x'"},
+        {"rule": "size(self) < 30"},
+        {"rule": "self.l.exists(x, x == 2)"},
+        {"rule": "self.s.startsWith('a')"},
+        {"rule": "self.s + 'x' == 'abcx'"},
+        {"rule": "!oldSelf.hasValue() || self.i == oldSelf.value().i", "optionalOldSelf": true},
+    ]);
+    json!({"type": "object",
+    "x-kubernetes-validations": [
+        {"rule": "self.metadata.name.startsWith('w') && self.kind == 'Widget'"},
+        {"rule": "has(self.spec) && self.spec.i > 0"},
+        {"rule": "has(self.metadata.generateName)"},
+        {"rule": "!has(self.metadata.labels)"},
+        {"rule": "has(self.embedded.metadata.labels)"},
+    ],
+    "properties": {"metadata": {"type": "object", "properties": {"generateName": {"type": "string"}}},
+    "spec": {"type": "object", "x-kubernetes-validations": rules, "properties": {
+        "i": {"type": "integer"}, "j": {"type": "integer"}, "zero": {"type": "integer"},
+        "d": {"type": "number"}, "n": {"type": "number"}, "s": {"type": "string"},
+        "b": {"type": "boolean"}, "mode": {"type": "string"}, "a-b": {"type": "string"},
+        "namespace": {"type": "string"},
+        "nul": {"type": "object", "nullable": true, "properties": {"x": {"type": "integer"}}},
+        "o": {"type": "object", "properties": {"p": {"type": "string"}}},
+        "m": {"type": "object", "additionalProperties": {"type": "string"}},
+        "l": {"type": "array", "items": {"type": "integer"}},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    }}, "embedded": {"type": "object", "x-kubernetes-embedded-resource": true,
+        "x-kubernetes-preserve-unknown-fields": true}}})
+}
+
+#[test]
+fn the_fast_path_agrees_with_cel() {
+    let root = fast_path_schema();
+    let fast = Schema::compile(&root, "").unwrap();
+    let mut slow = Schema::compile(&root, "").unwrap();
+    without_fast_path(std::sync::Arc::get_mut(&mut slow.root).expect("not shared"));
+    // Compiled for the fast path: the first 34 rules of spec, `size(self)` (whose object
+    // with properties it then leaves to cel-rust) and the root's last four.
+    assert_eq!(count_fast(&fast.root), 39);
+    assert_eq!(count_fast(&slow.root), 0);
+    let objs = [
+        json!({"kind": "Widget", "metadata": {"name": "w1"}, "spec": {"i": 2, "j": 1, "zero": 0,
+            "d": 1.25, "n": 1, "s": "abc", "b": true, "mode": "Fast", "a-b": "y", "namespace": "n",
+            "nul": null, "o": {"p": "ab"}, "m": {"k": "v"}, "l": [1, 2], "free": {"anything": 1}},
+            "embedded": {"apiVersion": "v1", "kind": "K", "metadata": {"name": "e", "labels": {"a": "b"}}}}),
+        json!({"kind": "Gadget", "metadata": {"name": "x"}, "spec": {"i": 9_223_372_036_854_775_807_i64,
+            "j": -9_223_372_036_854_775_807_i64, "zero": 0, "d": 0.25, "n": 2.5, "s": "ßéx", "b": false,
+            "mode": "Slow", "a-b": "x", "nul": {"x": 1}, "o": {"p": "abcd"}, "m": {},
+            "l": [], "free": {"anything": "1", "more": [1]}}}),
+        json!({"kind": "Widget", "metadata": {"name": "w2", "generateName": "w", "labels": {"a": "b"}}, "spec": {"i": 0, "o": {}, "s": "",
+            "nul": {}, "m": {"k": "w", "j": "v"}, "free": {}}}),
+        json!({"kind": "Widget", "metadata": {"name": "w3"}, "spec": {"i": 1, "j": 1, "d": 1,
+            "n": 1.0, "s": "a\u{1F600}b", "b": true, "mode": "Safe", "zero": 1}}),
+        json!({"kind": "Widget", "metadata": {"name": "w4"}}),
+    ];
+    let mut failures = 0;
+    for obj in &objs {
+        for old in [None, Some(&objs[0]), Some(&objs[1]), Some(&objs[3])] {
+            let got: Vec<String> = fast
+                .validate(obj, old)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let want: Vec<String> = slow
+                .validate(obj, old)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, want, "{obj} (old {old:?})");
+            failures += got.len();
+        }
+    }
+    // The objects fail rules in all the ways above, and pass them too.
+    assert!(failures > 100, "{failures}");
+    let ok = &objs[0];
+    assert!(fast.validate(ok, Some(ok)).len() < 20);
+}
+
+#[test]
+fn plain_rules_are_evaluated_on_the_fast_path() {
+    // The shape of most CRDs' rules: both must be taken, and hold, without cel-rust.
+    let s = Schema::compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.replicas >= self.minReplicas", "message": "replicas below minReplicas"},
+                {"rule": "!has(self.group0) || !has(self.group0.field0) || self.group0.field0.size() < 100"},
+            ],
+            "properties": {"replicas": {"type": "integer"}, "minReplicas": {"type": "integer"},
+                "group0": {"type": "object", "properties": {"field0": {"type": "string"}}}}}}}),
+        "",
+    )
+    .unwrap();
+    let spec = &s.root.properties["spec"];
+    assert!(spec.rules.iter().all(|r| r.fast.is_some()));
+    let obj = json!({"replicas": 3, "minReplicas": 1, "group0": {"field0": "a"}});
+    let scope = crate::cel::fast::Scope::new(spec, &obj, None, false);
+    assert!(spec.rules.iter().all(|r| scope.holds(r.fast.as_ref())));
+    let bad = json!({"replicas": 0, "minReplicas": 1});
+    let scope = crate::cel::fast::Scope::new(spec, &bad, None, false);
+    assert!(!scope.holds(spec.rules[0].fast.as_ref()));
+}

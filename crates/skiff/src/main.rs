@@ -94,13 +94,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 30000)]
         hold_pods: usize,
     },
-    /// API extensions: custom-object creates against ConfigMap creates (a large CRD
-    /// schema with CEL rules), and the latency a validating webhook adds.
     /// The per-object cost of a custom object's prune, defaults, validation and
     /// managedFields against a ConfigMap's, without a server.
     CrdCost,
+    /// API extensions: custom-object creates against ConfigMap creates (a large CRD
+    /// schema with CEL rules), and the latency a validating webhook adds.
     Extensions {
-        #[arg(long, default_value_t = 4000)]
+        /// Creates of each kind, in four alternating rounds (long enough rounds that a
+        /// moment's noise on a shared machine weighs little).
+        #[arg(long, default_value_t = 40000)]
         creates: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
