@@ -8,6 +8,7 @@
 //!   certificate and `X-Remote-User`/`X-Remote-Group`/`X-Remote-Extra-*`.
 
 use crate::apiservices::{Aggregator, ApiService, GROUP, PLURAL};
+use crate::extension_client::{Endpoint, TlsSettings};
 use crate::registry::{RemoteVersion, Snapshot, builtin};
 use crate::request::Target;
 use crate::request::system_write_options;
@@ -236,40 +237,21 @@ async fn send(
     let port = s.port.unwrap_or(443);
     let (host, port) = crate::services::resolve(&api.cache, &s.namespace, &s.name, port)
         .map_err(SendError::Resolve)?;
-    let dial = |e: String| SendError::Dial(host.clone(), port, e);
-    let tls = client_tls(api, svc).map_err(&dial)?;
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| dial(go_dial_error(&host, port, &e)))?;
-    let _ = tcp.set_nodelay(true);
-    let name =
-        rustls::pki_types::ServerName::try_from(s.host()).map_err(|e| dial(e.to_string()))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| dial(skiff_admission::tls_error(&e)))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| dial(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = outgoing(req, &s.host(), user);
-    sender
-        .send_request(req)
-        .await
-        .map_err(|e| dial(e.to_string()))
-}
-
-/// A dial failure as Go's net package words it (`dial tcp 127.0.0.1:443: connect:
-/// connection refused`), which kube-aggregator's messages carry.
-fn go_dial_error(host: &str, port: u16, e: &std::io::Error) -> String {
-    let addr = match host {
-        "localhost" => format!("127.0.0.1:{port}"),
-        h => format!("{h}:{port}"),
+    let to = Endpoint {
+        host,
+        port,
+        server_name: s.host(),
     };
-    format!("dial tcp {addr}: {}", skiff_admission::dial_error(e))
+    let tls = TlsSettings {
+        ca_bundle: svc.spec.ca_bundle.clone(),
+        insecure: svc.spec.insecure_skip_tls_verify,
+    };
+    let req = outgoing(req, &to.server_name, user);
+    api.aggregator
+        .client
+        .send(&to, &tls, || client_tls(api, svc), req)
+        .await
+        .map_err(|e| SendError::Dial(to.host.clone(), to.port, e))
 }
 
 /// TLS towards the extension server: its caBundle as roots (or no check with

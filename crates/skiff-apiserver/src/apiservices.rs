@@ -59,6 +59,8 @@ impl ServiceRef {
 pub struct Aggregator {
     pub(crate) services: parking_lot::Mutex<BTreeMap<String, (ApiService, Value)>>,
     pub(crate) changed: Notify,
+    /// Connections to the extension servers, shared by proxied requests and checks.
+    pub(crate) client: crate::extension_client::ExtensionClient,
 }
 
 impl Aggregator {

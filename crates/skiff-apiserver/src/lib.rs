@@ -26,6 +26,7 @@ pub mod discovery;
 pub mod dynamic_admission;
 pub mod endpoints;
 pub mod eventttl;
+pub mod extension_client;
 pub mod flowcontrol;
 pub mod hpa_versions;
 pub mod httpconn;

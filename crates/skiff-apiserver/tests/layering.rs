@@ -47,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "audit::sink",
             "certificates",
             "dynamic_admission",
+            "extension_client",
             "rbac",
             "secrets_encryption",
             "service_alloc",

@@ -61,6 +61,8 @@ struct TestServer {
     port: u16,
     ca_pem: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// TLS connections accepted.
+    conns: Arc<std::sync::atomic::AtomicUsize>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -119,17 +121,29 @@ impl TestServer {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        rt.spawn(serve(listener, acceptor, seen.clone(), handler));
+        let conns: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        rt.spawn(serve(
+            listener,
+            acceptor,
+            seen.clone(),
+            conns.clone(),
+            handler,
+        ));
         TestServer {
             port,
             ca_pem,
             seen,
+            conns,
             rt: Some(rt),
         }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    fn connections(&self) -> usize {
+        self.conns.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn stop(&mut self) {
@@ -149,6 +163,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     seen: Arc<Mutex<Vec<Seen>>>,
+    conns: Arc<std::sync::atomic::AtomicUsize>,
     handler: fn(&Seen) -> Reply,
 ) {
     loop {
@@ -156,11 +171,12 @@ async fn serve(
             return;
         };
         let acceptor = acceptor.clone();
-        let seen = seen.clone();
+        let (seen, conns) = (seen.clone(), conns.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let client_cn = tls
                 .get_ref()
                 .1
@@ -1170,6 +1186,27 @@ fn extension_gone(c: &Cluster, ext: &mut TestServer) {
         let a = available(c);
         (a.0 == "False").then_some(()).ok_or(format!("{a:?}"))
     });
+}
+
+/// Proxied requests and availability checks share one kept HTTP/2 connection to the
+/// extension server, as kube-aggregator's pooled transport does: not a TLS handshake
+/// per request.
+#[test]
+fn extension_requests_share_a_connection() {
+    let (c, ext) = extension_cluster();
+    let path = format!("/apis/{GV}/namespaces/default/widgets");
+    let (conns, requests) = (ext.connections(), ext.seen().len());
+    assert!(conns >= 1);
+    for _ in 0..5 {
+        let list: Value = serde_json::from_str(&c.ok(&["get", "--raw", &path])).unwrap();
+        assert_eq!(list["kind"], "WidgetList");
+    }
+    let lists = ext.seen()[requests..]
+        .iter()
+        .filter(|s| s.path.ends_with("/widgets"))
+        .count();
+    assert_eq!(lists, 5);
+    assert_eq!(ext.connections(), conns, "a connection per request");
 }
 
 /// kube-aggregator keeps routing an unavailable APIService's paths and answers them

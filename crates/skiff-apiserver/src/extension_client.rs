@@ -1,0 +1,145 @@
+//! Connections to extension API servers (APIServices naming a Service), kept as
+//! kube-aggregator's pooled transport keeps them: an HTTP/2 connection, once made, is
+//! shared by every request and availability check to the same endpoint with the same
+//! TLS settings, and the TLS client config is built once per settings, not per request
+//! (it parses the caBundle and our proxy key). A server that only speaks HTTP/1.1 gets
+//! a connection per request, as before.
+
+use axum::body::Body;
+use http::Request;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the TLS client config depends on: the APIService's caBundle (base64, as
+/// written) and `insecureSkipTLSVerify`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct TlsSettings {
+    pub ca_bundle: Option<String>,
+    pub insecure: bool,
+}
+
+/// Where a request goes: the resolved endpoint and the name the certificate must carry.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub server_name: String,
+}
+
+type ConnKey = (Endpoint, TlsSettings);
+
+#[derive(Default)]
+pub(crate) struct ExtensionClient {
+    configs: parking_lot::Mutex<HashMap<TlsSettings, Arc<rustls::ClientConfig>>>,
+    conns: parking_lot::Mutex<HashMap<ConnKey, SendRequest<Body>>>,
+}
+
+impl ExtensionClient {
+    /// Sends `req` to `to`, on a kept HTTP/2 connection when there is one. `config`
+    /// builds the TLS client config for `tls` the first time it is needed. Errors are
+    /// worded as Go words dial and TLS failures.
+    pub(crate) async fn send(
+        &self,
+        to: &Endpoint,
+        tls: &TlsSettings,
+        config: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
+        req: Request<Body>,
+    ) -> Result<http::Response<Incoming>, String> {
+        let key = (to.clone(), tls.clone());
+        if let Some(mut kept) = self.kept(&key)
+            && kept.ready().await.is_ok()
+        {
+            return kept.send_request(req).await.map_err(|e| e.to_string());
+        }
+        let config = self.config(tls, config)?;
+        match dial(to, config).await? {
+            Conn::H2(mut sender) => {
+                let out = sender.send_request(req);
+                self.keep(key, sender);
+                out.await.map_err(|e| e.to_string())
+            }
+            Conn::H1(mut sender) => sender.send_request(req).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    fn kept(&self, key: &ConnKey) -> Option<SendRequest<Body>> {
+        let mut conns = self.conns.lock();
+        match conns.get(key) {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                conns.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, key: ConnKey, sender: SendRequest<Body>) {
+        let mut conns = self.conns.lock();
+        // Connections the other side closed (an endpoint gone, settings changed) go.
+        conns.retain(|_, s| !s.is_closed());
+        conns.insert(key, sender);
+    }
+
+    fn config(
+        &self,
+        tls: &TlsSettings,
+        build: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        if let Some(c) = self.configs.lock().get(tls) {
+            return Ok(c.clone());
+        }
+        let mut c = (*build()?).clone();
+        c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let c = Arc::new(c);
+        self.configs.lock().insert(tls.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+enum Conn {
+    H2(SendRequest<Body>),
+    H1(hyper::client::conn::http1::SendRequest<Body>),
+}
+
+/// A new connection: TCP, TLS offering h2 and http/1.1, then the protocol the server
+/// chose.
+async fn dial(to: &Endpoint, config: Arc<rustls::ClientConfig>) -> Result<Conn, String> {
+    let tcp = tokio::net::TcpStream::connect((to.host.as_str(), to.port))
+        .await
+        .map_err(|e| go_dial_error(&to.host, to.port, &e))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(to.server_name.clone())
+        .map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| skiff_admission::tls_error(&e))?;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    if h2 {
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        return Ok(Conn::H2(sender));
+    }
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(Conn::H1(sender))
+}
+
+/// A dial failure as Go's net package words it (`dial tcp 127.0.0.1:443: connect:
+/// connection refused`), which kube-aggregator's messages carry.
+fn go_dial_error(host: &str, port: u16, e: &std::io::Error) -> String {
+    let addr = match host {
+        "localhost" => format!("127.0.0.1:{port}"),
+        h => format!("{h}:{port}"),
+    };
+    format!("dial tcp {addr}: {}", skiff_admission::dial_error(e))
+}
