@@ -8,13 +8,15 @@
 //! `replace`, `indexOf` on strings, `slice`, `flatten`, `sort` …) and kube's list
 //! additions `isSorted`, `sum`, `min`, `max`. Not provided: `url()`, `quantity()`,
 //! `ip()`, `cidr()`, `semver()`, list `indexOf`; strings with formats date-time,
-//! duration and byte stay strings. cel-rust does not type-check, so a rule naming a field
-//! the schema lacks compiles and fails when evaluated (kube rejects it at CRD creation),
-//! and no cost limits are estimated or enforced.
+//! duration and byte stay strings. cel-rust does not type-check: [`check`] finds what
+//! kube's checker reports most, fields the schema does not expose ("undefined field"),
+//! when the CRD is written; other type errors (`self.name > 1`) show only when a rule
+//! is evaluated, and no cost limits are estimated or enforced.
 //!
 //! Rules that hold are mostly found so on the fast path ([`fast`]), without building
 //! CEL values; cel-rust evaluates the rest, and every rule that fails.
 
+mod check;
 pub(crate) mod fast;
 mod reads;
 
@@ -100,6 +102,20 @@ const REASONS: [&str; 4] = [
     "FieldValueRequired",
 ];
 
+/// Parse errors as cel-go renders them (` | ` before the line and the caret).
+fn shown(e: &cel::ParseErrors) -> String {
+    let issues: Vec<String> = e
+        .errors
+        .iter()
+        .map(|x| {
+            let source = x.source_info.as_ref().map_or("", |i| i.source.as_str());
+            let pos = (x.pos.0.max(1) as usize, x.pos.1.max(1) as usize);
+            check::issue(source, pos, &x.msg)
+        })
+        .collect();
+    issues.join("\n")
+}
+
 /// The shared CEL environment (compiling and evaluating).
 pub(crate) fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
@@ -169,7 +185,7 @@ impl Rule {
                     }
                     self.program = Some(p);
                 }
-                Err(e) => self.compile_error = Some(format!("compilation failed: {e}")),
+                Err(e) => self.compile_error = Some(format!("compilation failed: {}", shown(&e))),
             }
         }
         if !self.message_expression.trim().is_empty() {
@@ -179,8 +195,10 @@ impl Rule {
                     self.message_program = Some(p)
                 }
                 Err(e) => {
-                    self.message_compile_error =
-                        Some(format!("messageExpression compilation failed: {e}"))
+                    self.message_compile_error = Some(format!(
+                        "messageExpression compilation failed: {}",
+                        shown(&e)
+                    ))
                 }
             }
         }
@@ -242,25 +260,40 @@ impl Rule {
         }
     }
 
-    /// Compilation problems, and oldSelf where it cannot be correlated.
+    /// Compilation problems (fields the schema at `node` does not expose among them),
+    /// and oldSelf where it cannot be correlated.
     pub(crate) fn check_compiled(
         &self,
         path: &str,
+        (node, resource): (&Node, bool),
         uncorrelatable: Option<&str>,
         errs: &mut Vec<FieldError>,
     ) {
-        if let Some(e) = &self.compile_error {
+        let optional = self.optional_old_self == Some(true);
+        let undefined = |p: &Option<Program>| {
+            let p = p.as_ref()?;
+            check::undefined_fields(p.expression(), p.source_info(), node, resource, optional)
+        };
+        let rule_error = self
+            .compile_error
+            .clone()
+            .or_else(|| undefined(&self.program).map(|e| format!("compilation failed: {e}")));
+        if let Some(e) = rule_error {
             errs.push(FieldError::invalid(
                 child(path, "rule"),
                 self.raw.clone(),
-                e.clone(),
+                e,
             ));
         }
-        if let Some(e) = &self.message_compile_error {
+        let message_error = self.message_compile_error.clone().or_else(|| {
+            undefined(&self.message_program)
+                .map(|e| format!("messageExpression compilation failed: {e}"))
+        });
+        if let Some(e) = message_error {
             errs.push(FieldError::invalid(
                 child(path, "messageExpression"),
                 self.raw.clone(),
-                e.clone(),
+                e,
             ));
         }
         if self.program.is_none() {

@@ -90,6 +90,7 @@ fn check(
         }
         r.check_compiled(
             &index(&rules_path, i),
+            (n, ctx.root || n.embedded),
             ctx.uncorrelatable.as_deref(),
             cel_errs,
         );
