@@ -7,6 +7,7 @@
 use crate::webhook::ClientConfig;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
@@ -115,31 +116,58 @@ fn split_url(u: &str) -> Result<(String, u16, String), String> {
 pub(crate) struct Transport {
     resolver: Arc<dyn Resolver>,
     /// Open HTTP/2 connections by (address, server name, caBundle).
-    pool: parking_lot::Mutex<HashMap<PoolKey, H2Sender>>,
+    pool: KeptConnections<PoolKey, Full<Bytes>>,
 }
 
 type PoolKey = (SocketAddr, String, Vec<u8>);
-type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 impl Transport {
     pub(crate) fn new(resolver: Arc<dyn Resolver>) -> Self {
         Transport {
             resolver,
-            pool: Default::default(),
+            pool: KeptConnections::default(),
         }
     }
+}
 
-    /// A kept connection that is still open.
-    fn pooled(&self, key: &PoolKey) -> Option<H2Sender> {
-        let mut pool = self.pool.lock();
-        match pool.get(key) {
+/// HTTP/2 client connections kept by where they go, each shared by every request
+/// there (a sender is a handle to its connection).
+pub struct KeptConnections<K, B> {
+    conns: parking_lot::Mutex<HashMap<K, SendRequest<B>>>,
+}
+
+impl<K, B> Default for KeptConnections<K, B> {
+    fn default() -> Self {
+        KeptConnections {
+            conns: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, B> KeptConnections<K, B> {
+    /// The kept connection to `key`, if it is still open.
+    pub fn get(&self, key: &K) -> Option<SendRequest<B>> {
+        let mut conns = self.conns.lock();
+        match conns.get(key) {
             Some(s) if !s.is_closed() => Some(s.clone()),
             Some(_) => {
-                pool.remove(key);
+                conns.remove(key);
                 None
             }
             None => None,
         }
+    }
+
+    /// Keeps `sender` for `key`, dropping connections the other side has closed.
+    pub fn keep(&self, key: K, sender: SendRequest<B>) {
+        let mut conns = self.conns.lock();
+        conns.retain(|_, s| !s.is_closed());
+        conns.insert(key, sender);
+    }
+
+    /// Forgets the connection to `key` (it failed).
+    pub fn forget(&self, key: &K) {
+        self.conns.lock().remove(key);
     }
 }
 
@@ -214,15 +242,13 @@ async fn exchange(
             .map_err(|e| e.to_string())
     };
     let key = (addr, t.host.clone(), t.ca_bundle.to_vec());
-    if let Some(mut s) = transport.pooled(&key)
+    if let Some(mut s) = transport.pool.get(&key)
         && s.ready().await.is_ok()
     {
         match s.send_request(request()?).await {
             Ok(resp) => return read(resp).await,
             // The server closed a kept connection: a fresh one below.
-            Err(_) => {
-                transport.pool.lock().remove(&key);
-            }
+            Err(_) => transport.pool.forget(&key),
         }
     }
     let req = request()?;
@@ -243,7 +269,7 @@ async fn exchange(
                 .await
                 .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        transport.pool.lock().insert(key, s.clone());
+        transport.pool.keep(key, s.clone());
         return read(s.send_request(req).await.map_err(|e| e.to_string())?).await;
     }
     send_http1(TokioIo::new(tls), req, &authority).await

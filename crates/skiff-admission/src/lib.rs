@@ -60,7 +60,7 @@ mod validate;
 mod webhook;
 
 pub use attributes::{Attributes, Gvk, Gvr, Operation, UserInfo, exempt};
-pub use client::{Resolver, dial_error, tls_error};
+pub use client::{KeptConnections, Resolver, dial_error, tls_error};
 pub use conversion::{ConversionWebhook, Converter};
 pub use dispatch::{Dispatcher, MatchContext, Outcome};
 pub use error::{AdmissionError, ConversionError};

@@ -10,6 +10,7 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use skiff_admission::KeptConnections;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ type ConnKey = (Endpoint, TlsSettings);
 #[derive(Default)]
 pub(crate) struct ExtensionClient {
     configs: parking_lot::Mutex<HashMap<TlsSettings, Arc<rustls::ClientConfig>>>,
-    conns: parking_lot::Mutex<HashMap<ConnKey, SendRequest<Body>>>,
+    conns: KeptConnections<ConnKey, Body>,
 }
 
 impl ExtensionClient {
@@ -49,7 +50,7 @@ impl ExtensionClient {
         req: Request<Body>,
     ) -> Result<http::Response<Incoming>, String> {
         let key = (to.clone(), tls.clone());
-        if let Some(mut kept) = self.kept(&key)
+        if let Some(mut kept) = self.conns.get(&key)
             && kept.ready().await.is_ok()
         {
             return kept.send_request(req).await.map_err(|e| e.to_string());
@@ -58,30 +59,11 @@ impl ExtensionClient {
         match dial(to, config).await? {
             Conn::H2(mut sender) => {
                 let out = sender.send_request(req);
-                self.keep(key, sender);
+                self.conns.keep(key, sender);
                 out.await.map_err(|e| e.to_string())
             }
             Conn::H1(mut sender) => sender.send_request(req).await.map_err(|e| e.to_string()),
         }
-    }
-
-    fn kept(&self, key: &ConnKey) -> Option<SendRequest<Body>> {
-        let mut conns = self.conns.lock();
-        match conns.get(key) {
-            Some(s) if !s.is_closed() => Some(s.clone()),
-            Some(_) => {
-                conns.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn keep(&self, key: ConnKey, sender: SendRequest<Body>) {
-        let mut conns = self.conns.lock();
-        // Connections the other side closed (an endpoint gone, settings changed) go.
-        conns.retain(|_, s| !s.is_closed());
-        conns.insert(key, sender);
     }
 
     fn config(
