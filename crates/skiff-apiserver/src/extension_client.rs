@@ -53,12 +53,13 @@ impl ExtensionClient {
         if let Some(mut kept) = self.conns.get(&key)
             && kept.ready().await.is_ok()
         {
-            return kept.send_request(req).await.map_err(|e| e.to_string());
+            let out = kept.send_request(absolute(req, to));
+            return out.await.map_err(|e| e.to_string());
         }
         let config = self.config(tls, config)?;
         match dial(to, config).await? {
             Conn::H2(mut sender) => {
-                let out = sender.send_request(req);
+                let out = sender.send_request(absolute(req, to));
                 self.conns.keep(key, sender);
                 out.await.map_err(|e| e.to_string())
             }
@@ -80,6 +81,18 @@ impl ExtensionClient {
         self.configs.lock().insert(tls.clone(), c.clone());
         Ok(c)
     }
+}
+
+/// The request with an absolute URI, from which HTTP/2 takes `:scheme` and
+/// `:authority` (HTTP/1.1 sends the path and a Host header).
+fn absolute(mut req: Request<Body>, to: &Endpoint) -> Request<Body> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri = format!("https://{}:{}{path}", to.server_name, to.port);
+    if let Ok(uri) = uri.parse() {
+        *req.uri_mut() = uri;
+        req.headers_mut().remove(http::header::HOST);
+    }
+    req
 }
 
 enum Conn {
