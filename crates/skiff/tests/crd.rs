@@ -1555,3 +1555,41 @@ fn autoscaling_a_custom_kind() {
     ]);
     assert_eq!(hpa, "3 WebApp");
 }
+
+/// A rule naming a field the schema does not have is refused with the CRD, worded as
+/// kube's CEL checker words it; the same CRD with the field spelled right is created.
+#[test]
+fn crd_rules_naming_undefined_fields_are_refused() {
+    let c = Cluster::start();
+    let crd = |name: &str, rule: &str| {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{name}s.rules.example.com")},
+            "spec": {"group": "rules.example.com", "scope": "Namespaced",
+                "names": {"plural": format!("{name}s"), "kind": name.to_uppercase()},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                        "type": "object", "properties": {"size": {"type": "integer"}},
+                        "x-kubernetes-validations": [{"rule": rule}]}}}}}]},
+        })
+        .to_string()
+    };
+    accepted(&c, &["apply", "-f", "-"], &crd("good", "self.size >= 0"));
+    let err = refused(&c, &["apply", "-f", "-"], &crd("typo", "self.sise >= 0"));
+    // The path's prefix is left out: kube shows a schema all versions share under
+    // `spec.validation`, skiff under `spec.versions[0].schema` (see the stop note).
+    assert!(
+        err.starts_with("The CustomResourceDefinition \"typos.rules.example.com\" is invalid: ")
+            && err.contains(
+                ".openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "
+            )
+            && err.trim_end().ends_with(
+            ": compilation failed: ERROR: <input>:1:5: undefined field 'sise'\n | self.sise >= 0\n | ....^"
+        ),
+        "{err}"
+    );
+    assert!(
+        c.fails(&["get", "crd", "typos.rules.example.com"])
+            .contains("NotFound")
+    );
+}
