@@ -151,6 +151,7 @@ fn versions(crd: &Value, errs: &mut Vec<FieldError>) {
     let mut seen = Vec::new();
     let mut unique = true;
     let mut storage = 0;
+    let shared = Shared::of(&versions);
     for (i, v) in versions.iter().enumerate() {
         let p = index("spec.versions", i);
         let name = s(v, "/name");
@@ -167,7 +168,15 @@ fn versions(crd: &Value, errs: &mut Vec<FieldError>) {
                 problems.join(","),
             ));
         }
-        version(v, &p, errs);
+        // What all versions share is reported once, under its hoisted path.
+        let mut repeated = Vec::new();
+        version(
+            v,
+            &p,
+            &shared,
+            if i == 0 { &mut *errs } else { &mut repeated },
+        );
+        errs.extend(repeated.into_iter().filter(|e| !shared.covers(&e.field)));
     }
     let all = Value::Array(versions);
     if !unique {
@@ -186,9 +195,55 @@ fn versions(crd: &Value, errs: &mut Vec<FieldError>) {
     }
 }
 
-fn version(v: &Value, p: &str, errs: &mut Vec<FieldError>) {
+/// The parts every version has alike, which kube's conversion to its internal version
+/// hoists (`spec.validation`, `spec.subresources`, `spec.additionalPrinterColumns`):
+/// their errors name the hoisted paths, as kube's do.
+struct Shared {
+    schema: bool,
+    subresources: bool,
+    columns: bool,
+}
+
+impl Shared {
+    fn of(versions: &[Value]) -> Shared {
+        // Missing, null and empty are alike, as to apimachinery's semantic equality.
+        let part = |v: &Value, k: &str| {
+            v.get(k)
+                .filter(|x| !x.is_null() && x.as_array().is_none_or(|a| !a.is_empty()))
+                .cloned()
+        };
+        let same = |k: &str| {
+            let first = versions.first().and_then(|v| part(v, k));
+            first.is_some() && versions.iter().all(|v| part(v, k) == first)
+        };
+        Shared {
+            schema: same("schema"),
+            subresources: same("subresources"),
+            columns: same("additionalPrinterColumns"),
+        }
+    }
+
+    /// Whether an error at `field` is at a hoisted path (already reported).
+    fn covers(&self, field: &str) -> bool {
+        (self.schema && field.starts_with("spec.validation"))
+            || (self.subresources && field.starts_with("spec.subresources"))
+            || (self.columns && field.starts_with("spec.additionalPrinterColumns"))
+    }
+
+    fn path(&self, hoisted: bool, version: &str, key: &str) -> String {
+        match hoisted {
+            true => child("spec", key),
+            false => child(version, key),
+        }
+    }
+}
+
+fn version(v: &Value, p: &str, shared: &Shared, errs: &mut Vec<FieldError>) {
     deprecation_warning(v, p, errs);
-    let schema_path = child(&child(p, "schema"), "openAPIV3Schema");
+    let schema_path = match shared.schema {
+        true => "spec.validation.openAPIV3Schema".to_string(),
+        false => child(&child(p, "schema"), "openAPIV3Schema"),
+    };
     let schema = v
         .pointer("/schema/openAPIV3Schema")
         .filter(|s| !s.is_null());
@@ -210,11 +265,13 @@ fn version(v: &Value, p: &str, errs: &mut Vec<FieldError>) {
         }
     };
     if let Some(scale) = v.pointer("/subresources/scale").filter(|s| !s.is_null()) {
-        scale_paths(scale, &child(&child(p, "subresources"), "scale"), errs);
+        let sub = shared.path(shared.subresources, p, "subresources");
+        scale_paths(scale, &child(&sub, "scale"), errs);
     }
     let cols = v.get("additionalPrinterColumns").and_then(Value::as_array);
+    let cols_path = shared.path(shared.columns, p, "additionalPrinterColumns");
     for (i, c) in cols.into_iter().flatten().enumerate() {
-        printer_column(c, &index(&child(p, "additionalPrinterColumns"), i), errs);
+        printer_column(c, &index(&cols_path, i), errs);
     }
     if let Some(fields) = v
         .get("selectableFields")
@@ -672,6 +729,37 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    /// What every version has alike is reported once, at the path kube's internal
+    /// version hoists it to; what differs stays per version.
+    #[test]
+    fn shared_parts_are_reported_at_their_hoisted_paths() {
+        let bad_schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"x": {}}}});
+        let bad_column = json!([{"name": "X", "type": "float", "jsonPath": ".x"}]);
+        let mut c = crd();
+        c["spec"]["versions"][0]["schema"] = bad_schema.clone();
+        c["spec"]["versions"][1]["schema"] = bad_schema.clone();
+        c["spec"]["versions"][0]["additionalPrinterColumns"] = bad_column.clone();
+        c["spec"]["versions"][1]["additionalPrinterColumns"] = bad_column;
+        let subresources = c["spec"]["versions"][0]["subresources"].clone();
+        c["spec"]["versions"][1]["subresources"] = subresources;
+        c["spec"]["versions"][0]["selectableFields"] = json!([]);
+        assert_eq!(
+            messages(&c, None),
+            [
+                "spec.validation.openAPIV3Schema.properties[x].type: Required value: must not be empty for specified object fields",
+                r#"spec.additionalPrinterColumns[0].type: Invalid value: "float": must be one of boolean,date,integer,number,string"#,
+            ]
+        );
+        // One version differs: each is reported where it is.
+        c["spec"]["versions"][1]["schema"]["openAPIV3Schema"]["description"] = json!("v2");
+        let got = messages(&c, None);
+        assert!(
+            got.iter().any(|m| m.starts_with("spec.versions[0].schema.openAPIV3Schema.properties[x]"))
+                && got.iter().any(|m| m.starts_with("spec.versions[1].schema.openAPIV3Schema.properties[x]")),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!     problems kube reports for that schema in a CRD (structural schema, the OpenAPI
 //!     subset, list/map types, defaults, `x-kubernetes-validations` fields and rules
 //!     that fail to compile), paths under `base`
-//!     (e.g. `spec.versions[0].schema.openAPIV3Schema`);
+//!     (`spec.validation.openAPIV3Schema` when all versions share it, else
+//!     `spec.versions[i].schema.openAPIV3Schema`);
 //!   - [`Schema::prune`]`(&mut obj) -> Vec<String>`: drops unknown fields, returns their
 //!     paths sorted (`spec.foo`, `metadata.bogus`), for `unknown field "spec.foo"`;
 //!   - [`Schema::apply_defaults`]`(&mut obj)`: defaults, then drops non-nullable nulls

@@ -1576,13 +1576,13 @@ fn crd_rules_naming_undefined_fields_are_refused() {
     };
     accepted(&c, &["apply", "-f", "-"], &crd("good", "self.size >= 0"));
     let err = refused(&c, &["apply", "-f", "-"], &crd("typo", "self.sise >= 0"));
-    // The path's prefix is left out: kube shows a schema all versions share under
-    // `spec.validation`, skiff under `spec.versions[0].schema` (see the stop note).
+    // A schema all versions share is named as kube's internal version hoists it.
     assert!(
-        err.starts_with("The CustomResourceDefinition \"typos.rules.example.com\" is invalid: ")
-            && err.contains(
-                ".openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "
-            )
+        err.starts_with(
+            "The CustomResourceDefinition \"typos.rules.example.com\" is invalid: \
+             spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: \
+             Invalid value: "
+        )
             && err.trim_end().ends_with(
             ": compilation failed: ERROR: <input>:1:5: undefined field 'sise'\n | self.sise >= 0\n | ....^"
         ),
