@@ -12,7 +12,7 @@ use crate::owner::{self, Expectations};
 use serde_json::Value;
 use skiff_kube::reflect::Change;
 use skiff_validation::labels::Selector;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// An owner's pods after one claim.
@@ -197,7 +197,9 @@ impl Pods {
     /// Takes in `c`. The owners it concerns (of `owners`, keyed `ns/name`) are marked
     /// dirty: the pod's controller if it is of `kind`, or for an orphan each owner whose
     /// `claims` holds, for the pod as it was and as it is. `exp` learns of creations
-    /// and deletions seen.
+    /// and deletions seen, a relist's too (as client-go's Replace delivers them): a
+    /// pod first seen in a relist, or missing from one, must not leave its owner
+    /// waiting out the expectations' timeout.
     pub fn apply(
         &mut self,
         c: Change,
@@ -223,52 +225,88 @@ impl Pods {
         };
         match c {
             Change::Reset(items) => {
-                self.by_ns.clear();
+                let listed: HashSet<(String, String)> = items.iter().map(|p| ns_name(p)).collect();
+                let gone: Vec<Arc<Value>> = self
+                    .by_ns
+                    .values()
+                    .flat_map(|m| m.values())
+                    .filter(|p| !listed.contains(&ns_name(p)))
+                    .cloned()
+                    .collect();
+                for p in gone {
+                    self.remove(p, &concerned, dirty, exp.as_deref_mut());
+                }
                 for p in items {
-                    let (ns, name) = ns_name(&p);
-                    self.by_ns.entry(ns).or_default().insert(name, p);
+                    self.upsert(p, &concerned, dirty, exp.as_deref_mut());
                 }
                 dirty.extend(owners.keys().cloned());
             }
-            Change::Apply(p) => {
-                let (ns, name) = ns_name(&p);
-                let now = concerned(&p);
-                let old = self.get(&ns, &name);
-                if let Some(exp) = exp.as_deref_mut() {
-                    for o in &now {
-                        if old.is_none() {
-                            exp.observed_create(o);
-                        }
-                        if !p["metadata"]["deletionTimestamp"].is_null() {
-                            exp.observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
-                        }
-                    }
+            Change::Apply(p) => self.upsert(p, &concerned, dirty, exp),
+            Change::Delete(p) => self.remove(p, &concerned, dirty, exp),
+        }
+    }
+
+    fn upsert(
+        &mut self,
+        p: Arc<Value>,
+        concerned: &dyn Fn(&Value) -> Vec<String>,
+        dirty: &mut Dirty,
+        mut exp: Option<&mut Expectations>,
+    ) {
+        let (ns, name) = ns_name(&p);
+        let uid = p["metadata"]["uid"].as_str().unwrap_or("");
+        // The same name with another uid: the pod held was deleted and this one made.
+        let replaced = self
+            .by_ns
+            .get(&ns)
+            .and_then(|m| m.get(&name))
+            .filter(|o| o["metadata"]["uid"].as_str() != Some(uid))
+            .cloned();
+        if let Some(gone) = replaced {
+            self.remove(gone, concerned, dirty, exp.as_deref_mut());
+        }
+        let now = concerned(&p);
+        let old = self.get(&ns, &name);
+        if let Some(exp) = exp {
+            for o in &now {
+                if old.is_none() {
+                    exp.observed_create(o);
                 }
-                // A pod whose labels or references changed may leave one owner for another.
-                if let Some(old) = old {
-                    dirty.extend(concerned(old));
+                if !p["metadata"]["deletionTimestamp"].is_null() {
+                    exp.observed_delete(o, uid);
                 }
-                dirty.extend(now);
-                self.by_ns.entry(ns).or_default().insert(name, p);
             }
-            Change::Delete(p) => {
-                let (ns, name) = ns_name(&p);
-                let mut was = concerned(&p);
-                if let Some(old) = self.get(&ns, &name) {
-                    was.extend(concerned(old));
-                }
-                for o in &was {
-                    if let Some(exp) = exp.as_deref_mut() {
-                        exp.observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
-                    }
-                }
-                dirty.extend(was);
-                if let Some(m) = self.by_ns.get_mut(&ns) {
-                    m.remove(&name);
-                    if m.is_empty() {
-                        self.by_ns.remove(&ns);
-                    }
-                }
+        }
+        // A pod whose labels or references changed may leave one owner for another.
+        if let Some(old) = old {
+            dirty.extend(concerned(old));
+        }
+        dirty.extend(now);
+        self.by_ns.entry(ns).or_default().insert(name, p);
+    }
+
+    fn remove(
+        &mut self,
+        p: Arc<Value>,
+        concerned: &dyn Fn(&Value) -> Vec<String>,
+        dirty: &mut Dirty,
+        mut exp: Option<&mut Expectations>,
+    ) {
+        let (ns, name) = ns_name(&p);
+        let mut was = concerned(&p);
+        if let Some(old) = self.get(&ns, &name) {
+            was.extend(concerned(old));
+        }
+        for o in &was {
+            if let Some(exp) = exp.as_deref_mut() {
+                exp.observed_delete(o, p["metadata"]["uid"].as_str().unwrap_or(""));
+            }
+        }
+        dirty.extend(was);
+        if let Some(m) = self.by_ns.get_mut(&ns) {
+            m.remove(&name);
+            if m.is_empty() {
+                self.by_ns.remove(&ns);
             }
         }
     }
@@ -371,6 +409,39 @@ mod tests {
         let stray = pod("s", "z", None);
         assert!(apply(&mut pods, &mut exp, Change::apply(stray)).is_empty());
         assert_eq!(pods.get("n", "s").map(|_| ()), Some(()));
+    }
+
+    #[test]
+    fn a_relist_settles_expectations_as_the_events_it_replaces() {
+        let owners: HashMap<String, Arc<Value>> =
+            [("n/ds".to_string(), Arc::new(owner(false)))].into();
+        let mut pods = Pods::default();
+        let mut exp = Expectations::default();
+        let mut dirty = Dirty::new();
+        let mut apply = |pods: &mut Pods, exp: &mut Expectations, c: Change| {
+            pods.apply(c, "DaemonSet", &owners, selects, &mut dirty, Some(exp));
+        };
+        let old = pod("old", "a", Some(("DaemonSet", "u1")));
+        let same_name = pod("same", "a", Some(("DaemonSet", "u1")));
+        apply(&mut pods, &mut exp, Change::reset(vec![old, same_name]));
+        // A creation and two deletions were issued; their events were lost with the
+        // watch, and the relist shows their outcome.
+        exp.expect_creates("n/ds", 2);
+        exp.expect_deletes(
+            "n/ds",
+            ["old-uid".to_string(), "same-uid".to_string()].into_iter(),
+        );
+        assert!(!exp.satisfied("n/ds"));
+        let made = pod("made", "a", Some(("DaemonSet", "u1")));
+        let mut remade = pod("same", "a", Some(("DaemonSet", "u1")));
+        remade["metadata"]["uid"] = json!("same-uid-2");
+        apply(&mut pods, &mut exp, Change::reset(vec![made, remade]));
+        assert!(exp.satisfied("n/ds"), "{exp:?}");
+        assert!(pods.get("n", "old").is_none());
+        assert_eq!(
+            pods.get("n", "same").unwrap()["metadata"]["uid"],
+            "same-uid-2"
+        );
     }
 
     /// A client whose API answers a GET with `owner` and counts every other request.
