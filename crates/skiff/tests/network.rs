@@ -76,6 +76,26 @@ spec:
               command: [sleep, '3']
 "#;
 
+/// Waits for the backend's rollout; if it does not finish, fails with what held it: the
+/// pods and sets, their events, and what the server (requests aside) and node 1 logged.
+fn backend_rolled_out(c: &Cluster, b: &Agent, timeout: &str) {
+    let timeout = format!("--timeout={timeout}");
+    let rollout = c.kubectl(&["rollout", "status", "deployment/backend", &timeout]);
+    if rollout.status.success() {
+        return;
+    }
+    panic!(
+        "backend not rolled out: {}\n{}\n{}\n{}\n{}\nserver log, requests aside:\n{}\nagent 1:\n{}",
+        String::from_utf8_lossy(&rollout.stderr),
+        c.ok(&["get", "pods", "-o", "wide"]),
+        c.ok(&["get", "replicasets", "-o", "wide"]),
+        c.ok(&["describe", "deployment", "backend"]),
+        c.ok(&["describe", "pods", "-l", "app=backend"]),
+        c.log_besides_requests(80),
+        b.log()
+    );
+}
+
 /// One HTTP GET from inside `pod` (busybox nc: its wget crashes): success and output.
 fn get(c: &Cluster, pod: &str, host: &str, port: u16) -> (bool, String) {
     sh(
@@ -149,15 +169,7 @@ fn services_dns_and_pods_across_two_nodes() {
     for p in ["client-a", "client-b", "web-b"] {
         wait_phase(&c, p, "Running");
     }
-    let rollout = c.kubectl(&["rollout", "status", "deployment/backend", "--timeout=60s"]);
-    if !rollout.status.success() {
-        panic!(
-            "backend not available:\n{}\n{}\nagent 1:\n{}",
-            c.ok(&["get", "pods", "-o", "wide"]),
-            c.ok(&["describe", "pods", "-l", "app=backend"]),
-            b.log()
-        );
-    }
+    backend_rolled_out(&c, &b, "60s");
 
     pods_reach_each_other_across_nodes(&c, &lab);
     the_guides_service_is_reached_every_way(&c, &lab);
@@ -166,7 +178,7 @@ fn services_dns_and_pods_across_two_nodes() {
     pods_reach_the_api_with_their_token(&c);
     external_traffic_can_stay_on_its_node(&c, &lab);
     affinity_and_hairpin(&c);
-    a_rolling_update_loses_no_request(&c);
+    a_rolling_update_loses_no_request(&c, &b);
     a_leaving_node_takes_its_routes_and_endpoints(&c, &lab, &mut b);
 }
 
@@ -546,7 +558,7 @@ fn affinity_and_hairpin(c: &Cluster) {
     get_eventually(c, "web-b", &ip, 8082, "web-b");
 }
 
-fn a_rolling_update_loses_no_request(c: &Cluster) {
+fn a_rolling_update_loses_no_request(c: &Cluster, b: &Agent) {
     // A steady client on node 1: 300 requests 50 ms apart, each on a new connection
     // through DNS and the Service; it counts what fails and stops by itself.
     let loop_script = "ok=0; fail=0; i=0; while [ $i -lt 300 ]; do if printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 backend-service 80 | grep -q backend-; then ok=$((ok+1)); else fail=$((fail+1)); fi; i=$((i+1)); sleep 0.05; done; echo ok=$ok fail=$fail";
@@ -555,7 +567,7 @@ fn a_rolling_update_loses_no_request(c: &Cluster) {
     std::thread::sleep(Duration::from_secs(2));
     let before = c.ok(&["get", "pods", "-l", "app=backend", "-o", "name"]);
     c.ok(&["rollout", "restart", "deployment/backend"]);
-    c.ok(&["rollout", "status", "deployment/backend", "--timeout=90s"]);
+    backend_rolled_out(c, b, "90s");
     // Every old pod goes (each serving through its preStop while the Service lets it go).
     eventually(Duration::from_secs(60), || {
         let now = c.ok(&["get", "pods", "-l", "app=backend", "-o", "name"]);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Cluster, eventually};
+use common::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -170,7 +170,8 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
             }
         }
     }
-    let refused = refused.expect("every write succeeded");
+    let refused =
+        refused.unwrap_or_else(|| panic!("every write succeeded: {}", c.log_besides_requests(40)));
     assert!(
         refused.contains("storage is not taking writes") && refused.contains(cause),
         "{refused}"
@@ -190,7 +191,11 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
         "{said}"
     );
     let (ready, why) = readyz(c);
-    assert!(!ready && why.contains("[-]storage failed"), "{why}");
+    assert!(
+        !ready && why.contains("[-]storage failed"),
+        "{why}\n{}",
+        c.log_besides_requests(60)
+    );
     // Lists from the cache, a GET from the store.
     let mut listed = names(c);
     listed.sort();
@@ -210,22 +215,23 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     let filler = fs.fill();
     assert!(free_bytes(&fs.at) < 1 << 20, "the disk is not full");
     writes_refused_reads_served(&c, &mut acked, "disk is full");
-    // Past the leader's renew deadline: its controllers stop, the server stays up.
-    std::thread::sleep(Duration::from_secs(15));
+    // Past the leader's renew deadline (10 s from the last renewal, which may come
+    // after the refused write above): its controllers stop, the server stays up.
+    c.eventually(Duration::from_secs(45), "the leases lost", || {
+        c.log().contains("campaigning again").then_some(())
+    });
     assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
-    assert!(
-        c.log().contains("campaigning again"),
-        "the leases were kept"
-    );
 
     // Space is back: writes, readiness and the controllers come back on their own.
     std::fs::remove_file(&filler).unwrap();
-    eventually(Duration::from_secs(30), || readyz(&c).0.then_some(()));
+    c.eventually(Duration::from_secs(30), "ready again", || {
+        readyz(&c).0.then_some(())
+    });
     let name = format!("cm-{}", acked.len() + 5000);
     create_configmap(&c, &name).unwrap();
     acked.push(name);
     c.ok(&["create", "deployment", "after", "--image=busybox"]);
-    eventually(Duration::from_secs(60), || {
+    c.eventually(Duration::from_secs(60), "the controllers back", || {
         let rs = c.ok(&["get", "replicasets", "-l", "app=after", "-o", "name"]);
         (!rs.is_empty()).then_some(())
     });
@@ -236,7 +242,7 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     let mut listed = names(&c);
     listed.sort();
     acked.sort();
-    assert_eq!(listed, acked);
+    assert_eq!(listed, acked, "{}", c.log_besides_requests(60));
     c.stop();
     drop(fs); // unmounted before the cluster's directory goes
 }

@@ -164,6 +164,41 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The last `n` lines the server logged, its request lines left out: what a failing
+    /// test shows of what the server did.
+    #[allow(dead_code)]
+    pub fn log_besides_requests(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("skiff_apiserver::router"))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// [`eventually`], failing with `what` was awaited and what the server logged.
+    #[allow(dead_code)]
+    pub fn eventually<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{what}: not within {timeout:?}\nserver log, requests aside:\n{}",
+                    self.log_besides_requests(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
