@@ -245,10 +245,17 @@ async fn exchange(
     if let Some(mut s) = transport.pool.get(&key)
         && s.ready().await.is_ok()
     {
-        match s.send_request(request()?).await {
+        match s.try_send_request(request()?).await {
             Ok(resp) => return read(resp).await,
-            // The server closed a kept connection: a fresh one below.
-            Err(_) => transport.pool.forget(&key),
+            // The kept connection closed before the request went out: a fresh one
+            // below, as Go's transport retries what it never wrote. A request that went
+            // out is not sent twice (the webhook may have acted on it).
+            Err(e) => {
+                transport.pool.forget(&key);
+                if e.message().is_none() {
+                    return Err(e.into_error().to_string());
+                }
+            }
         }
     }
     let req = request()?;

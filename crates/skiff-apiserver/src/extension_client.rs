@@ -39,7 +39,8 @@ pub(crate) struct ExtensionClient {
 }
 
 impl ExtensionClient {
-    /// Sends `req` to `to`, on a kept HTTP/2 connection when there is one. `config`
+    /// Sends `req` to `to`, on a kept HTTP/2 connection when there is one (a new one if
+    /// that closed before the request went out). `config`
     /// builds the TLS client config for `tls` the first time it is needed. Errors are
     /// worded as Go words dial and TLS failures.
     pub(crate) async fn send(
@@ -50,11 +51,26 @@ impl ExtensionClient {
         req: Request<Body>,
     ) -> Result<http::Response<Incoming>, String> {
         let key = (to.clone(), tls.clone());
+        let mut req = req;
         if let Some(mut kept) = self.conns.get(&key)
             && kept.ready().await.is_ok()
         {
-            let out = kept.send_request(absolute(req, to));
-            return out.await.map_err(|e| e.to_string());
+            match kept.try_send_request(absolute(req, to)).await {
+                Ok(resp) => return Ok(resp),
+                // Closed before the request went out (the server ended an idle
+                // connection): it goes on a new one, as Go's transport retries what it
+                // never wrote. One that went out is not sent again.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        self.conns.forget(&key);
+                        req = unsent;
+                    }
+                    None => {
+                        self.conns.forget(&key);
+                        return Err(e.into_error().to_string());
+                    }
+                },
+            }
         }
         let config = self.config(tls, config)?;
         match dial(to, config).await? {
@@ -63,7 +79,10 @@ impl ExtensionClient {
                 self.conns.keep(key, sender);
                 out.await.map_err(|e| e.to_string())
             }
-            Conn::H1(mut sender) => sender.send_request(req).await.map_err(|e| e.to_string()),
+            Conn::H1(mut sender) => sender
+                .send_request(origin_form(req))
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -91,6 +110,22 @@ fn absolute(mut req: Request<Body>, to: &Endpoint) -> Request<Body> {
     if let Ok(uri) = uri.parse() {
         *req.uri_mut() = uri;
         req.headers_mut().remove(http::header::HOST);
+    }
+    req
+}
+
+/// The request as HTTP/1.1 sends it: the path, and a Host header (a request given back
+/// by a closed HTTP/2 connection carries an absolute URI instead).
+fn origin_form(mut req: Request<Body>) -> Request<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return req;
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = path.parse() {
+        *req.uri_mut() = uri;
+    }
+    if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+        req.headers_mut().insert(http::header::HOST, host);
     }
     req
 }
