@@ -48,10 +48,9 @@ impl ExtensionClient {
         to: &Endpoint,
         tls: &TlsSettings,
         config: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, String>,
-        req: Request<Body>,
+        mut req: Request<Body>,
     ) -> Result<http::Response<Incoming>, String> {
         let key = (to.clone(), tls.clone());
-        let mut req = req;
         if let Some(mut kept) = self.conns.get(&key)
             && kept.ready().await.is_ok()
         {
@@ -60,16 +59,13 @@ impl ExtensionClient {
                 // Closed before the request went out (the server ended an idle
                 // connection): it goes on a new one, as Go's transport retries what it
                 // never wrote. One that went out is not sent again.
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
-                        self.conns.forget(&key);
-                        req = unsent;
+                Err(mut e) => {
+                    self.conns.forget(&key);
+                    match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(e.into_error().to_string()),
                     }
-                    None => {
-                        self.conns.forget(&key);
-                        return Err(e.into_error().to_string());
-                    }
-                },
+                }
             }
         }
         let config = self.config(tls, config)?;
