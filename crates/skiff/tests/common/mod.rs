@@ -178,25 +178,13 @@ impl Cluster {
 
     /// [`eventually`], failing with `what` was awaited and what the server logged.
     #[allow(dead_code)]
-    pub fn eventually<T>(
-        &self,
-        timeout: Duration,
-        what: &str,
-        mut f: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{what}: not within {timeout:?}\nserver log, requests aside:\n{}",
-                    self.log_besides_requests(60)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    pub fn eventually<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        until(timeout, f, || {
+            format!(
+                " ({what})\nserver log, requests aside:\n{}",
+                self.log_besides_requests(60)
+            )
+        })
     }
 
     /// Stops the server with SIGTERM and waits for it.
@@ -380,16 +368,24 @@ impl Drop for Cluster {
 }
 
 /// Polls `f` until it returns Some or the timeout passes.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    until(timeout, f, String::new)
+}
+
+/// Polls `f` until it gives a value; past `timeout` fails, `why` adding to the message.
+fn until<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    why: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {timeout:?}"
-        );
+        if Instant::now() >= deadline {
+            panic!("condition not met within {timeout:?}{}", why());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
