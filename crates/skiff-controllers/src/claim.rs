@@ -260,7 +260,7 @@ impl Pods {
             .by_ns
             .get(&ns)
             .and_then(|m| m.get(&name))
-            .filter(|o| o["metadata"]["uid"].as_str() != Some(uid))
+            .filter(|o| o["metadata"]["uid"] != p["metadata"]["uid"])
             .cloned();
         if let Some(gone) = replaced {
             self.remove(gone, concerned, dirty, exp.as_deref_mut());
