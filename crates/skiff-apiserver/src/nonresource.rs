@@ -103,7 +103,7 @@ pub fn serve(
 
 /// `/livez` says the process serves; `/readyz` also that bootstrap is done and the
 /// store takes writes (a full or read-only disk makes it fail, with the reason, until
-/// a write succeeds again).
+/// writes have succeeded for a while again: `Store::write_failure`).
 fn health(api: &ApiServer, which: &str) -> Response {
     let failed = if which != "readyz" {
         None

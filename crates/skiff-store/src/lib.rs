@@ -17,6 +17,7 @@
 //! - [`MemoryStore`]: the same semantics in memory, for unit tests of other crates.
 
 mod etcd;
+mod health;
 pub mod history;
 mod memory;
 mod sqlite;
@@ -158,8 +159,8 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history at or below `revision` (current values stay).
     async fn compact(&self, revision: Revision) -> Result<()>;
     async fn compacted_revision(&self) -> Result<Revision>;
-    /// Why writes are failing, if the last one failed for want of storage (cleared by
-    /// the next write that succeeds).
+    /// Why writes are failing, if one failed for want of storage and writes have not
+    /// since succeeded for `health::HOLD`.
     fn write_failure(&self) -> Option<String> {
         None
     }

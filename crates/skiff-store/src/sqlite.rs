@@ -11,6 +11,7 @@
 //! answered, but a burst of N writers costs one fsync, not N. Readers use their own
 //! connections, which WAL lets run beside the writer.
 
+use crate::health::WriteHealth;
 use crate::memory::tokio_stream_from;
 use crate::{Error, Event, EventKind, KeyValue, RangeResult, Result, Revision, Store, prefix_end};
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 use tokio::sync::{broadcast, oneshot};
 
 const MAX_BATCH: usize = 1024;
@@ -64,8 +66,8 @@ struct Shared {
     revision: AtomicI64,
     compacted: AtomicI64,
     events: broadcast::Sender<Arc<Event>>,
-    /// Why the last write failed for want of storage; None once one succeeds.
-    write_failure: Mutex<Option<String>>,
+    /// Whether writes fail for want of storage, held against flapping.
+    write_health: Mutex<WriteHealth>,
 }
 
 pub struct SqliteStore {
@@ -119,7 +121,7 @@ impl SqliteStore {
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             events,
-            write_failure: Mutex::new(None),
+            write_health: Mutex::new(WriteHealth::default()),
         });
         let (tx, rx) = mpsc::channel::<Req>();
         let s2 = shared.clone();
@@ -230,8 +232,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Req>, shared: Arc<Shared
         })();
         let outcome = outcome.map_err(|e| with_cause(e, conn.path()));
         match &outcome {
-            Err(e @ Error::Unavailable(_)) => *shared.write_failure.lock() = Some(e.to_string()),
-            Ok(()) => *shared.write_failure.lock() = None,
+            Err(e @ Error::Unavailable(_)) => shared
+                .write_health
+                .lock()
+                .failed(e.to_string(), Instant::now()),
+            Ok(()) => shared.write_health.lock().succeeded(Instant::now()),
             Err(_) => {}
         }
         match outcome {
@@ -558,7 +563,7 @@ impl Store for SqliteStore {
     }
 
     fn write_failure(&self) -> Option<String> {
-        self.shared.write_failure.lock().clone()
+        self.shared.write_health.lock().failure(Instant::now())
     }
 }
 

@@ -79,8 +79,10 @@ impl LoopFs {
         self.mount();
     }
 
-    /// Fills the filesystem up with one file; returns its path.
+    /// Fills the filesystem up with one file (and a small one, `free_slack`'s);
+    /// returns the big one's path.
     fn fill(&self) -> PathBuf {
+        std::fs::write(self.slack(), vec![0u8; 256 << 10]).unwrap();
         let filler = self.at.join("filler");
         // dd stops with "No space left on device"; that is the point.
         let _ = Command::new("dd")
@@ -90,6 +92,18 @@ impl LoopFs {
             .unwrap();
         let _ = Command::new("sync").status();
         filler
+    }
+}
+
+impl LoopFs {
+    fn slack(&self) -> PathBuf {
+        self.at.join("slack")
+    }
+
+    /// Gives back room for small writes, not for `big_write_refused`'s.
+    fn free_slack(&self) {
+        std::fs::remove_file(self.slack()).unwrap();
+        let _ = Command::new("sync").status();
     }
 }
 
@@ -157,7 +171,8 @@ fn server_on_loop_disk() -> (tempfile::TempDir, LoopFs, Cluster, Vec<String>) {
 
 /// Writes until the store refuses one (a failing disk may take a few more first, into
 /// space SQLite already holds), every acknowledged one counted in `acked`; the refusal
-/// names `cause` and is a 503 Status; `/readyz` says why; reads still work.
+/// names `cause` and is a 503 Status; `/readyz` says why (and keeps saying it while a
+/// small write, such as a Lease renewal, still fits); reads still work.
 fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str) {
     let mut refused = None;
     for i in acked.len()..3000 {
@@ -176,8 +191,20 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
         refused.contains("storage is not taking writes") && refused.contains(cause),
         "{refused}"
     );
-    // Larger than the pages a rolled-back transaction may leave free, which a small
-    // write can still fill.
+    big_write_refused(c);
+    not_ready(c);
+    // Lists from the cache, a GET from the store.
+    let mut listed = names(c);
+    listed.sort();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    c.ok(&["get", "configmap", "cm-0"]);
+}
+
+/// A write larger than the pages a rolled-back transaction may leave free (which a
+/// small write can still fill) is refused with 503.
+fn big_write_refused(c: &Cluster) {
     let big = "x".repeat(256 << 10);
     let status = c.kubectl_stdin(
         &["create", "-f", "-", "-o", "name"],
@@ -190,19 +217,15 @@ fn writes_refused_reads_served(c: &Cluster, acked: &mut Vec<String>, cause: &str
         said.contains("Error from server (ServiceUnavailable)"),
         "{said}"
     );
+}
+
+fn not_ready(c: &Cluster) {
     let (ready, why) = readyz(c);
     assert!(
         !ready && why.contains("[-]storage failed"),
         "{why}\n{}",
         c.log_besides_requests(60)
     );
-    // Lists from the cache, a GET from the store.
-    let mut listed = names(c);
-    listed.sort();
-    let mut expected = acked.clone();
-    expected.sort();
-    assert_eq!(listed, expected);
-    c.ok(&["get", "configmap", "cm-0"]);
 }
 
 #[test]
@@ -222,7 +245,17 @@ fn full_disk_fails_writes_keeps_reads_and_recovers() {
     });
     assert!(c.child.as_mut().unwrap().try_wait().unwrap().is_none());
 
-    // Space is back: writes, readiness and the controllers come back on their own.
+    // A little space comes back: small writes fit while big ones are still refused,
+    // and readiness does not flap back on the small ones.
+    fs.free_slack();
+    big_write_refused(&c);
+    let name = format!("cm-{}", acked.len() + 4000);
+    create_configmap(&c, &name).unwrap();
+    acked.push(name);
+    not_ready(&c);
+
+    // Space is back: writes, readiness (once writes have gone 10 s without a failure)
+    // and the controllers come back on their own.
     std::fs::remove_file(&filler).unwrap();
     c.eventually(Duration::from_secs(30), "ready again", || {
         readyz(&c).0.then_some(())
