@@ -3,12 +3,14 @@
 //! once it has gone 15 s without renewal (trying every 2 s, and at the moment it runs
 //! out); a holder that cannot renew for 10 s stops leading. Several servers can then run the controllers with one of them active.
 
-use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, PostParams};
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub const LEASE_DURATION: i64 = 15;
+pub const LEASE_DURATION: i32 = 15;
 const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -23,109 +25,89 @@ pub enum Decision {
     Wait,
 }
 
-fn micro(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+fn holder(lease: &Lease) -> &str {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .unwrap_or("")
+}
+
+/// When the lease runs out, if it says when it was renewed.
+fn expiry(lease: &Lease) -> Option<Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref()?.0;
+    let duration = spec.lease_duration_seconds.unwrap_or(LEASE_DURATION);
+    renewed
+        .checked_add(SignedDuration::from_secs(duration.into()))
+        .ok()
 }
 
 /// What a candidate `me` does about the lease as it stands.
-pub fn decide(lease: Option<&Value>, me: &str, now: DateTime<Utc>) -> Decision {
+pub fn decide(lease: Option<&Lease>, me: &str, now: Timestamp) -> Decision {
     let Some(l) = lease else {
         return Decision::Create;
     };
-    let spec = &l["spec"];
-    let holder = spec["holderIdentity"].as_str().unwrap_or("");
-    if holder == me {
-        return Decision::Renew;
-    }
-    let renewed = spec["renewTime"]
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    let duration = spec["leaseDurationSeconds"]
-        .as_i64()
-        .unwrap_or(LEASE_DURATION);
-    match renewed {
-        _ if holder.is_empty() => Decision::TakeOver,
-        Some(t) if t + chrono::Duration::seconds(duration) > now => Decision::Wait,
+    match holder(l) {
+        h if h == me => Decision::Renew,
+        "" => Decision::TakeOver,
+        _ if expiry(l).is_some_and(|t| t > now) => Decision::Wait,
         _ => Decision::TakeOver,
     }
 }
 
 /// How long until another's lease expires, if it says.
-pub fn expires_in(lease: &Value, now: DateTime<Utc>) -> Option<Duration> {
-    let spec = &lease["spec"];
-    let renewed = DateTime::parse_from_rfc3339(spec["renewTime"].as_str()?).ok()?;
-    let duration = spec["leaseDurationSeconds"]
-        .as_i64()
-        .unwrap_or(LEASE_DURATION);
-    (renewed.with_timezone(&Utc) + chrono::Duration::seconds(duration) - now)
-        .to_std()
-        .ok()
+pub fn expires_in(lease: &Lease, now: Timestamp) -> Option<Duration> {
+    Duration::try_from(now.duration_until(expiry(lease)?)).ok()
 }
 
 /// The lease after `me` acted on it.
-pub fn held(lease: Option<&Value>, name: &str, ns: &str, me: &str, now: DateTime<Utc>) -> Value {
-    let mut l = lease.cloned().unwrap_or_else(|| {
-        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": ns}, "spec": {"leaseTransitions": 0}})
+pub fn held(lease: Option<&Lease>, name: &str, ns: &str, me: &str, now: Timestamp) -> Lease {
+    let mut l = lease.cloned().unwrap_or_else(|| Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            lease_transitions: Some(0),
+            ..Default::default()
+        }),
     });
-    let taking = l["spec"]["holderIdentity"].as_str() != Some(me);
-    if taking {
+    let spec = l.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(me) {
         if lease.is_some() {
-            let t = l["spec"]["leaseTransitions"].as_i64().unwrap_or(0);
-            l["spec"]["leaseTransitions"] = json!(t + 1);
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
-        l["spec"]["acquireTime"] = json!(micro(now));
+        spec.acquire_time = Some(MicroTime(now));
     }
-    l["spec"]["holderIdentity"] = json!(me);
-    l["spec"]["leaseDurationSeconds"] = json!(LEASE_DURATION);
-    l["spec"]["renewTime"] = json!(micro(now));
+    spec.holder_identity = Some(me.into());
+    spec.lease_duration_seconds = Some(LEASE_DURATION);
+    spec.renew_time = Some(MicroTime(now));
     l
-}
-
-async fn get(client: &kube::Client, path: &str) -> Result<Option<Value>, kube::Error> {
-    let req = http::Request::get(path)
-        .body(Vec::new())
-        .expect("valid request");
-    match client.request::<Value>(req).await {
-        Ok(v) => Ok(Some(v)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// One attempt to hold the lease: held now, or when to try again (the lease's expiry
 /// when that comes before the next retry, so a dead leader is replaced as soon as its
 /// lease runs out rather than up to a retry period later).
-async fn try_hold(client: &kube::Client, name: &str, ns: &str, me: &str) -> Result<(), Duration> {
-    let path = format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}");
-    let Ok(current) = get(client, &path).await else {
+async fn try_hold(leases: &Api<Lease>, name: &str, ns: &str, me: &str) -> Result<(), Duration> {
+    let Ok(current) = leases.get_opt(name).await else {
         return Err(RETRY);
     };
-    let now = Utc::now();
-    let (method, url) = match decide(current.as_ref(), me, now) {
-        Decision::Wait => {
-            let expiry = current.as_ref().and_then(|l| expires_in(l, now));
-            return Err(expiry.map_or(RETRY, |d| RETRY.min(d + Duration::from_millis(10))));
-        }
-        Decision::Create => (
-            http::Method::POST,
-            format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"),
-        ),
-        Decision::Renew | Decision::TakeOver => (http::Method::PUT, path),
+    let now = Timestamp::now();
+    let decision = decide(current.as_ref(), me, now);
+    if decision == Decision::Wait {
+        let expiry = current.as_ref().and_then(|l| expires_in(l, now));
+        return Err(expiry.map_or(RETRY, |d| RETRY.min(d + Duration::from_millis(10))));
+    }
+    // A replace carries the resourceVersion read: a competing write makes it a 409.
+    let lease = held(current.as_ref(), name, ns, me, now);
+    let pp = PostParams::default();
+    let written = match decision {
+        Decision::Create => leases.create(&pp, &lease).await,
+        _ => leases.replace(name, &pp, &lease).await,
     };
-    // PUT carries the resourceVersion read: a competing write makes it a 409.
-    let body = held(current.as_ref(), name, ns, me, now);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&body).expect("json"))
-        .expect("valid request");
-    client
-        .request::<Value>(req)
-        .await
-        .map(drop)
-        .map_err(|_| RETRY)
+    written.map(drop).map_err(|_| RETRY)
 }
 
 /// Waits until `me` leads through lease `ns/name`, then keeps it renewed. The returned
@@ -137,9 +119,10 @@ pub async fn lead(
     me: &str,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<watch::Receiver<bool>> {
+    let leases: Api<Lease> = Api::namespaced(client, ns);
     let mut announced = false;
     loop {
-        let again = match try_hold(&client, name, ns, me).await {
+        let again = match try_hold(&leases, name, ns, me).await {
             Ok(()) => break,
             Err(again) => again,
         };
@@ -162,7 +145,7 @@ pub async fn lead(
                 _ = tokio::time::sleep(RETRY) => {}
                 _ = shutdown.changed() => return,
             }
-            if try_hold(&client, &name, &ns, &me).await.is_ok() {
+            if try_hold(&leases, &name, &ns, &me).await.is_ok() {
                 last_ok = tokio::time::Instant::now();
             } else if last_ok.elapsed() > RENEW_DEADLINE {
                 tracing::error!(lease = %format!("{ns}/{name}"), "leader election lost");
@@ -178,8 +161,12 @@ pub async fn lead(
 mod tests {
     use super::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
+    fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
+    }
+
+    fn spec(l: &Lease) -> &LeaseSpec {
+        l.spec.as_ref().unwrap()
     }
 
     #[test]
@@ -192,11 +179,17 @@ mod tests {
         let stale = held(None, "kcm", "kube-system", "b", t("2026-01-01T00:00:10Z"));
         assert_eq!(decide(Some(&stale), "a", now), Decision::TakeOver);
         let taken = held(Some(&stale), "kcm", "kube-system", "a", now);
-        assert_eq!(taken["spec"]["holderIdentity"], "a");
-        assert_eq!(taken["spec"]["leaseTransitions"], 1);
-        assert_eq!(taken["spec"]["leaseDurationSeconds"], LEASE_DURATION);
+        assert_eq!(spec(&taken).holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec(&taken).lease_transitions, Some(1));
+        assert_eq!(spec(&taken).lease_duration_seconds, Some(LEASE_DURATION));
+        assert_eq!(spec(&taken).acquire_time, Some(MicroTime(now)));
         let renewed = held(Some(&taken), "kcm", "kube-system", "a", now);
-        assert_eq!(renewed["spec"]["leaseTransitions"], 1);
+        assert_eq!(spec(&renewed).lease_transitions, Some(1));
+        let released = Lease {
+            spec: Some(LeaseSpec::default()),
+            ..fresh
+        };
+        assert_eq!(decide(Some(&released), "a", now), Decision::TakeOver);
     }
 
     #[test]
