@@ -280,6 +280,15 @@ async fn old_pods_running(client: &kube::Client, d: &Deployment, old: &[&Replica
     })
 }
 
+/// Whether a Recreate rollout, its sets all emptied, still waits for their pods to go
+/// (asked of the API only then).
+async fn recreate_waits(client: &kube::Client, d: &Deployment, sets: &[&ReplicaSet]) -> bool {
+    let (new, old) = split(d, sets);
+    old.iter().all(|rs| replicas(rs) == 0)
+        && new.is_none_or(|n| replicas(n) == 0)
+        && old_pods_running(client, d, &old).await
+}
+
 /// Adopts and releases ReplicaSets by the Deployment's selector; false while an
 /// adoption waits.
 async fn claim_sets(client: &kube::Client, st: &mut State, raw: &Value) -> bool {
@@ -316,12 +325,8 @@ async fn sync(
     }
     let sets = st.sets_of(&d);
     let refs: Vec<&ReplicaSet> = sets.iter().collect();
-    let (new, old) = split(&d, &refs);
-    let recreate_waiting = recreate(&d)
-        && old.iter().all(|rs| replicas(rs) == 0)
-        && new.is_none_or(|n| replicas(n) == 0)
-        && old_pods_running(client, &d, &old).await;
-    let w = rollout::plan(&d, &refs, recreate_waiting);
+    let waiting = recreate(&d) && recreate_waits(client, &d, &refs).await;
+    let w = rollout::plan(&d, &refs, waiting);
     let mut writer = Writer {
         client,
         recorder,

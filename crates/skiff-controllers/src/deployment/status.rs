@@ -3,7 +3,9 @@
 
 use super::rollout::max_unavailable;
 use super::*;
-use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -54,7 +56,7 @@ fn set_condition(conds: &mut Vec<DeploymentCondition>, c: Cond, now: Timestamp) 
 }
 
 fn counts(new: Option<&ReplicaSet>, all: &[&ReplicaSet]) -> DeploymentStatus {
-    let sum = |f: fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> i32| -> i32 {
+    let sum = |f: fn(&ReplicaSetStatus) -> i32| -> i32 {
         all.iter().filter_map(|rs| rs.status.as_ref()).map(f).sum()
     };
     let total_spec: i64 = all.iter().map(|rs| replicas(rs)).sum();
