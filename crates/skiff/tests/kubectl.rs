@@ -1626,6 +1626,47 @@ fn replicasets_keep_their_pods() {
     assert_eq!(pods("app=web").len(), 3);
 }
 
+/// Recreate empties the old ReplicaSet and waits for its pods to be gone before the
+/// new one starts, at full size (a rolling update would start it at its surge, 1).
+#[test]
+fn a_recreate_deployment_replaces_all_pods_at_once() {
+    let c = Cluster::start_with(&["up", "--simulate", "1"]);
+    c.ok(&[
+        "create",
+        "deployment",
+        "re",
+        "--image=nginx:1",
+        "--replicas=3",
+    ]);
+    c.ok(&[
+        "patch",
+        "deployment/re",
+        "-p",
+        r#"{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}"#,
+    ]);
+    let status = ["rollout", "status", "deployment/re", "--timeout=60s"];
+    assert!(c.ok(&status).contains("successfully rolled out"));
+    c.ok(&["set", "image", "deployment/re", "nginx=nginx:2"]);
+    assert!(c.ok(&status).contains("successfully rolled out"));
+    // Events are written beside the rollout: wait for both scale-ups to be recorded.
+    let events = c.eventually(Duration::from_secs(20), "both scale-ups recorded", || {
+        let out = c.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=re,reason=ScalingReplicaSet",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ]);
+        (out.matches("from 0 to").count() >= 2).then_some(out)
+    });
+    let lines: Vec<&str> = events.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("from 3 to 0")), "{events}");
+    let ups: Vec<&&str> = lines.iter().filter(|l| l.contains("from 0 to")).collect();
+    assert_eq!(ups.len(), 2, "{events}");
+    assert!(ups.iter().all(|l| l.ends_with("from 0 to 3")), "{events}");
+}
+
 #[test]
 fn deployments_roll_out_scale_and_roll_back() {
     let c = Cluster::start_with(&["up", "--simulate", "2"]);
