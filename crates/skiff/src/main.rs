@@ -952,11 +952,18 @@ async fn connect_etcd(
     cfg: &skiff_store::EtcdConfig,
     endpoint: &str,
 ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
+    // An etcd still starting may take the connection and leave the first request
+    // unanswered until keep-alive gives up (15 s): each attempt is bounded instead.
+    const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(5);
     let mut pause = std::time::Duration::from_secs(1);
     loop {
-        let ready = match skiff_store::EtcdStore::connect(cfg).await {
-            Ok(s) => skiff_store::Store::current_revision(&s).await.map(|_| s),
-            Err(e) => Err(e),
+        let attempt = async {
+            let s = skiff_store::EtcdStore::connect(cfg).await?;
+            skiff_store::Store::current_revision(&s).await.map(|_| s)
+        };
+        let ready = match tokio::time::timeout(ATTEMPT, attempt).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {ATTEMPT:?}")),
         };
         match ready {
             Ok(s) => {

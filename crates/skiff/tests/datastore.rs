@@ -78,6 +78,29 @@ fn a_server_waits_for_an_etcd_that_is_down_at_start() {
     c.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
 }
 
+/// An endpoint that takes connections but does not answer (as an etcd that is still
+/// starting may): each attempt gives up after a few seconds instead of waiting for
+/// keep-alive, and the server is ready once etcd answers.
+#[test]
+fn a_server_gives_up_on_attempts_that_get_no_answer() {
+    let mut e = Etcd::start(tempfile::tempdir().unwrap().keep());
+    let ep = e.endpoint();
+    e.kill();
+    let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+    // Bound but never accepting: the kernel completes the handshakes, nothing answers.
+    let mute = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(8));
+        drop(mute);
+        e.spawn();
+        e
+    });
+    let c = Cluster::start_with(&["server", "--datastore-endpoint", &ep]);
+    let _e = later.join().unwrap();
+    assert!(c.log().contains("no answer within 5s"), "{}", c.log());
+    c.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
+}
+
 #[test]
 fn cluster_init_runs_its_own_etcd_and_moves_sqlite_state_into_it() {
     let mut c = Cluster::start_with(&["server"]);
