@@ -145,6 +145,23 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Whether the member on `port` answers `/health` with `"health":"true"` (it has a
+/// leader and serves requests).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let ask = || -> std::io::Result<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    ask().is_ok_and(|a| a.contains(r#""health":"true""#))
+}
+
 /// One etcd member on loopback ports of its own, its data under `dir`; killed (by its
 /// PID) when dropped.
 pub struct Etcd {
@@ -170,7 +187,9 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.client)
     }
 
-    /// Starts the member (again, on the same ports and data) and waits for its port.
+    /// Starts the member (again, on the same ports and data) and waits until it is
+    /// healthy. Its port opens before it has bootstrapped: a member killed in between
+    /// can come back unable to elect itself, so a test must not kill it before then.
     pub fn spawn(&mut self) {
         let (c, p) = (self.client, self.peer);
         let log = std::fs::File::create(self.dir.join("etcd.log")).expect("etcd log");
@@ -190,10 +209,19 @@ impl Etcd {
             .expect("etcd (Debian's etcd-server) runs; scripts/deps.sh --tests installs it");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "etcd did not start");
+        while !healthy(c) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd did not become healthy; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// What the member wrote to stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
     }
 
     pub fn kill(&mut self) {

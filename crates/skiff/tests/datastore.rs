@@ -61,15 +61,11 @@ fn objects_live_in_etcd_under_the_registry_and_survive_kill_9() {
 #[test]
 fn a_server_waits_for_an_etcd_that_is_down_at_start() {
     let mut e = Etcd::start(tempfile::tempdir().unwrap().keep());
-    let ep = e.endpoint();
     e.kill();
-    let later = std::thread::spawn(move || {
+    let c = start_while(&mut e, |e| {
         std::thread::sleep(Duration::from_secs(4));
         e.spawn();
-        e
     });
-    let c = Cluster::start_with(&["server", "--datastore-endpoint", &ep]);
-    let _e = later.join().unwrap();
     assert!(
         c.log().contains("etcd is not reachable yet; retrying"),
         "{}",
@@ -89,16 +85,33 @@ fn a_server_gives_up_on_attempts_that_get_no_answer() {
     let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
     // Bound but never accepting: the kernel completes the handshakes, nothing answers.
     let mute = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let later = std::thread::spawn(move || {
+    let c = start_while(&mut e, |e| {
         std::thread::sleep(Duration::from_secs(8));
         drop(mute);
         e.spawn();
-        e
     });
-    let c = Cluster::start_with(&["server", "--datastore-endpoint", &ep]);
-    let _e = later.join().unwrap();
     assert!(c.log().contains("no answer within 5s"), "{}", c.log());
     c.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
+}
+
+/// Starts a server on etcd `ep` while `meanwhile` runs; a server that does not become
+/// ready fails the test with etcd's log beside its own.
+fn start_while(e: &mut Etcd, meanwhile: impl FnOnce(&mut Etcd)) -> Cluster {
+    let args = ["server", "--datastore-endpoint", &e.endpoint()].map(String::from);
+    let server = std::thread::spawn(move || {
+        Cluster::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    meanwhile(e);
+    match server.join() {
+        Ok(c) => c,
+        Err(why) => {
+            let why = why
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "the server did not start".into());
+            panic!("{why}\netcd's log:\n{}", e.log())
+        }
+    }
 }
 
 #[test]
