@@ -11,7 +11,7 @@ use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
-use crate::replicaset::is_available;
+use crate::podfacts::PodFacts;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
@@ -192,8 +192,8 @@ pub fn reconcile(
         });
         plan.delete.extend(here.iter().skip(1).map(|p| name(p)));
         let p = here[0];
-        let is_ready = crate::replicaset::is_ready(p);
-        let avail = is_available(p, min_ready, now);
+        let f = PodFacts::of(p);
+        let (is_ready, avail) = (f.is_ready(), f.is_available(min_ready, now));
         if is_ready {
             ready += 1;
         }

@@ -13,7 +13,7 @@
 use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::owner;
-use crate::replicaset::sort_for_deletion;
+use crate::podfacts::sort_for_deletion;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;

@@ -25,6 +25,7 @@ pub mod leader;
 pub mod nodelifecycle;
 pub mod owner;
 pub mod persistentvolume;
+pub mod podfacts;
 pub mod podgc;
 pub mod replicaset;
 pub mod revisions;
@@ -46,5 +47,16 @@ pub enum Error {
 
 /// The shared reflectors every controller of the manager subscribes through.
 pub use skiff_kube::informer::Informers;
+
+/// An object from the informers as its type (the API server validated it, so this
+/// fails only on a bug, which is logged).
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+    T::deserialize(v)
+        .inspect_err(|e| {
+            let key = skiff_kube::reflect::key(v);
+            tracing::warn!(error = %e, %key, "unreadable object")
+        })
+        .ok()
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -5,12 +5,19 @@
 //! restarts, newer); creations come in slow-start batches, and expectations keep a
 //! burst from being counted twice while the watch catches up.
 //!
-//! `reconcile` is the pure decision; `run` keeps the view from reflectors and acts.
+//! `reconcile` is the pure decision, on the typed ReplicaSet and the pods' facts; `run`
+//! keeps the view from reflectors and acts. Claims and owner references go through the
+//! generic owner machinery, which works on the objects as the informers hold them.
 
-use crate::claim::{self, labels};
+use crate::claim;
 use crate::control;
 use crate::owner::{self, Expectations};
-use serde_json::{Value, json};
+use crate::podfacts::{PodFacts, sort_for_deletion};
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::Change;
 use std::collections::{HashMap, HashSet};
@@ -32,157 +39,153 @@ pub struct Plan {
     /// Surplus pods, most deletable first (pod names).
     pub delete: Vec<String>,
     /// The status to publish (without conditions, which depend on the actions' outcome).
-    pub status: Value,
+    pub status: ReplicaSetStatus,
 }
 
-pub fn is_active(p: &Value) -> bool {
-    !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-        && p["metadata"]["deletionTimestamp"].is_null()
+fn replicas(rs: &ReplicaSet) -> usize {
+    let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    want.max(0) as usize
 }
 
-fn ready_since(p: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
-    p["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")
-        .map(|c| {
-            c["lastTransitionTime"]
-                .as_str()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .unwrap_or_default()
-        })
+fn min_ready_seconds(rs: &ReplicaSet) -> i64 {
+    let s = rs.spec.as_ref().and_then(|s| s.min_ready_seconds);
+    s.map_or(0, i64::from)
 }
 
-pub fn is_ready(p: &Value) -> bool {
-    ready_since(p).is_some()
+fn template(rs: &ReplicaSet) -> Option<&PodTemplateSpec> {
+    rs.spec.as_ref()?.template.as_ref()
 }
 
-/// Ready for at least `min_ready` seconds.
-pub fn is_available(p: &Value, min_ready: i64, now: chrono::DateTime<chrono::Utc>) -> bool {
-    ready_since(p)
-        .is_some_and(|t| min_ready <= 0 || t + chrono::Duration::seconds(min_ready) <= now)
+fn count(n: usize) -> Option<i32> {
+    Some(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
-fn restarts(p: &Value) -> i64 {
-    p["status"]["containerStatuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["restartCount"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Pods with a lower cost go first when a set scales down.
-pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-/// Sorts `pods` most deletable first, as Kubernetes' `ActivePodsWithRanks`; `rank` is
-/// how many of the set share each pod's node.
-pub fn sort_for_deletion(pods: &mut [&Value]) {
-    let mut per_node: HashMap<&str, i64> = HashMap::new();
-    for p in pods.iter() {
-        if let Some(n) = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            *per_node.entry(n).or_default() += 1;
-        }
-    }
-    let key = |p: &Value| {
-        let node = p["spec"]["nodeName"].as_str().unwrap_or("");
-        let phase = match p["status"]["phase"].as_str() {
-            Some("Pending") => 0,
-            Some("Running") => 2,
-            _ => 1,
-        };
-        let cost: i64 = p["metadata"]["annotations"][POD_DELETION_COST]
-            .as_str()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let rank = if node.is_empty() {
-            0
-        } else {
-            per_node.get(node).copied().unwrap_or(0)
-        };
-        // Ready longer sorts later: negate the time it became ready.
-        let ready_at = ready_since(p).map(|t| -t.timestamp()).unwrap_or(i64::MIN);
-        let created = p["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| -t.timestamp())
-            .unwrap_or(i64::MIN);
-        (
-            !node.is_empty(),
-            phase,
-            is_ready(p),
-            cost,
-            -rank,
-            ready_at,
-            -restarts(p),
-            created,
-        )
-    };
-    pods.sort_by_key(|p| key(p));
-}
-
-/// One sync of `rs` over the pods of its namespace.
-pub fn reconcile(rs: &Value, pods: &[&Value], now: chrono::DateTime<chrono::Utc>) -> Plan {
-    let rs_deleting = !rs["metadata"]["deletionTimestamp"].is_null();
+/// One sync of `rs` (`raw` is the same object as the informers hold it) over the pods
+/// of its namespace.
+pub fn reconcile(
+    rs: &ReplicaSet,
+    raw: &Value,
+    pods: &[&Value],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Plan {
     let mut plan = Plan::default();
     // Kubernetes claims among active pods only (finished or terminating pods are
     // neither adopted, released nor counted).
-    let candidates: Vec<&Value> = pods.iter().copied().filter(|p| is_active(p)).collect();
-    let selector = claim::OwnerSelector::of(rs);
-    let claimed = claim::claim(rs, &candidates, |p| selector.selects(p));
-    let name = |p: &&Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
-    plan.adopt = claimed.adopt.iter().map(name).collect();
-    plan.release = claimed.release.iter().map(name).collect();
+    let candidates: Vec<&Value> = pods
+        .iter()
+        .copied()
+        .filter(|p| PodFacts::of(p).is_active())
+        .collect();
+    let selector = claim::OwnerSelector::of(raw);
+    let claimed = claim::claim(raw, &candidates, |p| selector.selects(p));
+    let names = |pods: &[&Value]| -> Vec<String> {
+        let name = |p: &&Value| PodFacts::of(p).metadata.name.to_string();
+        pods.iter().map(name).collect()
+    };
+    plan.adopt = names(&claimed.adopt);
+    plan.release = names(&claimed.release);
     let mut active = claimed.mine;
-    let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
-    if !rs_deleting {
+    let want = replicas(rs);
+    if rs.metadata.deletion_timestamp.is_none() {
         if active.len() < want {
             plan.create = (want - active.len()).min(BURST);
         } else if active.len() > want {
             sort_for_deletion(&mut active);
-            plan.delete = active
-                .iter()
-                .take((active.len() - want).min(BURST))
-                .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
-                .collect();
+            let surplus = (active.len() - want).min(BURST);
+            plan.delete = names(&active[..surplus]);
         }
     }
-    let template_labels = labels(&rs["spec"]["template"]["metadata"]["labels"]);
-    let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let fully = active
-        .iter()
-        .filter(|p| {
-            let l = labels(&p["metadata"]["labels"]);
-            template_labels.iter().all(|(k, v)| l.get(k) == Some(v))
-        })
-        .count();
-    plan.status = json!({
-        "replicas": active.len(),
-        "fullyLabeledReplicas": fully,
-        "readyReplicas": active.iter().filter(|p| is_ready(p)).count(),
-        "availableReplicas": active.iter().filter(|p| is_available(p, min_ready, now)).count(),
-        "observedGeneration": rs["metadata"]["generation"].as_i64().unwrap_or(0),
-    });
+    plan.status = counts(rs, &active, now);
     plan
 }
 
-/// The pod a ReplicaSet's template makes.
-pub fn pod_from_template(rs: &Value) -> Value {
-    let m = &rs["metadata"];
-    let t = &rs["spec"]["template"];
-    let mut meta = json!({
-        "generateName": format!("{}-", m["name"].as_str().unwrap_or("")),
-        "namespace": m["namespace"],
-        "ownerReferences": [owner::controller_ref("apps/v1", "ReplicaSet", rs)],
+/// The status counts of `rs` over its active pods.
+fn counts(
+    rs: &ReplicaSet,
+    active: &[&Value],
+    now: chrono::DateTime<chrono::Utc>,
+) -> ReplicaSetStatus {
+    let facts: Vec<PodFacts> = active.iter().map(|p| PodFacts::of(p)).collect();
+    let template_labels = template(rs)
+        .and_then(|t| t.metadata.as_ref()?.labels.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let fully = facts.iter().filter(|f| {
+        let mut l = f.labels();
+        template_labels
+            .iter()
+            .all(|(k, v)| l.any(|(lk, lv)| lk == k && lv == v))
     });
-    for k in ["labels", "annotations"] {
-        if t["metadata"][k].is_object() {
-            meta[k] = t["metadata"][k].clone();
-        }
+    let min_ready = min_ready_seconds(rs);
+    ReplicaSetStatus {
+        replicas: count(facts.len()).unwrap_or_default(),
+        fully_labeled_replicas: count(fully.count()),
+        ready_replicas: count(facts.iter().filter(|f| f.is_ready()).count()),
+        available_replicas: count(
+            facts
+                .iter()
+                .filter(|f| f.is_available(min_ready, now))
+                .count(),
+        ),
+        observed_generation: Some(rs.metadata.generation.unwrap_or(0)),
+        ..Default::default()
     }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": t["spec"]})
+}
+
+/// The pod a ReplicaSet's template makes.
+pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+    let m = &rs.metadata;
+    let t = template(rs).cloned().unwrap_or_default();
+    let tm = t.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", m.name.as_deref().unwrap_or(""))),
+            namespace: m.namespace.clone(),
+            owner_references: Some(vec![OwnerReference {
+                api_version: KIND.api_version.into(),
+                kind: KIND.kind.into(),
+                name: m.name.clone().unwrap_or_default(),
+                uid: m.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            labels: tm.labels,
+            annotations: tm.annotations,
+            ..Default::default()
+        },
+        spec: t.spec,
+        status: None,
+    }
+}
+
+/// The conditions after a sync: `ReplicaFailure` set while creating or deleting
+/// fails (keeping its time while the reason stays), dropped once a sync goes through.
+fn conditions(
+    current: &[ReplicaSetCondition],
+    failure: Option<(&str, &str)>,
+    now: Timestamp,
+) -> Vec<ReplicaSetCondition> {
+    const FAILURE: &str = "ReplicaFailure";
+    let mut out: Vec<ReplicaSetCondition> = current
+        .iter()
+        .filter(|c| c.type_ != FAILURE)
+        .cloned()
+        .collect();
+    if let Some((reason, message)) = failure {
+        let since = current
+            .iter()
+            .find(|c| c.type_ == FAILURE && c.reason.as_deref() == Some(reason))
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        out.push(ReplicaSetCondition {
+            type_: FAILURE.into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_transition_time: Some(since),
+        });
+    }
+    out
 }
 
 struct State {
@@ -262,16 +265,12 @@ async fn sync(
     recorder: &Recorder,
     st: &mut State,
     key: &str,
-    rs: &Value,
+    raw: &Value,
 ) -> Option<Duration> {
-    let ns = rs["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let now = chrono::Utc::now();
+    let rs: ReplicaSet = crate::typed(raw)?;
+    let ns = rs.metadata.namespace.clone().unwrap_or_default();
     let pods = st.pods.in_namespace(&ns);
-    let plan = reconcile(rs, &pods, now);
-    let by_name = |n: &str| st.pods.get(&ns, n).cloned();
+    let plan = reconcile(&rs, raw, &pods, chrono::Utc::now());
     // The plan counts what it adopts as its own: act on all of it or on none.
     let named = |names: &[String]| -> Vec<&Value> {
         names.iter().filter_map(|n| st.pods.get(&ns, n)).collect()
@@ -281,92 +280,113 @@ async fn sync(
         adopt: named(&plan.adopt),
         release: named(&plan.release),
     };
-    if claim::settle(client, ("v1", "pods"), &claimed, rs, &KIND)
+    if claim::settle(client, ("v1", "pods"), &claimed, raw, &KIND)
         .await
         .is_none()
     {
         return Some(claim::ADOPTION_RETRY);
     }
-    let mut failure: Option<(&str, String)> = None;
-    if plan.create > 0 {
-        st.expectations.expect_creates(key, plan.create);
-        let template = pod_from_template(rs);
-        let (made, err) = owner::create_in_batches(client, &ns, &template, plan.create).await;
+    let victims: Vec<Value> = plan
+        .delete
+        .iter()
+        .filter_map(|n| st.pods.get(&ns, n).cloned())
+        .collect();
+    let act = Act {
+        client,
+        recorder,
+        raw,
+        key,
+    };
+    let mut failure = act.create(st, &rs, plan.create).await;
+    failure = act.delete(st, &victims).await.or(failure);
+    let current = rs.status.as_ref().and_then(|s| s.conditions.as_deref());
+    let failure = failure.as_ref().map(|(r, m)| (*r, m.as_str()));
+    let conditions = conditions(current.unwrap_or(&[]), failure, Timestamp::now());
+    let status = ReplicaSetStatus {
+        conditions: (!conditions.is_empty()).then_some(conditions),
+        ..plan.status.clone()
+    };
+    let status = serde_json::to_value(status).expect("a status serializes");
+    owner::put_status(client, "apps/v1", "replicasets", raw, status).await;
+    // Ready pods not yet available: look again when they will be.
+    let min_ready = min_ready_seconds(&rs);
+    (min_ready > 0 && plan.status.ready_replicas != plan.status.available_replicas)
+        .then(|| Duration::from_secs(min_ready as u64 + 1))
+}
+
+/// A sync's creations and deletions, recorded as events on the set; each returns the
+/// failure (reason, message) to report, if any.
+struct Act<'a> {
+    client: &'a kube::Client,
+    recorder: &'a Recorder,
+    raw: &'a Value,
+    key: &'a str,
+}
+
+impl Act<'_> {
+    async fn create(
+        &self,
+        st: &mut State,
+        rs: &ReplicaSet,
+        n: usize,
+    ) -> Option<(&'static str, String)> {
+        if n == 0 {
+            return None;
+        }
+        st.expectations.expect_creates(self.key, n);
+        let ns = rs.metadata.namespace.as_deref().unwrap_or("");
+        let pod = serde_json::to_value(pod_from_template(rs)).expect("a pod serializes");
+        let (made, err) = owner::create_in_batches(self.client, ns, &pod, n).await;
         for name in &made {
-            recorder.record(
-                rs,
-                "Normal",
-                "SuccessfulCreate",
-                format!("Created pod: {name}"),
-            );
+            self.event("Normal", "SuccessfulCreate", format!("Created pod: {name}"));
         }
-        if let Some(e) = err {
-            // What was not created will not be observed.
-            st.expectations.lower_creates(key, plan.create - made.len());
-            recorder.record(
-                rs,
-                "Warning",
-                "FailedCreate",
-                format!("Error creating: {e}"),
-            );
-            failure = Some(("FailedCreate", e));
-        }
+        let e = err?;
+        // What was not created will not be observed.
+        st.expectations.lower_creates(self.key, n - made.len());
+        self.event("Warning", "FailedCreate", format!("Error creating: {e}"));
+        Some(("FailedCreate", e))
     }
-    if !plan.delete.is_empty() {
-        let victims: Vec<Value> = plan.delete.iter().filter_map(|n| by_name(n)).collect();
-        st.expectations.expect_deletes(
-            key,
-            victims
-                .iter()
-                .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)),
-        );
-        for (p, res) in victims
+
+    async fn delete(&self, st: &mut State, victims: &[Value]) -> Option<(&'static str, String)> {
+        if victims.is_empty() {
+            return None;
+        }
+        let uids = victims
             .iter()
-            .zip(owner::delete_pods(client, &victims).await)
-        {
-            let name = p["metadata"]["name"].as_str().unwrap_or("");
+            .map(|p| PodFacts::of(p).metadata.uid.to_string());
+        st.expectations.expect_deletes(self.key, uids);
+        let mut failure = None;
+        let results = owner::delete_pods(self.client, victims).await;
+        for (p, res) in victims.iter().zip(results) {
+            let f = PodFacts::of(p);
             match res {
-                Ok(()) => recorder.record(
-                    rs,
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
+                Ok(()) => {
+                    let msg = format!("Deleted pod: {}", f.metadata.name);
+                    self.event("Normal", "SuccessfulDelete", msg);
+                }
                 Err(e) => {
-                    st.expectations
-                        .observed_delete(key, p["metadata"]["uid"].as_str().unwrap_or(""));
-                    recorder.record(
-                        rs,
-                        "Warning",
-                        "FailedDelete",
-                        format!("Error deleting: {e}"),
-                    );
+                    st.expectations.observed_delete(self.key, f.metadata.uid);
+                    self.event("Warning", "FailedDelete", format!("Error deleting: {e}"));
                     failure = Some(("FailedDelete", e));
                 }
             }
         }
+        failure
     }
-    let mut status = plan.status.clone();
-    status["conditions"] = owner::failure_condition(
-        &rs["status"]["conditions"],
-        failure.as_ref().map(|(r, m)| (*r, m.as_str())),
-    );
-    if status["conditions"]
-        .as_array()
-        .is_some_and(|c| c.is_empty())
-    {
-        status.as_object_mut().map(|m| m.remove("conditions"));
+
+    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
+        self.recorder.record(self.raw, kind, reason, message);
     }
-    owner::put_status(client, "apps/v1", "replicasets", rs, status).await;
-    // Ready pods not yet available: look again when they will be.
-    let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    (min_ready > 0 && plan.status["readyReplicas"] != plan.status["availableReplicas"])
-        .then(|| Duration::from_secs(min_ready as u64 + 1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn plan(rs: &Value, pods: &[&Value]) -> Plan {
+        reconcile(&crate::typed(rs).unwrap(), rs, pods, now())
+    }
 
     fn rs(replicas: i64) -> Value {
         json!({"metadata": {"name": "web", "namespace": "default", "uid": "rs-uid", "generation": 3},
@@ -427,15 +447,15 @@ mod tests {
             None,
             "2026-01-01T00:00:00Z",
         );
-        let p = reconcile(&rs(4), &[&a, &orphan, &foreign, &done], now());
+        let p = plan(&rs(4), &[&a, &orphan, &foreign, &done]);
         assert_eq!(p.adopt, vec!["o"]);
         assert_eq!(p.create, 2);
         assert!(p.delete.is_empty());
-        assert_eq!(p.status["replicas"], 2);
-        assert_eq!(p.status["readyReplicas"], 1);
-        assert_eq!(p.status["availableReplicas"], 1);
-        assert_eq!(p.status["fullyLabeledReplicas"], 2);
-        assert_eq!(p.status["observedGeneration"], 3);
+        assert_eq!(p.status.replicas, 2);
+        assert_eq!(p.status.ready_replicas, Some(1));
+        assert_eq!(p.status.available_replicas, Some(1));
+        assert_eq!(p.status.fully_labeled_replicas, Some(2));
+        assert_eq!(p.status.observed_generation, Some(3));
     }
 
     #[test]
@@ -461,7 +481,7 @@ mod tests {
             t,
         );
         let all = [&ready_old, &ready_new, &not_ready, &pending, &unscheduled];
-        let p = reconcile(&rs(1), &all, now());
+        let p = plan(&rs(1), &all);
         assert_eq!(
             p.delete,
             vec!["unscheduled", "pending", "not-ready", "ready-new"]
@@ -491,7 +511,7 @@ mod tests {
             Some(t),
             "2026-01-01T00:09:00Z",
         );
-        let p = reconcile(&rs(1), &[&lone_new, &x1, &x2], now());
+        let p = plan(&rs(1), &[&lone_new, &x1, &x2]);
         assert_eq!(p.delete, vec!["x2", "x1"]);
     }
 
@@ -516,16 +536,35 @@ mod tests {
         );
         let mut set = rs(1);
         set["spec"]["minReadySeconds"] = json!(30);
-        let p = reconcile(&set, &[&moved, &r], now());
+        let p = plan(&set, &[&moved, &r]);
         assert_eq!(p.release, vec!["m"]);
         assert_eq!(p.create, 0);
-        assert_eq!(p.status["readyReplicas"], 1);
-        assert_eq!(p.status["availableReplicas"], 0);
+        assert_eq!(p.status.ready_replicas, Some(1));
+        assert_eq!(p.status.available_replicas, Some(0));
+    }
+
+    #[test]
+    fn a_failure_condition_keeps_its_time_and_goes_with_success() {
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let c = conditions(&[], Some(("FailedCreate", "quota")), t0);
+        assert_eq!(
+            (c[0].type_.as_str(), c[0].reason.as_deref()),
+            ("ReplicaFailure", Some("FailedCreate"))
+        );
+        let again = conditions(&c, Some(("FailedCreate", "quota again")), later);
+        assert_eq!(again[0].last_transition_time, Some(Time(t0)));
+        assert_eq!(again[0].message.as_deref(), Some("quota again"));
+        let other = conditions(&c, Some(("FailedDelete", "gone")), later);
+        assert_eq!(other[0].last_transition_time, Some(Time(later)));
+        assert!(conditions(&again, None, later).is_empty());
+        let s = serde_json::to_value(&again[0]).unwrap();
+        assert_eq!(s["lastTransitionTime"], "2026-01-01T00:00:00Z");
     }
 
     #[test]
     fn template_makes_an_owned_pod() {
-        let p = pod_from_template(&rs(1));
+        let p = serde_json::to_value(pod_from_template(&crate::typed(&rs(1)).unwrap())).unwrap();
         assert_eq!(p["metadata"]["generateName"], "web-");
         assert_eq!(p["metadata"]["labels"]["tier"], "fe");
         let o = &p["metadata"]["ownerReferences"][0];

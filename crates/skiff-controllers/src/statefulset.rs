@@ -12,7 +12,7 @@ use crate::claim::{self, ADOPTION_RETRY};
 use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
-use crate::replicaset::{is_available, is_ready};
+use crate::podfacts::PodFacts;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
@@ -39,7 +39,8 @@ pub fn ordinal(set: &Value, pod: &Value) -> Option<i64> {
 }
 
 fn running_and_ready(p: &Value) -> bool {
-    p["status"]["phase"] == "Running" && is_ready(p) && p["metadata"]["deletionTimestamp"].is_null()
+    let f = PodFacts::of(p);
+    f.phase() == "Running" && f.is_ready() && !f.deleting()
 }
 
 fn revision_of(p: &Value) -> &str {
@@ -166,7 +167,7 @@ pub fn reconcile(
         .map(|(_, p)| *p)
         .collect();
     let updated = live.iter().filter(|p| revision_of(p) == update).count() as i64;
-    let ready = live.iter().filter(|p| is_ready(p)).count() as i64;
+    let ready = live.iter().filter(|p| PodFacts::of(p).is_ready()).count() as i64;
     // The rollout is complete when every replica runs the update revision and is ready.
     let current_rev = if (updated == replicas && ready == replicas) || current.is_empty() {
         update.to_string()
@@ -177,7 +178,7 @@ pub fn reconcile(
         "observedGeneration": set["metadata"]["generation"].as_i64().unwrap_or(0),
         "replicas": live.len(),
         "readyReplicas": ready,
-        "availableReplicas": live.iter().filter(|p| is_available(p, min_ready, now)).count(),
+        "availableReplicas": live.iter().filter(|p| PodFacts::of(p).is_available(min_ready, now)).count(),
         "currentReplicas": live.iter().filter(|p| revision_of(p) == current_rev).count(),
         "updatedReplicas": updated,
         "currentRevision": current_rev,

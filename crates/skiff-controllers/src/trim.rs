@@ -35,7 +35,7 @@ static POD: Keep = Fields(&[
             (
                 "annotations",
                 Fields(&[
-                    (crate::replicaset::POD_DELETION_COST, All),
+                    (crate::podfacts::POD_DELETION_COST, All),
                     (crate::job::INDEX, All),
                 ]),
             ),
@@ -157,7 +157,7 @@ pub fn informers(client: kube::Client) -> Informers {
 mod tests {
     use super::*;
     use crate::endpointutil::{PodInfo, decode};
-    use crate::{daemonset, job, nodelifecycle, owner, podgc, replicaset, statefulset};
+    use crate::{daemonset, job, nodelifecycle, owner, podfacts, podgc, replicaset, statefulset};
     use k8s_openapi::api::core::v1::{Node, Pod};
     use serde_json::json;
     use std::collections::{HashMap, HashSet};
@@ -328,9 +328,12 @@ mod tests {
             .map(|n| (n["metadata"]["name"].as_str().unwrap(), *n))
             .collect();
         let mut sorted = p.clone();
-        replicaset::sort_for_deletion(&mut sorted);
+        podfacts::sort_for_deletion(&mut sorted);
         let mut out = vec![
-            format!("{:?}", replicaset::reconcile(&rs, &p, now())),
+            format!(
+                "{:?}",
+                replicaset::reconcile(&crate::typed(&rs).unwrap(), &rs, &p, now())
+            ),
             format!("{:?}", job::reconcile(&job, &p, now())),
             format!("{:?}", daemonset::reconcile(&ds, "r1", &n, &p, now())),
             format!("{:?}", statefulset::reconcile(&set, "r1", "r1", &p, now())),
@@ -354,7 +357,10 @@ mod tests {
                 decode::<Pod>(p).map(|p| PodInfo::from_pod(&p))
             ));
             out.push(format!("{:?}", job::failure_action(&job, p)));
-            out.push(format!("{}", replicaset::is_available(p, 30, now())));
+            out.push(format!(
+                "{}",
+                podfacts::PodFacts::of(p).is_available(30, now())
+            ));
         }
         for n in nodes {
             let lease = Some(now());

@@ -158,7 +158,7 @@ impl State {
                 reflect::names(&***rs).0 == ns
                     && owner::controller_of(rs).is_some_and(|c| c.uid == uid)
             })
-            .filter_map(|rs| typed(rs))
+            .filter_map(|rs| crate::typed(rs))
             .collect()
     }
 
@@ -168,14 +168,6 @@ impl State {
             .filter(|c| c.kind == "Deployment")
             .map(|c| format!("{ns}/{}", c.name))
     }
-}
-
-/// An object from the informers as its type (the API server validated it, so this
-/// fails only on a bug, which is logged).
-fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
-    serde_json::from_value(v.clone())
-        .inspect_err(|e| tracing::warn!(error = %e, key = %reflect::key(v), "unreadable object"))
-        .ok()
 }
 
 /// Runs the controller until `shutdown`.
@@ -318,7 +310,7 @@ async fn sync(
     st: &mut State,
     raw: &Value,
 ) -> Option<Duration> {
-    let d: Deployment = typed(raw)?;
+    let d: Deployment = crate::typed(raw)?;
     // Claim first: an adopted orphan may be this template's ReplicaSet.
     if !claim_sets(client, st, raw).await {
         return Some(claim::ADOPTION_RETRY);
@@ -419,7 +411,7 @@ impl Writer<'_> {
     /// and the next hash differs.
     async fn collided(&self, ns: &str, rs: &ReplicaSet) {
         let existing = self.st.sets.get(&format!("{ns}/{}", name(rs)));
-        let theirs: Option<ReplicaSet> = existing.and_then(|e| typed(e));
+        let theirs: Option<ReplicaSet> = existing.and_then(|e| crate::typed(e));
         let key = hash::TemplateKey::of(self.d.spec.as_ref().map(|s| &s.template));
         if theirs.is_some_and(|e| hash::TemplateKey::of(rs_template(&e)) == key) {
             return;
@@ -455,7 +447,7 @@ impl Writer<'_> {
                 .st
                 .sets
                 .get(&key)
-                .and_then(|rs| typed(rs))
+                .and_then(|rs| crate::typed(rs))
                 .map_or(0, |rs| replicas(&rs));
             let mut body = json!({"spec": {"replicas": size}});
             if !annotations.is_empty() {
