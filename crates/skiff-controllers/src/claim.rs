@@ -9,6 +9,7 @@
 
 use crate::control::Dirty;
 use crate::owner::{self, Expectations};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::Value;
 use skiff_kube::reflect::Change;
 use skiff_validation::labels::Selector;
@@ -60,6 +61,20 @@ pub struct OwnerKind {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub plural: &'static str,
+}
+
+impl OwnerKind {
+    /// The controller reference to an owner of this kind.
+    pub fn controller_ref(&self, owner: &ObjectMeta) -> OwnerReference {
+        OwnerReference {
+            api_version: self.api_version.into(),
+            kind: self.kind.into(),
+            name: owner.name.clone().unwrap_or_default(),
+            uid: owner.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
 }
 
 /// Whether `owner` may adopt: read afresh, it is the same object and is not being

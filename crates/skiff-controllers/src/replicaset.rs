@@ -15,7 +15,7 @@ use crate::owner::{self, Expectations};
 use crate::podfacts::{PodFacts, sort_for_deletion};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 use skiff_kube::events::Recorder;
@@ -141,14 +141,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", m.name.as_deref().unwrap_or(""))),
             namespace: m.namespace.clone(),
-            owner_references: Some(vec![OwnerReference {
-                api_version: KIND.api_version.into(),
-                kind: KIND.kind.into(),
-                name: m.name.clone().unwrap_or_default(),
-                uid: m.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![KIND.controller_ref(m)]),
             labels: tm.labels,
             annotations: tm.annotations,
             ..Default::default()

@@ -321,7 +321,7 @@ mod tests {
         let ds = json!({"metadata": {"name": "ds", "namespace": "ns", "uid": "uid-ds"},
             "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"spec": {}}}});
         let set = json!({"metadata": {"name": "db", "namespace": "ns", "uid": "uid-db"},
-            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "web"}}}});
+            "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "web"}}, "template": {}}});
         let pdb = json!({"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
         let by_name: HashMap<&str, &Value> = n
             .iter()
@@ -336,7 +336,10 @@ mod tests {
             ),
             format!("{:?}", job::reconcile(&job, &p, now())),
             format!("{:?}", daemonset::reconcile(&ds, "r1", &n, &p, now())),
-            format!("{:?}", statefulset::reconcile(&set, "r1", "r1", &p, now())),
+            format!(
+                "{:?}",
+                statefulset::reconcile(&crate::typed(&set).unwrap(), "r1", "r1", &p, now())
+            ),
             format!("{:?}", skiff_validation::disruption::budget(&pdb, &p)),
             format!(
                 "{:?}",
