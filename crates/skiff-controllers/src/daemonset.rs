@@ -12,7 +12,15 @@ use crate::control;
 use crate::deployment::template_hash;
 use crate::owner;
 use crate::podfacts::PodFacts;
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{
+    Affinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
+    PodTemplateSpec, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
+use serde_json::Value;
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
 use skiff_kube::reflect::{self, Change};
@@ -25,51 +33,77 @@ use tokio::sync::watch;
 pub const REVISION_HASH: &str = "controller-revision-hash";
 
 /// What every daemon pod tolerates (Kubernetes' `AddOrUpdateDaemonPodTolerations`).
-pub fn default_tolerations(host_network: bool) -> Vec<Value> {
+pub fn default_tolerations(host_network: bool) -> Vec<Toleration> {
+    let exists = |key: &str, effect: &str| Toleration {
+        key: Some(key.into()),
+        operator: Some("Exists".into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    };
     let mut t = vec![
-        json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}),
-        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
-        json!({"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}),
-        json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}),
-        json!({"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"}),
-        json!({"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}),
+        exists("node.kubernetes.io/not-ready", "NoExecute"),
+        exists("node.kubernetes.io/unreachable", "NoExecute"),
+        exists("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        exists("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
     if host_network {
-        t.push(json!({"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"}));
+        t.push(exists(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule",
+        ));
     }
     t
 }
 
-fn tolerations(spec: &Value) -> Vec<Value> {
-    let mut t: Vec<Value> = spec["tolerations"].as_array().cloned().unwrap_or_default();
-    for d in default_tolerations(spec["hostNetwork"] == true) {
-        if !t
-            .iter()
-            .any(|x| x["key"] == d["key"] && x["effect"] == d["effect"])
-        {
+/// The pod's tolerations with the daemon defaults it does not have (by key and effect).
+fn tolerations(spec: &PodSpec) -> Vec<Toleration> {
+    let mut t = spec.tolerations.clone().unwrap_or_default();
+    for d in default_tolerations(spec.host_network == Some(true)) {
+        if !t.iter().any(|x| x.key == d.key && x.effect == d.effect) {
             t.push(d);
         }
     }
     t
 }
 
+fn spec(ds: &DaemonSet) -> &DaemonSetSpec {
+    static EMPTY: std::sync::LazyLock<DaemonSetSpec> = std::sync::LazyLock::new(Default::default);
+    ds.spec.as_ref().unwrap_or(&EMPTY)
+}
+
+fn template(ds: &DaemonSet) -> &PodTemplateSpec {
+    &spec(ds).template
+}
+
+fn required_terms(spec: &PodSpec) -> Option<&[NodeSelectorTerm]> {
+    let affinity = spec.affinity.as_ref()?.node_affinity.as_ref()?;
+    let required = affinity
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?;
+    Some(&required.node_selector_terms)
+}
+
+/// A typed object as the scheduler's JSON-based filters read it.
+fn json(v: &impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("an API object serializes")
+}
+
 /// (may a new daemon pod go there, may an existing one stay) for `node`.
-pub fn eligibility(ds: &Value, node: &Value) -> (bool, bool) {
-    let spec = &ds["spec"]["template"]["spec"];
+pub fn eligibility(ds: &DaemonSet, node: &Value) -> (bool, bool) {
+    let pod = template(ds).spec.clone().unwrap_or_default();
     let info = NodeInfo::from_json(node);
-    let selector_ok = spec["nodeSelector"]
-        .as_object()
+    let selector = pod.node_selector.iter().flatten();
+    let selector_ok = selector
         .into_iter()
-        .flatten()
-        .all(|(k, v)| info.labels.get(k).map(String::as_str) == v.as_str());
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"]
-        .as_array();
-    let affinity_ok = terms.is_none_or(|ts| ts.iter().any(|t| term_matches(t, &info)));
+        .all(|(k, v)| info.labels.get(k) == Some(v));
+    let affinity_ok =
+        required_terms(&pod).is_none_or(|ts| ts.iter().any(|t| term_matches(&json(t), &info)));
     if !(selector_ok && affinity_ok) {
         return (false, false);
     }
-    let tol = tolerations(spec);
+    let tol: Vec<Value> = tolerations(&pod).iter().map(json).collect();
     let untolerated = |effect: &str| {
         info.taints
             .iter()
@@ -79,26 +113,55 @@ pub fn eligibility(ds: &Value, node: &Value) -> (bool, bool) {
     (stay && !untolerated("NoSchedule"), stay)
 }
 
-fn pod_hash(p: &Value) -> &str {
-    p["metadata"]["labels"][REVISION_HASH]
-        .as_str()
-        .unwrap_or("")
+fn pod_hash<'a>(f: &PodFacts<'a>) -> &'a str {
+    f.labels()
+        .find(|(k, _)| *k == REVISION_HASH)
+        .map_or("", |(_, v)| v)
 }
 
+/// The node a daemon pod is for: bound, or pinned by the node affinity this controller
+/// wrote.
 fn node_of(p: &Value) -> String {
-    // Bound, or pinned by the node affinity this controller wrote.
-    if let Some(n) = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-        return n.to_string();
+    let bound = PodFacts::of(p).node();
+    if !bound.is_empty() {
+        return bound.to_string();
     }
-    p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Pinned {
+        spec: PodSpec,
+    }
+    let pinned = Pinned::deserialize(p).unwrap_or_default();
+    let pin = required_terms(&pinned.spec).and_then(|ts| {
+        ts.first()?
+            .match_fields
+            .as_ref()?
+            .first()?
+            .values
+            .as_ref()?
+            .first()
+    });
+    pin.cloned().unwrap_or_default()
 }
 
-fn name(o: &Value) -> String {
-    o["metadata"]["name"].as_str().unwrap_or("").to_string()
+fn count(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// How many of `desired` daemon pods a rolling update may have unavailable: a count or
+/// a percentage of the desired number rounded up, and at least one (no surge).
+fn max_unavailable(ds: &DaemonSet, desired: i64) -> i64 {
+    let strategy = spec(ds).update_strategy.as_ref();
+    let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+    let n = match rolling.and_then(|r| r.max_unavailable.as_ref()) {
+        None => 1,
+        Some(IntOrString::Int(n)) => i64::from(*n),
+        Some(IntOrString::String(s)) => match s.strip_suffix('%').map(str::parse::<i64>) {
+            Some(Ok(pct)) => (pct * desired + 99) / 100,
+            _ => 1,
+        },
+    };
+    n.max(1)
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -108,179 +171,184 @@ pub struct Plan {
     pub delete: Vec<String>,
     /// Pods on nodes that no longer exist: deleted at once (grace 0).
     pub orphaned: Vec<String>,
-    pub status: Value,
+    pub status: DaemonSetStatus,
+}
+
+/// What one node holds of the set, as a sync counts it.
+#[derive(Default)]
+struct Tally {
+    desired: i64,
+    current: i64,
+    misscheduled: i64,
+    ready: i64,
+    updated: i64,
+    available: i64,
+    unavailable_now: i64,
+    /// (node, pod) of old pods still serving, which a rolling update may replace.
+    old_available: Vec<(String, String)>,
 }
 
 /// One sync of `ds` (current template hash `hash`) over all nodes and its pods.
 pub fn reconcile(
-    ds: &Value,
+    ds: &DaemonSet,
     hash: &str,
     nodes: &[&Value],
     pods: &[&Value],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Plan {
     let mut plan = Plan::default();
-    let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let mut by_node: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for p in pods {
-        if p["metadata"]["deletionTimestamp"].is_null() {
-            by_node.entry(node_of(p)).or_default().push(p);
-        }
-    }
-    let known: HashSet<String> = nodes.iter().map(|n| name(n)).collect();
-    // Pods on nodes that are gone, terminating or not.
+    let known: HashSet<&str> = nodes.iter().map(|n| reflect::names(*n).1).collect();
+    let mut by_node: BTreeMap<String, Vec<PodFacts>> = BTreeMap::new();
     for p in pods {
         let n = node_of(p);
-        if !n.is_empty() && !known.contains(&n) {
-            plan.orphaned.push(name(p));
+        let f = PodFacts::of(p);
+        if !n.is_empty() && !known.contains(n.as_str()) {
+            // On a node that is gone, terminating or not.
+            plan.orphaned.push(f.metadata.name.to_string());
+        }
+        if !f.deleting() {
+            by_node.entry(n).or_default().push(f);
         }
     }
-    let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) =
-        (0, 0, 0, 0, 0, 0);
-    let rolling = ds["spec"]["updateStrategy"]["type"] != "OnDelete";
-    let max_unavailable = {
-        let v = &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"];
-        let total = nodes.len() as i64;
-        match v {
-            Value::String(s) if s.ends_with('%') => {
-                (s.trim_end_matches('%').parse::<i64>().unwrap_or(0) * total / 100).max(1)
-            }
-            Value::Null => 1,
-            v => v.as_i64().unwrap_or(1).max(0),
-        }
-    };
-    let mut old_available: Vec<(String, String)> = Vec::new();
-    let mut unavailable_now = 0;
+    let mut tally = Tally::default();
     for node in nodes {
-        let n = name(node);
-        let (schedule, stay) = eligibility(ds, node);
-        let mut here: Vec<&Value> = by_node.get(&n).cloned().unwrap_or_default();
-        // Failed daemon pods are replaced.
-        for p in here.iter().filter(|p| p["status"]["phase"] == "Failed") {
-            plan.delete.push(name(p));
-        }
-        here.retain(|p| p["status"]["phase"] != "Failed" && p["status"]["phase"] != "Succeeded");
-        if schedule {
-            desired += 1;
-        }
-        if !stay {
-            if !here.is_empty() {
-                misscheduled += 1;
-            }
-            plan.delete.extend(here.iter().map(|p| name(p)));
-            continue;
-        }
-        if here.is_empty() {
-            if schedule {
-                plan.create.push(n.clone());
-                unavailable_now += 1;
-            }
-            continue;
-        }
-        if !schedule {
-            // Staying where a new one could not go (a NoSchedule taint came later).
-            misscheduled += 1;
-        } else {
-            current += 1;
-        }
-        // One per node: the oldest stays.
-        here.sort_by_key(|p| {
-            p["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        });
-        plan.delete.extend(here.iter().skip(1).map(|p| name(p)));
-        let p = here[0];
-        let f = PodFacts::of(p);
-        let (is_ready, avail) = (f.is_ready(), f.is_available(min_ready, now));
-        if is_ready {
-            ready += 1;
-        }
-        if avail {
-            available += 1;
-        } else {
-            unavailable_now += 1;
-        }
-        if pod_hash(p) == hash {
-            updated += 1;
-        } else if rolling {
-            if avail {
-                old_available.push((n.clone(), name(p)));
-            } else {
-                // Not serving anyway: replace it at once.
-                plan.delete.push(name(p));
-            }
-        }
+        let n = reflect::names(*node).1;
+        let here = by_node.remove(n).unwrap_or_default();
+        tally_node(ds, hash, node, here, now, &mut tally, &mut plan);
     }
     // RollingUpdate: old available pods go while the unavailable budget allows.
-    let budget = (max_unavailable - unavailable_now).max(0) as usize;
-    plan.delete
-        .extend(old_available.into_iter().take(budget).map(|(_, p)| p));
+    let budget = (max_unavailable(ds, tally.desired) - tally.unavailable_now).max(0) as usize;
+    let replace = tally.old_available.into_iter().take(budget);
+    plan.delete.extend(replace.map(|(_, p)| p));
     plan.delete.sort();
     plan.delete.dedup();
-    plan.status = json!({
-        "currentNumberScheduled": current,
-        "numberMisscheduled": misscheduled,
-        "desiredNumberScheduled": desired,
-        "numberReady": ready,
-        "updatedNumberScheduled": updated,
-        "numberAvailable": available,
-        "numberUnavailable": (desired - available).max(0),
-        "observedGeneration": ds["metadata"]["generation"].as_i64().unwrap_or(0),
-    });
-    if let Some(c) = ds["status"]["collisionCount"].as_i64() {
-        plan.status["collisionCount"] = json!(c);
-    }
+    plan.status = DaemonSetStatus {
+        current_number_scheduled: count(tally.current),
+        number_misscheduled: count(tally.misscheduled),
+        desired_number_scheduled: count(tally.desired),
+        number_ready: count(tally.ready),
+        updated_number_scheduled: Some(count(tally.updated)),
+        number_available: Some(count(tally.available)),
+        number_unavailable: Some(count((tally.desired - tally.available).max(0))),
+        observed_generation: Some(ds.metadata.generation.unwrap_or(0)),
+        collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
+        ..Default::default()
+    };
     plan
 }
 
-/// The daemon pod for `node`.
-pub fn pod_for(ds: &Value, hash: &str, node: &str) -> Value {
-    let t = &ds["spec"]["template"];
-    let mut labels = t["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
+/// The decisions and counts for one node and the set's pods on it.
+fn tally_node(
+    ds: &DaemonSet,
+    hash: &str,
+    node: &Value,
+    mut here: Vec<PodFacts>,
+    now: chrono::DateTime<chrono::Utc>,
+    t: &mut Tally,
+    plan: &mut Plan,
+) {
+    let n = reflect::names(node).1;
+    let rolling = spec(ds)
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref());
+    let rolling = rolling != Some("OnDelete");
+    let min_ready = spec(ds).min_ready_seconds.map_or(0, i64::from);
+    let name = |f: &PodFacts| f.metadata.name.to_string();
+    let (schedule, stay) = eligibility(ds, node);
+    // Failed daemon pods are replaced.
+    plan.delete
+        .extend(here.iter().filter(|p| p.phase() == "Failed").map(name));
+    here.retain(|p| !matches!(p.phase(), "Failed" | "Succeeded"));
+    t.desired += i64::from(schedule);
+    if !stay {
+        t.misscheduled += i64::from(!here.is_empty());
+        plan.delete.extend(here.iter().map(name));
+        return;
     }
-    labels[REVISION_HASH] = json!(hash);
-    labels["pod-template-generation"] = json!(
-        ds["metadata"]["generation"]
-            .as_i64()
-            .unwrap_or(1)
-            .to_string()
-    );
-    let mut meta = json!({
-        "generateName": format!("{}-", name(ds)),
-        "namespace": ds["metadata"]["namespace"],
-        "labels": labels,
-        "ownerReferences": [owner::controller_ref("apps/v1", "DaemonSet", ds)],
-    });
-    if t["metadata"]["annotations"].is_object() {
-        meta["annotations"] = t["metadata"]["annotations"].clone();
+    if here.is_empty() {
+        if schedule {
+            plan.create.push(n.to_string());
+            t.unavailable_now += 1;
+        }
+        return;
     }
-    let mut spec = t["spec"].clone();
-    spec["tolerations"] = json!(tolerations(&t["spec"]));
-    // Only this node: matchFields replaces any node-name terms, as Kubernetes does.
-    let pin = json!({"key": "metadata.name", "operator": "In", "values": [node]});
-    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let terms: Vec<Value> = if terms.is_empty() {
-        vec![json!({"matchFields": [pin]})]
+    if schedule {
+        t.current += 1;
     } else {
-        terms
-            .into_iter()
-            .map(|mut t| {
-                t["matchFields"] = json!([pin.clone()]);
-                t
-            })
-            .collect()
+        // Staying where a new one could not go (a NoSchedule taint came later).
+        t.misscheduled += 1;
+    }
+    // One per node: the oldest stays.
+    here.sort_by_key(|p| p.metadata.creation_timestamp.unwrap_or(""));
+    plan.delete.extend(here.iter().skip(1).map(name));
+    let p = &here[0];
+    let avail = p.is_available(min_ready, now);
+    t.ready += i64::from(p.is_ready());
+    t.available += i64::from(avail);
+    t.unavailable_now += i64::from(!avail);
+    if pod_hash(p) == hash {
+        t.updated += 1;
+    } else if rolling {
+        if avail {
+            t.old_available.push((n.to_string(), name(p)));
+        } else {
+            // Not serving anyway: replace it at once.
+            plan.delete.push(name(p));
+        }
+    }
+}
+
+/// The daemon pod for `node`.
+pub fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Pod {
+    let t = template(ds);
+    let meta = t.metadata.clone().unwrap_or_default();
+    let mut labels = meta.labels.unwrap_or_default();
+    labels.insert(REVISION_HASH.into(), hash.into());
+    let generation = ds.metadata.generation.unwrap_or(1).to_string();
+    labels.insert("pod-template-generation".into(), generation);
+    let mut pod = t.spec.clone().unwrap_or_default();
+    pod.tolerations = Some(tolerations(&pod));
+    pin(&mut pod, node);
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", ds.metadata.name.as_deref().unwrap_or(""))),
+            namespace: ds.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: meta.annotations,
+            owner_references: Some(vec![KIND.controller_ref(&ds.metadata)]),
+            ..Default::default()
+        },
+        spec: Some(pod),
+        status: None,
+    }
+}
+
+/// Only this node: a matchFields term on `metadata.name` replaces any node-name terms
+/// of each required term, as Kubernetes does.
+fn pin(pod: &mut PodSpec, node: &str) {
+    let pin = NodeSelectorRequirement {
+        key: "metadata.name".into(),
+        operator: "In".into(),
+        values: Some(vec![node.into()]),
     };
-    spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] =
-        json!({"nodeSelectorTerms": terms});
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+    let mut affinity: Affinity = pod.affinity.take().unwrap_or_default();
+    let mut node_affinity = affinity.node_affinity.take().unwrap_or_default();
+    let required = node_affinity
+        .required_during_scheduling_ignored_during_execution
+        .take();
+    let mut terms = required.map(|r| r.node_selector_terms).unwrap_or_default();
+    if terms.is_empty() {
+        terms.push(NodeSelectorTerm::default());
+    }
+    for t in &mut terms {
+        t.match_fields = Some(vec![pin.clone()]);
+    }
+    node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+        node_selector_terms: terms,
+    });
+    affinity.node_affinity = Some(node_affinity);
+    pod.affinity = Some(affinity);
 }
 
 struct State {
@@ -381,91 +449,111 @@ async fn sync(
     st: &mut State,
     exp: &mut owner::Expectations,
     key: &str,
-    ds: &Value,
+    raw: &Value,
 ) -> Option<Duration> {
-    let ns = ds["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let hash = template_hash(
-        &ds["spec"]["template"],
-        ds["status"]["collisionCount"].as_i64().unwrap_or(0),
-    );
-    let selector = claim::OwnerSelector::of(ds);
+    let ds: DaemonSet = crate::typed(raw)?;
+    let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
+    let hash = template_hash(&json(template(&ds)), collisions.map_or(0, i64::from));
+    let selector = claim::OwnerSelector::of(raw);
     let Some(pods) = st
         .pods
-        .claim_for(client, ds, &KIND, |p| selector.selects(p))
+        .claim_for(client, raw, &KIND, |p| selector.selects(p))
         .await
     else {
         return Some(ADOPTION_RETRY);
     };
-    if ds["metadata"]["deletionTimestamp"].is_null() {
-        let in_use: HashSet<String> = pods.iter().map(|p| pod_hash(p).to_string()).collect();
-        crate::revisions::ensure(client, &mut st.revisions, ds, "DaemonSet", &hash, &in_use).await;
+    let deleting = ds.metadata.deletion_timestamp.is_some();
+    if !deleting {
+        let hashes = pods.iter().map(|p| pod_hash(&PodFacts::of(p)).to_string());
+        let in_use: HashSet<String> = hashes.collect();
+        let kind = "DaemonSet";
+        crate::revisions::ensure(client, &mut st.revisions, raw, kind, &hash, &in_use).await;
     }
     let nodes: Vec<Arc<Value>> = st.nodes.values().cloned().collect();
     let (nrefs, prefs): (Vec<&Value>, Vec<&Value>) =
         (nodes.iter().map(|n| &**n).collect(), pods.iter().collect());
-    let mut plan = reconcile(ds, &hash, &nrefs, &prefs, chrono::Utc::now());
-    if !ds["metadata"]["deletionTimestamp"].is_null() {
+    let mut plan = reconcile(&ds, &hash, &nrefs, &prefs, chrono::Utc::now());
+    if deleting {
         plan.create.clear();
     }
-    if !plan.create.is_empty() {
-        exp.expect_creates(key, plan.create.len());
-        let bodies: Vec<Value> = plan.create.iter().map(|n| pod_for(ds, &hash, n)).collect();
+    let act = Act {
+        client,
+        recorder,
+        raw,
+        key,
+    };
+    act.create(exp, &ds, &hash, &plan.create).await;
+    act.delete(exp, &owner::named(&pods, &plan.delete)).await;
+    act.delete_orphaned(&owner::named(&pods, &plan.orphaned))
+        .await;
+    let status = json(&plan.status);
+    owner::put_status(client, "apps/v1", "daemonsets", raw, status).await;
+    let min_ready = spec(&ds).min_ready_seconds.unwrap_or(0);
+    (min_ready > 0).then(|| Duration::from_secs(min_ready as u64 + 1))
+}
+
+/// A sync's creations and deletions, recorded as events on the set.
+struct Act<'a> {
+    client: &'a kube::Client,
+    recorder: &'a Recorder,
+    raw: &'a Value,
+    key: &'a str,
+}
+
+impl Act<'_> {
+    async fn create(
+        &self,
+        exp: &mut owner::Expectations,
+        ds: &DaemonSet,
+        hash: &str,
+        nodes: &[String],
+    ) {
+        if nodes.is_empty() {
+            return;
+        }
+        exp.expect_creates(self.key, nodes.len());
+        let ns = ds.metadata.namespace.as_deref().unwrap_or("");
+        let path = format!("/api/v1/namespaces/{ns}/pods");
+        let bodies: Vec<Value> = nodes.iter().map(|n| json(&pod_for(ds, hash, n))).collect();
         let results = futures::future::join_all(bodies.iter().map(|b| {
-            owner::send(
-                client,
-                http::Method::POST,
-                format!("/api/v1/namespaces/{ns}/pods"),
-                "application/json",
-                b,
-            )
+            let ct = "application/json";
+            owner::send(self.client, http::Method::POST, path.clone(), ct, b)
         }))
         .await;
-        for (n, r) in plan.create.iter().zip(results) {
+        for (n, r) in nodes.iter().zip(results) {
             match r {
-                Ok(p) => recorder.record(
-                    ds,
-                    "Normal",
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", name(&p)),
-                ),
+                Ok(p) => {
+                    let msg = format!("Created pod: {}", PodFacts::of(&p).metadata.name);
+                    self.event("Normal", "SuccessfulCreate", msg);
+                }
                 Err(e) => {
-                    exp.lower_creates(key, 1);
-                    recorder.record(
-                        ds,
-                        "Warning",
-                        "FailedCreate",
-                        format!("Error creating pod on node {n}: {e}"),
-                    );
+                    exp.lower_creates(self.key, 1);
+                    let msg = format!("Error creating pod on node {n}: {e}");
+                    self.event("Warning", "FailedCreate", msg);
                 }
             }
         }
     }
-    if !plan.delete.is_empty() {
-        let victims = owner::named(&pods, &plan.delete);
-        exp.expect_deletes(
-            key,
-            victims
-                .iter()
-                .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string)),
-        );
-        for (p, r) in victims
+
+    async fn delete(&self, exp: &mut owner::Expectations, victims: &[Value]) {
+        if victims.is_empty() {
+            return;
+        }
+        let uids = victims
             .iter()
-            .zip(owner::delete_pods(client, &victims).await)
-        {
+            .map(|p| PodFacts::of(p).metadata.uid.to_string());
+        exp.expect_deletes(self.key, uids);
+        let results = owner::delete_pods(self.client, victims).await;
+        for (p, r) in victims.iter().zip(results) {
+            let f = PodFacts::of(p);
             match r {
-                Ok(()) => recorder.record(
-                    ds,
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", name(p)),
-                ),
+                Ok(()) => {
+                    let msg = format!("Deleted pod: {}", f.metadata.name);
+                    self.event("Normal", "SuccessfulDelete", msg);
+                }
                 Err(e) => {
-                    exp.observed_delete(key, p["metadata"]["uid"].as_str().unwrap_or(""));
-                    recorder.record(
-                        ds,
+                    exp.observed_delete(self.key, f.metadata.uid);
+                    self.event(
                         "Warning",
                         "FailedDelete",
                         format!("Error deleting pod: {e}"),
@@ -474,32 +562,33 @@ async fn sync(
             }
         }
     }
-    if !plan.orphaned.is_empty() {
-        let victims = owner::named(&pods, &plan.orphaned);
-        for (p, r) in victims
-            .iter()
-            .zip(owner::delete_pods_with(client, &victims, Some(0)).await)
-        {
+
+    /// Pods on nodes that are gone: no kubelet is left to finish them (grace 0).
+    async fn delete_orphaned(&self, victims: &[Value]) {
+        let results = owner::delete_pods_with(self.client, victims, Some(0)).await;
+        for (p, r) in victims.iter().zip(results) {
             if r.is_ok() {
-                recorder.record(
-                    ds,
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {}", name(p)),
-                );
+                let msg = format!("Deleted pod: {}", PodFacts::of(p).metadata.name);
+                self.event("Normal", "SuccessfulDelete", msg);
             }
         }
     }
-    owner::put_status(client, "apps/v1", "daemonsets", ds, plan.status).await;
-    let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    (min_ready > 0).then(|| Duration::from_secs(min_ready as u64 + 1))
+
+    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
+        self.recorder.record(self.raw, kind, reason, message);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    fn ds(extra: Value) -> Value {
+    fn ds(extra: Value) -> DaemonSet {
+        crate::typed(&ds_json(extra)).unwrap()
+    }
+
+    fn ds_json(extra: Value) -> Value {
         let mut d = json!({"metadata": {"name": "log", "namespace": "kube-system", "uid": "ds-uid", "generation": 1},
             "spec": {"selector": {"matchLabels": {"app": "log"}}, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
                 "template": {"metadata": {"labels": {"app": "log"}}, "spec": {"containers": [{"name": "c", "image": "fluentd"}]}}}});
@@ -549,8 +638,8 @@ mod tests {
             "not-ready is tolerated by default"
         );
         assert_eq!(p.delete, vec!["x"], "b no longer matches");
-        assert_eq!(p.status["desiredNumberScheduled"], 2);
-        assert_eq!(p.status["numberMisscheduled"], 1);
+        assert_eq!(p.status.desired_number_scheduled, 2);
+        assert_eq!(p.status.number_misscheduled, 1);
     }
 
     #[test]
@@ -571,9 +660,10 @@ mod tests {
         let p = reconcile(&d, "new", &nrefs, &prefs, now());
         assert_eq!(p.delete, vec!["pa"], "one old pod at a time");
         assert_eq!(p.orphaned, vec!["pz"], "the one on a gone node");
-        assert_eq!(p.status["updatedNumberScheduled"], 0);
-        let mut on_delete = d.clone();
+        assert_eq!(p.status.updated_number_scheduled, Some(0));
+        let mut on_delete = ds_json(json!({}));
         on_delete["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+        let on_delete: DaemonSet = crate::typed(&on_delete).unwrap();
         assert_eq!(
             reconcile(&on_delete, "new", &nrefs, &prefs[..3], now()).delete,
             Vec::<String>::new()
@@ -582,7 +672,7 @@ mod tests {
 
     #[test]
     fn daemon_pods_are_pinned_and_tolerant() {
-        let p = pod_for(&ds(json!({})), "h1", "node-1");
+        let p = json(&pod_for(&ds(json!({})), "h1", "node-1"));
         let pin = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
             ["nodeSelectorTerms"][0]["matchFields"][0];
         assert_eq!(pin["values"][0], "node-1");
@@ -597,8 +687,30 @@ mod tests {
             keys.contains(&"node.kubernetes.io/unreachable")
                 && keys.contains(&"node.kubernetes.io/unschedulable")
         );
-        let cr = crate::revisions::revision_for(&ds(json!({})), "DaemonSet", "h1", 2);
+        let cr = crate::revisions::revision_for(&ds_json(json!({})), "DaemonSet", "h1", 2);
         assert_eq!(cr["metadata"]["name"], "log-h1");
         assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
+    }
+
+    #[test]
+    fn max_unavailable_is_of_the_desired_pods_rounded_up() {
+        let with = |v: Value| {
+            let mut d = ds_json(json!({}));
+            d["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = v;
+            crate::typed::<DaemonSet>(&d).unwrap()
+        };
+        assert_eq!(max_unavailable(&with(json!("50%")), 3), 2);
+        assert_eq!(max_unavailable(&with(json!("10%")), 3), 1);
+        assert_eq!(max_unavailable(&with(json!(2)), 3), 2);
+        assert_eq!(max_unavailable(&with(Value::Null), 3), 1, "the default");
+    }
+
+    #[test]
+    fn an_unbound_daemon_pod_is_counted_on_its_pinned_node() {
+        let p = json(&pod_for(&ds(json!({})), "h1", "node-1"));
+        assert_eq!(node_of(&p), "node-1");
+        let mut bound = p.clone();
+        bound["spec"]["nodeName"] = json!("node-2");
+        assert_eq!(node_of(&bound), "node-2");
     }
 }

@@ -319,7 +319,7 @@ mod tests {
                          {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}},
             "status": {"startTime": T0}});
         let ds = json!({"metadata": {"name": "ds", "namespace": "ns", "uid": "uid-ds"},
-            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"spec": {}}}});
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"spec": {"containers": []}}}});
         let set = json!({"metadata": {"name": "db", "namespace": "ns", "uid": "uid-db"},
             "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "web"}}, "template": {}}});
         let pdb = json!({"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
@@ -335,7 +335,10 @@ mod tests {
                 replicaset::reconcile(&crate::typed(&rs).unwrap(), &rs, &p, now())
             ),
             format!("{:?}", job::reconcile(&job, &p, now())),
-            format!("{:?}", daemonset::reconcile(&ds, "r1", &n, &p, now())),
+            format!(
+                "{:?}",
+                daemonset::reconcile(&crate::typed(&ds).unwrap(), "r1", &n, &p, now())
+            ),
             format!(
                 "{:?}",
                 statefulset::reconcile(&crate::typed(&set).unwrap(), "r1", "r1", &p, now())
@@ -376,7 +379,10 @@ mod tests {
                 "{:?}",
                 nodelifecycle::unknown_conditions(conditions, T0, T1)
             ));
-            out.push(format!("{:?}", daemonset::eligibility(&ds, n)));
+            out.push(format!(
+                "{:?}",
+                daemonset::eligibility(&crate::typed(&ds).unwrap(), n)
+            ));
             out.push(format!("{:?}", skiff_scheduler::NodeInfo::from_json(n)));
             let typed = decode::<Node>(n).unwrap();
             out.push(format!("{:?}", crate::servicelb::LbNode::from_node(&typed)));
