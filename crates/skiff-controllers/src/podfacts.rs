@@ -26,13 +26,17 @@ pub struct PodFacts<'a> {
 #[serde(default, rename_all = "camelCase")]
 pub struct Meta<'a> {
     pub name: &'a str,
+    pub namespace: &'a str,
     pub uid: &'a str,
+    pub resource_version: Option<&'a str>,
     pub creation_timestamp: Option<&'a str>,
     pub deletion_timestamp: Option<&'a str>,
     #[serde(borrow)]
     pub labels: Option<BTreeMap<&'a str, &'a str>>,
     #[serde(borrow)]
     pub annotations: Option<BTreeMap<&'a str, &'a str>>,
+    #[serde(borrow)]
+    pub finalizers: Option<Vec<&'a str>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,7 +51,8 @@ pub struct Status<'a> {
     pub phase: Option<&'a str>,
     #[serde(borrow)]
     pub conditions: Option<Vec<Condition<'a>>>,
-    pub container_statuses: Option<Vec<ContainerStatus>>,
+    #[serde(borrow)]
+    pub container_statuses: Option<Vec<ContainerStatus<'a>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,8 +66,25 @@ pub struct Condition<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub struct ContainerStatus {
+pub struct ContainerStatus<'a> {
+    pub name: &'a str,
     pub restart_count: i64,
+    #[serde(borrow)]
+    pub state: Option<ContainerState<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ContainerState<'a> {
+    #[serde(borrow)]
+    pub terminated: Option<Terminated<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Terminated<'a> {
+    pub exit_code: i64,
+    pub finished_at: Option<&'a str>,
 }
 
 fn time(t: Option<&str>) -> Option<DateTime<Utc>> {
@@ -101,8 +123,36 @@ impl<'a> PodFacts<'a> {
         self.metadata.labels.iter().flatten().map(|(k, v)| (*k, *v))
     }
 
-    fn annotation(&self, key: &str) -> Option<&'a str> {
+    pub fn annotation(&self, key: &str) -> Option<&'a str> {
         self.metadata.annotations.as_ref()?.get(key).copied()
+    }
+
+    pub fn has_finalizer(&self, f: &str) -> bool {
+        self.metadata.finalizers.iter().flatten().any(|x| *x == f)
+    }
+
+    /// Whether it has condition `type_` with `status`.
+    pub fn condition(&self, type_: &str, status: &str) -> bool {
+        let conditions = self.status.conditions.iter().flatten();
+        conditions
+            .into_iter()
+            .any(|c| c.type_ == type_ && c.status == status)
+    }
+
+    pub fn container_statuses(&self) -> &[ContainerStatus<'a>] {
+        self.status.container_statuses.as_deref().unwrap_or(&[])
+    }
+
+    pub fn deletion_time(&self) -> Option<DateTime<Utc>> {
+        time(self.metadata.deletion_timestamp)
+    }
+
+    /// When its last container to end ended.
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        let ended = self.container_statuses().iter();
+        ended
+            .filter_map(|c| time(c.state.as_ref()?.terminated.as_ref()?.finished_at))
+            .max()
     }
 
     /// When it became Ready, if it is (an unreadable time counts as long ago).
@@ -128,8 +178,8 @@ impl<'a> PodFacts<'a> {
 
     /// The most restarts of one of its containers.
     pub fn restarts(&self) -> i64 {
-        let statuses = self.status.container_statuses.as_deref().unwrap_or(&[]);
-        statuses.iter().map(|c| c.restart_count).max().unwrap_or(0)
+        let statuses = self.container_statuses().iter();
+        statuses.map(|c| c.restart_count).max().unwrap_or(0)
     }
 
     pub fn deletion_cost(&self) -> i64 {

@@ -313,7 +313,7 @@ mod tests {
         let rs = json!({"metadata": {"name": "web", "namespace": "ns", "uid": "uid-web"},
             "spec": {"replicas": 2, "minReadySeconds": 30, "selector": {"matchLabels": {"app": "web"}}}});
         let job = json!({"metadata": {"name": "job", "namespace": "ns", "uid": "uid-job"},
-            "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed", "backoffLimit": 6,
+            "spec": {"completions": 3, "parallelism": 2, "completionMode": "Indexed", "backoffLimit": 6, "template": {"spec": {"containers": []}},
                      "podFailurePolicy": {"rules": [
                          {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                          {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}},
@@ -334,7 +334,10 @@ mod tests {
                 "{:?}",
                 replicaset::reconcile(&crate::typed(&rs).unwrap(), &rs, &p, now())
             ),
-            format!("{:?}", job::reconcile(&job, &p, now())),
+            format!(
+                "{:?}",
+                job::reconcile(&crate::typed(&job).unwrap(), &p, now())
+            ),
             format!(
                 "{:?}",
                 daemonset::reconcile(&crate::typed(&ds).unwrap(), "r1", &n, &p, now())
@@ -362,7 +365,13 @@ mod tests {
                 "{:?}",
                 decode::<Pod>(p).map(|p| PodInfo::from_pod(&p))
             ));
-            out.push(format!("{:?}", job::failure_action(&job, p)));
+            out.push(format!(
+                "{:?}",
+                job::failure_action(
+                    &crate::typed(&job).unwrap(),
+                    &crate::podfacts::PodFacts::of(p)
+                )
+            ));
             out.push(format!(
                 "{}",
                 podfacts::PodFacts::of(p).is_available(30, now())

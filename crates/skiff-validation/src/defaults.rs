@@ -339,6 +339,19 @@ fn job_spec(spec: &mut Map<String, Value>) {
             set_default(m, "restartPolicy", json!("Never"));
         }
     }
+    // What a pod-condition pattern leaves out means the condition holds.
+    let policy = spec.get_mut("podFailurePolicy");
+    let rules = policy
+        .and_then(|p| p.get_mut("rules"))
+        .and_then(Value::as_array_mut);
+    for rule in rules.into_iter().flatten() {
+        let patterns = rule
+            .get_mut("onPodConditions")
+            .and_then(Value::as_array_mut);
+        for pattern in patterns.into_iter().flatten().filter_map(obj) {
+            set_default(pattern, "status", json!("True"));
+        }
+    }
     set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
 }
 
@@ -623,6 +636,17 @@ mod tests {
         assert_eq!(sec["data"]["password"], "czNjcmV0");
         assert!(sec.get("stringData").is_none());
         assert_eq!(sec["type"], "Opaque");
+    }
+
+    #[test]
+    fn job_failure_policy_patterns_default_to_true() {
+        let mut j = json!({"spec": {"podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+            "template": {"spec": {"containers": []}}}});
+        default_object("batch", "jobs", &mut j);
+        assert_eq!(
+            j["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"],
+            "True"
+        );
     }
 
     #[test]
