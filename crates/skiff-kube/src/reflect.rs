@@ -230,6 +230,11 @@ pub fn names<V: Borrow<Value> + ?Sized>(o: &V) -> (Option<&str>, &str) {
 }
 
 /// Applies a change to a map of objects by key.
+/// An object's `metadata.uid` ("" without one).
+pub fn uid<V: Borrow<Value> + ?Sized>(o: &V) -> &str {
+    o.borrow()["metadata"]["uid"].as_str().unwrap_or("")
+}
+
 pub fn apply_to(map: &mut std::collections::HashMap<String, Arc<Value>>, change: Change) {
     match change {
         Change::Reset(items) => {

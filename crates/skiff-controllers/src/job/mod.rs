@@ -30,7 +30,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::informer::View;
-use skiff_kube::reflect::Change;
+use skiff_kube::reflect::{self, Change};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,8 +166,7 @@ async fn release_orphans(client: &kube::Client, st: &State) {
     if !st.jobs_listed {
         return;
     }
-    let ids: Vec<(&Value, PodFacts)> = st.jobs.values().map(|j| (&**j, PodFacts::of(j))).collect();
-    let live: HashSet<&str> = ids.iter().map(|(_, j)| j.metadata.uid).collect();
+    let live: HashSet<&str> = st.jobs.values().map(|j| reflect::uid(&**j)).collect();
     for p in st.pods.all() {
         let f = PodFacts::of(p);
         if !f.has_finalizer(TRACKING) {
@@ -175,8 +174,8 @@ async fn release_orphans(client: &kube::Client, st: &State) {
         }
         let free = match owner::controller_of(p) {
             Some(c) => !live.contains(c.uid.as_str()),
-            None => !ids.iter().any(|(raw, j)| {
-                j.metadata.namespace == f.metadata.namespace && claim::selects(raw, p)
+            None => !st.jobs.values().any(|j| {
+                reflect::names(&**j).0 == Some(f.metadata.namespace) && claim::selects(j, p)
             }),
         };
         if free {
