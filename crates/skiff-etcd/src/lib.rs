@@ -241,6 +241,44 @@ pub fn has_data(me: &Member) -> bool {
     me.data_dir.join("member").exists()
 }
 
+/// Marks a member's first start until it has answered a request. etcd opens its client
+/// port before it has bootstrapped; a member killed in between can come back unable to
+/// elect itself and never answer (seen with Debian's etcd 3.4 killed right after its
+/// port opened). Data with the mark is from such a start: nothing was ever written.
+fn bootstrap_mark(me: &Member) -> PathBuf {
+    me.data_dir.with_extension("bootstrapping")
+}
+
+/// Call before the member starts: marks a first start.
+pub fn begin_bootstrap(me: &Member) -> Result<()> {
+    if !has_data(me) {
+        std::fs::write(bootstrap_mark(me), b"")?;
+    }
+    Ok(())
+}
+
+/// Call once the member has answered: its data is a member's from now on.
+pub fn bootstrapped(me: &Member) -> Result<()> {
+    match std::fs::remove_file(bootstrap_mark(me)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Moves aside the data of a first member whose first start never answered (so it
+/// starts afresh), returning where it went; data without the mark is never touched.
+pub fn set_aside_unfinished(me: &Member) -> Result<Option<PathBuf>> {
+    if !(has_data(me) && bootstrap_mark(me).exists()) {
+        return Ok(None);
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = me.data_dir.with_extension(format!("unfinished-{secs}"));
+    std::fs::rename(&me.data_dir, &aside)?;
+    Ok(Some(aside))
+}
+
 fn sock(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
@@ -362,5 +400,27 @@ mod tests {
             &"--initial-cluster=s0=https://10.0.0.4:2380,s1=https://10.0.0.5:2380".to_string()
         ));
         assert!(a.contains(&"--initial-cluster-state=existing".to_string()));
+    }
+
+    #[test]
+    fn only_data_of_an_unanswered_first_start_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut me = member(vec![]);
+        me.data_dir = dir.path().join("etcd");
+        let data = me.data_dir.join("member");
+        // A first start that answered keeps its data.
+        begin_bootstrap(&me).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        bootstrapped(&me).unwrap();
+        assert_eq!(set_aside_unfinished(&me).unwrap(), None);
+        begin_bootstrap(&me).unwrap();
+        assert!(
+            !bootstrap_mark(&me).exists(),
+            "a restart is not a first start"
+        );
+        // One that never answered is moved aside.
+        std::fs::write(bootstrap_mark(&me), b"").unwrap();
+        let aside = set_aside_unfinished(&me).unwrap().unwrap();
+        assert!(aside.join("member").exists() && !data.exists());
     }
 }

@@ -1487,6 +1487,11 @@ impl EmbeddedEtcd {
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Arc<dyn skiff_store::Store>> {
         let mut member = self.member.clone().context("no embedded etcd configured")?;
+        if self.join.is_none()
+            && let Some(aside) = skiff_etcd::set_aside_unfinished(&member)?
+        {
+            tracing::warn!(moved = %aside.display(), "the etcd member's first start never answered; starting it afresh");
+        }
         let first_join = self
             .join
             .as_ref()
@@ -1506,6 +1511,7 @@ impl EmbeddedEtcd {
             tracing::info!(members = member.join.len(), "joined the etcd cluster");
         }
         let cfg = member.store_config()?;
+        skiff_etcd::begin_bootstrap(&member)?;
         let rx = self.stop.subscribe();
         let (m, failed) = (member.clone(), self.failed.clone());
         *self.task.lock() = Some(tokio::spawn(async move {
@@ -1519,6 +1525,7 @@ impl EmbeddedEtcd {
             store = connect_etcd(&cfg, &local) => store?,
             why = self.failure() => anyhow::bail!(why),
         };
+        skiff_etcd::bootstrapped(&member)?;
         if let Some(schedule) = self.snapshots.schedule.clone() {
             let (dir, keep) = (self.snapshots.dir.clone(), self.snapshots.retention);
             tokio::spawn(scheduled_snapshots(
@@ -1576,6 +1583,8 @@ impl EmbeddedEtcd {
             }
             None => skiff_etcd::snapshot::reset(&member).await?,
         }
+        // The data is what the user chose, never to be set aside as an unfinished start.
+        skiff_etcd::bootstrapped(&member)?;
         Ok(())
     }
 

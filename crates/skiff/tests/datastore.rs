@@ -2,9 +2,10 @@
 //! objects made through kubectl live under `/registry/…` where `etcdctl` users look for
 //! them and survive a `kill -9` of the server; a server whose etcd is down at start says
 //! so and waits for it instead of failing. `--cluster-init`: the server runs its own
-//! member (mutual TLS from the cluster CA), moves SQLite's state into it, and stops it
-//! with itself. `skiff etcd-member` lists the members and removes the one of a server
-//! that leaves, which then stops, saying so.
+//! member (mutual TLS from the cluster CA), moves SQLite's state into it, stops it with
+//! itself, and starts afresh a member whose first start never answered. `skiff
+//! etcd-member` lists the members and removes the one of a server that leaves, which
+//! then stops, saying so.
 
 mod common;
 
@@ -112,6 +113,76 @@ fn start_while(e: &mut Etcd, meanwhile: impl FnOnce(&mut Etcd)) -> Cluster {
             panic!("{why}\netcd's log:\n{}", e.log())
         }
     }
+}
+
+/// A `--cluster-init` server's etcd member may be killed before it has bootstrapped
+/// (its first second) and then never answer. Its first start is marked until the member
+/// answers; data with the mark is set aside at the next start, and data without it (a
+/// member's, however broken) is never touched.
+#[test]
+fn a_member_whose_first_start_never_answered_starts_afresh() {
+    fn unfinished(mark: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("data/db/etcd/member/wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        // What etcd cannot start from, standing for a member that cannot elect itself.
+        std::fs::write(wal.join("0000000000000000-0000000000000000.wal"), b"torn").unwrap();
+        if mark {
+            std::fs::write(dir.path().join("data/db/etcd.bootstrapping"), b"").unwrap();
+        }
+        dir
+    }
+    let set_aside = |db: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(db)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("etcd.unfinished-"))
+            .collect()
+    };
+    let args = |dir| {
+        let (client, peer) = (
+            common::free_port().to_string(),
+            common::free_port().to_string(),
+        );
+        let a = [
+            "server",
+            "--cluster-init",
+            "--etcd-client-port",
+            &client,
+            "--etcd-peer-port",
+            &peer,
+        ];
+        Cluster::start_in(dir, &a)
+    };
+    // Without the mark: kept, and the server does not come up on it.
+    let mut kept = unfinished(false);
+    kept.disable_cleanup(true); // outlives the failed start, to be looked at
+    let path = kept.path().to_path_buf();
+    let refused = std::thread::spawn(move || args(kept)).join();
+    assert!(
+        refused.is_err(),
+        "a server came up on data etcd cannot read"
+    );
+    let db = path.join("data/db");
+    assert!(db.join("etcd/member/wal").exists(), "kept where it was");
+    assert!(set_aside(&db).is_empty(), "{:?}", set_aside(&db));
+    std::fs::remove_dir_all(&path).unwrap();
+    // With it: set aside, and the member starts afresh.
+    let c = args(unfinished(true));
+    assert!(
+        c.log().contains("first start never answered"),
+        "{}",
+        c.log()
+    );
+    let db = c.data_dir().join("db");
+    let aside = set_aside(&db);
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(db.join(&aside[0]).join("member/wal").exists());
+    assert!(
+        !db.join("etcd.bootstrapping").exists(),
+        "the new member answered"
+    );
+    c.ok(&["create", "configmap", "after", "--from-literal=k=v"]);
 }
 
 #[test]
