@@ -476,106 +476,65 @@ async fn sync(
     if deleting {
         plan.create.clear();
     }
-    let act = Act {
+    let act = owner::Act {
         client,
         recorder,
-        raw,
+        owner: raw,
         key,
     };
-    act.create(exp, &ds, &hash, &plan.create).await;
-    act.delete(exp, &owner::named(&pods, &plan.delete)).await;
-    act.delete_orphaned(&owner::named(&pods, &plan.orphaned))
-        .await;
+    create(&act, exp, &ds, &hash, &plan.create).await;
+    let victims = owner::named(&pods, &plan.delete);
+    act.delete_pods(exp, &victims, "Error deleting pod").await;
+    delete_orphaned(&act, &owner::named(&pods, &plan.orphaned)).await;
     let status = json(&plan.status);
     owner::put_status(client, "apps/v1", "daemonsets", raw, status).await;
     let min_ready = spec(&ds).min_ready_seconds.unwrap_or(0);
     (min_ready > 0).then(|| Duration::from_secs(min_ready as u64 + 1))
 }
 
-/// A sync's creations and deletions, recorded as events on the set.
-struct Act<'a> {
-    client: &'a kube::Client,
-    recorder: &'a Recorder,
-    raw: &'a Value,
-    key: &'a str,
+/// Creates a daemon pod for each of `nodes`.
+async fn create(
+    act: &owner::Act<'_>,
+    exp: &mut owner::Expectations,
+    ds: &DaemonSet,
+    hash: &str,
+    nodes: &[String],
+) {
+    if nodes.is_empty() {
+        return;
+    }
+    exp.expect_creates(act.key, nodes.len());
+    let ns = ds.metadata.namespace.as_deref().unwrap_or("");
+    let path = format!("/api/v1/namespaces/{ns}/pods");
+    let bodies: Vec<Value> = nodes.iter().map(|n| json(&pod_for(ds, hash, n))).collect();
+    let results = futures::future::join_all(bodies.iter().map(|b| {
+        let ct = "application/json";
+        owner::send(act.client, http::Method::POST, path.clone(), ct, b)
+    }))
+    .await;
+    for (n, r) in nodes.iter().zip(results) {
+        match r {
+            Ok(p) => {
+                let msg = format!("Created pod: {}", reflect::names(&p).1);
+                act.event("Normal", "SuccessfulCreate", msg);
+            }
+            Err(e) => {
+                exp.lower_creates(act.key, 1);
+                let msg = format!("Error creating pod on node {n}: {e}");
+                act.event("Warning", "FailedCreate", msg);
+            }
+        }
+    }
 }
 
-impl Act<'_> {
-    async fn create(
-        &self,
-        exp: &mut owner::Expectations,
-        ds: &DaemonSet,
-        hash: &str,
-        nodes: &[String],
-    ) {
-        if nodes.is_empty() {
-            return;
+/// Deletes pods on nodes that are gone: no kubelet is left to finish them (grace 0).
+async fn delete_orphaned(act: &owner::Act<'_>, victims: &[Value]) {
+    let results = owner::delete_pods_with(act.client, victims, Some(0)).await;
+    for (p, r) in victims.iter().zip(results) {
+        if r.is_ok() {
+            let msg = format!("Deleted pod: {}", reflect::names(p).1);
+            act.event("Normal", "SuccessfulDelete", msg);
         }
-        exp.expect_creates(self.key, nodes.len());
-        let ns = ds.metadata.namespace.as_deref().unwrap_or("");
-        let path = format!("/api/v1/namespaces/{ns}/pods");
-        let bodies: Vec<Value> = nodes.iter().map(|n| json(&pod_for(ds, hash, n))).collect();
-        let results = futures::future::join_all(bodies.iter().map(|b| {
-            let ct = "application/json";
-            owner::send(self.client, http::Method::POST, path.clone(), ct, b)
-        }))
-        .await;
-        for (n, r) in nodes.iter().zip(results) {
-            match r {
-                Ok(p) => {
-                    let msg = format!("Created pod: {}", PodFacts::of(&p).metadata.name);
-                    self.event("Normal", "SuccessfulCreate", msg);
-                }
-                Err(e) => {
-                    exp.lower_creates(self.key, 1);
-                    let msg = format!("Error creating pod on node {n}: {e}");
-                    self.event("Warning", "FailedCreate", msg);
-                }
-            }
-        }
-    }
-
-    async fn delete(&self, exp: &mut owner::Expectations, victims: &[Value]) {
-        if victims.is_empty() {
-            return;
-        }
-        let uids = victims
-            .iter()
-            .map(|p| PodFacts::of(p).metadata.uid.to_string());
-        exp.expect_deletes(self.key, uids);
-        let results = owner::delete_pods(self.client, victims).await;
-        for (p, r) in victims.iter().zip(results) {
-            let f = PodFacts::of(p);
-            match r {
-                Ok(()) => {
-                    let msg = format!("Deleted pod: {}", f.metadata.name);
-                    self.event("Normal", "SuccessfulDelete", msg);
-                }
-                Err(e) => {
-                    exp.observed_delete(self.key, f.metadata.uid);
-                    self.event(
-                        "Warning",
-                        "FailedDelete",
-                        format!("Error deleting pod: {e}"),
-                    );
-                }
-            }
-        }
-    }
-
-    /// Pods on nodes that are gone: no kubelet is left to finish them (grace 0).
-    async fn delete_orphaned(&self, victims: &[Value]) {
-        let results = owner::delete_pods_with(self.client, victims, Some(0)).await;
-        for (p, r) in victims.iter().zip(results) {
-            if r.is_ok() {
-                let msg = format!("Deleted pod: {}", PodFacts::of(p).metadata.name);
-                self.event("Normal", "SuccessfulDelete", msg);
-            }
-        }
-    }
-
-    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
-        self.recorder.record(self.raw, kind, reason, message);
     }
 }
 

@@ -338,6 +338,53 @@ pub async fn delete_pods_with(
     .await
 }
 
+/// What a controller's sync acts through: the API, events on the owner, and the
+/// owner's key for its expectations.
+pub struct Act<'a> {
+    pub client: &'a kube::Client,
+    pub recorder: &'a skiff_kube::events::Recorder,
+    /// The owner as the informers hold it (its events name it).
+    pub owner: &'a Value,
+    pub key: &'a str,
+}
+
+impl Act<'_> {
+    pub fn event(&self, kind: &'static str, reason: &'static str, message: String) {
+        self.recorder.record(self.owner, kind, reason, message);
+    }
+
+    /// Deletes the owner's `victims`, expecting their deletions, with Kubernetes'
+    /// SuccessfulDelete and FailedDelete (`<failed>: <error>`) events; returns the last
+    /// error.
+    pub async fn delete_pods(
+        &self,
+        exp: &mut Expectations,
+        victims: &[Value],
+        failed: &str,
+    ) -> Option<String> {
+        if victims.is_empty() {
+            return None;
+        }
+        let uids = victims
+            .iter()
+            .map(|p| skiff_kube::reflect::uid(p).to_string());
+        exp.expect_deletes(self.key, uids);
+        let mut last = None;
+        for (p, r) in victims.iter().zip(delete_pods(self.client, victims).await) {
+            let name = skiff_kube::reflect::names(p).1;
+            match r {
+                Ok(()) => self.event("Normal", "SuccessfulDelete", format!("Deleted pod: {name}")),
+                Err(e) => {
+                    exp.observed_delete(self.key, skiff_kube::reflect::uid(p));
+                    self.event("Warning", "FailedDelete", format!("{failed}: {e}"));
+                    last = Some(e);
+                }
+            }
+        }
+        last
+    }
+}
+
 /// Whether `current` already says everything `want` does (and no conditions it drops).
 pub fn status_matches(current: &Value, want: &Value) -> bool {
     let Some(w) = want.as_object() else {

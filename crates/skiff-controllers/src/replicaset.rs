@@ -284,14 +284,15 @@ async fn sync(
         .iter()
         .filter_map(|n| st.pods.get(&ns, n).cloned())
         .collect();
-    let act = Act {
+    let act = owner::Act {
         client,
         recorder,
-        raw,
+        owner: raw,
         key,
     };
-    let mut failure = act.create(st, &rs, plan.create).await;
-    failure = act.delete(st, &victims).await.or(failure);
+    let mut failure = create(&act, st, &rs, plan.create).await;
+    let failed_delete = act.delete_pods(&mut st.expectations, &victims, "Error deleting");
+    failure = failed_delete.await.map(|e| ("FailedDelete", e)).or(failure);
     let current = rs.status.as_ref().and_then(|s| s.conditions.as_deref());
     let failure = failure.as_ref().map(|(r, m)| (*r, m.as_str()));
     let conditions = conditions(current.unwrap_or(&[]), failure, Timestamp::now());
@@ -307,69 +308,29 @@ async fn sync(
         .then(|| Duration::from_secs(min_ready as u64 + 1))
 }
 
-/// A sync's creations and deletions, recorded as events on the set; each returns the
-/// failure (reason, message) to report, if any.
-struct Act<'a> {
-    client: &'a kube::Client,
-    recorder: &'a Recorder,
-    raw: &'a Value,
-    key: &'a str,
-}
-
-impl Act<'_> {
-    async fn create(
-        &self,
-        st: &mut State,
-        rs: &ReplicaSet,
-        n: usize,
-    ) -> Option<(&'static str, String)> {
-        if n == 0 {
-            return None;
-        }
-        st.expectations.expect_creates(self.key, n);
-        let ns = rs.metadata.namespace.as_deref().unwrap_or("");
-        let pod = serde_json::to_value(pod_from_template(rs)).expect("a pod serializes");
-        let (made, err) = owner::create_in_batches(self.client, ns, &pod, n).await;
-        for name in &made {
-            self.event("Normal", "SuccessfulCreate", format!("Created pod: {name}"));
-        }
-        let e = err?;
-        // What was not created will not be observed.
-        st.expectations.lower_creates(self.key, n - made.len());
-        self.event("Warning", "FailedCreate", format!("Error creating: {e}"));
-        Some(("FailedCreate", e))
+/// Creates `n` pods from the set's template in slow-start batches; the failure
+/// (reason, message) to report, if any.
+async fn create(
+    act: &owner::Act<'_>,
+    st: &mut State,
+    rs: &ReplicaSet,
+    n: usize,
+) -> Option<(&'static str, String)> {
+    if n == 0 {
+        return None;
     }
-
-    async fn delete(&self, st: &mut State, victims: &[Value]) -> Option<(&'static str, String)> {
-        if victims.is_empty() {
-            return None;
-        }
-        let uids = victims
-            .iter()
-            .map(|p| PodFacts::of(p).metadata.uid.to_string());
-        st.expectations.expect_deletes(self.key, uids);
-        let mut failure = None;
-        let results = owner::delete_pods(self.client, victims).await;
-        for (p, res) in victims.iter().zip(results) {
-            let f = PodFacts::of(p);
-            match res {
-                Ok(()) => {
-                    let msg = format!("Deleted pod: {}", f.metadata.name);
-                    self.event("Normal", "SuccessfulDelete", msg);
-                }
-                Err(e) => {
-                    st.expectations.observed_delete(self.key, f.metadata.uid);
-                    self.event("Warning", "FailedDelete", format!("Error deleting: {e}"));
-                    failure = Some(("FailedDelete", e));
-                }
-            }
-        }
-        failure
+    st.expectations.expect_creates(act.key, n);
+    let ns = rs.metadata.namespace.as_deref().unwrap_or("");
+    let pod = serde_json::to_value(pod_from_template(rs)).expect("a pod serializes");
+    let (made, err) = owner::create_in_batches(act.client, ns, &pod, n).await;
+    for name in &made {
+        act.event("Normal", "SuccessfulCreate", format!("Created pod: {name}"));
     }
-
-    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
-        self.recorder.record(self.raw, kind, reason, message);
-    }
+    let e = err?;
+    // What was not created will not be observed.
+    st.expectations.lower_creates(act.key, n - made.len());
+    act.event("Warning", "FailedCreate", format!("Error creating: {e}"));
+    Some(("FailedCreate", e))
 }
 
 #[cfg(test)]

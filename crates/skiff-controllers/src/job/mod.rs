@@ -217,19 +217,19 @@ async fn sync(
     for (ty, reason, msg) in &plan.events {
         recorder.record(raw, ty, reason, msg.clone());
     }
-    let act = Act {
+    let act = owner::Act {
         client,
         recorder,
-        raw,
+        owner: raw,
         key,
     };
-    act.create(exp, &job, &plan.create).await;
+    create(&act, exp, &job, &plan.create).await;
     let victims: Vec<Value> = plan
         .delete
         .iter()
         .filter_map(|n| by_name(n).cloned())
         .collect();
-    act.delete(exp, &victims).await;
+    act.delete_pods(exp, &victims, "Error deleting").await;
     // Counting moves on once released pods are seen: look again soon while results wait.
     let uncounted = plan.status.uncounted_terminated_pods.as_ref();
     let lists = uncounted
@@ -263,72 +263,40 @@ async fn expire(ttl: &kube::Client, job: &Job) {
     }
 }
 
-/// A sync's creations and deletions, recorded as events on the Job.
-struct Act<'a> {
-    client: &'a kube::Client,
-    recorder: &'a Recorder,
-    raw: &'a Value,
-    key: &'a str,
-}
-
-impl Act<'_> {
-    async fn create(&self, exp: &mut owner::Expectations, job: &Job, indexes: &[Option<i64>]) {
-        if indexes.is_empty() {
-            return;
-        }
-        exp.expect_creates(self.key, indexes.len());
-        let ns = job.metadata.namespace.as_deref().unwrap_or("");
-        let pod = |ix| serde_json::to_value(pod_from_template(job, ix)).expect("a pod serializes");
-        // Indexed pods differ per index; NonIndexed ones share a template.
-        let (names, err) = if indexes.iter().all(Option::is_none) {
-            owner::create_in_batches(self.client, ns, &pod(None), indexes.len()).await
-        } else {
-            let mut names = Vec::new();
-            let mut err = None;
-            for ix in indexes {
-                let (n, e) = owner::create_in_batches(self.client, ns, &pod(*ix), 1).await;
-                names.extend(n);
-                if e.is_some() {
-                    err = e;
-                    break;
-                }
-            }
-            (names, err)
-        };
-        for n in &names {
-            self.event("Normal", "SuccessfulCreate", format!("Created pod: {n}"));
-        }
-        if let Some(e) = err {
-            exp.lower_creates(self.key, indexes.len() - names.len());
-            self.event("Warning", "FailedCreate", format!("Error creating: {e}"));
-        }
+/// Creates the Job's pods, one per index for an Indexed Job.
+async fn create(
+    act: &owner::Act<'_>,
+    exp: &mut owner::Expectations,
+    job: &Job,
+    indexes: &[Option<i64>],
+) {
+    if indexes.is_empty() {
+        return;
     }
-
-    async fn delete(&self, exp: &mut owner::Expectations, victims: &[Value]) {
-        if victims.is_empty() {
-            return;
-        }
-        let uids = victims
-            .iter()
-            .map(|p| PodFacts::of(p).metadata.uid.to_string());
-        exp.expect_deletes(self.key, uids);
-        let results = owner::delete_pods(self.client, victims).await;
-        for (p, r) in victims.iter().zip(results) {
-            let f = PodFacts::of(p);
-            match r {
-                Ok(()) => {
-                    let msg = format!("Deleted pod: {}", f.metadata.name);
-                    self.event("Normal", "SuccessfulDelete", msg);
-                }
-                Err(e) => {
-                    exp.observed_delete(self.key, f.metadata.uid);
-                    self.event("Warning", "FailedDelete", format!("Error deleting: {e}"));
-                }
+    exp.expect_creates(act.key, indexes.len());
+    let ns = job.metadata.namespace.as_deref().unwrap_or("");
+    let pod = |ix| serde_json::to_value(pod_from_template(job, ix)).expect("a pod serializes");
+    // Indexed pods differ per index; NonIndexed ones share a template.
+    let (names, err) = if indexes.iter().all(Option::is_none) {
+        owner::create_in_batches(act.client, ns, &pod(None), indexes.len()).await
+    } else {
+        let mut names = Vec::new();
+        let mut err = None;
+        for ix in indexes {
+            let (n, e) = owner::create_in_batches(act.client, ns, &pod(*ix), 1).await;
+            names.extend(n);
+            if e.is_some() {
+                err = e;
+                break;
             }
         }
+        (names, err)
+    };
+    for n in &names {
+        act.event("Normal", "SuccessfulCreate", format!("Created pod: {n}"));
     }
-
-    fn event(&self, kind: &'static str, reason: &'static str, message: String) {
-        self.recorder.record(self.raw, kind, reason, message);
+    if let Some(e) = err {
+        exp.lower_creates(act.key, indexes.len() - names.len());
+        act.event("Warning", "FailedCreate", format!("Error creating: {e}"));
     }
 }
