@@ -11,11 +11,11 @@
 use crate::claim::OwnerKind;
 use crate::control;
 use crate::owner;
+use crate::{api_time, chrono_time};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use skiff_kube::events::Recorder;
 use skiff_kube::reflect::{self, Change};
@@ -66,14 +66,6 @@ impl Clock {
     pub fn real_wait(&self, d: chrono::Duration) -> Duration {
         Duration::from_secs_f64((d.num_milliseconds().max(0) as f64 / 1000.0) / self.rate)
     }
-}
-
-fn api_time(t: DateTime<Utc>) -> Time {
-    Time(Timestamp::from_second(t.timestamp()).unwrap_or_default())
-}
-
-fn chrono_time(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
 }
 
 fn name(m: &ObjectMeta) -> &str {

@@ -144,10 +144,6 @@ fn node_of(p: &Value) -> String {
     pin.cloned().unwrap_or_default()
 }
 
-fn count(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 /// How many of `desired` daemon pods a rolling update may have unavailable: a count or
 /// a percentage of the desired number rounded up, and at least one (no surge).
 fn max_unavailable(ds: &DaemonSet, desired: i64) -> i64 {
@@ -223,13 +219,13 @@ pub fn reconcile(
     plan.delete.sort();
     plan.delete.dedup();
     plan.status = DaemonSetStatus {
-        current_number_scheduled: count(tally.current),
-        number_misscheduled: count(tally.misscheduled),
-        desired_number_scheduled: count(tally.desired),
-        number_ready: count(tally.ready),
-        updated_number_scheduled: Some(count(tally.updated)),
-        number_available: Some(count(tally.available)),
-        number_unavailable: Some(count((tally.desired - tally.available).max(0))),
+        current_number_scheduled: crate::int32(tally.current),
+        number_misscheduled: crate::int32(tally.misscheduled),
+        desired_number_scheduled: crate::int32(tally.desired),
+        number_ready: crate::int32(tally.ready),
+        updated_number_scheduled: Some(crate::int32(tally.updated)),
+        number_available: Some(crate::int32(tally.available)),
+        number_unavailable: Some(crate::int32((tally.desired - tally.available).max(0))),
         observed_generation: Some(ds.metadata.generation.unwrap_or(0)),
         collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
         ..Default::default()

@@ -48,6 +48,25 @@ pub enum Error {
 /// The shared reflectors every controller of the manager subscribes through.
 pub use skiff_kube::informer::Informers;
 
+/// A time as the API holds it (whole seconds).
+pub(crate) fn api_time(
+    t: chrono::DateTime<chrono::Utc>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let secs = k8s_openapi::jiff::Timestamp::from_second(t.timestamp());
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(secs.unwrap_or_default())
+}
+
+pub(crate) fn chrono_time(
+    t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
+}
+
+/// A count as the API's int32 fields hold it (saturating).
+pub(crate) fn int32(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
 /// An object from the informers as its type (the API server validated it, so this
 /// fails only on a bug, which is logged).
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {

@@ -56,10 +56,6 @@ fn template(rs: &ReplicaSet) -> Option<&PodTemplateSpec> {
     rs.spec.as_ref()?.template.as_ref()
 }
 
-fn count(n: usize) -> Option<i32> {
-    Some(i32::try_from(n).unwrap_or(i32::MAX))
-}
-
 /// One sync of `rs` (`raw` is the same object as the informers hold it) over the pods
 /// of its namespace.
 pub fn reconcile(
@@ -118,15 +114,15 @@ fn counts(
     });
     let min_ready = min_ready_seconds(rs);
     ReplicaSetStatus {
-        replicas: count(facts.len()).unwrap_or_default(),
-        fully_labeled_replicas: count(fully.count()),
-        ready_replicas: count(facts.iter().filter(|f| f.is_ready()).count()),
-        available_replicas: count(
+        replicas: crate::int32(facts.len()),
+        fully_labeled_replicas: Some(crate::int32(fully.count())),
+        ready_replicas: Some(crate::int32(facts.iter().filter(|f| f.is_ready()).count())),
+        available_replicas: Some(crate::int32(
             facts
                 .iter()
                 .filter(|f| f.is_available(min_ready, now))
                 .count(),
-        ),
+        )),
         observed_generation: Some(rs.metadata.generation.unwrap_or(0)),
         ..Default::default()
     }

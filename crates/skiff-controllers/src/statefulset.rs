@@ -63,10 +63,6 @@ fn revision_of<'a>(f: &PodFacts<'a>) -> &'a str {
         .map_or("", |(_, v)| v)
 }
 
-fn count(n: usize) -> Option<i32> {
-    Some(i32::try_from(n).unwrap_or(i32::MAX))
-}
-
 /// What a sync does with a StatefulSet's rollout settings.
 struct Settings {
     replicas: i64,
@@ -237,11 +233,11 @@ fn status(
     let available = live.iter().filter(|p| p.is_available(cfg.min_ready, now));
     StatefulSetStatus {
         observed_generation: Some(set.metadata.generation.unwrap_or(0)),
-        replicas: count(live.len()).unwrap_or_default(),
-        ready_replicas: count(ready),
-        available_replicas: count(available.count()),
-        current_replicas: count(at(current_rev)),
-        updated_replicas: count(updated as usize),
+        replicas: crate::int32(live.len()),
+        ready_replicas: Some(crate::int32(ready)),
+        available_replicas: Some(crate::int32(available.count())),
+        current_replicas: Some(crate::int32(at(current_rev))),
+        updated_replicas: Some(crate::int32(updated)),
         current_revision: Some(current_rev.to_string()),
         update_revision: Some(update.to_string()),
         collision_count: Some(

@@ -5,9 +5,8 @@
 use super::INDEX;
 use super::policy::{FailureAction, backoff, failure_action};
 use crate::podfacts::{PodFacts, sort_for_deletion};
+use crate::{api_time, chrono_time};
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
-use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -63,18 +62,6 @@ impl Settings {
             on_failure: template.and_then(|t| t.restart_policy.as_deref()) == Some("OnFailure"),
         }
     }
-}
-
-pub fn api_time(t: Time) -> ApiTime {
-    ApiTime(Timestamp::from_second(t.timestamp()).unwrap_or_default())
-}
-
-fn chrono_time(t: &ApiTime) -> Time {
-    chrono::DateTime::from_timestamp(t.0.as_second(), 0).unwrap_or_default()
-}
-
-fn count(n: i64) -> Option<i32> {
-    Some(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 fn condition_true(conditions: &[JobCondition], ty: &str) -> bool {
@@ -401,11 +388,11 @@ pub fn reconcile(job: &Job, pods: &[&Value], now: Time) -> Plan {
         .iter()
         .filter(|p| p.deleting() && matches!(p.phase(), "Pending" | "Running"))
         .count();
-    status.active = count(active_left);
-    status.ready = count(ready as i64);
-    status.terminating = count(terminating as i64);
-    status.succeeded = count(results.succeeded);
-    status.failed = count(results.failed);
+    status.active = Some(crate::int32(active_left));
+    status.ready = Some(crate::int32(ready));
+    status.terminating = Some(crate::int32(terminating));
+    status.succeeded = Some(crate::int32(results.succeeded));
+    status.failed = Some(crate::int32(results.failed));
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
         succeeded: Some(results.uncounted_ok.iter().cloned().collect()),
         failed: Some(results.uncounted_failed.iter().cloned().collect()),
