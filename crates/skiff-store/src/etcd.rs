@@ -43,11 +43,41 @@ fn engine(e: etcd_client::Error) -> Error {
             if matches!(
                 s.code(),
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ) =>
+            ) || connection_lost(s) =>
         {
             Error::Unavailable(format!("etcd: {}", s.message()))
         }
         _ => Error::Engine(format!("etcd: {e}")),
+    }
+}
+
+/// A status tonic made of a broken connection (code Unknown, "transport error", e.g. a
+/// broken pipe when etcd was killed under an open connection): retryable as well.
+fn connection_lost(s: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(s);
+    while let Some(e) = cause {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_other_unknowns_are_not() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let broken = tonic::Status::from_error(Box::new(io));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        let e = engine(etcd_client::Error::GRpcStatus(broken));
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        let other = tonic::Status::unknown("something else");
+        let e = engine(etcd_client::Error::GRpcStatus(other));
+        assert!(matches!(e, Error::Engine(_)), "{e:?}");
     }
 }
 
