@@ -64,23 +64,6 @@ fn connection_lost(s: &tonic::Status) -> bool {
     false
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_broken_connection_is_unavailable_and_other_unknowns_are_not() {
-        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-        let broken = tonic::Status::from_error(Box::new(io));
-        assert_eq!(broken.code(), tonic::Code::Unknown);
-        let e = engine(etcd_client::Error::GRpcStatus(broken));
-        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
-        let other = tonic::Status::unknown("something else");
-        let e = engine(etcd_client::Error::GRpcStatus(other));
-        assert!(matches!(e, Error::Engine(_)), "{e:?}");
-    }
-}
-
 fn kv(k: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         key: String::from_utf8_lossy(k.key()).into_owned(),
@@ -448,4 +431,21 @@ fn resuming_watch(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_other_unknowns_are_not() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let broken = tonic::Status::from_error(Box::new(io));
+        assert_eq!(broken.code(), tonic::Code::Unknown);
+        let e = engine(etcd_client::Error::GRpcStatus(broken));
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        let other = tonic::Status::unknown("something else");
+        let e = engine(etcd_client::Error::GRpcStatus(other));
+        assert!(matches!(e, Error::Engine(_)), "{e:?}");
+    }
 }
