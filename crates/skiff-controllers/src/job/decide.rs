@@ -256,30 +256,19 @@ impl Results {
                     .get(u.as_str())
                     .is_none_or(|p| !p.has_finalizer(super::TRACKING))
         };
-        let done: Vec<String> = self
-            .uncounted_ok
-            .iter()
-            .filter(|u| released(u))
-            .cloned()
-            .collect();
-        for u in done {
-            self.uncounted_ok.remove(&u);
+        let take = |set: &mut BTreeSet<String>| -> BTreeSet<String> {
+            let (done, left) = std::mem::take(set).into_iter().partition(|u| released(u));
+            *set = left;
+            done
+        };
+        for u in take(&mut self.uncounted_ok) {
             self.succeeded += 1;
             let index = by_uid.get(u.as_str()).and_then(|p| index_of(p));
             if let Some(ix) = index.filter(|_| cfg.indexed) {
                 self.completed.insert(ix);
             }
         }
-        let done: Vec<String> = self
-            .uncounted_failed
-            .iter()
-            .filter(|u| released(u))
-            .cloned()
-            .collect();
-        for u in done {
-            self.uncounted_failed.remove(&u);
-            self.failed += 1;
-        }
+        self.failed += take(&mut self.uncounted_failed).len() as i64;
     }
 
     fn total_ok(&self) -> i64 {
